@@ -1,0 +1,222 @@
+"""A small blocking HTTP/1.1 client for the daemon's unix socket.
+
+Written on raw sockets on purpose: ``http.client`` pulls in the email parser and costs ~50 ms
+of CLI start-up, which is part of ``aiorun run``'s latency. Speaks just what our server
+speaks: Content-Length and chunked bodies, and connection upgrade for attach/exec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any, Iterator
+from urllib.parse import quote, urlencode
+
+from aiorun.errors import AiorunError
+
+
+class ApiError(AiorunError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnreachable(AiorunError):
+    pass
+
+
+class HTTPResponse:
+    def __init__(self, sock: socket.socket, status: int, reason: str,
+                 headers: dict[str, str], buf: bytearray) -> None:
+        self.sock = sock
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self._buf = buf
+        self._done = False
+
+    # -- low-level reading ---------------------------------------------------------
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _read_line(self) -> bytes:
+        while True:
+            i = self._buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self._buf[:i])
+                del self._buf[: i + 2]
+                return line
+            if not self._fill():
+                raise ConnectionError("connection closed inside a chunk header")
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if not self._fill():
+                raise ConnectionError("connection closed inside a response body")
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """Yield the body as it arrives."""
+        if self._done:
+            return
+        te = self.headers.get("transfer-encoding", "").lower()
+        if "chunked" in te:
+            while True:
+                size = int(self._read_line().split(b";")[0], 16)
+                if size == 0:
+                    self._read_line()
+                    break
+                data = self._read_exact(size)
+                self._read_exact(2)
+                yield data
+        elif "content-length" in self.headers:
+            n = int(self.headers["content-length"])
+            if n:
+                yield self._read_exact(n)
+        else:  # until close
+            if self._buf:
+                yield bytes(self._buf)
+                self._buf.clear()
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                yield data
+        self._done = True
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_chunks())
+
+    def iter_lines(self) -> Iterator[bytes]:
+        pending = b""
+        for chunk in self.iter_chunks():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line
+        if pending.strip():
+            yield pending
+
+    def json(self) -> Any:
+        body = self.read()
+        return json.loads(body) if body.strip() else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Client:
+    """One request per connection (the daemon's socket is local; connecting costs ~50 µs)."""
+
+    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+        self.socket_path = os.fspath(socket_path)
+
+    def connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            s.close()
+            raise DaemonUnreachable(f"cannot reach the aiorun daemon at {self.socket_path}: {exc}") \
+                from None
+        return s
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None,
+                body: Any = None, headers: dict[str, str] | None = None,
+                upgrade: bool = False, check: bool = True) -> HTTPResponse:
+        """Send a request; ``body`` is bytes, an iterator of bytes (sent chunked) or JSON.
+
+        With ``check`` a status >= 400 raises :class:`ApiError` carrying the daemon's message.
+        """
+        target = quote(path, safe="/:@")
+        if query:
+            q = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
+                     ("1" if v is True else "0" if v is False else v))
+                 for k, v in query.items() if v is not None}
+            if q:
+                target += "?" + urlencode(q, doseq=False)
+        hdrs = {"Host": "aiorun", "User-Agent": "aiorun-cli"}
+        chunks: Iterator[bytes] | None = None
+        if body is None:
+            payload = b""
+        elif isinstance(body, (bytes, bytearray)):
+            payload = bytes(body)
+        elif hasattr(body, "__next__") or hasattr(body, "read"):
+            payload = b""
+            chunks = iter(lambda: body.read(65536), b"") if hasattr(body, "read") else body
+            hdrs["Transfer-Encoding"] = "chunked"
+            hdrs.setdefault("Content-Type", "application/x-tar")
+        else:
+            payload = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if chunks is None:
+            hdrs["Content-Length"] = str(len(payload))
+        if upgrade:
+            hdrs["Connection"] = "Upgrade"
+            hdrs["Upgrade"] = "tcp"
+        hdrs.update(headers or {})
+        head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+        sock = self.connect()
+        sock.sendall(head.encode() + b"\r\n" + payload)
+        if chunks is not None:
+            for c in chunks:
+                if c:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(c), c))
+            sock.sendall(b"0\r\n\r\n")
+        resp = self._read_head(sock)
+        if check and resp.status >= 400:
+            body_bytes = resp.read()
+            resp.close()
+            try:
+                msg = json.loads(body_bytes)["message"]
+            except Exception:
+                msg = body_bytes.decode(errors="replace").strip() or resp.reason
+            raise ApiError(resp.status, msg)
+        return resp
+
+    @staticmethod
+    def _read_head(sock: socket.socket) -> HTTPResponse:
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                raise DaemonUnreachable("the aiorun daemon closed the connection without answering")
+            buf += data
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        _, status, *reason = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        return HTTPResponse(sock, int(status), reason[0] if reason else "", headers, bytearray(rest))
+
+    # -- conveniences ---------------------------------------------------------------
+    def get(self, path: str, **query: Any) -> Any:
+        r = self.request("GET", path, query)
+        try:
+            return r.json()
+        finally:
+            r.close()
+
+    def post(self, path: str, body: Any = None, **query: Any) -> Any:
+        r = self.request("POST", path, query, body)
+        try:
+            return r.json()
+        finally:
+            r.close()
+
+    def delete(self, path: str, **query: Any) -> Any:
+        r = self.request("DELETE", path, query)
+        try:
+            return r.json()
+        finally:
+            r.close()

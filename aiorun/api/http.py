@@ -1,0 +1,134 @@
+"""Sans-IO pieces of the HTTP API: requests, responses and routing.
+
+Route modules under ``aiorun.api.routes`` each define ``router = Router()`` and decorate
+handlers::
+
+    @router.route("POST", "/containers/{id}/start")
+    async def start(req: Request, engine: Engine) -> Response | Any: ...
+
+A handler returns a :class:`Response`, or any JSON-serialisable value (sent as 200 JSON), or
+None (204). Raising :class:`aiorun.errors.AiorunError` gives ``{"message": ...}`` with its
+status. The server strips a ``/v1.NN`` prefix before routing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from aiorun.errors import InvalidArgument
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)   # lower-case names
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)     # from the route pattern
+
+    @classmethod
+    def from_target(cls, method: str, target: str, headers: dict[str, str],
+                    body: bytes = b"") -> "Request":
+        path, _, qs = target.partition("?")
+        return cls(method.upper(), path, parse_qs(qs, keep_blank_values=True), headers, body)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        v = self.query.get(name)
+        return v[-1] if v else default
+
+    def args(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        v = self.arg(name)
+        if v is None:
+            return default
+        return v.lower() in ("1", "true", "yes", "on", "")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        v = self.arg(name)
+        if v is None or v == "":
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            raise InvalidArgument(f"invalid value for query parameter {name!r}: {v!r}") from None
+
+    def json(self) -> Any:
+        if not self.body:
+            return {}
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid JSON body: {exc}") from None
+
+    def json_arg(self, name: str) -> Any:
+        """Docker passes filters etc. as JSON in a query parameter."""
+        v = self.arg(name)
+        if not v:
+            return None
+        try:
+            return json.loads(v)
+        except ValueError:
+            raise InvalidArgument(f"invalid JSON in query parameter {name!r}") from None
+
+
+#: A hijacked connection handler gets the raw byte stream after ``101 UPGRADED`` was sent
+#: (or after a 200 with the raw stream headers, for clients that did not ask to upgrade).
+Hijacker = Callable[[Any], Awaitable[None]]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    #: When set, the body is streamed (chunked) from this iterator.
+    stream: AsyncIterator[bytes] | None = None
+    #: When set, the server hands over the connection (attach / exec start).
+    hijack: Hijacker | None = None
+    content_type: str = "application/json"
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(obj).encode() + b"\n")
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"message": message}, status)
+
+
+Handler = Callable[..., Awaitable[Any]]
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        # {name} matches one path segment; {name:path} may span '/' (image names do).
+        def sub(m: re.Match[str]) -> str:
+            return f"(?P<{m.group(1)}>.+?)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)"
+        compiled = re.compile("^" + _PARAM.sub(sub, pattern) + "$")
+
+        def deco(fn: Handler) -> Handler:
+            self.routes.append((method.upper(), compiled, fn))
+            return fn
+        return deco
+
+    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+        """(handler, params, path_known). path_known without handler means 405."""
+        known = False
+        for m, rx, fn in self.routes:
+            mt = rx.match(path)
+            if mt:
+                known = True
+                if m == method or (method == "HEAD" and m == "GET"):
+                    return fn, mt.groupdict(), True
+        return None, {}, known

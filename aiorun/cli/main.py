@@ -1,0 +1,140 @@
+"""``aiorun`` command line entry point.
+
+A thin client of the daemon's API. Verbs are looked up in ``VERBS`` and their module is
+imported only when used, so the hot verbs (run, exec, ps) stay on a lean import path.
+Each verb function takes ``(ctx, argv)`` and returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# verb -> "module:function" (module relative to aiorun.cli)
+VERBS: dict[str, str] = {
+    # daemon
+    "serve": "daemon:cmd_serve",
+    "info": "system:cmd_info",
+    "version": "system:cmd_version",
+    "system": "system:cmd_system",
+    # images (issue 2)
+    "import": "images:cmd_import",
+    "images": "images:cmd_images",
+    "image": "images:cmd_image",
+    "tag": "images:cmd_tag",
+    "rmi": "images:cmd_rmi",
+    "history": "images:cmd_history",
+    "save": "images:cmd_save",
+    "load": "images:cmd_load",
+    "build": "build:cmd_build",
+    # containers (issue 3)
+    "run": "containers:cmd_run",
+    "create": "containers:cmd_create",
+    "start": "containers:cmd_start",
+    "ps": "containers:cmd_ps",
+    "logs": "containers:cmd_logs",
+    "stop": "containers:cmd_stop",
+    "kill": "containers:cmd_kill",
+    "restart": "containers:cmd_restart",
+    "rm": "containers:cmd_rm",
+    "wait": "containers:cmd_wait",
+    "rename": "containers:cmd_rename",
+    "top": "containers:cmd_top",
+    "inspect": "containers:cmd_inspect",
+    "container": "containers:cmd_container",
+    # networking (issue 4)
+    "network": "network:cmd_network",
+    "port": "network:cmd_port",
+    # exec, commit, volumes (issue 5)
+    "exec": "exec:cmd_exec",
+    "commit": "commit:cmd_commit",
+    "volume": "volume:cmd_volume",
+    # events (issue 6)
+    "events": "events:cmd_events",
+    "subscriber": "events:cmd_subscriber",
+}
+
+USAGE = """usage: aiorun [--root DIR] [--run-root DIR] [-H SOCKET] COMMAND [ARGS...]
+
+A container engine on an async core. Commands:
+  run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec
+  build, import, images, tag, rmi, history, save, load, commit
+  network, port, volume, events, info, version, system, serve
+Run 'aiorun COMMAND --help' for a command's options.
+"""
+
+
+class Context:
+    """Global options, shared by every verb."""
+
+    def __init__(self, root: str | None, run_root: str | None, host: str | None,
+                 debug: bool) -> None:
+        from aiorun.config import Paths
+        self.paths = Paths.from_env(root, run_root)
+        self.host = host
+        self.debug = debug
+
+    @property
+    def socket_path(self) -> str:
+        if self.host:
+            return self.host.removeprefix("unix://")
+        return str(self.paths.socket)
+
+    def client(self, autostart: bool = True):
+        """A client for the daemon, starting ``aiorun serve`` in the background if needed."""
+        from aiorun.cli.autostart import connect
+        return connect(self, autostart=autostart)
+
+
+def parse_globals(argv: list[str]) -> tuple[dict[str, object], list[str]]:
+    opts: dict[str, object] = {"root": None, "run_root": None, "host": None, "debug": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--root", "--run-root", "-H", "--host") and i + 1 < len(argv):
+            key = {"--root": "root", "--run-root": "run_root", "-H": "host", "--host": "host"}[a]
+            opts[key] = argv[i + 1]
+            i += 2
+        elif a.startswith(("--root=", "--run-root=", "--host=")):
+            k, _, v = a.partition("=")
+            opts[k.lstrip("-").replace("-", "_")] = v
+            i += 1
+        elif a in ("-D", "--debug"):
+            opts["debug"] = True
+            i += 1
+        else:
+            break
+    return opts, argv[i:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    opts, rest = parse_globals(argv)
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if rest else 1
+    verb, args = rest[0], rest[1:]
+    target = VERBS.get(verb)
+    if target is None:
+        sys.stderr.write(f"aiorun: '{verb}' is not an aiorun command.\nSee 'aiorun --help'.\n")
+        return 1
+    ctx = Context(opts["root"], opts["run_root"], opts["host"], bool(opts["debug"]))  # type: ignore[arg-type]
+    modname, func = target.split(":")
+    import importlib
+    from aiorun.errors import AiorunError
+    try:
+        mod = importlib.import_module(f"aiorun.cli.{modname}")
+        return int(getattr(mod, func)(ctx, args) or 0)
+    except AiorunError as exc:
+        sys.stderr.write(f"Error response from daemon: {exc.message}\n"
+                         if getattr(exc, "status", 0) else f"aiorun: {exc.message}\n")
+        return 125 if verb in ("run", "create") else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

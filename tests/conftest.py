@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+* ``busybox_tar``: a rootfs tarball made once per run from Debian's busybox-static.
+* ``aiorun_paths``: fresh temporary state and runtime roots (never the user's).
+* ``host_state``: snapshot of the host state aiorun may touch, compared after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aiorun.config import Paths
+from aiorun.testing.images import write_busybox_rootfs_tar
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox.tar")
+
+
+@pytest.fixture
+def aiorun_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    # Short run dir: unix socket paths must stay under 108 bytes.
+    import tempfile
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root=tmp_path / "root", run=run)
+    monkeypatch.setenv("AIORUN_ROOT", str(paths.root))
+    monkeypatch.setenv("AIORUN_RUN", str(paths.run))
+    paths.ensure()
+    yield paths
+    subprocess.run(["rm", "-rf", "--one-file-system", str(run)], check=False)
+
+
+def _snapshot() -> dict[str, set[str]]:
+    def lines(cmd: list[str]) -> set[str]:
+        try:
+            return set(subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines())
+        except FileNotFoundError:
+            return set()
+    mounts = {line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    links = {line.split(":")[1].strip().split("@")[0] for line in lines(["ip", "-o", "link"])}
+    return {
+        "mounts": mounts,
+        "links": links,
+        "nft": {t for t in lines(["nft", "list", "tables"])},
+        "netns": lines(["ip", "netns", "list"]),
+    }
+
+
+@pytest.fixture
+def host_state():
+    """Fails the test if it left mounts, links, nft tables or netns behind."""
+    before = _snapshot()
+    yield before
+    after = _snapshot()
+    leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    assert not leaked, f"test left host state behind: {leaked}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="integration tests need root")
+        for item in items:
+            if "integration" in item.keywords:
+                item.add_marker(skip)
