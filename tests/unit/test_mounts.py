@@ -81,7 +81,7 @@ def test_collect_dedup_and_image_volumes():
     assert [(r.type, r.destination, r.source) for r in reqs] == \
         [("volume", "/data", "vv"), ("tmpfs", "/t", ""), ("volume", "/other", "")]
     with pytest.raises(InvalidArgument, match="duplicate mount point: /x"):
-        collect(["/x", "a:/x"], None)
+        collect(["/x", "ab:/x"], None)
 
 
 def test_sizes_and_tmpfs_flag():
