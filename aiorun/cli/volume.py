@@ -1,0 +1,150 @@
+"""``aiorun volume create|ls|inspect|rm|prune`` — a thin client of the volume API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _kv(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items or ():
+        k, _, v = it.partition("=")
+        if not k:
+            raise SystemExit(f"aiorun: invalid {what} {it!r} (want KEY=VALUE)")
+        out[k] = v
+    return out
+
+
+def _filters(items: list[str] | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for it in items or ():
+        k, eq, v = it.partition("=")
+        if not eq:
+            raise SystemExit(f"aiorun: bad filter {it!r} (want KEY=VALUE)")
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _format(fmt: str, obj: dict[str, Any]) -> str:
+    try:
+        from aiorun.core.templates import render  # the containers helper's Go-template subset
+    except ImportError:
+        render = None
+    if render is not None:
+        return render(fmt, obj)
+    if fmt.strip() == "{{json .}}":
+        return json.dumps(obj)
+    out = fmt
+    for k, v in obj.items():
+        out = out.replace("{{.%s}}" % k, str(v)).replace("{{ .%s }}" % k, str(v))
+    return out
+
+
+def cmd_volume(ctx, argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="aiorun volume", description="Manage volumes")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    c = sub.add_parser("create", help="Create a volume")
+    c.add_argument("name", nargs="?")
+    c.add_argument("--name", dest="name_opt")
+    c.add_argument("-d", "--driver", default="local")
+    c.add_argument("-l", "--label", action="append")
+    c.add_argument("-o", "--opt", action="append")
+    ls = sub.add_parser("ls", aliases=["list"], help="List volumes")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ls.add_argument("-f", "--filter", action="append")
+    ls.add_argument("--format")
+    i = sub.add_parser("inspect", help="Display detailed information on volumes")
+    i.add_argument("names", nargs="+")
+    i.add_argument("-f", "--format")
+    r = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")
+    r.add_argument("-f", "--force", action="store_true")
+    r.add_argument("names", nargs="+")
+    pr = sub.add_parser("prune", help="Remove unused volumes")
+    pr.add_argument("-a", "--all", action="store_true", help="also unused named volumes")
+    pr.add_argument("-f", "--force", action="store_true", help="do not prompt")
+    pr.add_argument("--filter", action="append")
+    args = p.parse_args(argv)
+    if not args.cmd:
+        p.print_help()
+        return 1
+    client = ctx.client()
+
+    if args.cmd == "create":
+        body = {"Name": args.name_opt or args.name or "", "Driver": args.driver,
+                "Labels": _kv(args.label, "label"), "DriverOpts": _kv(args.opt, "option")}
+        vol = client.post("/volumes/create", body)
+        print(vol["Name"])
+        return 0
+    if args.cmd in ("ls", "list"):
+        vols = client.get("/volumes", filters=_filters(args.filter) or None)["Volumes"] or []
+        if args.quiet:
+            for v in vols:
+                print(v["Name"])
+        elif args.format:
+            for v in vols:
+                print(_format(args.format, v))
+        else:
+            rows = [("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in vols]
+            w = max(len(r[0]) for r in rows) + 4
+            for d, n in rows:
+                print(d.ljust(w) + n)
+        return 0
+    if args.cmd == "inspect":
+        from aiorun.api.client import ApiError
+        found: list[dict[str, Any]] = []
+        rc = 0
+        for n in args.names:
+            try:
+                found.append(client.get(f"/volumes/{n}"))
+            except ApiError as exc:
+                sys.stderr.write(f"Error response from daemon: {exc.message}\n")
+                rc = 1
+        if args.format:
+            for v in found:
+                print(_format(args.format, v))
+        else:
+            print(json.dumps(found, indent=4))
+        return rc
+    if args.cmd in ("rm", "remove"):
+        from aiorun.api.client import ApiError
+        rc = 0
+        for n in args.names:
+            try:
+                client.delete(f"/volumes/{n}", force=bool(args.force))
+                print(n)
+            except ApiError as exc:
+                sys.stderr.write(f"Error response from daemon: {exc.message}\n")
+                rc = 1
+        return rc
+    if args.cmd == "prune":
+        if not args.force and sys.stdin.isatty():
+            what = "all volumes not used by at least one container" if args.all else \
+                "all anonymous local volumes not used by at least one container"
+            ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to "
+                        "continue? [y/N] ")
+            if ans.strip().lower() not in ("y", "yes"):
+                return 0
+        filters = _filters(args.filter)
+        if args.all:
+            filters["all"] = ["true"]
+        res = client.post("/volumes/prune", None, filters=filters or None)
+        deleted = res.get("VolumesDeleted") or []
+        if deleted:
+            print("Deleted Volumes:")
+            for n in deleted:
+                print(n)
+            print()
+        print(f"Total reclaimed space: {_human(res.get('SpaceReclaimed') or 0)}")
+        return 0
+    return 1
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.4g}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n:.4g}TB"
