@@ -1,0 +1,218 @@
+"""The container lifecycle as a pure state machine, and Docker's ways of describing it.
+
+Statuses (Docker's ``State.Status`` strings)::
+
+    created ──start──> running ──exit──> exited ──start──> running
+       │                 │  ▲               │
+       │               pause│unpause        └──restart policy──> restarting ──> running
+       │                 ▼  │
+       │               paused
+       └──────────────> removing ──> (gone)          any ──> dead (cleanup failed)
+
+:func:`check_transition` is the single place that says what is legal; the engine calls it
+before every change so an illegal request (start a running container, remove one that is
+running without force) becomes a :class:`~aiorun.errors.Conflict` naming both states.
+
+Times are kept as integer nanoseconds since the epoch (0 = never) and rendered as Docker's
+RFC3339Nano strings (``0001-01-01T00:00:00Z`` for "never").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from aiorun.errors import Conflict
+
+CREATED = "created"
+RUNNING = "running"
+PAUSED = "paused"
+RESTARTING = "restarting"
+REMOVING = "removing"
+EXITED = "exited"
+DEAD = "dead"
+
+STATUSES = (CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD)
+
+#: status -> statuses it may move to.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    CREATED: frozenset({RUNNING, EXITED, REMOVING, DEAD}),   # exited: start failed after spawn
+    RUNNING: frozenset({EXITED, PAUSED, RESTARTING, DEAD}),
+    PAUSED: frozenset({RUNNING, EXITED, DEAD}),
+    RESTARTING: frozenset({RUNNING, EXITED, REMOVING, DEAD}),
+    EXITED: frozenset({RUNNING, RESTARTING, REMOVING, DEAD}),
+    DEAD: frozenset({REMOVING}),
+    REMOVING: frozenset({DEAD}),
+}
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def check_transition(current: str, new: str, what: str = "container") -> None:
+    """Raise Conflict unless ``current -> new`` is a legal lifecycle step."""
+    if new not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(f"cannot move {what} from {current!r} to {new!r}")
+
+
+def can_transition(current: str, new: str) -> bool:
+    return new in TRANSITIONS.get(current, frozenset())
+
+
+def rfc3339(ns: int) -> str:
+    """Docker's RFC3339Nano rendering (trailing zeros of the fraction dropped)."""
+    if not ns:
+        return ZERO_TIME
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    f = f"{frac:09d}".rstrip("0")
+    return f"{base}.{f}Z" if f else f"{base}Z"
+
+
+def parse_rfc3339(s: str) -> int:
+    """Inverse of :func:`rfc3339`; also accepts offsets like ``+00:00``. 0 for the zero time."""
+    if not s or s.startswith("0001-01-01"):
+        return 0
+    s = s.strip()
+    main, frac, tz = s, "", "Z"
+    if s.endswith("Z"):
+        main = s[:-1]
+    elif len(s) > 6 and s[-6] in "+-" and s[-3] == ":":
+        main, tz = s[:-6], s[-6:]
+    if "." in main:
+        main, frac = main.split(".", 1)
+    dt = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    secs = int(dt.timestamp())
+    if tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        hh, mm = int(tz[1:3]), int(tz[4:6])
+        secs -= sign * (hh * 3600 + mm * 60)
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def human_duration(seconds: float) -> str:
+    """go-units ``HumanDuration``: what ``docker ps`` prints in CREATED and STATUS."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds // 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(round(seconds / 3600))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+@dataclass
+class State:
+    """A container's runtime state, persisted as ``state.json``."""
+
+    status: str = CREATED
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    started_at: int = 0          # ns since epoch, 0 = never
+    finished_at: int = 0
+    restart_count: int = 0
+    #: set by an explicit stop/kill from the user: the restart policy must not restart it
+    #: (and ``unless-stopped`` remembers it across daemon restarts).
+    stopped_by_user: bool = False
+
+    # -- transitions ---------------------------------------------------------------
+    def to(self, new: str) -> None:
+        check_transition(self.status, new)
+        self.status = new
+
+    def set_running(self, pid: int, now_ns: int | None = None) -> None:
+        self.to(RUNNING)
+        self.pid = pid
+        self.exit_code = 0
+        self.oom_killed = False
+        self.error = ""
+        self.started_at = now_ns or time.time_ns()
+        self.stopped_by_user = False
+
+    def set_exited(self, exit_code: int, oom_killed: bool = False, error: str = "",
+                   now_ns: int | None = None) -> None:
+        self.to(EXITED)
+        self.pid = 0
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+        self.error = error
+        self.finished_at = now_ns or time.time_ns()
+
+    @property
+    def running(self) -> bool:
+        return self.status in (RUNNING, PAUSED, RESTARTING)
+
+    # -- rendering -----------------------------------------------------------------
+    def to_docker(self) -> dict[str, Any]:
+        """Docker's ``State`` object for inspect."""
+        return {
+            "Status": self.status,
+            "Running": self.status in (RUNNING, PAUSED),
+            "Paused": self.status == PAUSED,
+            "Restarting": self.status == RESTARTING,
+            "OOMKilled": self.oom_killed,
+            "Dead": self.status == DEAD,
+            "Pid": self.pid,
+            "ExitCode": self.exit_code,
+            "Error": self.error,
+            "StartedAt": rfc3339(self.started_at),
+            "FinishedAt": rfc3339(self.finished_at),
+        }
+
+    def describe(self, now_ns: int | None = None) -> str:
+        """``docker ps``'s STATUS column: "Up 3 minutes", "Exited (0) 2 seconds ago"..."""
+        now = now_ns or time.time_ns()
+        if self.status in (RUNNING, PAUSED):
+            up = human_duration((now - self.started_at) / 1e9)
+            return f"Up {up} (Paused)" if self.status == PAUSED else f"Up {up}"
+        if self.status == RESTARTING:
+            ago = human_duration((now - self.finished_at) / 1e9)
+            return f"Restarting ({self.exit_code}) {ago} ago"
+        if self.status == REMOVING:
+            return "Removal In Progress"
+        if self.status == DEAD:
+            return "Dead"
+        if not self.started_at or self.status == CREATED:
+            return "Created"
+        if not self.finished_at:
+            return ""
+        ago = human_duration((now - self.finished_at) / 1e9)
+        return f"Exited ({self.exit_code}) {ago} ago"
+
+    # -- persistence ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "State":
+        names = {f.name for f in fields(cls)}
+        st = cls(**{k: v for k, v in d.items() if k in names})
+        if st.status not in STATUSES:
+            st.status = DEAD
+        return st
+
+
+def created_ago(created_ns: int, now_ns: int | None = None) -> str:
+    """``docker ps``'s CREATED column: "2 minutes ago"."""
+    now = now_ns or time.time_ns()
+    return human_duration((now - created_ns) / 1e9) + " ago"
