@@ -98,7 +98,7 @@ def test_apply_metadata():
     assert cfg["ExposedPorts"] == {"80/tcp": {}, "8000/udp": {}, "8001/udp": {}}
     assert cfg["Labels"] == {"k": "v", "a b": "c"}
     assert cfg["User"] == "nobody"
-    assert cfg["Volumes"] == {"/data": {}, '["/x"]': {}, "/y": {}, "/z": {}}
+    assert cfg["Volumes"] == {"/data": {}, "/y": {}, "/z": {}}
     assert cfg["StopSignal"] == "SIGINT"
     assert cfg["Cmd"] == ["/bin/sh", "-c", "echo $A"]
     assert cfg["Entrypoint"] == ["/bin/sh"]
