@@ -67,3 +67,32 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "integration" in item.keywords:
                 item.add_marker(skip)
+
+
+# --- a real daemon and the real CLI (aiorun.testing.daemon) ------------------------------------
+
+@pytest.fixture
+def daemon(request, aiorun_paths: Paths):
+    """A running ``aiorun serve`` on ``aiorun_paths``; stopped (by PID) afterwards.
+
+    Backend: ``request.param`` when parametrised indirectly
+    (``@pytest.mark.parametrize("daemon", ["asyncio", "trio"], indirect=True)``), else asyncio.
+    """
+    from aiorun.testing.daemon import start_daemon
+    backend = getattr(request, "param", None) or "asyncio"
+    d = start_daemon(aiorun_paths, backend=backend)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def cli(aiorun_paths: Paths):
+    """``cli("ps", "-a")`` runs ``.venv/bin/aiorun`` on ``aiorun_paths`` (a CompletedProcess;
+    keyword arguments as :func:`aiorun.testing.daemon.run_cli`). A daemon the CLI auto-started
+    is stopped afterwards."""
+    from aiorun.testing.daemon import run_cli, stop_autostarted
+
+    def run(*args: str, **kw):
+        return run_cli(aiorun_paths, *args, **kw)
+    yield run
+    stop_autostarted(aiorun_paths)

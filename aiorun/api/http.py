@@ -9,6 +9,32 @@ handlers::
 A handler returns a :class:`Response`, or any JSON-serialisable value (sent as 200 JSON), or
 None (204). Raising :class:`aiorun.errors.AiorunError` gives ``{"message": ...}`` with its
 status. The server strips a ``/v1.NN`` prefix before routing.
+
+Request bodies
+--------------
+Two views of the same body, so large uploads (import, load, build contexts) are never held in
+memory:
+
+* ``req.body`` — the whole body as bytes, filled by the server *before* the handler runs when
+  it is small (at most ``aiorun.api.server.MAX_BUFFERED_BODY``) and is not a tar/binary upload.
+  ``req.json()`` reads it. A JSON body over the limit is refused with 413.
+* ``req.stream`` — an async iterator of byte chunks, always set by the server. For buffered
+  bodies it yields ``req.body`` once; for uploads (``Content-Type`` ``application/x-tar``,
+  ``application/tar``, ``application/octet-stream``, gzip/xz/zstd, or any body larger than the
+  limit) ``req.body`` is ``b""`` and the stream reads from the socket as the handler iterates.
+  ``await req.read_body(limit)`` collects the stream (raising 413 past ``limit``).
+  A stream may be iterated once. Whatever the handler leaves unread is drained (or the
+  connection closed) by the server.
+
+Responses
+---------
+* ``Response(stream=agen)`` — chunked body; headers go out at once, each chunk is flushed as
+  it is produced. If the client hangs up, the iterator is cancelled/closed.
+* ``Response(hijack=coro)`` — the server answers ``101 UPGRADED`` (``Connection: Upgrade``,
+  ``Upgrade: tcp``) when the client asked to upgrade, else ``200`` with ``Content-Type:
+  application/vnd.docker.raw-stream``, then awaits ``coro(stream)`` with the raw
+  ``anyio.abc.ByteStream`` (bytes the server had already read are re-delivered first;
+  ``send_eof()`` half-closes). The connection is closed when the coroutine returns.
 """
 
 from __future__ import annotations
@@ -19,7 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs
 
-from aiorun.errors import InvalidArgument
+from aiorun.errors import AiorunError, InvalidArgument
+
+
+class PayloadTooLarge(AiorunError):
+    status = 413
 
 
 @dataclass
@@ -30,12 +60,25 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)   # lower-case names
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)     # from the route pattern
+    #: The body as an async iterator of chunks (see the module docstring).
+    stream: AsyncIterator[bytes] | None = None
 
     @classmethod
     def from_target(cls, method: str, target: str, headers: dict[str, str],
                     body: bytes = b"") -> "Request":
         path, _, qs = target.partition("?")
         return cls(method.upper(), path, parse_qs(qs, keep_blank_values=True), headers, body)
+
+    async def read_body(self, limit: int | None = None) -> bytes:
+        """The whole body (from ``body`` or by draining ``stream``); 413 past ``limit`` bytes."""
+        if self.stream is None:
+            return self.body
+        buf = bytearray()
+        async for chunk in self.stream:
+            buf += chunk
+            if limit is not None and len(buf) > limit:
+                raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        return bytes(buf)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         v = self.query.get(name)

@@ -1,0 +1,197 @@
+"""System endpoints: ``/_ping``, ``/version``, ``/info`` and aiorun's ``/aiorun/system/reset``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from aiorun import API_VERSION, __version__
+from aiorun.api.http import Request, Response, Router
+
+router = Router()
+
+MIN_API_VERSION = "1.24"
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def ping_headers() -> list[tuple[str, str]]:
+    return [("API-Version", API_VERSION), ("OSType", "linux"), ("Docker-Experimental", "false"),
+            ("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"),
+            ("Builder-Version", "1")]
+
+
+@router.route("GET", "/_ping")
+async def ping(req: Request, engine: Any) -> Response:
+    # HEAD is served by this GET route too; the server leaves the body out.
+    return Response(200, b"OK", ping_headers(), content_type="text/plain; charset=utf-8")
+
+
+def arch() -> str:
+    m = platform.machine()
+    return _GOARCH.get(m, m)
+
+
+def version_info(engine: Any) -> dict[str, Any]:
+    backend = getattr(engine, "backend", "asyncio")
+    details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+               "Arch": arch(), "KernelVersion": platform.release(), "Backend": backend,
+               "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
+               "BuildTime": "", "Experimental": "false"}
+    return {
+        "Platform": {"Name": f"aiorun {__version__}"},
+        "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+        "Version": __version__,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": f"python{platform.python_version()}",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": platform.release(),
+        "BuildTime": "",
+        "Backend": backend,
+    }
+
+
+@router.route("GET", "/version")
+async def version(req: Request, engine: Any) -> dict[str, Any]:
+    return version_info(engine)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+async def _counts(engine: Any) -> dict[str, int]:
+    out = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
+           "ContainersStopped": 0, "Images": 0}
+    containers = getattr(engine, "containers", None)
+    if containers is not None:
+        for c in await _maybe_await(containers.list(True, {})):
+            state = (c.get("State") if isinstance(c, dict) else "") or ""
+            out["Containers"] += 1
+            if state == "running":
+                out["ContainersRunning"] += 1
+            elif state == "paused":
+                out["ContainersPaused"] += 1
+            else:
+                out["ContainersStopped"] += 1
+    images = getattr(engine, "images", None)
+    if images is not None:
+        out["Images"] = len(await _maybe_await(images.list()))
+    return out
+
+
+@router.route("GET", "/info")
+async def info(req: Request, engine: Any) -> dict[str, Any]:
+    storage = getattr(engine, "storage", None)
+    driver_status: list[list[str]] = []
+    if storage is not None:
+        try:
+            driver_status = [[str(k), str(v)] for k, v in storage.status()]
+        except Exception as exc:  # a driver's status must never break `info`
+            driver_status = [["Error", str(exc)]]
+    reason = getattr(engine, "storage_reason", "")
+    paths = getattr(engine, "paths", None)
+    backend = getattr(engine, "backend", "asyncio")
+    managers = [n for n, _ in getattr(engine, "managers", [])]
+    return {
+        "ID": getattr(engine, "id", ""),
+        **(await _counts(engine)),
+        "Driver": getattr(storage, "name", "none") if storage is not None else "none",
+        "DriverStatus": driver_status,
+        "StorageDriverReason": reason,
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
+                    "Authorization": None, "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": bool(
+            getattr(engine, "debug", False)),
+        "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
+        "NGoroutines": 0,
+        "SystemTime": _now_rfc3339(),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version(),
+        "NEventsListener": 0,
+        "KernelVersion": platform.release(),
+        "OperatingSystem": _os_name(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": None,
+                           "AllowNondistributableArtifactsHostnames": None,
+                           "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {},
+                           "Mirrors": None},
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _mem_total(),
+        "GenericResources": None,
+        "DockerRootDir": str(paths.root) if paths is not None else "",
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+        "Name": platform.node(),
+        "Labels": [],
+        "ExperimentalBuild": False,
+        "ServerVersion": __version__,
+        "Runtimes": {"aiorun": {"path": "aiorun-spawner"}},
+        "DefaultRuntime": "aiorun",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": False,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+        "SecurityOptions": [],
+        "Warnings": None,
+        # aiorun's own
+        "Backend": backend,
+        "Python": sys.version.split()[0],
+        "Managers": managers,
+    }
+
+
+def _now_rfc3339() -> str:
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@router.route("POST", "/aiorun/system/reset")
+async def reset(req: Request, engine: Any) -> dict[str, Any]:
+    """Stop every container and remove all state, through each manager's ``reset()``."""
+    fn = getattr(engine, "reset", None)
+    done = await fn() if fn is not None else []
+    events = getattr(engine, "events", None)
+    if events is not None:
+        events.emit("daemon", "reset", getattr(engine, "id", ""), {"managers": ",".join(done)})
+    return {"Reset": done}

@@ -1,0 +1,122 @@
+"""Connect the CLI to the daemon, starting ``aiorun serve`` in the background when needed.
+
+On the hot path (daemon already running) this costs one ``connect(2)`` on the socket: the
+daemon creates its socket only once its managers are up, so a socket that accepts is a daemon
+that answers. Nothing heavy (anyio, h11, subprocess) is imported unless a daemon must be
+started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+from aiorun.api.client import Client, DaemonUnreachable
+
+#: How long to wait for an auto-started daemon to answer ``/_ping``.
+START_TIMEOUT = 10.0
+
+
+def _accepts(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _pings(client: Client) -> bool:
+    try:
+        r = client.request("GET", "/_ping", check=False)
+        try:
+            return r.status == 200 and r.read().strip() == b"OK"
+        finally:
+            r.close()
+    except (OSError, DaemonUnreachable):
+        return False
+
+
+def log_tail(path: os.PathLike[str] | str, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no daemon log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _pid_alive(pidfile: os.PathLike[str] | str) -> bool:
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip() or 0)
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def daemon_command(ctx) -> list[str]:
+    """The argv that starts a daemon for ``ctx``'s roots (also used by the test helpers)."""
+    cmd = [sys.executable, "-m", "aiorun.cli.main", "--root", str(ctx.paths.root),
+           "--run-root", str(ctx.paths.run)]
+    if ctx.debug:
+        cmd.append("--debug")
+    return cmd + ["serve"]
+
+
+def start_daemon_process(ctx):
+    """Start ``aiorun serve`` fully detached (new session, output appended to daemon.log)."""
+    import subprocess
+    paths = ctx.paths
+    paths.root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["AIORUN_ROOT"], env["AIORUN_RUN"] = str(paths.root), str(paths.run)
+    with open(paths.daemon_log, "ab") as logf:
+        return subprocess.Popen(daemon_command(ctx), stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=logf, start_new_session=True, close_fds=True, env=env,
+                                cwd="/")
+
+
+def connect(ctx, autostart: bool = True) -> Client:
+    """A :class:`Client` for ``ctx``'s daemon; start one if none answers and ``autostart``.
+
+    An explicit ``-H`` socket is never auto-started (it may belong to another engine).
+    Raises :class:`DaemonUnreachable` quoting the end of ``daemon.log`` when a started daemon
+    does not answer within ``START_TIMEOUT`` seconds.
+    """
+    path = ctx.socket_path
+    client = Client(path)
+    if _accepts(path):
+        return client
+    if not autostart or ctx.host:
+        raise DaemonUnreachable(f"cannot reach the aiorun daemon at {path}"
+                                + ("" if ctx.host else " (is `aiorun serve` running?)"))
+    proc = start_daemon_process(ctx)
+    deadline = time.monotonic() + START_TIMEOUT
+    delay = 0.01
+    while time.monotonic() < deadline:
+        if _accepts(path) and _pings(client):
+            return client
+        if proc.poll() is not None and not _pid_alive(ctx.paths.pidfile):
+            # It exited and no other daemon (say, one started by a concurrent CLI) holds the
+            # lock: it failed.
+            if _accepts(path) and _pings(client):
+                return client
+            raise DaemonUnreachable(
+                f"the aiorun daemon failed to start (exit status {proc.returncode}); "
+                f"end of {ctx.paths.daemon_log}:\n{log_tail(ctx.paths.daemon_log)}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+    raise DaemonUnreachable(
+        f"the aiorun daemon (pid {proc.pid}) did not answer on {path} within "
+        f"{START_TIMEOUT:.0f} s; end of {ctx.paths.daemon_log}:\n"
+        f"{log_tail(ctx.paths.daemon_log)}")

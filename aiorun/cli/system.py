@@ -1,0 +1,164 @@
+"""``aiorun info``, ``aiorun version`` and ``aiorun system info|reset``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from typing import Any
+
+
+def _want_json(argv: list[str], verb: str) -> bool:
+    """``-f/--format json`` (or '{{json .}}') prints the raw JSON; other options are refused."""
+    i = 0
+    fmt = None
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-f", "--format") and i + 1 < len(argv):
+            fmt = argv[i + 1]
+            i += 2
+        elif a.startswith("--format="):
+            fmt = a.split("=", 1)[1]
+            i += 1
+        else:
+            from aiorun.errors import InvalidArgument
+            raise InvalidArgument(f"unknown option for {verb}: {a!r}")
+    if fmt is None:
+        return False
+    if fmt.strip() in ("json", "{{json .}}"):
+        return True
+    from aiorun.errors import InvalidArgument
+    raise InvalidArgument(f"unsupported format {fmt!r}: only 'json' is supported")
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.4g}{unit}"
+        n /= 1024
+    return f"{n}B"
+
+
+def render_info(d: dict[str, Any]) -> str:
+    lines = [
+        "Server:",
+        f" Containers: {d.get('Containers', 0)}",
+        f"  Running: {d.get('ContainersRunning', 0)}",
+        f"  Paused: {d.get('ContainersPaused', 0)}",
+        f"  Stopped: {d.get('ContainersStopped', 0)}",
+        f" Images: {d.get('Images', 0)}",
+        f" Server Version: {d.get('ServerVersion', '')}",
+        f" Storage Driver: {d.get('Driver', '')}",
+    ]
+    if d.get("StorageDriverReason"):
+        lines.append(f"  Selected: {d['StorageDriverReason']}")
+    for k, v in d.get("DriverStatus") or []:
+        lines.append(f"  {k}: {v}")
+    lines += [
+        f" Logging Driver: {d.get('LoggingDriver', '')}",
+        f" Cgroup Driver: {d.get('CgroupDriver', '')}",
+        f" Cgroup Version: {d.get('CgroupVersion', '')}",
+        f" Async Backend: {d.get('Backend', '')}",
+        f" Kernel Version: {d.get('KernelVersion', '')}",
+        f" Operating System: {d.get('OperatingSystem', '')}",
+        f" OSType: {d.get('OSType', '')}",
+        f" Architecture: {d.get('Architecture', '')}",
+        f" CPUs: {d.get('NCPU', 0)}",
+        f" Total Memory: {format_size(d.get('MemTotal', 0))}",
+        f" Name: {d.get('Name', '')}",
+        f" ID: {d.get('ID', '')}",
+        f" Docker Root Dir: {d.get('DockerRootDir', '')}",
+        f" Debug Mode: {str(bool(d.get('Debug'))).lower()}",
+    ]
+    if d.get("Managers") is not None:
+        lines.append(f" Managers: {', '.join(d['Managers']) or '(none)'}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_info(ctx, argv: list[str]) -> int:
+    as_json = _want_json(argv, "info")
+    d = ctx.client().get("/info")
+    sys.stdout.write(json.dumps(d) + "\n" if as_json else render_info(d))
+    return 0
+
+
+def client_version() -> dict[str, Any]:
+    from aiorun import API_VERSION, __version__
+    m = platform.machine()
+    return {"Version": __version__, "ApiVersion": API_VERSION,
+            "Python": platform.python_version(), "Os": "linux",
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)}
+
+
+def cmd_version(ctx, argv: list[str]) -> int:
+    as_json = _want_json(argv, "version")
+    client = client_version()
+    from aiorun.errors import AiorunError
+    server: dict[str, Any] | None = None
+    error = None
+    try:
+        server = ctx.client().get("/version")
+    except AiorunError as exc:
+        error = exc.message
+    if as_json:
+        sys.stdout.write(json.dumps({"Client": client, "Server": server}) + "\n")
+    else:
+        out = ["Client:", f" Version:           {client['Version']}",
+               f" API version:       {client['ApiVersion']}",
+               f" Python version:    {client['Python']}",
+               f" OS/Arch:           {client['Os']}/{client['Arch']}"]
+        if server is not None:
+            out += ["", "Server:", " Engine:",
+                    f"  Version:          {server.get('Version', '')}",
+                    f"  API version:      {server.get('ApiVersion', '')} "
+                    f"(minimum version {server.get('MinAPIVersion', '')})",
+                    f"  Backend:          {server.get('Backend', '')}",
+                    f"  OS/Arch:          {server.get('Os', '')}/{server.get('Arch', '')}",
+                    f"  Kernel:           {server.get('KernelVersion', '')}"]
+        sys.stdout.write("\n".join(out) + "\n")
+    if error is not None:
+        sys.stderr.write(f"aiorun: {error}\n")
+        return 1
+    return 0
+
+
+SYSTEM_USAGE = """usage: aiorun system COMMAND
+
+Commands:
+  info            show system-wide information (same as `aiorun info`)
+  reset [-f]      stop every container and remove all aiorun state (containers, images,
+                  volumes, networks) through the daemon
+"""
+
+
+def cmd_system(ctx, argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(SYSTEM_USAGE)
+        return 0 if argv else 1
+    sub, rest = argv[0], argv[1:]
+    if sub == "info":
+        return cmd_info(ctx, rest)
+    if sub == "reset":
+        force = False
+        for a in rest:
+            if a in ("-f", "--force"):
+                force = True
+            else:
+                sys.stderr.write(f"aiorun system reset: unknown option {a!r}\n")
+                return 1
+        if not force:
+            if not sys.stdin.isatty():
+                sys.stderr.write("aiorun system reset: refusing without -f (stdin is not a "
+                                 "terminal to confirm)\n")
+                return 1
+            sys.stdout.write("WARNING! This stops every container and removes all aiorun "
+                             "state.\nAre you sure you want to continue? [y/N] ")
+            sys.stdout.flush()
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                return 1
+        d = ctx.client().post("/aiorun/system/reset")
+        done = (d or {}).get("Reset") or []
+        sys.stdout.write(f"Reset: {', '.join(done) if done else 'nothing to reset'}\n")
+        return 0
+    sys.stderr.write(f"aiorun system: unknown command {sub!r}\n{SYSTEM_USAGE}")
+    return 1

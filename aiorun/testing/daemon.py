@@ -1,0 +1,193 @@
+"""Start a real ``aiorun serve`` for tests and benches, and run the real CLI against it.
+
+::
+
+    d = start_daemon(paths, backend="trio")
+    try:
+        out = run_cli(paths, "info")
+    finally:
+        d.stop()
+
+Everything is a subprocess on the given :class:`aiorun.config.Paths` (never the user's state);
+daemons are stopped by PID only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiorun.api.client import Client
+from aiorun.config import Paths
+
+START_TIMEOUT = 15.0
+
+
+def _env(paths: Paths, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["AIORUN_ROOT"], env["AIORUN_RUN"] = str(paths.root), str(paths.run)
+    env.pop("AIORUN_SOCKET", None)
+    env.update(extra_env or {})
+    return env
+
+
+def aiorun_executable() -> str:
+    """The ``aiorun`` entry point next to this interpreter (``.venv/bin/aiorun``)."""
+    exe = Path(sys.executable).with_name("aiorun")
+    if not exe.exists():
+        raise FileNotFoundError(f"{exe} not found: install aiorun into this environment "
+                                "(`.venv/bin/pip install -e .`)")
+    return str(exe)
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+class DaemonProcess:
+    """A daemon started by :func:`start_daemon`."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], paths: Paths, socket: Path) -> None:
+        self.proc = proc
+        self.paths = paths
+        self.socket = socket
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self) -> Client:
+        return Client(self.socket)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return _tail(self.paths.daemon_log, 200)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM by PID, wait; SIGKILL if it does not exit within ``timeout``. Exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+    def kill9(self) -> int:
+        """Simulate a crash: SIGKILL, no clean-up (sockets and pidfile stay)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
+    def __enter__(self) -> "DaemonProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _pings(socket: Path) -> bool:
+    try:
+        r = Client(socket).request("GET", "/_ping", check=False)
+        try:
+            return r.status == 200
+        finally:
+            r.close()
+    except Exception:
+        return False
+
+
+def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | None = None,
+                 extra_env: dict[str, str] | None = None, debug: bool = True,
+                 timeout: float = START_TIMEOUT) -> DaemonProcess:
+    """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``."""
+    paths.ensure()
+    env = _env(paths, extra_env)
+    socket = Path(env["AIORUN_SOCKET"]) if env.get("AIORUN_SOCKET") else paths.run / "aiorun.sock"
+    cmd = [sys.executable, "-m", "aiorun.cli.main", "--root", str(paths.root),
+           "--run-root", str(paths.run), "serve", "--backend", backend]
+    if storage_driver:
+        cmd += ["--storage-driver", storage_driver]
+    if debug:
+        cmd.append("--debug")
+    with open(paths.daemon_log, "ab") as logf:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=logf, start_new_session=True)
+    d = DaemonProcess(proc, paths, socket)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"aiorun serve exited with status {proc.returncode}:\n"
+                               f"{_tail(paths.daemon_log)}")
+        if socket.exists() and _pings(socket):
+            return d
+        time.sleep(0.02)
+    d.stop()
+    raise RuntimeError(f"aiorun serve did not answer within {timeout} s:\n"
+                       f"{_tail(paths.daemon_log)}")
+
+
+def run_cli(paths: Paths, *args: str, input: str | bytes | None = None, timeout: float = 60,
+            extra_env: dict[str, str] | None = None, text: bool | None = None,
+            check: bool = False) -> subprocess.CompletedProcess[Any]:
+    """Run ``.venv/bin/aiorun ARGS`` with AIORUN_ROOT/AIORUN_RUN set to ``paths``.
+
+    Output is text unless ``input`` is bytes or ``text=False``.
+    """
+    if text is None:
+        text = not isinstance(input, bytes)
+    return subprocess.run([aiorun_executable(), *args], input=input, capture_output=True,
+                          text=text, timeout=timeout, env=_env(paths, extra_env), check=check)
+
+
+def stop_autostarted(paths: Paths, timeout: float = 20.0) -> bool:
+    """Stop a daemon the CLI auto-started on ``paths`` (SIGTERM by the pidfile's PID, SIGKILL
+    after ``timeout``). True if one was running."""
+    try:
+        pid = int(paths.pidfile.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or not _is_aiorun(pid, paths):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _exists(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def _is_aiorun(pid: int, paths: Paths) -> bool:
+    """Guard against a recycled PID: the process must be an aiorun daemon on these roots."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv and str(paths.run).encode() in argv

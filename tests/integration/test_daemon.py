@@ -1,0 +1,196 @@
+"""The daemon as a process: start/stop under both backends, the system endpoints, errors,
+autostart from the CLI, the pidfile lock, and real Docker clients against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from aiorun import API_VERSION
+from aiorun.api.client import ApiError
+from aiorun.testing.daemon import run_cli, start_daemon, stop_autostarted
+
+pytestmark = pytest.mark.integration
+
+BACKENDS = ["asyncio", "trio"]
+
+
+def raw(sock_path, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes or the timeout."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(str(sock_path))
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("daemon", BACKENDS, indirect=True)
+def test_system_endpoints(daemon, host_state):
+    c = daemon.client()
+    r = c.request("GET", "/_ping")
+    assert r.read() == b"OK"
+    assert r.headers["api-version"] == API_VERSION and r.headers["ostype"] == "linux"
+    r.close()
+    r = c.request("HEAD", "/v1.41/_ping")
+    assert r.status == 200 and r.headers["api-version"] == API_VERSION
+    r.close()
+    v = c.get("/v1.45/version")
+    assert v["ApiVersion"] == API_VERSION and v["MinAPIVersion"] == "1.24"
+    assert v["Backend"] == daemon.proc.args[daemon.proc.args.index("--backend") + 1]
+    info = c.get("/info")
+    for key in ("ID", "Containers", "ContainersRunning", "Images", "Driver", "DriverStatus",
+                "CgroupDriver", "CgroupVersion", "KernelVersion", "NCPU", "MemTotal",
+                "DockerRootDir", "ServerVersion", "Backend"):
+        assert key in info, key
+    assert info["DockerRootDir"] == str(daemon.paths.root)
+    assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
+
+
+def test_errors_are_json(daemon):
+    c = daemon.client()
+    with pytest.raises(ApiError) as e:
+        c.get("/v1.45/no/such/thing")
+    assert e.value.status == 404 and "/no/such/thing" in e.value.message
+    with pytest.raises(ApiError) as e:
+        c.post("/_ping")
+    assert e.value.status == 405
+    r = c.request("GET", "/nope", check=False)
+    assert r.headers["content-type"] == "application/json" and "message" in r.json()
+    r.close()
+
+
+def test_keep_alive_and_bad_requests(daemon):
+    out = raw(daemon.socket, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+                             b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200 OK") == 2 and b'"ApiVersion"' in out
+    out = raw(daemon.socket, b"NONSENSE\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400")
+    # A JSON body over the limit is refused without reading it all.
+    from aiorun.api.server import MAX_BUFFERED_BODY
+    out = raw(daemon.socket, b"POST /aiorun/system/reset HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n{" % (MAX_BUFFERED_BODY + 10))
+    assert out.startswith(b"HTTP/1.1 413")
+
+
+def test_slow_client_does_not_block_others(daemon):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(daemon.socket))
+    try:
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHo")  # and never finishes
+        t0 = time.monotonic()
+        assert daemon.client().get("/version")["ApiVersion"] == API_VERSION
+        assert time.monotonic() - t0 < 2
+    finally:
+        s.close()
+
+
+def test_sigterm_with_open_connection_cleans_up(aiorun_paths, host_state):
+    d = start_daemon(aiorun_paths, backend="trio")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(d.socket))  # an idle keep-alive connection must not delay the shutdown
+    try:
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 4
+    finally:
+        s.close()
+    assert not d.socket.exists() and not aiorun_paths.pidfile.exists()
+    assert not aiorun_paths.bus_socket.exists()
+
+
+def test_second_daemon_refused(daemon):
+    r = run_cli(daemon.paths, "serve")
+    assert r.returncode != 0
+    assert "already running" in r.stderr and str(daemon.pid) in r.stderr
+    assert daemon.alive()
+    assert daemon.client().request("GET", "/_ping").read() == b"OK"
+
+
+def test_autostart_from_cli(aiorun_paths, cli):
+    assert not aiorun_paths.socket.exists()
+    r = cli("info")
+    assert r.returncode == 0, r.stderr
+    assert "Server Version" in r.stdout and str(aiorun_paths.root) in r.stdout
+    pid = int(aiorun_paths.pidfile.read_text())
+    # The daemon is detached: its own session, not the CLI's.
+    assert os.getsid(pid) == pid
+    r = cli("version", "--format", "json")
+    assert json.loads(r.stdout)["Server"]["ApiVersion"] == API_VERSION
+    assert stop_autostarted(aiorun_paths)
+    for _ in range(100):
+        if not aiorun_paths.socket.exists():
+            break
+        time.sleep(0.05)
+    assert not aiorun_paths.socket.exists() and not aiorun_paths.pidfile.exists()
+
+
+def test_autostart_failure_quotes_the_log(aiorun_paths, cli):
+    # A daemon that cannot start: its run root is a file where a directory should be.
+    shutil.rmtree(aiorun_paths.run)
+    aiorun_paths.run.write_text("not a directory")
+    try:
+        r = cli("info", timeout=30)
+        assert r.returncode != 0
+        assert "failed to start" in r.stderr and "daemon.log" in r.stderr, r.stderr
+        assert "Error" in r.stderr  # the quoted end of the log names the exception
+    finally:
+        aiorun_paths.run.unlink()
+        aiorun_paths.run.mkdir()
+
+
+def test_system_reset_requires_force(daemon, cli):
+    r = cli("system", "reset", input="")
+    assert r.returncode == 1 and "-f" in r.stderr
+    r = cli("system", "reset", "-f")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Reset:")
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="docker CLI not installed")
+def test_docker_cli_version_and_info(daemon):
+    host = f"unix://{daemon.socket}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    r = subprocess.run(["docker", "-H", host, "version", "--format", "{{json .}}"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    v = json.loads(r.stdout)
+    assert v["Server"]["ApiVersion"] == API_VERSION
+    assert v["Client"]["ApiVersion"] == API_VERSION  # negotiated down via /_ping
+    r = subprocess.run(["docker", "-H", host, "info", "--format", "{{json .}}"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["DockerRootDir"] == str(daemon.paths.root)
+    r = subprocess.run(["docker", "-H", host, "info"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert r.returncode == 0 and "Server Version: " in r.stdout, r.stderr
+
+
+def test_docker_py(daemon):
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{daemon.socket}", version="auto")
+    try:
+        assert client.version()["ApiVersion"] == API_VERSION
+        assert client.ping() is True
+        assert client.info()["DockerRootDir"] == str(daemon.paths.root)
+    finally:
+        client.close()
