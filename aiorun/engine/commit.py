@@ -1,0 +1,214 @@
+"""``commit``: a container's read-write layer becomes a new image layer.
+
+The new image = the container's image layers (shared, never copied) + one new layer made from
+``storage.diff`` (OCI whiteouts for deleted files and opaque dirs), with the container's config
+plus ``--change`` instructions, and one more history entry.
+
+Decisions (documented here because they are visible to users):
+
+* A commit always adds a layer, as Docker does: committing an unchanged container gives a layer
+  holding an empty tar (its history entry has no ``empty_layer``).
+* The init files (/etc/hosts, /etc/hostname, /etc/resolv.conf) are bind mounts, so their writes
+  never reach the rw layer; the diff is still filtered so a driver that lists them (e.g. the
+  copy driver comparing against the image) can never leak them into an image. Volume contents
+  are mounts inside the container's namespace and never appear in the rw layer; the empty
+  mount-point directory the runtime created does, and is committed.
+* ``pause``: a running container is frozen during the diff when the containers manager or the
+  runtime offers ``pause``/``unpause`` (freezer cgroup); otherwise the commit proceeds unpaused.
+* The diff is streamed to a temporary file under ``<root>/tmp`` and from there into
+  ``images.add_layer``: memory use does not grow with the layer's size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import secrets
+import tarfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import anyio
+import anyio.to_thread
+
+from aiorun.errors import InvalidArgument
+from aiorun.images.build.dockerfile import apply_metadata, parse_changes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.engine.daemon import Engine
+
+log = logging.getLogger(__name__)
+
+#: Paths (in tar form) that belong to the init layer and are never committed.
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+#: The image-config keys an image keeps from a container's Config.
+IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir",
+                     "Labels", "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped")
+
+
+async def maybe_await(v: Any) -> Any:
+    """Call sites of other areas' APIs accept both sync and async implementations."""
+    if inspect.isawaitable(v):
+        return await v
+    return v
+
+
+def now_rfc3339nano() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        f".{ns % 1_000_000_000:09d}Z"
+
+
+def _excluded(name: str) -> bool:
+    n = name.removeprefix("./").lstrip("/").rstrip("/")
+    for f in INIT_FILES:
+        d, _, base = f.rpartition("/")
+        if n == f or n == f"{d}/.wh.{base}":
+            return True
+    return False
+
+
+def filter_diff(src: Path, dst: Path) -> int:
+    """Copy tar ``src`` to ``dst`` without the init files; return the number of members kept."""
+    kept = 0
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        with tarfile.open(fileobj=fi, mode="r|") as tin, \
+                tarfile.open(fileobj=fo, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+            for m in tin:
+                if _excluded(m.name):
+                    continue
+                kept += 1
+                if m.isreg():
+                    tout.addfile(m, tin.extractfile(m))
+                else:
+                    tout.addfile(m)
+    return kept
+
+
+def image_config_from_container(base_cfg: dict[str, Any], ccfg: dict[str, Any]) -> dict[str, Any]:
+    """The new image's ``config``: the container's config, falling back to the image's."""
+    out: dict[str, Any] = {}
+    for k in IMAGE_CONFIG_KEYS:
+        v = ccfg.get(k) if k in ccfg else None
+        if v in (None, "", [], {}):
+            v = base_cfg.get(k)
+        if v not in (None, "", [], {}):
+            out[k] = v
+    return out
+
+
+def merge_override(cfg: dict[str, Any], override: dict[str, Any] | None) -> None:
+    """Apply the API body's config (Docker's ``POST /commit`` body) over ``cfg``."""
+    for k, v in (override or {}).items():
+        if k in IMAGE_CONFIG_KEYS and v not in (None, "", [], {}):
+            cfg[k] = v
+
+
+def _container_attr(c: Any, name: str, default: Any = None) -> Any:
+    if isinstance(c, dict):
+        return c.get(name, default)
+    return getattr(c, name, default)
+
+
+async def _pause(engine: "Engine", cid: str) -> Any:
+    """Freeze the container; returns an undo coroutine function or None when not possible."""
+    cm = engine.containers
+    for obj, p, u in ((cm, "pause", "unpause"), (engine.runtime, "pause", "resume"),
+                      (engine.runtime, "pause", "unpause")):
+        if obj is not None and hasattr(obj, p) and hasattr(obj, u):
+            try:
+                await maybe_await(getattr(obj, p)(cid))
+            except Exception as exc:  # paused already, or no freezer: commit anyway
+                log.info("commit: could not pause %s (%s); committing unpaused", cid[:12], exc)
+                return None
+            return lambda: maybe_await(getattr(obj, u)(cid))
+    return None
+
+
+async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: str | None = None,
+                 message: str = "", author: str = "", changes: Iterable[str] = (),
+                 pause: bool = True, config: dict[str, Any] | None = None) -> str:
+    """Commit container ``ref``; return the new image id (``sha256:<hex>``)."""
+    if engine.containers is None or engine.images is None or engine.storage is None:
+        raise InvalidArgument("commit needs the containers, images and storage managers")
+    instructions = parse_changes(list(changes))    # bad --change: fail before any work
+    tags: list[str] = []
+    if repo:
+        from aiorun.images.reference import join
+        tags.append(join(repo, tag or None))    # docker.io/library/x -> x:latest
+    elif tag:
+        raise InvalidArgument("a tag needs a repository name (commit CONTAINER REPO[:TAG])")
+
+    c = await maybe_await(engine.containers.get(ref))
+    cid = _container_attr(c, "id")
+    ccfg = dict(_container_attr(c, "config") or {})
+    image = await maybe_await(engine.images.resolve(_container_attr(c, "image_id")))
+    base = image.config if not isinstance(image, dict) else image["config"]
+    base_cfg = dict(base.get("config") or {})
+
+    new_cfg = image_config_from_container(base_cfg, ccfg)
+    merge_override(new_cfg, config)
+    for ins in instructions:
+        apply_metadata(new_cfg, ins)
+
+    tmpdir = engine.paths.tmp
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    raw = tmpdir / f"commit-{secrets.token_hex(6)}.tar"
+    filtered = raw.with_suffix(".filtered.tar")
+    running = bool((_container_attr(c, "state") or {}).get("Running")) \
+        if isinstance(_container_attr(c, "state"), dict) else \
+        bool(getattr(_container_attr(c, "state"), "running", False))
+    undo = await _pause(engine, cid) if (pause and running) else None
+    try:
+        try:
+            def _diff() -> None:
+                with open(raw, "wb") as f:
+                    engine.storage.diff(cid, f)
+            await anyio.to_thread.run_sync(_diff)
+        finally:
+            if undo is not None:
+                with anyio.CancelScope(shield=True):
+                    await undo()
+        await anyio.to_thread.run_sync(filter_diff, raw, filtered)
+        raw.unlink(missing_ok=True)
+        with open(filtered, "rb") as f:
+            diff_id = await maybe_await(engine.images.add_layer(f))
+    finally:
+        raw.unlink(missing_ok=True)
+        filtered.unlink(missing_ok=True)
+    diff_id = diff_id if str(diff_id).startswith("sha256:") else f"sha256:{diff_id}"
+
+    created = now_rfc3339nano()
+    argv = list(ccfg.get("Entrypoint") or base_cfg.get("Entrypoint") or []) + \
+        list(ccfg.get("Cmd") or base_cfg.get("Cmd") or [])
+    entry: dict[str, Any] = {"created": created, "created_by": " ".join(argv)}
+    if author:
+        entry["author"] = author
+    if message:
+        entry["comment"] = message
+    new_image: dict[str, Any] = {
+        "architecture": base.get("architecture") or "amd64",
+        "os": base.get("os") or "linux",
+        "created": created,
+        "config": new_cfg,
+        "container": cid,
+        "rootfs": {"type": "layers",
+                   "diff_ids": list((base.get("rootfs") or {}).get("diff_ids") or []) + [diff_id]},
+        "history": list(base.get("history") or []) + [entry],
+    }
+    if author:
+        new_image["author"] = author
+    if message:
+        new_image["comment"] = message
+    img = await maybe_await(engine.images.create_image(new_image, tags))
+    image_id = img.id if not isinstance(img, (str, dict)) else (img if isinstance(img, str)
+                                                                   else img["id"])
+    events = getattr(engine, "events", None)
+    if events is not None:
+        events.emit("container", "commit", cid, {
+            "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
+            "name": str(_container_attr(c, "name") or "").lstrip("/"),
+            "image": _container_attr(c, "image_id")})
+    return image_id
