@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import aclosing
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -277,17 +278,17 @@ class EventBus:
                 self.journal.close()
 
 
-async def stream(bus: EventBus, flt: EventFilter | None = None, *,
-                 from_seq: int | None = None, since_ns: int | None = None,
-                 until_ns: int | None = None, until_seq: int | None = None,
-                 buffer: int = DEFAULT_BUFFER, replay_batch: int = 2048
-                 ) -> AsyncIterator[Event | Lost | ReplayDone | End]:
-    """Replay (when ``from_seq``/``since_ns`` is given) then follow live events.
+async def stream_batches(bus: EventBus, flt: EventFilter | None = None, *,
+                         from_seq: int | None = None, since_ns: int | None = None,
+                         until_ns: int | None = None, until_seq: int | None = None,
+                         buffer: int = DEFAULT_BUFFER, replay_batch: int = 2048
+                         ) -> AsyncIterator[list[Event | Lost | ReplayDone | End]]:
+    """Replay (when ``from_seq``/``since_ns`` is given) then follow live events, in batches.
 
-    Yields matching events and ``Lost`` markers in seq order, exactly one ``ReplayDone``
-    between replay and live, and a final ``End`` when ``until_ns``/``until_seq`` is reached
-    (without an ``until`` it runs until cancelled). The subscription is made before the
-    replay starts, so nothing falls between the two.
+    Yields non-empty lists of matching events and ``Lost`` markers in seq order, exactly one
+    ``ReplayDone`` between replay and live, and a final ``End`` when ``until_ns``/``until_seq``
+    is reached (without an ``until`` it runs until cancelled or the bus closes). The
+    subscription is made before the replay starts, so nothing falls between the two.
     """
     flt = flt or EventFilter()
     sub = bus.subscribe(flt, buffer)
@@ -300,38 +301,50 @@ async def stream(bus: EventBus, flt: EventFilter | None = None, *,
                 chunk = await anyio.to_thread.run_sync(lambda: list(islice(it, replay_batch)))
                 if not chunk:
                     break
-                for item in chunk:
-                    if isinstance(item, Lost) or flt.match(item):
-                        yield item
-        yield ReplayDone(start)
+                out = [x for x in chunk if isinstance(x, Lost) or flt.match(x)]
+                if out:
+                    yield out
         if (until_seq is not None and until_seq <= start) or \
                 (until_ns is not None and until_ns <= time.time_ns()):
-            yield End(start)
+            yield [ReplayDone(start), End(start)]
             return
+        yield [ReplayDone(start)]
         last = start
         while True:
             timeout = None if until_ns is None else max(0.0, (until_ns - time.time_ns()) / 1e9)
             batch = await sub.next_batch(timeout=timeout)
+            out: list[Event | Lost | ReplayDone | End] = []
             for item in batch:
                 seq = item.seq if isinstance(item, Event) else item.first_seq
                 if (until_seq is not None and seq > until_seq) or \
                         (until_ns is not None and isinstance(item, Event)
                          and item.time_ns > until_ns):
-                    yield End(last)
+                    yield out + [End(last)]
                     return
                 last = item.seq if isinstance(item, Event) else item.last_seq
-                yield item
+                out.append(item)
                 if until_seq is not None and last >= until_seq:
-                    yield End(last)
+                    yield out + [End(last)]
                     return
-            if sub.closed and not batch:
-                return
             if until_ns is not None and time.time_ns() >= until_ns:
-                yield End(last)
+                yield out + [End(last)]
+                return
+            if out:
+                yield out
+            elif sub.closed:
                 return
     finally:
         bus.unsubscribe(sub)
 
 
+async def stream(bus: EventBus, flt: EventFilter | None = None, **kw: object
+                 ) -> AsyncIterator[Event | Lost | ReplayDone | End]:
+    """:func:`stream_batches`, one item at a time."""
+    async with aclosing(stream_batches(bus, flt, **kw)) as batches:  # type: ignore[arg-type]
+        async for batch in batches:
+            for item in batch:
+                yield item
+
+
 __all__ = ["EventBus", "Subscription", "EventFilter", "Lost", "ReplayDone", "End", "stream",
-           "DEFAULT_BUFFER"]
+           "stream_batches", "DEFAULT_BUFFER"]
