@@ -25,6 +25,8 @@ Contract
   ``remove_container``.
 * ``diff`` writes a tar of the read-write layer only, with OCI whiteouts for deleted files
   and opaque directories. It works whether or not the container is mounted.
+* Everything half-made is cleaned by ``cleanup()`` (called at daemon start); ``layers()``
+  lists complete layers so the image store can free orphans.
 * Drivers are synchronous and may block; the engine calls them from a worker thread.
 """
 
@@ -63,6 +65,11 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def layer_size(self, layer_id: str) -> int: ...
+
+    def layers(self) -> list[str]:
+        """Ids of the complete layers this driver holds (the image store removes the ones no
+        image references after a crash). Optional: the default lists none."""
+        return []
 
     # --- containers -------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,0 +1,526 @@
+"""Layer tarballs: decompression sniffing, safe extraction, diff writing.
+
+Shared by the image store and every storage driver, so that all of them apply one policy.
+
+Decompression
+    :func:`open_decompressed` sniffs plain tar, gzip, bzip2, xz and zstd by magic bytes.
+    Anything else is rejected with :class:`InvalidArgument` ("unknown compression").
+    Truncated or corrupt streams raise :class:`InvalidArgument` when read.
+
+Extraction policy (:func:`extract_tar`)
+    * Entry names are cleaned: a leading ``/`` or ``./`` is stripped (as Docker does: layer
+      paths are relative to the layer root, so ``/etc/passwd`` means ``etc/passwd``); any
+      ``..`` component is rejected.
+    * Nothing is ever written through a symlink: every parent directory is opened with
+      ``O_NOFOLLOW`` relative to the layer root's file descriptor, so a symlink (to anywhere,
+      inside or outside the layer) that a later entry tries to write through is rejected.
+      No ``chdir`` is used (the daemon is threaded).
+    * Hard links must name an entry already extracted in the same layer (cleaned the same
+      way); links to directories or to missing/escaping targets are rejected.
+    * Character and block devices are rejected (a layer has no business carrying device
+      nodes; OCI whiteouts are ``.wh.`` files, never devices). FIFOs are allowed.
+    * setuid/setgid bits are stripped; owners come from the tar's numeric uid/gid.
+    * Only ``user.*`` and ``security.capability`` xattrs are applied: a layer must never set
+      ``trusted.overlay.*`` and forge overlay whiteouts.
+    * OCI whiteouts (``.wh.NAME`` and ``.wh..wh..opq``) are handed to the driver's callbacks.
+    * The stream must end with the tar end-of-archive marker: a tar cut at a block boundary
+      is reported as truncated, not silently accepted.
+    On any error the caller removes its (temporary) layer directory: this module only
+    guarantees that nothing lands outside it.
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from aiorun.errors import InvalidArgument
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+#: aufs keeps its own bookkeeping under these names; they are never part of a layer.
+AUFS_META = (".wh..wh.plnk", ".wh..wh.aufs", ".wh..wh.orph")
+
+_CHUNK = 1 << 20
+
+# --------------------------------------------------------------------------------------
+# decompression
+
+
+class _ErrorMapping(io.RawIOBase):
+    """Wraps a decompressor so that format errors become :class:`InvalidArgument`."""
+
+    def __init__(self, inner: BinaryIO, kind: str) -> None:
+        self.inner = inner
+        self.kind = kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        try:
+            data = self.inner.read(len(b))
+        except EOFError as exc:
+            raise InvalidArgument(f"truncated {self.kind} stream: {exc}") from None
+        except (OSError, lzma.LZMAError, ValueError) as exc:
+            raise InvalidArgument(f"corrupt {self.kind} stream: {exc}") from None
+        except Exception as exc:  # zstandard.ZstdError and friends
+            raise InvalidArgument(f"corrupt {self.kind} stream: {exc}") from None
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+class _Peekable(io.RawIOBase):
+    """A reader that puts back the bytes sniffed from its head."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = head
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _read_fully(f: BinaryIO, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        d = f.read(n - len(buf))
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def sniff(head: bytes) -> str:
+    """Return "gzip", "bzip2", "xz", "zstd", "tar" or "unknown" for a stream's first bytes."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bzip2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if len(head) >= 512 and (head[257:262] == b"ustar" or _tar_checksum_ok(head[:512])):
+        return "tar"
+    if len(head) >= 512 and head[:512] == b"\0" * 512:
+        return "tar"  # an empty archive
+    return "unknown"
+
+
+def _tar_checksum_ok(block: bytes) -> bool:
+    try:
+        stored = int(block[148:156].replace(b"\0", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    calc = sum(block[:148]) + 8 * 32 + sum(block[156:512])
+    return stored == calc
+
+
+def open_decompressed(stream: BinaryIO) -> tuple[BinaryIO, str]:
+    """Return ``(reader of the uncompressed tar, compression name)``."""
+    head = _read_fully(stream, 512)
+    if not head:
+        raise InvalidArgument("empty archive: expected a tar stream (plain, gzip, bzip2, xz or zstd)")
+    kind = sniff(head)
+    src = io.BufferedReader(_Peekable(head, stream), _CHUNK)
+    if kind == "tar":
+        return src, kind  # type: ignore[return-value]
+    if kind == "gzip":
+        inner: BinaryIO = gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[assignment]
+    elif kind == "bzip2":
+        inner = bz2.BZ2File(src, "rb")  # type: ignore[assignment]
+    elif kind == "xz":
+        inner = lzma.LZMAFile(src, "rb")  # type: ignore[assignment]
+    elif kind == "zstd":
+        import zstandard
+        inner = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+    else:
+        raise InvalidArgument(
+            "unknown compression or not a tar archive (expected plain tar, gzip, bzip2, xz "
+            f"or zstd; the stream starts with {head[:8].hex()})")
+    return io.BufferedReader(_ErrorMapping(inner, kind), _CHUNK), kind  # type: ignore[return-value]
+
+
+class HashingReader(io.RawIOBase):
+    """Counts and sha256-hashes what is read through it (the layer's diff_id)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.sha.update(data)
+        self.count += n
+        return n
+
+    def hexdigest(self) -> str:
+        return self.sha.hexdigest()
+
+
+def spool(stream: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    """Decompress ``stream`` into ``out``; return ``(sha256 hex, size)`` of the tar bytes."""
+    src, _ = open_decompressed(stream)
+    sha = hashlib.sha256()
+    n = 0
+    while True:
+        data = src.read(_CHUNK)
+        if not data:
+            break
+        sha.update(data)
+        out.write(data)
+        n += len(data)
+    return sha.hexdigest(), n
+
+
+# --------------------------------------------------------------------------------------
+# names
+
+
+def clean_name(name: str) -> str:
+    """Layer-relative path for a tar entry name ('' is the layer root).
+
+    Leading '/' and './' are stripped; '..' anywhere is rejected.
+    """
+    parts = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            raise InvalidArgument(f"layer entry {name!r} escapes the layer (contains '..')")
+        parts.append(p)
+    return "/".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# extraction
+
+WhiteoutFn = Callable[[int, str], None]   # (parent dir fd, name whited out)
+OpaqueFn = Callable[[int], None]          # (dir fd)
+
+_XATTR_OK = ("user.", "security.capability")
+
+
+class _Walker:
+    """Opens directories under a root fd without ever following a symlink."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.cache: dict[str, int] = {}
+
+    def open_dir(self, rel: str, create: bool, what: str) -> int:
+        if rel == "":
+            return self.root_fd
+        fd = self.cache.get(rel)
+        if fd is not None:
+            return fd
+        parent, _, base = rel.rpartition("/")
+        pfd = self.open_dir(parent, create, what)
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(base, flags, dir_fd=pfd)
+        except FileNotFoundError:
+            if not create:
+                raise InvalidArgument(f"layer entry {what!r}: {rel!r} does not exist") from None
+            os.mkdir(base, 0o755, dir_fd=pfd)
+            fd = os.open(base, flags, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InvalidArgument(
+                    f"layer entry {what!r} would be written through {rel!r}, which is a "
+                    "symlink or not a directory") from None
+            raise
+        self.cache[rel] = fd
+        return fd
+
+    def forget(self, rel: str) -> None:
+        """Drop cached fds at or under ``rel`` (it is being replaced)."""
+        for k in [k for k in self.cache if k == rel or k.startswith(rel + "/")]:
+            os.close(self.cache.pop(k))
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+
+
+def _remove_at(pfd: int, name: str) -> None:
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=pfd)
+    else:
+        os.unlink(name, dir_fd=pfd)
+
+
+class _CountingReader(io.RawIOBase):
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Stream a tar's members; corrupt or truncated archives raise InvalidArgument."""
+    counter = _CountingReader(fileobj)
+    try:
+        tar = tarfile.open(fileobj=io.BufferedReader(counter, _CHUNK), mode="r|",
+                           errorlevel=2)
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"not a valid tar archive: {exc}") from None
+    seen = 0
+    try:
+        while True:
+            try:
+                m = tar.next()
+            except tarfile.TarError as exc:
+                raise InvalidArgument(f"corrupt or truncated tar archive: {exc}") from None
+            if m is None:
+                break
+            seen += 1
+            yield tar, m
+        # tarfile treats a bare EOF like the end-of-archive marker; we do not.
+        if seen and counter.count <= tar.offset:
+            raise InvalidArgument("truncated tar archive: it ends without the end-of-archive "
+                                  "marker")
+    finally:
+        tar.close()
+    # drain (padding after the marker counts toward the digest the caller may be computing)
+    while fileobj.read(_CHUNK):
+        pass
+
+
+def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
+                whiteout: WhiteoutFn, opaque: OpaqueFn) -> int:
+    """Extract an uncompressed layer tar into the existing directory ``dest``.
+
+    Returns the number of content bytes written. See the module docstring for the policy.
+    """
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    walker = _Walker(root_fd)
+    dir_times: list[tuple[str, int]] = []
+    size = 0
+    try:
+        for tar, m in iter_members(fileobj):
+            rel = clean_name(m.name)
+            if rel == "":
+                if m.isdir():  # the layer root itself: take its mode/owner
+                    os.chmod(root_fd, m.mode & 0o1777)
+                    os.chown(root_fd, m.uid, m.gid)
+                continue
+            parent, _, base = rel.rpartition("/")
+            if base in AUFS_META:
+                continue
+            pfd = walker.open_dir(parent, True, m.name)
+            if base.startswith(WHITEOUT_PREFIX):
+                if base == OPAQUE:
+                    opaque(pfd)
+                else:
+                    target = base[len(WHITEOUT_PREFIX):]
+                    if target in ("", ".", ".."):
+                        raise InvalidArgument(f"layer entry {m.name!r} is a malformed whiteout")
+                    walker.forget(f"{parent}/{target}" if parent else target)
+                    whiteout(pfd, target)
+                continue
+            size += _extract_one(tar, m, rel, pfd, base, walker, dir_times)
+        # Directory mtimes last: adding children changed them. Re-walk without creating,
+        # and never through symlinks (a later entry may have replaced a directory).
+        for rel, mtime in reversed(dir_times):
+            try:
+                fd = walker.open_dir(rel, False, rel)
+                os.utime(fd, ns=(mtime, mtime))
+            except (InvalidArgument, OSError):
+                pass
+    finally:
+        walker.close()
+        os.close(root_fd)
+    return size
+
+
+def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, pfd: int, base: str,
+                 walker: _Walker, dir_times: list[tuple[str, int]]) -> int:
+    mode = m.mode & 0o1777          # strip setuid/setgid
+    mtime_ns = int(m.mtime) * 1_000_000_000
+    try:
+        existing = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    if m.isdir():
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            _remove_at(pfd, base)
+            existing = None
+        if existing is None:
+            os.mkdir(base, 0o700, dir_fd=pfd)
+        fd = walker.open_dir(rel, False, m.name)
+        os.chown(fd, m.uid, m.gid)
+        os.chmod(fd, mode)
+        _xattrs(fd, m)
+        dir_times.append((rel, mtime_ns))
+        return 0
+    if m.ischr() or m.isblk():
+        raise InvalidArgument(f"layer entry {m.name!r} is a device node "
+                              f"({m.devmajor},{m.devminor}); layers may not carry device nodes")
+    if not (m.isreg() or m.issym() or m.islnk() or m.isfifo()):
+        raise InvalidArgument(f"layer entry {m.name!r} has an unsupported type {m.type!r}")
+    if existing is not None:
+        walker.forget(rel)
+        _remove_at(pfd, base)
+    written = 0
+    if m.isreg():
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            src = tar.extractfile(m)
+            if src is not None:
+                while True:
+                    try:
+                        data = src.read(_CHUNK)
+                    except tarfile.TarError as exc:
+                        raise InvalidArgument(f"truncated tar archive inside {m.name!r}: {exc}") \
+                            from None
+                    if not data:
+                        break
+                    _write_all(fd, data)
+                    written += len(data)
+            if written != m.size:
+                raise InvalidArgument(f"truncated tar archive inside {m.name!r}")
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, mode)
+            _xattrs(fd, m)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+        return written
+    if m.issym():
+        os.symlink(m.linkname, base, dir_fd=pfd)
+    elif m.islnk():
+        trel = clean_name(m.linkname)
+        if trel == "":
+            raise InvalidArgument(f"layer entry {m.name!r} is a hard link to the layer root")
+        tparent, _, tbase = trel.rpartition("/")
+        tpfd = walker.open_dir(tparent, False, m.name)
+        try:
+            tst = os.stat(tbase, dir_fd=tpfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise InvalidArgument(f"layer entry {m.name!r} is a hard link to {m.linkname!r}, "
+                                  "which is not in this layer") from None
+        if stat.S_ISDIR(tst.st_mode):
+            raise InvalidArgument(f"layer entry {m.name!r} is a hard link to a directory")
+        os.link(tbase, base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+        return 0
+    else:  # fifo
+        os.mkfifo(base, mode, dir_fd=pfd)
+    os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+    if not m.issym():
+        os.chmod(base, mode, dir_fd=pfd)
+    os.utime(base, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+    return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _xattrs(fd: int, m: tarfile.TarInfo) -> None:
+    for k, v in (m.pax_headers or {}).items():
+        if not k.startswith("SCHILY.xattr."):
+            continue
+        name = k[len("SCHILY.xattr."):]
+        if not name.startswith(_XATTR_OK):
+            continue
+        try:
+            os.setxattr(fd, name, v.encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass  # the backing filesystem may not support it; not fatal
+
+
+# --------------------------------------------------------------------------------------
+# writing diffs
+
+
+class DiffWriter:
+    """Writes a layer diff tar (PAX, numeric owners) from host files and whiteouts."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+
+    def add(self, host_path: str, arcname: str) -> None:
+        ti = self.tar.gettarinfo(host_path, arcname)
+        ti.uname = ti.gname = ""
+        ti.mode &= 0o7777
+        if ti.isreg():
+            with open(host_path, "rb") as f:
+                self.tar.addfile(ti, f)
+        else:
+            self.tar.addfile(ti)
+
+    def add_whiteout(self, arcname: str) -> None:
+        parent, _, base = arcname.rpartition("/")
+        self._marker(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base)
+
+    def add_opaque(self, dir_arcname: str) -> None:
+        self._marker(f"{dir_arcname}/{OPAQUE}" if dir_arcname else OPAQUE)
+
+    def _marker(self, name: str) -> None:
+        ti = tarfile.TarInfo(name)
+        ti.mode = 0
+        ti.mtime = 0
+        self.tar.addfile(ti)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def walk_sorted(root: str) -> Iterable[tuple[str, os.DirEntry[str]]]:
+    """Depth-first, sorted ``(relative path, entry)`` under ``root``; symlinks not followed."""
+    def rec(d: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            rel = f"{prefix}{e.name}"
+            yield rel, e
+            if e.is_dir(follow_symlinks=False):
+                yield from rec(e.path, rel + "/")
+    return rec(root, "")

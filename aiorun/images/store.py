@@ -1,0 +1,561 @@
+"""The image store: content-addressed configs, shared layers, tags.
+
+Layout under ``<root>/images``::
+
+    configs/sha256/<hex>     image configs, exact bytes (the image id is their sha256)
+    layers/<diffid>.tar      each layer's uncompressed tar, exactly as added (``save`` needs
+                             the bytes whose digest is the diff_id); the storage driver holds
+                             the unpacked copy under the same id
+    layers/<diffid>.json     {"size": content bytes}
+    repositories.json        {"Repositories": {repo: {"repo:tag": "sha256:<id>"}}}
+    pending/<hex>            an image being created: removed at start() if it got no tag
+
+Invariants
+    * A layer is referenced iff some image config lists its diff_id; there is no separate
+      refcount to drift. Layers nobody references are removed by ``remove`` and by ``start``
+      (orphans of a crash). Layers added by ``add_layer`` are pinned in memory until
+      ``create_image`` uses them (or the daemon restarts), so a concurrent ``rmi`` cannot
+      free a layer a commit/build is about to use.
+    * Every file is written to a temporary name, fsynced and renamed: a crash leaves either the
+      old or the new state, plus temp files that ``start`` removes.
+
+Concurrency: mutations hold one ``anyio.Lock``; blocking work runs in worker threads.
+``resolve`` and ``list`` are in-memory and synchronous; their results are also awaitable,
+so ``await store.resolve(x)`` works too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable
+
+import anyio
+import anyio.to_thread
+
+from aiorun.config import Paths
+from aiorun.drivers.storage import StorageDriver
+from aiorun.errors import Conflict, InvalidArgument, NotFound
+from aiorun.images import layers as L
+from aiorun.images import oci
+from aiorun.images import reference as R
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"
+SPOOL_PREFIX = "aiorun-layer-"
+
+
+@dataclass
+class Image:
+    """An image as the engine sees it (see docs/contracts.md)."""
+
+    id: str                         # "sha256:<hex>"
+    config: dict[str, Any]
+    repo_tags: list[str]
+    created: str
+    size: int
+    layers: list[str]               # diff_id hex, bottom first
+    repo_digests: list[str] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def hex(self) -> str:
+        return self.id.removeprefix("sha256:")
+
+    def __await__(self):  # ``await store.resolve(x)`` works as well as the plain call
+        if False:
+            yield
+        return self
+
+
+class _AwaitableList(list):
+    def __await__(self):
+        if False:
+            yield
+        return self
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write temp + fsync + rename + fsync dir."""
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class ImageStore:
+    def __init__(self, paths: Paths, storage: StorageDriver, events: Any) -> None:
+        self.paths = paths
+        self.storage = storage
+        self.events = events
+        self.root = paths.images
+        self.configs_dir = self.root / "configs" / "sha256"
+        self.layers_dir = self.root / "layers"
+        self.pending_dir = self.root / "pending"
+        self.repos_file = self.root / "repositories.json"
+        #: set by the engine: True when a container uses the image id ("sha256:<hex>")
+        self.in_use: Callable[[str], bool] = lambda image_id: False
+        self._images: dict[str, Image] = {}
+        self._raw: dict[str, bytes] = {}
+        self._tags: dict[str, str] = {}            # "repo:tag" -> image id
+        self._sizes: dict[str, int] = {}           # layer hex -> size
+        self._pins: dict[str, int] = {}            # layer hex -> pin count
+        self._lock = anyio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self._start_sync)
+
+    async def stop(self) -> None:
+        return None
+
+    def _start_sync(self) -> None:
+        for d in (self.configs_dir, self.layers_dir, self.pending_dir, self.paths.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage.cleanup()
+        except Exception:
+            log.exception("storage cleanup failed")
+        # temp files from a crash mid-write / mid-import
+        for d in (self.root, self.configs_dir, self.layers_dir):
+            for e in os.scandir(d):
+                if TMP_MARK in e.name:
+                    _rm(Path(e.path))
+        for e in os.scandir(self.paths.tmp):
+            if e.name.startswith(SPOOL_PREFIX):
+                _rm(Path(e.path))
+        # configs
+        for e in os.scandir(self.configs_dir):
+            raw = Path(e.path).read_bytes()
+            if oci.sha256_hex(raw) != e.name:
+                log.warning("image config %s is corrupt; removing it", e.name)
+                os.unlink(e.path)
+                continue
+            try:
+                cfg = oci.validate_config(json.loads(raw))
+            except (ValueError, InvalidArgument) as exc:
+                log.warning("image config %s is invalid (%s); removing it", e.name, exc)
+                os.unlink(e.path)
+                continue
+            self._raw["sha256:" + e.name] = raw
+            self._images["sha256:" + e.name] = self._make_image("sha256:" + e.name, cfg)
+        # tags
+        try:
+            repos = json.loads(self.repos_file.read_text()).get("Repositories", {})
+        except FileNotFoundError:
+            repos = {}
+        for tags in repos.values():
+            for name, iid in tags.items():
+                if iid in self._images:
+                    self._tags[name] = iid
+        # an image whose creation did not finish (no tag written): remove it
+        for e in os.scandir(self.pending_dir):
+            iid = "sha256:" + e.name
+            if iid in self._images and not self._tags_of(iid):
+                self._forget_image(iid)
+            os.unlink(e.path)
+        self._refresh_tags()
+        self._save_repos()
+        # layers: remove orphans, re-apply referenced layers the driver lacks
+        referenced = self._referenced()
+        on_disk = {p.name[:-4] for p in self.layers_dir.glob("*.tar")}
+        in_driver = set(_driver_layers(self.storage))
+        for hex_ in (on_disk | in_driver) - referenced:
+            log.info("removing orphan layer %s", hex_)
+            self._drop_layer(hex_)
+        for hex_ in referenced:
+            tar = self.layers_dir / f"{hex_}.tar"
+            if not self.storage.has_layer(hex_) and tar.exists():
+                with open(tar, "rb") as f:
+                    self.storage.apply_layer(hex_, f)
+        for iid, img in self._images.items():
+            img.size = self._image_size(img.layers)
+
+    # ------------------------------------------------------------------ queries
+    def resolve(self, ref_or_id: str) -> Image:
+        """An image by ``name[:tag]``, full id, or unique id prefix (NotFound otherwise)."""
+        ref = (ref_or_id or "").strip()
+        if not ref:
+            raise NotFound("no such image: ''")
+        if ref in self._images:
+            return self._images[ref]
+        try:
+            r = R.parse(ref)
+        except InvalidArgument:
+            r = None
+        if r is not None and r.tag is not None:
+            iid = self._tags.get(r.name_tag)
+            if iid is not None:
+                return self._images[iid]
+        prefix = ref.removeprefix("sha256:")
+        if prefix and all(c in "0123456789abcdef" for c in prefix):
+            hits = [i for i in self._images if i[7:].startswith(prefix)]
+            if len(hits) == 1:
+                return self._images[hits[0]]
+            if len(hits) > 1:
+                raise InvalidArgument(f"image id prefix {prefix!r} is ambiguous "
+                                      f"({len(hits)} images match)")
+        raise NotFound(f"No such image: {ref}")
+
+    def list(self) -> list[Image]:
+        """All images, newest first (Docker's order)."""
+        imgs = sorted(self._images.values(), key=lambda i: oci.parse_time(i.created), reverse=True)
+        return _AwaitableList(imgs)
+
+    def config_bytes(self, image_id: str) -> bytes:
+        return self._raw[image_id]
+
+    def layer_tar(self, diff_id: str) -> Path:
+        """The stored uncompressed tar of a layer (its sha256 is the diff_id)."""
+        p = self.layers_dir / f"{diff_id.removeprefix('sha256:')}.tar"
+        if not p.exists():
+            raise NotFound(f"layer {diff_id} has no stored tar")
+        return p
+
+    def layer_size(self, diff_id: str) -> int:
+        return self._sizes.get(diff_id.removeprefix("sha256:"), 0)
+
+    # ------------------------------------------------------------------ layers
+    async def add_layer(self, tar_stream: bytes | BinaryIO | os.PathLike[str] | str) -> str:
+        """Store an uncompressed (or compressed: it is sniffed) layer tar; return its diff_id
+        hex. Atomic and deduplicated by digest. The layer stays pinned until
+        ``create_image`` lists it."""
+        hex_, size = await anyio.to_thread.run_sync(self._add_layer_sync, tar_stream)
+        self._sizes[hex_] = size
+        self._pins[hex_] = self._pins.get(hex_, 0) + 1
+        return hex_
+
+    def release_layer(self, diff_id: str) -> None:
+        """Unpin a layer added with ``add_layer`` that will not be used after all."""
+        h = diff_id.removeprefix("sha256:")
+        n = self._pins.get(h, 0) - 1
+        if n <= 0:
+            self._pins.pop(h, None)
+        else:
+            self._pins[h] = n
+
+    def _add_layer_sync(self, src: bytes | BinaryIO | os.PathLike[str] | str) -> tuple[str, int]:
+        import io
+        self.paths.tmp.mkdir(parents=True, exist_ok=True)
+        spool = self.paths.tmp / f"{SPOOL_PREFIX}{secrets.token_hex(8)}"
+        close = None
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            stream: BinaryIO = io.BytesIO(bytes(src))
+        elif isinstance(src, (str, os.PathLike)):
+            stream = close = open(src, "rb")
+        else:
+            stream = src
+        try:
+            with open(spool, "w+b") as f:
+                hex_, _ = L.spool(stream, f)
+                final = self.layers_dir / f"{hex_}.tar"
+                size_file = self.layers_dir / f"{hex_}.json"
+                if self.storage.has_layer(hex_):
+                    size = self.storage.layer_size(hex_)
+                else:
+                    f.seek(0)
+                    size = self.storage.apply_layer(hex_, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if not final.exists():
+                os.rename(spool, final)
+            if not size_file.exists():
+                write_atomic(size_file, json.dumps({"size": size}).encode())
+            return hex_, size
+        finally:
+            spool.unlink(missing_ok=True)
+            if close is not None:
+                close.close()
+
+    # ------------------------------------------------------------------ images
+    async def create_image(self, config: dict[str, Any], tags: Iterable[str] = ()) -> Image:
+        """Store ``config`` (rootfs.diff_ids + history set by the caller) and tag it.
+
+        Every layer must have been added. Atomic; emits no event (the caller does)."""
+        oci.validate_config(config)
+        raw = oci.canonical_json(config)
+        return await self._register(raw, config, list(tags))
+
+    async def _register(self, raw: bytes, config: dict[str, Any], tags: list[str]) -> Image:
+        names = [R.parse(t).name_tag for t in tags]
+        iid = oci.digest(raw)
+        hexes = oci.diff_ids_hex(config)
+        async with self._lock:
+            missing = [h for h in hexes if not (self.layers_dir / f"{h}.tar").exists()]
+            if missing:
+                raise NotFound(f"image config lists layer sha256:{missing[0]} that is not in "
+                               "the store (add it with add_layer first)")
+            await anyio.to_thread.run_sync(self._write_image_sync, iid, raw, bool(names))
+            self._raw[iid] = raw
+            self._images[iid] = self._make_image(iid, config)
+            for n in names:
+                self._tags[n] = iid
+            self._refresh_tags()
+            await anyio.to_thread.run_sync(self._save_repos)
+            (self.pending_dir / iid[7:]).unlink(missing_ok=True)
+            for h in hexes:
+                self.release_layer(h)
+            return self._images[iid]
+
+    def _write_image_sync(self, iid: str, raw: bytes, will_tag: bool) -> None:
+        path = self.configs_dir / iid[7:]
+        if will_tag and not path.exists():
+            # until the tags are written this image is "being created": start() drops it
+            write_atomic(self.pending_dir / iid[7:], b"")
+        if not path.exists():
+            write_atomic(path, raw)
+
+    async def tag(self, ref: str, new_ref: str, *, emit: bool = True) -> str:
+        """Tag the image ``ref`` resolves to as ``new_ref``; return the normalised tag."""
+        name = R.parse(new_ref).name_tag
+        async with self._lock:
+            img = self.resolve(ref)
+            self._tags[name] = img.id
+            self._refresh_tags()
+            await anyio.to_thread.run_sync(self._save_repos)
+        if emit:
+            self._emit("tag", img.id, name=name)
+        return name
+
+    async def remove(self, ref: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """Docker's ``rmi``: untag, and delete the image when no tag is left.
+
+        Refuses (Conflict) an image a container uses unless ``force``; with ``force`` such
+        an image is only untagged (its layers stay for the container). Layers no image
+        references any more are freed. Returns Docker's ``[{"Untagged"|"Deleted": ...}]``.
+        """
+        async with self._lock:
+            img = self.resolve(ref)
+            out: list[dict[str, str]] = []
+            by_name = False
+            try:
+                r = R.parse(ref)
+                by_name = r.tag is not None and self._tags.get(r.name_tag) == img.id
+                name = r.name_tag
+            except InvalidArgument:
+                name = ""
+            tags = self._tags_of(img.id)
+            used = self.in_use(img.id)
+            if by_name and len(tags) > 1:
+                del self._tags[name]
+                out.append({"Untagged": name})
+            elif by_name:
+                if used and not force:
+                    raise Conflict(f'conflict: unable to remove repository reference "{ref}" '
+                                   f"(must force) - container is using its referenced image "
+                                   f"{img.short_id}")
+                del self._tags[name]
+                out.append({"Untagged": name})
+                if not used:
+                    out += await self._delete(img)
+            else:
+                if len(tags) > 1 and not force:
+                    raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) "
+                                   "- image is referenced in multiple repositories")
+                if used and not force:
+                    raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) "
+                                   "- image is being used by a container")
+                for t in tags:
+                    del self._tags[t]
+                    out.append({"Untagged": t})
+                if not used:
+                    out += await self._delete(img)
+            self._refresh_tags()
+            await anyio.to_thread.run_sync(self._save_repos)
+        for entry in out:
+            if "Untagged" in entry:
+                self._emit("untag", img.id, name=entry["Untagged"])
+            elif entry["Deleted"] == img.id:
+                self._emit("delete", img.id, name=ref)
+        return out
+
+    async def _delete(self, img: Image) -> list[dict[str, str]]:
+        self._forget_image(img.id, unlink=False)
+        await anyio.to_thread.run_sync(lambda: (self.configs_dir / img.hex).unlink(missing_ok=True))
+        out = [{"Deleted": img.id}]
+        referenced = self._referenced()
+        for h in dict.fromkeys(img.layers):
+            if h not in referenced:
+                await anyio.to_thread.run_sync(self._drop_layer, h)
+                out.append({"Deleted": f"sha256:{h}"})
+        return out
+
+    async def prune(self, all_images: bool = False) -> dict[str, Any]:
+        """Remove dangling images (or, with ``all_images``, every unused image)."""
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        for img in list(self._images.values()):
+            if self.in_use(img.id) or (not all_images and img.repo_tags):
+                continue
+            reclaimed += img.size
+            try:
+                deleted += await self.remove(img.id, force=True)
+            except (NotFound, Conflict):
+                continue
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    async def import_tar(self, stream: bytes | BinaryIO | os.PathLike[str] | str,
+                         tags: Iterable[str] = (), changes: Iterable[str] = (),
+                         message: str = "", source: str = "-") -> Image:
+        """``docker import``: a rootfs tarball (any supported compression) as a one-layer image."""
+        tags = [R.parse(t).name_tag for t in tags]   # bad names fail before any work
+        hex_ = await self.add_layer(stream)
+        try:
+            hist = {"created": oci.now_rfc3339(), "created_by": "",
+                    "comment": message or f"Imported from {source}"}
+            cfg = oci.new_config([hex_], [hist], oci.apply_changes({}, list(changes)),
+                                 created=hist["created"])
+            if message:
+                cfg["comment"] = message
+            img = await self.create_image(cfg, tags)
+        except BaseException:
+            self.release_layer(hex_)
+            await self.gc_layers([hex_])
+            raise
+        self._emit("import", img.id, name=tags[0] if tags else img.id)
+        return img
+
+    async def gc_layers(self, candidates: Iterable[str]) -> None:
+        """Free the given layers if no image references them and nobody pinned them."""
+        async with self._lock:
+            referenced = self._referenced()
+            for h in candidates:
+                h = h.removeprefix("sha256:")
+                if h not in referenced:
+                    await anyio.to_thread.run_sync(self._drop_layer, h)
+
+    # ------------------------------------------------------------------ history/inspect
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """Docker's ``GET /images/{name}/history`` (newest first)."""
+        img = self.resolve(ref)
+        hist = img.config.get("history") or []
+        layers = list(img.layers)
+        rows = []
+        li = 0
+        for h in hist:
+            empty = bool(h.get("empty_layer"))
+            size = 0
+            if not empty and li < len(layers):
+                size = self.layer_size(layers[li])
+                li += 1
+            rows.append({"Id": "<missing>", "Created": int(oci.parse_time(h.get("created"))),
+                         "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                         "Comment": h.get("comment", "")})
+        if not rows:  # no history at all: one row per layer
+            for lh in layers:
+                rows.append({"Id": "<missing>", "Created": int(oci.parse_time(img.created)),
+                             "CreatedBy": "", "Tags": None, "Size": self.layer_size(lh),
+                             "Comment": ""})
+        rows.reverse()
+        if rows:
+            rows[0]["Id"] = img.id
+            rows[0]["Tags"] = list(img.repo_tags) or None
+        return rows
+
+    # ------------------------------------------------------------------ internals
+    def _emit(self, action: str, iid: str, **attrs: Any) -> None:
+        if self.events is not None:
+            try:
+                self.events.emit("image", action, iid, attrs)
+            except Exception:
+                log.exception("event emit failed")
+
+    def _make_image(self, iid: str, cfg: dict[str, Any]) -> Image:
+        hexes = oci.diff_ids_hex(cfg)
+        for h in hexes:
+            if h not in self._sizes:
+                self._sizes[h] = self._read_size(h)
+        return Image(id=iid, config=cfg, repo_tags=self._tags_of(iid),
+                     created=cfg.get("created") or "", size=self._image_size(hexes),
+                     layers=hexes)
+
+    def _read_size(self, h: str) -> int:
+        try:
+            return int(json.loads((self.layers_dir / f"{h}.json").read_text())["size"])
+        except (FileNotFoundError, ValueError, KeyError):
+            try:
+                return self.storage.layer_size(h)
+            except Exception:
+                return 0
+
+    def _image_size(self, hexes: list[str]) -> int:
+        return sum(self._sizes.get(h, 0) for h in dict.fromkeys(hexes))
+
+    def _tags_of(self, iid: str) -> list[str]:
+        return sorted(n for n, i in self._tags.items() if i == iid)
+
+    def _refresh_tags(self) -> None:
+        for iid, img in self._images.items():
+            img.repo_tags = self._tags_of(iid)
+
+    def _forget_image(self, iid: str, unlink: bool = True) -> None:
+        self._images.pop(iid, None)
+        self._raw.pop(iid, None)
+        for n in [n for n, i in self._tags.items() if i == iid]:
+            del self._tags[n]
+        if unlink:
+            (self.configs_dir / iid[7:]).unlink(missing_ok=True)
+
+    def _referenced(self) -> set[str]:
+        refs = set(self._pins)
+        for img in self._images.values():
+            refs.update(img.layers)
+        return refs
+
+    def _drop_layer(self, h: str) -> None:
+        try:
+            self.storage.remove_layer(h)
+        except Exception:
+            log.exception("removing layer %s from the storage driver failed", h)
+        for suffix in (".tar", ".json"):
+            (self.layers_dir / f"{h}{suffix}").unlink(missing_ok=True)
+        self._sizes.pop(h, None)
+
+    def _save_repos(self) -> None:
+        repos: dict[str, dict[str, str]] = {}
+        for name, iid in sorted(self._tags.items()):
+            repo = name.rpartition(":")[0]
+            repos.setdefault(repo, {})[name] = iid
+        write_atomic(self.repos_file, json.dumps({"Repositories": repos}, indent=1).encode())
+
+
+def _driver_layers(storage: StorageDriver) -> list[str]:
+    fn = getattr(storage, "layers", None)
+    if fn is None:
+        return []
+    try:
+        return list(fn())
+    except Exception:
+        log.exception("listing the storage driver's layers failed")
+        return []
+
+
+def _rm(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)

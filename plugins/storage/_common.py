@@ -1,0 +1,99 @@
+"""Bits shared by the built-in storage drivers: atomic directories and init files.
+
+Half-made things are always named ``*.tmp-*`` and renamed into place only when complete, so
+``cleanup()`` after a crash just removes whatever still carries that suffix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+from typing import Mapping
+
+from aiorun.errors import InvalidArgument
+
+TMP_MARK = ".tmp-"
+
+
+def tmp_sibling(final: Path) -> Path:
+    return final.with_name(final.name + TMP_MARK + secrets.token_hex(4))
+
+
+def is_tmp(name: str) -> bool:
+    return TMP_MARK in name
+
+
+def rmtree(path: Path) -> None:
+    """Remove a tree if it exists (never follows symlinks out of it)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def remove_tmp_entries(directory: Path) -> list[str]:
+    """Remove ``*.tmp-*`` entries of ``directory``; return their names."""
+    removed = []
+    if directory.is_dir():
+        for e in os.scandir(directory):
+            if is_tmp(e.name):
+                rmtree(Path(e.path))
+                removed.append(e.name)
+    return removed
+
+
+def check_id(kind: str, ident: str) -> str:
+    if not ident or "/" in ident or ident in (".", "..") or is_tmp(ident) or ident.startswith("."):
+        raise InvalidArgument(f"invalid {kind} id {ident!r}")
+    return ident
+
+
+def write_init_files(root: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (absolute container paths -> content) under ``root`` (a fresh dir)."""
+    for cpath, content in files.items():
+        rel = cpath.lstrip("/")
+        parts = rel.split("/")
+        if not rel or any(p in ("", ".", "..") for p in parts):
+            raise InvalidArgument(f"invalid init file path {cpath!r}")
+        d = root
+        for p in parts[:-1]:
+            d = d / p
+            if d.is_symlink():
+                raise InvalidArgument(f"init file path {cpath!r} goes through a symlink")
+            if not d.exists():
+                d.mkdir(mode=0o755)
+        target = d / parts[-1]
+        if target.is_symlink():
+            target.unlink()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes used by regular files under ``path`` (hard links counted once)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_size
+    return total
