@@ -1,0 +1,166 @@
+"""Build contexts: ``.dockerignore`` matching, making the context tar (CLI side) and unpacking
+it safely (daemon side).
+
+``.dockerignore`` follows Docker's rules: one pattern per line, ``#`` comments, Go
+``filepath.Match`` syntax (``*``, ``?``, ``[...]``) plus ``**`` for any number of directories,
+``!`` re-includes, the last matching pattern wins, and a pattern that matches a directory
+excludes everything below it. Paths are cleaned and relative to the context root.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+import tarfile
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from aiorun.errors import InvalidArgument
+
+
+def _clean(p: str) -> str:
+    p = posixpath.normpath(p.strip().replace("\\", "/")).lstrip("/")
+    return "" if p == "." else p
+
+
+def _pattern_regex(pat: str) -> re.Pattern[str]:
+    """Go filepath.Match + ``**``, anchored, for slash-separated relative paths."""
+    i, n = 0, len(pat)
+    out = ["^"]
+    while i < n:
+        c = pat[i]
+        if c == "*":
+            if i + 1 < n and pat[i + 1] == "*":
+                i += 2
+                if i < n and pat[i] == "/":  # "**/" = zero or more directories
+                    i += 1
+                    out.append("(?:.*/)?")
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pat.find("]", i + 1)
+            if j < 0:
+                raise InvalidArgument(f"syntax error in .dockerignore pattern {pat!r}: "
+                                      "missing ']'")
+            body = pat[i + 1:j]
+            if body.startswith("^"):
+                body = "!" + body[1:]
+            body = body.replace("\\", "\\\\")
+            if body.startswith("!"):
+                out.append("[^/" + body[1:] + "]")
+            else:
+                out.append("[" + body + "]")
+            i = j
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pat[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return re.compile("".join(out))
+
+
+class DockerIgnore:
+    """Compiled ``.dockerignore`` patterns."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.rules: list[tuple[bool, re.Pattern[str]]] = []   # (exclude?, regex)
+        for raw in patterns:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            neg = line.startswith("!")
+            if neg:
+                line = line[1:].strip()
+            pat = _clean(line)
+            if not pat:
+                continue
+            self.rules.append((not neg, _pattern_regex(pat)))
+
+    @classmethod
+    def from_text(cls, text: str) -> "DockerIgnore":
+        return cls(text.splitlines())
+
+    @classmethod
+    def from_dir(cls, root: str | os.PathLike[str]) -> "DockerIgnore":
+        try:
+            return cls.from_text(Path(root, ".dockerignore").read_text())
+        except FileNotFoundError:
+            return cls(())
+
+    def excluded(self, rel: str) -> bool:
+        """Is the context path ``rel`` (or a parent directory of it) excluded?"""
+        rel = _clean(rel)
+        if not rel or not self.rules:
+            return False
+        parts = rel.split("/")
+        candidates = ["/".join(parts[:k]) for k in range(1, len(parts) + 1)]
+        result = False
+        for exclude, rx in self.rules:
+            if any(rx.match(c) for c in candidates):
+                result = exclude
+        return result
+
+
+def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
+                      keep: Iterable[str] = ("Dockerfile", ".dockerignore"),
+                      extra: dict[str, bytes] | None = None) -> None:
+    """Tar the context directory ``root`` into ``out`` (uncompressed), leaving out what
+    ``.dockerignore`` excludes (except the names in ``keep``). Symlinks are stored as links.
+    ``extra`` adds files (a Dockerfile from outside the context)."""
+    root = os.fspath(root)
+    ignore = DockerIgnore.from_dir(root)
+    keep_set = {_clean(k) for k in keep}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        def walk(d: str, rel: str) -> None:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for e in entries:
+                r = f"{rel}/{e.name}" if rel else e.name
+                if ignore.excluded(r) and r not in keep_set:
+                    # an excluded dir may still hold re-included (!) entries: descend
+                    if e.is_dir(follow_symlinks=False) and any(not ex for ex, _ in ignore.rules):
+                        walk(e.path, r)
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+                        or stat.S_ISLNK(st.st_mode)):
+                    continue
+                ti = tar.gettarinfo(e.path, r)
+                ti.uid = ti.gid = 0
+                ti.uname = ti.gname = ""
+                if ti.isreg():
+                    with open(e.path, "rb") as f:
+                        tar.addfile(ti, f)
+                else:
+                    tar.addfile(ti)
+                if stat.S_ISDIR(st.st_mode):
+                    walk(e.path, r)
+        walk(root, "")
+        for name, data in (extra or {}).items():
+            import io
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            tar.addfile(ti, io.BytesIO(data))
+
+
+def extract_context(tar_path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Unpack a context tar (plain, gzip, bzip2 or xz) into ``dest``: nothing may land outside
+    ``dest`` (absolute names, ``..``, writes through links are refused), no device nodes, no
+    setuid bits (Python's ``tar`` extraction filter)."""
+    try:
+        with tarfile.open(tar_path, "r:*") as tar:
+            for m in tar:
+                if m.ischr() or m.isblk() or m.isfifo():
+                    continue
+                tar.extract(m, dest, filter="tar")
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidArgument(f"invalid build context: {exc}") from None
