@@ -1,0 +1,16 @@
+"""The runtime: the only part of aiorun that touches namespaces, mounts, cgroups and
+capabilities. The engine uses :class:`aiorun.runtime.Runtime` (see :mod:`.api`).
+
+Exports are lazy: the spawner imports submodules of this package and must not pull in anyio.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Runtime", "ExecFailed", "read_exit_status", "parse_signal"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,455 @@ every container; it writes each container's JSON-lines log and its exit status t
 forwards output of attached processes to the daemon.
 
     rt = Runtime(paths)
-    await rt.connect()                       # start or re-join the spawner
+    await rt.connect(task_group)             # start or re-join the spawner
     pid = await rt.create(spec)              # namespaces made, cgroup joined, paused before exec
     ...network setup on /proc/<pid>/ns/net...
     await rt.start(spec.id)                  # execve; raises ExecFailed (exit 126/127 style)
     status = await rt.wait(spec.id)          # no polling; works for re-adopted containers
     await rt.delete(spec.id)                 # remove cgroup and runtime files after exit
+
+or ``async with Runtime(paths) as rt:`` (opens its own task group for the reader).
+
+This side is pure anyio (asyncio and trio): one reader task per connection dispatches replies,
+output chunks and exit notices. Container ids and exec ids share one namespace.
+
+Output: the spawner forwards every chunk of every process; the Runtime keeps, per id, a backlog
+(bounded by :data:`BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
+``output(id)`` opened after start still sees the beginning. ``output(id)`` ends after the last
+chunk once the process exited.
 """
+
+from __future__ import annotations
+
+import json
+import os
+import signal as _signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import AsyncIterator
+
+import anyio
+import anyio.abc
+
+from ..config import Paths
+from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
+from .proto import FrameDecoder, encode
+from .spec import ContainerSpec, ExecSpec, ExitStatus
+
+BACKLOG_LIMIT = 1 << 20          # bytes kept per id while no reader is attached
+HARD_LIMIT = 16 << 20            # bytes kept per id at most (slow readers skip ahead)
+
+
+class ExecFailed(AiorunError):
+    """The container's (or exec's) command could not be executed.
+
+    ``exit_code`` is 127 (not found) or 126 (not executable / permission / bad user), the
+    code Docker reports; ``message`` reads like Docker's (``exec: "x": executable file not
+    found in $PATH``). The process has exited with that code; ``wait`` returns it too.
+    """
+
+    status = 400
+
+    def __init__(self, message: str, exit_code: int = 126) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+_ERRORS = {"NotFound": NotFound, "Conflict": Conflict, "InvalidArgument": InvalidArgument}
+
+
+def read_exit_status(state_dir: str | os.PathLike[str]) -> ExitStatus | None:
+    """The exit status the spawner wrote to ``<state_dir>/exit.json``, or None."""
+    try:
+        d = json.loads(Path(state_dir, "exit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return _status(d)
+
+
+def _status(d: dict) -> ExitStatus:
+    return ExitStatus(exit_code=int(d.get("exit_code", 255)),
+                      oom_killed=bool(d.get("oom_killed", False)),
+                      finished_at_ns=int(d.get("finished_at_ns", 0)),
+                      error=d.get("error") or "")
+
+
+def parse_signal(sig: int | str) -> int:
+    """15, "15", "TERM", "SIGTERM", "sigterm" → 15; raises InvalidArgument otherwise."""
+    if isinstance(sig, int):
+        return sig
+    s = str(sig).strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(_signal.Signals, s))
+    except AttributeError:
+        raise InvalidArgument(f"invalid signal: {sig}") from None
+
+
+class _Output:
+    """Per-id output backlog shared by its readers."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, bytes]] = []
+        self.start = 0                   # absolute index of chunks[0]
+        self.size = 0
+        self.readers = 0
+        self.eof = False
+        self.changed = anyio.Event()
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def push(self, stream: int, data: bytes) -> None:
+        self.chunks.append((stream, data))
+        self.size += len(data)
+        limit = BACKLOG_LIMIT if self.readers == 0 else HARD_LIMIT
+        while self.size > limit and len(self.chunks) > 1:
+            _, old = self.chunks.pop(0)
+            self.size -= len(old)
+            self.start += 1
+        self._notify()
+
+    def close(self) -> None:
+        self.eof = True
+        self._notify()
+
+
+class _OutputIter:
+    """``async for stream, data in rt.output(id)``; ends once the process exited and all its
+    output was delivered."""
+
+    def __init__(self, out: _Output) -> None:
+        self._out = out
+        self._pos = out.start
+        out.readers += 1
+        self._done = False
+
+    def __aiter__(self) -> "_OutputIter":
+        return self
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        out = self._out
+        while True:
+            if self._done:
+                raise StopAsyncIteration
+            if self._pos < out.start:
+                self._pos = out.start    # fell behind the hard limit: skip ahead
+            i = self._pos - out.start
+            if i < len(out.chunks):
+                self._pos += 1
+                return out.chunks[i]
+            if out.eof:
+                self._finish()
+                raise StopAsyncIteration
+            await out.changed.wait()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._out.readers -= 1
+
+    async def aclose(self) -> None:
+        self._finish()
+
+
+class Runtime:
+    """Daemon-side client of the spawner. See the module docstring."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self._stream: anyio.abc.SocketStream | None = None
+        self._send_lock: anyio.Lock | None = None
+        self._rid = 0
+        self._pending: dict[int, list] = {}
+        self._exits: dict[str, ExitStatus] = {}
+        self._exit_events: dict[str, anyio.Event] = {}
+        self._outputs: dict[str, _Output] = {}
+        self._reader_scope: anyio.CancelScope | None = None
+        self._own_tg: anyio.abc.TaskGroup | None = None
+        self._reader_done: anyio.Event | None = None
+        self.spawner_pid = 0
+
+    # --- connection ------------------------------------------------------------------------
+    async def __aenter__(self) -> "Runtime":
+        self._own_tg = anyio.create_task_group()
+        await self._own_tg.__aenter__()
+        try:
+            await self.connect(self._own_tg)
+        except BaseException as e:
+            await self._own_tg.__aexit__(type(e), e, e.__traceback__)
+            self._own_tg = None
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.close()
+        finally:
+            tg, self._own_tg = self._own_tg, None
+            if tg is not None:
+                await tg.__aexit__(None, None, None)
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    async def connect(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
+        """Connect to the spawner of ``paths.run``, starting it if none runs. The reader task
+        runs in ``task_group`` (or the one ``async with`` opened)."""
+        tg = task_group or self._own_tg
+        if tg is None:
+            raise InvalidArgument("Runtime.connect needs a task group (or use `async with`)")
+        if self._stream is not None:
+            return
+        stream = await self._open()
+        self._stream = stream
+        self._send_lock = anyio.Lock()
+        self._reader_done = anyio.Event()
+        await tg.start(self._reader, stream)
+        hello = await self._request("hello")
+        self.spawner_pid = hello["pid"]
+
+    async def _open(self) -> anyio.abc.SocketStream:
+        path = str(self.paths.spawner_socket)
+        started = False
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    return await anyio.connect_unix(path)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if not started:
+                        await anyio.to_thread.run_sync(self._start_spawner)
+                        started = True
+                    else:
+                        await anyio.sleep(0.01)
+
+    def _start_spawner(self) -> None:
+        """Start ``python -m aiorun.runtime.spawner`` (it double-forks: the process we start
+        exits once the socket listens, so we reap it here and never keep a zombie)."""
+        run = self.paths.run
+        run.mkdir(parents=True, exist_ok=True)
+        pkg_parent = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"]
+                                          if env.get("PYTHONPATH") else "")
+        with open(run / "spawner.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "aiorun.runtime.spawner", "--run", str(run)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True, close_fds=True, env=env, cwd="/")
+        rc = proc.wait()
+        if rc not in (0, 3):              # 3: another spawner holds the lock (still starting)
+            tail = (run / "spawner.log").read_text(errors="replace")[-2000:]
+            raise Unavailable(f"the runtime spawner failed to start (exit {rc}): {tail}")
+
+    async def _reader(self, stream: anyio.abc.SocketStream,
+                      *, task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
+        dec = FrameDecoder()
+        with anyio.CancelScope() as scope:
+            self._reader_scope = scope
+            task_status.started()
+            try:
+                while True:
+                    data = await stream.receive(1 << 16)
+                    for m in dec.feed(data):
+                        self._dispatch(m)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                    OSError, ValueError):
+                pass
+        self._lost(stream)
+
+    def _lost(self, stream: anyio.abc.SocketStream) -> None:
+        """The connection ended: fail pending requests, wake waiters (they see no status
+        and raise Unavailable), end output iterators."""
+        if self._stream is stream:
+            self._stream = None
+        for rid, slot in list(self._pending.items()):
+            slot[1] = {"ok": False, "error": {"type": "Unavailable",
+                                              "message": "lost the runtime spawner connection"}}
+            slot[0].set()
+        self._pending.clear()
+        for ev in self._exit_events.values():
+            ev.set()
+        for out in self._outputs.values():
+            out.close()
+        self._outputs.clear()
+        self._exit_events.clear()
+        if self._reader_done is not None:
+            self._reader_done.set()
+
+    def _dispatch(self, m: dict) -> None:
+        ev = m.get("ev")
+        if ev is None:
+            slot = self._pending.pop(m.get("rid"), None)
+            if slot is not None:
+                slot[1] = m
+                slot[0].set()
+            return
+        id = m.get("id", "")
+        if ev == "out":
+            self._output(id).push(m["s"], m["d"])
+        elif ev == "eof":
+            self._output(id).close()
+        elif ev == "exit":
+            self._exits[id] = _status(m["status"])
+            e = self._exit_events.get(id)
+            if e is not None:
+                e.set()
+
+    def _output(self, id: str) -> _Output:
+        out = self._outputs.get(id)
+        if out is None:
+            out = self._outputs[id] = _Output()
+        return out
+
+    async def close(self) -> None:
+        """Disconnect (the spawner and its containers keep running)."""
+        stream = self._stream
+        if stream is None:
+            return
+        await stream.aclose()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+        if self._reader_done is not None:
+            await self._reader_done.wait()
+
+    async def _request(self, op: str, **kw: object):
+        if self._stream is None:
+            raise Unavailable("not connected to the runtime spawner (call connect first)")
+        self._rid += 1
+        rid = self._rid
+        slot: list = [anyio.Event(), None]
+        self._pending[rid] = slot
+        try:
+            assert self._send_lock is not None
+            async with self._send_lock:
+                await self._stream.send(encode({"op": op, "rid": rid, **kw}))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as e:
+            self._pending.pop(rid, None)
+            raise Unavailable(f"runtime spawner connection: {e!r}") from None
+        await slot[0].wait()
+        reply = slot[1]
+        if reply.get("ok"):
+            return reply.get("result")
+        err = reply.get("error") or {}
+        typ, msg = err.get("type", "Error"), err.get("message", "runtime error")
+        if typ == "ExecFailed":
+            raise ExecFailed(msg, int(err.get("code") or 126))
+        if typ == "Unavailable":
+            raise Unavailable(msg)
+        raise _ERRORS.get(typ, AiorunError)(msg)
+
+    # --- containers ------------------------------------------------------------------------
+    async def create(self, spec: ContainerSpec) -> int:
+        """Make the container's namespaces, cgroups and rootfs; PID 1 waits before execve.
+        Returns its host pid (the engine configures /proc/<pid>/ns/net now)."""
+        self._forget(spec.id)
+        self._output(spec.id)
+        try:
+            res = await self._request("create", spec=spec.to_dict())
+        except BaseException:
+            self._outputs.pop(spec.id, None)
+            raise
+        return int(res["pid"])
+
+    async def start(self, id: str) -> None:
+        """Let PID 1 execve. Raises ExecFailed (exit_code 126/127) when it cannot run."""
+        await self._request("start", id=id)
+
+    async def wait(self, id: str) -> ExitStatus:
+        """The exit status, waiting for the exit without polling (works for containers
+        re-adopted after a daemon restart, or that exited while the daemon was down)."""
+        if id in self._exits:
+            return self._exits[id]
+        ev = self._exit_events.get(id)
+        if ev is None:
+            ev = self._exit_events[id] = anyio.Event()
+        st = await self._request("state", id=id)
+        if st.get("status") is not None:
+            self._exits[id] = _status(st["status"])
+            return self._exits[id]
+        await ev.wait()
+        if id not in self._exits:
+            raise Unavailable(f"lost the runtime spawner while waiting for {id}")
+        return self._exits[id]
+
+    async def kill(self, id: str, sig: int | str = _signal.SIGKILL) -> None:
+        """Signal PID 1 (through its pidfd: never a recycled pid). Conflict if not running."""
+        await self._request("kill", id=id, sig=int(parse_signal(sig)))
+
+    async def delete(self, id: str, force: bool = False) -> None:
+        """Forget an exited container (or exec): remove its cgroups and runtime record. With
+        ``force`` a running one is SIGKILLed first. Conflict if running and not forced."""
+        await self._request("delete", id=id, force=force)
+        self._forget(id)
+
+    def _forget(self, id: str) -> None:
+        self._exits.pop(id, None)
+        self._exit_events.pop(id, None)
+        out = self._outputs.pop(id, None)
+        if out is not None:
+            out.close()
+
+    async def state(self, id: str) -> dict:
+        """``{id, kind, pid, running, started, status, container_id}`` from the spawner."""
+        return await self._request("state", id=id)
+
+    async def states(self) -> dict[str, dict]:
+        return {s["id"]: s for s in await self._request("list")}
+
+    async def list(self) -> list[str]:
+        """Ids the spawner knows (running, or exited and not yet deleted)."""
+        return [s["id"] for s in await self._request("list")]
+
+    # --- exec -------------------------------------------------------------------------------
+    async def exec_create(self, spec: ExecSpec) -> None:
+        self._forget(spec.id)
+        self._output(spec.id)
+        await self._request("exec_create", spec=spec.to_dict())
+
+    async def exec_start(self, exec_id: str) -> int:
+        """Run the exec process in the container's namespaces and cgroups; returns its host
+        pid. Raises ExecFailed (126/127) when the command cannot run."""
+        res = await self._request("exec_start", id=exec_id)
+        return int(res["pid"])
+
+    async def wait_exec(self, exec_id: str) -> int:
+        return (await self.wait(exec_id)).exit_code
+
+    # --- streams -------------------------------------------------------------------------
+    def output(self, id: str) -> AsyncIterator[tuple[int, bytes]]:
+        """Async iterator of (stream 1|2, data) from the process's start (within the
+        backlog bound) to its exit. For an exited process whose output is gone, it ends at
+        once."""
+        out = self._outputs.get(id)
+        if out is None:
+            out = _Output()
+            out.eof = id in self._exits
+            if not out.eof:
+                self._outputs[id] = out
+        return _OutputIter(out)
+
+    async def write_stdin(self, id: str, data: bytes) -> None:
+        await self._request("stdin", id=id, data=bytes(data))
+
+    async def close_stdin(self, id: str) -> None:
+        await self._request("close_stdin", id=id)
+
+    async def resize(self, id: str, rows: int, cols: int) -> None:
+        await self._request("resize", id=id, rows=int(rows), cols=int(cols))
+
+    # --- spawner lifecycle -------------------------------------------------------------------
+    async def shutdown_spawner(self, force: bool = False) -> None:
+        """Stop the spawner (Conflict while processes run, unless ``force``, which leaves
+        them running unsupervised). Disconnects this client."""
+        await self._request("shutdown", force=force)
+        if self._reader_done is not None:
+            with anyio.move_on_after(5):
+                await self._reader_done.wait()
+        await self.close()

@@ -1,0 +1,415 @@
+"""What the spawner's forked children do before ``execve``.
+
+Runs only in freshly forked children of the single-threaded spawner. Each step raises
+``InitError`` (or ``OSError``) naming what failed; :func:`report_and_exit` turns that into an
+error frame on the CLOEXEC status pipe and ``_exit``. A successful ``execve`` closes the status
+pipe, which is how the spawner learns the command started.
+
+Container (C2, PID 1 of the new PID namespace): :func:`setup_rootfs` → pivot_root → tell the
+spawner "ready" → wait for "go" → :func:`finalize` (user, capabilities, no_new_privs, env,
+cwd) → :func:`exec_command`. Exec processes join the namespaces with :func:`join_namespaces`
+and then run the same :func:`finalize` / :func:`exec_command`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import struct
+import termios
+
+from . import caps as capsmod
+from . import syscalls as sc
+from .proto import encode
+from .users import UserError, resolve
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Docker's masked paths (bind /dev/null over files, an empty read-only tmpfs over dirs).
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+_O_PATH = os.O_PATH | os.O_CLOEXEC
+_IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+
+
+class InitError(Exception):
+    """A container setup step failed; ``code`` is the exit status the child uses."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def report_and_exit(status_fd: int, exc: BaseException) -> None:
+    """Send the error over the status pipe and ``_exit`` (never returns)."""
+    code = getattr(exc, "code", 1) if isinstance(exc, InitError) else 1
+    msg = str(exc) if isinstance(exc, (InitError, OSError, UserError)) else repr(exc)
+    try:
+        os.write(status_fd, encode({"error": msg, "code": code}))
+    finally:
+        os._exit(code)
+
+
+def child_reset_signals() -> None:
+    """Undo the spawner's signal setup: Python ignores SIGPIPE/SIGXFSZ, and ignored signals
+    survive execve, which would break pipelines inside containers."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT,
+              signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+# --- safe path resolution inside the rootfs ------------------------------------------------
+
+def _rel(path: str) -> str:
+    return "/".join(p for p in path.split("/") if p and p != ".") or "."
+
+
+def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
+    """An O_PATH fd for ``path`` resolved inside ``rootfd`` as if it were ``/``.
+
+    Symlinks (absolute or ``..``) can never leave the root (openat2 RESOLVE_IN_ROOT). With
+    ``create`` = "dir" or "file", missing components are made one at a time (mkdirat in the
+    already-resolved parent), so a hostile symlink cannot redirect creation to the host.
+    """
+    rel = _rel(path)
+    try:
+        return sc.openat2(rootfd, rel, _O_PATH, _IN_ROOT)
+    except FileNotFoundError:
+        if create is None:
+            raise
+    parts = rel.split("/")
+    parent = os.dup(rootfd)
+    try:
+        for i, name in enumerate(parts):
+            if name == "..":
+                # Resolve "a/.." lexically inside the root by re-opening the prefix.
+                nxt = sc.openat2(rootfd, "/".join(parts[:i + 1]), _O_PATH, _IN_ROOT)
+            else:
+                try:
+                    nxt = sc.openat2(rootfd, "/".join(parts[:i + 1]), _O_PATH, _IN_ROOT)
+                except FileNotFoundError:
+                    last = i == len(parts) - 1
+                    try:
+                        if last and create == "file":
+                            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY |
+                                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+                            os.close(fd)
+                        else:
+                            os.mkdir(name, 0o755, dir_fd=parent)
+                    except FileExistsError:
+                        pass              # a dangling symlink: the reopen below fails
+                    try:
+                        nxt = sc.openat2(rootfd, "/".join(parts[:i + 1]), _O_PATH, _IN_ROOT)
+                    except FileNotFoundError:
+                        raise InitError(f"mount destination {path}: {name!r} is a dangling "
+                                        "symlink inside the rootfs") from None
+            os.close(parent)
+            parent = nxt
+        return parent
+    except BaseException:
+        os.close(parent)
+        raise
+
+
+def _fdpath(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+_FLAG_OPTS = {"ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID, "nodev": sc.MS_NODEV,
+              "noexec": sc.MS_NOEXEC}
+_IGNORED_OPTS = {"rw", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared",
+                 "rshared", "z", "Z", "suid", "dev", "exec", "nocopy"}
+
+
+def split_options(options: list[str]) -> tuple[int, str]:
+    """Mount options → (MS_* flags, data string)."""
+    flags = 0
+    data = []
+    for o in options:
+        if o in _FLAG_OPTS:
+            flags |= _FLAG_OPTS[o]
+        elif o in _IGNORED_OPTS:
+            continue
+        else:
+            data.append(o)
+    return flags, ",".join(data)
+
+
+def mount_in_root(rootfd: int, dest: str, fstype: str, source: str = "",
+                  options: list[str] | None = None, readonly: bool = False,
+                  extra_flags: int = 0) -> None:
+    """Mount a bind (``fstype`` == "bind") or a filesystem at ``dest`` inside the root."""
+    flags, data = split_options(options or [])
+    ro = readonly or bool(flags & sc.MS_RDONLY)
+    flags &= ~sc.MS_RDONLY
+    flags |= extra_flags
+    if fstype == "bind":
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise InitError(f"bind mount source {source}: {e.strerror}") from None
+        import stat as _stat
+        kind = "dir" if _stat.S_ISDIR(st.st_mode) else "file"
+        fd = open_in_root(rootfd, dest, create=kind)
+        try:
+            sc.mount(source, _fdpath(fd), None, sc.MS_BIND | sc.MS_REC)
+        finally:
+            os.close(fd)
+        if ro or flags:
+            fd = open_in_root(rootfd, dest)
+            try:
+                sc.mount(None, _fdpath(fd), None, sc.MS_BIND | sc.MS_REMOUNT | flags |
+                         (sc.MS_RDONLY if ro else 0))
+            finally:
+                os.close(fd)
+        return
+    fd = open_in_root(rootfd, dest, create="dir")
+    try:
+        sc.mount(source or fstype, _fdpath(fd), fstype, flags | (sc.MS_RDONLY if ro else 0),
+                 data or None)
+    finally:
+        os.close(fd)
+
+
+def _setup_dev(rootfd: int, tty: bool) -> None:
+    mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
+                  extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
+    dev = open_in_root(rootfd, "/dev")
+    try:
+        for name in DEVICES:
+            fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                         dir_fd=dev)
+            os.close(fd)
+            t = sc.openat2(dev, name, _O_PATH, _IN_ROOT)
+            try:
+                sc.mount(f"/dev/{name}", _fdpath(t), None, sc.MS_BIND)
+            finally:
+                os.close(t)
+        for d in ("pts", "shm", "mqueue"):
+            os.mkdir(d, 0o755, dir_fd=dev)
+        for src, name in (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+                          ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
+                          ("pts/ptmx", "ptmx"), ("/proc/kcore", "core")):
+            os.symlink(src, name, dir_fd=dev)
+    finally:
+        os.close(dev)
+    mount_in_root(rootfd, "/dev/pts", "devpts", "devpts",
+                  ["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+                  extra_flags=sc.MS_NOSUID | sc.MS_NOEXEC)
+    mount_in_root(rootfd, "/dev/shm", "tmpfs", "shm", ["mode=1777", "size=65536k"],
+                  extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    mount_in_root(rootfd, "/dev/mqueue", "mqueue", "mqueue",
+                  extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+def _mask(rootfd: int, path: str) -> None:
+    try:
+        fd = open_in_root(rootfd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        st = os.fstat(fd)
+        import stat as _stat
+        if _stat.S_ISDIR(st.st_mode):
+            sc.mount("tmpfs", _fdpath(fd), "tmpfs", sc.MS_RDONLY, None)
+        else:
+            sc.mount("/dev/null", _fdpath(fd), None, sc.MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def _readonly(rootfd: int, path: str) -> None:
+    try:
+        fd = open_in_root(rootfd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        sc.mount(_fdpath(fd), _fdpath(fd), None, sc.MS_BIND | sc.MS_REC)
+    finally:
+        os.close(fd)
+    fd = open_in_root(rootfd, path)
+    try:
+        sc.mount(None, _fdpath(fd), None,
+                 sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV |
+                 sc.MS_NOEXEC)
+    finally:
+        os.close(fd)
+
+
+def bring_up_loopback() -> None:
+    """``ip link set lo up`` in the (new) network namespace, via SIOCSIFFLAGS."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14x", b"lo", flags | 0x1))
+    finally:
+        s.close()
+
+
+def setup_rootfs(spec: dict) -> None:
+    """Inside the new mount namespace: build the container's filesystem view and pivot_root
+    into it. The host's mount table never sees any of these mounts."""
+    rootfs = spec["rootfs"]
+    privileged = spec["security"].get("privileged", False)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        mount_in_root(rootfd, "/proc", "proc", "proc",
+                      extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        _setup_dev(rootfd, spec.get("tty", False))
+        mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
+                      extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        for m in spec.get("mounts", []):
+            try:
+                mount_in_root(rootfd, m["destination"], m.get("type") or "bind",
+                              m.get("source", ""), m.get("options") or [],
+                              m.get("readonly", False))
+            except OSError as e:
+                raise InitError(f"mounting {m.get('source') or m.get('type')} on "
+                                f"{m['destination']}: {e.strerror or e}") from None
+        if not privileged:
+            for p in MASKED_PATHS:
+                _mask(rootfd, p)
+            for p in READONLY_PATHS:
+                _readonly(rootfd, p)
+    finally:
+        os.close(rootfd)
+    os.chdir(rootfs)
+    sc.pivot_root(".", ".")
+    # The old root is stacked under "."; detach it without propagating to the host.
+    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+    if spec["security"].get("readonly_rootfs"):
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+# --- namespaces of an existing container (exec) ---------------------------------------------
+
+NS_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
+
+
+def join_namespaces(pid1: int) -> None:
+    """setns into every namespace of the container's PID 1 (mnt last: it changes / and cwd;
+    pid applies to children, so the caller forks afterwards)."""
+    fds = []
+    try:
+        for ns in NS_ORDER:
+            fds.append(os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+        for fd, ns in zip(fds, NS_ORDER):
+            if os.readlink(f"/proc/self/ns/{ns}") == os.readlink(f"/proc/self/fd/{fd}"):
+                continue                  # shared with the host (e.g. network "host")
+            sc.setns(fd, 0)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# --- the last steps before execve -------------------------------------------------------------
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def setup_stdio(stdin: int, stdout: int, stderr: int, tty: bool) -> None:
+    os.setsid()
+    if tty:
+        fcntl.ioctl(stdout, termios.TIOCSCTTY, 0)
+    os.dup2(stdin, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+
+
+def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dict) -> tuple:
+    """User, cwd, capabilities, no_new_privs; returns (path, argv, env dict) for execve.
+
+    Capabilities: the bounding set is cut first (needs CAP_SETPCAP, still held as root),
+    then KEEPCAPS across setuid, then capset(effective=permitted=kept, inheritable=0, as
+    Docker ≥ 23), ambient cleared.
+    """
+    try:
+        u = resolve(user, _read("/etc/passwd"), _read("/etc/group"))
+    except UserError as e:
+        raise InitError(str(e), 126) from None
+    envd: dict[str, str] = {}
+    for kv in env:
+        k, _, v = kv.partition("=")
+        envd[k] = v
+    envd.setdefault("PATH", DEFAULT_PATH)
+    envd.setdefault("HOME", u.home)
+    cwd = cwd or "/"
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+    except OSError as e:
+        raise InitError(f"cwd {cwd}: {e.strerror}", 126) from None
+    privileged = security.get("privileged", False)
+    kept = capsmod.effective_set(privileged, security.get("cap_add") or [],
+                                 security.get("cap_drop") or [])
+    top = capsmod.last_cap()
+    for c in range(top + 1):
+        if not kept & (1 << c):
+            sc.prctl(sc.PR_CAPBSET_DROP, c)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(u.groups)
+    os.setgid(u.gid)
+    os.setuid(u.uid)
+    sc.capset(kept, kept, 0)
+    try:
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError:
+        pass
+    if security.get("no_new_privileges", True) and not privileged:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    path = find_executable(args[0], envd.get("PATH", DEFAULT_PATH))
+    return path, args, envd
+
+
+def find_executable(name: str, path_env: str) -> str:
+    """PATH lookup as Docker does it; raises InitError with Docker's message and code."""
+    if not name:
+        raise InitError('exec: "": executable file not found in $PATH', 127)
+    if "/" in name:
+        try:
+            os.stat(name)
+        except OSError as e:
+            raise InitError(f'exec: "{name}": stat {name}: {e.strerror.lower()}', 127) \
+                from None
+        return name
+    for d in path_env.split(":"):
+        cand = os.path.join(d or ".", name)
+        try:
+            if os.path.isfile(cand) and os.access(cand, os.X_OK):
+                return cand
+        except OSError:
+            continue
+    raise InitError(f'exec: "{name}": executable file not found in $PATH', 127)
+
+
+def exec_command(path: str, argv: list[str], envp: dict[str, str]) -> None:
+    child_reset_signals()
+    try:
+        os.execve(path, argv, envp)
+    except OSError as e:
+        import errno
+        code = 127 if e.errno == errno.ENOENT else 126
+        raise InitError(f'exec: "{argv[0]}": {(e.strerror or str(e)).lower()}', code) \
+            from None

@@ -1,0 +1,932 @@
+"""The spawner: a small single-threaded process that makes and babysits every container.
+
+    python -m aiorun.runtime.spawner --run DIR
+
+It binds ``DIR/spawner.sock``, forks once (the parent exits so the daemon never holds a zombie)
+and runs in its own session as a child subreaper, so it survives a daemon crash and adopts
+every container's PID 1. Its import path is kept tiny on purpose (no anyio/trio): os,
+selectors, ctypes, msgpack, json. One ``selectors`` loop handles clients, container output,
+stdin, and SIGCHLD (``signal.set_wakeup_fd``).
+
+Records: for each container ``DIR/runtime/<id>.json`` (pid, start time, spec, cgroups) so a
+restarted spawner can re-adopt containers that outlived a killed spawner: those are watched
+with a pidfd (it cannot reap them: they were re-parented to an ancestor) and, as nobody can
+learn their real status, marked exited with code 255 when they go away (unless
+``<state_dir>/exit.json`` already holds the status). Their output pipes died with the old
+spawner, so their further output is lost (writes get EPIPE).
+
+Wire protocol: see :mod:`aiorun.runtime.proto`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+
+from . import cgroups
+from . import syscalls as sc
+from .init import (bring_up_loopback, child_reset_signals, exec_command, finalize,
+                   join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
+from .proto import FrameDecoder, encode
+
+PROTOCOL_VERSION = 1
+CREATE_TIMEOUT = 30.0
+LINE_MAX = 16 * 1024              # Docker's json-file splits long lines at 16 KiB
+
+
+class RequestError(Exception):
+    def __init__(self, type_: str, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.type = type_
+        self.message = message
+        self.code = code
+
+
+def rfc3339nano(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+def _set_nonblock(fd: int) -> None:
+    fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _proc_starttime(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _read_frames(fd: int, timeout: float) -> list:
+    """Blocking read of the child status pipe until one message or EOF (→ [])."""
+    dec = FrameDecoder()
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestError("Error", "timed out waiting for the container process")
+            if not sel.select(left):
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except InterruptedError:
+                continue
+            if not data:
+                return []
+            msgs = dec.feed(data)
+            if msgs:
+                return msgs
+    finally:
+        sel.close()
+
+
+class Proc:
+    """A container's PID 1 or an exec process."""
+
+    def __init__(self, id: str, kind: str, spec: dict) -> None:
+        self.id = id
+        self.kind = kind                    # "container" | "exec"
+        self.spec = spec
+        self.container_id = spec.get("container_id", id)
+        self.pid = 0
+        self.pidfd = -1
+        self.adopted = False                # watched by pidfd, not our child
+        self.started = False
+        self.status: dict | None = None
+        self.cgroups: list[cgroups.CgroupDir] = []
+        self.outs: dict[int, int] = {}      # fd -> stream (1, 2)
+        self.linebuf: dict[int, bytes] = {1: b"", 2: b""}
+        self.stdin_fd = -1
+        self.stdin_buf = b""
+        self.stdin_close = False
+        self.pty = -1
+        self.log_fd = -1
+        self.sync_w = -1
+        self.status_r = -1
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0 and self.status is None
+
+    def info(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "pid": self.pid, "running": self.running,
+                "started": self.started, "status": self.status,
+                "container_id": self.container_id}
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.dec = FrameDecoder()
+        self.out = bytearray()
+
+
+class Spawner:
+    def __init__(self, run_dir: str, sock: socket.socket) -> None:
+        self.run_dir = run_dir
+        self.rec_dir = os.path.join(run_dir, "runtime")
+        os.makedirs(self.rec_dir, exist_ok=True)
+        self.listener = sock
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[int, Client] = {}
+        self.procs: dict[str, Proc] = {}
+        self.by_pid: dict[int, Proc] = {}
+        self.by_fd: dict[int, tuple[str, Proc]] = {}
+        self.layout = cgroups.read_layout()
+        self.stopping = False
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = r
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.sel.register(r, selectors.EVENT_READ, ("wake", None))
+        sock.setblocking(False)
+        self.sel.register(sock, selectors.EVENT_READ, ("accept", None))
+        self._readopt()
+
+    def _on_term(self, *_: object) -> None:
+        self.stopping = True
+
+    # --- main loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stopping:
+            for key, ev in self.sel.select(1.0):
+                kind, obj = key.data
+                try:
+                    if kind == "wake":
+                        try:
+                            while os.read(self.wake_r, 512):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        self.reap()
+                    elif kind == "accept":
+                        self._accept()
+                    elif kind == "client":
+                        self._client_io(obj, ev)
+                    elif kind == "out":
+                        self._read_output(key.fd, obj)
+                    elif kind == "stdin":
+                        self._flush_stdin(obj)
+                    elif kind == "pidfd":
+                        self._adopted_exit(obj)
+                except Exception as e:  # keep serving: one bad fd must not kill everyone
+                    print(f"aiorun-spawner: {kind}: {e!r}", file=sys.stderr, flush=True)
+            # SIGCHLD may have been coalesced while we handled other work.
+            self.reap()
+        self.listener.close()
+
+    # --- clients -------------------------------------------------------------------------
+    def _accept(self) -> None:
+        try:
+            s, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        s.setblocking(False)
+        c = Client(s)
+        self.clients[s.fileno()] = c
+        self.sel.register(s, selectors.EVENT_READ, ("client", c))
+
+    def _drop_client(self, c: Client) -> None:
+        self.clients.pop(c.sock.fileno(), None)
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+
+    def _client_io(self, c: Client, ev: int) -> None:
+        if ev & selectors.EVENT_WRITE:
+            self._client_flush(c)
+        if not ev & selectors.EVENT_READ:
+            return
+        try:
+            data = c.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_client(c)
+            return
+        try:
+            msgs = c.dec.feed(data)
+        except Exception:
+            self._drop_client(c)
+            return
+        for m in msgs:
+            rid = m.get("rid", 0)
+            try:
+                result = self.handle(m)
+                reply = {"rid": rid, "ok": True, "result": result}
+            except RequestError as e:
+                reply = {"rid": rid, "ok": False,
+                         "error": {"type": e.type, "message": e.message, "code": e.code}}
+            except Exception as e:
+                reply = {"rid": rid, "ok": False,
+                         "error": {"type": "Error", "message": f"{type(e).__name__}: {e}",
+                                   "code": 0}}
+            self._send(c, reply)
+            if m.get("op") == "shutdown" and reply["ok"]:
+                self.stopping = True
+
+    def _send(self, c: Client, msg: dict) -> None:
+        if c.sock.fileno() < 0:
+            return
+        c.out += encode(msg)
+        self._client_flush(c)
+
+    def _client_flush(self, c: Client) -> None:
+        while c.out:
+            try:
+                n = c.sock.send(c.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop_client(c)
+                return
+            del c.out[:n]
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
+        try:
+            self.sel.modify(c.sock, want, ("client", c))
+        except (KeyError, ValueError):
+            pass
+
+    def broadcast(self, msg: dict) -> None:
+        for c in list(self.clients.values()):
+            self._send(c, msg)
+
+    # --- requests ------------------------------------------------------------------------
+    def handle(self, m: dict):
+        op = m.get("op")
+        if op == "hello":
+            return {"pid": os.getpid(), "version": PROTOCOL_VERSION}
+        if op == "create":
+            return self.create(m["spec"])
+        if op == "start":
+            return self.start(m["id"])
+        if op == "kill":
+            return self.kill(m["id"], int(m.get("sig", signal.SIGKILL)))
+        if op == "delete":
+            return self.delete(m["id"], bool(m.get("force")))
+        if op == "state":
+            return self._get(m["id"]).info()
+        if op == "list":
+            return [p.info() for p in self.procs.values()]
+        if op == "exec_create":
+            return self.exec_create(m["spec"])
+        if op == "exec_start":
+            return self.exec_start(m["id"])
+        if op == "stdin":
+            return self.stdin(m["id"], m.get("data", b""), False)
+        if op == "close_stdin":
+            return self.stdin(m["id"], b"", True)
+        if op == "resize":
+            return self.resize(m["id"], int(m["rows"]), int(m["cols"]))
+        if op == "shutdown":
+            running = [p.id for p in self.procs.values() if p.running]
+            if running and not m.get("force"):
+                raise RequestError("Conflict", f"spawner still runs {len(running)} "
+                                   f"process(es): {', '.join(running[:5])}")
+            return None
+        raise RequestError("InvalidArgument", f"unknown spawner op {op!r}")
+
+    def _get(self, id: str) -> Proc:
+        p = self.procs.get(id)
+        if p is None:
+            raise RequestError("NotFound", f"no such container or exec in the runtime: {id}")
+        return p
+
+    # --- create / start ----------------------------------------------------------------
+    def _record_path(self, id: str) -> str:
+        return os.path.join(self.rec_dir, f"{id}.json")
+
+    def _save_record(self, p: Proc) -> None:
+        rec = {"id": p.id, "kind": p.kind, "pid": p.pid, "start": _proc_starttime(p.pid),
+               "spec": p.spec, "status": p.status, "started": p.started,
+               "cgroups": [vars(d) for d in p.cgroups]}
+        _write_atomic(self._record_path(p.id), json.dumps(rec).encode())
+
+    def _stdio(self, p: Proc, tty: bool, stdin: bool) -> tuple[int, int, int, list[int]]:
+        """Make the child's stdio; returns (in, out, err, fds to close in the parent)."""
+        if tty:
+            master, slave = os.openpty()
+            os.set_inheritable(slave, False)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            _set_nonblock(master)
+            p.pty = master
+            p.outs[master] = 1
+            if stdin:
+                p.stdin_fd = master
+            return slave, slave, slave, [slave]
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        _set_nonblock(out_r)
+        _set_nonblock(err_r)
+        p.outs[out_r] = 1
+        p.outs[err_r] = 2
+        if stdin:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            _set_nonblock(in_w)
+            p.stdin_fd = in_w
+        else:
+            in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        return in_r, out_w, err_w, [in_r, out_w, err_w]
+
+    def _close_fds(self, p: Proc) -> None:
+        for fd in list(p.outs):
+            self._unwatch(fd)
+            os.close(fd)
+        p.outs.clear()
+        if p.stdin_fd >= 0 and p.stdin_fd != p.pty:
+            self._unwatch(p.stdin_fd)
+            os.close(p.stdin_fd)
+        p.stdin_fd = -1
+        p.pty = -1
+        for attr in ("sync_w", "status_r", "log_fd"):
+            fd = getattr(p, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(p, attr, -1)
+
+    def _unwatch(self, fd: int) -> None:
+        self.by_fd.pop(fd, None)
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def create(self, spec: dict) -> dict:
+        cid = spec["id"]
+        if cid in self.procs:
+            raise RequestError("Conflict", f"container {cid} already exists in the runtime")
+        if not os.path.isdir(spec.get("rootfs", "")):
+            raise RequestError("InvalidArgument",
+                               f"rootfs {spec.get('rootfs')!r} is not a directory")
+        if not spec.get("args"):
+            raise RequestError("InvalidArgument", "no command given for the container")
+        p = Proc(cid, "container", spec)
+        try:
+            p.cgroups = cgroups.plan(self.layout, cid, spec.get("cgroup", {}).get("parent", ""))
+        except ValueError as e:
+            raise RequestError("InvalidArgument", str(e)) from None
+        cg = _Obj(spec.get("cgroup", {}))
+        try:
+            cgroups.create(p.cgroups, cg)
+        except OSError as e:
+            raise RequestError("InvalidArgument" if e.errno == errno.EINVAL else "Error",
+                               f"creating cgroups for {cid}: {e}") from None
+        close_after: list[int] = []
+        c2 = 0
+        try:
+            if spec.get("log_path"):
+                os.makedirs(os.path.dirname(spec["log_path"]), exist_ok=True)
+                p.log_fd = os.open(spec["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT |
+                                   os.O_CLOEXEC, 0o640)
+            if spec.get("state_dir"):
+                os.makedirs(spec["state_dir"], exist_ok=True)
+                try:
+                    os.unlink(os.path.join(spec["state_dir"], "exit.json"))
+                except FileNotFoundError:
+                    pass
+            tty = bool(spec.get("tty"))
+            cin, cout, cerr, close_after = self._stdio(p, tty, bool(spec.get("stdin")))
+            sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+            status_r, status_w = os.pipe2(os.O_CLOEXEC)
+            close_after += [sync_r, status_w]
+            p.sync_w, p.status_r = sync_w, status_r
+            network = spec.get("network") or "none"
+            flags = (sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID |
+                     sc.CLONE_NEWCGROUP)
+            if network not in ("host",) and not network.startswith("/"):
+                flags |= sc.CLONE_NEWNET
+            c1 = os.fork()
+            if c1 == 0:                                     # ---- C1
+                try:
+                    child_reset_signals()
+                    cgroups.join(p.cgroups)
+                    if network.startswith("/"):
+                        fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
+                        sc.setns(fd, sc.CLONE_NEWNET)
+                        os.close(fd)
+                    sc.unshare(flags)
+                    pid2 = os.fork()
+                    if pid2 == 0:                           # ---- C2: PID 1
+                        try:
+                            setup_stdio(cin, cout, cerr, tty)
+                            if spec.get("hostname"):
+                                sc.sethostname(spec["hostname"])
+                            if flags & sc.CLONE_NEWNET:
+                                bring_up_loopback()
+                            setup_rootfs(spec)
+                            os.write(status_w, encode({"ready": True}))
+                            if os.read(sync_r, 1) != b"g":
+                                os._exit(1)     # deleted before start
+                            sec = spec.get("security", {})
+                            path, argv, envp = finalize(spec["args"], spec.get("env", []),
+                                                        spec.get("cwd", "/"),
+                                                        spec.get("user", ""), sec)
+                            exec_command(path, argv, envp)
+                        except BaseException as e:
+                            report_and_exit(status_w, e)
+                    os.write(status_w, encode({"pid": pid2}))
+                    os._exit(0)
+                except BaseException as e:
+                    report_and_exit(status_w, e)
+            for fd in close_after:
+                os.close(fd)
+            close_after = []
+            msgs = _read_frames(status_r, CREATE_TIMEOUT)
+            _, st = os.waitpid(c1, 0)
+            if not msgs or "pid" not in msgs[0]:
+                err = msgs[0].get("error") if msgs else f"setup process exited ({st:#x})"
+                raise RequestError("Error", f"creating container {cid}: {err}")
+            c2 = msgs[0]["pid"]
+            p.pid = c2
+            p.pidfd = os.pidfd_open(c2)
+            self.procs[cid] = p
+            self.by_pid[c2] = p
+            msgs = msgs[1:] or _read_frames(status_r, CREATE_TIMEOUT)
+            if not msgs or not msgs[0].get("ready"):
+                err = msgs[0].get("error") if msgs else "container init exited during setup"
+                raise RequestError("Error", f"creating container {cid}: {err}")
+        except BaseException:
+            for fd in close_after:
+                os.close(fd)
+            self._abort(p, c2)
+            raise
+        for fd, stream in p.outs.items():
+            self.by_fd[fd] = ("out", p)
+            self.sel.register(fd, selectors.EVENT_READ, ("out", p))
+        self._save_record(p)
+        return {"pid": p.pid}
+
+    def _abort(self, p: Proc, pid: int) -> None:
+        """Undo a failed create: kill and reap the init, close fds, remove cgroups."""
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.procs.pop(p.id, None)
+        self.by_pid.pop(pid, None)
+        if p.pidfd >= 0:
+            os.close(p.pidfd)
+            p.pidfd = -1
+        self._close_fds(p)
+        cgroups.remove(p.cgroups)
+
+    def start(self, id: str) -> dict:
+        p = self._get(id)
+        if p.kind != "container":
+            raise RequestError("InvalidArgument", f"{id} is an exec, use exec_start")
+        if p.started:
+            raise RequestError("Conflict", f"container {id} was already started")
+        if not p.running:
+            raise RequestError("Conflict", f"container {id} is not running")
+        p.started = True
+        os.write(p.sync_w, b"g")
+        os.close(p.sync_w)
+        p.sync_w = -1
+        msgs = _read_frames(p.status_r, CREATE_TIMEOUT)
+        os.close(p.status_r)
+        p.status_r = -1
+        self._save_record(p)
+        if msgs and "error" in msgs[0]:
+            p.spec["_error"] = msgs[0]["error"]
+            raise RequestError("ExecFailed", msgs[0]["error"], int(msgs[0].get("code", 126)))
+        return {"pid": p.pid}
+
+    # --- exec ----------------------------------------------------------------------------
+    def exec_create(self, spec: dict) -> dict:
+        eid = spec["id"]
+        if eid in self.procs:
+            raise RequestError("Conflict", f"exec id {eid} already in use")
+        c = self._get(spec["container_id"])
+        if c.kind != "container" or not c.running or not c.started:
+            raise RequestError("Conflict", f"container {spec['container_id']} is not running")
+        if not spec.get("args"):
+            raise RequestError("InvalidArgument", "no command given for exec")
+        self.procs[eid] = Proc(eid, "exec", spec)
+        return {}
+
+    def exec_start(self, eid: str) -> dict:
+        p = self._get(eid)
+        if p.kind != "exec":
+            raise RequestError("InvalidArgument", f"{eid} is not an exec")
+        if p.started:
+            raise RequestError("Conflict", f"exec {eid} was already started")
+        c = self._get(p.container_id)
+        if not c.running:
+            raise RequestError("Conflict", f"container {p.container_id} is not running")
+        p.started = True
+        spec, cspec = p.spec, c.spec
+        sec = dict(cspec.get("security", {}))
+        if spec.get("privileged"):
+            sec["privileged"] = True
+        env = list(cspec.get("env", [])) + list(spec.get("env", []))
+        cwd = spec.get("cwd") or cspec.get("cwd") or "/"
+        user = spec.get("user") or cspec.get("user", "")
+        tty = bool(spec.get("tty"))
+        close_after: list[int] = []
+        e2 = 0
+        try:
+            cin, cout, cerr, close_after = self._stdio(p, tty, bool(spec.get("stdin")))
+            status_r, status_w = os.pipe2(os.O_CLOEXEC)
+            close_after.append(status_w)
+            p.status_r = status_r
+            e1 = os.fork()
+            if e1 == 0:                                     # ---- E1
+                try:
+                    child_reset_signals()
+                    cgroups.join(c.cgroups)
+                    join_namespaces(c.pid)
+                    pid2 = os.fork()
+                    if pid2 == 0:                           # ---- E2
+                        try:
+                            setup_stdio(cin, cout, cerr, tty)
+                            path, argv, envp = finalize(spec["args"], env, cwd, user, sec)
+                            exec_command(path, argv, envp)
+                        except BaseException as e:
+                            report_and_exit(status_w, e)
+                    os.write(status_w, encode({"pid": pid2}))
+                    os._exit(0)
+                except BaseException as e:
+                    report_and_exit(status_w, e)
+            for fd in close_after:
+                os.close(fd)
+            close_after = []
+            msgs = _read_frames(status_r, CREATE_TIMEOUT)
+            _, st = os.waitpid(e1, 0)
+            if not msgs or "pid" not in msgs[0]:
+                err = msgs[0].get("error") if msgs else f"exec setup exited ({st:#x})"
+                raise RequestError("Error", f"exec {eid}: {err}")
+            e2 = msgs[0]["pid"]
+            p.pid = e2
+            p.pidfd = os.pidfd_open(e2)
+            self.by_pid[e2] = p
+        except BaseException:
+            for fd in close_after:
+                os.close(fd)
+            self._close_fds(p)
+            p.status = {"exit_code": 126, "oom_killed": False,
+                        "finished_at_ns": time.time_ns(), "error": "exec setup failed"}
+            raise
+        for fd in p.outs:
+            self.by_fd[fd] = ("out", p)
+            self.sel.register(fd, selectors.EVENT_READ, ("out", p))
+        msgs = msgs[1:] or _read_frames(status_r, CREATE_TIMEOUT)
+        os.close(status_r)
+        p.status_r = -1
+        if msgs and "error" in msgs[0]:
+            p.spec["_error"] = msgs[0]["error"]
+            raise RequestError("ExecFailed", msgs[0]["error"], int(msgs[0].get("code", 126)))
+        return {"pid": e2}
+
+    # --- signals, stdin, tty ---------------------------------------------------------------
+    def kill(self, id: str, sig: int) -> dict:
+        p = self._get(id)
+        if not p.running or p.pidfd < 0:
+            raise RequestError("Conflict", f"{id} is not running")
+        try:
+            signal.pidfd_send_signal(p.pidfd, sig)
+        except ProcessLookupError:
+            raise RequestError("Conflict", f"{id} is not running") from None
+        return {}
+
+    def stdin(self, id: str, data: bytes, close: bool) -> dict:
+        p = self._get(id)
+        if p.stdin_fd < 0:
+            if close:
+                return {}
+            raise RequestError("Conflict", f"{id} has no open stdin")
+        p.stdin_buf += data
+        p.stdin_close = p.stdin_close or close
+        self._flush_stdin(p)
+        return {}
+
+    def _flush_stdin(self, p: Proc) -> None:
+        fd = p.stdin_fd
+        if fd < 0:
+            return
+        while p.stdin_buf:
+            try:
+                n = os.write(fd, p.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:
+                p.stdin_buf = b""         # reader gone (EPIPE): drop, like a closed pipe
+                break
+            p.stdin_buf = p.stdin_buf[n:]
+        if p.pty >= 0 and fd == p.pty:
+            if p.stdin_close and not p.stdin_buf:
+                p.stdin_close = False
+                try:
+                    os.write(fd, b"\x04")  # EOF for a terminal reader
+                except OSError:
+                    pass
+            return                            # the master is watched for reading already
+        if p.stdin_buf:
+            if fd not in self.by_fd:
+                self.by_fd[fd] = ("stdin", p)
+                self.sel.register(fd, selectors.EVENT_WRITE, ("stdin", p))
+            return
+        self._unwatch(fd)
+        if p.stdin_close:
+            os.close(fd)
+            p.stdin_fd = -1
+
+    def resize(self, id: str, rows: int, cols: int) -> dict:
+        p = self._get(id)
+        if p.pty < 0:
+            raise RequestError("Conflict", f"{id} has no TTY")
+        fcntl.ioctl(p.pty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        return {}
+
+    # --- output ----------------------------------------------------------------------------
+    def _read_output(self, fd: int, p: Proc, drain: bool = False) -> None:
+        stream = p.outs.get(fd)
+        if stream is None:
+            return
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno != errno.EIO:      # EIO: pty with no slave left = EOF
+                    raise
+                data = b""
+            if not data:
+                self._flush_line(p, stream, final=True)
+                self._unwatch(fd)
+                os.close(fd)
+                del p.outs[fd]
+                if fd == p.pty:
+                    if p.stdin_fd == fd:
+                        p.stdin_fd = -1
+                    p.pty = -1
+                return
+            self.broadcast({"ev": "out", "id": p.id, "s": stream, "d": data})
+            if p.log_fd >= 0:
+                self._log(p, stream, data)
+            if not drain:
+                return                        # be fair to other fds; the loop comes back
+
+    def _log(self, p: Proc, stream: int, data: bytes) -> None:
+        buf = p.linebuf[stream] + data
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        out = []
+        now = rfc3339nano(time.time_ns())
+        name = "stdout" if stream == 1 else "stderr"
+        for line in lines:
+            out.append(self._entry(line + b"\n", name, now))
+        while len(rest) >= LINE_MAX:
+            out.append(self._entry(rest[:LINE_MAX], name, now))
+            rest = rest[LINE_MAX:]
+        p.linebuf[stream] = rest
+        if out:
+            os.write(p.log_fd, b"".join(out))
+
+    @staticmethod
+    def _entry(data: bytes, stream: str, now: str) -> bytes:
+        return (json.dumps({"log": data.decode("utf-8", "replace"), "stream": stream,
+                            "time": now}) + "\n").encode()
+
+    def _flush_line(self, p: Proc, stream: int, final: bool) -> None:
+        rest = p.linebuf.get(stream, b"")
+        if rest and p.log_fd >= 0:
+            os.write(p.log_fd, self._entry(rest, "stdout" if stream == 1 else "stderr",
+                                           rfc3339nano(time.time_ns())))
+        p.linebuf[stream] = b""
+
+    # --- exits ----------------------------------------------------------------------------
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            p = self.by_pid.pop(pid, None)
+            if p is None:
+                continue                      # an intermediate (C1/E1) or stray orphan
+            if os.WIFSIGNALED(st):
+                code = 128 + os.WTERMSIG(st)
+            else:
+                code = os.WEXITSTATUS(st)
+            self._exited(p, code)
+
+    def _exited(self, p: Proc, code: int) -> None:
+        for fd in list(p.outs):
+            self._read_output(fd, p, drain=True)
+        for s in (1, 2):
+            self._flush_line(p, s, True)
+        oom = False
+        if p.kind == "container":
+            oom = cgroups.oom_kills(p.cgroups) > 0
+        p.status = {"exit_code": code, "oom_killed": oom, "finished_at_ns": time.time_ns(),
+                    "error": p.spec.get("_error", "")}
+        if p.pidfd >= 0:
+            self._unwatch(p.pidfd)
+            os.close(p.pidfd)
+            p.pidfd = -1
+        self._close_fds(p)
+        if p.kind == "container":
+            sd = p.spec.get("state_dir")
+            if sd:
+                try:
+                    _write_atomic(os.path.join(sd, "exit.json"), json.dumps(p.status).encode())
+                except OSError as e:
+                    print(f"aiorun-spawner: writing exit status of {p.id}: {e}",
+                          file=sys.stderr, flush=True)
+            try:
+                self._save_record(p)
+            except OSError:
+                pass
+        self.broadcast({"ev": "eof", "id": p.id})
+        self.broadcast({"ev": "exit", "id": p.id, "status": p.status})
+
+    def _adopted_exit(self, p: Proc) -> None:
+        code = 255
+        sd = p.spec.get("state_dir")
+        if sd:
+            try:
+                with open(os.path.join(sd, "exit.json")) as f:
+                    p.status = json.load(f)
+            except (OSError, ValueError):
+                pass
+        if p.status is None:
+            self._exited(p, code)
+        else:
+            if p.pidfd >= 0:
+                self._unwatch(p.pidfd)
+                os.close(p.pidfd)
+                p.pidfd = -1
+            self.broadcast({"ev": "eof", "id": p.id})
+            self.broadcast({"ev": "exit", "id": p.id, "status": p.status})
+
+    # --- delete ---------------------------------------------------------------------------
+    def delete(self, id: str, force: bool = False) -> dict:
+        p = self._get(id)
+        if p.running:
+            if not force:
+                raise RequestError("Conflict", f"{id} is still running: kill it first")
+            signal.pidfd_send_signal(p.pidfd, signal.SIGKILL)
+            # Reap synchronously so the cgroup can go now.
+            try:
+                _, st = os.waitpid(p.pid, 0)
+                self.by_pid.pop(p.pid, None)
+                self._exited(p, 137)
+            except ChildProcessError:
+                pass
+        if p.kind == "container":
+            for e in [q for q in self.procs.values()
+                      if q.kind == "exec" and q.container_id == id]:
+                self._forget(e)
+            left = cgroups.remove(p.cgroups)
+            if left:
+                raise RequestError("Error", f"cannot remove cgroups of {id}: {left}")
+        self._forget(p)
+        return {}
+
+    def _forget(self, p: Proc) -> None:
+        self._close_fds(p)
+        if p.pidfd >= 0:
+            self._unwatch(p.pidfd)
+            os.close(p.pidfd)
+            p.pidfd = -1
+        self.procs.pop(p.id, None)
+        try:
+            os.unlink(self._record_path(p.id))
+        except FileNotFoundError:
+            pass
+
+    # --- re-adoption after a spawner restart ------------------------------------------------
+    def _readopt(self) -> None:
+        for name in sorted(os.listdir(self.rec_dir)):
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(self.rec_dir, name)) as f:
+                    rec = json.load(f)
+            except (OSError, ValueError):
+                continue
+            p = Proc(rec["id"], rec["kind"], rec["spec"])
+            p.pid = rec["pid"]
+            p.started = rec.get("started", False)
+            p.status = rec.get("status")
+            p.adopted = True
+            p.cgroups = [cgroups.CgroupDir(**{**d, "controllers": tuple(d["controllers"]),
+                                              "enable": tuple(d.get("enable", ()))})
+                         for d in rec.get("cgroups", [])]
+            self.procs[p.id] = p
+            if p.status is not None:
+                continue
+            alive = p.pid > 0 and _proc_starttime(p.pid) == rec.get("start")
+            if alive:
+                try:
+                    p.pidfd = os.pidfd_open(p.pid)
+                except ProcessLookupError:
+                    alive = False
+            if alive and _proc_starttime(p.pid) == rec.get("start"):
+                self.sel.register(p.pidfd, selectors.EVENT_READ, ("pidfd", p))
+                self.by_fd[p.pidfd] = ("pidfd", p)
+            else:
+                if p.pidfd >= 0:
+                    os.close(p.pidfd)
+                    p.pidfd = -1
+                self._adopted_exit(p)
+
+
+class _Obj:
+    """Attribute view of a dict (cgroups.limit_writes takes attribute-style specs)."""
+
+    def __init__(self, d: dict) -> None:
+        self.parent = d.get("parent", "")
+        self.memory = d.get("memory")
+        self.memory_swap = d.get("memory_swap")
+        self.cpus = d.get("cpus")
+        self.cpu_shares = d.get("cpu_shares")
+        self.pids = d.get("pids")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "--run":
+        print("usage: python -m aiorun.runtime.spawner --run DIR", file=sys.stderr)
+        return 2
+    run_dir = os.path.abspath(argv[1])
+    os.makedirs(run_dir, exist_ok=True)
+    # One spawner per run dir: an flock held for the process's life.
+    lock = os.open(os.path.join(run_dir, "spawner.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                   0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 3                               # another spawner serves this run dir
+    path = os.path.join(run_dir, "spawner.sock")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    if os.fork() != 0:
+        os._exit(0)                            # the daemon reaps us at once
+    os.setsid()
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sp = Spawner(run_dir, sock)
+    try:
+        sp.run()
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
