@@ -202,7 +202,16 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
         new_image["author"] = author
     if message:
         new_image["comment"] = message
-    img = await maybe_await(engine.images.create_image(new_image, tags))
+    try:
+        img = await maybe_await(engine.images.create_image(new_image, tags))
+    except BaseException:
+        # unpin and free the new layer when no image got to reference it
+        with anyio.CancelScope(shield=True):
+            if hasattr(engine.images, "release_layer"):
+                engine.images.release_layer(diff_id)
+            if hasattr(engine.images, "gc_layers"):
+                await engine.images.gc_layers([diff_id])
+        raise
     image_id = img.id if not isinstance(img, (str, dict)) else (img if isinstance(img, str)
                                                                    else img["id"])
     events = getattr(engine, "events", None)
