@@ -1,0 +1,325 @@
+"""The ``bridge`` network driver: a host bridge per network, a veth pair per container,
+addresses from IPAM, NAT and published ports through aiorun's own nftables table.
+
+Host state it makes, and how it recognises it again (also after a daemon restart):
+
+* bridges ``aiorun0`` (the default network) and ``aior-<hash>`` (user networks), veths
+  ``aiorv<hash>``; every one carries the ifalias ``aiorun:<table>``, so ``reset``/``restore``
+  find exactly this daemon's links and nothing else;
+* the nftables table ``ip aiorun`` (re-rendered whole on every change, removed with the last
+  network);
+* sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``.
+
+Scopes: a daemon on the default state root (``/var/lib/aiorun``) uses the names above. A daemon
+on any other root (tests, several daemons side by side) derives a 4-hex scope from its state
+directory and uses ``aior<scope>0`` / table ``aiorun_<scope>``, so two daemons never fight over
+one bridge or one table. ``AIORUN_BRIDGE`` / ``AIORUN_BRIDGE_SUBNET`` override the default
+network's bridge name and subnet.
+
+Persistence: one IPAM file per network under ``state_dir`` (``<net id>.ipam.json``); endpoints
+and network configs are persisted by the engine and handed back to ``restore``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import anyio
+
+from aiorun.config import DEFAULT_ROOT
+from aiorun.drivers.network import (Endpoint, EndpointRequest, NetworkConfig, NetworkDriver,
+                                    PortMapping)
+from aiorun.errors import InvalidArgument
+from aiorun.net import netlink as nl
+from aiorun.net.hostports import Claim, PortRegistry
+from aiorun.net.ipam import Pool, choose_subnet, mac_for
+from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reason
+
+log = logging.getLogger("aiorun.network.bridge")
+
+BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+DEFAULT_NETWORK = "bridge"
+
+
+def _h(*parts: str, n: int = 10) -> str:
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:n]
+
+
+@dataclass
+class _Net:
+    config: NetworkConfig
+    bridge: str
+    pool: Pool
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id → endpoint
+
+
+class BridgeDriver(NetworkDriver):
+    name = "bridge"
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        resolved = str(Path(state_dir).resolve())
+        default_scope = resolved.startswith(DEFAULT_ROOT.rstrip("/") + "/")
+        self.scope = "" if default_scope else _h(resolved, n=4)
+        self.table = "aiorun" if default_scope else f"aiorun_{self.scope}"
+        self.alias = f"aiorun:{self.table}"
+        self.default_bridge = os.environ.get("AIORUN_BRIDGE") or (
+            "aiorun0" if default_scope else f"aior{self.scope}0")
+        self.default_subnet = os.environ.get("AIORUN_BRIDGE_SUBNET", "")
+        self._nets: dict[str, _Net] = {}
+        self._ports = PortRegistry()
+        self._create_lock = anyio.Lock()
+        self.nft = NftApplier(self.table, self._nft_state)
+        self._forwarding = False
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return nft_unavailable_reason()
+
+    # -- naming ------------------------------------------------------------------------------
+    def bridge_name(self, net: NetworkConfig) -> str:
+        name = net.options.get(BRIDGE_NAME_OPT, "")
+        if name:
+            if len(name) > 15 or not name.replace("-", "").replace("_", "").isalnum():
+                raise InvalidArgument(f"invalid bridge name {name!r}")
+            return name
+        if net.name == DEFAULT_NETWORK:
+            return self.default_bridge
+        return "aior-" + _h(self.scope, net.id)
+
+    def veth_name(self, net_id: str, container_id: str) -> str:
+        return "aiorv" + _h(self.scope, net_id, container_id)
+
+    # -- nft state ---------------------------------------------------------------------------
+    def _nft_state(self) -> tuple[list[NftBridge], list[NftPort]]:
+        bridges, ports = [], []
+        for n in self._nets.values():
+            bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal))
+            for ep in n.endpoints.values():
+                for p in ep.ports:
+                    ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
+                                         p.container_port))
+        return bridges, ports
+
+    def port_owner(self, owner: str) -> str:
+        net_id, _, cid = owner.partition("/")
+        return f"container {cid[:12]}"
+
+    # -- networks ----------------------------------------------------------------------------
+    def _pool_path(self, net_id: str) -> Path:
+        return self.state_dir / f"{net_id}.ipam.json"
+
+    def _subnet_lock(self) -> int:
+        # Several daemons (tests, side-by-side roots) may pick subnets at the same moment;
+        # a host-wide lock makes "choose a free subnet, then create the bridge" atomic.
+        d = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
+        fd = os.open(f"{d}/aiorun-subnets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _create_sync(self, net: NetworkConfig, bridge: str) -> tuple[str, str]:
+        fd = self._subnet_lock()
+        try:
+            exists = nl.link_index(bridge) is not None
+            requested = net.subnet or (self.default_subnet if net.name == DEFAULT_NETWORK else "")
+            if exists and requested:
+                subnet = ipaddress.IPv4Network(requested)  # ours already (restart/re-create)
+            else:
+                if exists:  # a bridge of that name we do not know: refuse to adopt it
+                    raise InvalidArgument(f"bridge {bridge} already exists on the host")
+                in_use = nl.host_networks() + [n.pool.subnet for n in self._nets.values()]
+                subnet = choose_subnet(in_use, requested)
+            gateway = net.gateway or str(subnet.network_address + 1)
+            if ipaddress.IPv4Address(gateway) not in subnet:
+                raise InvalidArgument(f"gateway {gateway} is not inside subnet {subnet}")
+            nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
+            if not self._forwarding:
+                nl.set_sysctl("net/ipv4/ip_forward", "1")
+                self._forwarding = True
+            return str(subnet), gateway
+        finally:
+            os.close(fd)
+
+    async def create_network(self, net: NetworkConfig) -> NetworkConfig:
+        async with self._create_lock:
+            known = self._nets.get(net.id)
+            if known is not None:
+                return known.config
+            bridge = self.bridge_name(net)
+            if any(n.bridge == bridge for n in self._nets.values()):
+                raise InvalidArgument(f"bridge {bridge} is already used by another network")
+            subnet, gateway = await nl.run(self._create_sync, net, bridge)
+            try:
+                pool = Pool.load_or_create(self._pool_path(net.id), subnet, gateway)
+                cfg = replace(net, subnet=subnet, gateway=gateway,
+                              options={**net.options, BRIDGE_NAME_OPT: bridge})
+                self._nets[net.id] = _Net(cfg, bridge, pool)
+                await self.nft.sync()
+            except BaseException:
+                self._nets.pop(net.id, None)
+                with anyio.CancelScope(shield=True):
+                    await nl.run(nl.delete_link, bridge)
+                    await self.nft.sync()
+                raise
+            log.info("network %s: bridge %s subnet %s", net.name, bridge, subnet)
+            return cfg
+
+    async def delete_network(self, net: NetworkConfig) -> None:
+        n = self._nets.pop(net.id, None)
+        bridge = n.bridge if n else net.options.get(BRIDGE_NAME_OPT) or self.bridge_name(net)
+        with anyio.CancelScope(shield=True):
+            if n is not None:
+                for ep in list(n.endpoints.values()):
+                    self._ports.release(f"{net.id}/{ep.container_id}")
+                    await nl.run(nl.delete_link, ep.data.get("host_ifname", ""))
+            await nl.run(nl.delete_link, bridge)
+            await self.nft.sync()
+            try:
+                self._pool_path(net.id).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _known(self, net: NetworkConfig) -> _Net | None:
+        return self._nets.get(net.id)
+
+    # -- endpoints ---------------------------------------------------------------------------
+    async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint:
+        n = self._nets.get(net.id)
+        if n is None:
+            await self.create_network(net)
+            n = self._nets[net.id]
+        cid = req.container_id
+        if cid in n.endpoints:
+            raise InvalidArgument(f"container {cid[:12]} is already attached to network "
+                                  f"{net.name}")
+        owner = f"{net.id}/{cid}"
+        ports: list[PortMapping] = []
+        ip = ""
+        host_if = self.veth_name(net.id, cid)
+        wired = False
+        try:
+            # Ports first: the cheapest thing to refuse, and nothing to undo on host state.
+            ports = self._ports.reserve(owner, list(req.ports), self.port_owner)
+            ip = n.pool.allocate(cid, req.ip_address)
+            mac = req.mac_address or mac_for(ip)
+            await nl.run(nl.attach_veth, bridge=n.bridge, host_ifname=host_if,
+                         netns_path=req.netns_path, cidr=f"{ip}/{n.pool.prefix_len}",
+                         gateway=str(n.pool.gateway), mac=mac, alias=self.alias,
+                         default_route=not net.internal)
+            wired = True
+            ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
+                          prefix_len=n.pool.prefix_len, gateway=str(n.pool.gateway),
+                          mac_address=mac, ports=ports,
+                          data={"host_ifname": host_if, "bridge": n.bridge})
+            n.endpoints[cid] = ep
+            if ports:
+                await self.nft.sync()
+            return ep
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                had = n.endpoints.pop(cid, None)
+                self._ports.release(owner)
+                if ip:
+                    n.pool.release(ip, cid)
+                if wired:
+                    await nl.run(nl.delete_link, host_if)
+                if had is not None and ports:
+                    try:
+                        await self.nft.sync()
+                    except Exception:
+                        log.exception("nft re-sync after a failed attach failed")
+            raise
+
+    async def detach(self, net: NetworkConfig, ep: Endpoint) -> None:
+        n = self._nets.get(net.id)
+        cid = ep.container_id
+        self._ports.release(f"{net.id}/{cid}")
+        with anyio.CancelScope(shield=True):
+            had = n.endpoints.pop(cid, None) if n else None
+            if had is not None and had.ports:
+                await self.nft.sync()
+            host_if = ep.data.get("host_ifname") or self.veth_name(net.id, cid)
+            await nl.run(nl.delete_link, host_if)
+            if n is not None and ep.ip_address:
+                n.pool.release(ep.ip_address, cid)
+            elif ep.ip_address and self._pool_path(net.id).exists():
+                pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
+                pool.release(ep.ip_address, cid)
+
+    async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
+        """Re-adopt networks and the endpoints whose veth still exists; drop the rest.
+
+        A veth disappears with its container's namespace, so "host end still present" is
+        exactly "the container is still running". Links with our alias that no endpoint
+        explains (a crash between creating and persisting) are deleted; addresses no live
+        endpoint holds are released.
+        """
+        live_links = set(await nl.run(nl.links_with_alias, self.alias))
+        for net in networks:
+            if net.id in self._nets:
+                continue
+            bridge = self.bridge_name(net)
+            if not net.subnet:
+                continue  # never had host state (a lazily created default network)
+            await nl.run(nl.ensure_bridge, bridge, f"{net.gateway}/{net.subnet.split('/')[1]}",
+                         self.alias)
+            pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
+            self._nets[net.id] = _Net(net, bridge, pool)
+            live_links.discard(bridge)
+        if self._nets:
+            await nl.run(nl.set_sysctl, "net/ipv4/ip_forward", "1")
+            self._forwarding = True
+        by_net: dict[str, list[Endpoint]] = {}
+        for ep in endpoints:
+            by_net.setdefault(ep.network_id, []).append(ep)
+        for net_id, n in self._nets.items():
+            keep: set[str] = set()
+            for ep in by_net.get(net_id, []):
+                host_if = ep.data.get("host_ifname", "")
+                if host_if in live_links:
+                    live_links.discard(host_if)
+                    n.endpoints[ep.container_id] = ep
+                    for p in ep.ports:
+                        self._ports.add(Claim(p.protocol, p.host_ip, p.host_port,
+                                              f"{net_id}/{ep.container_id}"))
+                    keep.add(ep.ip_address)
+            for ip in [ip for ip in n.pool.allocations if ip not in keep]:
+                n.pool.release(ip, save=False)
+            n.pool.save()
+        for name in live_links:  # ours, but nothing explains it
+            if not name.startswith("aior"):
+                continue
+            await nl.run(nl.delete_link, name)
+        await self.nft.sync()
+
+    async def reset(self) -> None:
+        """Remove every link carrying our alias, the nft table and all IPAM state."""
+        with anyio.CancelScope(shield=True):
+            names = await nl.run(nl.links_with_alias, self.alias)
+            # veths first (deleting a bridge leaves its ports dangling but alive)
+            for name in sorted(names, key=lambda s: not s.startswith("aiorv")):
+                await nl.run(nl.delete_link, name)
+            self._nets.clear()
+            self._ports = PortRegistry()
+            await self.nft.sync()
+            for p in self.state_dir.glob("*.ipam.json"):
+                p.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        """Daemon stop: keep all host state (running containers keep their network)."""
+        return None
+
+    # -- introspection (inspect, tests) ---------------------------------------------------
+    def network_state(self, net_id: str) -> dict | None:
+        n = self._nets.get(net_id)
+        if n is None:
+            return None
+        return {"bridge": n.bridge, "subnet": str(n.pool.subnet), "gateway": str(n.pool.gateway),
+                "endpoints": {cid: ep.ip_address for cid, ep in n.endpoints.items()}}

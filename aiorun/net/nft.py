@@ -1,0 +1,174 @@
+"""aiorun's nftables table: rendered whole from the current state, applied atomically.
+
+Nothing here edits rules one by one. :func:`render` turns the complete state (bridges and
+published ports) into the text of one table; :class:`NftApplier` loads it with ``nft -f -`` in
+a single transaction that first makes sure the table exists, deletes it, and re-creates it.
+Other tables (Docker's, firewalld's, ...) are never touched.
+
+What the table does (IPv4, family ``ip``):
+
+* ``prerouting`` (nat, dstnat) and ``output`` (nat, -100): packets addressed to one of the
+  host's own addresses (``fib daddr type local``: any interface address, the bridges' gateways,
+  127.0.0.1) jump to ``published``, which DNATs each published host port to its container.
+  ``output`` covers locally generated traffic (``curl 127.0.0.1:4000``); ``prerouting`` covers
+  traffic from other hosts/namespaces and from containers (hairpin).
+* ``postrouting`` (nat, srcnat): masquerade traffic from a bridge subnet leaving through any
+  other interface; masquerade 127.0.0.0/8 sources leaving through a bridge (the DNAT'd
+  loopback case; it also needs ``route_localnet=1`` on the bridge); masquerade DNAT'd
+  traffic from a bridge's subnet back into the same bridge (hairpin: otherwise the peer's
+  reply would bypass the host and the connection would not match).
+* ``forward`` (filter): established/related accepted, different aiorun bridges isolated from
+  each other, traffic into and out of aiorun bridges accepted (internal networks: only inside
+  the bridge).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import anyio
+
+from aiorun.errors import AiorunError, Unavailable
+
+DEFAULT_TABLE = "aiorun"
+
+
+class NftError(AiorunError):
+    """``nft`` refused our ruleset; the message carries its stderr."""
+
+
+@dataclass(frozen=True, order=True)
+class NftBridge:
+    ifname: str
+    subnet: str
+    internal: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class NftPort:
+    protocol: str          # tcp | udp | sctp
+    host_port: int
+    host_ip: str           # "" = every local address
+    container_ip: str
+    container_port: int
+
+
+def _q(name: str) -> str:
+    # Interface names we render are ours (aior...), but quote defensively anyway.
+    if not name or any(c in name for c in '"\\\n ;{}'):
+        raise ValueError(f"refusing to render interface name {name!r}")
+    return f'"{name}"'
+
+
+def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPort]) -> str:
+    """The full ``table ip <table> { ... }`` text for this state (deterministic order)."""
+    brs = sorted(set(bridges))
+    pts = sorted(set(ports))
+    out = [f"table ip {table} {{"]
+    out += ["\tchain prerouting {",
+            "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+            "\t\tfib daddr type local jump published",
+            "\t}",
+            "\tchain output {",
+            "\t\ttype nat hook output priority -100; policy accept;",
+            "\t\tfib daddr type local jump published",
+            "\t}",
+            "\tchain published {"]
+    for p in pts:
+        match = f"ip daddr {ipaddress.IPv4Address(p.host_ip)} " if p.host_ip else ""
+        cip = ipaddress.IPv4Address(p.container_ip)
+        out.append(f"\t\t{match}{p.protocol} dport {int(p.host_port)} "
+                   f"dnat to {cip}:{int(p.container_port)}")
+    out += ["\t}",
+            "\tchain postrouting {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;"]
+    for b in brs:
+        net = ipaddress.IPv4Network(b.subnet)
+        out.append(f"\t\toifname {_q(b.ifname)} ip saddr 127.0.0.0/8 masquerade")
+        out.append(f"\t\toifname {_q(b.ifname)} ip saddr {net} ct status dnat masquerade")
+        if not b.internal:
+            out.append(f"\t\toifname != {_q(b.ifname)} ip saddr {net} masquerade")
+    out += ["\t}",
+            "\tchain forward {",
+            "\t\ttype filter hook forward priority filter; policy accept;",
+            "\t\tct state established,related accept"]
+    for b in brs:
+        if b.internal:
+            out.append(f"\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} drop")
+            out.append(f"\t\toifname {_q(b.ifname)} iifname != {_q(b.ifname)} drop")
+        elif len(brs) > 1:
+            out.append(f'\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} '
+                       f'oifname "aior*" drop')
+    for b in brs:
+        out.append(f"\t\tiifname {_q(b.ifname)} accept")
+        out.append(f"\t\toifname {_q(b.ifname)} accept")
+    out += ["\t}", "}"]
+    return "\n".join(out) + "\n"
+
+
+def render_transaction(table: str, bridges: Iterable[NftBridge],
+                       ports: Iterable[NftPort]) -> str:
+    """The ``nft -f`` input replacing our table atomically; just removal when no bridges."""
+    brs = list(bridges)
+    head = f"table ip {table}\ndelete table ip {table}\n"
+    if not brs:
+        return head
+    return head + render_table(table, brs, ports)
+
+
+def nft_unavailable_reason() -> str | None:
+    return None if shutil.which("nft") else "the nft command (nftables) is not installed"
+
+
+async def run_nft(text: str) -> None:
+    if nft_unavailable_reason():
+        raise Unavailable(nft_unavailable_reason() or "")
+    res = await anyio.run_process(["nft", "-f", "-"], input=text.encode(), check=False)
+    if res.returncode != 0:
+        raise NftError(f"nft rejected aiorun's ruleset: {res.stderr.decode(errors='replace').strip()}")
+
+
+async def delete_table(table: str) -> None:
+    await run_nft(f"table ip {table}\ndelete table ip {table}\n")
+
+
+async def table_exists(table: str) -> bool:
+    res = await anyio.run_process(["nft", "list", "table", "ip", table], check=False)
+    return res.returncode == 0
+
+
+class NftApplier:
+    """Coalescing applier: callers change the state, then ``await sync()``.
+
+    ``sync`` returns once a ruleset rendered *after* the caller's change is loaded. While one
+    ``nft -f`` runs, further callers queue on the lock; the first of them renders everything
+    changed so far, and the rest find their change already applied and return at once. So a
+    burst of N container starts costs about two ``nft`` runs, not N.
+    """
+
+    def __init__(self, table: str, state: Callable[[], tuple[Iterable[NftBridge],
+                                                             Iterable[NftPort]]]) -> None:
+        self.table = table
+        self._state = state
+        self._lock = anyio.Lock()
+        self._changed = 0      # bumped by every sync() call
+        self._applied = 0      # highest change number known to be loaded
+        self.runs = 0          # nft invocations, for tests/benchmarks
+        self.last_text = ""
+
+    async def sync(self) -> None:
+        self._changed += 1
+        mine = self._changed
+        async with self._lock:
+            if self._applied >= mine:
+                return
+            upto = self._changed
+            bridges, ports = self._state()
+            text = render_transaction(self.table, bridges, ports)
+            self.runs += 1
+            await run_nft(text)
+            self.last_text = text
+            self._applied = upto

@@ -1,0 +1,135 @@
+"""Helpers for networking tests: throwaway network namespaces, servers inside them, clients.
+
+Every namespace is a ``unshare --net sleep`` process; killing it destroys the namespace and
+with it the container ends of any veth pairs. Traffic goes only to loopback or to addresses
+inside namespaces made here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BUSYBOX = "/bin/busybox"
+
+UDP_ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(2048)
+    s.sendto(b"echo:" + data, addr)
+"""
+
+
+class Netns:
+    """A fresh network namespace held open by a sleeping process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+        self.pid = self.proc.pid
+        self.path = f"/proc/{self.pid}/ns/net"
+        self.children: list[subprocess.Popen] = []
+        deadline = time.monotonic() + 5
+        me = os.readlink("/proc/self/ns/net")
+        while os.readlink(self.path) == me:  # until unshare has run
+            if time.monotonic() > deadline:
+                raise RuntimeError("unshare did not create a namespace")
+            time.sleep(0.005)
+
+    def cmd(self, *argv: str) -> list[str]:
+        return ["nsenter", f"--net={self.path}", *argv]
+
+    def run(self, *argv: str, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 20)
+        return subprocess.run(self.cmd(*argv), **kw)
+
+    def spawn(self, *argv: str, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(self.cmd(*argv), **kw)
+        self.children.append(p)
+        return p
+
+    def httpd(self, docroot: Path, port: int = 80, body: str = "hello from aiorun\n") -> None:
+        docroot.mkdir(parents=True, exist_ok=True)
+        (docroot / "index.html").write_text(body)
+        self.spawn(BUSYBOX, "httpd", "-f", "-p", str(port), "-h", str(docroot))
+
+    def udp_echo(self, port: int) -> None:
+        p = self.spawn(sys.executable, "-c", UDP_ECHO, str(port), stdout=subprocess.PIPE,
+                       text=True)
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+
+    def close(self) -> None:
+        for p in self.children + [self.proc]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+    def __enter__(self) -> "Netns":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def http_get(ip: str, port: int, timeout: float = 5.0, tries: int = 50) -> str:
+    """GET / from ip:port over a plain socket (retries while the server starts)."""
+    last: Exception | None = None
+    for _ in range(tries):
+        try:
+            with socket.create_connection((ip, port), timeout=timeout) as s:
+                s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                chunks = []
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    chunks.append(b)
+                return b"".join(chunks).decode(errors="replace")
+        except OSError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise AssertionError(f"GET http://{ip}:{port}/ failed: {last}")
+
+
+def udp_ask(ip: str, port: int, msg: bytes = b"ping", timeout: float = 1.0,
+            tries: int = 10) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        for _ in range(tries):
+            s.sendto(msg, (ip, port))
+            try:
+                return s.recvfrom(2048)[0]
+            except socket.timeout:
+                continue
+    raise AssertionError(f"no UDP answer from {ip}:{port}")
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeEngine:
+    """Just what NetworkManager needs from the engine in tests."""
+
+    def __init__(self, paths) -> None:
+        self.paths = paths
+        self.events = Recorder()
+        self.containers = None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, dict]] = []
+
+    def emit(self, type_: str, action: str, actor: str, attrs: dict | None = None) -> None:
+        self.events.append((type_, action, actor, dict(attrs or {})))
