@@ -284,9 +284,16 @@ def _remove_at(pfd: int, name: str) -> None:
 
 
 class _CountingReader(io.RawIOBase):
+    """Counts bytes and keeps a window of the most recent ones (to inspect where tarfile
+    stopped: tarfile ends silently on a bad header after the first)."""
+
+    WINDOW = 4 << 20
+
     def __init__(self, inner: BinaryIO) -> None:
         self.inner = inner
         self.count = 0
+        self.window = bytearray()
+        self.window_start = 0
 
     def readable(self) -> bool:
         return True
@@ -296,7 +303,23 @@ class _CountingReader(io.RawIOBase):
         n = len(data)
         b[:n] = data
         self.count += n
+        self.window += data
+        if len(self.window) > 2 * self.WINDOW:
+            cut = len(self.window) - self.WINDOW
+            del self.window[:cut]
+            self.window_start += cut
         return n
+
+    def block_at(self, offset: int) -> bytes | None:
+        """The 512 bytes at ``offset`` if still in the window (may be short at EOF)."""
+        # tarfile may not have pulled everything the buffer holds yet: read a little more
+        while self.count < offset + 512:
+            if not self.readinto(bytearray(65536)):
+                break
+        if offset < self.window_start:
+            return None
+        i = offset - self.window_start
+        return bytes(self.window[i:i + 512])
 
 
 def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
@@ -318,10 +341,14 @@ def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.T
                 break
             seen += 1
             yield tar, m
-        # tarfile treats a bare EOF like the end-of-archive marker; we do not.
-        if seen and counter.count <= tar.offset:
+        # tarfile treats a bare EOF, and a bad header after the first, like the end-of-archive
+        # marker; we do not.
+        block = counter.block_at(tar.offset)
+        if block is not None and len(block) < 512:
             raise InvalidArgument("truncated tar archive: it ends without the end-of-archive "
                                   "marker")
+        if block is not None and block != b"\0" * 512:
+            raise InvalidArgument(f"corrupt tar archive: invalid header at offset {tar.offset}")
     finally:
         tar.close()
     # drain (padding after the marker counts toward the digest the caller may be computing)
@@ -437,7 +464,13 @@ def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, pfd: int, b
         if trel == "":
             raise InvalidArgument(f"layer entry {m.name!r} is a hard link to the layer root")
         tparent, _, tbase = trel.rpartition("/")
-        tpfd = walker.open_dir(tparent, False, m.name)
+        try:
+            tpfd = walker.open_dir(tparent, False, m.name)
+        except InvalidArgument as exc:
+            if "does not exist" not in exc.message:
+                raise
+            raise InvalidArgument(f"layer entry {m.name!r} is a hard link to {m.linkname!r}, "
+                                  "which is not in this layer") from None
         try:
             tst = os.stat(tbase, dir_fd=tpfd, follow_symlinks=False)
         except FileNotFoundError:
