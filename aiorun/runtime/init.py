@@ -364,6 +364,8 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
     privileged = security.get("privileged", False)
     kept = capsmod.effective_set(privileged, security.get("cap_add") or [],
                                  security.get("cap_drop") or [])
+    # Never more than we hold ourselves (root here may lack e.g. CAP_SYS_RESOURCE).
+    kept &= sc.capget()[1]
     top = capsmod.last_cap()
     for c in range(top + 1):
         if not kept & (1 << c):

@@ -1,0 +1,349 @@
+"""The runtime against the real kernel: namespaces, rootfs, cgroups, caps, exec, tty, exit.
+
+Each test uses its own cgroup parent (``aiorun-rt-<hex>``) so concurrent test runs of other
+areas cannot confuse the leak checks, and shuts its spawner down (killing it by pid if the
+test failed half-way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from aiorun.runtime import ExecFailed, Runtime
+from aiorun.runtime import cgroups
+from aiorun.runtime.caps import DOCKER_DEFAULT, mask_of
+from aiorun.runtime.spec import CgroupSpec, ContainerSpec, ExecSpec, MountSpec, SecuritySpec
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def rootfs(busybox_tar, tmp_path):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    with tarfile.open(busybox_tar) as t:
+        t.extractall(root)
+    yield root
+    # tmp_path removal follows no symlinks; nothing is mounted here after a clean test.
+
+
+@pytest.fixture
+def cg_parent():
+    parent = f"aiorun-rt-{uuid.uuid4().hex[:8]}"
+    yield parent
+    leftovers = [d.parent for d in cgroups.plan(cgroups.read_layout(), "x", parent)
+                 if os.path.exists(d.parent)]
+    for p in leftovers:                      # clean up, then fail the test
+        for sub in sorted(Path(p).glob("*/"), reverse=True):
+            if sub.is_dir() and not sub.name.startswith(("cgroup.", "memory.")):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
+    assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _our_mounts(*roots) -> list[str]:
+    keys = [str(r) for r in roots]
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if any(k in line for k in keys)]
+
+
+@pytest.fixture
+def guard(aiorun_paths, cg_parent, tmp_path):
+    """Yields a list the test appends spawner pids to; afterwards fails the test (after
+    cleaning up) if a spawner, a mount under the test's roots, or a cgroup is left.
+
+    (conftest's host_state also compares links and nft tables, which other areas' tests
+    running at the same time change; the runtime touches neither, so only mounts are
+    compared here, restricted to the test's own roots.)"""
+    pids: list[int] = []
+    yield pids
+    for _ in range(200):
+        if not any(_alive(p) for p in pids):
+            break
+        import time
+        time.sleep(0.01)
+    alive = [p for p in pids if _alive(p)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    mounts = _our_mounts(tmp_path, aiorun_paths.run, aiorun_paths.root)
+    for line in mounts:
+        subprocess.run(["umount", "-l", line.split()[4]], check=False)
+    assert not alive, f"spawner still running after the test: {alive}"
+    assert not mounts, f"mounts left behind: {mounts}"
+
+
+@asynccontextmanager
+async def runtime(paths, guard):
+    async with Runtime(paths) as rt:
+        guard.append(rt.spawner_pid)
+        try:
+            yield rt
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                for id in await rt.list():
+                    await rt.delete(id, force=True)
+                await rt.shutdown_spawner()
+
+
+def make_spec(paths, rootfs, cg_parent, args, **kw) -> ContainerSpec:
+    cid = kw.pop("id", uuid.uuid4().hex[:12])
+    sd = paths.containers / cid
+    return ContainerSpec(id=cid, rootfs=str(rootfs), args=args, log_path=str(sd / "log.json"),
+                         state_dir=str(sd), cgroup=kw.pop("cgroup", CgroupSpec(parent=cg_parent)),
+                         **kw)
+
+
+async def run(rt, spec):
+    """create + start + collect output + wait + delete → (status, stdout+stderr bytes)."""
+    await rt.create(spec)
+    try:
+        await rt.start(spec.id)
+    except ExecFailed:
+        pass
+    out = b"".join([d async for _s, d in rt.output(spec.id)])
+    status = await rt.wait(spec.id)
+    await rt.delete(spec.id)
+    return status, out
+
+
+@pytest.mark.anyio
+async def test_echo_logs_and_exit_codes(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["echo", "hello"])
+        st, out = await run(rt, spec)
+        assert (st.exit_code, out) == (0, b"hello\n")
+        import json
+        lines = [json.loads(x) for x in Path(spec.log_path).read_text().splitlines()]
+        assert lines[0]["log"] == "hello\n" and lines[0]["stream"] == "stdout"
+        assert lines[0]["time"].endswith("Z") and "T" in lines[0]["time"]
+        exit_json = json.loads((Path(spec.state_dir) / "exit.json").read_text())
+        assert exit_json["exit_code"] == 0
+
+        st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent,
+                                          ["sh", "-c", "echo err >&2; exit 3"]))
+        assert (st.exit_code, out) == (3, b"err\n")
+
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["/nonexistent"])
+        await rt.create(spec)
+        with pytest.raises(ExecFailed) as ei:
+            await rt.start(spec.id)
+        assert ei.value.exit_code == 127 and '"/nonexistent"' in ei.value.message
+        st = await rt.wait(spec.id)
+        assert st.exit_code == 127 and st.error
+        await rt.delete(spec.id)
+
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["nosuchcmd"])
+        await rt.create(spec)
+        with pytest.raises(ExecFailed) as ei:
+            await rt.start(spec.id)
+        assert ei.value.message == 'exec: "nosuchcmd": executable file not found in $PATH'
+        await rt.wait(spec.id)
+        await rt.delete(spec.id)
+
+        st, _ = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, ["/etc/passwd"]))
+        assert st.exit_code == 126
+
+
+@pytest.mark.anyio
+async def test_namespaces_hostname_pid1_user_cwd(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "echo $$; hostname; id -u; pwd; ip link 2>/dev/null |"
+                                      " grep -c UP || cat /sys/class/net/lo/operstate"],
+                         hostname="boxy", user="nobody", cwd="/work/dir")
+        pid = await rt.create(spec)
+        for ns in ("mnt", "uts", "ipc", "net", "pid", "cgroup"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+        # Paused before exec: nothing of the container is in the host's mount table.
+        assert str(rootfs) not in Path("/proc/self/mountinfo").read_text()
+        await rt.start(spec.id)
+        out = b"".join([d async for _s, d in rt.output(spec.id)]).decode().split("\n")
+        assert (await rt.wait(spec.id)).exit_code == 0
+        assert out[:4] == ["1", "boxy", "65534", "/work/dir"]
+        await rt.delete(spec.id)
+        assert (rootfs / "work" / "dir").is_dir()
+
+
+@pytest.mark.anyio
+async def test_capabilities(aiorun_paths, rootfs, cg_parent, guard):
+    cmd = ["sh", "-c", "grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status"]
+    async with runtime(aiorun_paths, guard) as rt:
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd))
+        eff = int(out.split()[1], 16)
+        assert eff == mask_of(DOCKER_DEFAULT)
+        assert out.split()[3] == b"1"
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd,
+                                         security=SecuritySpec(cap_drop=["NET_RAW"],
+                                                               cap_add=["cap_sys_admin"])))
+        eff = int(out.split()[1], 16)
+        assert not eff & (1 << 13) and eff & (1 << 21)
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd,
+                                         security=SecuritySpec(privileged=True)))
+        ours = next(line for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("CapEff"))
+        assert int(out.split()[1], 16) == int(ours.split()[1], 16)
+
+
+@pytest.mark.anyio
+async def test_memory_limit_and_oom(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); sleep 1'],
+                         cgroup=CgroupSpec(parent=cg_parent, memory=8 << 20, memory_swap=8 << 20,
+                                           pids=64, cpus=0.5))
+        await rt.create(spec)
+        dirs = {d.controllers[0]: d.path
+                for d in cgroups.plan(cgroups.read_layout(), spec.id, cg_parent)}
+        if "memory" in dirs:
+            assert Path(dirs["memory"], "memory.limit_in_bytes").read_text().strip() == \
+                str(8 << 20)
+        if "pids" in dirs:
+            assert Path(dirs["pids"], "pids.max").read_text().strip() == "64"
+        if "cpu" in dirs:
+            assert Path(dirs["cpu"], "cpu.cfs_quota_us").read_text().strip() == "50000"
+        await rt.start(spec.id)
+        st = await rt.wait(spec.id)
+        assert st.oom_killed and st.exit_code == 137
+        await rt.delete(spec.id)
+        assert not any(os.path.exists(p) for p in dirs.values())
+
+
+@pytest.mark.anyio
+async def test_mounts_contained(aiorun_paths, rootfs, cg_parent, guard, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("from host\n")
+    # A hostile image: /test -> /etc and /up -> ../../.. ; mounts through them must stay
+    # inside the rootfs.
+    os.symlink("/etc", rootfs / "test")
+    os.symlink("../../../../../../..", rootfs / "up")
+    host_evil = Path("/etc/aiorun-evil-mnt")
+    assert not host_evil.exists()
+    mounts = [MountSpec(destination="/data", source=str(data), options=["ro"]),
+              MountSpec(destination="/test/aiorun-evil-mnt", type="tmpfs"),
+              MountSpec(destination="/up/tmp/aiorun-evil-up", type="tmpfs")]
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro;"
+                                      " grep -c aiorun-evil /proc/self/mountinfo; sleep 2"],
+                         mounts=mounts)
+        await rt.create(spec)
+        await rt.start(spec.id)
+        outs = []
+        async for _s, d in rt.output(spec.id):
+            outs.append(d)
+            if b"".join(outs).count(b"\n") >= 3:
+                host_mi = Path("/proc/self/mountinfo").read_text()
+                assert str(data) not in host_mi and "aiorun-evil" not in host_mi
+        assert (await rt.wait(spec.id)).exit_code == 0
+        assert b"".join(outs) == b"from host\nro\n2\n"
+        await rt.delete(spec.id)
+    assert not host_evil.exists() and not Path("/tmp/aiorun-evil-up").exists()
+    assert (rootfs / "etc" / "aiorun-evil-mnt").is_dir()
+    assert (rootfs / "tmp" / "aiorun-evil-up").is_dir()
+
+
+@pytest.mark.anyio
+async def test_exec_joins_namespaces(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"], hostname="exy")
+        pid = await rt.create(spec)
+        await rt.start(spec.id)
+        await rt.exec_create(ExecSpec(id="e1", container_id=spec.id,
+                                      args=["sh", "-c", "hostname; echo $$; exit 5"]))
+        epid = await rt.exec_start("e1")
+        for ns in ("mnt", "uts", "ipc", "net", "pid", "cgroup"):
+            try:
+                assert os.readlink(f"/proc/{epid}/ns/{ns}") == os.readlink(f"/proc/{pid}/ns/{ns}")
+            except FileNotFoundError:
+                break                      # already exited: the output check below still holds
+        out = b"".join([d async for _s, d in rt.output("e1")])
+        assert await rt.wait_exec("e1") == 5
+        host, inner_pid = out.decode().split()
+        assert host == "exy" and int(inner_pid) > 1
+        await rt.exec_create(ExecSpec(id="e2", container_id=spec.id, args=["nope"]))
+        with pytest.raises(ExecFailed) as ei:
+            await rt.exec_start("e2")
+        assert ei.value.exit_code == 127
+        assert await rt.wait_exec("e2") == 127
+        # stdin through an exec
+        await rt.exec_create(ExecSpec(id="e3", container_id=spec.id, args=["cat"], stdin=True))
+        await rt.exec_start("e3")
+        await rt.write_stdin("e3", b"ping\n")
+        await rt.close_stdin("e3")
+        out = b"".join([d async for _s, d in rt.output("e3")])
+        assert out == b"ping\n" and await rt.wait_exec("e3") == 0
+        await rt.kill(spec.id, "SIGKILL")
+        assert (await rt.wait(spec.id)).exit_code == 137
+        await rt.delete(spec.id)
+
+
+@pytest.mark.anyio
+async def test_tty_and_resize(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "read x; test -t 1 && echo tty:$x; stty size"],
+                         tty=True, stdin=True)
+        await rt.create(spec)
+        await rt.start(spec.id)
+        await rt.resize(spec.id, 33, 99)
+        await rt.write_stdin(spec.id, b"hi\n")
+        out = b"".join([d async for _s, d in rt.output(spec.id)])
+        assert (await rt.wait(spec.id)).exit_code == 0
+        assert b"tty:hi\r\n" in out and b"33 99" in out
+        await rt.delete(spec.id)
+
+
+@pytest.mark.anyio
+async def test_kill_term_and_reconnect(aiorun_paths, rootfs, cg_parent, guard):
+    spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                     ["sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.05; done"])
+    async with Runtime(aiorun_paths) as rt:
+        guard.append(rt.spawner_pid)
+        await rt.create(spec)
+        await rt.start(spec.id)
+    # The daemon side went away; the spawner and the container keep running.
+    async with runtime(aiorun_paths, guard) as rt2:
+        assert await rt2.list() == [spec.id]
+        assert (await rt2.state(spec.id))["running"]
+        with pytest.raises(Exception):
+            await rt2.shutdown_spawner()          # refuses while a container runs
+
+        async def killer():
+            await anyio.sleep(0.2)
+            await rt2.kill(spec.id, signal.SIGTERM)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            st = await rt2.wait(spec.id)
+        assert st.exit_code == 143
+        await rt2.delete(spec.id)
