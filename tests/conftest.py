@@ -82,7 +82,7 @@ def daemon(request, aiorun_paths: Paths):
     backend = getattr(request, "param", None) or "asyncio"
     d = start_daemon(aiorun_paths, backend=backend)
     yield d
-    d.stop()
+    d.stop_all()
 
 
 @pytest.fixture

@@ -162,12 +162,12 @@ class BodyReader:
                 break
         return bytes(buf), self.done
 
-    async def drain(self, limit: int) -> bool:
+    async def drain(self, limit: int | None) -> bool:
         """Discard the rest of the body; False if more than ``limit`` bytes remained."""
         n = 0
         async for chunk in self:
             n += len(chunk)
-            if n > limit:
+            if limit is not None and n > limit:
                 return False
         return True
 
@@ -350,12 +350,16 @@ class ApiServer:
             await self._hijack(conn, req, resp)
             return False
         rest = req.stream
-        if isinstance(rest, BodyReader) and not rest.done:
-            # Whatever the handler left unread must go before the next request; a lot of it
-            # is not worth reading: close instead.
-            if resp.status == 413 or not await rest.drain(MAX_BUFFERED_BODY):
-                resp.headers.append(("Connection", "close"))
+        unread = isinstance(rest, BodyReader) and not rest.done
+        if unread and resp.status == 413:
+            resp.headers.append(("Connection", "close"))
+            unread = False
         await self._respond(conn, req, resp)
+        if unread and conn.h11.our_state is h11.DONE:
+            # The answer is out; discard what the handler left unread so the connection can
+            # carry the next request (clients like ours send the whole body before reading).
+            assert isinstance(rest, BodyReader)
+            await rest.drain(None)
         log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status,
                   (time.monotonic() - started) * 1000)
         return True
@@ -411,6 +415,8 @@ class ApiServer:
         """Send a streamed body chunk by chunk, watching for the client hanging up."""
         stream = resp.stream
         assert stream is not None
+        if not hasattr(stream, "__aiter__"):
+            stream = _aiter_sync(stream)  # a plain iterable of bytes is accepted too
         json_stream = "json" in _media_type(dict((k.lower(), v) for k, v in resp.headers)
                                             or {"content-type": resp.content_type})
         try:
@@ -485,6 +491,11 @@ class ApiServer:
             log.warning("%s %s: hijacked stream failed: %s", req.method, req.path, exc)
         except Exception:
             log.exception("%s %s: hijacked stream failed", req.method, req.path)
+
+
+async def _aiter_sync(items: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 def _unlink(path: Path) -> None:

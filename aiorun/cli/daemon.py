@@ -7,15 +7,20 @@ import sys
 SERVE_USAGE = """usage: aiorun serve [--storage-driver NAME] [--backend asyncio|trio] [--debug]
 
 Run the aiorun daemon in the foreground (other commands start it on demand).
-  --storage-driver NAME   overlay, aufs or copy (default: first available)
-  --backend NAME          async backend: asyncio (default) or trio
+  --storage-driver NAME   overlay, aufs or copy (default: $AIORUN_STORAGE_DRIVER, else the
+                          first available)
+  --backend NAME          async backend: asyncio or trio (default: $AIORUN_BACKEND, else
+                          asyncio)
   --debug, -D             log every request
 """
 
 
 def parse_serve_args(argv: list[str]) -> dict[str, object]:
     from aiorun.errors import InvalidArgument
-    opts: dict[str, object] = {"storage_driver": None, "backend": "asyncio", "debug": False}
+    import os
+    opts: dict[str, object] = {"storage_driver": os.environ.get("AIORUN_STORAGE_DRIVER") or None,
+                               "backend": os.environ.get("AIORUN_BACKEND") or "asyncio",
+                               "debug": False}
     i = 0
     while i < len(argv):
         a = argv[i]

@@ -192,9 +192,10 @@ class Engine:
             log.info("aiorun.runtime.Runtime is not present: skipped")
             return
         rt = cls(self.paths)
-        await rt.connect()
+        # The runtime's reader task lives in the root task group.
+        await rt.connect(self.task_group)
         self.runtime = rt
-        self._stops.append(("runtime", rt.aclose))
+        self._stops.append(("runtime", getattr(rt, "aclose", None) or rt.close))
         log.info("runtime connected")
 
     # -- for /aiorun/system/reset ------------------------------------------------------------

@@ -83,6 +83,12 @@ class DaemonProcess:
                 self.proc.kill()
         return self.proc.wait()
 
+    def stop_all(self, timeout: float = 20.0) -> int:
+        """:meth:`stop`, then stop the runtime spawner it started (tests: nothing left)."""
+        rc = self.stop(timeout)
+        stop_spawner(self.paths)
+        return rc
+
     def kill9(self) -> int:
         """Simulate a crash: SIGKILL, no clean-up (sockets and pidfile stay)."""
         if self.proc.poll() is None:
@@ -93,7 +99,7 @@ class DaemonProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        self.stop_all()
 
 
 def _pings(socket: Path) -> bool:
@@ -152,27 +158,28 @@ def run_cli(paths: Paths, *args: str, input: str | bytes | None = None, timeout:
 
 def stop_autostarted(paths: Paths, timeout: float = 20.0) -> bool:
     """Stop a daemon the CLI auto-started on ``paths`` (SIGTERM by the pidfile's PID, SIGKILL
-    after ``timeout``). True if one was running."""
+    after ``timeout``), then its runtime spawner. True if a daemon was running."""
     try:
         pid = int(paths.pidfile.read_text().strip() or 0)
     except (OSError, ValueError):
-        return False
-    if pid <= 0 or not _is_aiorun(pid, paths):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _exists(pid):
-            return True
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True
+        pid = 0
+    stopped = False
+    if pid > 0 and _is_aiorun(pid, paths):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            stopped = True
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while _exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _exists(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    stop_spawner(paths)
+    return stopped
 
 
 def _exists(pid: int) -> bool:
@@ -191,3 +198,44 @@ def _is_aiorun(pid: int, paths: Paths) -> bool:
     except OSError:
         return False
     return b"serve" in argv and str(paths.run).encode() in argv
+
+
+def stop_spawner(paths: Paths, force: bool = False) -> bool:
+    """Ask the runtime spawner of ``paths.run`` (it outlives the daemon on purpose) to exit.
+
+    Never starts one. Without ``force`` it refuses while containers run (logged, False).
+    Runs in a fresh thread with its own event loop, so it may be called from anywhere.
+    """
+    import socket as _socket
+    import threading
+    sock = paths.spawner_socket
+    probe = _socket.socket(_socket.AF_UNIX)
+    try:
+        probe.connect(str(sock))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        import anyio
+        from aiorun.runtime import Runtime
+
+        async def main() -> None:
+            async with Runtime(paths) as rt:
+                await rt.shutdown_spawner(force=force)
+        try:
+            anyio.run(main)
+            result["ok"] = True
+        except BaseException as exc:  # reported, never raised into a fixture teardown
+            result["error"] = exc
+    t = threading.Thread(target=run, name="aiorun-stop-spawner")
+    t.start()
+    t.join(30)
+    if "error" in result:
+        sys.stderr.write(f"aiorun.testing: could not stop the spawner: {result['error']!r}\n")
+    deadline = time.monotonic() + 5
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(result.get("ok"))

@@ -15,7 +15,7 @@ import pytest
 
 from aiorun import API_VERSION
 from aiorun.api.client import ApiError
-from aiorun.testing.daemon import run_cli, start_daemon, stop_autostarted
+from aiorun.testing.daemon import run_cli, start_daemon, stop_autostarted, stop_spawner
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,7 @@ def test_sigterm_with_open_connection_cleans_up(aiorun_paths, host_state):
         assert time.monotonic() - t0 < 4
     finally:
         s.close()
+        d.stop_all()
     assert not d.socket.exists() and not aiorun_paths.pidfile.exists()
     assert not aiorun_paths.bus_socket.exists()
 
@@ -194,3 +195,33 @@ def test_docker_py(daemon):
         assert client.info()["DockerRootDir"] == str(daemon.paths.root)
     finally:
         client.close()
+
+
+def test_restart_after_crash(aiorun_paths, host_state):
+    d = start_daemon(aiorun_paths)
+    d.kill9()
+    assert aiorun_paths.pidfile.exists() and d.socket.exists()  # left behind by the crash
+    d2 = start_daemon(aiorun_paths, backend="trio")
+    try:
+        assert d2.client().get("/version")["Backend"] == "trio"
+        assert int(aiorun_paths.pidfile.read_text()) == d2.pid
+    finally:
+        assert d2.stop() == 0
+        stop_spawner(aiorun_paths)
+    assert not d2.socket.exists()
+
+
+def test_autostart_honours_backend_env(aiorun_paths, cli):
+    r = cli("info", "--format", "json", extra_env={"AIORUN_BACKEND": "trio"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["Backend"] == "trio"
+
+
+def test_streamed_upload_through_unknown_route_keeps_daemon_healthy(daemon):
+    # A large upload to a path nobody serves: answered 404, the daemon keeps serving.
+    c = daemon.client()
+    body = iter([b"x" * 65536] * 200)
+    r = c.request("POST", "/no/upload", body=body, check=False)
+    assert r.status == 404
+    r.close()
+    assert c.request("GET", "/_ping").read() == b"OK"
