@@ -387,8 +387,11 @@ class Spawner:
 
     def create(self, spec: dict) -> dict:
         cid = spec["id"]
-        if cid in self.procs:
-            raise RequestError("Conflict", f"container {cid} already exists in the runtime")
+        old = self.procs.get(cid)
+        if old is not None:
+            if old.running:
+                raise RequestError("Conflict", f"container {cid} is already running")
+            self.delete(cid)              # a restart of an exited container: start afresh
         if not os.path.isdir(spec.get("rootfs", "")):
             raise RequestError("InvalidArgument",
                                f"rootfs {spec.get('rootfs')!r} is not a directory")
