@@ -1,0 +1,115 @@
+"""``aiorun build [-t TAG]... [-f Dockerfile] [--build-arg K[=V]]... [--label K=V]... [-q] PATH|-``
+
+The context directory is sent as a tar (``.dockerignore`` honoured, the Dockerfile and
+.dockerignore always included); a Dockerfile outside the context is added under a private
+name. ``-`` reads a context tar, or a bare Dockerfile, from stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import secrets
+import sys
+import tarfile
+import tempfile
+
+
+def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items:
+        k, eq, v = it.partition("=")
+        if not k:
+            raise SystemExit(f"aiorun build: invalid {what} {it!r} (want KEY=VALUE)")
+        if not eq and from_env:
+            if k not in os.environ:
+                continue  # docker skips a --build-arg NAME that is not in the environment
+            v = os.environ[k]
+        out[k] = v
+    return out
+
+
+def cmd_build(ctx, argv: list[str]) -> int:
+    from aiorun.images.build.context import write_context_tar
+    p = argparse.ArgumentParser(prog="aiorun build",
+                                description="Build an image from a Dockerfile")
+    p.add_argument("-t", "--tag", action="append", default=[])
+    p.add_argument("-f", "--file", default=None)
+    p.add_argument("--build-arg", action="append", default=[])
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="accepted; there is no cache")
+    p.add_argument("--rm", default="true", help="accepted; intermediates are always removed")
+    p.add_argument("--pull", action="store_true", help="accepted; aiorun does not pull")
+    p.add_argument("path")
+    a = p.parse_args(argv)
+
+    dockerfile_name = "Dockerfile"
+    with tempfile.TemporaryFile(prefix="aiorun-ctx-") as tmp:
+        if a.path == "-":
+            data = sys.stdin.buffer.read()
+            try:
+                tarfile.open(fileobj=io.BytesIO(data), mode="r:*").getmembers()
+                tmp.write(data)
+            except tarfile.TarError:   # not a tar: a Dockerfile without context
+                with tarfile.open(fileobj=tmp, mode="w|") as t:
+                    ti = tarfile.TarInfo("Dockerfile")
+                    ti.size = len(data)
+                    t.addfile(ti, io.BytesIO(data))
+            if a.file:
+                dockerfile_name = a.file
+        else:
+            root = os.path.abspath(a.path)
+            if not os.path.isdir(root):
+                sys.stderr.write(f"aiorun build: unable to prepare context: path {a.path!r} "
+                                 "not found\n")
+                return 1
+            extra: dict[str, bytes] = {}
+            if a.file:
+                df = os.path.abspath(a.file)
+                rel = os.path.relpath(df, root)
+                if rel.startswith(".." + os.sep) or rel == "..":
+                    try:
+                        with open(df, "rb") as f:
+                            content = f.read()
+                    except OSError as exc:
+                        sys.stderr.write(f"aiorun build: cannot read Dockerfile {a.file}: "
+                                         f"{exc.strerror}\n")
+                        return 1
+                    dockerfile_name = f".dockerfile.{secrets.token_hex(10)}"
+                    extra[dockerfile_name] = content
+                else:
+                    dockerfile_name = rel.replace(os.sep, "/")
+            elif not os.path.exists(os.path.join(root, "Dockerfile")):
+                sys.stderr.write(f"aiorun build: Cannot locate specified Dockerfile: "
+                                 f"{os.path.join(a.path, 'Dockerfile')}\n")
+                return 1
+            write_context_tar(root, tmp, keep=(dockerfile_name, ".dockerignore"), extra=extra)
+        tmp.seek(0)
+        query = {"dockerfile": dockerfile_name,
+                 # tags can never contain ',', so several fit in one parameter
+                 "t": ",".join(a.tag) or None,
+                 "buildargs": _kv(a.build_arg, "build-arg", from_env=True) or None,
+                 "labels": _kv(a.label, "label") or None,
+                 "q": True if a.quiet else None, "rm": True}
+        resp = ctx.client().request("POST", "/build", query, body=tmp,
+                                    headers={"Content-Type": "application/x-tar"})
+        rc = 0
+        try:
+            for line in resp.iter_lines():
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    sys.stdout.write(line.decode(errors="replace") + "\n")
+                    continue
+                if "error" in msg:
+                    sys.stderr.write(f"{msg['error'].rstrip()}\n")
+                    rc = 1
+                elif "stream" in msg:
+                    sys.stdout.write(msg["stream"])
+                    sys.stdout.flush()
+        finally:
+            resp.close()
+        return rc
