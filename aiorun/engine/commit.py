@@ -13,8 +13,10 @@ Decisions (documented here because they are visible to users):
   copy driver comparing against the image) can never leak them into an image. Volume contents
   are mounts inside the container's namespace and never appear in the rw layer; the empty
   mount-point directory the runtime created does, and is committed.
-* ``pause``: a running container is frozen during the diff when the containers manager or the
-  runtime offers ``pause``/``unpause`` (freezer cgroup); otherwise the commit proceeds unpaused.
+* ``pause``: a running container is frozen during the diff: through the containers manager's
+  or the runtime's ``pause``/``unpause`` when they exist, else directly through the freezer
+  cgroup of its PID 1 (v1 ``freezer.state`` or v2 ``cgroup.freeze``); without a freezer the
+  commit proceeds unpaused (logged).
 * The diff is streamed to a temporary file under ``<root>/tmp`` and from there into
   ``images.add_layer``: memory use does not grow with the layer's size.
 """
@@ -112,9 +114,65 @@ def _container_attr(c: Any, name: str, default: Any = None) -> Any:
     return getattr(c, name, default)
 
 
-async def _pause(engine: "Engine", cid: str) -> Any:
+def freezer_dir(pid: int) -> str | None:
+    """The host path of the v1 freezer cgroup (or v2 cgroup with ``cgroup.freeze``) that
+    process ``pid`` is in, or None when there is none."""
+    from aiorun.runtime.cgroups import parse_layout
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            pc = f.read()
+        with open("/proc/self/mountinfo") as f:
+            mi = f.read()
+    except OSError:
+        return None
+    for h in parse_layout(pc, mi):
+        d = os.path.join(h.mountpoint, h.own.lstrip("/"))
+        if h.version == 1 and "freezer" in h.controllers:
+            return d if os.path.exists(os.path.join(d, "freezer.state")) else None
+        if h.version == 2 and h.own not in ("", "/") and \
+                os.path.exists(os.path.join(d, "cgroup.freeze")):
+            return d
+    return None
+
+
+def _set_frozen(d: str, frozen: bool, timeout: float = 5.0) -> None:
+    """Freeze/thaw a cgroup and wait until the kernel reports it done."""
+    v1 = os.path.exists(os.path.join(d, "freezer.state"))
+    path = os.path.join(d, "freezer.state" if v1 else "cgroup.freeze")
+    want = ("FROZEN" if frozen else "THAWED") if v1 else ("1" if frozen else "0")
+    with open(path, "w") as f:
+        f.write(want)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if v1:
+            with open(path) as f:
+                if f.read().strip() == want:
+                    return
+        else:
+            with open(os.path.join(d, "cgroup.events")) as f:
+                if f"frozen {want}" in f.read():
+                    return
+        time.sleep(0.005)
+    if frozen:
+        with open(path, "w") as f:   # do not leave it half frozen
+            f.write("THAWED" if v1 else "0")
+        raise TimeoutError(f"the cgroup {d} did not freeze within {timeout} s")
+
+
+async def _pause(engine: "Engine", cid: str, pid: int = 0) -> Any:
     """Freeze the container; returns an undo coroutine function or None when not possible."""
     cm = engine.containers
+    if pid and not any(hasattr(o, "pause") for o in (cm, engine.runtime) if o is not None):
+        # No pause API elsewhere: use the freezer cgroup of the container's PID 1 directly.
+        d = await anyio.to_thread.run_sync(freezer_dir, pid)
+        if d is None:
+            return None
+        try:
+            await anyio.to_thread.run_sync(_set_frozen, d, True)
+        except (OSError, TimeoutError) as exc:
+            log.info("commit: could not freeze %s (%s); committing unpaused", cid[:12], exc)
+            return None
+        return lambda: anyio.to_thread.run_sync(_set_frozen, d, False)
     for obj, p, u in ((cm, "pause", "unpause"), (engine.runtime, "pause", "resume"),
                       (engine.runtime, "pause", "unpause")):
         if obj is not None and hasattr(obj, p) and hasattr(obj, u):
@@ -157,10 +215,14 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
     tmpdir.mkdir(parents=True, exist_ok=True)
     raw = tmpdir / f"commit-{secrets.token_hex(6)}.tar"
     filtered = raw.with_suffix(".filtered.tar")
-    running = bool((_container_attr(c, "state") or {}).get("Running")) \
-        if isinstance(_container_attr(c, "state"), dict) else \
-        bool(getattr(_container_attr(c, "state"), "running", False))
-    undo = await _pause(engine, cid) if (pause and running) else None
+    state = _container_attr(c, "state")
+    if isinstance(state, dict):
+        running, pid = bool(state.get("Running")), int(state.get("Pid") or 0)
+    else:
+        running, pid = bool(getattr(state, "running", False)), int(getattr(state, "pid", 0) or 0)
+    paused = getattr(state, "status", "") == "paused" if not isinstance(state, dict) \
+        else bool(state.get("Paused"))
+    undo = await _pause(engine, cid, pid) if (pause and running and not paused) else None
     try:
         try:
             def _diff() -> None:
