@@ -179,6 +179,8 @@ class Runtime:
         self._reader_scope: anyio.CancelScope | None = None
         self._own_tg: anyio.abc.TaskGroup | None = None
         self._reader_done: anyio.Event | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closing = False
         self.spawner_pid = 0
 
     # --- connection ------------------------------------------------------------------------
@@ -207,19 +209,29 @@ class Runtime:
 
     async def connect(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
         """Connect to the spawner of ``paths.run``, starting it if none runs. The reader task
-        runs in ``task_group`` (or the one ``async with`` opened)."""
+        runs in ``task_group`` (or the one ``async with`` opened).
+
+        If the connection drops later (the spawner was killed), the reader reconnects,
+        starting a new spawner, which re-adopts running containers; pending requests fail
+        with Unavailable, output iterators end, ``wait`` keeps waiting and gets the status
+        from the new spawner (255 for a container whose real status was lost with the old
+        one). ``wait`` raises Unavailable only when reconnecting fails.
+        """
         tg = task_group or self._own_tg
         if tg is None:
             raise InvalidArgument("Runtime.connect needs a task group (or use `async with`)")
         if self._stream is not None:
             return
+        self._closing = False
         stream = await self._open()
-        self._stream = stream
-        self._send_lock = anyio.Lock()
+        self._tg = tg
         self._reader_done = anyio.Event()
         await tg.start(self._reader, stream)
+        await self._hello()
+
+    async def _hello(self) -> None:
         hello = await self._request("hello")
-        self.spawner_pid = hello["pid"]
+        self.spawner_pid = int(hello["pid"])
 
     async def _open(self) -> anyio.abc.SocketStream:
         path = str(self.paths.spawner_socket)
@@ -256,38 +268,88 @@ class Runtime:
 
     async def _reader(self, stream: anyio.abc.SocketStream,
                       *, task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
-        dec = FrameDecoder()
-        with anyio.CancelScope() as scope:
-            self._reader_scope = scope
-            task_status.started()
-            try:
+        try:
+            with anyio.CancelScope() as scope:
+                self._reader_scope = scope
+                self._use(stream)
+                task_status.started()
                 while True:
-                    data = await stream.receive(1 << 16)
-                    for m in dec.feed(data):
-                        self._dispatch(m)
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
-                    OSError, ValueError):
-                pass
-        self._lost(stream)
+                    await self._pump(stream)
+                    self._lost(stream)
+                    if self._closing:
+                        break
+                    stream = await self._reopen()
+                    if stream is None:
+                        break
+                    self._use(stream)
+                    self._tg.start_soon(self._resync)
+        finally:
+            self._stream = None
+            for ev in self._exit_events.values():
+                ev.set()                  # waiters see no status: Unavailable
+            self._exit_events.clear()
+            if self._reader_done is not None:
+                self._reader_done.set()
+
+    def _use(self, stream: anyio.abc.SocketStream) -> None:
+        self._stream = stream
+        self._send_lock = anyio.Lock()
+
+    async def _pump(self, stream: anyio.abc.SocketStream) -> None:
+        dec = FrameDecoder()
+        try:
+            while True:
+                data = await stream.receive(1 << 16)
+                for m in dec.feed(data):
+                    self._dispatch(m)
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                OSError, ValueError):
+            pass
+
+    async def _reopen(self) -> anyio.abc.SocketStream | None:
+        for delay in (0.0, 0.1, 0.5, 1.0):
+            await anyio.sleep(delay)
+            if self._closing:
+                return None
+            try:
+                return await self._open()
+            except (OSError, AiorunError, TimeoutError):
+                continue
+        return None
+
+    async def _resync(self) -> None:
+        """After a reconnect: learn the exits we may have missed while disconnected."""
+        try:
+            await self._hello()
+            for id in list(self._exit_events):
+                if id in self._exits:
+                    continue
+                try:
+                    st = await self._request("state", id=id)
+                except NotFound:
+                    self._exit_events.pop(id).set()
+                    continue
+                if st.get("status") is not None:
+                    self._exits[id] = _status(st["status"])
+                    ev = self._exit_events.get(id)
+                    if ev is not None:
+                        ev.set()
+        except AiorunError:
+            pass                          # lost again: the reader handles it
 
     def _lost(self, stream: anyio.abc.SocketStream) -> None:
-        """The connection ended: fail pending requests, wake waiters (they see no status
-        and raise Unavailable), end output iterators."""
+        """The connection ended: fail pending requests and end output iterators (their
+        pipes died with the connection's spawner, or are no longer forwarded to us)."""
         if self._stream is stream:
             self._stream = None
-        for rid, slot in list(self._pending.items()):
+        for slot in list(self._pending.values()):
             slot[1] = {"ok": False, "error": {"type": "Unavailable",
                                               "message": "lost the runtime spawner connection"}}
             slot[0].set()
         self._pending.clear()
-        for ev in self._exit_events.values():
-            ev.set()
         for out in self._outputs.values():
             out.close()
         self._outputs.clear()
-        self._exit_events.clear()
-        if self._reader_done is not None:
-            self._reader_done.set()
 
     def _dispatch(self, m: dict) -> None:
         ev = m.get("ev")
@@ -316,10 +378,10 @@ class Runtime:
 
     async def close(self) -> None:
         """Disconnect (the spawner and its containers keep running)."""
+        self._closing = True
         stream = self._stream
-        if stream is None:
-            return
-        await stream.aclose()
+        if stream is not None:
+            await stream.aclose()
         if self._reader_scope is not None:
             self._reader_scope.cancel()
         if self._reader_done is not None:
@@ -454,7 +516,12 @@ class Runtime:
     async def shutdown_spawner(self, force: bool = False) -> None:
         """Stop the spawner (Conflict while processes run, unless ``force``, which leaves
         them running unsupervised). Disconnects this client."""
-        await self._request("shutdown", force=force)
+        self._closing = True
+        try:
+            await self._request("shutdown", force=force)
+        except BaseException:
+            self._closing = False
+            raise
         if self._reader_done is not None:
             with anyio.move_on_after(5):
                 await self._reader_done.wait()

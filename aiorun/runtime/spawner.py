@@ -41,6 +41,11 @@ from .proto import FrameDecoder, encode
 PROTOCOL_VERSION = 1
 CREATE_TIMEOUT = 30.0
 LINE_MAX = 16 * 1024              # Docker's json-file splits long lines at 16 KiB
+#: Output backpressure: while a client has more than this unsent, container output is not
+#: read (the containers block on write, as with Docker's attach); a client that falls
+#: CLIENT_DROP behind is disconnected so a hung daemon cannot stall every container forever.
+CLIENT_HIGH = 4 << 20
+CLIENT_DROP = 64 << 20
 
 
 class RequestError(Exception):
@@ -159,6 +164,7 @@ class Spawner:
         self.procs: dict[str, Proc] = {}
         self.by_pid: dict[int, Proc] = {}
         self.by_fd: dict[int, tuple[str, Proc]] = {}
+        self.paused: dict[int, Proc] = {}   # output fds not read while clients lag
         self.layout = cgroups.read_layout()
         self.stopping = False
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -263,7 +269,24 @@ class Spawner:
         if c.sock.fileno() < 0:
             return
         c.out += encode(msg)
+        if len(c.out) > CLIENT_DROP:
+            print("aiorun-spawner: dropping a client that stopped reading", file=sys.stderr,
+                  flush=True)
+            self._drop_client(c)
+            self._resume_output()
+            return
         self._client_flush(c)
+
+    def _congested(self) -> bool:
+        return any(len(c.out) > CLIENT_HIGH for c in self.clients.values())
+
+    def _resume_output(self) -> None:
+        if not self.paused or self._congested():
+            return
+        for fd, p in list(self.paused.items()):
+            del self.paused[fd]
+            self.by_fd[fd] = ("out", p)
+            self.sel.register(fd, selectors.EVENT_READ, ("out", p))
 
     def _client_flush(self, c: Client) -> None:
         while c.out:
@@ -275,6 +298,8 @@ class Spawner:
                 self._drop_client(c)
                 return
             del c.out[:n]
+        if len(c.out) <= CLIENT_HIGH:
+            self._resume_output()
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
         try:
             self.sel.modify(c.sock, want, ("client", c))
@@ -379,6 +404,7 @@ class Spawner:
                 setattr(p, attr, -1)
 
     def _unwatch(self, fd: int) -> None:
+        self.paused.pop(fd, None)
         self.by_fd.pop(fd, None)
         try:
             self.sel.unregister(fd)
@@ -683,6 +709,10 @@ class Spawner:
     def _read_output(self, fd: int, p: Proc, drain: bool = False) -> None:
         stream = p.outs.get(fd)
         if stream is None:
+            return
+        if not drain and self._congested():
+            self._unwatch(fd)
+            self.paused[fd] = p
             return
         while True:
             try:

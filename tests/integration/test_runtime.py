@@ -347,3 +347,63 @@ async def test_kill_term_and_reconnect(aiorun_paths, rootfs, cg_parent, guard):
             st = await rt2.wait(spec.id)
         assert st.exit_code == 143
         await rt2.delete(spec.id)
+
+
+@pytest.mark.anyio
+async def test_exit_while_disconnected(aiorun_paths, rootfs, cg_parent, guard):
+    spec = make_spec(aiorun_paths, rootfs, cg_parent, ["sh", "-c", "sleep 0.2; exit 7"])
+    async with Runtime(aiorun_paths) as rt:
+        guard.append(rt.spawner_pid)
+        await rt.create(spec)
+        await rt.start(spec.id)
+    await anyio.sleep(0.5)                       # it exits while no daemon is connected
+    async with runtime(aiorun_paths, guard) as rt2:
+        assert await rt2.list() == [spec.id]
+        st = await rt2.wait(spec.id)
+        assert st.exit_code == 7 and st.finished_at_ns > 0
+        from aiorun.runtime import read_exit_status
+        assert read_exit_status(spec.state_dir).exit_code == 7
+        await rt2.delete(spec.id)
+        assert await rt2.list() == []
+
+
+@pytest.mark.anyio
+async def test_spawner_killed_container_readopted(aiorun_paths, rootfs, cg_parent, guard):
+    """The spawner dies under a running container: the Runtime reconnects (starting a new
+    spawner), which re-adopts the container by pidfd; its real status is unknowable, so it
+    is reported as 255 when it exits."""
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"])
+        pid = await rt.create(spec)
+        await rt.start(spec.id)
+        old = rt.spawner_pid
+        os.kill(old, signal.SIGKILL)
+        with anyio.fail_after(10):
+            while rt.spawner_pid in (old, 0) or not rt.connected:
+                await anyio.sleep(0.02)
+        guard.append(rt.spawner_pid)
+        assert (await rt.state(spec.id))["running"]
+        # PID 1 is no longer our child: its pid is signalled through the new pidfd.
+        await rt.kill(spec.id, signal.SIGKILL)
+        st = await rt.wait(spec.id)
+        assert st.exit_code == 255
+        await rt.delete(spec.id)
+        assert not os.path.exists(f"/proc/{pid}/ns") or _alive(pid) is False
+
+
+@pytest.mark.anyio
+async def test_readonly_rootfs_and_big_output(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        st, out = await run(rt, make_spec(
+            aiorun_paths, rootfs, cg_parent,
+            ["sh", "-c", "touch /x 2>/dev/null && echo rw || echo ro; touch /tmp/y || true"],
+            security=SecuritySpec(readonly_rootfs=True)))
+        assert out.startswith(b"ro\n")
+        n = 8 << 20
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", f"head -c {n} /dev/zero | tr '\\0' x; echo"])
+        st, out = await run(rt, spec)
+        assert st.exit_code == 0 and len(out) == n + 1
+        size = sum(len(__import__("json").loads(line)["log"])
+                   for line in Path(spec.log_path).read_text().splitlines())
+        assert size == n + 1
