@@ -300,6 +300,12 @@ class ImageStore:
         raw = oci.canonical_json(config)
         return await self._register(raw, config, list(tags))
 
+    async def register_raw(self, raw: bytes, config: dict[str, Any], tags: Iterable[str] = ()) -> Image:
+        """Like ``create_image`` but keeps the config's exact bytes (``load``: ids must match
+        what other tools computed)."""
+        oci.validate_config(config)
+        return await self._register(raw, config, list(tags))
+
     async def _register(self, raw: bytes, config: dict[str, Any], tags: list[str]) -> Image:
         names = [R.parse(t).name_tag for t in tags]
         iid = oci.digest(raw)
