@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
 
 #: v1 controllers a container joins (cpuset/devices left out: they need seeding / are not
 #: needed for the limits we set, and each extra hierarchy costs start latency).
@@ -31,22 +30,43 @@ DEFAULT_PARENT = "aiorun"
 CFS_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True)
-class Hierarchy:
-    version: int                     # 1 or 2
-    controllers: tuple[str, ...]     # v1: its controllers; v2: those offered at our cgroup
-    mountpoint: str
-    own: str                         # this process's cgroup path inside the hierarchy
+class _Record:
+    """A tiny dataclass stand-in (``dataclasses`` costs ~8 ms of spawner start-up)."""
+
+    __fields__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-@dataclass
-class CgroupDir:
-    version: int
-    controllers: tuple[str, ...]
-    path: str                        # absolute host path of the container's cgroup dir
-    parent: str                      # absolute host path of <own>/<parent>
-    own: str = ""                    # absolute host path of this process's own cgroup
-    enable: tuple[str, ...] = field(default_factory=tuple)   # v2: controllers to enable
+class Hierarchy(_Record):
+    """One mounted hierarchy this process is in. ``controllers``: v1 its controllers; v2
+    those offered at our cgroup. ``own``: our cgroup path inside the hierarchy."""
+
+    def __init__(self, version: int, controllers: tuple[str, ...], mountpoint: str,
+                 own: str) -> None:
+        self.version = version
+        self.controllers = tuple(controllers)
+        self.mountpoint = mountpoint
+        self.own = own
+
+
+class CgroupDir(_Record):
+    """A container's directory in one hierarchy: ``path`` (absolute), ``parent`` (the
+    ``<own>/<parent>`` dir), ``own`` (this process's cgroup dir), ``enable`` (v2 controllers
+    to enable on the way down)."""
+
+    def __init__(self, version: int, controllers: tuple[str, ...], path: str, parent: str,
+                 own: str = "", enable: tuple[str, ...] = ()) -> None:
+        self.version = version
+        self.controllers = tuple(controllers)
+        self.path = path
+        self.parent = parent
+        self.own = own
+        self.enable = tuple(enable)
 
 
 def _unescape(s: str) -> str:

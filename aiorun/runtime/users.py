@@ -8,19 +8,22 @@ the user by name (plus the primary gid).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 
 class UserError(Exception):
     """The user or group does not exist in the container."""
 
 
-@dataclass
 class User:
-    uid: int = 0
-    gid: int = 0
-    home: str = "/"
-    groups: list[int] = field(default_factory=list)
+    """uid, gid, home and supplementary groups (a plain class: the spawner avoids importing
+    dataclasses for start-up time)."""
+
+    def __init__(self, uid: int = 0, gid: int = 0, home: str = "/",
+                 groups: list[int] | None = None) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.home = home
+        self.groups = list(groups or [])
 
 
 def _parse(text: str) -> list[list[str]]:
