@@ -93,12 +93,12 @@ def _code(exc: BaseException) -> int:
 def link_index(name: str, r: IPRoute | None = None) -> int | None:
     r = r or ipr()
     try:
-        found = r.link_lookup(ifname=name)
+        found = r.link("get", ifname=name)
     except NetlinkError as exc:
-        if _code(exc) == errno.ENODEV:
+        if _code(exc) in (errno.ENODEV, errno.ENOENT):
             return None
         raise
-    return found[0] if found else None
+    return found[0]["index"] if found else None
 
 
 def set_sysctl(path: str, value: str) -> None:
@@ -159,13 +159,15 @@ def ensure_bridge(name: str, cidr: str, alias: str, mtu: int = 0) -> int:
 
 
 def delete_link(name: str) -> bool:
-    """Delete link ``name`` (a bridge, or a veth with its peer); False if it was not there."""
-    r = ipr()
-    idx = link_index(name, r)
-    if idx is None:
+    """Delete link ``name`` (a bridge, or a veth with its peer); False if it was not there.
+
+    (Deleting a veth whose peer namespace is still alive takes the kernel ~20 ms: an RCU
+    grace period. When the container has exited the pair is already gone and this is cheap.)
+    """
+    if not name:
         return False
     try:
-        r.link("del", index=idx)
+        ipr().link("del", ifname=name)
     except NetlinkError as exc:
         if _code(exc) in (errno.ENODEV, errno.ENOENT):
             return False
@@ -180,18 +182,22 @@ class VethResult:
     mac_address: str
 
 
-def attach_veth(*, bridge: str, host_ifname: str, netns_path: str, cidr: str, gateway: str,
-                mac: str, alias: str, default_route: bool = True) -> VethResult:
-    """Wire a container namespace to ``bridge``.
+def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: str,
+                gateway: str, mac: str, default_route: bool = True,
+                hairpin: bool = True) -> VethResult:
+    """Wire a container namespace to ``bridge`` (a name or an ifindex).
 
-    Creates veth ``host_ifname`` (enslaved to ``bridge``, up) whose peer is born inside
-    ``netns_path`` as the first free ``ethN``, gives the peer ``cidr`` and ``mac``, brings it
-    and ``lo`` up and adds a default route via ``gateway`` (when ``default_route`` and no
-    default route exists yet). On any failure the pair is deleted again (which removes both
-    ends) and :class:`NetlinkFailure` is raised.
+    Creates veth ``host_ifname``, enslaved to the bridge and up from birth, whose peer is born
+    inside ``netns_path`` as the first free ``ethN`` (with ``mac``); gives the peer
+    ``cidr``, brings it and ``lo`` up and adds a default route via ``gateway`` (when
+    ``default_route``; an existing default route is kept). On any failure the pair is
+    deleted again (which removes both ends) and :class:`NetlinkFailure` is raised.
+
+    Round trips are kept few on purpose (each pyroute2 request costs ~0.5 ms of Python):
+    master/up/peer name+netns+mac ride on the one RTM_NEWLINK, hairpin mode is a sysfs write.
     """
     r = ipr()
-    br = link_index(bridge, r)
+    br = bridge if isinstance(bridge, int) else link_index(bridge, r)
     if br is None:
         raise NetlinkFailure(f"bridge {bridge} does not exist")
     iface = ipaddress.ip_interface(cidr)
@@ -201,7 +207,7 @@ def attach_veth(*, bridge: str, host_ifname: str, netns_path: str, cidr: str, ga
         for n in range(16):
             ifname = f"eth{n}"
             try:
-                r.link("add", ifname=host_ifname, kind="veth",
+                r.link("add", ifname=host_ifname, kind="veth", master=br, state="up",
                        peer={"ifname": ifname, "net_ns_fd": nsfd, "address": mac})
                 break
             except NetlinkError as exc:
@@ -215,32 +221,43 @@ def attach_veth(*, bridge: str, host_ifname: str, netns_path: str, cidr: str, ga
     finally:
         os.close(nsfd)
     try:
-        hidx = link_index(host_ifname, r)
-        if hidx is None:
-            raise NetlinkFailure(f"veth {host_ifname} vanished right after creation")
-        r.link("set", index=hidx, master=br, ifalias=alias)
-        r.link("set", index=hidx, state="up")
+        if hairpin:
+            # With br_netfilter loaded, a container's packet to a published port that DNATs
+            # back to the same container is *bridged* out of the port it came in by; the
+            # bridge drops that unless the port allows hairpin (Docker does the same).
+            with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
+                f.write("1")
         c = ns_ipr(netns_path)
         try:
-            cidx = link_index(ifname, c)
-            lo = link_index("lo", c)
-            if cidx is None:
-                raise NetlinkFailure(f"{ifname} missing in {netns_path} after creation")
+            got = c.link("get", ifname=ifname)
+            cidx = got[0]["index"]
             c.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            c.link("set", index=cidx, state="up")
-            if lo is not None:
-                c.link("set", index=lo, state="up")
-            if default_route and gateway and not c.route("dump", family=2, dst_len=0,
-                                                          table=254):
-                c.route("add", dst="0.0.0.0/0", gateway=gateway, oif=cidx)
+            c.link("set", index=cidx, state="up")  # (pyroute2 ignores a peer's "state")
+            lo = 1  # loopback is always ifindex 1 in a network namespace
+            c.link("set", index=lo, state="up")
+            if default_route and gateway:
+                try:
+                    c.route("add", dst="0.0.0.0/0", gateway=gateway, oif=cidx)
+                except NetlinkError as exc:
+                    if _code(exc) != errno.EEXIST:  # already has one (another network)
+                        raise
         finally:
             c.close()
     except BaseException as exc:
         delete_link(host_ifname)
-        if isinstance(exc, NetlinkError):
+        if isinstance(exc, (NetlinkError, OSError)):
             raise NetlinkFailure(f"cannot configure {ifname} in {netns_path}: {exc}") from None
         raise
     return VethResult(host_ifname, ifname, mac)
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """Names of the links enslaved to ``bridge`` (our veths)."""
+    r = ipr()
+    idx = link_index(bridge, r)
+    if idx is None:
+        return []
+    return [m.get_attr("IFLA_IFNAME") for m in r.get_links() if m.get_attr("IFLA_MASTER") == idx]
 
 
 def loopback_up(netns_path: str) -> None:

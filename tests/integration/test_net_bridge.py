@@ -86,3 +86,170 @@ async def test_port_conflict_leaves_nothing(mgr, tmp_path):
         # nothing was leaked: the next attach of b succeeds with the ip it would have got
         s = await mgr.attach("b" * 64, netns_path=b.path)
         assert s["IPAddress"]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+async def test_outside_host_reaches_published_port(mgr, tmp_path):
+    """A namespace wired to the host by its own veth acts as another machine on the LAN."""
+    import random
+    port = free_port()
+    octet = random.randint(1, 250)
+    host_if = f"aiorot{octet}"
+    with Netns() as ctr, Netns() as outside:
+        ctr.httpd(tmp_path / "www", body="from the container\n")
+        await mgr.attach("d" * 64, netns_path=ctr.path,
+                         port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+        try:
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+                "netns", str(outside.pid))
+            _ip("addr", "add", f"10.254.{octet}.1/30", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            outside.run("ip", "addr", "add", f"10.254.{octet}.2/30", "dev", "eth0", check=True)
+            outside.run("ip", "link", "set", "eth0", "up", check=True)
+            outside.run("ip", "link", "set", "lo", "up", check=True)
+            r = outside.run("/bin/busybox", "wget", "-q", "-O", "-",
+                            f"http://10.254.{octet}.1:{port}/")
+            assert r.returncode == 0, r.stderr
+            assert "from the container" in r.stdout
+        finally:
+            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+
+
+async def test_udp_publish(mgr):
+    import socket as s_
+    port = free_port(s_.SOCK_DGRAM)
+    with Netns() as ctr:
+        ctr.udp_echo(5353)
+        st = await mgr.attach("e" * 64, netns_path=ctr.path,
+                              port_bindings={"5353/udp": [{"HostIp": "127.0.0.1",
+                                                           "HostPort": str(port)}]})
+        assert st["Ports"] == {"5353/udp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+        from netns_util import udp_ask
+        assert udp_ask("127.0.0.1", port, b"hi") == b"echo:hi"
+        assert udp_ask(st["IPAddress"], 5353, b"direct") == b"echo:direct"
+
+
+async def test_user_network_peers_by_ip_name_and_hairpin(mgr, tmp_path, aiorun_paths):
+    net = await mgr.create("aiortest", subnet="10.253.7.0/24")
+    assert mgr.inspect("aiortest")["IPAM"]["Config"] == [{"Subnet": "10.253.7.0/24",
+                                                          "Gateway": "10.253.7.1"}]
+    ida, idb = "a1" * 32, "b2" * 32
+    for cid in (ida, idb):  # what the containers manager writes before attach
+        (aiorun_paths.containers / cid).mkdir(parents=True)
+        (aiorun_paths.containers / cid / "hosts").write_text("127.0.0.1\tlocalhost\n")
+    port = free_port()
+    with Netns() as a, Netns() as b:
+        a.httpd(tmp_path / "www", body="served by web\n")
+        sa = await mgr.attach(ida, mode="aiortest", netns_path=a.path, name="web",
+                              aliases=["www"], port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+        sb = await mgr.attach(idb, mode=net["Id"][:12], netns_path=b.path, name="client")
+        ipa, ipb = sa["Networks"]["aiortest"]["IPAddress"], sb["IPAddress"]
+        assert ipa.startswith("10.253.7.") and ipb.startswith("10.253.7.") and ipa != ipb
+        assert mgr.hosts_entries(idb) == [(ipa, "web"), (ipa, "www")]
+        assert mgr.hosts_entries(ida) == [(ipb, "client")]
+        hosts_b = (aiorun_paths.containers / idb / "hosts").read_text()
+        assert hosts_b.startswith("127.0.0.1\tlocalhost\n") and f"{ipa}\tweb" in hosts_b
+        assert f"{ipb}\tclient" in (aiorun_paths.containers / ida / "hosts").read_text()
+        # by IP, from container b
+        r = b.run("/bin/busybox", "wget", "-q", "-O", "-", f"http://{ipa}/")
+        assert "served by web" in r.stdout, r.stderr
+        # by name: b's hosts file bind-mounted over /etc/hosts, as the runtime does
+        hosts = aiorun_paths.containers / idb / "hosts"
+        script = ("import socket,sys; ip=socket.gethostbyname('web'); "
+                  "c=socket.create_connection((ip,80),5); c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');"
+                  "print(ip, b''.join(iter(lambda: c.recv(4096), b'')).decode())")
+        r = b.run("unshare", "--mount", "sh", "-c",
+                  f"mount --bind {hosts} /etc/hosts && exec {__import__('sys').executable} "
+                  f"-c \"{script}\"")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(ipa) and "served by web" in r.stdout
+        # hairpin: b → gateway:published port → a, and a → its own published port
+        gw = sb["Gateway"]
+        r = b.run("/bin/busybox", "wget", "-q", "-O", "-", f"http://{gw}:{port}/")
+        assert "served by web" in r.stdout, r.stderr
+        r = a.run("/bin/busybox", "wget", "-q", "-O", "-", f"http://{gw}:{port}/")
+        assert "served by web" in r.stdout, r.stderr
+        # removing a network that is in use is refused
+        from aiorun.engine.networks import Forbidden
+        with pytest.raises(Forbidden, match="active endpoints"):
+            await mgr.remove("aiortest")
+        await mgr.detach(ida)
+        assert "web" not in (aiorun_paths.containers / idb / "hosts").read_text()
+        await mgr.detach(idb)
+    await mgr.remove("aiortest")
+    assert all(n["Name"] != "aiortest" for n in mgr.list())
+
+
+async def test_none_has_only_loopback(mgr):
+    with Netns() as ns:
+        s = await mgr.attach("f" * 64, mode="none", netns_path=ns.path)
+        assert s["IPAddress"] == "" and list(s["Networks"]) == ["none"]
+        links = ns.run("ip", "-o", "link").stdout.strip().splitlines()
+        assert len(links) == 1 and ": lo:" in links[0] and "UP" in links[0]
+        await mgr.detach("f" * 64)
+
+
+async def test_many_endpoints_distinct_addresses(mgr):
+    import anyio
+    import time
+    n = 100
+    spaces = [Netns() for _ in range(n)]
+    try:
+        results: dict[str, dict] = {}
+
+        async def one(i: int) -> None:
+            cid = f"{i:064x}"
+            results[cid] = await mgr.attach(cid, netns_path=spaces[i].path,
+                                            port_bindings={"80/tcp": None})
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        t_attach = time.perf_counter() - t0
+        ips = {s["IPAddress"] for s in results.values()}
+        ports = {s["Ports"]["80/tcp"][0]["HostPort"] for s in results.values()}
+        assert len(ips) == n and len(ports) == n
+        runs = mgr._driver("bridge").nft.runs
+        assert runs < n // 2, f"nft ran {runs} times for {n} attaches: not coalescing"
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for cid in results:
+                tg.start_soon(mgr.detach, cid)
+        t_detach = time.perf_counter() - t0
+        print(f"\n{n} attaches {t_attach * 1000:.0f} ms, detaches {t_detach * 1000:.0f} ms, "
+              f"nft runs {mgr._driver('bridge').nft.runs}")
+        assert not mgr.members
+    finally:
+        for s in spaces:
+            s.close()
+
+
+async def test_restart_keeps_and_then_releases(aiorun_paths, host_state, tmp_path):
+    port = free_port()
+    m1 = NetworkManager(FakeEngine(aiorun_paths))
+    await m1.start()
+    m2 = None
+    try:
+        with Netns() as ns:
+            ns.httpd(tmp_path / "www")
+            s = await m1.attach("9" * 64, netns_path=ns.path,
+                                port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+            await m1.stop()
+            # a new daemon on the same state: rules re-rendered, port still held, detach works
+            m2 = NetworkManager(FakeEngine(aiorun_paths))
+            await m2.start()
+            assert "hello" in http_get("127.0.0.1", port)
+            assert m2.network_settings("9" * 64)["IPAddress"] == s["IPAddress"]
+            with Netns() as other:
+                with pytest.raises(Conflict):
+                    await m2.attach("8" * 64, netns_path=other.path,
+                                    port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+                s2 = await m2.attach("8" * 64, netns_path=other.path)
+                assert s2["IPAddress"] != s["IPAddress"]
+            await m2.detach("9" * 64)
+            await m2.detach("8" * 64)
+    finally:
+        await (m2 or m1).reset()

@@ -3,9 +3,9 @@ addresses from IPAM, NAT and published ports through aiorun's own nftables table
 
 Host state it makes, and how it recognises it again (also after a daemon restart):
 
-* bridges ``aiorun0`` (the default network) and ``aior-<hash>`` (user networks), veths
-  ``aiorv<hash>``; every one carries the ifalias ``aiorun:<table>``, so ``reset``/``restore``
-  find exactly this daemon's links and nothing else;
+* bridges ``aiorun0`` (the default network) and ``aior-<hash>`` (user networks), carrying
+  the ifalias ``aiorun:<table>``, and veths ``aiorv<hash>`` enslaved to them; so
+  ``reset``/``restore`` find exactly this daemon's links (our bridges and their ports);
 * the nftables table ``ip aiorun`` (re-rendered whole on every change, removed with the last
   network);
 * sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``.
@@ -16,8 +16,11 @@ directory and uses ``aior<scope>0`` / table ``aiorun_<scope>``, so two daemons n
 one bridge or one table. ``AIORUN_BRIDGE`` / ``AIORUN_BRIDGE_SUBNET`` override the default
 network's bridge name and subnet.
 
-Persistence: one IPAM file per network under ``state_dir`` (``<net id>.ipam.json``); endpoints
-and network configs are persisted by the engine and handed back to ``restore``.
+Persistence: one IPAM file per network under ``state_dir`` (``<net id>.ipam.json``: subnet,
+gateway, next-fit cursor), written at network creation and at ``restore``/``close``. Per-address
+allocations are not written on every attach (an atomic rename-over costs ~1 ms on ext4 and
+attach must be fast): the engine persists every endpoint (with its address) and hands them back
+to ``restore``, which rebuilds the allocations from the endpoints that are still alive.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class _Net:
     config: NetworkConfig
     bridge: str
     pool: Pool
+    ifindex: int = 0
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id → endpoint
 
 
@@ -139,11 +143,11 @@ class BridgeDriver(NetworkDriver):
             gateway = net.gateway or str(subnet.network_address + 1)
             if ipaddress.IPv4Address(gateway) not in subnet:
                 raise InvalidArgument(f"gateway {gateway} is not inside subnet {subnet}")
-            nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
+            idx = nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
             if not self._forwarding:
                 nl.set_sysctl("net/ipv4/ip_forward", "1")
                 self._forwarding = True
-            return str(subnet), gateway
+            return str(subnet), gateway, idx
         finally:
             os.close(fd)
 
@@ -155,12 +159,12 @@ class BridgeDriver(NetworkDriver):
             bridge = self.bridge_name(net)
             if any(n.bridge == bridge for n in self._nets.values()):
                 raise InvalidArgument(f"bridge {bridge} is already used by another network")
-            subnet, gateway = await nl.run(self._create_sync, net, bridge)
+            subnet, gateway, idx = await nl.run(self._create_sync, net, bridge)
             try:
                 pool = Pool.load_or_create(self._pool_path(net.id), subnet, gateway)
                 cfg = replace(net, subnet=subnet, gateway=gateway,
                               options={**net.options, BRIDGE_NAME_OPT: bridge})
-                self._nets[net.id] = _Net(cfg, bridge, pool)
+                self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx)
                 await self.nft.sync()
             except BaseException:
                 self._nets.pop(net.id, None)
@@ -207,11 +211,11 @@ class BridgeDriver(NetworkDriver):
         try:
             # Ports first: the cheapest thing to refuse, and nothing to undo on host state.
             ports = self._ports.reserve(owner, list(req.ports), self.port_owner)
-            ip = n.pool.allocate(cid, req.ip_address)
+            ip = n.pool.allocate(cid, req.ip_address, save=False)
             mac = req.mac_address or mac_for(ip)
-            await nl.run(nl.attach_veth, bridge=n.bridge, host_ifname=host_if,
+            await nl.run(nl.attach_veth, bridge=n.ifindex or n.bridge, host_ifname=host_if,
                          netns_path=req.netns_path, cidr=f"{ip}/{n.pool.prefix_len}",
-                         gateway=str(n.pool.gateway), mac=mac, alias=self.alias,
+                         gateway=str(n.pool.gateway), mac=mac,
                          default_route=not net.internal)
             wired = True
             ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
@@ -227,7 +231,7 @@ class BridgeDriver(NetworkDriver):
                 had = n.endpoints.pop(cid, None)
                 self._ports.release(owner)
                 if ip:
-                    n.pool.release(ip, cid)
+                    n.pool.release(ip, cid, save=False)
                 if wired:
                     await nl.run(nl.delete_link, host_if)
                 if had is not None and ports:
@@ -248,10 +252,7 @@ class BridgeDriver(NetworkDriver):
             host_if = ep.data.get("host_ifname") or self.veth_name(net.id, cid)
             await nl.run(nl.delete_link, host_if)
             if n is not None and ep.ip_address:
-                n.pool.release(ep.ip_address, cid)
-            elif ep.ip_address and self._pool_path(net.id).exists():
-                pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
-                pool.release(ep.ip_address, cid)
+                n.pool.release(ep.ip_address, cid, save=False)
 
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Re-adopt networks and the endpoints whose veth still exists; drop the rest.
@@ -261,18 +262,21 @@ class BridgeDriver(NetworkDriver):
         explains (a crash between creating and persisting) are deleted; addresses no live
         endpoint holds are released.
         """
-        live_links = set(await nl.run(nl.links_with_alias, self.alias))
+        our_bridges = set(await nl.run(nl.links_with_alias, self.alias))
         for net in networks:
             if net.id in self._nets:
                 continue
             bridge = self.bridge_name(net)
             if not net.subnet:
                 continue  # never had host state (a lazily created default network)
-            await nl.run(nl.ensure_bridge, bridge, f"{net.gateway}/{net.subnet.split('/')[1]}",
-                         self.alias)
+            idx = await nl.run(nl.ensure_bridge, bridge,
+                               f"{net.gateway}/{net.subnet.split('/')[1]}", self.alias)
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
-            self._nets[net.id] = _Net(net, bridge, pool)
-            live_links.discard(bridge)
+            self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx)
+            our_bridges.discard(bridge)
+        live_links: set[str] = set()
+        for n in self._nets.values():
+            live_links.update(await nl.run(nl.bridge_ports, n.bridge))
         if self._nets:
             await nl.run(nl.set_sysctl, "net/ipv4/ip_forward", "1")
             self._forwarding = True
@@ -280,7 +284,7 @@ class BridgeDriver(NetworkDriver):
         for ep in endpoints:
             by_net.setdefault(ep.network_id, []).append(ep)
         for net_id, n in self._nets.items():
-            keep: set[str] = set()
+            keep: dict[str, str] = {}
             for ep in by_net.get(net_id, []):
                 host_if = ep.data.get("host_ifname", "")
                 if host_if in live_links:
@@ -289,22 +293,27 @@ class BridgeDriver(NetworkDriver):
                     for p in ep.ports:
                         self._ports.add(Claim(p.protocol, p.host_ip, p.host_port,
                                               f"{net_id}/{ep.container_id}"))
-                    keep.add(ep.ip_address)
-            for ip in [ip for ip in n.pool.allocations if ip not in keep]:
-                n.pool.release(ip, save=False)
+                    keep[ep.ip_address] = ep.container_id
+            # The engine's endpoint records are the durable truth for allocations; the pool
+            # file only carries the subnet and the next-fit cursor between restarts.
+            n.pool.allocations = {ip: cid for ip, cid in keep.items()}
             n.pool.save()
-        for name in live_links:  # ours, but nothing explains it
-            if not name.startswith("aior"):
-                continue
+        for name in live_links:  # a port of our bridge that no endpoint explains
+            await nl.run(nl.delete_link, name)
+        for name in our_bridges:  # a bridge of ours whose network is gone
+            for port in await nl.run(nl.bridge_ports, name):
+                await nl.run(nl.delete_link, port)
             await nl.run(nl.delete_link, name)
         await self.nft.sync()
 
     async def reset(self) -> None:
-        """Remove every link carrying our alias, the nft table and all IPAM state."""
+        """Remove our bridges (those carrying our alias) with every veth on them, the nft
+        table and all IPAM state."""
         with anyio.CancelScope(shield=True):
-            names = await nl.run(nl.links_with_alias, self.alias)
-            # veths first (deleting a bridge leaves its ports dangling but alive)
-            for name in sorted(names, key=lambda s: not s.startswith("aiorv")):
+            for name in await nl.run(nl.links_with_alias, self.alias):
+                # veths first: deleting a bridge leaves its ports detached but alive
+                for port in await nl.run(nl.bridge_ports, name):
+                    await nl.run(nl.delete_link, port)
                 await nl.run(nl.delete_link, name)
             self._nets.clear()
             self._ports = PortRegistry()
@@ -314,7 +323,8 @@ class BridgeDriver(NetworkDriver):
 
     async def close(self) -> None:
         """Daemon stop: keep all host state (running containers keep their network)."""
-        return None
+        for n in self._nets.values():
+            n.pool.save()
 
     # -- introspection (inspect, tests) ---------------------------------------------------
     def network_state(self, net_id: str) -> dict | None:
