@@ -171,3 +171,12 @@ async def test_bad_import_leaves_nothing(aiorun_paths, driver_name, host_state):
     assert store.storage.layers() == []
     assert not any(n.startswith(SPOOL_PREFIX) for n in os.listdir(aiorun_paths.tmp))
     assert json.loads(store.repos_file.read_text()) == {"Repositories": {}}
+
+
+async def test_switching_driver_reapplies_layers(aiorun_paths, busybox_tar, host_state):
+    """Layers are kept as tars too: a store started on another driver unpacks them again."""
+    store, _ = await _store(aiorun_paths, "overlay")
+    img = await store.import_tar(busybox_tar, ["bb"])
+    other, _ = await _store(aiorun_paths, "copy")
+    assert other.storage.name == "copy" and other.storage.has_layer(img.layers[0])
+    assert other.resolve("bb").size == img.size
