@@ -23,7 +23,12 @@ import time
 
 #: v1 controllers a container joins (cpuset/devices left out: they need seeding / are not
 #: needed for the limits we set, and each extra hierarchy costs start latency).
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio", "freezer")
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices")
+#: Docker's default device allow-list (v1 devices controller; everything else is denied so a
+#: root container with CAP_MKNOD cannot open host disks). Privileged containers skip it.
+DEFAULT_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                   "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+                   "c 10:200 rwm")
 #: v2 controllers we enable for a container when the unified hierarchy offers them.
 V2_CONTROLLERS = ("memory", "cpu", "pids", "io")
 DEFAULT_PARENT = "aiorun"
@@ -171,8 +176,11 @@ def _v2_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def limit_writes(dirs: list[CgroupDir], spec) -> list[tuple[str, str]]:
-    """``(file path, value)`` writes, in order, for a ``CgroupSpec``-like object."""
+def limit_writes(dirs: list[CgroupDir], spec,
+                 restrict_devices: bool = False) -> list[tuple[str, str]]:
+    """``(file path, value)`` writes, in order, for a ``CgroupSpec``-like object; with
+    ``restrict_devices`` also the v1 device allow-list (v2 would need an eBPF program: not
+    done, see the report)."""
     out: list[tuple[str, str]] = []
     owner = {}
     for d in dirs:
@@ -209,6 +217,10 @@ def limit_writes(dirs: list[CgroupDir], spec) -> list[tuple[str, str]]:
             else:
                 out.append((os.path.join(cpu.path, "cpu.weight"),
                             str(_v2_weight(spec.cpu_shares))))
+    dev = owner.get("devices")
+    if dev is not None and dev.version == 1 and restrict_devices:
+        out.append((os.path.join(dev.path, "devices.deny"), "a"))
+        out.extend((os.path.join(dev.path, "devices.allow"), rule) for rule in DEFAULT_DEVICES)
     pids = owner.get("pids")
     if pids is not None and spec.pids:
         out.append((os.path.join(pids.path, "pids.max"),
@@ -255,7 +267,7 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
-def create(dirs: list[CgroupDir], spec) -> None:
+def create(dirs: list[CgroupDir], spec, restrict_devices: bool = False) -> None:
     """Make the directories and write the limits; on failure remove what was made."""
     made: list[CgroupDir] = []
     try:
@@ -271,7 +283,7 @@ def create(dirs: list[CgroupDir], spec) -> None:
                 os.makedirs(d.parent, exist_ok=True)
             os.mkdir(d.path)
             made.append(d)
-        for path, value in limit_writes(dirs, spec):
+        for path, value in limit_writes(dirs, spec, restrict_devices):
             if path.endswith(("memsw.limit_in_bytes", "memory.swap.max")) \
                     and not os.path.exists(path):
                 continue                  # swap accounting off: Docker ignores it too

@@ -430,7 +430,8 @@ class Spawner:
             raise RequestError("InvalidArgument", str(e)) from None
         cg = _Obj(spec.get("cgroup", {}))
         try:
-            cgroups.create(p.cgroups, cg)
+            cgroups.create(p.cgroups, cg,
+                           not spec.get("security", {}).get("privileged", False))
         except OSError as e:
             raise RequestError("InvalidArgument" if e.errno == errno.EINVAL else "Error",
                                f"creating cgroups for {cid}: {e}") from None

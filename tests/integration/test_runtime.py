@@ -407,3 +407,18 @@ async def test_readonly_rootfs_and_big_output(aiorun_paths, rootfs, cg_parent, g
         size = sum(len(__import__("json").loads(line)["log"])
                    for line in Path(spec.log_path).read_text().splitlines())
         assert size == n + 1
+
+
+@pytest.mark.anyio
+async def test_devices_restricted_unless_privileged(aiorun_paths, rootfs, cg_parent, guard):
+    # A device outside the allow-list (here /dev/kmsg, 1:11) made with mknod must not open.
+    cmd = ["sh", "-c", "rm -f /tmp/mem; mknod /tmp/mem c 1 11 && (head -c 1 /tmp/mem >/dev/null 2>&1 "
+                       "&& echo open || echo denied); rm /tmp/mem; echo x > /dev/null && echo null-ok"]
+    async with runtime(aiorun_paths, guard) as rt:
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd))
+        if "devices" in {c for d in cgroups.read_layout() if d.version == 1
+                         for c in d.controllers}:
+            assert out == b"denied\nnull-ok\n"
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd,
+                                         security=SecuritySpec(privileged=True)))
+        assert out == b"open\nnull-ok\n"

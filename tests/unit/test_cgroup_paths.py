@@ -96,6 +96,17 @@ def test_v1_limit_files():
     assert limit_writes(dirs, CgroupSpec()) == []
 
 
+def test_device_allow_list():
+    mi = HYBRID_MI + "36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n"
+    dirs = plan(parse_layout(HYBRID_CG + "5:devices:/\n", mi), "abc")
+    w = limit_writes(dirs, CgroupSpec(), restrict_devices=True)
+    base = "/sys/fs/cgroup/devices/aiorun/abc/"
+    assert w[0] == (base + "devices.deny", "a")
+    assert (base + "devices.allow", "c 1:3 rwm") in w
+    assert (base + "devices.allow", "c 136:* rwm") in w
+    assert limit_writes(dirs, CgroupSpec(), restrict_devices=False) == []
+
+
 @pytest.mark.parametrize("bad", ["..", "a/../b", "./x"])
 def test_bad_parent(bad):
     with pytest.raises(ValueError):
