@@ -97,3 +97,36 @@ def tree_size(path: Path) -> int:
                     seen.add(key)
                 total += st.st_size
     return total
+
+
+class KeyedLocks:
+    """One ``threading.Lock`` per key (e.g. a layer id being applied by two threads at once:
+    the second waits, then finds the layer complete)."""
+
+    def __init__(self) -> None:
+        import threading
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[object, int]] = {}
+
+    def __call__(self, key: str):
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def held():
+            with self._guard:
+                lock, n = self._locks.get(key, (None, 0))
+                if lock is None:
+                    lock = threading.Lock()
+                self._locks[key] = (lock, n + 1)
+            try:
+                with lock:  # type: ignore[attr-defined]
+                    yield
+            finally:
+                with self._guard:
+                    lock, n = self._locks[key]
+                    if n <= 1:
+                        del self._locks[key]
+                    else:
+                        self._locks[key] = (lock, n - 1)
+        return held()

@@ -180,3 +180,17 @@ async def test_switching_driver_reapplies_layers(aiorun_paths, busybox_tar, host
     other, _ = await _store(aiorun_paths, "copy")
     assert other.storage.name == "copy" and other.storage.has_layer(img.layers[0])
     assert other.resolve("bb").size == img.size
+
+
+async def test_concurrent_add_same_layer(aiorun_paths, driver_name, host_state):
+    import anyio
+    store, _ = await _store(aiorun_paths, driver_name)
+    data = _tar({f"f{i}": b"x" * 1000 for i in range(200)})
+    got: list[str] = []
+
+    async def add():
+        got.append(await store.add_layer(data))
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(add)
+    assert len(set(got)) == 1 and store.storage.layers() == [got[0]]

@@ -39,6 +39,7 @@ class CopyDriver(StorageDriver):
 
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
+        self._apply_locks = C.KeyedLocks()
         for d in ("layers", "containers"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
 
@@ -54,6 +55,10 @@ class CopyDriver(StorageDriver):
 
     # --- layers -----------------------------------------------------------------------
     def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
+        with self._apply_locks(layer_id):
+            return self._apply_layer(layer_id, diff)
+
+    def _apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
         final = self._layer(layer_id)
         if final.is_dir():
             while diff.read(1 << 20):

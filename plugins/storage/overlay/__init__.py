@@ -66,6 +66,7 @@ class OverlayDriver(StorageDriver):
 
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
+        self._apply_locks = C.KeyedLocks()
         for d in ("layers", "l", "containers"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         self.use_mount_api = (M.NEW_MOUNT_API and
@@ -89,6 +90,10 @@ class OverlayDriver(StorageDriver):
 
     # --- layers -----------------------------------------------------------------------
     def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
+        with self._apply_locks(layer_id):
+            return self._apply_layer(layer_id, diff)
+
+    def _apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
         final = self._layer(layer_id)
         if final.is_dir():
             while diff.read(1 << 20):
