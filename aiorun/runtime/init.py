@@ -259,9 +259,57 @@ def bring_up_loopback() -> None:
         s.close()
 
 
-def setup_rootfs(spec: dict) -> None:
+def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
+                    readonly: bool) -> None:
+    """/sys/fs/cgroup as Docker shows it: per joined v1 hierarchy a ``cgroup`` mount named
+    after its controllers (plus the usual cpu/cpuacct symlinks), or one ``cgroup2`` mount.
+    Mounted from inside the new cgroup namespace, so each shows only the container's own
+    subtree. Hierarchies the container did not join are left out (they would show the
+    daemon's)."""
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | (sc.MS_RDONLY if readonly else 0)
+    v2 = [h for h in hierarchies if h[0] == 2]
+    if v2 and not any(h[0] == 1 for h in hierarchies):
+        mount_in_root(rootfd, "/sys/fs/cgroup", "cgroup2", "cgroup2", readonly=readonly,
+                      extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        return
+    mount_in_root(rootfd, "/sys/fs/cgroup", "tmpfs", "tmpfs", ["mode=755"],
+                  extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    top = open_in_root(rootfd, "/sys/fs/cgroup")
+    try:
+        names = []
+        for version, ctrls in hierarchies:
+            name = ",".join(ctrls) if version == 1 else "unified"
+            os.mkdir(name, 0o755, dir_fd=top)
+            names.append((version, name, ctrls))
+        have = {n for _, n, _ in names}
+        for a, b in (("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct"),
+                     ("net_cls", "net_cls,net_prio"), ("net_prio", "net_cls,net_prio")):
+            if b in have and a not in have:
+                os.symlink(b, a, dir_fd=top)
+    finally:
+        os.close(top)
+    for version, name, ctrls in names:
+        fd = open_in_root(rootfd, f"/sys/fs/cgroup/{name}")
+        try:
+            if version == 1:
+                sc.mount("cgroup", _fdpath(fd), "cgroup", flags, ",".join(ctrls))
+            else:
+                sc.mount("cgroup2", _fdpath(fd), "cgroup2", flags, None)
+        finally:
+            os.close(fd)
+    if readonly:
+        fd = open_in_root(rootfd, "/sys/fs/cgroup")
+        try:
+            sc.mount(None, _fdpath(fd), None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID |
+                     sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+        finally:
+            os.close(fd)
+
+
+def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
-    into it. The host's mount table never sees any of these mounts."""
+    into it. The host's mount table never sees any of these mounts. ``hierarchies``:
+    (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup."""
     rootfs = spec["rootfs"]
     privileged = spec["security"].get("privileged", False)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
@@ -273,6 +321,8 @@ def setup_rootfs(spec: dict) -> None:
         _setup_dev(rootfd, spec.get("tty", False))
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        if hierarchies:
+            _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
         for m in spec.get("mounts", []):
             try:
                 mount_in_root(rootfd, m["destination"], m.get("type") or "bind",

@@ -477,7 +477,8 @@ class Spawner:
                                 sc.sethostname(spec["hostname"])
                             if flags & sc.CLONE_NEWNET:
                                 bring_up_loopback()
-                            setup_rootfs(spec)
+                            setup_rootfs(spec, [(d.version, d.controllers if d.version == 1
+                                                 else d.enable) for d in p.cgroups])
                             os.write(status_w, encode({"ready": True}))
                             if os.read(sync_r, 1) != b"g":
                                 os._exit(1)     # deleted before start

@@ -422,3 +422,15 @@ async def test_devices_restricted_unless_privileged(aiorun_paths, rootfs, cg_par
         _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd,
                                          security=SecuritySpec(privileged=True)))
         assert out == b"open\nnull-ok\n"
+
+
+@pytest.mark.anyio
+async def test_cgroupfs_inside_shows_own_limits(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes ||"
+                                      " cat /sys/fs/cgroup/memory.max; grep -c . /proc/self/cgroup"
+                                      " >/dev/null; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"],
+                         cgroup=CgroupSpec(parent=cg_parent, memory=48 << 20))
+        st, out = await run(rt, spec)
+        assert st.exit_code == 0 and out == f"{48 << 20}\nro\n".encode()
