@@ -189,3 +189,24 @@ def test_select(aiorun_paths):
     report = {r["name"]: r for r in storage_report(aiorun_paths)}
     assert report["overlay"]["available"] and report["copy"]["available"]
     assert not report["aufs"]["available"] and "aufs" in report["aufs"]["reason"]
+
+
+def test_broken_driver_is_reported_not_fatal(aiorun_paths, monkeypatch):
+    from aiorun.drivers import select as S
+    from aiorun.drivers.registry import DriverEntry
+    real = S.discover
+
+    def fake(group):
+        found = dict(real(group))
+        found["overlay"] = DriverEntry("overlay", "broken.mod:Driver", None,
+                                       "ImportError: no module named broken")
+        found["thirdparty"] = DriverEntry("thirdparty", "tp:Driver", None, "SyntaxError: x")
+        return found
+    monkeypatch.setattr(S, "discover", fake)
+    drv, why = select_storage(aiorun_paths, None)
+    assert drv.name == "copy" and "overlay: failed to load (broken.mod:Driver)" in why
+    report = {r["name"]: r for r in storage_report(aiorun_paths)}
+    assert not report["thirdparty"]["available"]
+    assert "SyntaxError" in report["thirdparty"]["reason"]
+    with pytest.raises(InvalidArgument, match="overlay.*unavailable.*ImportError"):
+        select_storage(aiorun_paths, "overlay")
