@@ -434,3 +434,79 @@ async def test_cgroupfs_inside_shows_own_limits(aiorun_paths, rootfs, cg_parent,
                          cgroup=CgroupSpec(parent=cg_parent, memory=48 << 20))
         st, out = await run(rt, spec)
         assert st.exit_code == 0 and out == f"{48 << 20}\nro\n".encode()
+
+
+@pytest.mark.anyio
+async def test_stdin_logs_and_shared_netns(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        # stdin pipe into PID 1; partial last line and stderr are logged as Docker does.
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "cat; echo oops >&2; printf tail"], stdin=True)
+        await rt.create(spec)
+        await rt.start(spec.id)
+        await rt.write_stdin(spec.id, b"line1\n")
+        await rt.write_stdin(spec.id, b"line2\n")
+        await rt.close_stdin(spec.id)
+        got = [(s, d) async for s, d in rt.output(spec.id)]
+        assert (await rt.wait(spec.id)).exit_code == 0
+        assert b"".join(d for s, d in got if s == 1) == b"line1\nline2\ntail"
+        assert b"".join(d for s, d in got if s == 2) == b"oops\n"
+        import json
+        entries = [json.loads(x) for x in Path(spec.log_path).read_text().splitlines()]
+        assert [(e["stream"], e["log"]) for e in entries] == [
+            ("stdout", "line1\n"), ("stdout", "line2\n"), ("stderr", "oops\n"),
+            ("stdout", "tail")]
+        await rt.delete(spec.id)
+
+        # network "host" shares the host's netns; a /proc/PID/ns/net path joins another's.
+        a = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"])
+        pa = await rt.create(a)
+        await rt.start(a.id)
+        b = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"],
+                      network=f"/proc/{pa}/ns/net")
+        pb = await rt.create(b)
+        h = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"], network="host")
+        ph = await rt.create(h)
+        net = lambda pid: os.readlink(f"/proc/{pid}/ns/net")  # noqa: E731
+        assert net(pb) == net(pa) != net("self")
+        assert net(ph) == net("self")
+        assert os.readlink(f"/proc/{pb}/ns/mnt") != os.readlink(f"/proc/{pa}/ns/mnt")
+        # exec into the host-network one works (shared namespaces are skipped by setns)
+        await rt.start(h.id)
+        await rt.exec_create(ExecSpec(id="eh", container_id=h.id, args=["true"]))
+        await rt.exec_start("eh")
+        assert await rt.wait_exec("eh") == 0
+        for s in (a, b, h):
+            await rt.delete(s.id, force=True)
+
+
+@pytest.mark.anyio
+async def test_exec_tty_user_env_cwd(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"], env=["A=1", "B=2"],
+                         cwd="/tmp")
+        pid = await rt.create(spec)
+        await rt.start(spec.id)
+        await rt.exec_create(ExecSpec(id="x1", container_id=spec.id,
+                                      args=["sh", "-c", "echo $A$B; pwd; id -u; test -t 0 "
+                                                        "&& echo tty; grep CapEff /proc/self/status"],
+                                      env=["B=3"], tty=True, user="nobody", cwd="/home"))
+        epid = await rt.exec_start("x1")
+        assert epid > 0
+        out = b"".join([d async for _s, d in rt.output("x1")]).replace(b"\r\n", b"\n")
+        assert await rt.wait_exec("x1") == 0
+        lines = out.decode().split("\n")
+        assert lines[:4] == ["13", "/home", "65534", "tty"]
+        assert lines[4].split()[1] == "0000000000000000"    # non-root: no effective caps
+        # the exec ran in the container's cgroups
+        await rt.exec_create(ExecSpec(id="x2", container_id=spec.id,
+                                      args=["cat", "/proc/self/cgroup"]))
+        await rt.exec_start("x2")
+        out = b"".join([d async for _s, d in rt.output("x2")])
+        assert b"memory:/\n" in out
+        assert Path(f"/proc/{pid}/cgroup").read_text().count(spec.id) >= 1
+        with pytest.raises(Exception):
+            await rt.exec_start("x2")                 # already started
+        await rt.kill(spec.id)
+        await rt.wait(spec.id)
+        await rt.delete(spec.id)
