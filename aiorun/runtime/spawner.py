@@ -423,6 +423,7 @@ class Spawner:
                                f"rootfs {spec.get('rootfs')!r} is not a directory")
         if not spec.get("args"):
             raise RequestError("InvalidArgument", "no command given for the container")
+        self._check_security(spec.get("security", {}))
         p = Proc(cid, "container", spec)
         try:
             p.cgroups = cgroups.plan(self.layout, cid, spec.get("cgroup", {}).get("parent", ""))
@@ -521,6 +522,16 @@ class Spawner:
         self._save_record(p)
         return {"pid": p.pid}
 
+    @staticmethod
+    def _check_security(sec: dict) -> None:
+        """Reject bad capability names at create time, before anything is made."""
+        from . import caps
+        from ..errors import InvalidArgument
+        try:
+            caps.effective_set(False, sec.get("cap_add") or [], sec.get("cap_drop") or [])
+        except InvalidArgument as e:
+            raise RequestError("InvalidArgument", e.message) from None
+
     def _abort(self, p: Proc, pid: int) -> None:
         """Undo a failed create: kill and reap the init, close fds, remove cgroups."""
         if pid:
@@ -571,6 +582,7 @@ class Spawner:
             raise RequestError("Conflict", f"container {spec['container_id']} is not running")
         if not spec.get("args"):
             raise RequestError("InvalidArgument", "no command given for exec")
+        self._check_security(c.spec.get("security", {}))
         self.procs[eid] = Proc(eid, "exec", spec)
         return {}
 

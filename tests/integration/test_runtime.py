@@ -510,3 +510,29 @@ async def test_exec_tty_user_env_cwd(aiorun_paths, rootfs, cg_parent, guard):
         await rt.kill(spec.id)
         await rt.wait(spec.id)
         await rt.delete(spec.id)
+
+
+@pytest.mark.anyio
+async def test_bad_input_leaves_nothing(aiorun_paths, rootfs, cg_parent, guard, tmp_path):
+    from aiorun.errors import AiorunError, InvalidArgument
+    os.symlink("/nonexistent-target", rootfs / "dangling")
+    async with runtime(aiorun_paths, guard) as rt:
+        bad = [
+            (InvalidArgument, dict(security=SecuritySpec(cap_add=["CAP_NOPE"]))),
+            (InvalidArgument, dict(cgroup=CgroupSpec(parent="../escape"))),
+            (AiorunError, dict(mounts=[MountSpec(destination="/x", source=str(tmp_path / "no"))])),
+            (AiorunError, dict(mounts=[MountSpec(destination="/dangling/x", type="tmpfs")])),
+        ]
+        for exc, kw in bad:
+            spec = make_spec(aiorun_paths, rootfs, cg_parent, ["true"], **kw)
+            with pytest.raises(exc):
+                await rt.create(spec)
+            assert await rt.list() == []
+        with pytest.raises(InvalidArgument):
+            await rt.create(make_spec(aiorun_paths, tmp_path / "nope", cg_parent, ["true"]))
+        from aiorun.errors import NotFound
+        with pytest.raises(NotFound):
+            await rt.wait("nope")
+        with pytest.raises(NotFound):
+            await rt.kill("nope")
+    assert not Path("/nonexistent-target").exists()
