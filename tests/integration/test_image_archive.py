@@ -175,3 +175,38 @@ async def test_skopeo_reads_ours_and_we_read_skopeos(aiorun_paths, busybox_tar, 
     assert loaded.layers == img.layers
     assert await archive.load(store, theirs_oci) == ["Loaded image: peer/oci:gz"]
     assert store.resolve("peer/oci:gz").layers == img.layers
+
+
+async def test_podman_loads_ours_and_we_load_podmans(aiorun_paths, busybox_tar, tmp_path,
+                                                    host_state):
+    podman = shutil.which("podman")
+    if podman is None:
+        pytest.skip("podman is not installed")
+    store = await _store(aiorun_paths, "copy")
+    img = await store.import_tar(busybox_tar, ["busybox:pod"])
+    ours = tmp_path / "ours.tar"
+    with open(ours, "wb") as f:
+        await archive.save(store, ["busybox:pod"], f)
+    import tempfile
+    prun = tempfile.mkdtemp(prefix="aiorun-prun-", dir="/tmp")   # podman: runroot <= 50 chars
+    base = [podman, "--root", str(tmp_path / "proot"), "--runroot", prun,
+            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+    try:
+        r = subprocess.run(base + ["load", "-i", str(ours)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "busybox:pod" in r.stdout
+        r = subprocess.run(base + ["image", "inspect", "--format", "{{.Id}}", "busybox:pod"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == img.hex, r.stderr
+        theirs = tmp_path / "podman.tar"
+        r = subprocess.run(base + ["save", "-o", str(theirs), "busybox:pod"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    finally:
+        subprocess.run(base + ["system", "reset", "-f"], capture_output=True, timeout=60)
+        shutil.rmtree(prun, ignore_errors=True)
+    await store.remove("busybox:pod")
+    _empty(store)
+    assert await archive.load(store, theirs) == ["Loaded image: busybox:pod"]
+    assert store.resolve("busybox:pod").id == img.id
