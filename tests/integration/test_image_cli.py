@@ -135,3 +135,27 @@ def test_docker_cli_against_aiorun(aiorun_paths, busybox_tar, tmp_path):
         assert r.returncode == 0 and "Loaded image: busybox:dk" in r.stdout, r.stdout + r.stderr
     finally:
         d.stop_all()
+
+
+def test_docker_py(aiorun_paths, busybox_tar):
+    docker = pytest.importorskip("docker")
+    d = start_daemon(aiorun_paths, backend="trio")
+    try:
+        client = docker.DockerClient(base_url=f"unix://{aiorun_paths.run / 'aiorun.sock'}")
+        out = client.api.import_image_from_data(busybox_tar.read_bytes(), repository="pybox",
+                                                tag="1")
+        assert "sha256:" in str(out)
+        img = client.images.get("pybox:1")
+        assert img.tags == ["pybox:1"] and img.attrs["RootFS"]["Type"] == "layers"
+        assert img.tag("pybox", "2")
+        assert sorted(client.images.get(img.id).tags) == ["pybox:1", "pybox:2"]
+        assert [i.id for i in client.images.list(name="pybox")] == [img.id]
+        data = b"".join(img.save(named=True))
+        client.images.remove(img.id, force=True)
+        assert client.images.list() == []
+        loaded = client.images.load(data)
+        assert [i.id for i in loaded] == [img.id]
+        assert client.images.get("pybox:1").history()[0]["Id"] == img.id
+        client.close()
+    finally:
+        d.stop_all()
