@@ -483,6 +483,19 @@ class Runtime:
         """Ids the spawner knows (running, or exited and not yet deleted)."""
         return [s["id"] for s in await self._request("list")]
 
+    async def pause(self, id: str) -> None:
+        """Freeze every process of the container (cgroup freezer); returns once frozen."""
+        await self._request("pause", id=id, frozen=True)
+
+    async def resume(self, id: str) -> None:
+        await self._request("pause", id=id, frozen=False)
+
+    async def stats(self, id: str) -> dict:
+        """``{memory_usage, memory_limit, cpu_usage_ns, pids: [host pids], oom_kills}``
+        from the container's cgroups (values None when the controller is absent). For an
+        exec id, its container's."""
+        return await self._request("stats", id=id)
+
     # --- exec -------------------------------------------------------------------------------
     async def exec_create(self, spec: ExecSpec) -> None:
         self._forget(spec.id)

@@ -353,3 +353,79 @@ def remove(dirs: list[CgroupDir], timeout: float = 2.0) -> list[str]:
         except OSError:
             pass                          # other containers still there, or not ours
     return left
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _int(text: str) -> int | None:
+    t = text.strip()
+    if not t or t == "max":
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        return None
+
+
+def _find(dirs: list[CgroupDir], ctrl: str) -> CgroupDir | None:
+    for d in dirs:
+        if (d.version == 1 and ctrl in d.controllers) or (d.version == 2 and ctrl in d.enable):
+            return d
+    return None
+
+
+def freeze(dirs: list[CgroupDir], frozen: bool, timeout: float = 5.0) -> None:
+    """Freeze (``docker pause``) or thaw every process of the container: v1 freezer
+    (``freezer.state``), else v2 ``cgroup.freeze``. Waits until the kernel reports the
+    new state. Raises OSError(ENOTSUP) when neither is available."""
+    d = _find(dirs, "freezer")
+    deadline = time.monotonic() + timeout
+    if d is not None:
+        want = "FROZEN" if frozen else "THAWED"
+        path = os.path.join(d.path, "freezer.state")
+        _write(path, want)
+        while _read(path).strip() != want:
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"freezer did not reach {want}")
+            time.sleep(0.002)
+        return
+    v2 = next((x for x in dirs if x.version == 2), None)
+    if v2 is None:
+        raise OSError(errno.ENOTSUP, "no freezer cgroup for this container")
+    _write(os.path.join(v2.path, "cgroup.freeze"), "1" if frozen else "0")
+    want = f"frozen {1 if frozen else 0}"
+    while want not in _read(os.path.join(v2.path, "cgroup.events")):
+        if time.monotonic() > deadline:
+            raise OSError(errno.ETIMEDOUT, f"cgroup did not reach {want}")
+        time.sleep(0.002)
+
+
+def stats(dirs: list[CgroupDir]) -> dict:
+    """Resource usage: memory usage/limit (bytes), cpu usage (ns), pids (host pids)."""
+    out: dict = {"memory_usage": None, "memory_limit": None, "cpu_usage_ns": None,
+                 "pids": pids_in(dirs), "oom_kills": oom_kills(dirs)}
+    m = _find(dirs, "memory")
+    if m is not None and m.version == 1:
+        out["memory_usage"] = _int(_read(os.path.join(m.path, "memory.usage_in_bytes")))
+        lim = _int(_read(os.path.join(m.path, "memory.limit_in_bytes")))
+        out["memory_limit"] = lim if lim is not None and lim < (1 << 62) else None
+    elif m is not None:
+        out["memory_usage"] = _int(_read(os.path.join(m.path, "memory.current")))
+        out["memory_limit"] = _int(_read(os.path.join(m.path, "memory.max")))
+    c = _find(dirs, "cpuacct")
+    if c is not None and c.version == 1:
+        out["cpu_usage_ns"] = _int(_read(os.path.join(c.path, "cpuacct.usage")))
+    else:
+        v2 = next((x for x in dirs if x.version == 2), None)
+        if v2 is not None:
+            for line in _read(os.path.join(v2.path, "cpu.stat")).splitlines():
+                k, _, v = line.partition(" ")
+                if k == "usage_usec":
+                    out["cpu_usage_ns"] = int(v) * 1000
+    return out

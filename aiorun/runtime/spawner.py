@@ -337,6 +337,12 @@ class Spawner:
             return self.stdin(m["id"], b"", True)
         if op == "resize":
             return self.resize(m["id"], int(m["rows"]), int(m["cols"]))
+        if op == "pause":
+            return self.pause(m["id"], bool(m.get("frozen", True)))
+        if op == "stats":
+            p = self._get(m["id"])
+            c = self._get(p.container_id)
+            return cgroups.stats(c.cgroups)
         if op == "shutdown":
             running = [p.id for p in self.procs.values() if p.running]
             if running and not m.get("force"):
@@ -711,6 +717,17 @@ class Spawner:
         if p.stdin_close:
             os.close(fd)
             p.stdin_fd = -1
+
+    def pause(self, id: str, frozen: bool) -> dict:
+        p = self._get(id)
+        if p.kind != "container" or not p.running:
+            raise RequestError("Conflict", f"container {id} is not running")
+        try:
+            cgroups.freeze(p.cgroups, frozen)
+        except OSError as e:
+            raise RequestError("Error", f"{'pausing' if frozen else 'resuming'} {id}: "
+                               f"{e.strerror or e}") from None
+        return {}
 
     def resize(self, id: str, rows: int, cols: int) -> dict:
         p = self._get(id)

@@ -536,3 +536,37 @@ async def test_bad_input_leaves_nothing(aiorun_paths, rootfs, cg_parent, guard, 
         with pytest.raises(NotFound):
             await rt.kill("nope")
     assert not Path("/nonexistent-target").exists()
+
+
+@pytest.mark.anyio
+async def test_pause_resume_stats(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        spec = make_spec(aiorun_paths, rootfs, cg_parent,
+                         ["sh", "-c", "while :; do echo t; sleep 0.02; done"],
+                         cgroup=CgroupSpec(parent=cg_parent, memory=64 << 20))
+        pid = await rt.create(spec)
+        await rt.start(spec.id)
+        it = rt.output(spec.id)
+        await it.__anext__()
+        await rt.pause(spec.id)
+        fz = [d.path for d in cgroups.plan(cgroups.read_layout(), spec.id, cg_parent)
+              if "freezer" in d.controllers]
+        if fz:
+            assert Path(fz[0], "freezer.state").read_text().strip() == "FROZEN"
+        # frozen: no new output for a while
+        with anyio.move_on_after(0.05):
+            while True:
+                await it.__anext__()            # drain what was already in flight
+        with anyio.move_on_after(0.2) as scope:
+            await it.__anext__()
+        assert scope.cancelled_caught
+        state = Path(f"/proc/{pid}/status").read_text()
+        st = await rt.stats(spec.id)
+        assert pid in st["pids"] and st["cpu_usage_ns"] > 0
+        assert st["memory_limit"] == 64 << 20 and st["memory_usage"] > 0
+        await rt.resume(spec.id)
+        await rt.kill(spec.id)
+        assert (await rt.wait(spec.id)).exit_code == 137
+        await it.aclose()
+        await rt.delete(spec.id)
+        assert "State:" in state
