@@ -159,3 +159,35 @@ def test_docker_py(aiorun_paths, busybox_tar):
         client.close()
     finally:
         d.stop_all()
+
+
+def test_daemon_killed_mid_import_leaves_nothing(aiorun_paths, busybox_tar):
+    """SIGKILL while an import is streaming in; the next start shows no image and no files."""
+    import socket
+    import time
+    from aiorun.testing.daemon import stop_spawner
+    d = start_daemon(aiorun_paths)
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(aiorun_paths.run / "aiorun.sock"))
+        s.sendall(b"POST /images/create?fromSrc=-&repo=half HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n")
+        data = busybox_tar.read_bytes()[:1_000_000]
+        s.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                n.startswith("aiorun-layer") for n in os.listdir(aiorun_paths.tmp)):
+            time.sleep(0.02)
+        assert any(n.startswith("aiorun-layer") for n in os.listdir(aiorun_paths.tmp))
+        d.kill9()
+        s.close()
+    finally:
+        d.kill9()
+        stop_spawner(aiorun_paths, force=True)
+    d = start_daemon(aiorun_paths)
+    try:
+        assert d.client().get("/images/json") == []
+        assert not any(n.startswith("aiorun-layer") for n in os.listdir(aiorun_paths.tmp))
+        assert os.listdir(aiorun_paths.images / "layers") == []
+    finally:
+        d.stop_all()
