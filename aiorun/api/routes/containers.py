@@ -1,0 +1,252 @@
+"""Docker-shaped container routes (``/containers/...``).
+
+Streams:
+
+* ``POST /containers/{id}/wait`` answers its headers at once (``docker run`` waits for them
+  before it starts the container), then ``{"StatusCode": n, "Error": null}`` when the
+  condition is met.
+* ``GET /containers/{id}/logs``: non-TTY containers get docker's multiplexed frames
+  (``[stream, 0, 0, 0, uint32 BE length] + payload``), TTY containers the raw bytes.
+* ``POST /containers/{id}/attach``: hijacked connection, same framing as logs; bytes the client
+  sends go to the container's stdin, its half-close closes stdin; the server closes the
+  connection when the container's output ends (the process exited).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, AsyncIterator
+
+import anyio
+
+from aiorun.api.http import Request, Response, Router, json_response
+from aiorun.core import state as st
+from aiorun.errors import Conflict, InvalidArgument, NotModified
+
+router = Router()
+
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+RAW = "application/vnd.docker.raw-stream"
+_STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def _mgr(engine: Any) -> Any:
+    if engine.containers is None:
+        from aiorun.errors import Unavailable
+        raise Unavailable("the container manager is not running in this daemon")
+    return engine.containers
+
+
+def _time_arg(req: Request, name: str) -> float:
+    v = req.arg(name)
+    if not v:
+        return 0.0
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        return st.parse_rfc3339(v) / 1e9
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {v!r}") from None
+
+
+@router.route("POST", "/containers/create")
+async def create(req: Request, engine: Any) -> Response:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise InvalidArgument("the create request body must be a JSON object")
+    name = req.arg("name") or None
+    cid = await _mgr(engine).create(body, name)
+    return json_response({"Id": cid, "Warnings": []}, 201)
+
+
+@router.route("GET", "/containers/json")
+async def list_(req: Request, engine: Any) -> Any:
+    filters = req.json_arg("filters") or {}
+    if not isinstance(filters, dict):
+        raise InvalidArgument("filters must be a JSON object")
+    limit = req.int_arg("limit")
+    all_ = req.flag("all") or (limit is not None and limit > 0)
+    return _mgr(engine).list(all=all_, filters=filters, limit=limit if limit and limit > 0
+                             else None)
+
+
+@router.route("GET", "/containers/{id}/json")
+async def inspect(req: Request, engine: Any) -> Any:
+    return _mgr(engine).inspect(req.params["id"])
+
+
+@router.route("POST", "/containers/{id}/start")
+async def start(req: Request, engine: Any) -> Response | None:
+    try:
+        await _mgr(engine).start_container(req.params["id"])
+    except NotModified:
+        return Response(304)
+    return None
+
+
+@router.route("POST", "/containers/{id}/stop")
+async def stop(req: Request, engine: Any) -> Response | None:
+    t = req.int_arg("t", req.int_arg("timeout"))
+    try:
+        await _mgr(engine).stop_container(req.params["id"], t, req.arg("signal") or None)
+    except NotModified:
+        return Response(304)
+    return None
+
+
+@router.route("POST", "/containers/{id}/kill")
+async def kill(req: Request, engine: Any) -> None:
+    await _mgr(engine).kill(req.params["id"], req.arg("signal") or "SIGKILL")
+
+
+@router.route("POST", "/containers/{id}/restart")
+async def restart(req: Request, engine: Any) -> None:
+    await _mgr(engine).restart(req.params["id"], req.int_arg("t", req.int_arg("timeout")))
+
+
+@router.route("POST", "/containers/{id}/wait")
+async def wait(req: Request, engine: Any) -> Response:
+    mgr = _mgr(engine)
+    c = mgr.get(req.params["id"])
+    condition = req.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"invalid condition: {condition!r}: expected not-running, "
+                              "next-exit or removed")
+
+    async def body() -> AsyncIterator[bytes]:
+        import json
+        yield b""       # headers go out now
+        code, err = await mgr.wait_container(c, condition)
+        yield json.dumps({"StatusCode": code,
+                          "Error": {"Message": err} if err else None}).encode() + b"\n"
+    return Response(200, stream=body())
+
+
+@router.route("GET", "/containers/{id}/logs")
+async def logs(req: Request, engine: Any) -> Response:
+    mgr = _mgr(engine)
+    c = mgr.get(req.params["id"])
+    stdout, stderr = req.flag("stdout"), req.flag("stderr")
+    if not stdout and not stderr:
+        raise InvalidArgument("you must choose at least one stream")
+    tail_s = req.arg("tail", "all")
+    if tail_s in ("all", "", None):
+        tail = None
+    else:
+        try:
+            tail = int(tail_s)
+        except ValueError:
+            raise InvalidArgument(f"invalid value for tail: {tail_s!r}") from None
+    ts = req.flag("timestamps")
+    tty = bool(c.config.get("Tty"))
+    it = await mgr.logs(c.id, follow=req.flag("follow"), stdout=stdout, stderr=stderr,
+                        tail=tail, since=_time_arg(req, "since"), until=_time_arg(req, "until"))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+        async for stream, text, when in it:
+            data = (f"{when} {text}" if ts else text).encode()
+            yield data if tty else frame(_STREAMS.get(stream, 1), data)
+    return Response(200, stream=body(), content_type=RAW if tty else MULTIPLEXED)
+
+
+@router.route("POST", "/containers/{id}/attach")
+async def attach(req: Request, engine: Any) -> Response:
+    mgr = _mgr(engine)
+    c = mgr.get(req.params["id"])
+    if c.state.status in (st.REMOVING, st.DEAD):
+        raise Conflict(f"cannot attach to container {c.id}: it is {c.state.status}")
+    want_in, want_out, want_err = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+    tty = bool(c.config.get("Tty"))
+    if want_out or want_err:
+        recv = c.hub.subscribe()
+    else:
+        recv = None
+    hub = c.hub
+    mgr._emit("attach", c)
+
+    async def session(stream: Any) -> None:
+        async with anyio.create_task_group() as tg:
+            if want_in and c.config.get("OpenStdin"):
+                tg.start_soon(_pump_stdin, stream, mgr, c.id, hub.running)
+            if recv is not None:
+                async with recv:
+                    async for item in recv:
+                        if item is None:
+                            break
+                        s, data = item
+                        if (s == 1 and not want_out) or (s == 2 and not want_err):
+                            continue
+                        await stream.send(data if tty else frame(s, data))
+            else:
+                await c.waiter.event.wait()
+            tg.cancel_scope.cancel()
+    return Response(200, hijack=session, content_type=RAW if tty else MULTIPLEXED)
+
+
+async def _pump_stdin(stream: Any, mgr: Any, pid_id: str, running: anyio.Event) -> None:
+    """Client bytes → the process's stdin (once it runs); client half-close → close stdin."""
+    pending: list[bytes] = []
+    while True:
+        try:
+            data = await stream.receive(65536)
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                OSError):
+            data = b""
+        if not running.is_set():
+            if data:
+                pending.append(data)
+                continue
+            await running.wait()
+        for chunk in pending:
+            await mgr.write_stdin(pid_id, chunk)
+        pending.clear()
+        if not data:
+            await mgr.close_stdin(pid_id)
+            return
+        await mgr.write_stdin(pid_id, data)
+
+
+@router.route("POST", "/containers/{id}/resize")
+async def resize(req: Request, engine: Any) -> None:
+    h, w = req.int_arg("h", 0), req.int_arg("w", 0)
+    await _mgr(engine).resize(req.params["id"], h or 24, w or 80)
+
+
+@router.route("POST", "/containers/{id}/rename")
+async def rename(req: Request, engine: Any) -> None:
+    await _mgr(engine).rename(req.params["id"], req.arg("name") or "")
+
+
+@router.route("GET", "/containers/{id}/top")
+async def top(req: Request, engine: Any) -> Any:
+    return await _mgr(engine).top(req.params["id"])
+
+
+@router.route("DELETE", "/containers/{id}")
+async def remove(req: Request, engine: Any) -> None:
+    await _mgr(engine).remove(req.params["id"], force=req.flag("force"), volumes=req.flag("v"))
+
+
+@router.route("POST", "/containers/prune")
+async def prune(req: Request, engine: Any) -> Any:
+    filters = req.json_arg("filters") or {}
+    return await _mgr(engine).prune(filters)
+
+
+@router.route("POST", "/containers/{id}/pause")
+async def pause(req: Request, engine: Any) -> None:
+    raise Conflict("pause is not supported by aiorun yet")
+
+
+@router.route("POST", "/containers/{id}/unpause")
+async def unpause(req: Request, engine: Any) -> None:
+    raise Conflict("unpause is not supported by aiorun yet")
+
+
