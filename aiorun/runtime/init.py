@@ -70,6 +70,20 @@ def child_reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def close_fds_except(keep: list[int]) -> None:
+    """Close every fd >= 3 but ``keep`` (close_range(2) underneath, so cheap).
+
+    A child must not hold the spawner's fds while it waits before execve (CLOEXEC only acts
+    at execve): another container's stdin write end would never reach EOF, and the
+    spawner's lock file would stay locked after a spawner crash.
+    """
+    lo = 3
+    for k in sorted({k for k in keep if k >= 3}) + [os.sysconf("SC_OPEN_MAX")]:
+        if k > lo:
+            os.closerange(lo, k)
+        lo = max(lo, k + 1)
+
+
 # --- safe path resolution inside the rootfs ------------------------------------------------
 
 def _rel(path: str) -> str:
@@ -386,6 +400,9 @@ def setup_stdio(stdin: int, stdout: int, stderr: int, tty: bool) -> None:
     os.dup2(stdin, 0)
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)
+    for fd in {stdin, stdout, stderr}:
+        if fd > 2:
+            os.close(fd)
 
 
 def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dict) -> tuple:

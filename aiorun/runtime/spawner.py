@@ -34,8 +34,8 @@ import time
 
 from . import cgroups
 from . import syscalls as sc
-from .init import (bring_up_loopback, child_reset_signals, exec_command, finalize,
-                   join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
+from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
+                   finalize, join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
 from .proto import FrameDecoder, encode
 
 PROTOCOL_VERSION = 1
@@ -470,6 +470,7 @@ class Spawner:
             if c1 == 0:                                     # ---- C1
                 try:
                     child_reset_signals()
+                    close_fds_except([cin, cout, cerr, sync_r, status_w])
                     cgroups.join(p.cgroups)
                     if network.startswith("/"):
                         fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
@@ -621,6 +622,7 @@ class Spawner:
             if e1 == 0:                                     # ---- E1
                 try:
                     child_reset_signals()
+                    close_fds_except([cin, cout, cerr, status_w])
                     cgroups.join(c.cgroups)
                     join_namespaces(c.pid)
                     pid2 = os.fork()

@@ -570,3 +570,22 @@ async def test_pause_resume_stats(aiorun_paths, rootfs, cg_parent, guard):
         await it.aclose()
         await rt.delete(spec.id)
         assert "State:" in state
+
+
+@pytest.mark.anyio
+async def test_created_container_holds_no_foreign_fds(aiorun_paths, rootfs, cg_parent, guard):
+    """A container paused before exec must not keep another's stdin open (EOF must come)."""
+    async with runtime(aiorun_paths, guard) as rt:
+        a = make_spec(aiorun_paths, rootfs, cg_parent, ["cat"], stdin=True)
+        await rt.create(a)
+        b = make_spec(aiorun_paths, rootfs, cg_parent, ["true"])
+        pb = await rt.create(b)                  # created after a, never started
+        fds = os.listdir(f"/proc/{pb}/fd")
+        assert len(fds) <= 6, fds
+        await rt.start(a.id)
+        await rt.write_stdin(a.id, b"x\n")
+        await rt.close_stdin(a.id)
+        with anyio.fail_after(5):
+            assert (await rt.wait(a.id)).exit_code == 0
+        await rt.delete(b.id, force=True)
+        await rt.delete(a.id)
