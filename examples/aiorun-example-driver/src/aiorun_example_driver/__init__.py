@@ -1,0 +1,1 @@
+"""An example third-party aiorun driver package (storage ``example``, network ``null``)."""
