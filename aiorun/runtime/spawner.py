@@ -66,12 +66,13 @@ def _set_nonblock(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_atomic(path: str, data: bytes, sync: bool = True) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
@@ -365,7 +366,9 @@ class Spawner:
         rec = {"id": p.id, "kind": p.kind, "pid": p.pid, "start": _proc_starttime(p.pid),
                "spec": p.spec, "status": p.status, "started": p.started,
                "cgroups": [vars(d) for d in p.cgroups]}
-        _write_atomic(self._record_path(p.id), json.dumps(rec).encode())
+        # The run dir does not outlive a reboot (nor do the processes): no fsync, which
+        # would cost ~1 ms of every create.
+        _write_atomic(self._record_path(p.id), json.dumps(rec).encode(), sync=False)
 
     def _stdio(self, p: Proc, tty: bool, stdin: bool) -> tuple[int, int, int, list[int]]:
         """Make the child's stdio; returns (in, out, err, fds to close in the parent)."""
