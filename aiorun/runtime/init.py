@@ -385,12 +385,20 @@ def join_namespaces(pid1: int) -> None:
 
 # --- the last steps before execve -------------------------------------------------------------
 
-def _read(path: str) -> str:
+def _read(path: str, limit: int = 4 << 20) -> str:
+    """A small regular file of the container, or "" (a hostile image's FIFO or device at
+    /etc/passwd must not block or flood the spawner's child)."""
+    import stat as _stat
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def setup_stdio(stdin: int, stdout: int, stderr: int, tty: bool) -> None:

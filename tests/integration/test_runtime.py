@@ -589,3 +589,13 @@ async def test_created_container_holds_no_foreign_fds(aiorun_paths, rootfs, cg_p
             assert (await rt.wait(a.id)).exit_code == 0
         await rt.delete(b.id, force=True)
         await rt.delete(a.id)
+
+
+@pytest.mark.anyio
+async def test_hostile_passwd_fifo_does_not_block(aiorun_paths, rootfs, cg_parent, guard):
+    (rootfs / "etc" / "passwd").unlink()
+    os.mkfifo(rootfs / "etc" / "passwd")
+    async with runtime(aiorun_paths, guard) as rt:
+        with anyio.fail_after(5):
+            st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, ["id", "-u"]))
+        assert st.exit_code == 0 and out == b"0\n"
