@@ -597,6 +597,5 @@ async def test_hostile_passwd_fifo_does_not_block(aiorun_paths, rootfs, cg_paren
     os.mkfifo(rootfs / "etc" / "passwd")
     async with runtime(aiorun_paths, guard) as rt:
         with anyio.fail_after(5):
-            st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, ["echo", "ok"],
-                                              user="root"))
+            st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, ["echo", "ok"]))
         assert st.exit_code == 0 and out == b"ok\n"
