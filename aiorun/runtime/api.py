@@ -19,6 +19,19 @@ or ``async with Runtime(paths) as rt:`` (opens its own task group for the reader
 This side is pure anyio (asyncio and trio): one reader task per connection dispatches replies,
 output chunks and exit notices. Container ids and exec ids share one namespace.
 
+Failure modes (by design):
+
+* Daemon crash/restart: the spawner and containers keep running; output keeps going to the
+  logs; exits are kept (and written to ``<state_dir>/exit.json``) until ``delete``. A new
+  ``Runtime.connect`` re-joins; ``list()`` tells the engine what still exists.
+* Spawner killed: the ``Runtime`` reconnects, starting a new spawner that re-adopts the
+  containers from ``<run>/runtime/<id>.json``. It cannot reap them (they were re-parented to
+  an ancestor), so it watches each PID 1 with a pidfd and reports **exit code 255** (status
+  unknowable) when it ends. Their stdout/stderr pipes died with the old spawner, so further
+  output is lost and writes fail with EPIPE. Exec processes are not re-adopted.
+* A container's setup failing (bad mount, hostile symlink, cgroup write): ``create`` raises
+  and nothing is left (process killed and reaped, cgroups removed).
+
 Output: the spawner forwards every chunk of every process; the Runtime keeps, per id, a backlog
 (bounded by :data:`BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
 ``output(id)`` opened after start still sees the beginning. ``output(id)`` ends after the last
@@ -176,6 +189,7 @@ class Runtime:
         self._exits: dict[str, ExitStatus] = {}
         self._exit_events: dict[str, anyio.Event] = {}
         self._outputs: dict[str, _Output] = {}
+        self._exec_owner: dict[str, str] = {}
         self._reader_scope: anyio.CancelScope | None = None
         self._own_tg: anyio.abc.TaskGroup | None = None
         self._reader_done: anyio.Event | None = None
@@ -464,6 +478,10 @@ class Runtime:
         ``force`` a running one is SIGKILLed first. Conflict if running and not forced."""
         await self._request("delete", id=id, force=force)
         self._forget(id)
+        self._exec_owner.pop(id, None)
+        for eid in [e for e, c in self._exec_owner.items() if c == id]:
+            del self._exec_owner[eid]           # the spawner forgot them with the container
+            self._forget(eid)
 
     def _forget(self, id: str) -> None:
         self._exits.pop(id, None)
@@ -498,8 +516,10 @@ class Runtime:
 
     # --- exec -------------------------------------------------------------------------------
     async def exec_create(self, spec: ExecSpec) -> None:
+        """Register an exec (the container must be running); ``exec_start`` runs it."""
         self._forget(spec.id)
         self._output(spec.id)
+        self._exec_owner[spec.id] = spec.container_id
         await self._request("exec_create", spec=spec.to_dict())
 
     async def exec_start(self, exec_id: str) -> int:
