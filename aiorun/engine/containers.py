@@ -463,6 +463,7 @@ class ContainerManager:
                 await anyio.to_thread.run_sync(shutil.rmtree, self._dir(cid), True)
             raise
         self._by_id[cid] = c
+        log.info("container %s created (name %s, image %s)", cid, name, image.id)
         self._emit("create", c)
         return cid
 
