@@ -267,22 +267,60 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
+def required_controllers(spec) -> set[str]:
+    """Controllers the limits of a ``CgroupSpec``-like object need."""
+    need = set()
+    if spec.memory:
+        need.add("memory")
+    if spec.cpus or spec.cpu_shares:
+        need.add("cpu")
+    if spec.pids:
+        need.add("pids")
+    return need
+
+
+def missing_controllers(dirs: list[CgroupDir], spec) -> list[str]:
+    """Required controllers no directory provides (a limit would silently not apply)."""
+    have = {c for d in dirs for c in (d.controllers if d.version == 1 else d.enable)}
+    return sorted(required_controllers(spec) - have)
+
+
+def _enable_v2(d: CgroupDir) -> None:
+    """Enable ``d.enable`` in ``own`` and ``parent``'s subtree_control, keeping in
+    ``d.enable`` only what really got enabled. A non-root cgroup that holds processes
+    cannot delegate controllers (the v2 "no internal processes" rule: EBUSY); the container
+    then gets a cgroup without them, and limits needing them are refused by the caller."""
+    want = list(d.enable)
+    for p in (d.own, d.parent):
+        os.makedirs(p, exist_ok=True)
+        have = set(_read(os.path.join(p, "cgroup.subtree_control")).split())
+        for c in [c for c in want if c not in have]:
+            try:
+                _write(os.path.join(p, "cgroup.subtree_control"), "+" + c)
+            except OSError:
+                want.remove(c)
+    d.enable = tuple(want)
+
+
 def create(dirs: list[CgroupDir], spec, restrict_devices: bool = False) -> None:
-    """Make the directories and write the limits; on failure remove what was made."""
+    """Make the directories and write the limits; on failure remove what was made.
+
+    Raises OSError(ENOTSUP) naming the controllers when a requested limit has no controller
+    to enforce it (not mounted, or not delegated on v2)."""
     made: list[CgroupDir] = []
     try:
         for d in dirs:
             if d.version == 2 and d.enable:
-                # Enable along own → parent → (the id dir gets them from its parent).
-                for p in (d.own, d.parent):
-                    if p == d.parent:
-                        os.makedirs(p, exist_ok=True)
-                    _write(os.path.join(p, "cgroup.subtree_control"),
-                           " ".join("+" + c for c in d.enable))
+                _enable_v2(d)
             else:
                 os.makedirs(d.parent, exist_ok=True)
             os.mkdir(d.path)
             made.append(d)
+        missing = missing_controllers(dirs, spec)
+        if missing:
+            raise OSError(errno.ENOTSUP, f"cgroup controller(s) {', '.join(missing)} not "
+                                         "available to aiorun here: cannot apply the "
+                                         "requested limits")
         for path, value in limit_writes(dirs, spec, restrict_devices):
             if path.endswith(("memsw.limit_in_bytes", "memory.swap.max")) \
                     and not os.path.exists(path):

@@ -45,6 +45,7 @@ LINE_MAX = 16 * 1024              # Docker's json-file splits long lines at 16 K
 #: read (the containers block on write, as with Docker's attach); a client that falls
 #: CLIENT_DROP behind is disconnected so a hung daemon cannot stall every container forever.
 CLIENT_HIGH = 4 << 20
+MIN_MEMORY = 6 << 20              # Docker's minimum: below it even the setup gets OOM-killed
 CLIENT_DROP = 64 << 20
 
 
@@ -85,6 +86,14 @@ def _proc_starttime(pid: int) -> int:
         return int(data[data.rindex(b")") + 2:].split()[19])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def _describe(wstatus: int) -> str:
+    if os.WIFSIGNALED(wstatus):
+        sig = os.WTERMSIG(wstatus)
+        hint = " (out of memory in its cgroup?)" if sig == signal.SIGKILL else ""
+        return f"setup process killed by signal {sig}{hint}"
+    return f"setup process exited with status {os.WEXITSTATUS(wstatus)}"
 
 
 def _read_frames(fd: int, timeout: float) -> list:
@@ -433,6 +442,9 @@ class Spawner:
         if not spec.get("args"):
             raise RequestError("InvalidArgument", "no command given for the container")
         self._check_security(spec.get("security", {}))
+        mem = (spec.get("cgroup") or {}).get("memory")
+        if mem and mem < MIN_MEMORY:
+            raise RequestError("InvalidArgument", "Minimum memory limit allowed is 6MB")
         p = Proc(cid, "container", spec)
         try:
             p.cgroups = cgroups.plan(self.layout, cid, spec.get("cgroup", {}).get("parent", ""))
@@ -443,8 +455,9 @@ class Spawner:
             cgroups.create(p.cgroups, cg,
                            not spec.get("security", {}).get("privileged", False))
         except OSError as e:
-            raise RequestError("InvalidArgument" if e.errno == errno.EINVAL else "Error",
-                               f"creating cgroups for {cid}: {e}") from None
+            bad_input = e.errno in (errno.EINVAL, errno.ENOTSUP, errno.ERANGE)
+            raise RequestError("InvalidArgument" if bad_input else "Error",
+                               f"creating cgroups for {cid}: {e.strerror or e}") from None
         close_after: list[int] = []
         c2 = 0
         try:
@@ -510,7 +523,7 @@ class Spawner:
             msgs = _read_frames(status_r, CREATE_TIMEOUT)
             _, st = os.waitpid(c1, 0)
             if not msgs or "pid" not in msgs[0]:
-                err = msgs[0].get("error") if msgs else f"setup process exited ({st:#x})"
+                err = msgs[0].get("error") if msgs else _describe(st)
                 raise RequestError("Error", f"creating container {cid}: {err}")
             c2 = msgs[0]["pid"]
             p.pid = c2
@@ -646,7 +659,7 @@ class Spawner:
             msgs = _read_frames(status_r, CREATE_TIMEOUT)
             _, st = os.waitpid(e1, 0)
             if not msgs or "pid" not in msgs[0]:
-                err = msgs[0].get("error") if msgs else f"exec setup exited ({st:#x})"
+                err = msgs[0].get("error") if msgs else _describe(st)
                 raise RequestError("Error", f"exec {eid}: {err}")
             e2 = msgs[0]["pid"]
             p.pid = e2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aiorun.runtime.cgroups import (CgroupDir, check_parent, limit_writes, parse_layout,
-                                    parse_oom_kills, plan)
+from aiorun.runtime.cgroups import (CgroupDir, check_parent, limit_writes,
+                                    missing_controllers, parse_layout, parse_oom_kills, plan)
 from aiorun.runtime.spec import CgroupSpec
 
 HYBRID_CG = """\
@@ -123,3 +123,15 @@ def test_oom_counter():
     assert parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n") == 2
     assert parse_oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n") == 1
     assert parse_oom_kills("") == 0
+
+
+def test_missing_controllers():
+    hybrid = plan(parse_layout(HYBRID_CG, HYBRID_MI), "abc")
+    assert missing_controllers(hybrid, CgroupSpec(memory=1, cpus=1.0, pids=5)) == []
+    only_mem = [d for d in hybrid if d.controllers == ("memory",)]
+    assert missing_controllers(only_mem, CgroupSpec(memory=1, cpus=1.0, pids=5)) == \
+        ["cpu", "pids"]
+    v2 = plan(parse_layout(V2_CG, V2_MI, ("memory", "pids", "cpu")), "abc")
+    v2[0].enable = ("pids",)            # what delegation actually allowed
+    assert missing_controllers(v2, CgroupSpec(memory=1)) == ["memory"]
+    assert missing_controllers(v2, CgroupSpec()) == []

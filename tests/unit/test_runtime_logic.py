@@ -97,3 +97,9 @@ def test_find_executable(tmp_path):
 
 def test_log_time_format():
     assert rfc3339nano(1_795_910_400_123_456_789) == "2026-11-29T00:00:00.123456789Z"
+
+
+def test_describe_wait_status():
+    from aiorun.runtime.spawner import _describe
+    assert "signal 9" in _describe(9) and "out of memory" in _describe(9)
+    assert _describe(3 << 8) == "setup process exited with status 3"
