@@ -398,3 +398,38 @@ def test_attach_stdin_and_wait_api(env):
     r = env.cli("exec", "-i", env.ok("run", "-d", "busybox", "sleep", "30").strip(),
                 "sh", "-c", "cat; echo done", input="abc\n")
     assert r.returncode == 0 and r.stdout == "abc\ndone\n"
+
+
+def test_daemon_killed_during_creates_leaves_consistent_state(env):
+    """kill -9 the daemon while create requests are in flight: after a restart every
+    container directory is a complete container, half-made ones are gone with their storage."""
+    stop = threading.Event()
+    created: list[str] = []
+
+    def hammer() -> None:
+        client = env.client
+        while not stop.is_set():
+            try:
+                created.append(client.post("/containers/create", {"Image": "busybox"})["Id"])
+            except Exception:
+                return
+    t = threading.Thread(target=hammer)
+    t.start()
+    wait_for(lambda: len(created) >= 3, what="some creates")
+    # a create interrupted mid-way, as a crash would leave it
+    half = env.paths.containers / ("f" * 64)
+    half.mkdir()
+    (half / ".creating").touch()
+    env.daemon.kill9()
+    stop.set()
+    t.join(10)
+    env.restart_daemon()
+    listed = {c["Id"] for c in env.client.get("/containers/json", all=True)}
+    on_disk = set(os.listdir(env.paths.containers))
+    assert listed == on_disk and set(created) <= listed
+    assert not half.exists()
+    storage = env.paths.storage(env.driver) / "containers"
+    if storage.is_dir():
+        assert set(os.listdir(storage)) <= listed
+    # and they still work
+    assert env.ok("start", "-a", created[0]) == ""
