@@ -1,0 +1,426 @@
+"""ContainerManager logic against in-memory fakes of the runtime, storage and image store,
+under asyncio and trio: lifecycle, wait conditions, stop escalation, restart policies,
+undo on start failure, re-adoption from disk, names and prefixes."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from aiorun.config import Paths
+from aiorun.engine import containers as cm
+from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
+from aiorun.runtime.spec import ExitStatus
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+class FakeExecFailed(Exception):
+    def __init__(self, msg: str, code: int) -> None:
+        super().__init__(msg)
+        self.exit_code = code
+        self.message = msg
+
+
+class FakeRuntime:
+    """Processes are anyio events; ``kill`` with a signal the "process" handles ends it."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, dict[str, Any]] = {}
+        self.next_pid = 1000
+        self.fail_start: dict[str, Exception] = {}
+        self.ignore_term = False
+        self.deleted: list[str] = []
+
+    async def create(self, spec) -> int:
+        self.next_pid += 1
+        self.procs[spec.id] = {"pid": self.next_pid, "done": anyio.Event(), "status": None,
+                               "spec": spec}
+        return self.next_pid
+
+    async def start(self, cid: str) -> None:
+        exc = self.fail_start.pop(cid, None)
+        if exc is not None:
+            self.exit(cid, getattr(exc, "exit_code", 126))
+            raise exc
+
+    def exit(self, cid: str, code: int, oom: bool = False) -> None:
+        p = self.procs[cid]
+        if p["status"] is None:
+            p["status"] = ExitStatus(code, oom)
+            p["done"].set()
+
+    async def wait(self, cid: str) -> ExitStatus:
+        p = self.procs[cid]
+        await p["done"].wait()
+        return p["status"]
+
+    async def kill(self, cid: str, sig: int) -> None:
+        p = self.procs.get(cid)
+        if p is None or p["status"] is not None:
+            raise Conflict("not running")
+        if sig == signal.SIGKILL or not self.ignore_term:
+            self.exit(cid, 128 + sig)
+
+    async def delete(self, cid: str, force: bool = False) -> None:
+        self.deleted.append(cid)
+        self.procs.pop(cid, None)
+
+    async def list(self) -> list[str]:
+        return list(self.procs)
+
+    def output(self, cid: str):
+        async def gen():
+            if cid in self.procs:
+                await self.procs[cid]["done"].wait()
+            if False:
+                yield (1, b"")
+        return gen()
+
+
+class FakeStorage:
+    name = "fake"
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.containers: set[str] = set()
+        self.mounted: set[str] = set()
+
+    def create_container(self, cid, layers, init_files) -> None:
+        assert set(init_files) == {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+        self.containers.add(cid)
+
+    def mount(self, cid) -> Path:
+        self.mounted.add(cid)
+        p = self.home / cid
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def unmount(self, cid) -> None:
+        self.mounted.discard(cid)
+
+    def remove_container(self, cid) -> None:
+        self.containers.discard(cid)
+
+    def container_metadata(self, cid) -> dict:
+        return {"MergedDir": str(self.home / cid)}
+
+    def rw_path(self, cid) -> Path:
+        return self.home / cid
+
+
+@dataclass
+class FakeImage:
+    id: str = "sha256:" + "ab" * 32
+    config: dict = field(default_factory=lambda: {"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}})
+    layers: list = field(default_factory=lambda: ["cd" * 32])
+
+
+class FakeImages:
+    def resolve(self, ref: str) -> FakeImage:
+        if ref != "busybox":
+            raise NotFound(f"No such image: {ref}")
+        return FakeImage()
+
+
+class FakeNetworks:
+    def __init__(self) -> None:
+        self.attached: set[str] = set()
+        self.fail = False
+
+    async def attach(self, cid, **kw) -> dict:
+        if self.fail:
+            raise Conflict("port is already allocated")
+        self.attached.add(cid)
+        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}}
+
+    async def detach(self, cid) -> None:
+        self.attached.discard(cid)
+
+    def hosts_entries(self, cid):
+        return []
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict]] = []
+
+    def emit(self, type, action, actor, attrs=None):
+        self.seen.append((type, action, dict(attrs or {})))
+
+    def actions(self) -> list[str]:
+        return [a for _, a, _ in self.seen]
+
+
+class FakeEngine:
+    def __init__(self, paths: Paths, tg) -> None:
+        self.paths = paths
+        self.events = Events()
+        self.storage = FakeStorage(paths.root / "fs")
+        self.images = FakeImages()
+        self.runtime = FakeRuntime()
+        self.networks = FakeNetworks()
+        self.volumes = None
+        self.task_group = tg
+        self.containers = None
+
+
+async def make(tmp_path: Path, tg) -> tuple[FakeEngine, cm.ContainerManager]:
+    paths = Paths(tmp_path / "root", tmp_path / "run")
+    paths.ensure()
+    eng = FakeEngine(paths, tg)
+    mgr = cm.ContainerManager(eng)
+    eng.containers = mgr
+    await mgr.start()
+    return eng, mgr
+
+
+@pytest.mark.anyio
+async def test_lifecycle_wait_and_events(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox", "Cmd": ["true"]}, "one")
+        assert mgr.get("one").id == cid and mgr.get(cid[:5]).id == cid
+        assert eng.storage.containers == {cid}
+        c = mgr.get(cid)
+        async with anyio.create_task_group() as waiters:
+            results = []
+
+            async def w():
+                results.append(await mgr.wait(cid, "next-exit"))
+            waiters.start_soon(w)
+            await anyio.sleep(0.01)
+            await mgr.start(cid)
+            assert c.state.status == "running" and c.state.pid > 0
+            assert cid in eng.networks.attached
+            assert "10.9.0.2\t" + cid[:12] in (eng.paths.containers / cid / "hosts").read_text()
+            with pytest.raises(NotModified):
+                await mgr.start(cid)
+            eng.runtime.exit(cid, 3)
+        assert results == [3]
+        assert c.state.status == "exited" and c.state.exit_code == 3
+        assert cid not in eng.networks.attached and cid not in eng.storage.mounted
+        assert await mgr.wait(cid, "not-running") == 3
+        assert eng.events.actions() == ["create", "start", "die"]
+        assert str(eng.events.seen[-1][2]["exitCode"]) == "3"
+        inspect = mgr.inspect(cid)
+        assert inspect["State"]["ExitCode"] == 3 and inspect["Name"] == "/one"
+        with pytest.raises(InvalidArgument):
+            await mgr.wait(cid, "sometime")
+        await mgr.remove(cid)
+        assert eng.storage.containers == set()
+        assert not (eng.paths.containers / cid).exists()
+        with pytest.raises(NotFound):
+            mgr.get(cid)
+        assert eng.events.actions()[-1] == "destroy"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_stop_escalates_to_sigkill(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, None)
+        await mgr.start(cid)
+        eng.runtime.ignore_term = True
+        with anyio.fail_after(5):
+            await mgr.stop(cid, 0)
+        st = mgr.get(cid).state
+        assert st.status == "exited" and st.exit_code == 137
+        kills = [str(a["signal"]) for _, act, a in eng.events.seen if act == "kill"]
+        assert kills == ["15", "9"]
+        with pytest.raises(NotModified):
+            await mgr.stop(cid, 1)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_start_failure_undoes_everything(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox", "Cmd": ["nope"]}, None)
+        eng.runtime.fail_start[cid] = FakeExecFailed('exec: "nope": executable file not found', 127)
+        with pytest.raises(Exception, match="not found"):
+            await mgr.start(cid)
+        c = mgr.get(cid)
+        assert c.state.status == "created" and c.state.exit_code == 127
+        assert "not found" in c.state.error
+        assert not eng.storage.mounted and not eng.networks.attached
+        assert cid in eng.runtime.deleted
+        # a network failure is undone too
+        eng.networks.fail = True
+        cid2 = await mgr.create({"Image": "busybox"}, None)
+        with pytest.raises(Conflict):
+            await mgr.start(cid2)
+        assert not eng.storage.mounted and cid2 not in eng.runtime.procs
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_restart_policies(tmp_path, monkeypatch):
+    monkeypatch.setattr(cm, "BACKOFF_START", 0.001)
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox", "HostConfig": {
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}}, None)
+        c = mgr.get(cid)
+        await mgr.start(cid)
+        with anyio.fail_after(5):
+            for _ in range(3):
+                while c.state.status != "running" or cid not in eng.runtime.procs \
+                        or eng.runtime.procs[cid]["status"] is not None:
+                    await anyio.sleep(0.005)
+                eng.runtime.exit(cid, 1)
+                await anyio.sleep(0.02)
+            while c.state.status != "exited":
+                await anyio.sleep(0.005)
+        assert c.state.restart_count == 2
+        assert eng.events.actions().count("restart") == 2
+        # success does not restart on-failure
+        cid2 = await mgr.create({"Image": "busybox", "HostConfig": {
+            "RestartPolicy": {"Name": "on-failure"}}}, None)
+        await mgr.start(cid2)
+        eng.runtime.exit(cid2, 0)
+        await anyio.sleep(0.05)
+        assert mgr.get(cid2).state.status == "exited" and mgr.get(cid2).state.restart_count == 0
+        # always restarts, until the user stops it
+        cid3 = await mgr.create({"Image": "busybox", "HostConfig": {
+            "RestartPolicy": {"Name": "always"}}}, None)
+        await mgr.start(cid3)
+        eng.runtime.exit(cid3, 0)
+        with anyio.fail_after(5):
+            while mgr.get(cid3).state.restart_count < 1 or mgr.get(cid3).state.status != "running":
+                await anyio.sleep(0.005)
+        await mgr.stop(cid3, 1)
+        await anyio.sleep(0.05)
+        assert mgr.get(cid3).state.status == "exited"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_auto_remove_and_wait_removed(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox", "HostConfig": {"AutoRemove": True}}, "rm1")
+        c = mgr.get(cid)
+        await mgr.start(cid)
+        eng.runtime.exit(cid, 5)
+        with anyio.fail_after(5):
+            code, _ = await mgr.wait_container(c, "removed")
+        assert code == 5 and not (eng.paths.containers / cid).exists()
+        with pytest.raises(NotFound):
+            mgr.get("rm1")
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_names_conflicts_and_rename(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        a = await mgr.create({"Image": "busybox"}, "/alpha")
+        with pytest.raises(Conflict, match='"/alpha" is already in use'):
+            await mgr.create({"Image": "busybox"}, "alpha")
+        with pytest.raises(InvalidArgument):
+            await mgr.create({"Image": "busybox"}, "no spaces")
+        with pytest.raises(NotFound, match="No such image: nope"):
+            await mgr.create({"Image": "nope"}, "beta")
+        # failed creates did not keep their names or leave directories
+        assert sorted(p.name for p in eng.paths.containers.iterdir()) == [a]
+        b = await mgr.create({"Image": "busybox"}, "beta")
+        await mgr.rename("beta", "gamma")
+        assert mgr.get("gamma").id == b
+        with pytest.raises(NotFound):
+            mgr.get("beta")
+        with pytest.raises(Conflict):
+            await mgr.rename("gamma", "alpha")
+        # ambiguous prefix
+        mgr._by_id["aaaa" + "0" * 60] = mgr._by_id[a]
+        mgr._by_id["aaab" + "0" * 60] = mgr._by_id[b]
+        with pytest.raises(InvalidArgument, match="multiple IDs"):
+            mgr.get("aaa")
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_readopt_from_disk(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        live = await mgr.create({"Image": "busybox"}, "live")
+        dead = await mgr.create({"Image": "busybox"}, "dead")
+        await mgr.start(live)
+        await mgr.start(dead)
+        runtime = eng.runtime
+        await mgr.stop()                       # daemon shutdown: containers keep running
+        assert mgr.get(live).state.status == "running"
+        # "dead" died while the daemon was down and the spawner forgot it
+        runtime.procs.pop(dead)
+        half = eng.paths.containers / ("e" * 64)
+        half.mkdir()
+        (half / ".creating").touch()
+        mgr2 = cm.ContainerManager(eng)
+        await mgr2.start()
+        assert not half.exists()
+        assert mgr2.get(live).state.status == "running"
+        d = mgr2.get(dead)
+        assert d.state.status == "exited" and d.state.exit_code == 255
+        assert dead not in eng.networks.attached and dead not in eng.storage.mounted
+        # the re-adopted one is supervised again
+        runtime.exit(live, 0)
+        with anyio.fail_after(5):
+            while mgr2.get(live).state.status != "exited":
+                await anyio.sleep(0.005)
+        with anyio.fail_after(5):        # persisted too (the write follows the change)
+            while json.loads((eng.paths.containers / live / "state.json").read_text()
+                             )["status"] != "exited":
+                await anyio.sleep(0.005)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_exec_needs_running_container(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, None)
+        with pytest.raises(Conflict, match="is not running"):
+            mgr.exec_create(cid, {"Cmd": ["true"]})
+        await mgr.start(cid)
+        with pytest.raises(InvalidArgument, match="No exec command"):
+            mgr.exec_create(cid, {"Cmd": []})
+        eid = mgr.exec_create(cid, {"Cmd": ["ls", "-l"], "Tty": True})
+        info = mgr.exec_inspect(eid)
+        assert info["Running"] is False and info["ExitCode"] is None
+        assert info["ProcessConfig"]["entrypoint"] == "ls" and info["ProcessConfig"]["tty"]
+        assert mgr.inspect(cid)["ExecIDs"] == [eid]
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_list_filters_and_summary(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        a = await mgr.create({"Image": "busybox", "Cmd": ["sh", "-c", "echo a b"],
+                              "Labels": {"tier": "web"}}, "aa")
+        b = await mgr.create({"Image": "busybox"}, "bb")
+        await mgr.start(b)
+        assert [c["Id"] for c in mgr.list()] == [b]
+        assert {c["Id"] for c in mgr.list(all=True)} == {a, b}
+        assert [c["Id"] for c in mgr.list(all=True, filters={"label": ["tier=web"]})] == [a]
+        assert [c["Id"] for c in mgr.list(filters={"status": ["created"]})] == [a]
+        assert [c["Id"] for c in mgr.list(all=True, filters={"name": ["bb"]})] == [b]
+        with pytest.raises(InvalidArgument):
+            mgr.list(filters={"status": ["sleeping"]})
+        with pytest.raises(InvalidArgument):
+            mgr.list(filters={"bogus": ["x"]})
+        s = mgr.summary(mgr.get(a))
+        assert s["Command"] == "sh -c 'echo a b'" and s["Names"] == ["/aa"]
+        assert s["Status"] == "Created" and s["Image"] == "busybox"
+        tg.cancel_scope.cancel()
