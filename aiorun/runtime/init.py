@@ -441,6 +441,10 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
                                  security.get("cap_drop") or [])
     # Never more than we hold ourselves (root here may lack e.g. CAP_SYS_RESOURCE).
     kept &= sc.capget()[1]
+    if not privileged and security.get("seccomp", "default") != "unconfined":
+        # Installed while we still hold CAP_SYS_ADMIN (no_new_privs may be off).
+        from .seccomp import install
+        install(kept)
     top = capsmod.last_cap()
     for c in range(top + 1):
         if not kept & (1 << c):

@@ -34,6 +34,7 @@ import time
 
 from . import cgroups
 from . import syscalls as sc
+from . import seccomp as _seccomp  # noqa: F401  (imported before any fork: children share it)
 from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
                    finalize, join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
 from .proto import FrameDecoder, encode
@@ -554,6 +555,10 @@ class Spawner:
             caps.effective_set(False, sec.get("cap_add") or [], sec.get("cap_drop") or [])
         except InvalidArgument as e:
             raise RequestError("InvalidArgument", e.message) from None
+        if sec.get("seccomp", "default") not in ("default", "unconfined"):
+            raise RequestError("InvalidArgument",
+                               f"unsupported seccomp profile {sec.get('seccomp')!r} "
+                               "(\"default\" or \"unconfined\")")
 
     def _abort(self, p: Proc, pid: int) -> None:
         """Undo a failed create: kill and reap the init, close fds, remove cgroups."""

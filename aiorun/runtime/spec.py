@@ -47,6 +47,9 @@ class SecuritySpec:
     cap_drop: list[str] = field(default_factory=list)
     no_new_privileges: bool = True
     readonly_rootfs: bool = False
+    #: "default" (aiorun.runtime.seccomp: Docker-like deny-list) or "unconfined";
+    #: privileged containers are never filtered.
+    seccomp: str = "default"
 
 
 @dataclass

@@ -599,3 +599,18 @@ async def test_hostile_passwd_fifo_does_not_block(aiorun_paths, rootfs, cg_paren
         with anyio.fail_after(5):
             st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, ["echo", "ok"]))
         assert st.exit_code == 0 and out == b"ok\n"
+
+
+@pytest.mark.anyio
+async def test_seccomp_default_and_unconfined(aiorun_paths, rootfs, cg_parent, guard):
+    cmd = ["sh", "-c", "unshare -U true 2>/dev/null && echo userns || echo denied;"
+                       " grep Seccomp: /proc/self/status"]
+    async with runtime(aiorun_paths, guard) as rt:
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd))
+        assert out.split() == [b"denied", b"Seccomp:", b"2"]
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd,
+                                         security=SecuritySpec(seccomp="unconfined")))
+        assert out.split() == [b"userns", b"Seccomp:", b"0"]
+        _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent,
+                                         ["sh", "-c", "echo ok; (sleep 0 &); wait"]))
+        assert out == b"ok\n"                       # plain fork/clone still works

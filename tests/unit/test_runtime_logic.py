@@ -103,3 +103,18 @@ def test_describe_wait_status():
     from aiorun.runtime.spawner import _describe
     assert "signal 9" in _describe(9) and "out of memory" in _describe(9)
     assert _describe(3 << 8) == "setup process exited with status 3"
+
+
+def test_seccomp_program_shape():
+    import struct as _s
+    from aiorun.runtime import seccomp
+    default = mask_of(DOCKER_DEFAULT)
+    prog = seccomp.build(default)
+    assert len(prog) % 8 == 0 and len(prog) // 8 < 4096
+    ins = [_s.unpack("HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    assert ins[-1] == (0x06, 0, 0, seccomp.RET_ALLOW)
+    denied = seccomp.denied(default)
+    assert denied["keyctl"] == 250 and denied["mount"] == 165 and "reboot" in denied
+    admin = seccomp.denied(default | (1 << CAPS["SYS_ADMIN"]))
+    assert "mount" not in admin and "keyctl" in admin
+    assert len(seccomp.build(default | (1 << CAPS["SYS_ADMIN"]))) < len(prog)
