@@ -433,3 +433,26 @@ def test_daemon_killed_during_creates_leaves_consistent_state(env):
         assert set(os.listdir(storage)) <= listed
     # and they still work
     assert env.ok("start", "-a", created[0]) == ""
+
+
+def test_run_it_gives_a_terminal(env):
+    """``-it`` under a real local terminal (util-linux ``script`` provides the pty)."""
+    import shutil
+    import subprocess
+    if shutil.which("script") is None:
+        pytest.skip("util-linux script is not installed")
+    from aiorun.testing.daemon import _env, aiorun_executable
+    cmd = f"{aiorun_executable()} run -it --rm busybox sh -c 'stty size; read x; exit $x'"
+    p = subprocess.Popen(["script", "-qec", cmd, "/dev/null"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, env=_env(env.paths))
+    try:
+        time.sleep(1.0)
+        p.stdin.write(b"5\n")
+        p.stdin.flush()
+        out, _ = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 5, out
+    assert re.search(rb"\d+ \d+", out)

@@ -122,9 +122,10 @@ async def wait(req: Request, engine: Any) -> Response:
     async def body() -> AsyncIterator[bytes]:
         import json
         yield b""       # headers go out now
-        code, err = await mgr.wait_container(c, condition)
-        yield json.dumps({"StatusCode": code,
-                          "Error": {"Message": err} if err else None}).encode() + b"\n"
+        code, _err = await mgr.wait_container(c, condition)
+        # Docker sets Error only when waiting itself failed; a start error was already
+        # reported by the start request (the docker CLI exits 125 on a non-null Error)
+        yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
     return Response(200, stream=body())
 
 
@@ -191,26 +192,23 @@ async def attach(req: Request, engine: Any) -> Response:
 
 
 async def _pump_stdin(stream: Any, mgr: Any, pid_id: str, running: anyio.Event) -> None:
-    """Client bytes → the process's stdin (once it runs); client half-close → close stdin."""
-    pending: list[bytes] = []
+    """Client bytes → the process's stdin once it runs (until then they wait in the socket
+    buffer); the client's half-close → close stdin. Ends quietly when the process is gone."""
+    from aiorun.errors import AiorunError
+    await running.wait()
     while True:
         try:
             data = await stream.receive(65536)
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
                 OSError):
             data = b""
-        if not running.is_set():
-            if data:
-                pending.append(data)
-                continue
-            await running.wait()
-        for chunk in pending:
-            await mgr.write_stdin(pid_id, chunk)
-        pending.clear()
-        if not data:
-            await mgr.close_stdin(pid_id)
+        try:
+            if not data:
+                await mgr.close_stdin(pid_id)
+                return
+            await mgr.write_stdin(pid_id, data)
+        except AiorunError:
             return
-        await mgr.write_stdin(pid_id, data)
 
 
 @router.route("POST", "/containers/{id}/resize")
