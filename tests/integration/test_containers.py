@@ -456,3 +456,31 @@ def test_run_it_gives_a_terminal(env):
             p.wait()
     assert p.returncode == 5, out
     assert re.search(rb"\d+ \d+", out)
+
+
+def test_docker_clients(env):
+    """docker-py and the docker v28 CLI drive the walkthrough against our socket."""
+    import shutil
+    import subprocess
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=f"unix://{env.daemon.socket}")
+    try:
+        assert c.containers.run("busybox", ["sh", "-c", "echo a"], remove=True) == b"a\n"
+        ct = c.containers.run("busybox", ["sleep", "30"], detach=True, name="dpy")
+        res = ct.exec_run(["sh", "-c", "echo in; echo err >&2; exit 2"], demux=True)
+        assert res.exit_code == 2 and res.output == (b"in\n", b"err\n")
+        ct.kill()
+        assert ct.wait()["StatusCode"] == 137
+        ct.remove()
+        with pytest.raises(docker.errors.ContainerError):
+            c.containers.run("busybox", ["sh", "-c", "exit 3"], remove=True)
+    finally:
+        c.close()
+    if shutil.which("docker"):
+        denv = dict(os.environ, DOCKER_HOST=f"unix://{env.daemon.socket}")
+        r = subprocess.run(["docker", "run", "--rm", "busybox", "sh", "-c", "echo hi; exit 4"],
+                           capture_output=True, text=True, env=denv, timeout=30)
+        assert (r.returncode, r.stdout) == (4, "hi\n"), r.stderr
+        r = subprocess.run(["docker", "run", "--rm", "busybox", "nope"], capture_output=True,
+                           text=True, env=denv, timeout=30)
+        assert r.returncode == 127 and "executable file not found" in r.stderr

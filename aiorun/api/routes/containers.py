@@ -34,6 +34,16 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
+def settle_delay(req: Request) -> float:
+    """Seconds to wait between the 101 head and the first stream bytes.
+
+    docker-py reads the upgrade response through a buffered reader and then takes the raw
+    socket: bytes that arrived together with the head are lost to it. Output that is already
+    waiting (a fast ``exec_run``) must not be sent in the same breath, for that client only.
+    """
+    return 0.05 if req.headers.get("user-agent", "").startswith("docker-sdk-python") else 0.0
+
+
 def _mgr(engine: Any) -> Any:
     if engine.containers is None:
         from aiorun.errors import Unavailable
@@ -172,7 +182,11 @@ async def attach(req: Request, engine: Any) -> Response:
     hub = c.hub
     mgr._emit("attach", c)
 
+    delay = settle_delay(req)
+
     async def session(stream: Any) -> None:
+        if delay:
+            await anyio.sleep(delay)
         async with anyio.create_task_group() as tg:
             if want_in and c.config.get("OpenStdin"):
                 tg.start_soon(_pump_stdin, stream, mgr, c.id, hub.running)

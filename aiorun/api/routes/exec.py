@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from aiorun.api.http import Request, Response, Router, json_response
-from aiorun.api.routes.containers import MULTIPLEXED, RAW, _mgr, _pump_stdin, frame
+from aiorun.api.routes.containers import MULTIPLEXED, RAW, _mgr, _pump_stdin, frame, settle_delay
 from aiorun.errors import InvalidArgument
 
 router = Router()
@@ -56,8 +56,11 @@ async def exec_start(req: Request, engine: Any) -> Response | None:
         recv.close()
         raise
     raw = rec.tty
+    delay = settle_delay(req)
 
     async def session(stream: Any) -> None:
+        if delay:
+            await anyio.sleep(delay)
         async with anyio.create_task_group() as tg:
             if rec.attach_stdin:
                 tg.start_soon(_pump_stdin, stream, mgr, rec.id, rec.hub.running)
