@@ -429,9 +429,15 @@ class NetworkManager:
         if gone:
             cids.add(gone)
         for cid in cids:
+            m = self.members.get(cid)
+            own = {e.ip_address for e in m.endpoints} if m else set()
+            subnets = [n.config.subnet] + [
+                self.networks[e.network_id].config.subnet for e in (m.endpoints if m else [])
+                if e.network_id in self.networks and not self.networks[e.network_id].predefined]
             try:
                 write_hosts_section(self.paths.containers / cid / "hosts",
-                                    self.hosts_entries(cid))
+                                    self.hosts_entries(cid), own_ips=own,
+                                    peer_subnets=[s for s in subnets if s])
             except OSError as exc:
                 log.warning("cannot update hosts file of %s: %s", cid[:12], exc)
 
@@ -637,19 +643,35 @@ def _match_labels(labels: dict[str, str], want: Any) -> bool:
     return True
 
 
-def write_hosts_section(path: Path, entries: list[tuple[str, str]]) -> None:
+def write_hosts_section(path: Path, entries: list[tuple[str, str]], *,
+                        own_ips: Iterable[str] = (), peer_subnets: Iterable[str] = ()) -> None:
     """Replace the managed peers section of a hosts file, in place (truncate + write).
 
     In place because the file is bind-mounted into the running container: a rename would
-    leave the container looking at the old inode. A missing file is left missing.
+    leave the container looking at the old inode. A missing file is left missing. Lines above
+    the section that name an address in ``peer_subnets`` other than ``own_ips`` are peer
+    entries someone else wrote at start (the containers manager copies ``hosts_entries``);
+    they are dropped so that a departed peer does not linger.
     """
+    import ipaddress
     try:
         f = open(path, "r+")
     except FileNotFoundError:
         return
+    nets = [ipaddress.ip_network(s, strict=False) for s in peer_subnets]
+    own = set(own_ips)
+
+    def is_peer_line(line: str) -> bool:
+        first = line.split()[0] if line.split() else ""
+        try:
+            ip = ipaddress.ip_address(first)
+        except ValueError:
+            return False
+        return first not in own and any(ip in n for n in nets)
     with f:
         text = f.read()
-        base = text.split(HOSTS_MARK, 1)[0].rstrip("\n")
+        base = "\n".join(ln for ln in text.split(HOSTS_MARK, 1)[0].rstrip("\n").split("\n")
+                         if not is_peer_line(ln))
         lines = [base] if base else []
         if entries:
             lines.append(HOSTS_MARK)

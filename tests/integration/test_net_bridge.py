@@ -253,3 +253,29 @@ async def test_restart_keeps_and_then_releases(aiorun_paths, host_state, tmp_pat
             await m2.detach("8" * 64)
     finally:
         await (m2 or m1).reset()
+
+
+async def test_stop_without_endpoints_leaves_no_host_state(aiorun_paths, host_state):
+    """A stopped daemon with no running containers leaves nothing; a restart re-creates the
+    user networks' bridges with the same subnets."""
+    m = NetworkManager(FakeEngine(aiorun_paths))
+    await m.start()
+    m2 = None
+    try:
+        await m.create("aiorkeep", subnet="10.253.9.0/24")
+        with Netns() as ns:
+            await m.attach("7" * 64, netns_path=ns.path)
+            await m.detach("7" * 64)
+        await m.stop()
+        assert f"table ip {_table(m)}" not in _nft_tables()
+        m2 = NetworkManager(FakeEngine(aiorun_paths))
+        await m2.start()
+        assert m2.inspect("aiorkeep")["IPAM"]["Config"][0]["Subnet"] == "10.253.9.0/24"
+        with Netns() as ns:
+            s = await m2.attach("6" * 64, mode="aiorkeep", netns_path=ns.path)
+            assert s["IPAddress"].startswith("10.253.9.")
+            await m2.detach("6" * 64)
+    finally:
+        await (m2 or m).reset()
+        if m2:
+            await m2.stop()

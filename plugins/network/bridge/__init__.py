@@ -322,9 +322,20 @@ class BridgeDriver(NetworkDriver):
                 p.unlink(missing_ok=True)
 
     async def close(self) -> None:
-        """Daemon stop: keep all host state (running containers keep their network)."""
+        """Daemon stop. With endpoints alive, keep everything (running containers keep their
+        network). With none, remove our bridges and nft table so a stopped daemon leaves no
+        host state; network configs and pools stay, and ``restore`` re-creates the bridges."""
         for n in self._nets.values():
             n.pool.save()
+        if any(n.endpoints for n in self._nets.values()):
+            return
+        with anyio.CancelScope(shield=True):
+            for n in list(self._nets.values()):
+                for port in await nl.run(nl.bridge_ports, n.bridge):
+                    await nl.run(nl.delete_link, port)
+                await nl.run(nl.delete_link, n.bridge)
+            self._nets.clear()
+            await self.nft.sync()
 
     # -- introspection (inspect, tests) ---------------------------------------------------
     def network_state(self, net_id: str) -> dict | None:

@@ -1,0 +1,90 @@
+"""Docker-shaped network endpoints (handled by :class:`aiorun.engine.networks.NetworkManager`).
+
+``GET /networks?filters=`` → list; ``GET /networks/{id}`` → inspect (404 when unknown);
+``POST /networks/create`` → 201 ``{"Id", "Warning"}``; ``DELETE /networks/{id}`` → 204
+(403 for the predefined networks or with active endpoints);
+``POST /networks/{id}/connect`` ``{"Container", "EndpointConfig": {"Aliases",
+"IPAMConfig": {"IPv4Address"}}}``; ``POST /networks/{id}/disconnect`` ``{"Container",
+"Force"}``; ``POST /networks/prune?filters=`` → ``{"NetworksDeleted": [...]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiorun.api.http import Request, Router, json_response
+from aiorun.errors import InvalidArgument, Unavailable
+
+router = Router()
+
+
+def _nm(engine: Any):
+    nm = getattr(engine, "networks", None)
+    if nm is None:
+        raise Unavailable("the network manager is not running")
+    return nm
+
+
+@router.route("GET", "/networks")
+async def list_networks(req: Request, engine: Any):
+    return _nm(engine).list(req.json_arg("filters") or {})
+
+
+@router.route("POST", "/networks/create")
+async def create_network(req: Request, engine: Any):
+    body = req.json() or {}
+    if not isinstance(body, dict):
+        raise InvalidArgument("network create body must be a JSON object")
+    ipam = body.get("IPAM") or {}
+    configs = ipam.get("Config") or []
+    if len(configs) > 1:
+        raise InvalidArgument("only one IPAM config (one IPv4 subnet) is supported")
+    cfg = configs[0] if configs else {}
+    if body.get("EnableIPv6"):
+        raise InvalidArgument("IPv6 networks are not supported")
+    res = await _nm(engine).create(
+        str(body.get("Name") or ""), str(body.get("Driver") or "bridge"),
+        subnet=str(cfg.get("Subnet") or ""), gateway=str(cfg.get("Gateway") or ""),
+        options={str(k): str(v) for k, v in (body.get("Options") or {}).items()},
+        labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
+        internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")))
+    return json_response(res, 201)
+
+
+@router.route("POST", "/networks/prune")
+async def prune_networks(req: Request, engine: Any):
+    return await _nm(engine).prune(req.json_arg("filters") or {})
+
+
+@router.route("GET", "/networks/{id}")
+async def inspect_network(req: Request, engine: Any):
+    return _nm(engine).inspect(req.params["id"])
+
+
+@router.route("DELETE", "/networks/{id}")
+async def remove_network(req: Request, engine: Any):
+    await _nm(engine).remove(req.params["id"])
+    return None
+
+
+@router.route("POST", "/networks/{id}/connect")
+async def connect_network(req: Request, engine: Any):
+    body = req.json() or {}
+    container = str(body.get("Container") or "")
+    if not container:
+        raise InvalidArgument("connect: no Container given")
+    ep = body.get("EndpointConfig") or {}
+    ipam = ep.get("IPAMConfig") or {}
+    await _nm(engine).connect(req.params["id"], container, aliases=ep.get("Aliases") or [],
+                              ip_address=str(ipam.get("IPv4Address") or ""))
+    return json_response("OK")
+
+
+@router.route("POST", "/networks/{id}/disconnect")
+async def disconnect_network(req: Request, engine: Any):
+    body = req.json() or {}
+    container = str(body.get("Container") or "")
+    if not container:
+        raise InvalidArgument("disconnect: no Container given")
+    await _nm(engine).disconnect(req.params["id"], container, force=bool(body.get("Force")))
+    return json_response("OK")
