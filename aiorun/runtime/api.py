@@ -54,7 +54,7 @@ import anyio.abc
 from ..config import Paths
 from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
 from .proto import FrameDecoder, encode
-from .spec import ContainerSpec, ExecSpec, ExitStatus
+from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
 
 BACKLOG_LIMIT = 1 << 20          # bytes kept per id while no reader is attached
 HARD_LIMIT = 16 << 20            # bytes kept per id at most (slow readers skip ahead)
@@ -500,6 +500,12 @@ class Runtime:
     async def list(self) -> list[str]:
         """Ids the spawner knows (running, or exited and not yet deleted)."""
         return [s["id"] for s in await self._request("list")]
+
+    async def update(self, id: str, cgroup: CgroupSpec) -> None:
+        """``docker update``: write the limits set in ``cgroup`` (None fields untouched;
+        ``parent`` ignored). InvalidArgument when the kernel refuses a value."""
+        from dataclasses import asdict
+        await self._request("update", id=id, cgroup=asdict(cgroup))
 
     async def pause(self, id: str) -> None:
         """Freeze every process of the container (cgroup freezer); returns once frozen."""

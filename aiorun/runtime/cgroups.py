@@ -467,3 +467,29 @@ def stats(dirs: list[CgroupDir]) -> dict:
                 if k == "usage_usec":
                     out["cpu_usage_ns"] = int(v) * 1000
     return out
+
+
+def update(dirs: list[CgroupDir], spec) -> None:
+    """Change the limits of an existing container (``docker update``). Only the limits set
+    in ``spec`` are written. On v1 raising memory above the current memory+swap limit needs
+    the memsw write first, lowering needs it last: failed writes are retried once after the
+    others."""
+    missing = missing_controllers(dirs, spec)
+    if missing:
+        raise OSError(errno.ENOTSUP, f"cgroup controller(s) {', '.join(missing)} not "
+                                     "available to aiorun here")
+    pending = [(p, v) for p, v in limit_writes(dirs, spec)
+               if not (p.endswith(("memsw.limit_in_bytes", "memory.swap.max"))
+                       and not os.path.exists(p))]
+    for attempt in range(2):
+        failed = []
+        for path, value in pending:
+            try:
+                _write(path, value)
+            except OSError as e:
+                failed.append((path, value, e))
+        if not failed:
+            return
+        pending = [(p, v) for p, v, _ in failed]
+    path, value, e = failed[0]
+    raise OSError(e.errno, f"cgroup: writing {value!r} to {path}: {os.strerror(e.errno or 0)}")

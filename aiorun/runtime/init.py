@@ -197,11 +197,23 @@ def mount_in_root(rootfd: int, dest: str, fstype: str, source: str = "",
         os.close(fd)
 
 
-def _setup_dev(rootfd: int, tty: bool) -> None:
+def _setup_dev(rootfd: int, console: str = "") -> None:
+    """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
+    instance), shm, mqueue and the usual symlinks; ``console`` (the pty slave's host path,
+    TTY mode) is bound on /dev/console as Docker does."""
     mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
                   extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
     dev = open_in_root(rootfd, "/dev")
     try:
+        if console:
+            fd = os.open("console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dev)
+            os.close(fd)
+            t = sc.openat2(dev, "console", _O_PATH, _IN_ROOT)
+            try:
+                sc.mount(console, _fdpath(t), None, sc.MS_BIND)
+            finally:
+                os.close(t)
         for name in DEVICES:
             fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
                          dir_fd=dev)
@@ -320,7 +332,8 @@ def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
             os.close(fd)
 
 
-def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()) -> None:
+def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = (),
+                 console: str = "") -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
     (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup."""
@@ -332,7 +345,7 @@ def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()
     try:
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        _setup_dev(rootfd, spec.get("tty", False))
+        _setup_dev(rootfd, console)
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         if hierarchies:
@@ -453,6 +466,7 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
     os.setgroups(u.groups)
     os.setgid(u.gid)
     os.setuid(u.uid)
+    os.umask(0o022)                       # Docker's/runc's default, whatever the daemon's
     sc.capset(kept, kept, 0)
     try:
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)

@@ -350,6 +350,8 @@ class Spawner:
             return self.resize(m["id"], int(m["rows"]), int(m["cols"]))
         if op == "pause":
             return self.pause(m["id"], bool(m.get("frozen", True)))
+        if op == "update":
+            return self.update(m["id"], m.get("cgroup") or {})
         if op == "stats":
             p = self._get(m["id"])
             c = self._get(p.container_id)
@@ -474,6 +476,7 @@ class Spawner:
                     pass
             tty = bool(spec.get("tty"))
             cin, cout, cerr, close_after = self._stdio(p, tty, bool(spec.get("stdin")))
+            console = os.ttyname(cout) if tty else ""
             sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
             status_r, status_w = os.pipe2(os.O_CLOEXEC)
             close_after += [sync_r, status_w]
@@ -503,7 +506,8 @@ class Spawner:
                             if flags & sc.CLONE_NEWNET:
                                 bring_up_loopback()
                             setup_rootfs(spec, [(d.version, d.controllers if d.version == 1
-                                                 else d.enable) for d in p.cgroups])
+                                                 else d.enable) for d in p.cgroups],
+                                         console)
                             os.write(status_w, encode({"ready": True}))
                             if os.read(sync_r, 1) != b"g":
                                 os._exit(1)     # deleted before start
@@ -740,6 +744,23 @@ class Spawner:
         if p.stdin_close:
             os.close(fd)
             p.stdin_fd = -1
+
+    def update(self, id: str, cg: dict) -> dict:
+        p = self._get(id)
+        if p.kind != "container":
+            raise RequestError("InvalidArgument", f"{id} is not a container")
+        if cg.get("memory") and cg["memory"] < MIN_MEMORY:
+            raise RequestError("InvalidArgument", "Minimum memory limit allowed is 6MB")
+        try:
+            cgroups.update(p.cgroups, _Obj(cg))
+        except OSError as e:
+            raise RequestError("InvalidArgument" if e.errno in (errno.EINVAL, errno.ENOTSUP,
+                                                                errno.EBUSY) else "Error",
+                               f"updating {id}: {e.strerror or e}") from None
+        old = p.spec.setdefault("cgroup", {})
+        old.update({k: v for k, v in cg.items() if v is not None and k != "parent"})
+        self._save_record(p)
+        return {}
 
     def pause(self, id: str, frozen: bool) -> dict:
         p = self._get(id)

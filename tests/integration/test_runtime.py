@@ -311,7 +311,8 @@ async def test_exec_joins_namespaces(aiorun_paths, rootfs, cg_parent, guard):
 async def test_tty_and_resize(aiorun_paths, rootfs, cg_parent, guard):
     async with runtime(aiorun_paths, guard) as rt:
         spec = make_spec(aiorun_paths, rootfs, cg_parent,
-                         ["sh", "-c", "read x; test -t 1 && echo tty:$x; stty size"],
+                         ["sh", "-c", "read x; test -t 1 && echo tty:$x; stty size;"
+                                      " test -c /dev/console && echo console; umask"],
                          tty=True, stdin=True)
         await rt.create(spec)
         await rt.start(spec.id)
@@ -319,7 +320,7 @@ async def test_tty_and_resize(aiorun_paths, rootfs, cg_parent, guard):
         await rt.write_stdin(spec.id, b"hi\n")
         out = b"".join([d async for _s, d in rt.output(spec.id)])
         assert (await rt.wait(spec.id)).exit_code == 0
-        assert b"tty:hi\r\n" in out and b"33 99" in out
+        assert b"tty:hi\r\n" in out and b"33 99" in out and b"console\r\n0022" in out
         await rt.delete(spec.id)
 
 
@@ -565,6 +566,13 @@ async def test_pause_resume_stats(aiorun_paths, rootfs, cg_parent, guard):
         assert pid in st["pids"] and st["cpu_usage_ns"] > 0
         assert st["memory_limit"] == 64 << 20 and st["memory_usage"] > 0
         await rt.resume(spec.id)
+        await rt.update(spec.id, CgroupSpec(memory=96 << 20, pids=33))
+        assert (await rt.stats(spec.id))["memory_limit"] == 96 << 20
+        await rt.update(spec.id, CgroupSpec(memory=32 << 20))
+        assert (await rt.stats(spec.id))["memory_limit"] == 32 << 20
+        from aiorun.errors import InvalidArgument
+        with pytest.raises(InvalidArgument):
+            await rt.update(spec.id, CgroupSpec(memory=1 << 20))
         await rt.kill(spec.id)
         assert (await rt.wait(spec.id)).exit_code == 137
         await it.aclose()
