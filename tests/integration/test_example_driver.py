@@ -149,8 +149,29 @@ def _stop(proc: subprocess.Popen, paths) -> None:
     stop_spawner(paths, force=True)
 
 
-def test_daemon_runs_a_container_on_the_example_driver(venv, aiorun_paths, busybox_tar,
-                                                       host_state) -> None:
+def _own_host_state(paths) -> dict[str, list[str]]:
+    """Host state this daemon made: mounts under its roots, its scoped bridge and nft table.
+
+    (Scoped instead of the global ``host_state`` snapshot: other test runs may be changing
+    the host at the same time.)"""
+    roots = (str(paths.root), str(paths.run))
+    with open("/proc/self/mountinfo") as f:
+        mounts = [ln.split(" ")[4] for ln in f if ln.split(" ")[4].startswith(roots)]
+    out = {"mounts": mounts}
+    try:
+        from aiorun_plugins.network.bridge import BridgeDriver
+        drv = BridgeDriver(paths.networks / "drivers" / "bridge")
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        out["links"] = [n for n in (f"aior{drv.scope}0",) if f" {n}:" in links]
+        out["nft"] = [t for t in tables.splitlines() if t.split()[-1:] == [drv.table]]
+    except ImportError:
+        pass
+    return {k: v for k, v in out.items() if v}
+
+
+def test_daemon_runs_a_container_on_the_example_driver(venv, aiorun_paths, busybox_tar
+                                                       ) -> None:
     proc = _serve(venv, aiorun_paths, "example")
     try:
         _wait_ping(proc, aiorun_paths)
@@ -175,6 +196,7 @@ def test_daemon_runs_a_container_on_the_example_driver(venv, aiorun_paths, busyb
         assert r.returncode == 0, r.stderr
     finally:
         _stop(proc, aiorun_paths)
+    assert not _own_host_state(aiorun_paths), "the daemon left host state behind"
 
 
 def test_broken_driver_is_named_and_the_engine_survives(venv, aiorun_paths) -> None:
@@ -188,5 +210,7 @@ def test_broken_driver_is_named_and_the_engine_survives(venv, aiorun_paths) -> N
         _wait_ping(proc, aiorun_paths)
         info = _cli(venv, aiorun_paths, "info")
         assert info.returncode == 0 and "Storage Driver: copy" in info.stdout
+        assert _cli(venv, aiorun_paths, "system", "reset", "-f").returncode == 0
     finally:
         _stop(proc, aiorun_paths)
+    assert not _own_host_state(aiorun_paths), "the daemon left host state behind"
