@@ -6,8 +6,8 @@ error frame on the CLOEXEC status pipe and ``_exit``. A successful ``execve`` cl
 pipe, which is how the spawner learns the command started.
 
 Container (C2, PID 1 of the new PID namespace): :func:`setup_rootfs` → pivot_root → tell the
-spawner "ready" → wait for "go" → :func:`finalize` (user, capabilities, no_new_privs, env,
-cwd) → :func:`exec_command`. Exec processes join the namespaces with :func:`join_namespaces`
+spawner "ready" → wait for "go" → :func:`finalize` (seccomp, capabilities, user, umask,
+no_new_privs, env, cwd) → :func:`exec_command`. Exec processes join the namespaces with :func:`join_namespaces`
 and then run the same :func:`finalize` / :func:`exec_command`.
 """
 

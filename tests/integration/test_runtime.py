@@ -151,6 +151,10 @@ async def test_echo_logs_and_exit_codes(aiorun_paths, rootfs, cg_parent, guard):
         st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent,
                                           ["sh", "-c", "echo err >&2; exit 3"]))
         assert (st.exit_code, out) == (3, b"err\n")
+        # SIGPIPE is default again in the container (Python's SIG_IGN must not leak)
+        st, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent,
+                                          ["sh", "-c", "yes | head -n 1"]))
+        assert (st.exit_code, out) == (0, b"y\n")
 
         spec = make_spec(aiorun_paths, rootfs, cg_parent, ["/nonexistent"])
         await rt.create(spec)
