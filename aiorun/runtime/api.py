@@ -249,15 +249,17 @@ class Runtime:
 
     async def _open(self) -> anyio.abc.SocketStream:
         path = str(self.paths.spawner_socket)
-        started = False
+        last_start = -1.0
         with anyio.fail_after(10):
             while True:
                 try:
                     return await anyio.connect_unix(path)
                 except (FileNotFoundError, ConnectionRefusedError):
-                    if not started:
+                    # (Re)start unless one was started just now; a spawner that is still
+                    # shutting down holds the lock (exit 3), so try again a bit later.
+                    if last_start < 0 or anyio.current_time() - last_start > 0.5:
+                        last_start = anyio.current_time()
                         await anyio.to_thread.run_sync(self._start_spawner)
-                        started = True
                     else:
                         await anyio.sleep(0.01)
 
