@@ -387,6 +387,7 @@ class ContainerManager:
                 if c.id in known:
                     log.info("re-adopting running container %s", c.id)
                     c.hub.running.set()
+                    self._start_pump(c)       # attach works again for re-adopted ones
                     self._start_supervisor(c)
                 else:
                     log.info("container %s died while the daemon was down", c.id)
