@@ -102,3 +102,27 @@ def test_lifecycle_events_exactly_in_order(daemon, cli, busybox_tar, aiorun_path
         assert cli("rmi", "lifecycle:snap").returncode == 0
     finally:
         d2.stop_all()
+
+
+def test_daemon_crash_loses_no_event_and_seq_continues(aiorun_paths, cli, busybox_tar):
+    """SIGKILL the daemon right after events were emitted: the journal has every one of them
+    (one write(2) per event before emit returns), and the next daemon continues the seq."""
+    d = start_daemon(aiorun_paths)
+    try:
+        assert cli("import", str(busybox_tar), "busybox:latest").returncode == 0
+        assert cli("tag", "busybox:latest", "crashy:1").returncode == 0
+        before = list(BusClient(aiorun_paths.bus_socket).subscribe(
+            from_seq=1, until_seq=3))
+        assert [(e.type, e.action) for e in before] == \
+            [("daemon", "start"), ("image", "import"), ("image", "tag")]
+        d.kill9()
+    finally:
+        d.stop_all()
+    d2 = start_daemon(aiorun_paths)
+    try:
+        evs = list(BusClient(aiorun_paths.bus_socket).subscribe(from_seq=1, until_seq=4))
+        assert [e.seq for e in evs] == [1, 2, 3, 4]
+        assert [(e.seq, e.action) for e in evs[:3]] == [(e.seq, e.action) for e in before]
+        assert (evs[3].type, evs[3].action) == ("daemon", "start")
+    finally:
+        d2.stop_all()
