@@ -113,7 +113,8 @@ def cmd_volume(ctx, argv: list[str]) -> int:
         rc = 0
         for n in args.names:
             try:
-                client.delete(f"/volumes/{n}", force=bool(args.force))
+                # 204 has no body: do not read one (the connection may stay open)
+                client.request("DELETE", f"/volumes/{n}", {"force": bool(args.force)}).close()
                 print(n)
             except ApiError as exc:
                 sys.stderr.write(f"Error response from daemon: {exc.message}\n")
