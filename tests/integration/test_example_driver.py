@@ -196,6 +196,8 @@ def test_daemon_runs_a_container_on_the_example_driver(venv, aiorun_paths, busyb
         assert r.returncode == 0, r.stderr
     finally:
         _stop(proc, aiorun_paths)
+    logs = (aiorun_paths.root / "serve.log").read_text() + aiorun_paths.daemon_log.read_text()
+    assert "'broken' failed to load" in logs and "broken on purpose" in logs
     assert not _own_host_state(aiorun_paths), "the daemon left host state behind"
 
 
@@ -213,4 +215,6 @@ def test_broken_driver_is_named_and_the_engine_survives(venv, aiorun_paths) -> N
         assert _cli(venv, aiorun_paths, "system", "reset", "-f").returncode == 0
     finally:
         _stop(proc, aiorun_paths)
+    logs = (aiorun_paths.root / "serve.log").read_text() + aiorun_paths.daemon_log.read_text()
+    assert "'broken' failed to load" in logs and "broken on purpose" in logs
     assert not _own_host_state(aiorun_paths), "the daemon left host state behind"
