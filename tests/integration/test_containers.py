@@ -263,6 +263,18 @@ def test_flags_env_workdir_user_memory(env):
     assert not cg.exists()
     r = env.cli("run", "--memory", "12q", "busybox", "true")
     assert r.returncode == 125 and "invalid size: '12q'" in r.stderr
+    # security flags and mounts are passed through to the runtime / volume manager
+    r = env.cli("run", "--rm", "--cap-drop", "ALL", "--read-only", "busybox", "sh", "-c",
+                "grep CapEff /proc/self/status; touch /x 2>/dev/null && echo writable || echo ro")
+    assert r.stdout.split() == ["CapEff:", "0000000000000000", "ro"], r.stderr
+    r = env.cli("run", "--rm", "--privileged", "busybox", "grep", "CapEff", "/proc/self/status")
+    assert r.stdout.split()[1] != "00000000a80425fb", r.stdout    # more than docker's default
+    data = env.paths.root / "bind-src"
+    data.mkdir()
+    (data / "f").write_text("from host\n")
+    r = env.cli("run", "--rm", "-v", f"{data}:/data", "busybox", "sh", "-c",
+                "cat /data/f; echo back > /data/g")
+    assert r.stdout == "from host\n" and (data / "g").read_text() == "back\n", r.stderr
 
 
 def test_oom_killed(env):
