@@ -115,3 +115,29 @@ async def test_docker_cli_reads_our_stream(aiorun_paths, anyio_backend):
     bus.close()
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"container create {'ef' * 32}", "volume create vol1"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_docker_py_reads_our_stream(aiorun_paths, anyio_backend):
+    docker = pytest.importorskip("docker")
+    bus = EventBus.open(aiorun_paths.events)
+    sock = str(aiorun_paths.socket)
+    bus.emit("network", "create", "n" * 64, {"name": "mynet", "type": "bridge"})
+    bus.emit("container", "die", "ab" * 32, {"name": "x", "image": "busybox", "exitCode": "2"})
+    async with anyio.create_task_group() as tg:
+        server = ApiServer(FakeEngine(aiorun_paths, bus), routers=[router])
+        await tg.start(server.serve, sock)
+
+        def read():
+            c = docker.APIClient(base_url=f"unix://{sock}", version="1.44")
+            try:
+                return list(c.events(since=0, until=time.time() + 0.3, decode=True,
+                                     filters={"type": "container"}))
+            finally:
+                c.close()
+        evs = await anyio.to_thread.run_sync(read)
+        await server.shutdown(1)
+        tg.cancel_scope.cancel()
+    bus.close()
+    assert [(e["Type"], e["Action"], e["Actor"]["Attributes"]["exitCode"]) for e in evs] == \
+        [("container", "die", "2")]
