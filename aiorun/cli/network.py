@@ -145,7 +145,8 @@ def cmd_network(ctx, argv: list[str]) -> int:
         def rm(n: str) -> None:
             from aiorun.api.client import ApiError
             try:
-                client.delete(f"/networks/{n}")
+                # 204 without a body: close instead of reading (no Content-Length to wait on)
+                client.request("DELETE", f"/networks/{n}").close()
             except ApiError as exc:
                 if not (args.force and exc.status == 404):
                     raise

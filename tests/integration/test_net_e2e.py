@@ -1,0 +1,143 @@
+"""End to end through ``aiorun serve`` and the CLI: the walkthrough's two fetches, ``port``,
+``ps``, port conflicts, ``--network none``, user networks with names, ``-P``.
+
+One daemon per module (on temporary roots); every test removes the containers it made, and
+the module ends with ``system reset`` + daemon stop and checks no link/nft table was left.
+Requests go only to 127.0.0.1 and to container addresses on our own bridges.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from aiorun.config import Paths
+from aiorun.testing.daemon import run_cli, start_daemon
+from netns_util import free_port, http_get
+
+pytestmark = pytest.mark.integration
+
+
+def _state() -> dict[str, set[str]]:
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {"links": {ln.split(":")[1].strip().split("@")[0] for ln in links.splitlines()},
+            "nft": set(tables.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def env(busybox_tar):
+    before = _state()
+    root = Path(tempfile.mkdtemp(prefix="aiorun-nete2e-"))
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root / "root", run)
+    d = start_daemon(paths)
+    try:
+        r = run_cli(paths, "import", str(busybox_tar), "busybox")
+        assert r.returncode == 0, r.stderr
+        yield paths
+    finally:
+        c = d.client()
+        try:
+            for ct in c.get("/containers/json", all=1):
+                c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
+            c.request("POST", "/aiorun/system/reset", check=False).close()
+        finally:
+            d.stop_all()
+            subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
+    after = _state()
+    leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    assert not leaked, f"left behind: {leaked}"
+
+
+def cli(paths: Paths, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    r = run_cli(paths, *args, timeout=60)
+    if ok:
+        assert r.returncode == 0, f"aiorun {' '.join(args)}: {r.stderr}"
+    return r
+
+
+@pytest.fixture
+def made(env):
+    """Container ids a test starts; removed afterwards whatever happened."""
+    ids: list[str] = []
+    yield ids
+    for cid in ids:
+        run_cli(env, "rm", "-f", cid)
+
+
+HTTPD = ["busybox", "httpd", "-f", "-p", "80", "-h", "/var/www"]
+
+
+def test_walkthrough_publish_and_container_ip(env, made):
+    port = free_port()
+    cid = cli(env, "run", "-d", "-p", f"{port}:80", *HTTPD).stdout.strip()
+    made.append(cid)
+    assert "200 OK" in http_get("127.0.0.1", port)                      # curl localhost:4000
+    ip = cli(env, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", cid).stdout.strip()
+    assert ip and "200 OK" in http_get(ip, 80)                          # curl <ip>:80
+    assert cli(env, "port", cid).stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
+    assert cli(env, "port", cid, "80/tcp").stdout.strip() == f"0.0.0.0:{port}"
+    assert f"0.0.0.0:{port}->80/tcp" in cli(env, "ps").stdout
+    # a second container may not take the same host port; it is refused before it starts
+    r = cli(env, "run", "-d", "-p", f"{port}:80", *HTTPD, ok=False)
+    assert r.returncode != 0 and f"{port}" in r.stderr and "already allocated" in r.stderr
+    ids = cli(env, "ps", "-aq", "--no-trunc").stdout.split()
+    made.extend(i for i in ids if i != cid)
+    assert cli(env, "ps", "-q").stdout.split() == [cid[:12]]
+    # after removal the port and the rule are gone: a new container gets it
+    cli(env, "rm", "-f", cid)
+    cid2 = cli(env, "run", "-d", "-p", f"{port}:80", *HTTPD).stdout.strip()
+    made.append(cid2)
+    assert "200 OK" in http_get("127.0.0.1", port)
+
+
+def test_host_process_port_conflict(env, made):
+    import socket
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = cli(env, "run", "-d", "-p", f"{port}:80", *HTTPD, ok=False)
+        made.extend(cli(env, "ps", "-aq", "--no-trunc").stdout.split())
+    assert r.returncode != 0 and "already allocated" in r.stderr
+
+
+def test_network_none_has_only_loopback(env):
+    out = cli(env, "run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and ": lo:" in lines[0]
+
+
+def test_user_network_by_name(env, made):
+    cli(env, "network", "create", "--subnet", "10.252.3.0/24", "aiore2e")
+    try:
+        web = cli(env, "run", "-d", "--network", "aiore2e", "--name", "web", *HTTPD).stdout.strip()
+        made.append(web)
+        r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
+                "http://web/")
+        assert "busybox" in r.stdout or r.stdout.strip()
+        ip = cli(env, "inspect", "--format",
+                 "{{.NetworkSettings.Networks.aiore2e.IPAddress}}", web).stdout.strip()
+        assert ip.startswith("10.252.3.")
+        listed = cli(env, "network", "ls").stdout
+        assert "aiore2e" in listed and "bridge" in listed and "none" in listed
+        assert web in cli(env, "network", "inspect", "aiore2e").stdout
+        r = cli(env, "network", "rm", "aiore2e", ok=False)
+        assert r.returncode != 0 and "active endpoints" in r.stderr
+    finally:
+        for cid in made:
+            run_cli(env, "rm", "-f", cid)
+        made.clear()
+        cli(env, "network", "rm", "aiore2e")
+
+
+def test_publish_all_exposed(env, made):
+    cid = cli(env, "run", "-d", "--expose", "80", "-P", *HTTPD).stdout.strip()
+    made.append(cid)
+    line = cli(env, "port", cid, "80").stdout.strip()
+    port = int(line.rsplit(":", 1)[1])
+    assert "200 OK" in http_get("127.0.0.1", port)
