@@ -135,6 +135,7 @@ class Proc:
         self.pidfd = -1
         self.adopted = False                # watched by pidfd, not our child
         self.started = False
+        self.frozen = False
         self.status: dict | None = None
         self.cgroups: list[cgroups.CgroupDir] = []
         self.outs: dict[int, int] = {}      # fd -> stream (1, 2)
@@ -153,7 +154,7 @@ class Proc:
 
     def info(self) -> dict:
         return {"id": self.id, "kind": self.kind, "pid": self.pid, "running": self.running,
-                "started": self.started, "status": self.status,
+                "started": self.started, "paused": self.frozen, "status": self.status,
                 "container_id": self.container_id}
 
 
@@ -612,6 +613,9 @@ class Spawner:
         c = self._get(spec["container_id"])
         if c.kind != "container" or not c.running or not c.started:
             raise RequestError("Conflict", f"container {spec['container_id']} is not running")
+        if c.frozen:
+            raise RequestError("Conflict", f"container {c.id} is paused, unpause the container "
+                               "before exec")
         if not spec.get("args"):
             raise RequestError("InvalidArgument", "no command given for exec")
         self._check_security(c.spec.get("security", {}))
@@ -627,6 +631,10 @@ class Spawner:
         c = self._get(p.container_id)
         if not c.running:
             raise RequestError("Conflict", f"container {p.container_id} is not running")
+        if c.frozen:
+            # E1 would freeze on joining the cgroup, and the spawner with it.
+            raise RequestError("Conflict", f"container {c.id} is paused, unpause the container "
+                               "before exec")
         p.started = True
         spec, cspec = p.spec, c.spec
         sec = dict(cspec.get("security", {}))
@@ -701,7 +709,17 @@ class Spawner:
             signal.pidfd_send_signal(p.pidfd, sig)
         except ProcessLookupError:
             raise RequestError("Conflict", f"{id} is not running") from None
+        c = self.procs.get(p.container_id)
+        if sig == signal.SIGKILL and c is not None and c.frozen:
+            self._thaw(c)                 # frozen tasks cannot die until thawed
         return {}
+
+    def _thaw(self, c: Proc) -> None:
+        try:
+            cgroups.freeze(c.cgroups, False)
+        except OSError as e:
+            print(f"aiorun-spawner: thawing {c.id}: {e}", file=sys.stderr, flush=True)
+        c.frozen = False
 
     def stdin(self, id: str, data: bytes, close: bool) -> dict:
         p = self._get(id)
@@ -766,11 +784,17 @@ class Spawner:
         p = self._get(id)
         if p.kind != "container" or not p.running:
             raise RequestError("Conflict", f"container {id} is not running")
+        if frozen and not p.started:
+            raise RequestError("Conflict", f"container {id} was not started")
+        if p.frozen == frozen:
+            raise RequestError("Conflict", f"container {id} is "
+                               f"{'already' if frozen else 'not'} paused")
         try:
             cgroups.freeze(p.cgroups, frozen)
         except OSError as e:
             raise RequestError("Error", f"{'pausing' if frozen else 'resuming'} {id}: "
                                f"{e.strerror or e}") from None
+        p.frozen = frozen
         return {}
 
     def resize(self, id: str, rows: int, cols: int) -> dict:
@@ -916,6 +940,8 @@ class Spawner:
             if not force:
                 raise RequestError("Conflict", f"{id} is still running: kill it first")
             signal.pidfd_send_signal(p.pidfd, signal.SIGKILL)
+            if p.frozen:
+                self._thaw(p)
             # Reap synchronously so the cgroup can go now.
             try:
                 _, st = os.waitpid(p.pid, 0)

@@ -566,6 +566,12 @@ async def test_pause_resume_stats(aiorun_paths, rootfs, cg_parent, guard):
             await it.__anext__()
         assert scope.cancelled_caught
         state = Path(f"/proc/{pid}/status").read_text()
+        assert (await rt.state(spec.id))["paused"]
+        from aiorun.errors import Conflict
+        with pytest.raises(Conflict, match="paused"):
+            await rt.exec_create(ExecSpec(id="px", container_id=spec.id, args=["true"]))
+        with pytest.raises(Conflict):
+            await rt.pause(spec.id)
         st = await rt.stats(spec.id)
         assert pid in st["pids"] and st["cpu_usage_ns"] > 0
         assert st["memory_limit"] == 64 << 20 and st["memory_usage"] > 0
@@ -626,3 +632,23 @@ async def test_seccomp_default_and_unconfined(aiorun_paths, rootfs, cg_parent, g
         _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent,
                                          ["sh", "-c", "echo ok; (sleep 0 &); wait"]))
         assert out == b"ok\n"                       # plain fork/clone still works
+
+
+@pytest.mark.anyio
+async def test_kill_and_force_delete_paused(aiorun_paths, rootfs, cg_parent, guard):
+    async with runtime(aiorun_paths, guard) as rt:
+        a = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"])
+        await rt.create(a)
+        await rt.start(a.id)
+        await rt.pause(a.id)
+        await rt.kill(a.id)                         # SIGKILL of a frozen container works
+        with anyio.fail_after(5):
+            assert (await rt.wait(a.id)).exit_code == 137
+        await rt.delete(a.id)
+        b = make_spec(aiorun_paths, rootfs, cg_parent, ["sleep", "30"])
+        await rt.create(b)
+        await rt.start(b.id)
+        await rt.pause(b.id)
+        with anyio.fail_after(5):
+            await rt.delete(b.id, force=True)
+        assert await rt.list() == []
