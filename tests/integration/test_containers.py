@@ -285,6 +285,7 @@ def test_oom_killed(env):
     assert st["OOMKilled"] is True and st["ExitCode"] == 137 and st["Status"] == "exited"
 
 
+@pytest.mark.parametrize("env", [("trio", "overlay")], indirect=True, ids=["trio"])
 def test_restart_policy_on_failure(env):
     cid = env.ok("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c",
                  "echo run; exit 1").strip()
@@ -380,6 +381,7 @@ def test_logs_wait_rename_top(env):
         wait_for(lambda: env.inspect("top1")["State"]["ExitCode"] == 137)
 
 
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
 def test_daemon_killed_while_running_is_readopted(env):
     cid = env.ok("run", "-d", "--name", "survivor", "busybox", "sh", "-c",
                  "trap 'exit 7' TERM; while true; do sleep 0.1; done").strip()
