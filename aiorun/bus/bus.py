@@ -161,8 +161,20 @@ class EventBus:
 
     @classmethod
     def open(cls, directory: Path, **journal_options: object) -> "EventBus":
-        """A bus whose journal lives in ``directory`` (``paths.events``); seq continues."""
+        """A bus whose journal lives in ``directory`` (``paths.events``); seq continues.
+
+        Journal bounds default to ``$AIORUN_JOURNAL_SEGMENT_BYTES`` (8 MiB),
+        ``$AIORUN_JOURNAL_SEGMENTS`` (8) and ``$AIORUN_JOURNAL_FSYNC`` (rotate).
+        """
+        import os
+
         from aiorun.bus.journal import Journal
+        env = {"segment_bytes": ("AIORUN_JOURNAL_SEGMENT_BYTES", int),
+               "max_segments": ("AIORUN_JOURNAL_SEGMENTS", int),
+               "fsync": ("AIORUN_JOURNAL_FSYNC", str)}
+        for key, (var, conv) in env.items():
+            if key not in journal_options and os.environ.get(var):
+                journal_options[key] = conv(os.environ[var])
         return cls(journal=Journal(Path(directory), **journal_options))  # type: ignore[arg-type]
 
     def attach_journal(self, journal: "Journal") -> None:

@@ -72,6 +72,7 @@ async def run_standalone(sub: Any, socket_path: str, *, filters: dict[str, list[
                          = None, from_seq: int | None = None, retry: bool = True) -> None:
     """Feed ``sub`` from the bus socket until cancelled; resume by seq after a disconnect."""
     from aiorun.bus.client import BusClient, BusError
+    from aiorun.bus.codec import ReplayDone
     from aiorun.core.events import Event
     client = BusClient(socket_path)
     async with anyio.create_task_group() as tg:
@@ -81,7 +82,13 @@ async def run_standalone(sub: Any, socket_path: str, *, filters: dict[str, list[
         next_seq = from_seq
         while True:
             try:
-                async for item in client.asubscribe(filters, from_seq=next_seq):
+                async for item in client.asubscribe(filters, from_seq=next_seq, markers=True):
+                    if isinstance(item, ReplayDone):
+                        # live from here: a reconnect must resume exactly here, so that
+                        # events emitted while the daemon restarts are replayed, not skipped
+                        if next_seq is None:
+                            next_seq = item.last_seq + 1
+                        continue
                     sub.handle(item)
                     if isinstance(item, Event):
                         next_seq = item.seq + 1
