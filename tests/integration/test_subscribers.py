@@ -141,3 +141,55 @@ async def test_subscriber_processes_on_the_bus_socket(aiorun_paths, tmp_path):
                 p.kill()
                 p.wait()
         bus.close()
+
+
+async def test_subscriber_process_catches_up_after_daemon_restart(aiorun_paths, tmp_path):
+    """A live-only `aiorun subscriber logging` keeps its place across a bus restart: events
+    emitted while it was disconnected are replayed to it, none twice."""
+    out = tmp_path / "events.jsonl"
+    env = dict(os.environ, AIORUN_ROOT=str(aiorun_paths.root), AIORUN_RUN=str(aiorun_paths.run))
+    sock = str(aiorun_paths.bus_socket)
+    proc = None
+
+    def wait_lines(n: int) -> list:
+        deadline = time.monotonic() + 20
+        while True:
+            lines = out.read_text().splitlines() if out.exists() else []
+            if len(lines) >= n:
+                return [json.loads(x) for x in lines]
+            assert time.monotonic() < deadline, f"only {len(lines)} lines"
+            time.sleep(0.05)
+    try:
+        bus = EventBus.open(aiorun_paths.events)
+        bus.emit("daemon", "start", "d1")                       # before it subscribes
+        async with anyio.create_task_group() as tg:
+            await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+            proc = subprocess.Popen([sys.executable, "-m", "aiorun.cli.main", "subscriber",
+                                     "logging", "--socket", sock, "--output", str(out)],
+                                    env=env)
+            with anyio.fail_after(20):
+                while bus.subscriber_count == 0:
+                    await anyio.sleep(0.02)
+            bus.emit("container", "create", "a")
+            await anyio.to_thread.run_sync(wait_lines, 1)
+            tg.cancel_scope.cancel()
+        bus.close()                                            # the daemon goes away
+        bus = EventBus.open(aiorun_paths.events)               # and comes back
+        bus.emit("daemon", "start", "d2")                      # nobody connected yet
+        bus.emit("container", "start", "a")
+        async with anyio.create_task_group() as tg:
+            await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+            bus.emit("container", "die", "a", {"exitCode": 0})
+            recs = await anyio.to_thread.run_sync(wait_lines, 4)
+            tg.cancel_scope.cancel()
+        bus.close()
+        assert [(r["seq"], r["action"]) for r in recs] == \
+            [(2, "create"), (3, "start"), (4, "start"), (5, "die")]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
