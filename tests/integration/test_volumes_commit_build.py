@@ -1,0 +1,338 @@
+"""Volumes, commit and build through the real daemon and CLI, on overlay and on copy.
+
+One daemon per (storage driver, backend) for the module: overlay under asyncio, copy under trio,
+so both drivers and both event loops are exercised without running everything four times.
+The busybox image is itself built by the builder (``FROM scratch`` + ``ADD busybox.tar /``:
+ADD auto-extracts a local tar).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aiorun.api.client import Client
+from aiorun.config import Paths
+from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.images import write_busybox_rootfs_tar
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Env:
+    paths: Paths
+    driver: str
+
+    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return run_cli(self.paths, *args, **kw)
+
+    def ok(self, *args: str, **kw) -> str:
+        r = self.cli(*args, **kw)
+        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
+                                  f"{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def image_config(self, ref_id: str) -> dict:
+        h = ref_id.strip().removeprefix("sha256:")
+        return json.loads((self.paths.images / "configs" / "sha256" / h).read_text())
+
+    def layer_names(self, diff_id: str) -> list[str]:
+        tar = self.paths.images / "layers" / f"{diff_id.removeprefix('sha256:')}.tar"
+        with tarfile.open(tar) as t:
+            return [m.name.rstrip("/") for m in t.getmembers()]
+
+    def events(self) -> list[dict]:
+        r = Client(self.paths.socket).request("GET", "/events",
+                                              {"since": "0", "until": str(int(time.time()) + 1)})
+        try:
+            return [json.loads(line) for line in r.iter_lines()]
+        finally:
+            r.close()
+
+
+def _containers(env: Env) -> list[str]:
+    return env.ok("ps", "-a", "-q", "--no-trunc").split()
+
+
+@pytest.fixture(scope="module", params=[("overlay", "asyncio"), ("copy", "trio")],
+                ids=["overlay-asyncio", "copy-trio"])
+def env(request, tmp_path_factory):
+    driver, backend = request.param
+    base = tmp_path_factory.mktemp(f"h7-{driver}")
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root=base / "root", run=run)
+    d = start_daemon(paths, backend=backend, storage_driver=driver)
+    e = Env(paths, driver)
+    try:
+        ctx = base / "bbctx"
+        ctx.mkdir()
+        write_busybox_rootfs_tar(ctx / "busybox.tar")
+        (ctx / "Dockerfile").write_text('FROM scratch\nADD busybox.tar /\nCMD ["sh"]\n')
+        e.ok("build", "-q", "-t", "busybox", str(ctx))
+        yield e
+    finally:
+        try:
+            for cid in _containers(e):
+                e.cli("rm", "-f", "-v", cid)
+        finally:
+            d.stop_all()
+            subprocess.run(["rm", "-rf", "--one-file-system", str(run)], check=False)
+
+
+@pytest.fixture
+def own_host_state(env, tmp_path):
+    """Fails the test if it left mounts under this module's roots or the test's tmp dir.
+
+    (The conftest ``host_state`` compares the whole host, which other suites running at the
+    same time on this machine change; these tests make no links/nft/netns: ``--network none``.)
+    """
+    roots = (str(env.paths.root), str(env.paths.run), str(tmp_path))
+
+    def mine() -> set[str]:
+        out = set()
+        for ln in Path("/proc/self/mountinfo").read_text().splitlines():
+            mp = ln.split()[4]
+            if mp.startswith(roots):
+                out.add(mp)
+        return out
+    before = mine()
+    yield
+    leaked = mine() - before
+    assert not leaked, f"test left mounts behind: {sorted(leaked)}"
+
+
+def _wait_for(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+# --- volumes ------------------------------------------------------------------------------------
+
+def test_bind_mount_is_written_and_invisible_on_host(env, tmp_path, own_host_state):
+    host = tmp_path / "hostdir"
+    name = f"b{secrets.token_hex(4)}"
+    env.ok("run", "-d", "--network", "none", "--name", name, "-v", f"{host}:/test", "busybox",
+           "sh", "-c", "echo from-container > /test/f; sleep 30")
+    try:
+        _wait_for(host / "f")
+        assert (host / "f").read_text() == "from-container\n"
+        # the bind mount exists only in the container's mount namespace
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        assert not [ln for ln in mountinfo.splitlines()
+                    if ln.split()[4].endswith("/test") or str(host) in ln.split()[3:5]]
+        info = json.loads(env.ok("inspect", name))[0]
+        assert {"Type": "bind", "Source": str(host), "Destination": "/test", "RW": True} \
+            .items() <= info["Mounts"][0].items()
+    finally:
+        env.cli("rm", "-f", name)
+
+
+def test_named_anonymous_seeding_in_use_and_rm_v(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir -p /data && echo seeded > /data/s\n"
+                                    "VOLUME /data\n")
+    env.ok("build", "-q", "-t", "volimg", str(ctx))
+    vol = f"named{secrets.token_hex(3)}"
+    name = f"v{secrets.token_hex(4)}"
+    out = env.ok("run", "--network", "none", "--name", name, "-v", f"{vol}:/n", "volimg",
+                 "sh", "-c", "cat /data/s; echo x > /n/f; echo y > /data/new")
+    assert out == "seeded\n"
+    mounts = {m["Destination"]: m for m in json.loads(env.ok("inspect", name))[0]["Mounts"]}
+    anon = mounts["/data"]["Name"]
+    assert len(anon) == 64 and mounts["/data"]["Type"] == "volume"
+    anon_dir = env.paths.volumes / anon / "_data"
+    assert Path(mounts["/data"]["Source"]) == anon_dir
+    assert (anon_dir / "s").read_text() == "seeded\n" and (anon_dir / "new").read_text() == "y\n"
+    assert (env.paths.volumes / vol / "_data" / "f").read_text() == "x\n"
+    assert sorted(env.ok("volume", "ls", "-q").split()) == sorted([anon, vol])
+
+    r = env.cli("volume", "rm", vol)            # used by an exited container: refused
+    assert r.returncode != 0 and "in use" in r.stderr
+    env.ok("rm", "-v", name)                    # rm -v: anonymous gone, named stays
+    assert not (env.paths.volumes / anon).exists()
+    assert env.ok("volume", "ls", "-q").split() == [vol]
+    assert json.loads(env.ok("volume", "inspect", vol))[0]["Name"] == vol
+    env.ok("volume", "rm", vol)
+    assert env.ok("volume", "ls", "-q").split() == []
+
+    actions = {(e["Type"], e["Action"], e["Actor"]["ID"]) for e in env.events()}
+    for a in ("create", "mount", "unmount", "destroy"):
+        assert ("volume", a, vol) in actions and ("volume", a, anon) in actions, a
+
+
+def test_hostile_symlinks_cannot_redirect_mounts(env, tmp_path, own_host_state):
+    mark = f"h7-escape-{secrets.token_hex(4)}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM busybox\nRUN ln -s /etc /test && mkdir /tmp/{mark} && "
+        f"ln -s ../../../../../../../../tmp/{mark} /up && ln -s /{mark} /dangling\n")
+    env.ok("build", "-q", "-t", "hostile", str(ctx))
+    host = tmp_path / "hostdir"
+    vol = f"hv{secrets.token_hex(3)}"
+    try:
+        out = env.ok("run", "--rm", "--network", "none", "-v", f"{host}:/test",
+                     "-v", f"{vol}:/up", "hostile",
+                     "sh", "-c", f"echo pwned > /test/pwned; echo up > /up/u; ls /etc/pwned "
+                                 f"/tmp/{mark}/u")
+        # the mounts landed on the rootfs's own /etc and /tmp/<mark>, never the host's
+        assert out.split() == ["/etc/pwned", f"/tmp/{mark}/u"]
+        assert (host / "pwned").read_text() == "pwned\n"
+        assert not Path("/etc/pwned").exists()
+        assert not Path(f"/tmp/{mark}").exists()
+        assert (env.paths.volumes / vol / "_data" / "u").read_text() == "up\n"
+        # a link to a missing path is refused cleanly; nothing is created on the host
+        r = env.cli("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'h2'}:/dangling",
+                    "hostile", "true")
+        assert r.returncode != 0 and "dangling" in r.stderr
+        assert not Path(f"/{mark}").exists()
+    finally:
+        env.cli("volume", "rm", "-f", vol)
+
+
+# --- commit ------------------------------------------------------------------------------------
+
+def test_commit_after_exec_changes(env, own_host_state):
+    name = f"c{secrets.token_hex(4)}"
+    env.ok("run", "-d", "--network", "none", "--name", name, "-v", "/vol", "busybox",
+           "sleep", "60")
+    try:
+        env.ok("exec", name, "sh", "-c", "echo new > /added; echo changed >> /var/www/index.html;"
+                                         " rm /etc/group; echo secret > /vol/data;"
+                                         " echo 9.9.9.9 >> /etc/hosts")
+        iid = env.ok("commit", "-m", "my message", "-a", "me <me@x>",
+                     "-c", 'CMD ["cat", "/added"]', "-c", "ENV FOO=bar", name,
+                     "docker.io/library/committed:v1").strip()
+        assert iid.startswith("sha256:")
+    finally:
+        env.cli("rm", "-f", "-v", name)
+    cfg = env.image_config(iid)
+    assert cfg["config"]["Cmd"] == ["cat", "/added"] and "FOO=bar" in cfg["config"]["Env"]
+    assert cfg["history"][-1]["comment"] == "my message"
+    assert cfg["history"][-1]["author"] == "me <me@x>" and "empty_layer" not in cfg["history"][-1]
+    names = env.layer_names(cfg["rootfs"]["diff_ids"][-1])
+    assert "added" in names and "var/www/index.html" in names and "etc/.wh.group" in names
+    assert "vol" in names                      # the empty mount point is committed ...
+    assert "vol/data" not in names             # ... the volume content is not
+    for f in ("etc/hosts", "etc/hostname", "etc/resolv.conf"):
+        assert f not in names
+
+    assert env.ok("run", "--rm", "--network", "none", "committed:v1") == "new\n"
+    out = env.ok("run", "--rm", "--network", "none", "committed:v1", "sh", "-c",
+                 "tail -n1 /var/www/index.html; test -e /etc/group || echo group-gone;"
+                 " test -d /vol && ls -A /vol | wc -l")
+    assert out.split() == ["changed", "group-gone", "0"]
+    commits = [e for e in env.events() if e["Type"] == "container" and e["Action"] == "commit"]
+    assert commits and commits[-1]["Actor"]["Attributes"]["imageID"] == iid
+
+
+def test_commit_of_unchanged_container_adds_an_empty_layer(env, own_host_state):
+    name = f"u{secrets.token_hex(4)}"
+    env.ok("create", "--network", "none", "--name", name, "busybox", "true")
+    try:
+        iid = env.ok("commit", name).strip()
+    finally:
+        env.cli("rm", "-f", name)
+    cfg = env.image_config(iid)
+    base_layers = len(env.image_config(_image_id(env, "busybox:latest"))["rootfs"]["diff_ids"])
+    assert len(cfg["rootfs"]["diff_ids"]) == base_layers + 1
+    assert env.layer_names(cfg["rootfs"]["diff_ids"][-1]) == []
+
+
+def _image_id(env: Env, tag: str) -> str:
+    repos = json.loads((env.paths.images / "repositories.json").read_text())
+    flat: dict[str, str] = {}
+
+    def walk(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if isinstance(v, str) and v.startswith("sha256:"):
+                    flat[k] = v
+                else:
+                    walk(v)
+    walk(repos)
+    return flat[tag]
+
+
+# --- build -------------------------------------------------------------------------------------
+
+def test_build_runs_every_step_and_the_image_runs(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "index.html").write_text("<h1>hello</h1>\n")
+    (ctx / "ignored.log").write_text("no")
+    (ctx / ".dockerignore").write_text("*.log\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "WORKDIR /app\n"
+        "ADD index.html /app/\n"
+        "RUN echo built-by-run > /app/built && ls /app\n"
+        "EXPOSE 80\n"
+        "ENV GREETING=hi\n"
+        'CMD ["sh", "-c", "cat index.html built; echo $GREETING; pwd"]\n')
+    r = env.cli("build", "-t", "web:1", str(ctx))
+    assert r.returncode == 0, r.stderr
+    steps = [ln for ln in r.stdout.splitlines() if ln.startswith("Step ")]
+    assert steps[0] == "Step 1/7 : FROM busybox" and steps[-1].startswith("Step 7/7 : CMD")
+    assert "index.html" in r.stdout                        # RUN output streamed
+    assert "Successfully built " in r.stdout
+    assert r.stdout.rstrip().endswith("Successfully tagged web:1")
+    iid = _image_id(env, "web:1")
+    cfg = env.image_config(iid)
+    assert [bool(h.get("empty_layer")) for h in cfg["history"][-6:]] == \
+        [True, False, False, True, True, True]
+    assert cfg["config"]["ExposedPorts"] == {"80/tcp": {}}
+    assert "GREETING=hi" in cfg["config"]["Env"] and cfg["config"]["WorkingDir"] == "/app"
+    assert env.ok("run", "--rm", "--network", "none", "web:1").splitlines() == \
+        ["<h1>hello</h1>", "built-by-run", "hi", "/app"]
+    env.ok("run", "--rm", "--network", "none", "web:1", "sh", "-c", "test ! -e ignored.log")
+    hist = env.cli("history", "web:1")
+    if hist.returncode == 0:   # the history verb belongs to the images area
+        assert len(hist.stdout.strip().splitlines()) - 1 == len(cfg["history"])
+    builds = [e for e in env.events() if e["Type"] == "image" and e["Action"] == "build"]
+    assert builds and builds[-1]["Actor"]["ID"] == iid
+
+
+def _state(env: Env) -> tuple:
+    layers = sorted(p.name for p in (env.paths.images / "layers").glob("*.tar"))
+    configs = sorted(p.name for p in (env.paths.images / "configs" / "sha256").iterdir())
+    tmp = sorted(p.name for p in env.paths.tmp.iterdir()) if env.paths.tmp.exists() else []
+    return layers, configs, tmp, _containers(env)
+
+
+def test_build_errors_name_the_line_and_leave_nothing(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("data")
+    before = _state(env)
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\nBOGUS x\n")
+    r = env.cli("build", "-t", "bad:1", str(ctx))
+    assert r.returncode != 0
+    assert "line 3" in r.stderr and "unknown instruction: BOGUS" in r.stderr
+    assert _state(env) == before
+
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f /f\nRUN echo out; exit 3\n")
+    r = env.cli("build", "-t", "bad:2", str(ctx))
+    assert r.returncode != 0 and "returned a non-zero code: 3" in r.stderr
+    assert "out" in r.stdout
+    assert _state(env) == before   # the COPY layer was freed, no image, no container
+
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing /x\n")
+    r = env.cli("build", str(ctx))
+    assert r.returncode != 0 and "missing" in r.stderr and "line 2" in r.stderr
+    assert _state(env) == before
