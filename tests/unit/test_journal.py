@@ -1,6 +1,5 @@
 """The event journal: rotation, bounds, torn tails, replay by seq and time."""
 
-import os
 
 from aiorun.bus.bus import EventBus
 from aiorun.bus.codec import Lost
