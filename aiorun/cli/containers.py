@@ -835,6 +835,15 @@ def cmd_wait(ctx: Any, argv: list[str]) -> int:
     return _each(ctx, "wait", refs, wait, echo=False)
 
 
+def cmd_pause(ctx: Any, argv: list[str]) -> int:
+    return _each(ctx, "pause", argv, lambda cl, ref: call(cl, "POST", f"/containers/{ref}/pause"))
+
+
+def cmd_unpause(ctx: Any, argv: list[str]) -> int:
+    return _each(ctx, "unpause", argv,
+                 lambda cl, ref: call(cl, "POST", f"/containers/{ref}/unpause"))
+
+
 def cmd_rename(ctx: Any, argv: list[str]) -> int:
     if len(argv) != 2:
         return _usage_fail("rename", '"rename" requires exactly 2 arguments: CONTAINER NEW_NAME', 1)
@@ -935,7 +944,8 @@ CONTAINER_USAGE = """Usage:  aiorun container COMMAND
 Manage containers
 
 Commands:
-  create  inspect  kill  logs  ls  prune  rename  restart  rm  run  start  stop  top  wait  exec
+  create  inspect  kill  logs  ls  pause  prune  rename  restart  rm  run  start  stop  top
+  unpause  wait  exec
 """
 
 
@@ -948,7 +958,8 @@ def cmd_container(ctx: Any, argv: list[str]) -> int:
         "ls": cmd_ps, "list": cmd_ps, "ps": cmd_ps, "run": cmd_run, "create": cmd_create,
         "start": cmd_start, "stop": cmd_stop, "kill": cmd_kill, "restart": cmd_restart,
         "rm": cmd_rm, "remove": cmd_rm, "wait": cmd_wait, "rename": cmd_rename,
-        "top": cmd_top, "logs": cmd_logs, "prune": cmd_prune,
+        "top": cmd_top, "logs": cmd_logs, "prune": cmd_prune, "pause": cmd_pause,
+        "unpause": cmd_unpause,
         "inspect": lambda c, a: cmd_inspect(c, a, "container"),
     }
     if sub == "exec":

@@ -868,6 +868,8 @@ class ContainerManager:
             await self._save(c)
             raise NotModified(f"container {c.name} is not running")
         await self._save(c)
+        if c.state.status == st.PAUSED:        # frozen processes cannot handle the signal
+            await self._unpause_locked(c)
         if timeout is None:
             timeout = c.config.get("StopTimeout")
         if timeout is None:
@@ -918,6 +920,34 @@ class ContainerManager:
             await self._start_locked(c)
         self._emit("restart", c)
 
+    # -- pause ----------------------------------------------------------------------------
+    async def pause(self, ref: str) -> None:
+        """Freeze every process of the container (cgroup freezer, through the runtime)."""
+        c = self.get(ref)
+        async with c.lock:
+            if c.state.status == st.PAUSED:
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != st.RUNNING:
+                raise Conflict(f"Container {c.id} is not running")
+            await self._need_runtime().pause(c.id)
+            c.state.to(st.PAUSED)
+            await self._save(c)
+        self._emit("pause", c)
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if c.state.status != st.PAUSED:
+                raise Conflict(f"Container {c.id} is not paused")
+            await self._unpause_locked(c)
+        self._emit("unpause", c)
+
+    async def _unpause_locked(self, c: Container) -> None:
+        await self._need_runtime().resume(c.id)
+        if c.state.status == st.PAUSED:
+            c.state.to(st.RUNNING)
+        await self._save(c)
+
     # -- wait ---------------------------------------------------------------------------
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         """Block until the condition holds; return the exit code. Conditions: not-running
@@ -956,6 +986,11 @@ class ContainerManager:
                 c.state.stopped_by_user = True
                 if c.restart_scope is not None:
                     c.restart_scope.cancel()
+                if c.state.status == st.PAUSED:
+                    try:
+                        await self._unpause_locked(c)
+                    except Exception as exc:
+                        log.debug("resume %s before removal: %s", c.id, exc)
                 if c.state.status != st.RESTARTING:
                     waiter = c.waiter
                     try:

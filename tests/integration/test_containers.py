@@ -376,6 +376,13 @@ def test_logs_wait_rename_top(env):
     ps = json.loads(env.ok("ps", "--format", "{{json .}}").splitlines()[0])
     assert ps["Names"] == "top1" and ps["State"] == "running"
     assert env.ok("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}") == "t2\n"
+    env.ok("container", "pause", "top1")
+    assert env.inspect("top1")["State"]["Status"] == "paused"
+    assert "(Paused)" in env.ok("ps")
+    r = env.cli("exec", "top1", "true")
+    assert r.returncode != 0 and "paused" in r.stderr
+    env.ok("container", "unpause", "top1")
+    assert env.inspect("top1")["State"]["Status"] == "running"
     env.ok("kill", "top1")
     assert env.inspect("top1")["State"]["ExitCode"] in (137, -1) or \
         wait_for(lambda: env.inspect("top1")["State"]["ExitCode"] == 137)

@@ -254,11 +254,11 @@ async def prune(req: Request, engine: Any) -> Any:
 
 @router.route("POST", "/containers/{id}/pause")
 async def pause(req: Request, engine: Any) -> None:
-    raise Conflict("pause is not supported by aiorun yet")
+    await _mgr(engine).pause(req.params["id"])
 
 
 @router.route("POST", "/containers/{id}/unpause")
 async def unpause(req: Request, engine: Any) -> None:
-    raise Conflict("unpause is not supported by aiorun yet")
+    await _mgr(engine).unpause(req.params["id"])
 
 
