@@ -193,20 +193,19 @@ class Journal:
         to_seq = self.last_seq if to_seq is None else to_seq
         start = 1 if from_seq is None else max(1, from_seq)
         segs = self.segments()
-        if since_ns is not None and from_seq is None:
+        if since_ns is not None and from_seq is None and segs:
             # Skip whole segments that end before since_ns: a segment ends before the next
             # one's first event (wall-clock time is taken to be monotonic across segments).
-            keep = 0
-            for i in range(1, len(segs)):
-                t = self._first_time(segs[i][1])
+            start = segs[0][0]
+            for first, path in segs[1:]:
+                t = self._first_time(path)
                 if t is not None and t < since_ns:
-                    keep = i
-            if segs and keep:
-                start = segs[keep][0]
-            elif segs and segs[0][0] > 1:
+                    start = first
+            if start == segs[0][0] > 1:
                 t0 = self._first_time(segs[0][1])
-                if t0 is not None and t0 > since_ns:
-                    # Events between since and the oldest segment may have been rotated away.
+                if t0 is None or t0 > since_ns:
+                    # events rotated away before the oldest segment may be newer than since:
+                    # say so (expired) instead of pretending there were none
                     start = 1
         expected = start
         for i, (first, path) in enumerate(segs):
