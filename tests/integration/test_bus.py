@@ -244,3 +244,51 @@ async def test_really_slow_reader_never_blocks_the_engine(aiorun_paths):
         assert sorted(covered) == list(range(1, n + 2))
         tg.cancel_scope.cancel()
     bus.close()
+
+
+async def test_the_documented_raw_protocol(aiorun_paths):
+    """docs/events.md's minimal subscriber (plain socket + msgpack, no aiorun client)."""
+    import socket as _socket
+
+    import msgpack
+    bus = EventBus.open(aiorun_paths.events)
+    bus.emit("container", "create", "a", {"name": "web"})
+    bus.emit("image", "tag", "i")
+
+    def raw() -> list:
+        s = _socket.socket(_socket.AF_UNIX)
+        s.connect(str(aiorun_paths.bus_socket))
+        s.sendall(msgpack.packb({"t": "subscribe", "filters": {"type": ["container"]},
+                                 "from_seq": 1}))
+        u = msgpack.Unpacker(raw=False)
+        out = []
+        while data := s.recv(65536):
+            u.feed(data)
+            for m in u:
+                out.append(m)
+                if m["t"] == "event" and m["seq"] == 3:
+                    s.sendall(msgpack.packb({"t": "ping"}))
+                if m["t"] == "pong":
+                    s.close()
+                    return out
+        return out
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        result: list = []
+
+        async def run():
+            result.extend(await anyio.to_thread.run_sync(raw))
+        tg.start_soon(run)
+        await anyio.sleep(0.2)
+        bus.emit("container", "start", "a", {"name": "web"})
+        with anyio.fail_after(10):
+            while not result:
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    bus.close()
+    assert [m["t"] for m in result] == ["event", "replay-done", "event", "pong"]
+    assert result[0] == {"t": "event", "seq": 1, "time_ns": result[0]["time_ns"],
+                         "type": "container", "action": "create", "id": "a",
+                         "attrs": {"name": "web"}}
+    assert result[1] == {"t": "replay-done", "last_seq": 2}
+    assert result[2]["seq"] == 3 and result[2]["action"] == "start"
