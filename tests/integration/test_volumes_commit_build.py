@@ -219,6 +219,14 @@ def test_commit_after_exec_changes(env, own_host_state):
                      "-c", 'CMD ["cat", "/added"]', "-c", "ENV FOO=bar", name,
                      "docker.io/library/committed:v1").strip()
         assert iid.startswith("sha256:")
+        # paused for the diff (freezer), running again afterwards
+        info = json.loads(env.ok("inspect", name))[0]
+        assert info["State"]["Status"] == "running"
+        cid = info["Id"]
+        acts = [e["Action"] for e in env.events()
+                if e["Type"] == "container" and e["Actor"]["ID"] == cid]
+        assert acts.index("pause") < acts.index("unpause") < acts.index("commit")
+        env.ok("exec", name, "true")
     finally:
         env.cli("rm", "-f", "-v", name)
     cfg = env.image_config(iid)
