@@ -29,18 +29,8 @@ def _filters(items: list[str] | None) -> dict[str, list[str]]:
 
 
 def _format(fmt: str, obj: dict[str, Any]) -> str:
-    try:
-        from aiorun.core.templates import render  # the containers helper's Go-template subset
-    except ImportError:
-        render = None
-    if render is not None:
-        return render(fmt, obj)
-    if fmt.strip() == "{{json .}}":
-        return json.dumps(obj)
-    out = fmt
-    for k, v in obj.items():
-        out = out.replace("{{.%s}}" % k, str(v)).replace("{{ .%s }}" % k, str(v))
-    return out
+    from aiorun.core.templates import render
+    return render(fmt.replace("\\t", "\t").replace("\\n", "\n"), obj)
 
 
 def cmd_volume(ctx, argv: list[str]) -> int:
@@ -83,14 +73,10 @@ def cmd_volume(ctx, argv: list[str]) -> int:
         if args.quiet:
             for v in vols:
                 print(v["Name"])
-        elif args.format:
-            for v in vols:
-                print(_format(args.format, v))
         else:
-            rows = [("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in vols]
-            w = max(len(r[0]) for r in rows) + 4
-            for d, n in rows:
-                print(d.ljust(w) + n)
+            from aiorun.core.templates import render_table
+            fmt = args.format or "table {{.Driver}}\t{{.Name}}"
+            sys.stdout.write(render_table(fmt, vols, headers={"Name": "VOLUME NAME"}))
         return 0
     if args.cmd == "inspect":
         from aiorun.api.client import ApiError
