@@ -181,7 +181,8 @@ def test_hostile_symlinks_cannot_redirect_mounts(env, tmp_path, own_host_state):
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
         f"FROM busybox\nRUN ln -s /etc /test && mkdir /tmp/{mark} && "
-        f"ln -s ../../../../../../../../tmp/{mark} /up && ln -s /{mark} /dangling\n")
+        f"ln -s ../../../../../../../../tmp/{mark} /up && ln -s /{mark} /dangling && "
+        f"ln -s /etc /seed\n")
     env.ok("build", "-q", "-t", "hostile", str(ctx))
     host = tmp_path / "hostdir"
     vol = f"hv{secrets.token_hex(3)}"
@@ -196,6 +197,27 @@ def test_hostile_symlinks_cannot_redirect_mounts(env, tmp_path, own_host_state):
         assert not Path("/etc/pwned").exists()
         assert not Path(f"/tmp/{mark}").exists()
         assert (env.paths.volumes / vol / "_data" / "u").read_text() == "up\n"
+        # a volume seeded through a link copies the image's /etc, never the host's
+        seed = f"sv{secrets.token_hex(3)}"
+        try:
+            env.ok("run", "--rm", "--network", "none", "-v", f"{seed}:/seed", "hostile", "true")
+            passwd = (env.paths.volumes / seed / "_data" / "passwd").read_text()
+            assert passwd.startswith("root:x:0:0:root:/root:/bin/sh\nnobody:")
+            assert passwd != Path("/etc/passwd").read_text()
+        finally:
+            env.cli("volume", "rm", "-f", seed)
+        # COPY through a link in the image lands inside the rootfs; a context link that
+        # points at a host file is resolved inside the context (and so not found)
+        (ctx / f"{mark}.txt").write_text("copied")
+        os.symlink("/etc/passwd", ctx / "hostlink")
+        (ctx / "Dockerfile").write_text(f"FROM hostile\nCOPY {mark}.txt /test/\n")
+        env.ok("build", "-q", "-t", "hostile2", str(ctx))
+        assert not Path(f"/etc/{mark}.txt").exists()
+        assert env.ok("run", "--rm", "--network", "none", "hostile2",
+                      "cat", f"/etc/{mark}.txt") == "copied"
+        (ctx / "Dockerfile").write_text("FROM hostile\nCOPY hostlink /x\n")
+        r = env.cli("build", str(ctx))
+        assert r.returncode != 0 and "not found in build context" in r.stderr
         # a link to a missing path is refused cleanly; nothing is created on the host
         r = env.cli("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'h2'}:/dangling",
                     "hostile", "true")
