@@ -133,3 +133,31 @@ class Recorder:
 
     def emit(self, type_: str, action: str, actor: str, attrs: dict | None = None) -> None:
         self.events.append((type_, action, actor, dict(attrs or {})))
+
+
+def owned_state(paths) -> set[str]:
+    """Host networking state attributable to the aiorun daemon on ``paths`` (or to these
+    tests): its nft table, links carrying its alias, veths (aiorv*) enslaved to one of its
+    bridges or to no bridge at all, and test links (aiorot*).
+
+    Other helpers/daemons may run at the same time on this host; their bridges, tables and
+    veths (enslaved to *their* bridges) are not ours and are ignored, so the leak check stays
+    exact for what this test made while never flaking on what others made.
+    """
+    import json as _json
+    from aiorun_plugins.network.bridge import BridgeDriver
+    drv = BridgeDriver(paths.networks / "drivers" / "bridge")
+    out: set[str] = set()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    if f"table ip {drv.table}" in tables.splitlines():
+        out.add(f"nft table ip {drv.table}")
+    links = _json.loads(subprocess.run(["ip", "-j", "-d", "link"], capture_output=True,
+                                       text=True).stdout or "[]")
+    ours = {ln["ifname"] for ln in links if ln.get("ifalias") == drv.alias}
+    for ln in links:
+        name = ln["ifname"]
+        if name in ours or name.startswith("aiorot"):
+            out.add(f"link {name}")
+        elif name.startswith("aiorv") and (ln.get("master") in ours or not ln.get("master")):
+            out.add(f"link {name}")
+    return out

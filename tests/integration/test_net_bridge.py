@@ -12,7 +12,7 @@ import pytest
 
 from aiorun.engine.networks import NetworkManager
 from aiorun.errors import Conflict
-from netns_util import FakeEngine, Netns, free_port, http_get
+from netns_util import FakeEngine, Netns, free_port, http_get, owned_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -23,7 +23,16 @@ def anyio_backend(request):
 
 
 @pytest.fixture
-async def mgr(aiorun_paths, host_state):
+def no_leaks(aiorun_paths):
+    """Fails the test if it left a link or nft table of its daemon scope (see owned_state)."""
+    before = owned_state(aiorun_paths)
+    yield
+    left = owned_state(aiorun_paths) - before
+    assert not left, f"test left host state behind: {sorted(left)}"
+
+
+@pytest.fixture
+async def mgr(aiorun_paths, no_leaks):
     m = NetworkManager(FakeEngine(aiorun_paths))
     await m.start()
     try:
@@ -227,7 +236,7 @@ async def test_many_endpoints_distinct_addresses(mgr):
             s.close()
 
 
-async def test_restart_keeps_and_then_releases(aiorun_paths, host_state, tmp_path):
+async def test_restart_keeps_and_then_releases(aiorun_paths, no_leaks, tmp_path):
     port = free_port()
     m1 = NetworkManager(FakeEngine(aiorun_paths))
     await m1.start()
@@ -255,7 +264,7 @@ async def test_restart_keeps_and_then_releases(aiorun_paths, host_state, tmp_pat
         await (m2 or m1).reset()
 
 
-async def test_stop_without_endpoints_leaves_no_host_state(aiorun_paths, host_state):
+async def test_stop_without_endpoints_leaves_no_host_state(aiorun_paths, no_leaks):
     """A stopped daemon with no running containers leaves nothing; a restart re-creates the
     user networks' bridges with the same subnets."""
     m = NetworkManager(FakeEngine(aiorun_paths))
