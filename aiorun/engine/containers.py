@@ -401,9 +401,14 @@ class ContainerManager:
                 c.state.status = st.EXITED
                 await self._save(c)
                 await self._after_exit(c, restart_allowed=True)
-            elif c.id in known and rt is not None:
-                # the runtime still has state for a container we consider stopped: drop it
-                await self._runtime_delete(c.id)
+            else:
+                # created/exited/dead: a start may have been cut short by a crash after the
+                # rootfs was mounted, the process made or the network attached: undo it all
+                # (every step is idempotent; the runtime only when it knows the id)
+                if c.id in known and rt is not None:
+                    await self._kill_and_delete(c.id)
+                await self._cleanup_after_exit(c, runtime=False)
+                await self._save(c, config=True)
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
@@ -689,11 +694,12 @@ class ContainerManager:
                 await rt.wait(cid)
             except Exception:
                 pass
-        await self._runtime_delete(cid)
+        await self._runtime_delete(cid, force=True)
 
-    async def _runtime_delete(self, cid: str) -> None:
+    async def _runtime_delete(self, cid: str, force: bool = False) -> None:
         try:
-            await self.engine.runtime.delete(cid)
+            await self.engine.runtime.delete(cid, force=force) if force else \
+                await self.engine.runtime.delete(cid)
         except Exception as exc:
             log.debug("runtime.delete(%s): %s", cid, exc)
 
@@ -760,7 +766,7 @@ class ContainerManager:
             c.backoff = 0.0
         await self._after_exit(c, restart_allowed=True)
 
-    async def _cleanup_after_exit(self, c: Container) -> None:
+    async def _cleanup_after_exit(self, c: Container, runtime: bool = True) -> None:
         """Undo what start did (each step idempotent, also for re-adopted containers)."""
         # attached clients see the end; later attaches wait for the next start
         c.hub.close()
@@ -777,7 +783,7 @@ class ContainerManager:
                     await fn(c.id)
                 except Exception:
                     log.exception("volumes cleanup of %s failed", c.id)
-        if self.engine.runtime is not None:
+        if runtime and self.engine.runtime is not None:
             await self._runtime_delete(c.id)
         if self.engine.storage is not None:
             try:
@@ -1339,6 +1345,8 @@ class ContainerManager:
         rec.running = False
         rec.done.set()
         self._emit("exec_die", c, {"execID": rec.id, "exitCode": code})
+        # the spawner's record is no longer needed (output still queued is delivered first)
+        await self._runtime_delete(rec.id)
 
     async def exec_resize(self, eid: str, height: int, width: int) -> None:
         rec = self.get_exec(eid)

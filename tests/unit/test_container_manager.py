@@ -386,6 +386,27 @@ async def test_readopt_from_disk(tmp_path):
 
 
 @pytest.mark.anyio
+async def test_crash_during_start_is_undone(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "half")
+        # the daemon died inside start: rootfs mounted, process made, network attached,
+        # but state.json still says "created"
+        eng.storage.mount(cid)
+        await eng.runtime.create(type("S", (), {"id": cid})())
+        await eng.networks.attach(cid)
+        await mgr.stop()
+        mgr2 = cm.ContainerManager(eng)
+        await mgr2.start()
+        assert mgr2.get(cid).state.status == "created"
+        assert cid not in eng.storage.mounted and cid not in eng.networks.attached
+        assert cid not in eng.runtime.procs
+        await mgr2.start(cid)                 # and it starts normally afterwards
+        assert mgr2.get(cid).state.status == "running"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
 async def test_exec_needs_running_container(tmp_path):
     async with anyio.create_task_group() as tg:
         eng, mgr = await make(tmp_path, tg)
