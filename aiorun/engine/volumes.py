@@ -175,6 +175,25 @@ class VolumeManager:
     async def stop(self) -> None:
         pass
 
+    async def reset(self) -> None:
+        """``aiorun system reset``: forget every container's mounts and remove every volume
+        (the containers manager, reset first, has removed the containers)."""
+        async with self._lock:
+            self._users.clear()
+            self._mounted.clear()
+            users = self.home / _USERS_DIR
+
+            def _wipe() -> list[str]:
+                shutil.rmtree(users, ignore_errors=True)
+                users.mkdir(exist_ok=True)
+                names = [m["Name"] for m in self._all_meta()]
+                for n in names:
+                    self._remove_dir(n)
+                return names
+            names = await anyio.to_thread.run_sync(_wipe)
+        for n in names:
+            self._emit("destroy", n)
+
     def _load(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         users = self.home / _USERS_DIR

@@ -136,3 +136,14 @@ async def test_create_ls_prune(engine):
     res = await vm.prune({"all": ["true"]})
     assert res["VolumesDeleted"] == ["myvol"]
     assert await vm.list() == []
+
+
+@pytest.mark.anyio
+async def test_reset_removes_everything(engine):
+    vm = engine.volumes
+    await vm.start()
+    await vm.create("keep1")
+    await vm.mounts_for("c9", binds=["/anon", "named2:/n"])
+    await vm.reset()
+    assert await vm.list() == [] and vm.users_of("named2") == []
+    assert [p.name for p in engine.paths.volumes.iterdir()] == ["_containers"]
