@@ -61,8 +61,16 @@ class HostTracker:
             self.links |= set(_links()) - links
             self.tables |= _nft_tables() - tables
 
-    def leaked(self) -> tuple[set[str], set[str]]:
-        return self.links & set(_links()), self.tables & _nft_tables()
+    def leaked(self, grace: float = 3.0) -> tuple[set[str], set[str]]:
+        """What is still there. A name made by someone else inside one of our windows goes
+        away on its own soon; the driver's leftovers do not: wait ``grace`` s before judging."""
+        import time
+        deadline = time.monotonic() + grace
+        while True:
+            links, tables = self.links & set(_links()), self.tables & _nft_tables()
+            if not (links or tables) or time.monotonic() > deadline:
+                return links, tables
+            time.sleep(0.1)
 
 
 class NetworkDriverSuite:
