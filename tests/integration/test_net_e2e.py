@@ -2,7 +2,8 @@
 ``ps``, port conflicts, ``--network none``, user networks with names, ``-P``.
 
 One daemon per module (on temporary roots); every test removes the containers it made, and
-the module ends with ``system reset`` + daemon stop and checks no link/nft table was left.
+the module ends with ``system reset`` + daemon stop and checks that no link or nft table of
+that daemon's scope was left (``owned_state``: exact even while other daemons run).
 Requests go only to 127.0.0.1 and to container addresses on our own bridges.
 """
 
@@ -16,24 +17,18 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
-from netns_util import free_port, http_get
+from netns_util import free_port, http_get, owned_state
 
 pytestmark = pytest.mark.integration
 
 
-def _state() -> dict[str, set[str]]:
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    return {"links": {ln.split(":")[1].strip().split("@")[0] for ln in links.splitlines()},
-            "nft": set(tables.splitlines())}
-
-
 @pytest.fixture(scope="module")
 def env(busybox_tar):
-    before = _state()
     root = Path(tempfile.mkdtemp(prefix="aiorun-nete2e-"))
     run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
     paths = Paths(root / "root", run)
+    before = owned_state(paths)
+    left: set[str] = set()
     d = start_daemon(paths)
     try:
         r = run_cli(paths, "import", str(busybox_tar), "busybox")
@@ -47,10 +42,9 @@ def env(busybox_tar):
             c.request("POST", "/aiorun/system/reset", check=False).close()
         finally:
             d.stop_all()
+            left = owned_state(paths) - before
             subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
-    after = _state()
-    leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
-    assert not leaked, f"left behind: {leaked}"
+    assert not left, f"left behind: {sorted(left)}"
 
 
 def cli(paths: Paths, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
@@ -128,6 +122,18 @@ def test_user_network_by_name(env, made):
         assert web in cli(env, "network", "inspect", "aiore2e").stdout
         r = cli(env, "network", "rm", "aiore2e", ok=False)
         assert r.returncode != 0 and "active endpoints" in r.stderr
+        # connect a running container of the default bridge; peers then reach it by name
+        late = cli(env, "run", "-d", "--name", "late", *HTTPD).stdout.strip()
+        made.append(late)
+        cli(env, "network", "connect", "--alias", "tardy", "aiore2e", "late")
+        assert late in cli(env, "network", "inspect", "aiore2e").stdout
+        r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
+                "http://tardy/")
+        assert r.stdout.strip()
+        cli(env, "network", "disconnect", "aiore2e", "late")
+        assert late not in cli(env, "network", "inspect", "aiore2e").stdout
+        r = cli(env, "network", "disconnect", "aiore2e", "late", ok=False)
+        assert r.returncode != 0 and "not connected" in r.stderr
     finally:
         for cid in made:
             run_cli(env, "rm", "-f", cid)
