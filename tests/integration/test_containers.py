@@ -505,3 +505,25 @@ def test_docker_clients(env):
         r = subprocess.run(["docker", "run", "--rm", "busybox", "nope"], capture_output=True,
                            text=True, env=denv, timeout=30)
         assert r.returncode == 127 and "executable file not found" in r.stderr
+
+
+def test_many_containers_concurrently(env):
+    """Twelve runs at once, then force-removal at once: every one starts, exits with its own
+    code and is cleaned up (locks and supervisors under concurrency)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[int, int, str]:
+        r = env.cli("run", "--rm", "busybox", "sh", "-c", f"echo n{i}; exit {i}")
+        return i, r.returncode, r.stdout
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(one, range(12)))
+    assert all(rc == i and out == f"n{i}\n" for i, rc, out in results), results
+    c = env.client
+    ids = [c.post("/containers/create", {"Image": "busybox", "Cmd": ["sleep", "30"]})["Id"]
+           for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: env.ok("start", i), ids))
+    assert {x["Id"] for x in c.get("/containers/json")} == set(ids)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: env.ok("rm", "-f", i), ids))
+    assert c.get("/containers/json", all=True) == []
