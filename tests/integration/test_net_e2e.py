@@ -147,3 +147,38 @@ def test_publish_all_exposed(env, made):
     line = cli(env, "port", cid, "80").stdout.strip()
     port = int(line.rsplit(":", 1)[1])
     assert "200 OK" in http_get("127.0.0.1", port)
+
+
+def test_published_port_survives_daemon_restart(busybox_tar):
+    """Containers keep running across a daemon restart; so do their NAT rules, and the
+    restarted daemon still knows the port is taken and removes the rule at ``rm``."""
+    root = Path(tempfile.mkdtemp(prefix="aiorun-nete2e-"))
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root / "root", run)
+    before = owned_state(paths)
+    d = start_daemon(paths)
+    try:
+        cli(paths, "import", str(busybox_tar), "busybox")
+        port = free_port()
+        cid = cli(paths, "run", "-d", "-p", f"{port}:80", *HTTPD).stdout.strip()
+        assert "200 OK" in http_get("127.0.0.1", port)
+        d.stop()
+        assert "200 OK" in http_get("127.0.0.1", port)  # no daemon: NAT keeps working
+        d = start_daemon(paths)
+        assert "200 OK" in http_get("127.0.0.1", port)
+        r = cli(paths, "run", "-d", "-p", f"{port}:80", *HTTPD, ok=False)
+        assert "already allocated" in r.stderr
+        cli(paths, "rm", "-f", cid)
+        assert f"dport {port}" not in subprocess.run(["nft", "list", "ruleset"],
+                                                      capture_output=True, text=True).stdout
+    finally:
+        c = d.client()
+        try:
+            for ct in c.get("/containers/json", all=1):
+                c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
+            c.request("POST", "/aiorun/system/reset", check=False).close()
+        finally:
+            d.stop_all()
+            left = owned_state(paths) - before
+            subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
+    assert not left, f"left behind: {sorted(left)}"
