@@ -288,3 +288,30 @@ async def test_stop_without_endpoints_leaves_no_host_state(aiorun_paths, no_leak
         await (m2 or m).reset()
         if m2:
             await m2.stop()
+
+
+async def test_network_create_errors_leave_nothing(mgr, aiorun_paths):
+    from aiorun.engine.networks import Forbidden
+    from aiorun.errors import InvalidArgument, NotFound
+    await mgr.create("aiorone", subnet="10.253.11.0/24")
+    state = owned_state(aiorun_paths)
+    with pytest.raises(Conflict, match="already exists"):
+        await mgr.create("aiorone")
+    with pytest.raises(Conflict, match="overlaps 10.253.11.0/24"):
+        await mgr.create("aiortwo", subnet="10.253.11.128/25")
+    with pytest.raises(InvalidArgument, match="invalid subnet"):
+        await mgr.create("aiortwo", subnet="10.253.12.1/24")
+    with pytest.raises(InvalidArgument, match="gateway"):
+        await mgr.create("aiortwo", subnet="10.253.12.0/24", gateway="10.253.13.1")
+    with pytest.raises(InvalidArgument, match="invalid network name"):
+        await mgr.create("-bad")
+    with pytest.raises(NotFound, match="driver 'macvlan' not found"):
+        await mgr.create("aiortwo", driver="macvlan")
+    with pytest.raises(Forbidden, match="pre-defined"):
+        await mgr.remove("bridge")
+    with pytest.raises(NotFound):
+        await mgr.attach("c" * 64, mode="nosuchnet", netns_path="/proc/self/ns/net")
+    assert [n["Name"] for n in mgr.list()] == ["aiorone", "bridge", "host", "none"]
+    assert owned_state(aiorun_paths) == state
+    assert mgr.list({"type": ["custom"]})[0]["Name"] == "aiorone"
+    assert (await mgr.prune())["NetworksDeleted"] == ["aiorone"]
