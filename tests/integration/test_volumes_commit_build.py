@@ -366,3 +366,36 @@ def test_build_errors_name_the_line_and_leave_nothing(env, tmp_path, own_host_st
     r = env.cli("build", str(ctx))
     assert r.returncode != 0 and "missing" in r.stderr and "line 2" in r.stderr
     assert _state(env) == before
+
+
+def test_build_multistage_args_chown_and_outside_dockerfile(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "sub" / "a.txt").write_text("A")
+    with tarfile.open(ctx / "bundle.tar.gz", "w:gz") as t:
+        t.add(ctx / "sub" / "a.txt", "inner/from-tar.txt")
+    df = tmp_path / "elsewhere.Dockerfile"       # outside the context
+    df.write_text(
+        "ARG BASE=busybox\n"
+        "FROM ${BASE} AS builder\n"
+        "ARG WHO=nobody\n"
+        "RUN mkdir /out && echo \"made by $WHO\" > /out/result\n"
+        "FROM busybox\n"
+        "COPY --from=builder /out/result /res/\n"
+        "COPY --chown=nobody:nogroup sub/ /data/\n"
+        "ADD bundle.tar.gz /unpacked/\n"
+        "USER nobody\n")
+    r = env.cli("build", "-f", str(df), "--build-arg", "WHO=tester", "--build-arg", "UNUSED=1",
+                "-t", "multi", str(ctx))
+    assert r.returncode == 0, r.stderr
+    assert "[Warning] One or more build-args ['UNUSED'] were not consumed" in r.stdout
+    out = env.ok("run", "--rm", "--network", "none", "multi", "sh", "-c",
+                 "cat /res/result; stat -c '%u:%g %n' /data/a.txt; cat /unpacked/inner/from-tar.txt; echo;"
+                 " id -u")
+    assert out.splitlines() == ["made by tester", "65534:65534 /data/a.txt", "A", "65534"]
+    # the builder stage's RUN layer is not part of the final image and was freed
+    cfg = env.image_config(_image_id(env, "multi:latest"))
+    layers = {p.name.removesuffix(".tar")
+              for p in (env.paths.images / "layers").glob("*.tar")}
+    assert {d.removeprefix("sha256:") for d in cfg["rootfs"]["diff_ids"]} <= layers
+    assert not any("made by" in h.get("created_by", "") for h in cfg["history"])

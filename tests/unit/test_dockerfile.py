@@ -50,7 +50,7 @@ def test_escape_directive_backtick():
     ("FROM busybox\nCOPY --bogus=1 a b\n", 2, "unknown flag: --bogus"),
     ("FROM a b\n", 1, "one or three arguments"),
     ("FROM busybox\nSHELL sh -c\n", 2, "JSON form"),
-    ("FROM busybox\nCOPY --from=x a b\n", 2, "multi-stage"),
+    ("FROM busybox\nADD --from=x a b\n", 2, "unknown flag: --from"),
 ])
 def test_parse_errors_name_the_line(text, line, msg):
     with pytest.raises(DockerfileError) as ei:

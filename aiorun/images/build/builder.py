@@ -66,6 +66,15 @@ class _Stage:
         self.args: dict[str, str] = {}             # declared ARGs with their values
         self.cmd_set = False
         self.author = ""
+        self.name = ""
+
+    def fork(self) -> "_Stage":
+        """A new stage starting from this one (``FROM <stage>``)."""
+        st = _Stage()
+        st.layers, st.config, st.history = list(self.layers), dict(self.config), \
+            list(self.history)
+        st.arch, st.os, st.author = self.arch, self.os, self.author
+        return st
 
 
 class Builder:
@@ -82,6 +91,7 @@ class Builder:
         self.ignore = DockerIgnore.from_dir(self.context)
         self.image_id: str | None = None
         self._added: list[str] = []                # layers this build added (pinned)
+        self._stages: list[_Stage] = []            # every stage so far (multi-stage builds)
         self._used_args: set[str] = set()
         self.work = engine.paths.tmp / f"build-{secrets.token_hex(6)}"
 
@@ -183,7 +193,14 @@ class Builder:
         if st.author:
             image_cfg["author"] = st.author
         img = await images.create_image(image_cfg, self.tags)
-        self._added.clear()          # create_image unpinned them: they belong to the image now
+        # create_image unpinned the final stage's layers (once per listing); the layers only
+        # earlier stages made are unpinned and freed here
+        left = list(self._added)
+        for h in st.layers:
+            if h in left:
+                left.remove(h)
+        self._added = left
+        await self._free_layers()
         self.image_id = img.id
         ev = getattr(self.engine, "events", None)
         short = img.id.removeprefix("sha256:")[:12]
@@ -205,23 +222,43 @@ class Builder:
     async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> _Stage:
         words = expand_words(ins.rest, meta_args)
         name = words[0]
-        st = _Stage()
-        if name == "scratch":
+        prev = self._stage_by_name(name)
+        if prev is not None:
+            st = prev.fork()
+            self._from_id = f"stage {prev.name or self._stages.index(prev)}"
+        elif name == "scratch":
+            st = _Stage()
             self._from_id = "scratch"
-            return st
-        try:
-            img = await maybe_await(self.engine.images.resolve(name))
-        except NotFound:
-            raise BuildError(f"FROM {name} (Dockerfile line {ins.line}): no such image "
-                             "(aiorun build does not pull: import or load it first)") from None
-        cfg = img.config
-        st.layers = list(img.layers)
-        st.config = dict(cfg.get("config") or {})
-        st.history = list(cfg.get("history") or [])
-        st.arch = cfg.get("architecture") or "amd64"
-        st.os = cfg.get("os") or "linux"
-        self._from_id = img.id.removeprefix("sha256:")[:12]
+        else:
+            img = await self._resolve_image(name, ins)
+            st = _Stage()
+            cfg = img.config
+            st.layers = list(img.layers)
+            st.config = dict(cfg.get("config") or {})
+            st.history = list(cfg.get("history") or [])
+            st.arch = cfg.get("architecture") or "amd64"
+            st.os = cfg.get("os") or "linux"
+            self._from_id = img.id.removeprefix("sha256:")[:12]
+        if len(words) == 3:
+            st.name = words[2].lower()
+            if self._stage_by_name(st.name) is not None:
+                raise DockerfileError(f"duplicate stage name {words[2]!r}", ins.line)
+        self._stages.append(st)
         return st
+
+    def _stage_by_name(self, ref: str) -> "_Stage | None":
+        ref = ref.lower()
+        for i, st in enumerate(self._stages):
+            if (st.name and st.name == ref) or str(i) == ref:
+                return st
+        return None
+
+    async def _resolve_image(self, name: str, ins: Instruction) -> Any:
+        try:
+            return await maybe_await(self.engine.images.resolve(name))
+        except NotFound:
+            raise BuildError(f"{ins.cmd} {name} (Dockerfile line {ins.line}): no such image "
+                             "(aiorun build does not pull: import or load it first)") from None
 
     def _arg(self, st: _Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
         name, eq, default = ins.rest.partition("=")
@@ -273,8 +310,12 @@ class Builder:
             wd = st.config.get("WorkingDir")
             if wd:
                 await anyio.to_thread.run_sync(_mkdir_in_root, rootfs, wd)
-            if copy:
-                await anyio.to_thread.run_sync(self._copy, st, ins, rootfs)
+            if copy and "from" in ins.flags:
+                await self._copy_from(st, ins, rootfs)
+                created_by = f"/bin/sh -c #(nop) {ins.original}"
+            elif copy:
+                await anyio.to_thread.run_sync(self._copy, st, ins, rootfs, self.context,
+                                               self.ignore)
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             else:
                 argv = command_form(ins, st.config.get("Shell"))
@@ -355,7 +396,36 @@ class Builder:
                              f"{status.exit_code}")
 
     # --- COPY / ADD (runs in a worker thread) ------------------------------------------------
-    def _copy(self, st: _Stage, ins: Instruction, rootfs: Path) -> None:
+    async def _copy_from(self, st: _Stage, ins: Instruction, rootfs: Path) -> None:
+        """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
+        (or image's) layers, mounted for the copy and removed afterwards."""
+        ref = expand_word(ins.flags["from"], self._expand_env(st))
+        src_stage = self._stage_by_name(ref)
+        if src_stage is st:
+            raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",
+                                  ins.line)
+        layers = list(src_stage.layers) if src_stage is not None else \
+            list((await self._resolve_image(ref, ins)).layers)
+        storage = self.engine.storage
+        sid = secrets.token_hex(32)
+        await anyio.to_thread.run_sync(storage.create_container, sid, layers, {})
+        mounted = False
+        try:
+            src_root = Path(await anyio.to_thread.run_sync(storage.mount, sid))
+            mounted = True
+            await anyio.to_thread.run_sync(self._copy, st, ins, rootfs, src_root, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                def _cleanup() -> None:
+                    if mounted:
+                        storage.unmount(sid)
+                    storage.remove_container(sid)
+                await anyio.to_thread.run_sync(_cleanup)
+
+    def _copy(self, st: _Stage, ins: Instruction, rootfs: Path, src_root: Path,
+              ignore: DockerIgnore | None) -> None:
+        """Copy sources under ``src_root`` (the context, or another stage's rootfs; every path
+        resolved inside it) to the destination inside ``rootfs``."""
         env = self._expand_env(st)
         words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
             else expand_words(ins.rest, env)
@@ -377,12 +447,12 @@ class Builder:
             if "://" in s:
                 raise InvalidArgument(f"{ins.cmd} from a URL ({s}) is not supported: "
                                       "aiorun build has no network access")
-            sources += self._match_sources(s)
+            sources += self._match_sources(s, src_root, ignore)
         if len(sources) > 1 and not dest_dir_syntax:
             raise InvalidArgument(f"When using {ins.cmd} with more than one source file, the "
                                   "destination must be a directory and end with a /")
         for rel in sources:
-            src = resolve_in_root(self.context, rel)
+            src = resolve_in_root(src_root, rel)
             try:
                 sst = os.lstat(src)
             except FileNotFoundError:
@@ -390,7 +460,7 @@ class Builder:
                                       f".dockerignore: stat {rel}: file does not exist") from None
             if stat.S_ISDIR(sst.st_mode):
                 target = _mkdir_in_root(rootfs, dest)
-                self._copy_dir(src, target, rel, rootfs, dest, uid, gid, mode)
+                self._copy_dir(src, target, rel, rootfs, dest, uid, gid, mode, ignore)
             elif ins.cmd == "ADD" and _is_archive(src):
                 target = _mkdir_in_root(rootfs, dest)
                 _extract_archive(src, target)
@@ -403,29 +473,30 @@ class Builder:
                 parent = _mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
                 _copy_file(src, parent / posixpath.basename(target_path), sst, uid, gid, mode)
 
-    def _match_sources(self, pattern: str) -> list[str]:
+    def _match_sources(self, pattern: str, root: Path, ignore: DockerIgnore | None
+                       ) -> list[str]:
         rel = posixpath.normpath("/" + pattern).lstrip("/") or "."
         if not any(c in rel for c in "*?["):
-            if rel != "." and self.ignore.excluded(rel):
+            if rel != "." and ignore is not None and ignore.excluded(rel):
                 raise InvalidArgument(f"file not found in build context or excluded by "
                                       f".dockerignore: stat {pattern}: file does not exist")
             return [rel]
         import glob
-        found = sorted(p for p in glob.glob(rel, root_dir=self.context, include_hidden=True)
-                       if not self.ignore.excluded(p))
+        # glob in the source tree: symlinked directories are matched, never left through
+        found = sorted(p for p in glob.glob(rel, root_dir=root, include_hidden=True)
+                       if ignore is None or not ignore.excluded(p))
         if not found:
-            raise InvalidArgument(f"no source files were specified (no match for {pattern!r} "
-                                  "in the build context)")
+            raise InvalidArgument(f"no source files were specified (no match for {pattern!r})")
         return found
 
     def _copy_dir(self, src: Path, target: Path, rel: str, rootfs: Path, dest: str,
-                  uid: int, gid: int, mode: int | None) -> None:
+                  uid: int, gid: int, mode: int | None, ignore: DockerIgnore | None) -> None:
         """Copy the content of context dir ``src`` into ``target`` (inside the rootfs)."""
         with os.scandir(src) as it:
             entries = sorted(it, key=lambda e: e.name)
         for e in entries:
             erel = posixpath.join(rel, e.name) if rel != "." else e.name
-            if self.ignore.excluded(erel):
+            if ignore is not None and ignore.excluded(erel):
                 continue
             cpath = posixpath.join(dest, e.name)
             st = e.stat(follow_symlinks=False)
@@ -433,7 +504,7 @@ class Builder:
                 sub = _mkdir_in_root(rootfs, cpath)
                 os.chmod(sub, mode if mode is not None else stat.S_IMODE(st.st_mode))
                 os.lchown(sub, uid, gid)
-                self._copy_dir(Path(e.path), sub, erel, rootfs, cpath, uid, gid, mode)
+                self._copy_dir(Path(e.path), sub, erel, rootfs, cpath, uid, gid, mode, ignore)
                 os.utime(sub, ns=(st.st_atime_ns, st.st_mtime_ns))
             else:
                 d = target / e.name

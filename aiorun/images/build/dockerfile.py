@@ -178,8 +178,6 @@ def _validate(ins: Instruction) -> None:
         if len(args) < 2:
             raise DockerfileError(f"{c} requires at least two arguments, but only one was "
                                   "provided. Destination could not be determined", line)
-        if "from" in ins.flags:
-            raise DockerfileError("COPY --from (multi-stage builds) is not supported", line)
     elif c == "FROM":
         words = ins.rest.split()
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
