@@ -411,6 +411,24 @@ def test_daemon_killed_while_running_is_readopted(env):
     env.ok("rm", cid, gone)
 
 
+def test_foreground_run_forwards_signals(env):
+    import subprocess
+    from aiorun.testing.daemon import _env, aiorun_executable
+    p = subprocess.Popen([aiorun_executable(), "run", "--rm", "busybox", "sh", "-c",
+                          "trap 'echo got TERM; exit 42' TERM; echo ready; "
+                          "while true; do sleep 0.1; done"],
+                         stdout=subprocess.PIPE, text=True, env=_env(env.paths))
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert (p.returncode, out) == (42, "got TERM\n")
+
+
 @pytest.mark.parametrize("env", [("trio", "overlay")], indirect=True, ids=["trio"])
 def test_attach_stdin_and_wait_api(env):
     r = env.cli("run", "-i", "--rm", "busybox", "sh", "-c", "read x; echo got $x; exit 2",
