@@ -118,3 +118,19 @@ def test_commit_changes():
         parse_changes(["RUN true"])
     with pytest.raises(InvalidArgument, match="invalid change"):
         parse_changes(["BOGUS x"])
+
+
+def test_healthcheck():
+    cfg: dict = {}
+    apply_metadata(cfg, parse("FROM scratch\nHEALTHCHECK --interval=1m30s --retries=2 "
+                              "CMD wget -q localhost || exit 1\n")[1])
+    assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost || exit 1"],
+                                  "Interval": 90_000_000_000, "Retries": 2}
+    apply_metadata(cfg, parse('FROM scratch\nHEALTHCHECK --timeout=500ms CMD ["true"]\n')[1])
+    assert cfg["Healthcheck"] == {"Test": ["CMD", "true"], "Timeout": 500_000_000}
+    apply_metadata(cfg, parse("FROM scratch\nHEALTHCHECK NONE\n")[1])
+    assert cfg["Healthcheck"] == {"Test": ["NONE"]}
+    with pytest.raises(DockerfileError, match="invalid duration"):
+        apply_metadata(cfg, parse("FROM scratch\nHEALTHCHECK --interval=5x CMD true\n")[1])
+    with pytest.raises(DockerfileError, match="line 2"):
+        parse("FROM scratch\nHEALTHCHECK sometimes\n")

@@ -186,8 +186,14 @@ def _validate(ins: Instruction) -> None:
     elif c == "SHELL":
         if ins.json is None or not ins.json:
             raise DockerfileError("SHELL requires the arguments to be in JSON form", line)
-    elif c in ("ONBUILD", "HEALTHCHECK"):
+    elif c == "ONBUILD":
         raise DockerfileError(f"{c} is not supported by aiorun build", line)
+    elif c == "HEALTHCHECK":
+        word = ins.rest.split(None, 1)[0].upper()
+        if word not in ("NONE", "CMD"):
+            raise DockerfileError("HEALTHCHECK takes NONE or CMD ...", line)
+        if word == "NONE" and (ins.flags or len(ins.rest.split()) > 1):
+            raise DockerfileError("HEALTHCHECK NONE takes no other arguments", line)
     elif c in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER"):
         pass
     elif c == "ARG":
@@ -446,10 +452,55 @@ def apply_metadata(config: dict[str, Any], ins: Instruction,
         config["StopSignal"] = sig
     elif c == "SHELL":
         config["Shell"] = list(ins.json or [])
+    elif c == "HEALTHCHECK":
+        config["Healthcheck"] = healthcheck(ins)
     elif c == "MAINTAINER":
         pass  # stored as the image's author by the builder
     else:
         raise DockerfileError(f"{c} does not change the image configuration", ins.line)
+
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DUR_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+           "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(text: str, line: int | None = None) -> int:
+    """Go duration (``30s``, ``1m30s``, ``500ms``) → nanoseconds."""
+    pos, total = 0, 0.0
+    if not text:
+        raise DockerfileError("empty duration", line)
+    for m in _DUR.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DUR_NS[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        raise DockerfileError(f"invalid duration {text!r} (use e.g. 30s, 1m30s, 500ms)", line)
+    return int(total)
+
+
+def healthcheck(ins: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK → the config's ``Healthcheck`` object (durations in nanoseconds)."""
+    word, _, rest = ins.rest.partition(" ")
+    if word.upper() == "NONE":
+        return {"Test": ["NONE"]}
+    rest = rest.strip()
+    if not rest:
+        raise DockerfileError("HEALTHCHECK CMD needs a command", ins.line)
+    js = _json_list(rest)
+    out: dict[str, Any] = {"Test": ["CMD"] + js if js is not None else ["CMD-SHELL", rest]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+        if flag in ins.flags:
+            out[key] = parse_duration(ins.flags[flag], ins.line)
+    if "retries" in ins.flags:
+        try:
+            out["Retries"] = int(ins.flags["retries"])
+        except ValueError:
+            raise DockerfileError(f"invalid --retries {ins.flags['retries']!r}", ins.line) \
+                from None
+    return out
 
 
 def parse_changes(changes: list[str] | tuple[str, ...]) -> list[Instruction]:
