@@ -102,6 +102,31 @@ def exit_code_for_start_error(exc: BaseException) -> int:
     return 128
 
 
+def validate_mounts_and_ports(spec: cspec.CreateSpec) -> None:
+    """Reject bad ``-v``/``--mount``/``-p`` at create time, as Docker does (nothing is made).
+
+    The parsers are the volumes' and networks' pure modules; without them the values are
+    passed through and checked when the container starts.
+    """
+    hc = spec.host_config
+    if hc.get("Mounts") is not None and not (isinstance(hc["Mounts"], list) and
+                                             all(isinstance(m, dict) for m in hc["Mounts"])):
+        raise InvalidArgument("HostConfig.Mounts must be a list of objects")
+    try:
+        from aiorun.core import mounts as _mounts
+    except ImportError:
+        _mounts = None  # type: ignore[assignment]
+    if _mounts is not None:
+        _mounts.collect(hc.get("Binds") or None, hc.get("Mounts") or None,
+                        list(spec.config.get("Volumes") or {}))
+    try:
+        from aiorun.core import ports as _ports
+    except ImportError:
+        _ports = None  # type: ignore[assignment]
+    if _ports is not None:
+        _ports.from_port_bindings(hc.get("PortBindings") or None)
+
+
 def default_network_settings() -> dict[str, Any]:
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
@@ -450,6 +475,7 @@ class ContainerManager:
             raise NotFound(f"No such image: {ref}") from None
         cid = secrets.token_hex(32)
         spec = cspec.merge(body, image.config, container_id=cid, image_ref=ref)
+        validate_mounts_and_ports(spec)
         if not name:
             name = cspec.random_name(self._names)
         self._check_name_free(name)

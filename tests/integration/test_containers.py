@@ -316,6 +316,9 @@ def test_names_prefixes_and_bad_input_leave_nothing(env):
         ({"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}},
          "restart policy"),
         ({"Image": "busybox", "WorkingDir": "relative"}, "absolute path"),
+        ({"Image": "busybox", "HostConfig": {"Binds": ["relative:dst"]}}, "dst"),
+        ({"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}},
+         "host port"),
     ]:
         with pytest.raises(ApiError) as ei:
             c.post("/containers/create", body)
