@@ -225,7 +225,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     if br is None:
         raise NetlinkFailure(f"bridge {bridge} does not exist")
     iface = ipaddress.ip_interface(cidr)
-    nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidArgument(f"network namespace {netns_path} cannot be opened: "
+                              f"{exc.strerror}") from None
     ifname = ""
     try:
         for n in range(16):

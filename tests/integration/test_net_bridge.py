@@ -123,6 +123,8 @@ async def test_outside_host_reaches_published_port(mgr, tmp_path):
                             f"http://10.254.{octet}.1:{port}/")
             assert r.returncode == 0, r.stderr
             assert "from the container" in r.stdout
+            # the host itself, to one of its own (non-loopback) addresses: the output chain
+            assert "from the container" in http_get(f"10.254.{octet}.1", port)
         finally:
             subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 
@@ -311,6 +313,9 @@ async def test_network_create_errors_leave_nothing(mgr, aiorun_paths):
         await mgr.remove("bridge")
     with pytest.raises(NotFound):
         await mgr.attach("c" * 64, mode="nosuchnet", netns_path="/proc/self/ns/net")
+    with pytest.raises(InvalidArgument, match="cannot be opened"):
+        await mgr.attach("c" * 64, mode="aiorone", netns_path="/proc/999999999/ns/net")
+    assert "c" * 64 not in mgr.members
     assert [n["Name"] for n in mgr.list()] == ["aiorone", "bridge", "host", "none"]
     assert owned_state(aiorun_paths) == state
     assert mgr.list({"type": ["custom"]})[0]["Name"] == "aiorone"
