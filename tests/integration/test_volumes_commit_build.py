@@ -399,3 +399,76 @@ def test_build_multistage_args_chown_and_outside_dockerfile(env, tmp_path, own_h
               for p in (env.paths.images / "layers").glob("*.tar")}
     assert {d.removeprefix("sha256:") for d in cfg["rootfs"]["diff_ids"]} <= layers
     assert not any("made by" in h.get("created_by", "") for h in cfg["history"])
+
+
+def _procs_in_cgroup_of(ids: list[str]) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if any(i in text for i in ids):
+            found.append(int(pid))
+    return found
+
+
+def _force_cleanup(paths: Paths, ids: list[str]) -> None:
+    """Teardown of last resort when the test failed: kill the snapshot's processes, unmount."""
+    for pid in _procs_in_cgroup_of(ids):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    for ln in Path("/proc/self/mountinfo").read_text().splitlines():
+        mp = ln.split()[4]
+        if mp.startswith(str(paths.root)):
+            subprocess.run(["umount", "-l", mp], check=False)
+
+
+def test_build_interrupted_by_daemon_crash_is_cleaned_up(busybox_tar, tmp_path):
+    """kill -9 the daemon while a RUN step runs: the next build removes the snapshot (its
+    process, mount and storage) and the work directories."""
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root=tmp_path / "root", run=run)
+    e = Env(paths, "overlay")
+    d = start_daemon(paths, storage_driver="overlay")
+    proc = None
+    ids: list[str] = []
+    try:
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        shutil.copy(busybox_tar, ctx / "busybox.tar")
+        (ctx / "Dockerfile").write_text('FROM scratch\nADD busybox.tar /\n'
+                                        'RUN echo started; sleep 60\n')
+        proc = subprocess.Popen([str(Path(os.sys.executable).with_name("aiorun")), "build",
+                                 str(ctx)], stdout=subprocess.PIPE, text=True,
+                                env=dict(os.environ, AIORUN_ROOT=str(paths.root),
+                                         AIORUN_RUN=str(run)))
+        for line in proc.stdout:
+            if line.startswith("started"):
+                break
+        storage = paths.root / "storage" / "overlay"
+        mounted = lambda: [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+                           if str(storage) in ln]
+        assert mounted()                     # the RUN snapshot is mounted
+        ids = [i for f in paths.tmp.glob("build-*/snapshots") for i in f.read_text().split()]
+        assert ids and _procs_in_cgroup_of(ids)
+        d.kill9()
+        proc.wait(10)
+        d = start_daemon(paths, storage_driver="overlay")
+        (ctx / "Dockerfile").write_text("FROM scratch\nADD busybox.tar /\n")
+        e.ok("build", "-q", str(ctx))
+        assert not mounted()
+        assert [p.name for p in paths.tmp.iterdir() if p.name.startswith("build")] == []
+        assert not list((storage / "containers").iterdir())
+        deadline = time.monotonic() + 5
+        while _procs_in_cgroup_of(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _procs_in_cgroup_of(ids)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        _force_cleanup(paths, ids)
+        d.stop_all()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(run)], check=False)

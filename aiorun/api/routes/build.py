@@ -102,13 +102,21 @@ async def build(req: Request, engine: Any):
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
+    from aiorun.images.build.builder import _ACTIVE, sweep_stale
+    await sweep_stale(engine)   # what a build interrupted by a daemon crash left behind
     work = engine.paths.tmp / f"buildctx-{secrets.token_hex(6)}"
     work.mkdir()
+    _ACTIVE.add(work.name)
+
+    async def drop_work() -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+        _ACTIVE.discard(work.name)
     try:
         await _spool(req, work / "context.tar")
         ctx, instructions = await anyio.to_thread.run_sync(_prepare, work, dockerfile)
     except BaseException:
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+        await drop_work()
         raise
     builder = Builder(engine, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet)
@@ -124,7 +132,6 @@ async def build(req: Request, engine: Any):
             msg = f"{type(exc).__name__}: {exc}"
             yield _line({"error": msg, "errorDetail": {"message": msg}})
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+            await drop_work()
 
     return Response(200, stream=stream())

@@ -50,6 +50,56 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
                    "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 
 
+#: Work directories (``<root>/tmp/build-*``, ``buildctx-*``) of builds running in this
+#: process; any other such directory was left by a daemon that died mid-build.
+_ACTIVE: set[str] = set()
+SNAPSHOTS = "snapshots"
+
+
+async def sweep_stale(engine: "Engine") -> list[str]:
+    """Remove what builds interrupted by a daemon crash left: their snapshot containers (in
+    the runtime and the storage driver, unmounted first) and work directories. Returns the
+    work directories removed. Safe to call while other builds run (they are skipped)."""
+    tmp = engine.paths.tmp
+    if not tmp.exists():
+        return []
+    stale = [d for d in tmp.iterdir()
+             if d.name.startswith(("build-", "buildctx-")) and d.name not in _ACTIVE
+             and d.is_dir()]
+    removed = []
+    for d in stale:
+        try:
+            ids = (d / SNAPSHOTS).read_text().split()
+        except OSError:
+            ids = []
+        for sid in ids:
+            rt = engine.runtime
+            if rt is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await rt.kill(sid, "SIGKILL")
+                    except Exception:
+                        pass
+                    try:
+                        await rt.delete(sid, force=True)
+                    except Exception:
+                        pass
+
+            def _drop(sid: str = sid) -> None:
+                try:
+                    engine.storage.unmount(sid)
+                except Exception:
+                    pass
+                try:
+                    engine.storage.remove_container(sid)
+                except Exception:
+                    pass
+            await anyio.to_thread.run_sync(_drop)
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(d, ignore_errors=True))
+        removed.append(d.name)
+    return removed
+
+
 class BuildError(AiorunError):
     """A step failed (a RUN returned non-zero, a COPY source is missing, ...)."""
 
@@ -112,8 +162,15 @@ class Builder:
         return [f"{k}={v}" for k, v in env.items()]
 
     # --- the run -------------------------------------------------------------------------
+    def _note_snapshot(self, sid: str) -> None:
+        """Record a snapshot id before it exists, so a build interrupted by a daemon crash can
+        be cleaned up by :func:`sweep_stale` (it tolerates ids that were never created)."""
+        with open(self.work / SNAPSHOTS, "a") as f:
+            f.write(sid + "\n")
+
     async def run(self) -> AsyncIterator[dict[str, Any]]:
         self.work.mkdir(parents=True, exist_ok=True)
+        _ACTIVE.add(self.work.name)
         ok = False
         try:
             async for m in self._run():
@@ -125,6 +182,7 @@ class Builder:
                     await self._free_layers()
                 await anyio.to_thread.run_sync(
                     lambda: shutil.rmtree(self.work, ignore_errors=True))
+                _ACTIVE.discard(self.work.name)
 
     async def _free_layers(self) -> None:
         images = self.engine.images
@@ -299,6 +357,7 @@ class Builder:
                                     b"ip6-loopback\n" + f"127.0.0.1\t{hostname}\n".encode(),
                       "/etc/hostname": f"{hostname}\n".encode(),
                       "/etc/resolv.conf": b""}
+        await anyio.to_thread.run_sync(self._note_snapshot, cid)
         await anyio.to_thread.run_sync(storage.create_container, cid, list(st.layers),
                                        init_files)
         raw = self.work / f"{cid[:12]}.diff.tar"
@@ -408,6 +467,7 @@ class Builder:
             list((await self._resolve_image(ref, ins)).layers)
         storage = self.engine.storage
         sid = secrets.token_hex(32)
+        await anyio.to_thread.run_sync(self._note_snapshot, sid)
         await anyio.to_thread.run_sync(storage.create_container, sid, layers, {})
         mounted = False
         try:
