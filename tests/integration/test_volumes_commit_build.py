@@ -141,6 +141,32 @@ def test_bind_mount_is_written_and_invisible_on_host(env, tmp_path, own_host_sta
         env.cli("rm", "-f", name)
 
 
+def test_mount_flag_tmpfs_readonly_volume(env, tmp_path, own_host_state):
+    vol = f"mv{secrets.token_hex(3)}"
+    host = tmp_path / "ro-src"
+    host.mkdir()
+    try:
+        out = env.ok("run", "--rm", "--network", "none",
+                     "--mount", "type=tmpfs,target=/t,tmpfs-size=1m",
+                     "--mount", f"type=volume,source={vol},target=/mv,readonly",
+                     "--mount", f"type=bind,source={host},target=/hb,readonly",
+                     "--tmpfs", "/run2:size=2m", "busybox", "sh", "-c",
+                     "grep -E ' /(t|mv|hb|run2) ' /proc/mounts | cut -d' ' -f2-4 | sort;"
+                     " touch /mv/x 2>/dev/null || echo mv-ro; touch /hb/x 2>/dev/null || echo hb-ro")
+        lines = out.splitlines()
+        assert lines[-2:] == ["mv-ro", "hb-ro"]
+        mounts = {ln.split()[0]: ln.split() for ln in lines[:-2]}
+        assert mounts["/t"][1] == "tmpfs" and "size=1024k" in mounts["/t"][2]
+        assert mounts["/run2"][1] == "tmpfs" and "size=2048k" in mounts["/run2"][2]
+        assert mounts["/mv"][2].startswith("ro") and mounts["/hb"][2].startswith("ro")
+        r = env.cli("run", "--rm", "--network", "none", "--mount",
+                    f"type=bind,source={tmp_path / 'missing'},target=/x", "busybox", "true")
+        assert r.returncode != 0 and "bind source path does not exist" in r.stderr
+        assert not (tmp_path / "missing").exists()
+    finally:
+        env.cli("volume", "rm", "-f", vol)
+
+
 def test_named_anonymous_seeding_in_use_and_rm_v(env, tmp_path, own_host_state):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
