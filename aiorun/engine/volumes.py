@@ -445,7 +445,9 @@ class VolumeManager:
                     meta, new = self._create_sync(name or None, r.labels, {})
                     if new:
                         created.append(meta["Name"])
-                    if not meta.get("Populated"):
+                    # Seed once, at the first mount that has the rootfs (a call at container
+                    # create time, without rootfs, leaves the volume to be seeded at start).
+                    if not meta.get("Populated") and (rootfs or r.nocopy):
                         if rootfs and not r.nocopy:
                             self._seed(meta["Name"], rootfs, r.destination)
                         meta["Populated"] = True

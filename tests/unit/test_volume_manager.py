@@ -147,3 +147,16 @@ async def test_reset_removes_everything(engine):
     await vm.reset()
     assert await vm.list() == [] and vm.users_of("named2") == []
     assert [p.name for p in engine.paths.volumes.iterdir()] == ["_containers"]
+
+
+@pytest.mark.anyio
+async def test_create_time_call_defers_seeding_to_start(engine, tmp_path):
+    vm = engine.volumes
+    await vm.start()
+    root = _image_rootfs(tmp_path)
+    _, m1 = await vm.mounts_for("c5", image_volumes=["/data"])          # at create: no rootfs
+    assert vm.users_of(m1[0]["Name"]) == ["c5"]
+    data = engine.paths.volumes / m1[0]["Name"] / "_data"
+    assert not any(data.iterdir())
+    _, m2 = await vm.mounts_for("c5", image_volumes=["/data"], rootfs=root)   # at start
+    assert m2[0]["Name"] == m1[0]["Name"] and (data / "a.txt").read_text() == "seed"
