@@ -376,6 +376,13 @@ class Spawner:
         return os.path.join(self.rec_dir, f"{id}.json")
 
     def _save_record(self, p: Proc) -> None:
+        """Best effort: the record only serves re-adoption by a restarted spawner."""
+        try:
+            self._write_record(p)
+        except OSError as e:
+            print(f"aiorun-spawner: record of {p.id}: {e}", file=sys.stderr, flush=True)
+
+    def _write_record(self, p: Proc) -> None:
         rec = {"id": p.id, "kind": p.kind, "pid": p.pid, "start": _proc_starttime(p.pid),
                "spec": p.spec, "status": p.status, "started": p.started,
                "cgroups": [vars(d) for d in p.cgroups]}
@@ -907,10 +914,7 @@ class Spawner:
                 except OSError as e:
                     print(f"aiorun-spawner: writing exit status of {p.id}: {e}",
                           file=sys.stderr, flush=True)
-            try:
-                self._save_record(p)
-            except OSError:
-                pass
+            self._save_record(p)
         self.broadcast({"ev": "eof", "id": p.id})
         self.broadcast({"ev": "exit", "id": p.id, "status": p.status})
 
