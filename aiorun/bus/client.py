@@ -85,6 +85,24 @@ class _Cursor:
         return None  # ping/pong/unknown: ignore (forward compatible)
 
 
+def wait_for_bus(socket_path: str | os.PathLike[str], timeout: float = 10.0) -> None:
+    """Block until the bus accepts connections (the daemon serves it just after the API)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(os.fspath(socket_path))
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise BusError(f"the event bus at {socket_path} did not come up: {exc}") \
+                    from None
+            time.sleep(0.02)
+        finally:
+            s.close()
+
+
 class BusClient:
     def __init__(self, socket_path: str | os.PathLike[str]) -> None:
         self.socket_path = os.fspath(socket_path)

@@ -62,7 +62,10 @@ def test_in_daemon_plugins(aiorun_paths, busybox_tar, cli, tmp_path):
         assert r.returncode == 7
         deadline = time.monotonic() + 10
         while True:
-            text = scrape(port)
+            try:
+                text = scrape(port)
+            except OSError:          # the plugin's listener may not be up yet
+                text = ""
             if 'aiorun_container_exits_total{code="7"} 1' in text:
                 break
             assert time.monotonic() < deadline, text

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from aiorun.bus.client import BusClient
+from aiorun.bus.client import BusClient, wait_for_bus
 from aiorun.bus.codec import ReplayDone
 from aiorun.testing.daemon import start_daemon
 
@@ -57,6 +57,7 @@ class Collector:
 @pytest.mark.parametrize("daemon", ["asyncio", "trio"], indirect=True)
 def test_lifecycle_events_exactly_in_order(daemon, cli, busybox_tar, aiorun_paths):
     assert cli("import", str(busybox_tar), "busybox:latest").returncode == 0
+    wait_for_bus(aiorun_paths.bus_socket)
     sub = Collector(aiorun_paths.bus_socket, filters={"type": ["container"]})
     assert sub.live.wait(10), sub.error
     r = cli("create", "--network", "none", "busybox", "sh", "-c",
@@ -93,6 +94,7 @@ def test_lifecycle_events_exactly_in_order(daemon, cli, busybox_tar, aiorun_path
     daemon.stop()
     d2 = start_daemon(aiorun_paths)
     try:
+        wait_for_bus(aiorun_paths.bus_socket)
         everything = list(BusClient(aiorun_paths.bus_socket).subscribe(from_seq=1,
                                                                        until_seq=last + 1))
         seqs_all = [e.seq for e in everything]
@@ -112,6 +114,7 @@ def test_daemon_crash_loses_no_event_and_seq_continues(aiorun_paths, cli, busybo
     try:
         assert cli("import", str(busybox_tar), "busybox:latest").returncode == 0
         assert cli("tag", "busybox:latest", "crashy:1").returncode == 0
+        wait_for_bus(aiorun_paths.bus_socket)
         before = list(BusClient(aiorun_paths.bus_socket).subscribe(
             from_seq=1, until_seq=3))
         assert [(e.type, e.action) for e in before] == \
@@ -121,6 +124,7 @@ def test_daemon_crash_loses_no_event_and_seq_continues(aiorun_paths, cli, busybo
         d.stop_all()
     d2 = start_daemon(aiorun_paths)
     try:
+        wait_for_bus(aiorun_paths.bus_socket)
         evs = list(BusClient(aiorun_paths.bus_socket).subscribe(from_seq=1, until_seq=4))
         assert [e.seq for e in evs] == [1, 2, 3, 4]
         assert [(e.seq, e.action) for e in evs[:3]] == [(e.seq, e.action) for e in before]
