@@ -40,7 +40,7 @@ def cmd_build(ctx, argv: list[str]) -> int:
     p.add_argument("--build-arg", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-cache", action="store_true", help="accepted; there is no cache")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     p.add_argument("--rm", default="true", help="accepted; intermediates are always removed")
     p.add_argument("--pull", action="store_true", help="accepted; aiorun does not pull")
     p.add_argument("path")
@@ -93,7 +93,8 @@ def cmd_build(ctx, argv: list[str]) -> int:
                  "t": ",".join(a.tag) or None,
                  "buildargs": _kv(a.build_arg, "build-arg", from_env=True) or None,
                  "labels": _kv(a.label, "label") or None,
-                 "q": True if a.quiet else None, "rm": True}
+                 "q": True if a.quiet else None, "rm": True,
+                 "nocache": True if a.no_cache else None}
         resp = ctx.client().request("POST", "/build", query, body=tmp,
                                     headers={"Content-Type": "application/x-tar"})
         rc = 0

@@ -498,3 +498,23 @@ def test_build_interrupted_by_daemon_crash_is_cleaned_up(busybox_tar, tmp_path):
         _force_cleanup(paths, ids)
         d.stop_all()
         subprocess.run(["rm", "-rf", "--one-file-system", str(run)], check=False)
+
+
+def test_build_cache(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("one")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f /f\nRUN echo $(cat /f) > /g; date > /n\n"
+                                    "CMD [\"cat\", \"/g\", \"/n\"]\n")
+    first = env.ok("build", "-t", "cached:1", str(ctx))
+    assert "Using cache" not in first
+    second = env.ok("build", "-t", "cached:2", str(ctx))
+    assert second.count("Using cache") == 2
+    cfg1, cfg2 = (env.image_config(_image_id(env, f"cached:{n}")) for n in (1, 2))
+    assert cfg1["rootfs"]["diff_ids"] == cfg2["rootfs"]["diff_ids"]
+    (ctx / "f").write_text("two")                      # the COPY source changed: no cache
+    third = env.ok("build", "-t", "cached:3", str(ctx))
+    assert "Using cache" not in third
+    assert env.ok("run", "--rm", "--network", "none", "cached:3").splitlines()[0] == "two"
+    fourth = env.ok("build", "--no-cache", "-t", "cached:4", str(ctx))
+    assert "Using cache" not in fourth

@@ -1,6 +1,6 @@
 """``POST /commit`` and ``POST /build`` (Docker's classic builder API).
 
-``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=``: the body is the context tar
+``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=``: the body is the context tar
 (plain or compressed), spooled to ``<root>/tmp`` as it streams in (never held in memory).
 Problems found before the build starts (bad tag, unreadable context, missing Dockerfile,
 Dockerfile syntax errors naming the line) are HTTP 400 ``{"message"}``. Then the answer is a
@@ -119,7 +119,8 @@ async def build(req: Request, engine: Any):
         await drop_work()
         raise
     builder = Builder(engine, ctx, instructions, tags=tags, buildargs=buildargs,
-                      labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet)
+                      labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
+                      no_cache=req.flag("nocache"))
 
     async def stream() -> AsyncIterator[bytes]:
         try:

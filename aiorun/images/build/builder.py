@@ -1,4 +1,4 @@
-"""The Dockerfile builder (Docker's classic builder semantics, no cache).
+"""The Dockerfile builder (Docker's classic builder semantics).
 
 ``Builder(engine, context_dir, instructions, ...).run()`` is an async generator of Docker's
 build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure it raises
@@ -16,12 +16,18 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   layer (``images.add_layer``), then the snapshot is removed.
 * WORKDIR is created (in the next layer-making step) when it does not exist, like the classic
   builder does.
+* Build cache: a layer-making step whose key (parent layers, the Env/WorkingDir/User/Shell it
+  sees, ARG values for RUN, the instruction text, and for COPY/ADD the content of its sources
+  or the source stage's layers) matches an earlier build's reuses that layer ("Using cache")
+  while the layer still exists; ``nocache`` skips lookups.
 * Nothing is left behind on failure: snapshots are unmounted and removed, layers added by a
   failed build are unpinned and freed, no image is created.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import secrets
@@ -54,6 +60,9 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
 #: process; any other such directory was left by a daemon that died mid-build.
 _ACTIVE: set[str] = set()
 SNAPSHOTS = "snapshots"
+#: ``<root>/buildcache/<key>``: the layer a layer-making step produced, by a key of the parent
+#: layers, the config the step sees, the instruction and the content of its sources.
+CACHE_DIR = "buildcache"
 
 
 async def sweep_stale(engine: "Engine") -> list[str]:
@@ -130,7 +139,8 @@ class _Stage:
 class Builder:
     def __init__(self, engine: "Engine", context_dir: Path, instructions: list[Instruction],
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
-                 labels: dict[str, str] | None = None, quiet: bool = False) -> None:
+                 labels: dict[str, str] | None = None, quiet: bool = False,
+                 no_cache: bool = False) -> None:
         self.engine = engine
         self.context = Path(context_dir)
         self.instructions = instructions
@@ -138,6 +148,8 @@ class Builder:
         self.buildargs = dict(buildargs or {})
         self.labels = dict(labels or {})
         self.quiet = quiet
+        self.no_cache = no_cache
+        self.cache_dir = engine.paths.root / CACHE_DIR
         self.ignore = DockerIgnore.from_dir(self.context)
         self.image_id: str | None = None
         self._added: list[str] = []                # layers this build added (pinned)
@@ -348,8 +360,81 @@ class Builder:
         return h
 
     # --- layer-making steps ----------------------------------------------------------------
+    # --- the build cache ---------------------------------------------------------------------
+    def _sources_digest(self, st: _Stage, ins: Instruction) -> str:
+        """The content of a COPY/ADD's context sources (paths, modes, link targets, bytes)."""
+        h = hashlib.sha256()
+        env = self._expand_env(st)
+        words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
+            else expand_words(ins.rest, env)
+        for pat in words[:-1]:
+            if "://" in pat:
+                continue
+            for rel in self._match_sources(pat, self.context, self.ignore):
+                top = resolve_in_root(self.context, rel)
+                for path in _walk_sorted(top):
+                    r = os.path.relpath(path, top)
+                    if r != "." and self.ignore.excluded(posixpath.join(rel, r)):
+                        continue
+                    try:
+                        st_ = os.lstat(path)
+                    except FileNotFoundError:
+                        continue
+                    h.update(f"{rel}/{r}\0{st_.st_mode:o}\0{st_.st_size}\0".encode())
+                    if stat.S_ISLNK(st_.st_mode):
+                        h.update(os.readlink(path).encode())
+                    elif stat.S_ISREG(st_.st_mode):
+                        with open(path, "rb") as f:
+                            for chunk in iter(lambda: f.read(1 << 20), b""):
+                                h.update(chunk)
+        return h.hexdigest()
+
+    async def _cache_key(self, st: _Stage, ins: Instruction, copy: bool) -> str:
+        extra = ""
+        if copy and "from" in ins.flags:
+            ref = expand_word(ins.flags["from"], self._expand_env(st))
+            src = self._stage_by_name(ref)
+            extra = ",".join(src.layers) if src is not None else \
+                ",".join((await self._resolve_image(ref, ins)).layers)
+        elif copy:
+            extra = await anyio.to_thread.run_sync(self._sources_digest, st, ins)
+        c = st.config
+        key = {"parent": st.layers, "env": c.get("Env"), "workdir": c.get("WorkingDir"),
+               "user": c.get("User"), "shell": c.get("Shell"), "ins": ins.original,
+               "args": sorted(st.args.items()) if not copy else None, "extra": extra}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    def _cache_get(self, key: str) -> dict[str, Any] | None:
+        f = self.cache_dir / key
+        try:
+            entry = json.loads(f.read_text())
+            self.engine.images.layer_tar(entry["diff_id"])
+            if not self.engine.storage.has_layer(entry["diff_id"]):
+                raise NotFound(entry["diff_id"])
+            return entry
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, NotFound):
+            f.unlink(missing_ok=True)   # its layer was freed: the entry is stale
+            return None
+
+    def _cache_put(self, key: str, diff_id: str, created_by: str) -> None:
+        self.cache_dir.mkdir(exist_ok=True)
+        tmp = self.cache_dir / f".{key}.{secrets.token_hex(4)}"
+        tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by}))
+        os.replace(tmp, self.cache_dir / key)
+
     async def _layer_step(self, st: _Stage, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
+        key = await self._cache_key(st, ins, copy)
+        if not self.no_cache:
+            hit = await anyio.to_thread.run_sync(self._cache_get, key)
+            if hit is not None:
+                st.layers.append(hit["diff_id"])
+                st.history.append(self._hist(hit["created_by"], empty=False))
+                if not self.quiet:
+                    yield self._msg(f" ---> Using cache\n ---> {hit['diff_id'][:12]}\n")
+                return
         storage = self.engine.storage
         cid = secrets.token_hex(32)
         hostname = cid[:12]
@@ -398,6 +483,7 @@ class Builder:
             self._added.append(diff_id)
             st.layers.append(diff_id)
             st.history.append(self._hist(created_by, empty=False))
+            await anyio.to_thread.run_sync(self._cache_put, key, diff_id, created_by)
             if not self.quiet:
                 yield self._msg(f" ---> {diff_id[:12]}\n")
         finally:
@@ -684,3 +770,13 @@ def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str]) -> tuple[i
         except (OSError, ValueError):
             pass
     return uid, gid
+
+
+def _walk_sorted(top: Path):
+    """``top`` itself, then everything below it, in a stable order; links not followed."""
+    yield str(top)
+    if top.is_dir() and not top.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for n in sorted(dirnames + filenames):
+                yield os.path.join(dirpath, n)
