@@ -193,3 +193,25 @@ async def test_subscriber_process_catches_up_after_daemon_restart(aiorun_paths, 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+async def test_logging_plugin_falls_behind_without_losing(aiorun_paths, tmp_path):
+    """The in-daemon logging plugin never writes on emit's path; when its buffer overflows it
+    fills the gap from the journal, so the file still has every event once, in order."""
+    from aiorun.bus.subscribers.logging import LoggingSubscriber
+    bus = EventBus.open(aiorun_paths.events)
+    out = tmp_path / "log.jsonl"
+    sub = LoggingSubscriber(str(out))
+    sub.buffer = 10
+    async with anyio.create_task_group() as tg:
+        await tg.start(sub.run_plugin, bus)
+        for i in range(1000):                      # a burst far beyond the buffer
+            bus.emit("container", "start", f"c{i}")
+        with anyio.fail_after(10):
+            while not out.exists() or len(out.read_text().splitlines()) < 1000:
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    sub.close()
+    bus.close()
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["seq"] for r in recs] == list(range(1, 1001))

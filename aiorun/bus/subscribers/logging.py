@@ -6,8 +6,10 @@ Line shape (stable; add fields, never rename)::
      "type": "container", "action": "start", "id": "<64 hex>", "attrs": {"name": "web", ...}}
 
 Missed events appear as ``{"lost": COUNT, "first_seq": A, "last_seq": B, "reason": R}``.
-The file is opened in append mode and each line is flushed as it is written (as an in-daemon
-plugin that is one small ``write(2)`` per event on the emitting thread).
+The file is opened in append mode and flushed after each batch. As an in-daemon plugin it
+reads a bounded bus subscription in its own task and writes from a worker thread, so a slow
+disk never slows ``emit`` down; if it falls behind, the missed range is replayed from the
+journal in place (only events rotated out of the journal show up as ``lost``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import json
 import sys
 from typing import IO, Any
 
+from contextlib import aclosing
+
 import anyio
+import anyio.abc
 
 from aiorun.bus.codec import Lost
 from aiorun.bus.times import rfc3339_nano
@@ -33,6 +38,9 @@ def to_line(item: Event | Lost) -> str:
 
 
 class LoggingSubscriber:
+    #: In-daemon: events buffered before the plugin replays from the journal instead.
+    buffer = 65536
+
     def __init__(self, output: str = "-") -> None:
         self.output = output
         self._f: IO[str] | None = None
@@ -44,18 +52,32 @@ class LoggingSubscriber:
         return self._f
 
     def handle(self, item: Any) -> None:
-        if isinstance(item, (Event, Lost)):
+        self.write_many([item])
+
+    def write_many(self, items: list[Any]) -> None:
+        lines = [to_line(x) + "\n" for x in items if isinstance(x, (Event, Lost))]
+        if lines:
             f = self._file()
-            f.write(to_line(item) + "\n")
+            f.write("".join(lines))
             f.flush()
 
-    async def run_plugin(self, bus: Any) -> None:
+    async def run_plugin(self, bus: Any, *, task_status: anyio.abc.TaskStatus[None] =
+                         anyio.TASK_STATUS_IGNORED) -> None:
+        from aiorun.bus.bus import stream_batches
         self._file()   # fail early (bad path) rather than on the first event
-        remove = bus.add_listener(self.handle)
-        try:
-            await anyio.sleep_forever()
-        finally:
-            remove()
+        async with aclosing(stream_batches(bus, None, buffer=self.buffer)) as batches:
+            task_status.started()
+            async for batch in batches:
+                out: list[Any] = []
+                for item in batch:
+                    if isinstance(item, Lost) and item.reason == "overflow":
+                        lost = item
+                        out += await anyio.to_thread.run_sync(
+                            lambda: list(bus.replay(lost.first_seq, None, lost.last_seq)))
+                    elif isinstance(item, (Event, Lost)):
+                        out.append(item)
+                if out:
+                    await anyio.to_thread.run_sync(self.write_many, out)
 
     def close(self) -> None:
         if self._f is not None and self._f is not sys.stdout:
