@@ -22,6 +22,8 @@ import ctypes
 import errno
 import ipaddress
 import os
+import socket
+import struct
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +32,9 @@ from typing import Any, Callable, TypeVar
 import anyio
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from aiorun.errors import AiorunError, InvalidArgument
 
@@ -81,10 +86,118 @@ def ns_ipr(netns_path: str) -> IPRoute:
         os.close(target)
 
 
+# --- a lean request/ack channel for the hot path ------------------------------------------
+#
+# pyroute2's sync IPRoute runs an asyncio loop per request (~0.5 ms of Python each); a
+# container start needs ~8 requests. The hot path (attach/detach) therefore encodes its
+# messages with pyroute2's message classes (ifinfmsg, ifaddrmsg, rtmsg) and sends them on a
+# plain NETLINK_ROUTE socket, batching several requests in one send and reading the acks.
+
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
+IFF_UP = 0x1
+_HDR = struct.Struct("=IHHII")
+
+
+class Rtnl:
+    """A NETLINK_ROUTE socket bound to the namespace it was created in."""
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                          NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    @classmethod
+    def in_netns(cls, netns_path: str) -> "Rtnl":
+        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)
+                try:
+                    sock = socket.socket(socket.AF_NETLINK,
+                                         socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+                finally:
+                    try:
+                        _setns(home)
+                    except OSError as exc:  # pragma: no cover - see ns_ipr
+                        os.write(2, f"aiorun: cannot return thread to host netns: {exc}\n"
+                                 .encode())
+                        os._exit(70)
+            finally:
+                os.close(home)
+        finally:
+            os.close(target)
+        return cls(sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _encode(self, msg: Any, mtype: int, flags: int) -> bytes:
+        self.seq += 1
+        msg["header"]["type"] = mtype
+        msg["header"]["flags"] = flags | NLM_F_REQUEST | NLM_F_ACK
+        msg["header"]["sequence_number"] = self.seq
+        msg.encode()
+        return bytes(msg.data)
+
+    def call(self, *reqs: tuple[Any, int, int]) -> list[tuple[int, bytes]]:
+        """Send ``(message, type, flags)`` requests in one batch; per request return
+        ``(errno, reply payload)`` (errno 0 = success; payload of a GET's reply)."""
+        first = self.seq + 1
+        data = b"".join(self._encode(m, t, f) for m, t, f in reqs)
+        self.sock.send(data)
+        results: dict[int, tuple[int, bytes]] = {}
+        replies: dict[int, bytes] = {}
+        want = set(range(first, self.seq + 1))
+        while want:
+            buf = self.sock.recv(65536)
+            off = 0
+            while off + _HDR.size <= len(buf):
+                length, mtype, _flags, seq, _pid = _HDR.unpack_from(buf, off)
+                if length < _HDR.size:
+                    break
+                if mtype == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", buf, off + _HDR.size)[0]
+                    results[seq] = (err, replies.get(seq, b""))
+                    want.discard(seq)
+                else:
+                    replies[seq] = buf[off + _HDR.size: off + length]
+                off += (length + 3) & ~3
+        return [results[s] for s in range(first, self.seq + 1)]
+
+
+def _rtnl() -> Rtnl:
+    r = getattr(_local, "rtnl", None)
+    if r is None:
+        r = _local.rtnl = Rtnl()
+    return r
+
+
+def _msg_link(index: int = 0, flags: int = 0, change: int = 0,
+              attrs: list[tuple[str, Any]] | None = None) -> ifinfmsg:
+    m = ifinfmsg()
+    m["index"], m["flags"], m["change"] = index, flags, change
+    m["attrs"] = attrs or []
+    return m
+
+
+def _check(results: list[tuple[int, bytes]], what: list[str], ok: tuple[int, ...] = ()) -> None:
+    for (err, _), w in zip(results, what):
+        if err and err not in ok:
+            raise NetlinkFailure(f"{w}: {os.strerror(err)}")
+
+
 LIMIT = int(os.environ.get("AIORUN_NETLINK_THREADS", "2"))
-# One limiter per event loop: anyio primitives belong to the loop (and backend) that first
-# used them, and tests run asyncio and trio loops one after another in one process.
-_limiter: tuple[object, anyio.CapacityLimiter] | None = None
+#: Calls that mostly wait in the kernel (deleting a veth waits ~20 ms for an RCU grace
+#: period while holding no Python lock) get their own, wider limiter.
+WAIT_LIMIT = 16
+# One limiter pair per event loop: anyio primitives belong to the loop (and backend) that
+# first used them, and tests run asyncio and trio loops one after another in one process.
+_limiters: tuple[object, anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
 
 
 def _loop_key() -> object:
@@ -99,15 +212,17 @@ def _loop_key() -> object:
 async def run(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """Run blocking ``fn`` in a worker thread (cancellation waits for it to finish).
 
-    At most ``LIMIT`` netlink calls run at once. The kernel serialises RTNL work anyway and
-    pyroute2 is CPU-bound Python: measured with 100 concurrent attaches, 40 threads fighting
-    over the GIL and the rtnl lock ran ~3x slower than two.
+    At most ``LIMIT`` netlink calls run at once (``WAIT_LIMIT`` for :func:`delete_link`).
+    The kernel serialises RTNL work anyway and the encoding is CPU-bound Python: with 100
+    concurrent attaches, 40 threads fighting over the GIL and the rtnl lock ran ~3x slower
+    than two.
     """
-    global _limiter
+    global _limiters
     key = _loop_key()
-    if _limiter is None or _limiter[0] is not key:
-        _limiter = (key, anyio.CapacityLimiter(LIMIT))
-    return await anyio.to_thread.run_sync(partial(fn, *args, **kw), limiter=_limiter[1])
+    if _limiters is None or _limiters[0] is not key:
+        _limiters = (key, anyio.CapacityLimiter(LIMIT), anyio.CapacityLimiter(WAIT_LIMIT))
+    limiter = _limiters[2] if fn is delete_link else _limiters[1]
+    return await anyio.to_thread.run_sync(partial(fn, *args, **kw), limiter=limiter)
 
 
 def _code(exc: BaseException) -> int:
@@ -190,12 +305,11 @@ def delete_link(name: str) -> bool:
     """
     if not name:
         return False
-    try:
-        ipr().link("del", ifname=name)
-    except NetlinkError as exc:
-        if _code(exc) in (errno.ENODEV, errno.ENOENT):
-            return False
-        raise NetlinkFailure(f"cannot delete link {name}: {exc}") from None
+    ((err, _),) = _rtnl().call((_msg_link(attrs=[("IFLA_IFNAME", name)]), RTM_DELLINK, 0))
+    if err in (errno.ENODEV, errno.ENOENT):
+        return False
+    if err:
+        raise NetlinkFailure(f"cannot delete link {name}: {os.strerror(err)}")
     return True
 
 
@@ -217,11 +331,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     ``default_route``; an existing default route is kept). On any failure the pair is
     deleted again (which removes both ends) and :class:`NetlinkFailure` is raised.
 
-    Round trips are kept few on purpose (each pyroute2 request costs ~0.5 ms of Python):
-    master/up/peer name+netns+mac ride on the one RTM_NEWLINK, hairpin mode is a sysfs write.
+    Three round trips: the RTM_NEWLINK (master, up, peer name/netns/mac ride on it), a
+    GETLINK of the peer inside the namespace, and one batch of address + link up + lo up +
+    route. Hairpin mode is a sysfs write.
     """
-    r = ipr()
-    br = bridge if isinstance(bridge, int) else link_index(bridge, r)
+    br = bridge if isinstance(bridge, int) else link_index(bridge)
     if br is None:
         raise NetlinkFailure(f"bridge {bridge} does not exist")
     iface = ipaddress.ip_interface(cidr)
@@ -230,20 +344,26 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     except OSError as exc:
         raise InvalidArgument(f"network namespace {netns_path} cannot be opened: "
                               f"{exc.strerror}") from None
+    r = _rtnl()
     ifname = ""
     try:
         for n in range(16):
             ifname = f"eth{n}"
-            try:
-                r.link("add", ifname=host_ifname, kind="veth", master=br, state="up",
-                       peer={"ifname": ifname, "net_ns_fd": nsfd, "address": mac})
+            peer = {"attrs": [("IFLA_IFNAME", ifname), ("IFLA_NET_NS_FD", nsfd),
+                              ("IFLA_ADDRESS", mac)]}
+            m = _msg_link(flags=IFF_UP, change=IFF_UP, attrs=[
+                ("IFLA_IFNAME", host_ifname), ("IFLA_MASTER", br),
+                ("IFLA_LINKINFO", {"attrs": [
+                    ("IFLA_INFO_KIND", "veth"),
+                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})])
+            ((err, _),) = r.call((m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL))
+            if not err:
                 break
-            except NetlinkError as exc:
-                # EEXIST is ambiguous: the peer name taken inside the container (try the
-                # next ethN) or our host name taken (a stale pair: fail, don't touch it).
-                if _code(exc) != errno.EEXIST or link_index(host_ifname, r) is not None:
-                    raise NetlinkFailure(
-                        f"cannot create veth {host_ifname} for {netns_path}: {exc}") from None
+            # EEXIST is ambiguous: the peer name taken inside the container (try the next
+            # ethN) or our host name taken (a stale pair: fail, don't touch it).
+            if err != errno.EEXIST or link_index(host_ifname) is not None:
+                raise NetlinkFailure(f"cannot create veth {host_ifname} for {netns_path}: "
+                                     f"{os.strerror(err)}")
         else:
             raise NetlinkFailure(f"no free ethN name in {netns_path}")
     finally:
@@ -255,25 +375,41 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             # bridge drops that unless the port allows hairpin (Docker does the same).
             with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
                 f.write("1")
-        c = ns_ipr(netns_path)
+        c = Rtnl.in_netns(netns_path)
         try:
-            got = c.link("get", ifname=ifname)
-            cidx = got[0]["index"]
-            c.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            c.link("set", index=cidx, state="up")  # (pyroute2 ignores a peer's "state")
-            lo = 1  # loopback is always ifindex 1 in a network namespace
-            c.link("set", index=lo, state="up")
+            ((err, payload),) = c.call((_msg_link(attrs=[("IFLA_IFNAME", ifname)]),
+                                        RTM_GETLINK, 0))
+            if err or len(payload) < 8:
+                raise NetlinkFailure(f"{ifname} missing in {netns_path} after creation")
+            cidx = struct.unpack_from("=i", payload, 4)[0]
+            addr = ifaddrmsg()
+            addr["family"], addr["prefixlen"], addr["index"] = 2, iface.network.prefixlen, cidx
+            addr["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+            reqs: list[tuple[Any, int, int]] = [
+                (addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL),
+                (_msg_link(cidx, IFF_UP, IFF_UP), RTM_NEWLINK, 0),
+                (_msg_link(1, IFF_UP, IFF_UP), RTM_NEWLINK, 0),  # lo is ifindex 1 in a netns
+            ]
+            what = [f"address {cidr} on {ifname}", f"{ifname} up", "lo up"]
             if default_route and gateway:
-                try:
-                    c.route("add", dst="0.0.0.0/0", gateway=gateway, oif=cidx)
-                except NetlinkError as exc:
-                    if _code(exc) != errno.EEXIST:  # already has one (another network)
-                        raise
+                rt = rtmsg()
+                rt["family"], rt["dst_len"], rt["table"] = 2, 0, 254
+                rt["proto"], rt["scope"], rt["type"] = 4, 0, 1  # static, universe, unicast
+                rt["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", cidx)]
+                reqs.append((rt, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL))
+                what.append(f"default route via {gateway}")
+            # an existing default route (joined a second network) is kept: EEXIST is fine
+            res = c.call(*reqs)
+            _check(res[:3], what[:3])
+            _check(res[3:], what[3:], ok=(errno.EEXIST,))
         finally:
             c.close()
     except BaseException as exc:
         delete_link(host_ifname)
-        if isinstance(exc, (NetlinkError, OSError)):
+        if isinstance(exc, NetlinkFailure):
+            raise NetlinkFailure(f"cannot configure {ifname} in {netns_path}: "
+                                 f"{exc.message}") from None
+        if isinstance(exc, OSError):
             raise NetlinkFailure(f"cannot configure {ifname} in {netns_path}: {exc}") from None
         raise
     return VethResult(host_ifname, ifname, mac)

@@ -20,11 +20,18 @@ What the table does (IPv4, family ``ip``):
 * ``forward`` (filter): established/related accepted, different aiorun bridges isolated from
   each other, traffic into and out of aiorun bridges accepted (internal networks: only inside
   the bridge).
+
+Applying goes through libnftables in process when it loads (~1 ms instead of ~25 ms for
+spawning ``nft``; ``AIORUN_NFT_EXEC=1`` forces ``nft -f -``); the text and the
+one-transaction semantics are the same either way.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import ipaddress
+import os
 import shutil
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -119,16 +126,75 @@ def render_transaction(table: str, bridges: Iterable[NftBridge],
     return head + render_table(table, brs, ports)
 
 
+class _LibNft:
+    """In-process libnftables (the library behind ``nft``), used when it can be loaded.
+
+    ``nft -f -`` costs ~25 ms per run (process start, cache load); the library call with the
+    same text and the same one-transaction semantics costs ~1 ms for a hundred rules. One
+    context per instance; calls are serialised by the caller (the applier's lock).
+    """
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        if not self.ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+
+    @classmethod
+    def load(cls) -> "_LibNft | None":
+        if os.environ.get("AIORUN_NFT_EXEC"):  # force the `nft -f -` path
+            return None
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        except OSError:
+            return None
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error", "nft_ctx_free"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        try:
+            return cls(lib)
+        except OSError:
+            return None
+
+    def run(self, text: str) -> str | None:
+        """Apply ``text``; None on success, else nft's error text."""
+        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, text.encode())
+        err = self.lib.nft_ctx_get_error_buffer(self.ctx) or b""
+        return None if rc == 0 else (err.decode(errors="replace").strip() or f"rc {rc}")
+
+    def __del__(self) -> None:
+        ctx, self.ctx = getattr(self, "ctx", None), None
+        if ctx:
+            self.lib.nft_ctx_free(ctx)
+
+
 def nft_unavailable_reason() -> str | None:
-    return None if shutil.which("nft") else "the nft command (nftables) is not installed"
+    if shutil.which("nft") or ctypes.util.find_library("nftables"):
+        return None
+    return "nftables is not installed (neither the nft command nor libnftables)"
 
 
-async def run_nft(text: str) -> None:
-    if nft_unavailable_reason():
-        raise Unavailable(nft_unavailable_reason() or "")
+async def run_nft(text: str, lib: "_LibNft | None" = None) -> None:
+    """Apply ``text`` in one nftables transaction: in process through ``lib`` when given,
+    else with ``nft -f -``."""
+    if lib is not None:
+        err = await anyio.to_thread.run_sync(lib.run, text)
+        if err is not None:
+            raise NftError(f"nft rejected aiorun's ruleset: {err}")
+        return
+    if not shutil.which("nft"):
+        raise Unavailable(nft_unavailable_reason() or "the nft command is not installed")
     res = await anyio.run_process(["nft", "-f", "-"], input=text.encode(), check=False)
     if res.returncode != 0:
-        raise NftError(f"nft rejected aiorun's ruleset: {res.stderr.decode(errors='replace').strip()}")
+        raise NftError("nft rejected aiorun's ruleset: "
+                       f"{res.stderr.decode(errors='replace').strip()}")
 
 
 async def delete_table(table: str) -> None:
@@ -158,6 +224,7 @@ class NftApplier:
         self._applied = 0      # highest change number known to be loaded
         self.runs = 0          # nft invocations, for tests/benchmarks
         self.last_text = ""
+        self._lib = _LibNft.load()
 
     async def sync(self) -> None:
         self._changed += 1
@@ -169,6 +236,6 @@ class NftApplier:
             bridges, ports = self._state()
             text = render_transaction(self.table, bridges, ports)
             self.runs += 1
-            await run_nft(text)
+            await run_nft(text, self._lib)
             self.last_text = text
             self._applied = upto

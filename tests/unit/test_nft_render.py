@@ -80,7 +80,7 @@ async def test_applier_coalesces(monkeypatch, anyio_backend):
     applied: list[str] = []
     state = {"ports": []}
 
-    async def fake_run(text: str) -> None:
+    async def fake_run(text: str, lib=None) -> None:
         await anyio.sleep(0.01)
         applied.append(text)
     monkeypatch.setattr(nft, "run_nft", fake_run)
