@@ -53,7 +53,11 @@ def venv() -> Path:
         host_site = sysconfig.get_path("purelib")
         Path(site, "aiorun-host.pth").write_text(
             f"import site; site.addsitedir({host_site!r})\n")
-        _pip_install(py, EXAMPLE)
+        # build from a copy: setuptools writes build/ and *.egg-info next to the sources
+        src = tmp / "example"
+        shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns(
+            "build", "*.egg-info", "__pycache__"))
+        _pip_install(py, src)
         broken = tmp / "broken"
         (broken / "aiorun_broken_driver").mkdir(parents=True)
         (broken / "pyproject.toml").write_text(textwrap.dedent("""\
