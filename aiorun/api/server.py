@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -35,7 +36,7 @@ import h11
 
 from aiorun import API_VERSION, __version__
 from aiorun.api.http import PayloadTooLarge, Request, Response, Router, error_response, json_response
-from aiorun.errors import AiorunError
+from aiorun.errors import AiorunError, InvalidArgument
 
 log = logging.getLogger("aiorun.api")
 
@@ -106,6 +107,23 @@ class _Conn:
         self.busy = False          # a request is being handled
         self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
         self.hung_up = False
+
+    def hang_up(self) -> None:
+        """End the connection from outside its task.
+
+        Shutting the socket down makes a pending receive return EOF, so the task ends on its
+        own; cancelling a receive instead races with anyio's asyncio reader callback
+        ("Future.set_result: invalid state" in the log). Cancel only without a socket.
+        """
+        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if raw is None:
+            if self.scope is not None:
+                self.scope.cancel()
+            return
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     async def next_event(self) -> Any:
         while True:
@@ -222,6 +240,7 @@ class ApiServer:
         self._conns: set[_Conn] = set()
         self._accept_scope = anyio.CancelScope()
         self._stopped = anyio.Event()
+        self._serving = False
         self.socket_path: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -229,10 +248,14 @@ class ApiServer:
                     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``socket_path`` (mode 0660) until :meth:`shutdown`; removes the socket."""
         path = self.socket_path = Path(socket_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()  # stale: the caller holds the daemon lock, nobody else serves it
+        if len(os.fsencode(path)) > 107:
+            raise InvalidArgument(f"socket path too long for a unix socket "
+                                  f"({len(os.fsencode(path))} bytes, at most 107): {path}")
+        self._serving = True
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_socket():
+                path.unlink()  # stale: the caller holds the daemon lock, nobody else serves it
             listener = await anyio.create_unix_listener(path, mode=0o660)
             async with anyio.create_task_group() as tg:
                 async with listener:
@@ -243,16 +266,19 @@ class ApiServer:
                             tg.start_soon(self._connection, stream)
                 _unlink(path)
         finally:
-            _unlink(path)
+            if self._accept_scope.cancel_called or path.is_socket():
+                _unlink(path)
             self._stopped.set()
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish for ``grace`` seconds, then cut."""
         self.draining = True
         self._accept_scope.cancel()
+        if not self._serving:
+            return
         for c in list(self._conns):
             if not c.busy or c.long_lived:
-                c.scope.cancel()
+                c.hang_up()
         with anyio.move_on_after(grace):
             await self._stopped.wait()
         for c in list(self._conns):
@@ -266,7 +292,7 @@ class ApiServer:
             conn.scope = scope
             self._conns.add(conn)
             if self.draining:
-                scope.cancel()
+                conn.hang_up()
             try:
                 await self._requests(conn)
             except _BROKEN + (ClientGone,):

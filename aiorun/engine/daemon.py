@@ -293,8 +293,9 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 engine.task_group = tg
                 await engine.start(storage_driver)
                 from aiorun.api.server import ApiServer
-                server = ApiServer(engine)
+                server: ApiServer | None = None
                 try:
+                    server = ApiServer(engine)
                     await tg.start(server.serve, paths.socket)
                     bus = optional_module("aiorun.bus.server")
                     if bus is not None and engine.events is not None:
@@ -314,7 +315,8 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                         break
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await server.shutdown(SHUTDOWN_GRACE)
+                        if server is not None:
+                            await server.shutdown(SHUTDOWN_GRACE)
                         await engine.stop()
                     tg.cancel_scope.cancel()
     except BaseException as exc:

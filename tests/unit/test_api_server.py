@@ -283,3 +283,33 @@ async def test_read_body_limit():
     from aiorun.api.http import PayloadTooLarge
     with pytest.raises(PayloadTooLarge):
         await req.read_body(limit=15)
+
+
+@pytest.mark.anyio
+async def test_many_idle_and_concurrent_connections(sock_path):
+    st = State()
+    async with serving(sock_path, st) as h:
+        idle = [await h.connect() for _ in range(100)]
+        for s in idle[:50]:
+            await s.send(b"GET /none HTTP/1.1\r\nHo")  # half a request, never finished
+        results = []
+
+        async def one():
+            results.append(await h.request(b"GET /none HTTP/1.1\r\nHost: x\r\n"
+                                           b"Connection: close\r\n\r\n"))
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(one)
+        assert len(results) == 50 and all(r.startswith(b"HTTP/1.1 204") for r in results)
+        for s in idle:
+            await s.aclose()
+
+
+@pytest.mark.anyio
+async def test_socket_path_too_long():
+    from aiorun.errors import InvalidArgument
+    server = ApiServer(None, [])
+    with pytest.raises(InvalidArgument, match="too long"):
+        await server.serve("/tmp/" + "x" * 120 + "/api.sock")
+    await server.shutdown(0)
