@@ -182,3 +182,30 @@ def test_published_port_survives_daemon_restart(busybox_tar):
             left = owned_state(paths) - before
             subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
     assert not left, f"left behind: {sorted(left)}"
+
+
+def test_port_range_and_udp(env, made):
+    # (UDP traffic through the NAT is exercised in test_net_bridge.py::test_udp_publish with a
+    # UDP echo server; this busybox build has no UDP server applet, so here only the mapping.)
+    import socket
+    a = free_port()
+    b = a + 1
+    with socket.socket() as s:  # make sure the neighbour is free too
+        try:
+            s.bind(("0.0.0.0", b))
+        except OSError:
+            pytest.skip("no two consecutive free ports")
+    u = free_port(socket.SOCK_DGRAM)
+    cid = cli(env, "run", "-d", "-p", f"{a}-{b}:80-81", "-p", f"127.0.0.1:{u}:53/udp",
+              "busybox", "sh", "-c",
+              "httpd -p 81 -h /var/www; exec httpd -f -p 80 -h /var/www"
+              ).stdout.strip()
+    made.append(cid)
+    lines = cli(env, "port", cid).stdout.strip().splitlines()
+    assert f"80/tcp -> 0.0.0.0:{a}" in lines and f"81/tcp -> 0.0.0.0:{b}" in lines
+    assert f"53/udp -> 127.0.0.1:{u}" in lines
+    assert "200 OK" in http_get("127.0.0.1", a) and "200 OK" in http_get("127.0.0.1", b)
+    ip = cli(env, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", cid).stdout.strip()
+    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    assert f"ip daddr 127.0.0.1 udp dport {u} dnat to {ip}:53" in rules
+    assert f"0.0.0.0:{a}-{b}->80-81/tcp" in cli(env, "ps").stdout
