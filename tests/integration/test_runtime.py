@@ -458,9 +458,10 @@ async def test_stdin_logs_and_shared_netns(aiorun_paths, rootfs, cg_parent, guar
         assert b"".join(d for s, d in got if s == 2) == b"oops\n"
         import json
         entries = [json.loads(x) for x in Path(spec.log_path).read_text().splitlines()]
-        assert [(e["stream"], e["log"]) for e in entries] == [
-            ("stdout", "line1\n"), ("stdout", "line2\n"), ("stderr", "oops\n"),
-            ("stdout", "tail")]
+        # (order across the two pipes is not defined, as with Docker; within one it is)
+        assert [e["log"] for e in entries if e["stream"] == "stdout"] == \
+            ["line1\n", "line2\n", "tail"]
+        assert [e["log"] for e in entries if e["stream"] == "stderr"] == ["oops\n"]
         await rt.delete(spec.id)
 
         # network "host" shares the host's netns; a /proc/PID/ns/net path joins another's.
