@@ -518,3 +518,18 @@ def test_build_cache(env, tmp_path, own_host_state):
     assert env.ok("run", "--rm", "--network", "none", "cached:3").splitlines()[0] == "two"
     fourth = env.ok("build", "--no-cache", "-t", "cached:4", str(ctx))
     assert "Using cache" not in fourth
+
+
+def test_build_onbuild_triggers(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("from-child-context\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nONBUILD COPY f /onbuild-f\n"
+                                    "ONBUILD RUN echo trig > /t\n")
+    env.ok("build", "-q", "-t", "parent-ob", str(ctx))
+    (ctx / "Dockerfile").write_text("FROM parent-ob\nCMD [\"cat\", \"/onbuild-f\", \"/t\"]\n")
+    out = env.ok("build", "-t", "child-ob", str(ctx))
+    assert "# Executing 2 build triggers" in out
+    assert env.ok("run", "--rm", "--network", "none", "child-ob").split() == \
+        ["from-child-context", "trig"]
+    assert not env.image_config(_image_id(env, "child-ob:latest"))["config"].get("OnBuild")

@@ -134,3 +134,14 @@ def test_healthcheck():
         apply_metadata(cfg, parse("FROM scratch\nHEALTHCHECK --interval=5x CMD true\n")[1])
     with pytest.raises(DockerfileError, match="line 2"):
         parse("FROM scratch\nHEALTHCHECK sometimes\n")
+
+
+def test_onbuild():
+    cfg: dict = {}
+    for ins in parse("FROM scratch\nONBUILD RUN echo hi\nONBUILD COPY . /app\n")[1:]:
+        apply_metadata(cfg, ins)
+    assert cfg["OnBuild"] == ["RUN echo hi", "COPY . /app"]
+    with pytest.raises(DockerfileError, match="line 2: FROM isn't allowed"):
+        parse("FROM scratch\nONBUILD FROM x\n")
+    with pytest.raises(DockerfileError, match="line 2: ONBUILD trigger: unknown instruction"):
+        parse("FROM scratch\nONBUILD NOPE x\n")

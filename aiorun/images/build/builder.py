@@ -44,7 +44,7 @@ from aiorun.engine.commit import filter_diff, maybe_await, now_rfc3339nano
 from aiorun.engine.volumes import resolve_in_root
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction,
+from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
                                             apply_metadata, command_form, env_dict,
                                             expand_word, expand_words)
 
@@ -218,37 +218,55 @@ class Builder:
                                                  if eq else "")
         steps = ins_list[first_from:]
         total = len(steps)
-        st = _Stage()
+        self._st = _Stage()
         for n, ins in enumerate(steps, 1):
             if not self.quiet:
                 yield self._msg(f"Step {n}/{total} : {ins.original}\n")
-            try:
-                if ins.cmd == "FROM":
-                    st = await self._from(ins, meta_args)
-                    if not self.quiet:
-                        yield self._msg(f" ---> {self._from_id}\n")
-                elif ins.cmd == "ARG":
-                    self._arg(st, ins, meta_args)
-                elif ins.cmd in ("COPY", "ADD"):
-                    async for m in self._layer_step(st, ins, copy=True):
-                        yield m
-                elif ins.cmd == "RUN":
-                    async for m in self._layer_step(st, ins, copy=False):
-                        yield m
-                elif ins.cmd in METADATA:
-                    self._metadata(st, ins)
-                else:  # pragma: no cover - parse() rejects these
-                    raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
-            except DockerfileError:
-                raise
-            except InvalidArgument as exc:
-                raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
-                                 f"{exc.message}") from None
+            async for m in self._exec(ins, meta_args):
+                yield m
         unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
         if unused and not self.quiet:
             yield self._msg(f"[Warning] One or more build-args {unused} were not consumed\n")
-        async for m in self._finish(st):
+        async for m in self._finish(self._st):
             yield m
+
+    async def _exec(self, ins: Instruction, meta_args: dict[str, str]
+                    ) -> AsyncIterator[dict[str, Any]]:
+        """Run one instruction on the current stage (``self._st``)."""
+        st = self._st
+        try:
+            if ins.cmd == "FROM":
+                st = self._st = await self._from(ins, meta_args)
+                if not self.quiet:
+                    yield self._msg(f" ---> {self._from_id}\n")
+                triggers = list(st.config.get("OnBuild") or [])
+                if triggers:
+                    st.config["OnBuild"] = None     # triggers run once, in the child build
+                    if not self.quiet:
+                        yield self._msg(f"# Executing {len(triggers)} build trigger"
+                                        f"{'s' if len(triggers) > 1 else ''}\n")
+                    for t in triggers:
+                        trig = parse("FROM scratch\n" + t)[1]
+                        trig.line = ins.line
+                        async for m in self._exec(trig, meta_args):
+                            yield m
+            elif ins.cmd == "ARG":
+                self._arg(st, ins, meta_args)
+            elif ins.cmd in ("COPY", "ADD"):
+                async for m in self._layer_step(st, ins, copy=True):
+                    yield m
+            elif ins.cmd == "RUN":
+                async for m in self._layer_step(st, ins, copy=False):
+                    yield m
+            elif ins.cmd in METADATA:
+                self._metadata(st, ins)
+            else:  # pragma: no cover - parse() rejects these
+                raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
+        except DockerfileError:
+            raise
+        except InvalidArgument as exc:
+            raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
+                             f"{exc.message}") from None
 
     async def _finish(self, st: _Stage) -> AsyncIterator[dict[str, Any]]:
         images = self.engine.images

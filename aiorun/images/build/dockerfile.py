@@ -187,7 +187,14 @@ def _validate(ins: Instruction) -> None:
         if ins.json is None or not ins.json:
             raise DockerfileError("SHELL requires the arguments to be in JSON form", line)
     elif c == "ONBUILD":
-        raise DockerfileError(f"{c} is not supported by aiorun build", line)
+        trig = ins.rest.split(None, 1)[0].upper()
+        if trig in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise DockerfileError(f"{trig} isn't allowed as an ONBUILD trigger", line)
+        try:
+            parse("FROM scratch\n" + ins.rest)
+        except DockerfileError as exc:
+            raise DockerfileError(f"ONBUILD trigger: {exc.message.split(': ', 1)[-1]}",
+                                  line) from None
     elif c == "HEALTHCHECK":
         word = ins.rest.split(None, 1)[0].upper()
         if word not in ("NONE", "CMD"):
@@ -454,6 +461,8 @@ def apply_metadata(config: dict[str, Any], ins: Instruction,
         config["Shell"] = list(ins.json or [])
     elif c == "HEALTHCHECK":
         config["Healthcheck"] = healthcheck(ins)
+    elif c == "ONBUILD":
+        config["OnBuild"] = list(config.get("OnBuild") or []) + [ins.rest]
     elif c == "MAINTAINER":
         pass  # stored as the image's author by the builder
     else:
