@@ -275,6 +275,10 @@ def test_commit_after_exec_changes(env, own_host_state):
                 if e["Type"] == "container" and e["Actor"]["ID"] == cid]
         assert acts.index("pause") < acts.index("unpause") < acts.index("commit")
         env.ok("exec", name, "true")
+        env.ok("commit", "--pause=false", name)       # no freeze this time
+        acts = [e["Action"] for e in env.events()
+                if e["Type"] == "container" and e["Actor"]["ID"] == cid]
+        assert acts.count("pause") == 1 and acts.count("commit") == 2
     finally:
         env.cli("rm", "-f", "-v", name)
     cfg = env.image_config(iid)
