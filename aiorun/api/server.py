@@ -93,6 +93,26 @@ def load_routers(modules: Iterable[str] | None = None) -> list[Router]:
     return routers
 
 
+async def safe_receive(stream: anyio.abc.ByteStream, raw: socket.socket | None,
+                       max_bytes: int = READ_SIZE) -> bytes:
+    """``stream.receive`` that may be cancelled safely.
+
+    anyio's asyncio unix-socket ``receive`` parks on a future that the event loop's reader
+    callback completes; cancelled at the moment the socket turns readable, the loop then logs
+    "Future.set_result: invalid state". ``anyio.wait_readable`` tolerates that, so wait with
+    it first: the receive that follows finds data (or EOF) at once. Returns b"" at EOF.
+    """
+    if raw is not None:
+        try:
+            await anyio.wait_readable(raw)
+        except (OSError, ValueError, anyio.ClosedResourceError):
+            return b""  # closed under us
+    try:
+        return await stream.receive(max_bytes)
+    except anyio.EndOfStream:
+        return b""
+
+
 class ClientGone(Exception):
     """The client closed the connection in the middle of a request."""
 
@@ -107,6 +127,7 @@ class _Conn:
         self.busy = False          # a request is being handled
         self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
         self.hung_up = False
+        self.raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
 
     def hang_up(self) -> None:
         """End the connection from outside its task.
@@ -115,7 +136,7 @@ class _Conn:
         own; cancelling a receive instead races with anyio's asyncio reader callback
         ("Future.set_result: invalid state" in the log). Cancel only without a socket.
         """
-        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        raw = self.raw
         if raw is None:
             if self.scope is not None:
                 self.scope.cancel()
@@ -125,6 +146,9 @@ class _Conn:
         except OSError:
             pass
 
+    async def receive(self) -> bytes:
+        return await safe_receive(self.stream, self.raw, READ_SIZE)
+
     async def next_event(self) -> Any:
         while True:
             ev = self.h11.next_event()
@@ -133,7 +157,7 @@ class _Conn:
             if self.h11.they_are_waiting_for_100_continue:
                 await self.send(h11.InformationalResponse(status_code=100, headers=[]))
             try:
-                data = await self.stream.receive(READ_SIZE)
+                data = await self.receive()
             except _BROKEN:
                 data = b""
             self.h11.receive_data(data)
@@ -196,12 +220,16 @@ class HijackedStream(anyio.abc.ByteStream):
     def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix
+        self._raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._prefix:
             data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
             return data
-        return await self._stream.receive(max_bytes)
+        data = await safe_receive(self._stream, self._raw, max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
 
     async def send(self, item: bytes) -> None:
         await self._stream.send(item)
@@ -449,25 +477,8 @@ class ApiServer:
             async with anyio.create_task_group() as tg:
                 if conn.h11.their_state is h11.DONE:
                     tg.start_soon(self._watch_hangup, conn, tg.cancel_scope)
-                try:
-                    async for chunk in stream:
-                        if chunk and req.method != "HEAD":
-                            await conn.send(h11.Data(data=chunk))
-                except AiorunError as exc:
-                    if not json_stream:
-                        raise
-                    # Headers are gone: report the error the way Docker's JSON streams do.
-                    msg = json.dumps({"message": exc.message, "error": exc.message,
-                                      "errorDetail": {"message": exc.message}}).encode() + b"\n"
-                    await conn.send(h11.Data(data=msg))
-                await conn.send(h11.EndOfMessage())
+                await self._send_body(conn, req, stream, json_stream)
                 tg.cancel_scope.cancel()
-        except AiorunError as exc:
-            log.warning("%s %s: stream ended with an error: %s", req.method, req.path, exc)
-            conn.hung_up = True  # close without the final chunk: the client sees the failure
-        except Exception:
-            log.exception("%s %s: response stream failed", req.method, req.path)
-            conn.hung_up = True
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -478,10 +489,38 @@ class ApiServer:
                         log.exception("closing the response stream of %s failed", req.path)
 
     @staticmethod
+    async def _send_body(conn: _Conn, req: Request, stream: AsyncIterator[bytes],
+                         json_stream: bool) -> None:
+        """The chunks, then the end. Every failure is handled here (only cancellation leaves):
+        a client gone marks the connection hung up; a handler error mid-stream is reported in
+        a JSON stream the way Docker does, else the connection is closed without the final
+        chunk so the client sees a truncated body."""
+        try:
+            try:
+                async for chunk in stream:
+                    if chunk and req.method != "HEAD":
+                        await conn.send(h11.Data(data=chunk))
+            except AiorunError as exc:
+                if not json_stream:
+                    log.warning("%s %s: stream ended with an error: %s", req.method, req.path,
+                                exc)
+                    conn.hung_up = True
+                    return
+                msg = json.dumps({"message": exc.message, "error": exc.message,
+                                  "errorDetail": {"message": exc.message}}).encode() + b"\n"
+                await conn.send(h11.Data(data=msg))
+            await conn.send(h11.EndOfMessage())
+        except _BROKEN + (ClientGone,):
+            conn.hung_up = True
+        except Exception:
+            log.exception("%s %s: response stream failed", req.method, req.path)
+            conn.hung_up = True
+
+    @staticmethod
     async def _watch_hangup(conn: _Conn, scope: anyio.CancelScope) -> None:
         while True:
             try:
-                data = await conn.stream.receive(READ_SIZE)
+                data = await conn.receive()
             except _BROKEN:
                 data = b""
             if not data:

@@ -8,8 +8,9 @@ Start-up, in order:
 3. open the root task group (``engine.task_group``) and start the managers in order
    events → storage → images → runtime → networks → volumes → containers. A manager whose
    module does not exist is skipped with a log line and its attribute stays None;
-4. serve the HTTP API on ``paths.socket`` and, when :mod:`aiorun.bus.server` exists, the
-   event bus on ``paths.bus_socket``; emit ``daemon start``; call ``ready()``.
+4. serve the event bus on ``paths.bus_socket`` (when :mod:`aiorun.bus.server` exists), then
+   the HTTP API on ``paths.socket`` — so a socket that accepts means a daemon that is fully
+   up; emit ``daemon start``; call ``ready()``.
 
 On SIGTERM/SIGINT: stop accepting, give requests in flight a short grace, stop the managers in
 reverse order (each shielded from cancellation; a failure is logged and the rest still stop),
@@ -296,13 +297,14 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 server: ApiServer | None = None
                 try:
                     server = ApiServer(engine)
-                    await tg.start(server.serve, paths.socket)
+                    # The bus socket first: once the API socket accepts, everything is ready.
                     bus = optional_module("aiorun.bus.server")
                     if bus is not None and engine.events is not None:
                         if hasattr(bus, "serve_bus"):
                             await tg.start(bus.serve_bus, engine)
                         else:
                             await tg.start(bus.serve, engine, paths.bus_socket)
+                    await tg.start(server.serve, paths.socket)
                     if engine.events is not None:
                         engine.events.emit("daemon", "start", engine.id, {
                             "name": platform.node(), "backend": backend,
