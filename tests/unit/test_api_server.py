@@ -85,6 +85,24 @@ def make_router(st: State) -> Router:
         await st.release.wait()
         return {"slow": "done"}
 
+    @r.route("GET", "/json-stream-fails")
+    async def json_stream_fails(req, eng):
+        async def gen():
+            yield b'{"status": "working"}\n'
+            raise NotFound("layer vanished")
+        return Response(stream=gen())
+
+    @r.route("GET", "/raw-stream-fails")
+    async def raw_stream_fails(req, eng):
+        async def gen():
+            yield b"some output"
+            raise NotFound("log vanished")
+        return Response(stream=gen(), content_type="text/plain")
+
+    @r.route("GET", "/sync-stream")
+    async def sync_stream(req, eng):
+        return Response(stream=iter([b"a", b"b"]), content_type="text/plain")
+
     return r
 
 
@@ -313,3 +331,36 @@ async def test_socket_path_too_long():
     with pytest.raises(InvalidArgument, match="too long"):
         await server.serve("/tmp/" + "x" * 120 + "/api.sock")
     await server.shutdown(0)
+
+
+@pytest.mark.anyio
+async def test_errors_inside_streams(sock_path, caplog):
+    st = State()
+    async with serving(sock_path, st) as h:
+        out = await h.request(b"GET /json-stream-fails HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        assert b'"errorDetail": {"message": "layer vanished"}' in out
+        assert out.endswith(b"0\r\n\r\n")  # a complete response: the error is in-band
+        out = await h.request(b"GET /raw-stream-fails HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"some output" in out and not out.endswith(b"0\r\n\r\n")  # truncated
+        out = await h.request(b"GET /sync-stream HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        assert out.endswith(b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.anyio
+async def test_client_gone_before_the_end_is_not_an_error(sock_path, caplog):
+    st = State()
+    async with serving(sock_path, st) as h:
+        for _ in range(5):
+            st.release = anyio.Event()
+            st.closed = anyio.Event()
+            s = await h.connect()
+            await s.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            await read_until(s, b"first\n")
+            await s.aclose()
+            st.release.set()  # the server now writes into a closed connection
+            with anyio.fail_after(5):
+                await st.closed.wait()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
