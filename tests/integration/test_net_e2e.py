@@ -22,14 +22,14 @@ from netns_util import free_port, http_get, owned_state
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def env(busybox_tar):
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def env(request, busybox_tar):
     root = Path(tempfile.mkdtemp(prefix="aiorun-nete2e-"))
     run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
     paths = Paths(root / "root", run)
     before = owned_state(paths)
     left: set[str] = set()
-    d = start_daemon(paths)
+    d = start_daemon(paths, backend=request.param)
     try:
         r = run_cli(paths, "import", str(busybox_tar), "busybox")
         assert r.returncode == 0, r.stderr
