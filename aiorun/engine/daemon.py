@@ -75,6 +75,16 @@ class Engine:
     Route handlers receive it as their second argument.
     """
 
+    #: Where the first managers come from (each has its own constructor; see the ``_start_*``).
+    MODULES = {"events": "aiorun.bus.bus", "storage": "aiorun.drivers.select",
+               "images": "aiorun.images.store", "runtime": "aiorun.runtime"}
+    #: (attribute, module, class) of the managers built as ``cls(engine)``, in start order.
+    MANAGERS: tuple[tuple[str, str, str], ...] = (
+        ("networks", "aiorun.engine.networks", "NetworkManager"),
+        ("volumes", "aiorun.engine.volumes", "VolumeManager"),
+        ("containers", "aiorun.engine.containers", "ContainerManager"),
+    )
+
     def __init__(self, paths: Paths, backend: str = "asyncio", debug: bool = False) -> None:
         self.paths = paths
         self.backend = backend
@@ -108,10 +118,7 @@ class Engine:
             await self._start_storage(storage_driver)
             await self._start_images()
             await self._start_runtime()
-            for attr, modname, clsname in (
-                    ("networks", "aiorun.engine.networks", "NetworkManager"),
-                    ("volumes", "aiorun.engine.volumes", "VolumeManager"),
-                    ("containers", "aiorun.engine.containers", "ContainerManager")):
+            for attr, modname, clsname in self.MANAGERS:
                 mod = optional_module(modname)
                 if mod is None:
                     continue
@@ -137,7 +144,7 @@ class Engine:
                     log.exception("stopping %s failed", name)
 
     async def _start_events(self) -> None:
-        mod = optional_module("aiorun.bus.bus")
+        mod = optional_module(self.MODULES["events"])
         if mod is None:
             return
         cls = mod.EventBus
@@ -161,7 +168,7 @@ class Engine:
             self._stops.append(("events", close_bus))
 
     async def _start_storage(self, name: str | None) -> None:
-        mod = optional_module("aiorun.drivers.select")
+        mod = optional_module(self.MODULES["storage"])
         if mod is None:
             return
         driver, reason = await anyio.to_thread.run_sync(mod.select_storage, self.paths, name)
@@ -173,7 +180,7 @@ class Engine:
         if self.storage is None:
             log.info("no storage driver: image store not started")
             return
-        mod = optional_module("aiorun.images.store")
+        mod = optional_module(self.MODULES["images"])
         if mod is None:
             return
         store = mod.ImageStore(self.paths, self.storage, self.events)
@@ -187,7 +194,7 @@ class Engine:
         log.info("images started")
 
     async def _start_runtime(self) -> None:
-        mod = optional_module("aiorun.runtime")
+        mod = optional_module(self.MODULES["runtime"])
         cls = getattr(mod, "Runtime", None) if mod is not None else None
         if cls is None:
             log.info("aiorun.runtime.Runtime is not present: skipped")
