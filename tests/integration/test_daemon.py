@@ -225,3 +225,16 @@ def test_streamed_upload_through_unknown_route_keeps_daemon_healthy(daemon):
     assert r.status == 404
     r.close()
     assert c.request("GET", "/_ping").read() == b"OK"
+
+
+def test_concurrent_autostarts_share_one_daemon(aiorun_paths, cli):
+    from aiorun.testing.daemon import aiorun_executable, _env
+    procs = [subprocess.Popen([aiorun_executable(), "version", "--format", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(aiorun_paths)) for _ in range(4)]
+    outs = [p.communicate(timeout=30) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all(json.loads(o)["Server"]["ApiVersion"] == API_VERSION for o, _ in outs)
+    serving = [line for line in aiorun_paths.daemon_log.read_text().splitlines()
+               if "API listening" in line]
+    assert len(serving) == 1  # the losers of the race saw the lock and exited
