@@ -2,7 +2,7 @@
 
 Docker's profile is an allow-list of ~350 syscalls; what it actually takes away from a
 container is a few dozen kernel interfaces that are not namespaced or are attack surface:
-keyrings, kernel modules, kexec, BPF, perf, userfaultfd, clock setting, mount/namespace
+keyrings, kernel modules, kexec, BPF, perf, userfaultfd, io_uring, clock setting, mount/namespace
 creation (unless CAP_SYS_ADMIN), ``clone3`` (ENOSYS so libc falls back to ``clone``), and
 ``clone`` with namespace flags. This module builds the equivalent *deny-list* as classic
 BPF, gated on capabilities the same way Docker's profile is. Syscalls denied get EPERM.
@@ -40,6 +40,8 @@ ALWAYS = {
     "query_module": 178, "request_key": 249, "sysfs": 139, "_sysctl": 156, "uselib": 134,
     "userfaultfd": 323, "ustat": 136, "swapon": 167, "swapoff": 168,
     "get_mempolicy": 239, "set_mempolicy": 238, "mbind": 237, "move_pages": 279,
+    # Docker >= 25 blocks io_uring (a large, frequently exploited interface)
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
 }
 #: denied unless the container keeps the capability
 GATED = {
