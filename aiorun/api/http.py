@@ -62,6 +62,8 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)     # from the route pattern
     #: The body as an async iterator of chunks (see the module docstring).
     stream: AsyncIterator[bytes] | None = None
+    #: The API version of the ``/vX.Y`` prefix the client used ("1.45"), None without one.
+    api_version: str | None = None
 
     @classmethod
     def from_target(cls, method: str, target: str, headers: dict[str, str],

@@ -55,7 +55,7 @@ STREAM_TYPES = frozenset({
 })
 RAW_STREAM = "application/vnd.docker.raw-stream"
 
-_VERSION_PREFIX = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
+_VERSION_PREFIX = re.compile(r"^/v(\d+(?:\.\d+)?)(?=/)")
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
@@ -376,7 +376,11 @@ class ApiServer:
             name, value = k.decode("latin-1").lower(), v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         req = Request.from_target(ev.method.decode("ascii"), ev.target.decode("latin-1"), headers)
-        req.path = unquote(_VERSION_PREFIX.sub("", req.path, count=1))
+        m = _VERSION_PREFIX.match(req.path)
+        if m:
+            req.api_version = m.group(1)
+            req.path = req.path[m.end():]
+        req.path = unquote(req.path)
 
         reader = BodyReader(conn)
         req.stream = reader

@@ -99,6 +99,10 @@ def make_router(st: State) -> Router:
             raise NotFound("log vanished")
         return Response(stream=gen(), content_type="text/plain")
 
+    @r.route("GET", "/whoami")
+    async def whoami(req, eng):
+        return {"path": req.path, "api": req.api_version}
+
     @r.route("GET", "/sync-stream")
     async def sync_stream(req, eng):
         return Response(stream=iter([b"a", b"b"]), content_type="text/plain")
@@ -364,3 +368,14 @@ async def test_client_gone_before_the_end_is_not_an_error(sock_path, caplog):
             with anyio.fail_after(5):
                 await st.closed.wait()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.anyio
+async def test_version_prefix_is_recorded(sock_path):
+    st = State()
+    async with serving(sock_path, st) as h:
+        out = await h.request(b"GET /v1.41/whoami HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1]) == {"path": "/whoami", "api": "1.41"}
+        out = await h.request(b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1]) == {"path": "/whoami", "api": None}
