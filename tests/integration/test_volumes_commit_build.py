@@ -537,3 +537,48 @@ def test_build_onbuild_triggers(env, tmp_path, own_host_state):
     assert env.ok("run", "--rm", "--network", "none", "child-ob").split() == \
         ["from-child-context", "trig"]
     assert not env.image_config(_image_id(env, "child-ob:latest"))["config"].get("OnBuild")
+
+
+def test_docker_clients_drive_build_commit_and_volumes(env, tmp_path, own_host_state):
+    """The docker CLI (classic builder) and docker-py against aiorun's socket."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on PATH")
+    denv = dict(os.environ, DOCKER_HOST=f"unix://{env.paths.socket}", DOCKER_BUILDKIT="0",
+                DOCKER_CONFIG=str(tmp_path / "dockercfg"))
+
+    def dk(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([docker, *args], env=denv, capture_output=True, text=True,
+                              timeout=60)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nRUN echo hi > /x\nCMD ["cat", "/x"]\n')
+    r = dk("build", "-t", "dk-built:1", str(ctx))
+    assert r.returncode == 0, r.stderr
+    assert "Successfully tagged dk-built:1" in r.stdout
+    assert env.ok("run", "--rm", "--network", "none", "dk-built:1") == "hi\n"
+    r = dk("build", "-t", "dk-bad", "-f", "-", str(ctx))     # empty Dockerfile on stdin
+    assert r.returncode != 0
+    vol = f"dkv{secrets.token_hex(3)}"
+    assert dk("volume", "create", vol).stdout.strip() == vol
+    assert vol in dk("volume", "ls", "-q").stdout.split()
+    assert dk("volume", "rm", vol).returncode == 0
+    name = f"dk{secrets.token_hex(4)}"
+    env.ok("create", "--network", "none", "--name", name, "busybox", "true")
+    try:
+        r = dk("commit", "-c", 'CMD ["echo", "from-docker-commit"]', name, "dk-committed:1")
+        assert r.returncode == 0 and r.stdout.startswith("sha256:"), r.stderr
+    finally:
+        env.cli("rm", "-f", name)
+    assert env.ok("run", "--rm", "--network", "none", "dk-committed:1") == "from-docker-commit\n"
+
+    import docker as dockerpy
+    client = dockerpy.DockerClient(base_url=f"unix://{env.paths.socket}")
+    try:
+        img, logs = client.images.build(path=str(ctx), tag="py-built:1")
+        assert img.id.startswith("sha256:") and "py-built:1" in img.tags
+        with pytest.raises(dockerpy.errors.BuildError):
+            (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 7\n")
+            client.images.build(path=str(ctx), tag="py-bad:1")
+    finally:
+        client.close()
