@@ -7,8 +7,8 @@ pipe, which is how the spawner learns the command started.
 
 Container (C2, PID 1 of the new PID namespace): :func:`setup_rootfs` → pivot_root → tell the
 spawner "ready" → wait for "go" → :func:`finalize` (seccomp, capabilities, user, umask,
-no_new_privs, env, cwd) → :func:`exec_command`. Exec processes join the namespaces with :func:`join_namespaces`
-and then run the same :func:`finalize` / :func:`exec_command`.
+no_new_privs, env, cwd) → :func:`exec_command`. Exec processes join the namespaces with
+:func:`join_namespaces` and then run the same :func:`finalize` / :func:`exec_command`.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Docker's profile is an allow-list of ~350 syscalls; what it actually takes away from a
 container is a few dozen kernel interfaces that are not namespaced or are attack surface:
-keyrings, kernel modules, kexec, BPF, perf, userfaultfd, io_uring, clock setting, mount/namespace
-creation (unless CAP_SYS_ADMIN), ``clone3`` (ENOSYS so libc falls back to ``clone``), and
-``clone`` with namespace flags. This module builds the equivalent *deny-list* as classic
-BPF, gated on capabilities the same way Docker's profile is. Syscalls denied get EPERM.
+keyrings, kernel modules, kexec, BPF, perf, userfaultfd, io_uring, clock setting,
+mount/namespace creation (unless CAP_SYS_ADMIN), ``clone3`` (ENOSYS so libc falls back to
+``clone``), and ``clone`` with namespace flags. This module builds the equivalent
+*deny-list* as classic BPF, gated on capabilities the same way Docker's profile is. Syscalls
+denied get EPERM.
 
 ``build(kept_caps)`` is pure (unit-tested); ``install(kept_caps)`` loads it (needs
 no_new_privs or CAP_SYS_ADMIN; the caller installs it while still holding all caps).

@@ -34,7 +34,7 @@ import time
 
 from . import cgroups
 from . import syscalls as sc
-from . import seccomp as _seccomp  # noqa: F401  (imported before any fork: children share it)
+from . import seccomp  # noqa: F401  (imported once here, not in every forked child)
 from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
                    finalize, join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
 from .proto import FrameDecoder, encode

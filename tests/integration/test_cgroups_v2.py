@@ -3,7 +3,6 @@ has no controllers here, but directories, cgroup.procs and cgroup.freeze work th
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from pathlib import Path

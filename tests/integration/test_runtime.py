@@ -8,7 +8,6 @@ test failed half-way).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -417,8 +416,9 @@ async def test_readonly_rootfs_and_big_output(aiorun_paths, rootfs, cg_parent, g
 @pytest.mark.anyio
 async def test_devices_restricted_unless_privileged(aiorun_paths, rootfs, cg_parent, guard):
     # A device outside the allow-list (here /dev/kmsg, 1:11) made with mknod must not open.
-    cmd = ["sh", "-c", "rm -f /tmp/mem; mknod /tmp/mem c 1 11 && (head -c 1 /tmp/mem >/dev/null 2>&1 "
-                       "&& echo open || echo denied); rm /tmp/mem; echo x > /dev/null && echo null-ok"]
+    cmd = ["sh", "-c", "rm -f /tmp/mem; mknod /tmp/mem c 1 11 && (head -c 1 /tmp/mem"
+                       " >/dev/null 2>&1 && echo open || echo denied); rm /tmp/mem;"
+                       " echo x > /dev/null && echo null-ok"]
     async with runtime(aiorun_paths, guard) as rt:
         _, out = await run(rt, make_spec(aiorun_paths, rootfs, cg_parent, cmd))
         if "devices" in {c for d in cgroups.read_layout() if d.version == 1
@@ -494,8 +494,8 @@ async def test_exec_tty_user_env_cwd(aiorun_paths, rootfs, cg_parent, guard):
         pid = await rt.create(spec)
         await rt.start(spec.id)
         await rt.exec_create(ExecSpec(id="x1", container_id=spec.id,
-                                      args=["sh", "-c", "echo $A$B; pwd; id -u; test -t 0 "
-                                                        "&& echo tty; grep CapEff /proc/self/status"],
+                                      args=["sh", "-c", "echo $A$B; pwd; id -u; test -t 0 &&"
+                                                        " echo tty; grep CapEff /proc/self/status"],
                                       env=["B=3"], tty=True, user="nobody", cwd="/home"))
         epid = await rt.exec_start("x1")
         assert epid > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiorun.runtime.cgroups import (CgroupDir, check_parent, limit_writes,
+from aiorun.runtime.cgroups import (check_parent, limit_writes,
                                     missing_controllers, parse_layout, parse_oom_kills, plan)
 from aiorun.runtime.spec import CgroupSpec
 
@@ -92,7 +92,8 @@ def test_v1_limit_files():
     assert w["/sys/fs/cgroup/pids/aiorun/abc/pids.max"] == "10"
     # memory limit first, then memsw (the kernel requires memsw >= limit)
     keys = [k for k, _ in limit_writes(dirs, CgroupSpec(memory=1 << 20))]
-    assert keys.index(mem + "memory.limit_in_bytes") < keys.index(mem + "memory.memsw.limit_in_bytes")
+    assert keys.index(mem + "memory.limit_in_bytes") < \
+        keys.index(mem + "memory.memsw.limit_in_bytes")
     assert limit_writes(dirs, CgroupSpec()) == []
 
 
