@@ -238,3 +238,15 @@ def test_concurrent_autostarts_share_one_daemon(aiorun_paths, cli):
     serving = [line for line in aiorun_paths.daemon_log.read_text().splitlines()
                if "API listening" in line]
     assert len(serving) == 1  # the losers of the race saw the lock and exited
+
+
+def test_system_df(daemon, busybox_tar, cli):
+    assert cli("import", str(busybox_tar), "busybox").returncode == 0
+    df = daemon.client().get("/system/df")
+    assert set(df) >= {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"}
+    assert [i["RepoTags"] for i in df["Images"]] == [["busybox:latest"]]
+    assert df["LayersSize"] > 0
+    if shutil.which("docker"):
+        r = subprocess.run(["docker", "-H", f"unix://{daemon.socket}", "system", "df"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and "Images" in r.stdout, r.stderr

@@ -186,6 +186,76 @@ def _now_rfc3339() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+@router.route("GET", "/system/df")
+async def disk_usage(req: Request, engine: Any) -> dict[str, Any]:
+    """Docker's ``docker system df`` shape, best effort from the managers present."""
+    import anyio
+    containers: list[dict[str, Any]] = []
+    mgr = getattr(engine, "containers", None)
+    if mgr is not None:
+        containers = list(await _maybe_await(mgr.list(all=True, filters={})))
+    by_image: dict[str, int] = {}
+    by_volume: dict[str, int] = {}
+    for c in containers:
+        by_image[c.get("ImageID", "")] = by_image.get(c.get("ImageID", ""), 0) + 1
+        for m in c.get("Mounts") or []:
+            if m.get("Type") == "volume" and m.get("Name"):
+                by_volume[m["Name"]] = by_volume.get(m["Name"], 0) + 1
+        c.setdefault("SizeRw", 0)
+        c.setdefault("SizeRootFs", 0)
+    images: list[dict[str, Any]] = []
+    layers: set[str] = set()
+    image_bytes = 0
+    store = getattr(engine, "images", None)
+    if store is not None:
+        try:
+            from aiorun.api.routes.images import summary
+        except ImportError:
+            summary = None  # type: ignore[assignment]
+        for img in await _maybe_await(store.list()):
+            d = summary(img) if summary is not None else {
+                "Id": img.id, "RepoTags": list(img.repo_tags), "Size": img.size}
+            d["Containers"] = by_image.get(img.id, 0)
+            d["SharedSize"] = 0
+            images.append(d)
+            layers.update(getattr(img, "layers", []) or [])
+            image_bytes += int(getattr(img, "size", 0) or 0)
+    layers_size = image_bytes
+    storage = getattr(engine, "storage", None)
+    if storage is not None and layers:
+        def sizes() -> int:
+            total = 0
+            for layer in layers:
+                try:
+                    total += storage.layer_size(layer)
+                except Exception:
+                    pass
+            return total
+        layers_size = await anyio.to_thread.run_sync(sizes)
+    volumes: list[dict[str, Any]] = []
+    vm = getattr(engine, "volumes", None)
+    if vm is not None:
+        for v in await _maybe_await(vm.list({})):
+            v = dict(v)
+            mp = v.get("Mountpoint") or ""
+            size = await anyio.to_thread.run_sync(_tree_size, mp) if mp else -1
+            v["UsageData"] = {"Size": size, "RefCount": by_volume.get(v.get("Name", ""), 0)}
+            volumes.append(v)
+    return {"LayersSize": layers_size, "Images": images, "Containers": containers,
+            "Volumes": volumes, "BuildCache": []}
+
+
 @router.route("POST", "/aiorun/system/reset")
 async def reset(req: Request, engine: Any) -> dict[str, Any]:
     """Stop every container and remove all state, through each manager's ``reset()``."""
