@@ -50,6 +50,8 @@ from aiorun.errors import AiorunError, Conflict
 
 log = logging.getLogger("aiorun.daemon")
 
+#: daemon.log rolls over to daemon.log.1 at this size.
+LOG_MAX_BYTES = 16 * 1024 * 1024
 #: Seconds requests in flight get to finish when the daemon is asked to stop.
 SHUTDOWN_GRACE = 5.0
 
@@ -279,7 +281,11 @@ class PidLock:
 
 def setup_logging(paths: Paths, debug: bool = False) -> logging.Handler:
     paths.daemon_log.parent.mkdir(parents=True, exist_ok=True)
-    handler: logging.Handler = logging.FileHandler(paths.daemon_log)
+    # Bounded: 2 x 16 MiB. (An auto-started daemon's stdout/stderr were opened on the same
+    # file: after a rollover their rare output lands in daemon.log.1.)
+    from logging.handlers import RotatingFileHandler
+    handler: logging.Handler = RotatingFileHandler(paths.daemon_log, maxBytes=LOG_MAX_BYTES,
+                                                   backupCount=1)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(fmt)
     root = logging.getLogger("aiorun")
