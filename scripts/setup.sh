@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static; do
+# skopeo: the peer tool the image save/load interop tests check our archives with.
+for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static skopeo:skopeo unshare:util-linux; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   if [[ $cmd == /* ]]; then [[ -x $cmd ]] || need_apt+=("$pkg")
   else command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg"); fi
