@@ -113,6 +113,25 @@ async def safe_receive(stream: anyio.abc.ByteStream, raw: socket.socket | None,
         return b""
 
 
+def unwrap_error(exc: BaseException) -> BaseException:
+    """The error that matters inside (nested) exception groups from task groups: the first
+    :class:`AiorunError` or :class:`ClientGone` if any, else the first leaf."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            stack[:0] = list(e.exceptions)
+        else:
+            leaves.append(e)
+    for e in leaves:
+        if isinstance(e, (AiorunError, ClientGone)):
+            return e
+    return leaves[0] if leaves else exc
+
+
 class ClientGone(Exception):
     """The client closed the connection in the middle of a request."""
 
@@ -440,12 +459,14 @@ class ApiServer:
             result = await handler(req, self.engine)
         except ClientGone:
             raise
-        except AiorunError as exc:
-            return error_response(exc.status, exc.message)
         except Exception as exc:
+            real = unwrap_error(exc)
+            if isinstance(real, ClientGone):
+                raise real from None
+            if isinstance(real, AiorunError):
+                return error_response(real.status, real.message)
             log.exception("handler for %s %s failed", req.method, req.path)
-            return error_response(500, f"{type(exc).__name__}: {exc}" if not str(exc)
-                                  else str(exc))
+            return error_response(500, str(real) or type(real).__name__)
         if isinstance(result, Response):
             return result
         if result is None:
@@ -501,9 +522,15 @@ class ApiServer:
         chunk so the client sees a truncated body."""
         try:
             try:
-                async for chunk in stream:
-                    if chunk and req.method != "HEAD":
-                        await conn.send(h11.Data(data=chunk))
+                try:
+                    async for chunk in stream:
+                        if chunk and req.method != "HEAD":
+                            await conn.send(h11.Data(data=chunk))
+                except BaseExceptionGroup as group:
+                    real = unwrap_error(group)
+                    if isinstance(real, Exception) and not isinstance(real, BaseExceptionGroup):
+                        raise real from group
+                    raise
             except AiorunError as exc:
                 if not json_stream:
                     log.warning("%s %s: stream ended with an error: %s", req.method, req.path,

@@ -379,3 +379,13 @@ async def test_version_prefix_is_recorded(sock_path):
         assert json.loads(out.split(b"\r\n\r\n", 1)[1]) == {"path": "/whoami", "api": "1.41"}
         out = await h.request(b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert json.loads(out.split(b"\r\n\r\n", 1)[1]) == {"path": "/whoami", "api": None}
+
+
+def test_unwrap_error():
+    from aiorun.api.server import unwrap_error
+    inner = NotFound("x")
+    g = ExceptionGroup("outer", [ValueError("v"), ExceptionGroup("inner", [inner])])
+    assert unwrap_error(g) is inner
+    assert isinstance(unwrap_error(ExceptionGroup("o", [ValueError("v")])), ValueError)
+    e = KeyError("k")
+    assert unwrap_error(e) is e
