@@ -72,6 +72,13 @@ def _excluded(name: str) -> bool:
     return False
 
 
+def has_excluded(path: Path) -> bool:
+    """Does the tar at ``path`` list an init file? (Reads headers only: members' data are
+    seeked over, so this is cheap even for a large layer.)"""
+    with tarfile.open(path, "r:") as t:
+        return any(_excluded(m.name) for m in t)
+
+
 def filter_diff(src: Path, dst: Path) -> int:
     """Copy tar ``src`` to ``dst`` without the init files; return the number of members kept."""
     kept = 0
@@ -233,8 +240,12 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             if undo is not None:
                 with anyio.CancelScope(shield=True):
                     await undo()
-        await anyio.to_thread.run_sync(filter_diff, raw, filtered)
-        raw.unlink(missing_ok=True)
+        # rewrite the tar only when the driver listed init files (the usual case is no)
+        if await anyio.to_thread.run_sync(has_excluded, raw):
+            await anyio.to_thread.run_sync(filter_diff, raw, filtered)
+            raw.unlink(missing_ok=True)
+        else:
+            os.replace(raw, filtered)
         with open(filtered, "rb") as f:
             diff_id = await maybe_await(engine.images.add_layer(f))
     finally:

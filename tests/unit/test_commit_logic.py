@@ -42,3 +42,10 @@ def test_config_merge():
     assert c == {"Cmd": ["top"], "Env": ["PATH=/bin"], "WorkingDir": "/"}
     merge_override(c, {"User": "nobody", "Hostname": "x"})
     assert c["User"] == "nobody" and "Hostname" not in c
+
+
+def test_has_excluded(tmp_path):
+    from aiorun.engine.commit import has_excluded
+    _tar(tmp_path / "a.tar", ["x", "etc/hosts"])
+    _tar(tmp_path / "b.tar", ["x", "etc/hosts.deny"])
+    assert has_excluded(tmp_path / "a.tar") and not has_excluded(tmp_path / "b.tar")

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 import anyio
 import anyio.to_thread
 
-from aiorun.engine.commit import filter_diff, maybe_await, now_rfc3339nano
+from aiorun.engine.commit import filter_diff, has_excluded, maybe_await, now_rfc3339nano
 from aiorun.engine.volumes import resolve_in_root
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images.build.context import DockerIgnore
@@ -494,8 +494,11 @@ class Builder:
             def _diff() -> None:
                 with open(raw, "wb") as f:
                     storage.diff(cid, f)
-                filter_diff(raw, filtered)
-                raw.unlink()
+                if has_excluded(raw):
+                    filter_diff(raw, filtered)
+                    raw.unlink()
+                else:
+                    os.replace(raw, filtered)
             await anyio.to_thread.run_sync(_diff)
             diff_id = await self.engine.images.add_layer(filtered)
             self._added.append(diff_id)
