@@ -12,7 +12,7 @@ Start-up, in order:
    the HTTP API on ``paths.socket`` — so a socket that accepts means a daemon that is fully
    up; emit ``daemon start``; call ``ready()``.
 
-On SIGTERM/SIGINT: stop accepting, give requests in flight a short grace, stop the managers in
+On SIGTERM/SIGINT (SIGHUP is logged and ignored): stop accepting, give requests in flight a short grace, stop the managers in
 reverse order (each shielded from cancellation; a failure is logged and the rest still stop),
 cancel the task group, remove the sockets and the pidfile.
 
@@ -310,7 +310,7 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
     log.info("aiorun daemon starting (pid %d, backend %s, root %s, run %s)",
              os.getpid(), backend, paths.root, paths.run)
     try:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as tg:
                 engine.task_group = tg
                 await engine.start(storage_driver)
@@ -334,6 +334,9 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                     if ready is not None:
                         ready()
                     async for signum in signals:
+                        if signum == signal.SIGHUP:  # a closed terminal must not kill us
+                            log.info("received SIGHUP: nothing to reload, still running")
+                            continue
                         log.info("received %s: shutting down", signal.Signals(signum).name)
                         break
                 finally:

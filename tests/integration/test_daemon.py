@@ -250,3 +250,16 @@ def test_system_df(daemon, busybox_tar, cli):
         r = subprocess.run(["docker", "-H", f"unix://{daemon.socket}", "system", "df"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0 and "Images" in r.stdout, r.stderr
+
+
+def test_sighup_is_ignored_sigint_stops(aiorun_paths):
+    d = start_daemon(aiorun_paths)
+    try:
+        os.kill(d.pid, signal.SIGHUP)
+        time.sleep(0.3)
+        assert d.alive() and d.client().request("GET", "/_ping").read() == b"OK"
+        os.kill(d.pid, signal.SIGINT)
+        assert d.proc.wait(10) == 0
+        assert not d.socket.exists() and not aiorun_paths.pidfile.exists()
+    finally:
+        d.stop_all()
