@@ -24,9 +24,15 @@ Persistence under ``paths.networks``::
 The default networks ``bridge``, ``host`` and ``none`` always exist. The ``bridge`` network's
 host state (bridge ``aiorun0``, subnet, nft table) is made lazily at the first attach.
 
-Name resolution: on user-defined networks every container's ``<containers>/<id>/hosts`` gets
-a managed section listing its peers (name, aliases); it is rewritten in place whenever a peer
-joins or leaves, so the bind-mounted file inside running containers stays current.
+Name resolution on user-defined networks, two ways:
+
+* every container's ``<containers>/<id>/hosts`` gets a managed section listing its peers
+  (name, aliases); it is rewritten in place whenever a peer joins or leaves, so the
+  bind-mounted file inside running containers stays current;
+* a DNS server per network on its gateway address (:mod:`aiorun.net.dns`, run in the daemon's
+  task group) answers the same names; the bridge driver DNATs the network's UDP DNS queries
+  to it, whatever resolver a container's resolv.conf names, and it forwards other names to
+  the host's resolvers.
 """
 
 from __future__ import annotations
@@ -133,6 +139,7 @@ class NetworkManager:
         self.members: dict[str, _Member] = {}
         self._lock = anyio.Lock()          # network create/remove and default materialisation
         self._entries = discover(NETWORK_GROUP)
+        self._dns: dict[str, anyio.CancelScope] = {}   # network id → its name server task
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,9 +178,19 @@ class NetworkManager:
                 await drv.restore(nets, eps)
             except Exception:
                 log.exception("restoring %s networks failed", dname)
+        for n in list(self.networks.values()):
+            await self._start_dns(n)
 
     async def stop(self) -> None:
-        """Keep all host state: running containers keep their network across a restart."""
+        """Keep all host state: running containers keep their network across a restart.
+
+        The name servers stop with the daemon; their DNAT goes too, so containers that keep
+        running ask their own resolver directly again (names still resolve via /etc/hosts)."""
+        for nid in list(self._dns):
+            try:
+                await self._stop_dns(nid)
+            except AiorunError as exc:
+                log.warning("stopping DNS of %s: %s", nid[:12], exc.message)
         for drv in self.drivers.values():
             close = getattr(drv, "close", None)
             if close is not None:
@@ -181,6 +198,8 @@ class NetworkManager:
 
     async def reset(self) -> None:
         """``aiorun system reset``: remove every network's host state and all user networks."""
+        for nid in list(self._dns):
+            await self._stop_dns(nid, tell_driver=False)
         for dname in {n.config.driver for n in self.networks.values()} | set(self.drivers):
             try:
                 drv = self._driver(dname)
@@ -441,6 +460,57 @@ class NetworkManager:
             except OSError as exc:
                 log.warning("cannot update hosts file of %s: %s", cid[:12], exc)
 
+    # -- name server (user networks) ---------------------------------------------------------
+    def dns_lookup(self, net_id: str, name: str) -> list[str]:
+        """IPs of the container called ``name`` (name, alias or short id) on ``net_id``."""
+        name = name.lower().rstrip(".")
+        out = []
+        for cid, m, ep in self._peers(net_id):
+            names = {m.name.lower(), cid[:12], *(a.lower() for a in m.aliases.get(net_id, []))}
+            if name in names:
+                out.append(ep.ip_address)
+        return out
+
+    async def _start_dns(self, n: _Network) -> None:
+        """Serve names on a user bridge network's gateway:53 (needs the daemon's task group;
+        skipped with a log line if the port cannot be bound; AIORUN_DNS=0 disables it)."""
+        tg = getattr(self.engine, "task_group", None)
+        c = n.config
+        if (tg is None or n.predefined or c.driver != "bridge" or not c.gateway
+                or c.id in self._dns or os.environ.get("AIORUN_DNS") == "0"):
+            return
+        drv = self._driver(c.driver)
+        if not hasattr(drv, "set_dns"):
+            return
+        from aiorun.net import dns
+        scope = anyio.CancelScope()
+
+        async def run(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await dns.serve(c.gateway, lambda name: self.dns_lookup(c.id, name),
+                                task_status=task_status)
+        try:
+            await tg.start(run)
+        except OSError as exc:
+            log.warning("no DNS for network %s: cannot bind %s:53: %s", c.name, c.gateway, exc)
+            return
+        self._dns[c.id] = scope
+        try:
+            await drv.set_dns(c.id, True)
+        except AiorunError as exc:
+            log.warning("no DNS for network %s: %s", c.name, exc.message)
+            await self._stop_dns(c.id, tell_driver=False)
+
+    async def _stop_dns(self, net_id: str, tell_driver: bool = True) -> None:
+        scope = self._dns.pop(net_id, None)
+        if scope is not None:
+            scope.cancel()
+        n = self.networks.get(net_id)
+        if tell_driver and n is not None:
+            drv = self.drivers.get(n.config.driver)
+            if drv is not None and hasattr(drv, "set_dns"):
+                await drv.set_dns(net_id, False)
+
     # -- network objects (API) ---------------------------------------------------------------
     async def create(self, name: str, driver: str = "bridge", *, subnet: str = "",
                      gateway: str = "", options: dict[str, str] | None = None,
@@ -471,6 +541,7 @@ class NetworkManager:
                     await drv.delete_network(cfg)
                 self.networks.pop(cfg.id, None)
                 raise
+        await self._start_dns(n)
         self._emit("create", n)
         return {"Id": cfg.id, "Warning": ""}
 
@@ -486,6 +557,7 @@ class NetworkManager:
             if self._containers_on(n.config.id):
                 raise Forbidden(f"error while removing network: network {n.config.name} id "
                                 f"{n.config.id} has active endpoints")
+            await self._stop_dns(n.config.id, tell_driver=False)
             await self._driver(n.config.driver).delete_network(n.config)
             self._delete_network_file(n.config.id)
         self._emit("destroy", n)

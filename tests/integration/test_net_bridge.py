@@ -322,3 +322,50 @@ async def test_network_create_errors_leave_nothing(mgr, aiorun_paths):
     assert owned_state(aiorun_paths) == state
     assert mgr.list({"type": ["custom"]})[0]["Name"] == "aiorone"
     assert (await mgr.prune())["NetworksDeleted"] == ["aiorone"]
+
+
+async def test_dns_names_on_user_network(aiorun_paths, no_leaks):
+    """The network's name server answers container names and aliases, also when the query
+    was addressed to some other resolver (the DNAT). That "other resolver" is a namespace
+    of this test, so even a broken DNAT sends nothing off the host."""
+    import random
+    import anyio
+    eng = FakeEngine(aiorun_paths)
+
+    async def lookup(ns: Netns, name: str, server: str) -> subprocess.CompletedProcess:
+        # in a thread: the name server runs on this very event loop
+        return await anyio.to_thread.run_sync(
+            lambda: ns.run("/bin/busybox", "nslookup", name, server))
+    octet = random.randint(1, 250)
+    host_if = f"aiorot{octet}"
+    async with anyio.create_task_group() as tg:
+        eng.task_group = tg
+        m = NetworkManager(eng)
+        await m.start()
+        try:
+            await m.create("aiordns", subnet="10.253.21.0/24")
+            with Netns() as a, Netns() as b, Netns() as elsewhere:
+                await m.attach("a" * 64, mode="aiordns", netns_path=a.path, name="web",
+                               aliases=["www"])
+                await m.attach("b" * 64, mode="aiordns", netns_path=b.path, name="client")
+                r = await lookup(b, "web", "10.253.21.1")
+                assert "10.253.21.2" in r.stdout, r.stdout + r.stderr
+                try:
+                    _ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+                        "netns", str(elsewhere.pid))
+                    _ip("addr", "add", f"10.254.{octet}.1/30", "dev", host_if)
+                    _ip("link", "set", host_if, "up")
+                    elsewhere.run("ip", "addr", "add", f"10.254.{octet}.2/30", "dev", "eth0")
+                    elsewhere.run("ip", "link", "set", "eth0", "up")
+                    r = await lookup(b, "www", f"10.254.{octet}.2")
+                    assert "10.253.21.2" in r.stdout, r.stdout + r.stderr
+                    r = await lookup(a, "client", f"10.254.{octet}.2")
+                    assert "10.253.21.3" in r.stdout, r.stdout + r.stderr
+                finally:
+                    subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+                await m.detach("a" * 64)
+                await m.detach("b" * 64)
+        finally:
+            await m.reset()
+            await m.stop()
+            tg.cancel_scope.cancel()

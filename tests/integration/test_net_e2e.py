@@ -117,6 +117,11 @@ def test_user_network_by_name(env, made):
         ip = cli(env, "inspect", "--format",
                  "{{.NetworkSettings.Networks.aiore2e.IPAddress}}", web).stdout.strip()
         assert ip.startswith("10.252.3.")
+        # the network's name server answers on the gateway (queries to other resolvers are
+        # redirected to it too: tested in test_net_bridge.py without leaving the host)
+        r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "nslookup", "web",
+                "10.252.3.1")
+        assert ip in r.stdout
         listed = cli(env, "network", "ls").stdout
         assert "aiore2e" in listed and "bridge" in listed and "none" in listed
         assert web in cli(env, "network", "inspect", "aiore2e").stdout

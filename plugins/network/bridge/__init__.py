@@ -60,6 +60,7 @@ class _Net:
     bridge: str
     pool: Pool
     ifindex: int = 0
+    dns: bool = False
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id → endpoint
 
 
@@ -105,7 +106,8 @@ class BridgeDriver(NetworkDriver):
     def _nft_state(self) -> tuple[list[NftBridge], list[NftPort]]:
         bridges, ports = [], []
         for n in self._nets.values():
-            bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal))
+            bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal,
+                                     str(n.pool.gateway) if n.dns else ""))
             for ep in n.endpoints.values():
                 for p in ep.ports:
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
@@ -336,6 +338,15 @@ class BridgeDriver(NetworkDriver):
                 await nl.run(nl.delete_link, n.bridge)
             self._nets.clear()
             await self.nft.sync()
+
+    async def set_dns(self, net_id: str, enabled: bool) -> None:
+        """Send (or stop sending) the network's UDP DNS queries to a name server listening on
+        its gateway address (run by the engine: :mod:`aiorun.net.dns`)."""
+        n = self._nets.get(net_id)
+        if n is None or n.dns == enabled:
+            return
+        n.dns = enabled
+        await self.nft.sync()
 
     # -- introspection (inspect, tests) ---------------------------------------------------
     def network_state(self, net_id: str) -> dict | None:

@@ -1,0 +1,139 @@
+"""A small DNS responder for user-defined networks: container names answer with their IP.
+
+Each user network gets one UDP server on its gateway address, port 53, in the daemon (host
+namespace). Containers keep whatever ``nameserver`` their resolv.conf names: the bridge
+driver DNATs UDP port 53 leaving the network's subnet to this server, which answers A queries
+for names it knows (container name, aliases, short id) and forwards everything else to the
+host's resolvers, relaying the answer back. AAAA queries for known names get an empty
+NOERROR (no IPv6), so resolvers fall back to the A record at once.
+
+Message handling (:func:`parse_query`, :func:`answer`, :func:`error_reply`) is pure; only
+:func:`serve` does I/O (anyio UDP sockets; asyncio and trio).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+import anyio
+
+log = logging.getLogger("aiorun.dns")
+
+QTYPE_A, QTYPE_AAAA, QCLASS_IN = 1, 28, 1
+RCODE_SERVFAIL, RCODE_NXDOMAIN = 2, 3
+_HDR = struct.Struct("!HHHHHH")
+
+
+@dataclass(frozen=True)
+class Query:
+    id: int
+    flags: int
+    name: str            # lower case, no trailing dot
+    qtype: int
+    qclass: int
+    question: bytes      # the raw question section (echoed in answers)
+
+
+def parse_query(data: bytes) -> Query | None:
+    """The first question of a standard query, or None for anything else/malformed."""
+    if len(data) < _HDR.size:
+        return None
+    qid, flags, qd, _an, _ns, _ar = _HDR.unpack_from(data)
+    if flags & 0x8000 or (flags >> 11) & 0xF != 0 or qd < 1:  # a response, or not QUERY
+        return None
+    labels, off = [], _HDR.size
+    while True:
+        if off >= len(data):
+            return None
+        n = data[off]
+        off += 1
+        if n == 0:
+            break
+        if n & 0xC0 or off + n > len(data):  # no compression in questions
+            return None
+        labels.append(data[off:off + n].decode("ascii", errors="replace"))
+        off += n
+    if off + 4 > len(data):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, off)
+    return Query(qid, flags, ".".join(labels).lower(), qtype, qclass,
+                 data[_HDR.size:off + 4])
+
+
+def answer(q: Query, ips: list[str], ttl: int = 60) -> bytes:
+    """An authoritative answer to ``q`` with A records for ``ips`` (only those of an A
+    query; any other type gets NOERROR with no records)."""
+    rd = q.flags & 0x0100
+    recs = [ipaddress.IPv4Address(ip).packed for ip in ips] if q.qtype == QTYPE_A else []
+    out = [_HDR.pack(q.id, 0x8000 | 0x0400 | rd | 0x0080, 1, len(recs), 0, 0), q.question]
+    for packed in recs:
+        # name: pointer to the question name at offset 12
+        out.append(struct.pack("!HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, ttl, 4) + packed)
+    return b"".join(out)
+
+
+def error_reply(q: Query, rcode: int) -> bytes:
+    rd = q.flags & 0x0100
+    return _HDR.pack(q.id, 0x8000 | rd | 0x0080 | rcode, 1, 0, 0, 0) + q.question
+
+
+def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
+    """IPv4 nameservers of the host (forwarding happens from the host namespace, so a
+    loopback resolver such as systemd-resolved's 127.0.0.53 works too)."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    try:
+                        if ipaddress.ip_address(parts[1]).version == 4:
+                            out.append(parts[1])
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return out
+
+
+async def _forward(data: bytes, upstreams: list[str], timeout: float = 2.0) -> bytes | None:
+    for server in upstreams:
+        try:
+            async with await anyio.create_connected_udp_socket(server, 53) as s:
+                await s.send(data)
+                with anyio.move_on_after(timeout):
+                    return await s.receive()
+        except OSError as exc:
+            log.debug("forwarding to %s failed: %s", server, exc)
+    return None
+
+
+async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
+                upstreams: Callable[[], list[str]] = host_resolvers, *,
+                task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
+    """Answer on ``bind_ip``:53 until cancelled. ``lookup(name)`` returns the IPs of a known
+    name ([] = not ours: forward). ``task_status.started()`` once bound (OSError if the port
+    cannot be bound, e.g. another DNS server holds it)."""
+    async with await anyio.create_udp_socket(local_host=bind_ip, local_port=53,
+                                             reuse_port=False) as sock:
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+            async for data, (host, port) in sock:
+                q = parse_query(data)
+                if q is None:
+                    continue
+                ips = lookup(q.name) if q.qclass == QCLASS_IN else []
+                if ips:
+                    await sock.sendto(answer(q, ips), host, port)
+                    continue
+
+                async def relay(data: bytes = data, q: Query = q, host: str = host,
+                                port: int = port) -> None:
+                    reply = await _forward(data, upstreams())
+                    await sock.sendto(reply if reply else error_reply(q, RCODE_SERVFAIL),
+                                      host, port)
+                tg.start_soon(relay)
