@@ -389,3 +389,17 @@ def test_unwrap_error():
     assert isinstance(unwrap_error(ExceptionGroup("o", [ValueError("v")])), ValueError)
     e = KeyError("k")
     assert unwrap_error(e) is e
+
+
+@pytest.mark.anyio
+async def test_shutdown_cuts_stuck_requests_after_grace(sock_path):
+    st = State()  # /slow waits for st.release, which never comes
+    async with anyio.create_task_group() as tg:
+        server = ApiServer(None, [make_router(st)])
+        await tg.start(server.serve, sock_path)
+        busy = await anyio.connect_unix(sock_path)
+        await busy.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await anyio.sleep(0.1)
+        with anyio.fail_after(3):
+            await server.shutdown(grace=0.3)
+        assert await read_all(busy) == b""
