@@ -263,3 +263,14 @@ def test_sighup_is_ignored_sigint_stops(aiorun_paths):
         assert not d.socket.exists() and not aiorun_paths.pidfile.exists()
     finally:
         d.stop_all()
+
+
+def test_bad_serve_options_fail_clearly(aiorun_paths, host_state):
+    r = run_cli(aiorun_paths, "serve", "--storage-driver", "bogus", timeout=30)
+    assert r.returncode == 1 and "bogus" in r.stderr, r.stderr
+    assert not aiorun_paths.pidfile.exists() and not aiorun_paths.socket.exists()
+    stop_spawner(aiorun_paths)
+    r = run_cli(aiorun_paths, "serve", "--backend", "curio", timeout=30)
+    assert r.returncode == 1 and "curio" in r.stderr
+    r = run_cli(aiorun_paths, "serve", "--frobnicate", timeout=30)
+    assert r.returncode == 1 and "--frobnicate" in r.stderr
