@@ -65,6 +65,44 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def check_local_options(opts: dict[str, str]) -> dict[str, str]:
+    """Validate ``volume create -o`` for the local driver. Supported:
+
+    * ``type=tmpfs device=tmpfs o=size=64m,...``: each container using the volume gets a
+      tmpfs (mounted in its own namespace, so NOT shared between containers, unlike Docker's
+      host-mounted tmpfs volume);
+    * ``type=none o=bind device=/host/dir``: the existing host directory is the volume.
+
+    Anything else (nfs, block devices) is refused naming the option.
+    """
+    if not opts:
+        return {}
+    unknown = sorted(set(opts) - {"type", "device", "o"})
+    if unknown:
+        raise InvalidArgument(f"invalid option key: {unknown[0]!r} (the local driver takes "
+                              "type, device and o)")
+    typ = opts.get("type", "")
+    if typ == "tmpfs":
+        if opts.get("device", "tmpfs") != "tmpfs":
+            raise InvalidArgument("a tmpfs volume takes device=tmpfs")
+        for o in filter(None, opts.get("o", "").split(",")):
+            k = o.partition("=")[0]
+            if k not in ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "noexec",
+                         "exec", "nosuid", "nodev", "ro", "rw"):
+                raise InvalidArgument(f"unsupported tmpfs option {o!r}")
+        return {"type": "tmpfs", "device": "tmpfs", "o": opts.get("o", "")}
+    if typ == "none":
+        if "bind" not in opts.get("o", "").split(","):
+            raise InvalidArgument("type=none needs o=bind (a bind of an existing directory)")
+        dev = opts.get("device", "")
+        if not dev.startswith("/") or not os.path.isdir(dev):
+            raise InvalidArgument(f"failed to mount local volume: device {dev!r} is not an "
+                                  "existing absolute directory")
+        return {"type": "none", "device": os.path.normpath(dev), "o": opts["o"]}
+    raise InvalidArgument(f"local volume type {typ!r} is not supported (use tmpfs or none "
+                          "with o=bind)")
+
+
 # --- safe paths inside a rootfs ------------------------------------------------------------
 
 def resolve_in_root(root: str | os.PathLike[str], path: str, max_links: int = 255) -> Path:
@@ -222,6 +260,8 @@ class VolumeManager:
         return self.home / name
 
     def _meta(self, name: str) -> dict[str, Any] | None:
+        if not VOLUME_NAME_RE.match(name or ""):
+            return None   # also keeps API-given names from walking out of <root>/volumes
         try:
             return json.loads((self._dir(name) / "volume.json").read_text())
         except (FileNotFoundError, NotADirectoryError, ValueError):
@@ -278,13 +318,10 @@ class VolumeManager:
         """Create (or return the existing) volume; Docker's ``Volume`` shape."""
         if driver not in (None, "", DRIVER):
             raise InvalidArgument(f"volume driver {driver!r} is not available (only 'local')")
-        if options:
-            raise InvalidArgument(
-                f"volume driver options are not supported by aiorun's local driver: "
-                f"{', '.join(sorted(options))}")
+        opts = check_local_options(dict(options or {}))
         async with self._lock:
             meta, created = await anyio.to_thread.run_sync(
-                self._create_sync, name, dict(labels or {}), {})
+                self._create_sync, name, dict(labels or {}), opts)
         if created:
             self._emit("create", meta["Name"])
         return self._docker_shape(meta)
@@ -318,11 +355,12 @@ class VolumeManager:
                 want = str(values[0]).lower() in ("1", "true")
                 if (not self.users_of(meta["Name"])) != want:
                     return False
-            elif key == "label":
+            elif key in ("label", "label!"):
                 labels = meta.get("Labels") or {}
                 for v in values:
                     k, eq, val = str(v).partition("=")
-                    if k not in labels or (eq and labels[k] != val):
+                    has = k in labels and (not eq or labels[k] == val)
+                    if has != (key == "label"):
                         return False
             elif key == "all":
                 pass  # prune only
@@ -447,15 +485,14 @@ class VolumeManager:
                         created.append(meta["Name"])
                     # Seed once, at the first mount that has the rootfs (a call at container
                     # create time, without rootfs, leaves the volume to be seeded at start).
-                    if not meta.get("Populated") and (rootfs or r.nocopy):
-                        if rootfs and not r.nocopy:
+                    backed = bool((meta.get("Options") or {}).get("type"))
+                    if not meta.get("Populated") and (rootfs or r.nocopy or backed):
+                        if rootfs and not r.nocopy and not backed:
                             self._seed(meta["Name"], rootfs, r.destination)
                         meta["Populated"] = True
                         _write_json_atomic(self._dir(meta["Name"]) / "volume.json", meta)
                     data = str(self._dir(meta["Name"]) / "_data")
-                    specs.append(MountSpec(r.destination, "bind", data,
-                                           ["rbind", "rprivate"] + (["ro"] if r.readonly else []),
-                                           r.readonly))
+                    specs.append(self._volume_spec(meta, r, data))
                     records.append({"Type": "volume", "Name": meta["Name"], "Source": data,
                                     "Destination": r.destination, "Driver": DRIVER,
                                     "Mode": r.mode, "RW": not r.readonly,
@@ -468,6 +505,20 @@ class VolumeManager:
                 shutil.rmtree(self._dir(name), ignore_errors=True)
             raise
         return specs, records, created
+
+    @staticmethod
+    def _volume_spec(meta: dict[str, Any], r: MountRequest, data: str) -> MountSpec:
+        """How a volume is mounted: its ``_data`` dir, or what its local-driver options say."""
+        ro = ["ro"] if r.readonly else []
+        o = meta.get("Options") or {}
+        if o.get("type") == "tmpfs":
+            return MountSpec(r.destination, "tmpfs", "tmpfs",
+                             [x for x in o.get("o", "").split(",") if x] + ["nosuid", "nodev"]
+                             + ro, r.readonly)
+        if o.get("type") == "none":   # o=bind: the device directory is the volume
+            return MountSpec(r.destination, "bind", o["device"], ["rbind", "rprivate"] + ro,
+                             r.readonly)
+        return MountSpec(r.destination, "bind", data, ["rbind", "rprivate"] + ro, r.readonly)
 
     def _seed(self, name: str, rootfs: str, destination: str) -> None:
         """Copy the image's content at ``destination`` into the (empty) volume."""

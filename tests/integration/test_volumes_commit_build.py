@@ -159,12 +159,22 @@ def test_mount_flag_tmpfs_readonly_volume(env, tmp_path, own_host_state):
         assert mounts["/t"][1] == "tmpfs" and "size=1024k" in mounts["/t"][2]
         assert mounts["/run2"][1] == "tmpfs" and "size=2048k" in mounts["/run2"][2]
         assert mounts["/mv"][2].startswith("ro") and mounts["/hb"][2].startswith("ro")
+        # local-driver options: a named volume that is an existing host directory / a tmpfs
+        dev = tmp_path / "device"
+        dev.mkdir()
+        env.ok("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={dev}",
+               f"{vol}b")
+        env.ok("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=3m",
+               f"{vol}t")
+        out = env.ok("run", "--rm", "--network", "none", "-v", f"{vol}b:/b", "-v", f"{vol}t:/t",
+                     "busybox", "sh", "-c", "echo via-volume > /b/f; grep ' /t ' /proc/mounts")
+        assert (dev / "f").read_text() == "via-volume\n" and "size=3072k" in out
         r = env.cli("run", "--rm", "--network", "none", "--mount",
                     f"type=bind,source={tmp_path / 'missing'},target=/x", "busybox", "true")
         assert r.returncode != 0 and "bind source path does not exist" in r.stderr
         assert not (tmp_path / "missing").exists()
     finally:
-        env.cli("volume", "rm", "-f", vol)
+        env.cli("volume", "rm", "-f", vol, f"{vol}b", f"{vol}t")
 
 
 def test_named_anonymous_seeding_in_use_and_rm_v(env, tmp_path, own_host_state):

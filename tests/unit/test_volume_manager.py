@@ -160,3 +160,27 @@ async def test_create_time_call_defers_seeding_to_start(engine, tmp_path):
     assert not any(data.iterdir())
     _, m2 = await vm.mounts_for("c5", image_volumes=["/data"], rootfs=root)   # at start
     assert m2[0]["Name"] == m1[0]["Name"] and (data / "a.txt").read_text() == "seed"
+
+
+@pytest.mark.anyio
+async def test_local_driver_options_and_label_filters(engine, tmp_path):
+    vm = engine.volumes
+    await vm.start()
+    dev = tmp_path / "device"
+    dev.mkdir()
+    await vm.create("bound", options={"type": "none", "o": "bind", "device": str(dev)},
+                    labels={"k": "v"})
+    await vm.create("tmp1", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+    specs, _ = await vm.mounts_for("c7", binds=["bound:/b:ro", "tmp1:/t"],
+                                   rootfs=_image_rootfs(tmp_path))
+    assert (specs[0].type, specs[0].source, specs[0].readonly) == ("bind", str(dev), True)
+    assert specs[1].type == "tmpfs" and "size=1m" in specs[1].options
+    for bad, msg in (({"type": "nfs"}, "not supported"), ({"colour": "x"}, "invalid option"),
+                     ({"type": "none", "o": "bind", "device": "/nonexistent"}, "not an exist"),
+                     ({"type": "none", "device": str(dev)}, "o=bind")):
+        with pytest.raises(InvalidArgument, match=msg):
+            await vm.create("x1", options=bad)
+    assert [v["Name"] for v in await vm.list({"label!": ["k=v"]})] == ["tmp1"]
+    assert [v["Name"] for v in await vm.list({"label": ["k"]})] == ["bound"]
+    with pytest.raises(NotFound):
+        await vm.inspect("../root")
