@@ -341,7 +341,7 @@ class NetworkManager:
             self._forget_member(container_id)
             raise
         self._emit("connect", n, {"container": container_id})
-        self._refresh_hosts(cfg.id)
+        await self._refresh_hosts(cfg.id)
         return self._settings(m, netns_path, exposed)
 
     async def detach(self, container_id: str) -> None:
@@ -367,7 +367,7 @@ class NetworkManager:
             self._save_member(m)
             if n is not None:
                 self._emit("disconnect", n, {"container": m.container_id})
-                self._refresh_hosts(n.config.id, gone=m.container_id)
+                await self._refresh_hosts(n.config.id, gone=m.container_id)
 
     def endpoints(self, container_id: str) -> list[Endpoint]:
         m = self.members.get(container_id)
@@ -440,25 +440,34 @@ class NetworkManager:
                         out.append((pep.ip_address, nm))
         return out
 
-    def _refresh_hosts(self, net_id: str, gone: str = "") -> None:
+    async def _refresh_hosts(self, net_id: str, gone: str = "") -> None:
+        """Rewrite the peers section of every hosts file on ``net_id`` (and of ``gone``).
+
+        The entries are computed here, on the event loop (the member tables only change
+        there); the file writes, one per peer, run in a worker thread."""
         n = self.networks.get(net_id)
         if n is None or n.predefined:
             return
         cids = {cid for cid, _, _ in self._peers(net_id)}
         if gone:
             cids.add(gone)
+        jobs = []
         for cid in cids:
             m = self.members.get(cid)
             own = {e.ip_address for e in m.endpoints} if m else set()
             subnets = [n.config.subnet] + [
                 self.networks[e.network_id].config.subnet for e in (m.endpoints if m else [])
                 if e.network_id in self.networks and not self.networks[e.network_id].predefined]
-            try:
-                write_hosts_section(self.paths.containers / cid / "hosts",
-                                    self.hosts_entries(cid), own_ips=own,
-                                    peer_subnets=[s for s in subnets if s])
-            except OSError as exc:
-                log.warning("cannot update hosts file of %s: %s", cid[:12], exc)
+            jobs.append((self.paths.containers / cid / "hosts", self.hosts_entries(cid), own,
+                         [s for s in subnets if s]))
+
+        def write_all() -> None:
+            for path, entries, own, subnets in jobs:
+                try:
+                    write_hosts_section(path, entries, own_ips=own, peer_subnets=subnets)
+                except OSError as exc:
+                    log.warning("cannot update hosts file %s: %s", path, exc)
+        await anyio.to_thread.run_sync(write_all)
 
     # -- name server (user networks) ---------------------------------------------------------
     def dns_lookup(self, net_id: str, name: str) -> list[str]:
@@ -651,7 +660,7 @@ class NetworkManager:
         m.aliases[cfg.id] = list(aliases)
         self._save_member(m)
         self._emit("connect", n, {"container": cid})
-        self._refresh_hosts(cfg.id)
+        await self._refresh_hosts(cfg.id)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         n = self.get(ref)
