@@ -203,7 +203,11 @@ class BodyReader:
             data, self._prefix = self._prefix, b""
             return data
         while not self.done:
-            ev = await self._conn.next_event()
+            try:
+                ev = await self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.done = True  # nothing more can be read: h11 is in its ERROR state
+                raise InvalidArgument(f"malformed request body: {exc}") from None
             if isinstance(ev, h11.Data):
                 if ev.data:
                     return bytes(ev.data)
@@ -401,26 +405,7 @@ class ApiServer:
             req.path = req.path[m.end():]
         req.path = unquote(req.path)
 
-        reader = BodyReader(conn)
-        req.stream = reader
-        resp: Response | None = None
-        media = _media_type(headers)
-        length = headers.get("content-length")
-        if media not in STREAM_TYPES and not (length and length.isdigit()
-                                              and int(length) > MAX_BUFFERED_BODY):
-            data, complete = await reader.read_upto(MAX_BUFFERED_BODY)
-            if complete:
-                req.body = data
-                req.stream = BodyReader(conn, data, done=True)
-            elif "json" in media:
-                resp = error_response(413, f"JSON request body larger than "
-                                           f"{MAX_BUFFERED_BODY} bytes")
-            else:
-                req.stream = BodyReader(conn, data)
-                reader = req.stream
-        elif "json" in media:
-            resp = error_response(413, f"JSON request body larger than {MAX_BUFFERED_BODY} bytes")
-
+        resp = await self._prepare_body(conn, req)
         if resp is None:
             resp = await self._dispatch(req)
         if resp.hijack is not None:
@@ -440,6 +425,33 @@ class ApiServer:
         log.debug("%s %s -> %d (%.1f ms)", req.method, req.path, resp.status,
                   (time.monotonic() - started) * 1000)
         return True
+
+    @staticmethod
+    async def _prepare_body(conn: _Conn, req: Request) -> Response | None:
+        """Set ``req.body``/``req.stream`` (see :mod:`aiorun.api.http`); an error response
+        when the body is refused before any handler runs."""
+        reader = BodyReader(conn)
+        req.stream = reader
+        media = _media_type(req.headers)
+        length = req.headers.get("content-length", "")
+        too_big = length.isdigit() and int(length) > MAX_BUFFERED_BODY
+        if media in STREAM_TYPES or too_big:
+            if "json" in media:
+                return error_response(413, f"JSON request body larger than "
+                                           f"{MAX_BUFFERED_BODY} bytes")
+            return None
+        try:
+            data, complete = await reader.read_upto(MAX_BUFFERED_BODY)
+        except InvalidArgument as exc:
+            return error_response(exc.status, exc.message)
+        if complete:
+            req.body = data
+            req.stream = BodyReader(conn, data, done=True)
+        elif "json" in media:
+            return error_response(413, f"JSON request body larger than {MAX_BUFFERED_BODY} bytes")
+        else:
+            req.stream = BodyReader(conn, data)  # larger than the limit: stream the rest
+        return None
 
     async def _dispatch(self, req: Request) -> Response:
         known = False

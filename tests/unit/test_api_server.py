@@ -403,3 +403,31 @@ async def test_shutdown_cuts_stuck_requests_after_grace(sock_path):
         with anyio.fail_after(3):
             await server.shutdown(grace=0.3)
         assert await read_all(busy) == b""
+
+
+@pytest.mark.anyio
+async def test_malformed_input_never_hurts_the_server(sock_path, caplog):
+    st = State()
+    bad = [
+        b"\x00\x01\x02garbage\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /none HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 1_000_000 + b"\r\n\r\n",
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/x-tar\r\n\r\nzz\r\nhello\r\n",
+        b"POST /echo-json HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{",  # then EOF
+        b"POST /echo-json HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}",
+    ]
+    async with serving(sock_path, st) as h:
+        for data in bad:
+            s = await h.connect()
+            async with s:
+                try:
+                    await s.send(data)
+                    await s.send_eof()
+                except (anyio.BrokenResourceError, OSError):
+                    pass  # the server answered and closed before reading it all
+                out = await read_all(s)
+            assert out == b"" or out.startswith(b"HTTP/1.1 4"), (data[:40], out[:80])
+        out = await h.request(b"GET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 204")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
