@@ -1,0 +1,201 @@
+"""``python -m bench [--quick] [--json FILE] [--only SECTION...] [--engines NAME...]``
+
+Runs each present engine in turn (prepare → every selected section → close), so only one
+engine's processes are alive while it is measured, then prints the side-by-side tables and
+writes everything as JSON. The whole run happens in a private mount + network namespace
+(``bench/isolate.py``); everything started is stopped by PID and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+SECTIONS = ["start_latency", "concurrent", "footprint", "events", "layers"]
+PEERS = ["crun", "runc", "podman", "docker"]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer runs and smaller N (whole run in about 3 minutes)")
+    ap.add_argument("--json", metavar="FILE", help="write all results as JSON to FILE "
+                    "(default: bench/results/bench-<time>.json)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                    help=f"run only these sections ({', '.join(SECTIONS)})")
+    ap.add_argument("--engines", nargs="+", metavar="NAME",
+                    help="engines to run: aiorun, aiorun-copy, aiorun-trio, crun, runc, "
+                         "podman, docker (default: all present)")
+    ap.add_argument("--runs", type=int, help="sequential runs per latency variant "
+                    "(default 30, --quick 10)")
+    ap.add_argument("--concurrency", type=int, nargs="+", metavar="N",
+                    help="N for the concurrent start (default 50 200 1000; --quick 50 200 for "
+                         "aiorun, 50 for peers)")
+    ap.add_argument("--parallel", type=int, default=64,
+                    help="requests / CLI processes in flight during the concurrent start")
+    ap.add_argument("--inner-workdir", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if not args.inner_workdir:
+        from bench.isolate import outer_main
+        return outer_main(argv)
+    return inner_main(args)
+
+
+def engine_names(args: argparse.Namespace) -> list[str]:
+    if args.engines:
+        return args.engines
+    names = ["aiorun"]
+    if not args.quick:
+        names += ["aiorun-copy"]
+    else:
+        names += ["aiorun-copy"]
+    return names + PEERS
+
+
+def make_engine(ws, name: str):
+    from bench.aiorun_engine import Aiorun
+    from bench.peers import discover
+    if name == "aiorun":
+        return Aiorun(ws, "overlay")
+    if name == "aiorun-copy":
+        return Aiorun(ws, "copy")
+    if name == "aiorun-trio":
+        return Aiorun(ws, "overlay", backend="trio")
+    found = discover(ws, [name])
+    if not found:
+        raise SystemExit(f"bench: unknown engine {name!r}")
+    return found[0]
+
+
+def inner_main(args: argparse.Namespace) -> int:
+    from bench import concurrent, footprint, report, start_latency, targets
+    from bench.base import Unavailable, Workspace
+    from bench.isolate import inner_setup, inner_teardown
+    from bench.proc import become_subreaper, descendants, terminate
+
+    # SIGTERM → clean exit through the finally blocks below
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+    ws = Workspace(Path(args.inner_workdir), args.quick)
+    sections = args.only or SECTIONS
+    runs = args.runs or (10 if args.quick else 30)
+    results: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "mem_total_mb": _mem_total_mb()},
+        "options": {"quick": args.quick, "runs": runs, "sections": sections,
+                    "parallel": args.parallel},
+        "engines": {}, "notes": [],
+    }
+    become_subreaper()
+    results["notes"] += inner_setup(ws.root)
+    from bench.aiorun_engine import compile_bytecode
+    compile_bytecode()
+    results["notes"].append("aiorun's package byte-compiled before timing (PYTHONDONTWRITEBYTECODE "
+                            "would otherwise recompile it on every CLI start)")
+    try:
+        for name in engine_names(args):
+            eng = make_engine(ws, name)
+            t0 = time.monotonic()
+            _log(f"{eng.name}: preparing")
+            try:
+                eng.prepare()
+            except Unavailable as exc:
+                results["engines"][eng.name] = {"present": False, "reason": str(exc)}
+                _log(f"{eng.name}: unavailable: {exc}")
+                eng.close()
+                continue
+            except Exception as exc:
+                results["engines"][eng.name] = {"present": False,
+                                                "reason": f"set-up failed: {exc}"}
+                _log(f"{eng.name}: set-up failed: {exc}")
+                eng.close()
+                continue
+            results["engines"][eng.name] = {"present": True, "version": eng.version()}
+            try:
+                run_sections(eng, name, args, sections, runs, results)
+            finally:
+                eng.close()
+            _log(f"{eng.name}: done in {time.monotonic() - t0:.1f}s")
+    except KeyboardInterrupt:
+        import traceback
+        results["notes"].append("interrupted")
+        _log("interrupted:\n" + traceback.format_exc())
+    finally:
+        left = descendants(os.getpid())
+        if left:
+            # engine processes that outlived their engine (shims, conmon): ours, by PID
+            results["notes"].append(f"stopped {len(left)} leftover processes")
+            terminate(left, timeout=5)
+        inner_teardown(ws.root)
+
+    for name, runs_ in (results.get("concurrent") or {}).items():
+        fp = footprint.from_concurrent(runs_)
+        if fp:
+            results.setdefault("footprint", {})[name] = fp
+    results["targets"] = targets.evaluate(results)
+    sys.stdout.write(report.render(results))
+    out = Path(args.json) if args.json else \
+        Path(__file__).parent / "results" / f"bench-{results['started']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    sys.stdout.write(f"\nJSON: {out}\n")
+    return 0
+
+
+def run_sections(eng, name: str, args, sections: list[str], runs: int, results: dict) -> None:
+    from bench import concurrent, start_latency
+    if "start_latency" in sections:
+        _log(f"{eng.name}: start latency ({runs} runs per variant)")
+        results.setdefault("start_latency", {})[eng.name] = start_latency.measure(eng, runs)
+    if ("concurrent" in sections or "footprint" in sections):
+        if args.concurrency:
+            ns = args.concurrency
+        elif "concurrent" not in sections:
+            ns = [200 if name.startswith("aiorun") else 50]
+        elif args.quick:
+            ns = [50, 200] if name.startswith("aiorun") else [50]
+        else:
+            ns = [50, 200, 1000] if name.startswith("aiorun") else [50, 200]
+        for n in ns:
+            _log(f"{eng.name}: {n} concurrent detached starts")
+            r = concurrent.measure(eng, n, args.parallel, tag=str(len(results.get("concurrent", {}))))
+            results.setdefault("concurrent", {}).setdefault(eng.name, []).append(r)
+    if "events" in sections and hasattr(eng, "bench_events"):
+        _log(f"{eng.name}: event bus")
+        results["events"] = eng.bench_events(quick=args.quick)
+    if "layers" in sections and hasattr(eng, "bench_layers"):
+        _log(f"{eng.name}: layers")
+        results.setdefault("layers", {})[eng.name] = eng.bench_layers(quick=args.quick)
+    if hasattr(eng, "phase_breakdown") and "start_latency" in sections:
+        try:
+            results.setdefault("phases", {})[eng.name] = eng.phase_breakdown()
+        except Exception as exc:
+            results.setdefault("phases", {})[eng.name] = f"could not measure: {exc}"
+
+
+def _mem_total_mb() -> int:
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) // 1024
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""aiorun as a bench engine: one daemon per storage driver on a scratch root.
+
+* CLI variants run ``aiorun run --rm [--network none] bench-busybox true`` as a whole process
+  (the CLI's own start-up is part of the figure, as it is for docker and podman);
+* API variants do create + start + wait + remove over the daemon's socket with the same
+  client code the bench uses against dockerd;
+* the concurrent start goes through the API (like docker's).
+
+Bytecode: with PYTHONDONTWRITEBYTECODE=1 an editable install recompiles every module on every
+CLI start; the bench compiles the package once (``compileall``) so the CLI figure is what an
+installed aiorun costs, and says so in the report.
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.base import Engine, Unavailable, Variant, Workspace, run
+from bench.proc import terminate
+
+IMAGE = "bench-busybox"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def aiorun_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("aiorun")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "aiorun.cli.main"]
+
+
+def compile_bytecode() -> None:
+    for d in ("aiorun", "plugins"):
+        if (REPO / d).is_dir():
+            compileall.compile_dir(str(REPO / d), quiet=1, workers=1)
+
+
+class Aiorun(Engine):
+    detached_method = "api"
+
+    def __init__(self, ws: Workspace, storage: str, backend: str = "asyncio") -> None:
+        super().__init__(ws)
+        self.storage = storage
+        self.backend = backend
+        self.name = f"aiorun[{storage}]" if backend == "asyncio" else f"aiorun[{storage},{backend}]"
+        tag = storage if backend == "asyncio" else f"{storage}-{backend}"
+        self.root = ws.root / f"aiorun-{tag}"
+        self.run_dir = ws.root / f"ar-{tag}"  # short: it holds unix sockets
+        self.proc: subprocess.Popen | None = None
+        self.env = dict(os.environ, AIORUN_ROOT=str(self.root), AIORUN_RUN=str(self.run_dir))
+        self.env.pop("AIORUN_SOCKET", None)
+
+    # -- life cycle ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        try:
+            from aiorun.config import Paths
+        except ImportError as exc:
+            raise Unavailable(f"aiorun not importable: {exc}")
+        try:
+            import aiorun.cli.daemon  # noqa: F401  (the `serve` verb)
+        except ImportError:
+            raise Unavailable("aiorun serve is not implemented yet (aiorun/cli/daemon.py)")
+        self.paths = Paths(self.root, self.run_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "bench-serve.log", "ab")
+        self.proc = subprocess.Popen(
+            aiorun_exe() + ["serve", "--storage-driver", self.storage, "--backend", self.backend],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True)
+        log.close()
+        from bench.apiclient import make_client
+        self.client = make_client(self.paths.socket)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = self.client.request("GET", "/_ping")  # body "OK" is not JSON
+                r.close()
+                break
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise Unavailable(f"aiorun serve did not come up: {self._log_tail()}")
+                time.sleep(0.05)
+        try:
+            self.cli("import", str(self.ws.busybox_tar), IMAGE)
+        except RuntimeError as exc:
+            raise Unavailable(f"aiorun import failed: {exc}")
+        try:
+            self.cli("run", "--rm", "--network", "none", IMAGE, "true")
+        except RuntimeError as exc:
+            raise Unavailable(f"aiorun run does not work yet: {exc}")
+
+    def _log_tail(self) -> str:
+        for f in (self.root / "bench-serve.log", self.root / "daemon.log"):
+            try:
+                lines = f.read_text(errors="replace").strip().splitlines()
+            except OSError:
+                continue
+            if lines:
+                return " | ".join(lines[-3:])
+        return "(no log)"
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return run(aiorun_exe() + list(args), env=self.env, timeout=timeout)
+
+    def version(self) -> str:
+        try:
+            from bench.apiclient import call
+            v = call(self.client, "GET", "/version")
+            return f"aiorun {v.get('Version')} (API {v.get('ApiVersion')}, {self.backend})"
+        except Exception:
+            return ""
+
+    def daemon_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                from bench.apiclient import api_remove_all
+                api_remove_all(self.client)
+            except Exception:
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                terminate([self.proc.pid], timeout=1)
+                self.proc.wait()
+        self.proc = None
+
+    # -- measurements ---------------------------------------------------------------------
+    def _cli_run(self, *args: str) -> None:
+        run(aiorun_exe() + ["run", "--rm", *args, IMAGE, "true"], env=self.env)
+
+    def _api_run(self, network: str) -> None:
+        from bench.apiclient import api_run_rm
+        api_run_rm(self.client, IMAGE, ["true"], network)
+
+    def latency_variants(self) -> list[Variant]:
+        return [
+            Variant("run --rm, --network none", lambda: self._cli_run("--network", "none"),
+                    "none"),
+            Variant("run --rm, bridge", lambda: self._cli_run(), "bridge"),
+            Variant("API create+start+wait+rm, none", lambda: self._api_run("none"),
+                    "none", "api"),
+            Variant("API create+start+wait+rm, bridge", lambda: self._api_run("bridge"),
+                    "bridge", "api"),
+        ]
+
+    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.apiclient import api_start_detached
+        from bench.base import parallel_map
+        return parallel_map(lambda cid: api_start_detached(self.client, cid, IMAGE,
+                                                          ["sleep", "100000"], "bridge"),
+                            ids, parallel)
+
+    def running(self, ids: list[str]) -> int:
+        from bench.apiclient import api_running
+        return api_running(self.client, ids)
+
+    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.apiclient import api_remove
+        from bench.base import parallel_map
+        return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
+
+    # -- where the time goes ----------------------------------------------------------------
+    def phase_breakdown(self) -> dict:
+        """Run one bridge-networked container and look for per-phase timings the daemon
+        reports (in inspect or in its events' attributes). Says what is not instrumented."""
+        from bench.apiclient import _create_body, call
+        found: dict = {}
+        t_start = time.time_ns()
+        cid = call(self.client, "POST", "/containers/create",
+                   _create_body(IMAGE, ["true"], "bridge"))["Id"]
+        try:
+            t0 = time.perf_counter_ns()
+            call(self.client, "POST", f"/containers/{cid}/start")
+            start_ms = (time.perf_counter_ns() - t0) / 1e6
+            call(self.client, "POST", f"/containers/{cid}/wait")
+            info = call(self.client, "GET", f"/containers/{cid}/json")
+            _collect_timings(info, "", found)
+            try:
+                r = self.client.request("GET", "/events", {"since": t_start / 1e9,
+                                                           "until": time.time_ns() / 1e9,
+                                                           "filters": {"container": [cid]}})
+                r.sock.settimeout(2.0)  # a stream that does not honour `until` must not hang us
+                import json
+                for line in r.iter_lines():
+                    ev = json.loads(line)
+                    attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                    _collect_timings(attrs, f"event.{ev.get('Action')}.", found)
+                r.close()
+            except Exception:
+                pass
+        finally:
+            call(self.client, "DELETE", f"/containers/{cid}", force=True)
+        return {"start_call_ms": round(start_ms, 2), "phases": found,
+                "instrumented": bool(found)}
+
+
+PHASE_WORDS = ("timing", "phase", "_ms", "duration", "latency")
+
+
+def _collect_timings(obj, prefix: str, out: dict) -> None:
+    """Every key that looks like a timing, flattened ("State.Timings.storage": 3.1)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}{k}"
+            if any(w in str(k).lower() for w in PHASE_WORDS) and not isinstance(v, (dict, list)):
+                out[key] = v
+            elif isinstance(v, dict):
+                if any(w in str(k).lower() for w in PHASE_WORDS):
+                    for k2, v2 in v.items():
+                        out[f"{key}.{k2}"] = v2
+                else:
+                    _collect_timings(v, key + ".", out)

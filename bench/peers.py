@@ -1,0 +1,364 @@
+"""The engines aiorun is compared with: crun, runc, podman, docker (Debian packages).
+
+Nothing is installed here: each peer checks for its binaries and says what is missing.
+All of them run inside the bench's private mount + network namespace (see ``isolate``),
+keep their state under the bench's scratch directory, and put their cgroups under
+``/aiorun-bench`` (removed at the end), so nothing outlives the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from bench.base import Engine, Unavailable, Variant, Workspace, env_with, parallel_map, run, which
+
+CGROUP_PARENT = "/aiorun-bench"
+
+# Debian package per binary, for the "missing" report
+PACKAGES = {"crun": "crun", "runc": "runc", "podman": "podman", "dockerd": "docker.io",
+            "containerd": "containerd", "conmon": "conmon"}
+
+
+# --------------------------------------------------------------------------------------
+# OCI bundles for runc / crun
+# --------------------------------------------------------------------------------------
+def oci_config(rootfs: Path, args: list[str], *, netns: bool, cgroups_path: str) -> dict:
+    """The ``runc spec`` default config, non-interactive, with our args and cgroup path.
+
+    ``netns=False`` shares the host's (= the bench namespace's) network; ``True`` gives the
+    container an empty network namespace (loopback only): the ``--network none`` analogue.
+    """
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    ns = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if netns:
+        ns.append({"type": "network"})
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": str(rootfs), "readonly": True},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
+                         "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "cgroupsPath": cgroups_path,
+            "namespaces": ns,
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }
+
+
+def write_bundle(path: Path, config: dict) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+class OciRuntime(Engine):
+    """``crun run`` / ``runc run`` on an OCI bundle of the busybox rootfs.
+
+    They have no networking of their own: "none" is an empty netns (like --network none),
+    "host" shares the bench namespace's network.
+    """
+
+    detached_method = "cli"
+
+    def __init__(self, ws: Workspace, binary: str) -> None:
+        super().__init__(ws)
+        self.name = binary
+        self.binary = binary
+        self.state = ws.root / f"{binary}-state"
+        self.bundles = ws.root / f"{binary}-bundles"
+        self._n = 0
+
+    def prepare(self) -> None:
+        path = which(self.binary)
+        if not path:
+            raise Unavailable(f"{self.binary} not installed (apt-get install {self.binary})")
+        self.exe = path
+        self.state.mkdir(parents=True, exist_ok=True)
+        rootfs = self.ws.busybox_rootfs
+        # one bundle per variant; the cgroup path is per container (--cgroup-parent analogue)
+        # sequential runs reuse one cgroup path per variant: `run` removes it on exit
+        cg = f"{CGROUP_PARENT}/{self.name}"
+        self.true_none = write_bundle(self.bundles / "true-none", oci_config(
+            rootfs, ["true"], netns=True, cgroups_path=f"{cg}-true-none"))
+        self.true_host = write_bundle(self.bundles / "true-host", oci_config(
+            rootfs, ["true"], netns=False, cgroups_path=f"{cg}-true-host"))
+        # smoke: a failure here says why this runtime cannot run on this machine
+        self._run_once(self.true_none)
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [self.exe, "--root", str(self.state), *args]
+
+    def _run_once(self, bundle: Path) -> None:
+        self._n += 1
+        cid = f"b{os.getpid()}-{self._n}"
+        run(self._cmd("run", "--bundle", str(bundle), cid), timeout=60)
+
+    def latency_variants(self) -> list[Variant]:
+        return [Variant("run, empty netns", lambda: self._run_once(self.true_none), "none"),
+                Variant("run, host network", lambda: self._run_once(self.true_host), "host")]
+
+    def version(self) -> str:
+        out = run([self.binary, "--version"], check=False).stdout.decode().splitlines()
+        return out[0] if out else ""
+
+    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        # the bundles were written by prepare_detached, before the clock started
+        def one(cid: str) -> None:
+            # the container inherits crun's stdio: a pipe would stay open until it exits,
+            # so errors go to a file
+            errf = self.bundles / cid / "stderr"
+            with open(errf, "wb") as err:
+                p = subprocess.run(self._cmd("run", "--detach", "--bundle",
+                                             str(self.bundles / cid), cid),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=err, timeout=120)
+            if p.returncode:
+                raise RuntimeError(errf.read_text(errors="replace").strip())
+        return parallel_map(one, ids, parallel)
+
+    def prepare_detached(self, ids: list[str]) -> None:
+        rootfs = self.ws.busybox_rootfs
+        for cid in ids:
+            write_bundle(self.bundles / cid,
+                         oci_config(rootfs, ["sleep", "100000"], netns=True,
+                                    cgroups_path=f"{CGROUP_PARENT}/{self.name}-{cid}"))
+
+    def running(self, ids: list[str]) -> int:
+        out = run(self._cmd("list", "--format", "json"), check=False).stdout
+        try:
+            items = json.loads(out or b"[]") or []
+        except ValueError:
+            return 0
+        want = set(ids)
+        return sum(1 for c in items if c.get("id") in want and c.get("status") == "running")
+
+    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        def one(cid: str) -> None:
+            run(self._cmd("delete", "--force", cid), timeout=60)
+        return parallel_map(one, ids, parallel)
+
+    def close(self) -> None:
+        # anything still registered (a failed run) is force-deleted
+        try:
+            items = json.loads(run(self._cmd("list", "--format", "json"), check=False).stdout
+                               or b"[]") or []
+        except (ValueError, FileNotFoundError):
+            items = []
+        for c in items:
+            run(self._cmd("delete", "--force", c["id"]), check=False)
+
+
+# --------------------------------------------------------------------------------------
+# podman
+# --------------------------------------------------------------------------------------
+PODMAN_CONF = """\
+# Written by aiorun's bench. Root here lacks CAP_SYS_RESOURCE (hard nofile 20000), so the
+# default ulimits must fit; cgroupfs because there is no systemd; file events (no journald).
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+class Podman(Engine):
+    name = "podman"
+    detached_method = "cli"
+
+    def prepare(self) -> None:
+        exe = which("podman")
+        if not exe:
+            raise Unavailable("podman not installed (apt-get install podman)")
+        d = self.ws.dir("podman")
+        (d / "containers.conf").write_text(PODMAN_CONF)
+        self.env = env_with(CONTAINERS_CONF=str(d / "containers.conf"))
+        self.base = [exe, "--root", str(d / "root"), "--runroot", str(d / "run"),
+                     "--tmpdir", str(d / "tmp"), "--network-config-dir", str(d / "net"),
+                     "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+                     "--events-backend", "file"]
+        run(self.base + ["import", str(self.ws.busybox_tar), "bench-busybox:latest"],
+            env=self.env, timeout=120)
+        self._cg = ["--cgroup-parent", f"{CGROUP_PARENT}/podman"]
+        run(self.base + ["run", "--rm", "--network", "none", *self._cg, "bench-busybox", "true"],
+            env=self.env)
+
+    def _run(self, *args: str) -> None:
+        run(self.base + ["run", "--rm", *self._cg, *args, "bench-busybox", "true"], env=self.env)
+
+    def latency_variants(self) -> list[Variant]:
+        return [Variant("run --rm, --network none", lambda: self._run("--network", "none"),
+                        "none"),
+                Variant("run --rm, bridge", lambda: self._run(), "bridge")]
+
+    def version(self) -> str:
+        return run(["podman", "--version"], check=False).stdout.decode().strip()
+
+    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        def one(cid: str) -> None:
+            run(self.base + ["run", "-d", "--name", cid, *self._cg, "bench-busybox",
+                             "sleep", "100000"], env=self.env)
+        return parallel_map(one, ids, parallel)
+
+    def running(self, ids: list[str]) -> int:
+        out = run(self.base + ["ps", "--format", "{{.Names}}"], env=self.env, check=False)
+        names = set(out.stdout.decode().split())
+        return len(names & set(ids))
+
+    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        def one(cid: str) -> None:
+            run(self.base + ["rm", "-f", "-t", "0", cid], env=self.env)
+        return parallel_map(one, ids, parallel)
+
+    def close(self) -> None:
+        if hasattr(self, "base"):
+            run(self.base + ["rm", "-a", "-f", "-t", "0"], env=self.env, check=False)
+            # podman leaves overlay mounts of its storage until told otherwise
+            run(self.base + ["system", "reset", "-f"], env=self.env, check=False, timeout=120)
+
+
+# --------------------------------------------------------------------------------------
+# docker (Debian docker.io: dockerd + containerd, started by hand)
+# --------------------------------------------------------------------------------------
+class Docker(Engine):
+    """``dockerd`` started by the bench on a scratch data root; ``docker run --rm`` for
+    latency; the Engine API (the same Docker-shaped calls the bench sends to aiorun) for the
+    concurrent start."""
+
+    name = "docker"
+    detached_method = "api"
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__(ws)
+        self.proc: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        dockerd = which("dockerd")
+        if not dockerd:
+            raise Unavailable("dockerd not installed (apt-get install docker.io)")
+        if not which("containerd"):
+            raise Unavailable("containerd not installed (apt-get install containerd)")
+        cli = which("docker")
+        if not cli:
+            raise Unavailable("docker CLI not installed (apt-get install docker.io)")
+        d = self.ws.dir("docker")
+        self.sock = d / "docker.sock"
+        log = open(d / "dockerd.log", "wb")
+        # iptables/bridge are on: they act on the bench's own network namespace only
+        self.proc = subprocess.Popen(
+            [dockerd, "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+             "--pidfile", str(d / "docker.pid"), "--host", f"unix://{self.sock}",
+             "--storage-driver", "overlay2", "--exec-opt", "native.cgroupdriver=cgroupfs",
+             "--cgroup-parent", f"{CGROUP_PARENT}/docker", "--userland-proxy=false",
+             "--log-level", "warn"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self.env = env_with(DOCKER_HOST=f"unix://{self.sock}")
+        self.cli = [cli]
+        from bench.apiclient import make_client
+        self.client = make_client(self.sock)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = self.client.request("GET", "/_ping")  # body "OK" is not JSON
+                r.close()
+                break
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (d / "dockerd.log").read_text(errors="replace").splitlines()[-3:]
+                    raise Unavailable(f"dockerd did not come up: {' | '.join(tail)}")
+                time.sleep(0.1)
+        run(self.cli + ["import", str(self.ws.busybox_tar), "bench-busybox:latest"],
+            env=self.env)
+        run(self.cli + ["run", "--rm", "--network", "none", "bench-busybox", "true"],
+            env=self.env)
+
+    def _run(self, *args: str) -> None:
+        run(self.cli + ["run", "--rm", *args, "bench-busybox", "true"], env=self.env)
+
+    def _api_once(self, network: str) -> None:
+        from bench.apiclient import api_run_rm
+        api_run_rm(self.client, "bench-busybox", ["true"], network)
+
+    def latency_variants(self) -> list[Variant]:
+        return [Variant("run --rm, --network none", lambda: self._run("--network", "none"),
+                        "none"),
+                Variant("run --rm, bridge", lambda: self._run(), "bridge"),
+                Variant("API create+start+wait+rm, none", lambda: self._api_once("none"),
+                        "none", "api"),
+                Variant("API create+start+wait+rm, bridge", lambda: self._api_once("bridge"),
+                        "bridge", "api")]
+
+    def version(self) -> str:
+        try:
+            from bench.apiclient import call
+            v = call(self.client, "GET", "/version")
+            return f"dockerd {v.get('Version')} (API {v.get('ApiVersion')})"
+        except Exception:
+            return ""
+
+    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.apiclient import api_start_detached
+        return parallel_map(lambda cid: api_start_detached(self.client, cid, "bench-busybox",
+                                                          ["sleep", "100000"], "bridge"),
+                            ids, parallel)
+
+    def running(self, ids: list[str]) -> int:
+        from bench.apiclient import api_running
+        return api_running(self.client, ids)
+
+    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.apiclient import api_remove
+        return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
+
+    def daemon_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                from bench.apiclient import api_remove_all
+                api_remove_all(self.client)
+            except Exception:
+                pass
+            from bench.proc import terminate
+            terminate([self.proc.pid], timeout=20)
+        self.proc.wait()
+        self.proc = None
+
+
+def discover(ws: Workspace, names: list[str]) -> list[Engine]:
+    factories = {"crun": lambda: OciRuntime(ws, "crun"), "runc": lambda: OciRuntime(ws, "runc"),
+                 "podman": lambda: Podman(ws), "docker": lambda: Docker(ws)}
+    return [factories[n]() for n in names if n in factories]

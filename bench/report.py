@@ -1,0 +1,129 @@
+"""Render the bench's results as plain-text tables (stdout); JSON is written as is."""
+
+from __future__ import annotations
+
+from bench.stats import fmt_mb, fmt_ms, fmt_ratio, ratio
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else \
+        [len(h) for h in headers]
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if i == 0 or i == 1 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def is_aiorun(name: str) -> bool:
+    return name.startswith("aiorun")
+
+
+def best_peer_median(latency: dict, peer: str, network: str, via: str) -> float | None:
+    """The peer's median for the comparable variant: same network and way of calling
+    (CLI vs API) when it has one, else same network by CLI (runc/crun have no API)."""
+    rows = latency.get(peer) or []
+    for want_via in (via, "cli"):
+        for r in rows:
+            if r["network"] == network and r["via"] == want_via and r["stats"].get("n"):
+                return r["stats"]["median"]
+    return None
+
+
+def render(results: dict) -> str:
+    parts = []
+    eng = results.get("engines", {})
+    parts.append("== engines")
+    for name, e in eng.items():
+        state = e.get("version") or "present" if e.get("present") else f"MISSING: {e.get('reason')}"
+        parts.append(f"  {name:18} {state}")
+    for n in results.get("notes", []):
+        parts.append(f"  note: {n}")
+
+    lat = results.get("start_latency") or {}
+    if lat:
+        peers = [p for p in lat if not is_aiorun(p)]
+        headers = ["engine", "variant", "n", "fail", "min", "median", "p95"] + \
+            [f"vs {p}" for p in peers]
+        rows = []
+        for name, variants in lat.items():
+            for r in variants:
+                s = r["stats"]
+                row = [name, r["variant"], s.get("n", 0), r["failures"], fmt_ms(s.get("min")),
+                       fmt_ms(s.get("median")), fmt_ms(s.get("p95"))]
+                for p in peers:
+                    if is_aiorun(name):
+                        row.append(fmt_ratio(ratio(s.get("median"),
+                                                   best_peer_median(lat, p, r["network"],
+                                                                    r["via"]))))
+                    else:
+                        row.append("")
+                rows.append(row)
+        parts.append("\n== 1. single start latency (sequential; 'vs X' = X's median / this "
+                     "median for the same network mode, >1 = faster than X)")
+        parts.append(_table(headers, rows))
+        errs = [(name, r["variant"], e) for name, vs in lat.items() for r in vs
+                for e in r.get("errors", [])]
+        for name, v, e in errs[:8]:
+            parts.append(f"  ! {name} / {v}: {e[:160]}")
+
+    conc = results.get("concurrent") or {}
+    if conc:
+        headers = ["engine", "via", "N", "all running", "per s", "fail", "teardown",
+                   "peak RSS", "procs/ctr", "RSS/ctr"]
+        rows = []
+        for name, runs in conc.items():
+            for r in runs:
+                ov = r.get("overhead") or {}
+                rows.append([name, r["method"], r["n"], fmt_ms(r["all_running_s"] * 1000),
+                             r.get("per_s") or "-", r["failures"],
+                             fmt_ms(r["teardown_s"] * 1000), fmt_mb(r["peak"]["rss_mb"]),
+                             ov.get("processes", "-"),
+                             fmt_mb(ov.get("rss_mb")) if ov else "-"])
+        parts.append("\n== 2. concurrent start-up of N detached `sleep` containers "
+                     "(bridge network; crun/runc: empty netns)")
+        parts.append(_table(headers, rows))
+        for name, runs in conc.items():
+            for r in runs:
+                for e in r.get("errors", []):
+                    parts.append(f"  ! {name} N={r['n']}: {e[:160]}")
+
+    fp = results.get("footprint") or {}
+    if fp:
+        headers = ["engine", "idle procs", "idle RSS", "N", "RSS with N (excl. ctrs)",
+                   "procs/ctr", "RSS/ctr", "PSS/ctr"]
+        rows = []
+        for name, f in fp.items():
+            rows.append([name, f["idle_processes"], fmt_mb(f["idle_rss_mb"]), f.get("n", "-"),
+                         fmt_mb(f.get("with_n_rss_mb")), f.get("procs_per_container", "-"),
+                         fmt_mb(f.get("rss_mb_per_container")),
+                         fmt_mb(f.get("pss_mb_per_container"))])
+        parts.append("\n== 3. footprint (everything the engine runs beside the containers' "
+                     "own processes)")
+        parts.append(_table(headers, rows))
+
+    ev = results.get("events") or {}
+    if ev:
+        parts.append("\n== 4. event bus")
+        for k, v in ev.items():
+            parts.append(f"  {k}: {v}")
+
+    lay = results.get("layers") or {}
+    if lay:
+        parts.append("\n== 5. layers")
+        for k, v in lay.items():
+            parts.append(f"  {k}: {v}")
+
+    ph = results.get("phases") or {}
+    if ph:
+        parts.append("\n== where aiorun's start time goes")
+        for k, v in ph.items():
+            parts.append(f"  {k}: {v}")
+
+    tg = results.get("targets") or []
+    if tg:
+        parts.append("\n== targets (issue 7)")
+        for t in tg:
+            parts.append(f"  [{t['verdict']:>4}] {t['what']}: {t['measured']} (target {t['target']})")
+    return "\n".join(parts) + "\n"

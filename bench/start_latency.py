@@ -1,0 +1,40 @@
+"""Issue 7, part 1: single start latency, sequential.
+
+Each variant does one complete start of ``true`` (create, start, wait for exit, remove) and
+is timed around the whole command (a subprocess) or the whole API exchange with
+``time.perf_counter_ns``. Two untimed warm-up runs first (page cache, lazy daemon state).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.base import Engine
+from bench.proc import reap_zombies
+from bench.stats import summarize_ns
+
+WARMUP = 2
+
+
+def measure(engine: Engine, runs: int) -> list[dict]:
+    out = []
+    for v in engine.latency_variants():
+        samples: list[int] = []
+        errors: list[str] = []
+        for i in range(WARMUP + runs):
+            t0 = time.perf_counter_ns()
+            try:
+                v.fn()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                if len(errors) >= 3 and not samples:
+                    break  # this variant does not work here: say so, don't burn the budget
+                continue
+            finally:
+                reap_zombies()
+            if i >= WARMUP:
+                samples.append(time.perf_counter_ns() - t0)
+        out.append({"variant": v.label, "network": v.network, "via": v.via,
+                    "stats": summarize_ns(samples), "failures": len(errors),
+                    "errors": sorted(set(errors))[:3]})
+    return out
