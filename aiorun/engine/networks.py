@@ -19,6 +19,7 @@ Persistence under ``paths.networks``::
 
     <id>.json              a network (Docker's inspect shape minus Containers)
     endpoints/<cid>.json   a container's endpoints + its name/hostname/aliases
+    connected/<cid>.json   networks joined with ``network connect`` (rejoined at every start)
     drivers/<driver>/      each driver's private state (IPAM pools, ...)
 
 The default networks ``bridge``, ``host`` and ``none`` always exist. The ``bridge`` network's
@@ -140,6 +141,9 @@ class NetworkManager:
         self._lock = anyio.Lock()          # network create/remove and default materialisation
         self._entries = discover(NETWORK_GROUP)
         self._dns: dict[str, anyio.CancelScope] = {}   # network id → its name server task
+        #: container id → networks joined with `network connect` ({"network", "aliases", "ip"})
+        self.connected: dict[str, list[dict[str, Any]]] = {}
+        self._gc_done = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,6 +162,11 @@ class NetworkManager:
                 log.warning("ignoring unreadable endpoint file %s: %s", f, exc)
                 continue
             self.members[m.container_id] = m
+        for f in (self.dir / "connected").glob("*.json"):
+            try:
+                self.connected[f.stem] = list(json.loads(f.read_text()))
+            except (ValueError, TypeError) as exc:
+                log.warning("ignoring unreadable connection file %s: %s", f, exc)
         have = {n.config.name for n in self.networks.values()}
         for name in PREDEFINED:
             if name not in have:
@@ -214,6 +223,9 @@ class NetworkManager:
                         await drv.delete_network(n.config)
         for m in list(self.members.values()):
             self._forget_member(m.container_id)
+        for cid in list(self.connected):
+            self.connected[cid] = []
+            self._save_connected(cid)
         for nid, n in list(self.networks.items()):
             if n.predefined:
                 n.config = dataclasses.replace(n.config, subnet="", gateway="", options={})
@@ -330,18 +342,29 @@ class NetworkManager:
         req = EndpointRequest(container_id=container_id, netns_path=netns_path,
                               hostname=hostname, aliases=list(aliases), ports=mappings,
                               mac_address=mac_address, ip_address=ip_address)
+        if not self._gc_done:
+            self._gc_done = True
+            self._gc_connected()
         ep = await drv.attach(cfg, req)
         m = _Member(container_id, name, hostname, netns_path,
                     {cfg.id: list(aliases)}, [ep], exposed)
         try:
+            if not drv.uses_host_netns and not drv.loopback_only:
+                await self._attach_connected(container_id, m, cfg.id)
             self._save_member(m)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await drv.detach(cfg, ep)
+                for e in m.endpoints:
+                    net = self.networks.get(e.network_id)
+                    if net is not None:
+                        await self._driver(net.config.driver).detach(net.config, e)
             self._forget_member(container_id)
             raise
-        self._emit("connect", n, {"container": container_id})
-        await self._refresh_hosts(cfg.id)
+        for e in m.endpoints:
+            net = self.networks.get(e.network_id)
+            if net is not None:
+                self._emit("connect", net, {"container": container_id})
+                await self._refresh_hosts(net.config.id)
         return self._settings(m, netns_path, exposed)
 
     async def detach(self, container_id: str) -> None:
@@ -567,6 +590,10 @@ class NetworkManager:
                 raise Forbidden(f"error while removing network: network {n.config.name} id "
                                 f"{n.config.id} has active endpoints")
             await self._stop_dns(n.config.id, tell_driver=False)
+            for cid, conns in list(self.connected.items()):
+                if any(c["network"] == n.config.id for c in conns):
+                    self.connected[cid] = [c for c in conns if c["network"] != n.config.id]
+                    self._save_connected(cid)
             await self._driver(n.config.driver).delete_network(n.config)
             self._delete_network_file(n.config.id)
         self._emit("destroy", n)
@@ -630,45 +657,102 @@ class NetworkManager:
             out.append(self.inspect(c.id, verbose=False))
         return out
 
+    # -- connections made with `network connect` (persist across container restarts) -------
+    def _connected_path(self, cid: str) -> Path:
+        return self.dir / "connected" / f"{cid}.json"
+
+    def _save_connected(self, cid: str) -> None:
+        conns = self.connected.get(cid)
+        p = self._connected_path(cid)
+        if not conns:
+            self.connected.pop(cid, None)
+            p.unlink(missing_ok=True)
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(p, conns)
+
+    def _gc_connected(self) -> None:
+        """Drop connection records of containers that no longer exist (removed while no
+        daemon ran, or removed: the containers manager only calls ``detach``)."""
+        mgr = getattr(self.engine, "containers", None)
+        if mgr is None:
+            return
+        for cid in list(self.connected):
+            try:
+                mgr.get(cid)
+            except NotFound:
+                self.connected.pop(cid, None)
+                self._connected_path(cid).unlink(missing_ok=True)
+            except AiorunError:
+                pass
+
+    async def _attach_connected(self, cid: str, m: _Member, primary_net: str) -> None:
+        """At start: join every network recorded by ``network connect`` besides the primary."""
+        for conn in list(self.connected.get(cid, [])):
+            if conn["network"] == primary_net:
+                continue
+            n = self.networks.get(conn["network"])
+            if n is None:  # the network was removed meanwhile
+                self.connected[cid].remove(conn)
+                self._save_connected(cid)
+                continue
+            cfg = await self._materialize(n)
+            ep = await self._driver(cfg.driver).attach(cfg, EndpointRequest(
+                container_id=cid, netns_path=m.netns_path, hostname=m.hostname,
+                aliases=list(conn.get("aliases") or []), ip_address=conn.get("ip") or ""))
+            m.endpoints.append(ep)
+            m.aliases[cfg.id] = list(conn.get("aliases") or [])
+
     async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
                       ip_address: str = "") -> None:
-        """``network connect``: attach a running container to one more network."""
+        """``network connect``: join one more network now (running container) and at every
+        later start (also for a container that is not running: it joins at its next start)."""
         n = self.get(ref)
-        cid, cname, netns = self._running_container(container)
+        if n.config.driver in ("host", "none") or n.predefined and n.config.name != "bridge":
+            raise InvalidArgument(f"container cannot be connected to network {n.config.name} "
+                                  "together with other networks")
+        cid, cname, netns = self._container(container)
+        aliases = list(aliases)
         m = self.members.get(cid)
-        if m is not None and any(e.network_id == n.config.id for e in m.endpoints):
+        recorded = any(c["network"] == n.config.id for c in self.connected.get(cid, []))
+        if recorded or (m is not None and any(e.network_id == n.config.id for e in m.endpoints)):
             raise Forbidden(f"endpoint with name {cname} already exists in network "
                             f"{n.config.name}")
-        drv = self._driver(n.config.driver)
         if m is not None and m.endpoints:
-            cur = self._driver(self.networks[m.endpoints[0].network_id].config.driver) \
-                if m.endpoints[0].network_id in self.networks else None
-            if drv.uses_host_netns or drv.loopback_only or (
-                    cur is not None and (cur.uses_host_netns or cur.loopback_only)):
-                raise InvalidArgument("container cannot be connected to host/none networks "
-                                      "together with other networks")
-        if drv.uses_host_netns or drv.loopback_only:
-            raise InvalidArgument(f"container cannot be disconnected from its namespace to "
-                                  f"join network {n.config.name}")
-        cfg = await self._materialize(n)
-        ep = await drv.attach(cfg, EndpointRequest(container_id=cid, netns_path=netns,
-                                                   hostname="", aliases=list(aliases),
-                                                   ip_address=ip_address))
-        if m is None:
-            m = _Member(cid, cname, "", netns)
-        m.endpoints.append(ep)
-        m.aliases[cfg.id] = list(aliases)
-        self._save_member(m)
+            first = self.networks.get(m.endpoints[0].network_id)
+            if first is not None and first.config.driver in ("host", "none"):
+                raise InvalidArgument(f"container sharing the {first.config.driver} network "
+                                      "cannot be connected to other networks")
+        if netns:  # running: join now
+            drv = self._driver(n.config.driver)
+            cfg = await self._materialize(n)
+            ep = await drv.attach(cfg, EndpointRequest(container_id=cid, netns_path=netns,
+                                                       hostname="", aliases=aliases,
+                                                       ip_address=ip_address))
+            if m is None:
+                m = _Member(cid, cname, "", netns)
+            m.endpoints.append(ep)
+            m.aliases[cfg.id] = aliases
+            self._save_member(m)
+        self.connected.setdefault(cid, []).append(
+            {"network": n.config.id, "aliases": aliases, "ip": ip_address})
+        self._save_connected(cid)
         self._emit("connect", n, {"container": cid})
-        await self._refresh_hosts(cfg.id)
+        if netns:
+            await self._refresh_hosts(n.config.id)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         n = self.get(ref)
         cid = self._container_id(container)
+        conns = self.connected.get(cid, [])
+        had_record = any(c["network"] == n.config.id for c in conns)
+        if had_record:
+            self.connected[cid] = [c for c in conns if c["network"] != n.config.id]
+            self._save_connected(cid)
         m = self.members.get(cid)
         ep = next((e for e in (m.endpoints if m else []) if e.network_id == n.config.id), None)
         if ep is None:
-            if force:
+            if force or had_record:
                 return
             raise Forbidden(f"container {container} is not connected to network "
                             f"{n.config.name}")
@@ -688,19 +772,19 @@ class NetworkManager:
                 return m.container_id
         raise NotFound(f"No such container: {ref}")
 
-    def _running_container(self, ref: str) -> tuple[str, str, str]:
+    def _container(self, ref: str) -> tuple[str, str, str]:
+        """(id, name, netns path or "" when not running) of a container."""
         mgr = getattr(self.engine, "containers", None)
         if mgr is None:
             raise InvalidArgument("the container manager is not running")
         c = mgr.get(ref)
         st = c.state
-        pid = st.get("Pid") if isinstance(st, dict) else getattr(st, "pid", None) or \
-            getattr(st, "Pid", None)
-        running = st.get("Running") if isinstance(st, dict) else getattr(st, "running", None) \
-            or getattr(st, "Running", None)
-        if not running or not pid:
-            raise Conflict(f"container {ref} is not running")
-        return c.id, str(getattr(c, "name", "")).lstrip("/"), f"/proc/{pid}/ns/net"
+        if isinstance(st, dict):
+            pid, running = st.get("Pid"), st.get("Running")
+        else:
+            pid, running = getattr(st, "pid", None), getattr(st, "running", None)
+        netns = f"/proc/{pid}/ns/net" if running and pid else ""
+        return c.id, str(getattr(c, "name", "")).lstrip("/"), netns
 
 
 def _endpoint_id(ep: Endpoint) -> str:

@@ -48,7 +48,10 @@ def env(request, busybox_tar):
 
 
 def cli(paths: Paths, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    import time
+    t = time.perf_counter()
     r = run_cli(paths, *args, timeout=60)
+    print(f"{time.perf_counter() - t:6.2f}s aiorun {' '.join(args)}")
     if ok:
         assert r.returncode == 0, f"aiorun {' '.join(args)}: {r.stderr}"
     return r
@@ -135,6 +138,23 @@ def test_user_network_by_name(env, made):
         r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
                 "http://tardy/")
         assert r.stdout.strip()
+        # the connection persists: after a restart the container is on both networks again
+        cli(env, "restart", "-t", "1", "late")
+        nets = cli(env, "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                   "late").stdout
+        assert '"aiore2e"' in nets and '"bridge"' in nets
+        r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
+                "http://tardy/")
+        assert r.stdout.strip()
+        # a created (not running) container joins at its first start
+        idle = cli(env, "create", "--name", "idle", *HTTPD).stdout.strip()
+        made.append(idle)
+        cli(env, "network", "connect", "aiore2e", "idle")
+        cli(env, "start", "idle")
+        r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
+                "http://idle/")
+        assert r.stdout.strip()
+        cli(env, "rm", "-f", "idle")
         cli(env, "network", "disconnect", "aiore2e", "late")
         assert late not in cli(env, "network", "inspect", "aiore2e").stdout
         r = cli(env, "network", "disconnect", "aiore2e", "late", ok=False)
