@@ -302,14 +302,19 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                      backend: str = "asyncio", ready: Callable[[], None] | None = None,
                      debug: bool = False) -> None:
     """Run the daemon until SIGTERM/SIGINT. Call inside ``anyio.run(..., backend=backend)``."""
-    paths.ensure()
+    try:
+        paths.ensure()
+    except OSError as exc:
+        raise AiorunError(f"cannot create the daemon's directories under {paths.root} and "
+                          f"{paths.run}: {exc}") from None
     lock = PidLock(paths.pidfile)
     lock.acquire()
-    handler = setup_logging(paths, debug)
-    engine = Engine(paths, backend, debug)
-    log.info("aiorun daemon starting (pid %d, backend %s, root %s, run %s)",
-             os.getpid(), backend, paths.root, paths.run)
+    handler: logging.Handler | None = None
     try:
+        handler = setup_logging(paths, debug)
+        engine = Engine(paths, backend, debug)
+        log.info("aiorun daemon starting (pid %d, backend %s, root %s, run %s)",
+                 os.getpid(), backend, paths.root, paths.run)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as tg:
                 engine.task_group = tg
@@ -357,8 +362,9 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 pass
         lock.release()
         log.info("aiorun daemon stopped")
-        logging.getLogger("aiorun").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("aiorun").removeHandler(handler)
+            handler.close()
 
 
 def main(paths: Paths, *, storage_driver: str | None = None, backend: str = "asyncio",
