@@ -197,23 +197,14 @@ def mount_in_root(rootfd: int, dest: str, fstype: str, source: str = "",
         os.close(fd)
 
 
-def _setup_dev(rootfd: int, console: str = "") -> None:
+def _setup_dev(rootfd: int) -> None:
     """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
-    instance), shm, mqueue and the usual symlinks; ``console`` (the pty slave's host path,
-    TTY mode) is bound on /dev/console as Docker does."""
+    instance), shm, mqueue and the usual symlinks. (TTY mode: :func:`open_console` adds
+    /dev/console once the pty exists.)"""
     mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
                   extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
     dev = open_in_root(rootfd, "/dev")
     try:
-        if console:
-            fd = os.open("console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=dev)
-            os.close(fd)
-            t = sc.openat2(dev, "console", _O_PATH, _IN_ROOT)
-            try:
-                sc.mount(console, _fdpath(t), None, sc.MS_BIND)
-            finally:
-                os.close(t)
         for name in DEVICES:
             fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
                          dir_fd=dev)
@@ -332,8 +323,7 @@ def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
             os.close(fd)
 
 
-def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = (),
-                 console: str = "") -> None:
+def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
     (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup."""
@@ -345,7 +335,7 @@ def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()
     try:
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        _setup_dev(rootfd, console)
+        _setup_dev(rootfd)
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         if hierarchies:
@@ -412,6 +402,42 @@ def _read(path: str, limit: int = 4 << 20) -> str:
         return os.read(fd, limit).decode("utf-8", "replace")
     finally:
         os.close(fd)
+
+
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+
+
+def open_console(console_fd: int, bind_console: bool) -> None:
+    """TTY mode, inside the container's mount namespace: allocate the pty from the
+    container's own devpts (so ``tty`` shows /dev/pts/0, as with Docker), hand the master to
+    the spawner over ``console_fd`` (a unix socket, SCM_RIGHTS), bind the slave on
+    /dev/console (``bind_console``, PID 1 only) and make it the controlling terminal and
+    stdio."""
+    try:
+        master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    sock = socket.socket(fileno=console_fd)
+    try:
+        socket.send_fds(sock, [b"p"], [master])
+    finally:
+        sock.close()
+        os.close(master)
+    if bind_console:
+        try:
+            fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            sc.mount(f"/dev/pts/{n}", "/dev/console", None, sc.MS_BIND)
+        except OSError:
+            pass                          # /dev replaced by a user mount: no console then
+    setup_stdio(slave, slave, slave, tty=True)
 
 
 def setup_stdio(stdin: int, stdout: int, stderr: int, tty: bool) -> None:

@@ -36,7 +36,8 @@ from . import cgroups
 from . import syscalls as sc
 from . import seccomp  # noqa: F401  (imported once here, not in every forked child)
 from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
-                   finalize, join_namespaces, report_and_exit, setup_rootfs, setup_stdio)
+                   finalize, join_namespaces, open_console, report_and_exit, setup_rootfs,
+                   setup_stdio)
 from .proto import FrameDecoder, encode
 
 PROTOCOL_VERSION = 1
@@ -144,6 +145,7 @@ class Proc:
         self.stdin_buf = b""
         self.stdin_close = False
         self.pty = -1
+        self.console: socket.socket | None = None   # TTY: receives the pty master
         self.log_fd = -1
         self.sync_w = -1
         self.status_r = -1
@@ -391,17 +393,15 @@ class Spawner:
         _write_atomic(self._record_path(p.id), json.dumps(rec).encode(), sync=False)
 
     def _stdio(self, p: Proc, tty: bool, stdin: bool) -> tuple[int, int, int, list[int]]:
-        """Make the child's stdio; returns (in, out, err, fds to close in the parent)."""
+        """Make the child's stdio; returns (in, out, err, fds to close in the parent).
+
+        TTY: no stdio yet; the child allocates the pty inside the container and sends the
+        master back over a socketpair (``in`` is the child's end, see :meth:`_take_pty`)."""
         if tty:
-            master, slave = os.openpty()
-            os.set_inheritable(slave, False)
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-            _set_nonblock(master)
-            p.pty = master
-            p.outs[master] = 1
-            if stdin:
-                p.stdin_fd = master
-            return slave, slave, slave, [slave]
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            p.console = mine
+            fd = theirs.detach()
+            return fd, -1, -1, [fd]
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         _set_nonblock(out_r)
@@ -416,6 +416,28 @@ class Spawner:
             in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         return in_r, out_w, err_w, [in_r, out_w, err_w]
 
+    def _take_pty(self, p: Proc, stdin: bool) -> None:
+        """Receive the pty master from the child (TTY mode)."""
+        sock, p.console = p.console, None
+        if sock is None:
+            return
+        try:
+            sock.settimeout(CREATE_TIMEOUT)
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
+        except OSError:
+            fds = []
+        finally:
+            sock.close()
+        if not fds:
+            return                        # the child failed first: its error is on status
+        master = fds[0]
+        os.set_inheritable(master, False)
+        _set_nonblock(master)
+        p.pty = master
+        p.outs[master] = 1
+        if stdin:
+            p.stdin_fd = master
+
     def _close_fds(self, p: Proc) -> None:
         for fd in list(p.outs):
             self._unwatch(fd)
@@ -426,6 +448,9 @@ class Spawner:
             os.close(p.stdin_fd)
         p.stdin_fd = -1
         p.pty = -1
+        if p.console is not None:
+            p.console.close()
+            p.console = None
         for attr in ("sync_w", "status_r", "log_fd"):
             fd = getattr(p, attr)
             if fd >= 0:
@@ -484,7 +509,6 @@ class Spawner:
                     pass
             tty = bool(spec.get("tty"))
             cin, cout, cerr, close_after = self._stdio(p, tty, bool(spec.get("stdin")))
-            console = os.ttyname(cout) if tty else ""
             sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
             status_r, status_w = os.pipe2(os.O_CLOEXEC)
             close_after += [sync_r, status_w]
@@ -508,14 +532,16 @@ class Spawner:
                     pid2 = os.fork()
                     if pid2 == 0:                           # ---- C2: PID 1
                         try:
-                            setup_stdio(cin, cout, cerr, tty)
+                            if not tty:
+                                setup_stdio(cin, cout, cerr, False)
                             if spec.get("hostname"):
                                 sc.sethostname(spec["hostname"])
                             if flags & sc.CLONE_NEWNET:
                                 bring_up_loopback()
                             setup_rootfs(spec, [(d.version, d.controllers if d.version == 1
-                                                 else d.enable) for d in p.cgroups],
-                                         console)
+                                                 else d.enable) for d in p.cgroups])
+                            if tty:
+                                open_console(cin, bind_console=True)
                             os.write(status_w, encode({"ready": True}))
                             if os.read(sync_r, 1) != b"g":
                                 os._exit(1)     # deleted before start
@@ -547,6 +573,10 @@ class Spawner:
             if not msgs or not msgs[0].get("ready"):
                 err = msgs[0].get("error") if msgs else "container init exited during setup"
                 raise RequestError("Error", f"creating container {cid}: {err}")
+            if tty:
+                self._take_pty(p, bool(spec.get("stdin")))
+                if p.pty < 0:
+                    raise RequestError("Error", f"creating container {cid}: no pty received")
         except BaseException:
             for fd in close_after:
                 os.close(fd)
@@ -668,7 +698,10 @@ class Spawner:
                     pid2 = os.fork()
                     if pid2 == 0:                           # ---- E2
                         try:
-                            setup_stdio(cin, cout, cerr, tty)
+                            if tty:
+                                open_console(cin, bind_console=False)
+                            else:
+                                setup_stdio(cin, cout, cerr, False)
                             path, argv, envp = finalize(spec["args"], env, cwd, user, sec)
                             exec_command(path, argv, envp)
                         except BaseException as e:
@@ -689,6 +722,8 @@ class Spawner:
             p.pid = e2
             p.pidfd = os.pidfd_open(e2)
             self.by_pid[e2] = p
+            if tty:
+                self._take_pty(p, bool(spec.get("stdin")))
         except BaseException:
             for fd in close_after:
                 os.close(fd)

@@ -315,7 +315,7 @@ async def test_tty_and_resize(aiorun_paths, rootfs, cg_parent, guard):
     async with runtime(aiorun_paths, guard) as rt:
         spec = make_spec(aiorun_paths, rootfs, cg_parent,
                          ["sh", "-c", "read x; test -t 1 && echo tty:$x; stty size;"
-                                      " test -c /dev/console && echo console; umask"],
+                                      " test -c /dev/console && echo console; umask; tty"],
                          tty=True, stdin=True)
         await rt.create(spec)
         await rt.start(spec.id)
@@ -324,6 +324,8 @@ async def test_tty_and_resize(aiorun_paths, rootfs, cg_parent, guard):
         out = b"".join([d async for _s, d in rt.output(spec.id)])
         assert (await rt.wait(spec.id)).exit_code == 0
         assert b"tty:hi\r\n" in out and b"33 99" in out and b"console\r\n0022" in out
+        # the pty lives in the container's own devpts, as with Docker
+        assert out.endswith(b"/dev/pts/0\r\n")
         await rt.delete(spec.id)
 
 
@@ -495,7 +497,8 @@ async def test_exec_tty_user_env_cwd(aiorun_paths, rootfs, cg_parent, guard):
         await rt.start(spec.id)
         await rt.exec_create(ExecSpec(id="x1", container_id=spec.id,
                                       args=["sh", "-c", "echo $A$B; pwd; id -u; test -t 0 &&"
-                                                        " echo tty; grep CapEff /proc/self/status"],
+                                                        " echo tty; grep CapEff /proc/self/status;"
+                                                        " tty"],
                                       env=["B=3"], tty=True, user="nobody", cwd="/home"))
         epid = await rt.exec_start("x1")
         assert epid > 0
@@ -504,6 +507,7 @@ async def test_exec_tty_user_env_cwd(aiorun_paths, rootfs, cg_parent, guard):
         lines = out.decode().split("\n")
         assert lines[:4] == ["13", "/home", "65534", "tty"]
         assert lines[4].split()[1] == "0000000000000000"    # non-root: no effective caps
+        assert lines[5].startswith("/dev/pts/")
         # the exec ran in the container's cgroups
         await rt.exec_create(ExecSpec(id="x2", container_id=spec.id,
                                       args=["cat", "/proc/self/cgroup"]))
