@@ -425,12 +425,14 @@ def bridge_ports(bridge: str) -> list[str]:
 
 
 def loopback_up(netns_path: str) -> None:
-    """Bring ``lo`` up inside the namespace at ``netns_path``."""
-    c = ns_ipr(netns_path)
+    """Bring ``lo`` (always ifindex 1 in a network namespace) up inside ``netns_path``."""
     try:
-        lo = link_index("lo", c)
-        if lo is not None:
-            c.link("set", index=lo, state="up")
+        c = Rtnl.in_netns(netns_path)
+    except OSError as exc:
+        raise InvalidArgument(f"network namespace {netns_path} cannot be opened: "
+                              f"{exc.strerror}") from None
+    try:
+        _check(c.call((_msg_link(1, IFF_UP, IFF_UP), RTM_NEWLINK, 0)), ["lo up"])
     finally:
         c.close()
 
