@@ -44,11 +44,8 @@ def parse_serve_args(argv: list[str]) -> dict[str, object]:
 
 def _first_error(exc: BaseException) -> BaseException:
     """anyio wraps failures of a task group in ExceptionGroups: find the real one."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        from aiorun.errors import AiorunError
-        inner = [e for e in exc.exceptions if isinstance(e, AiorunError)]
-        exc = inner[0] if inner else exc.exceptions[0]
-    return exc
+    from aiorun.api.server import unwrap_error
+    return unwrap_error(exc)
 
 
 def cmd_serve(ctx, argv: list[str]) -> int:

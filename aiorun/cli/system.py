@@ -75,6 +75,25 @@ def render_info(d: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_df(d: dict[str, Any]) -> str:
+    images = d.get("Images") or []
+    containers = d.get("Containers") or []
+    volumes = d.get("Volumes") or []
+    rows = [
+        ("Images", len(images), sum(1 for i in images if i.get("Containers", 0) > 0),
+         d.get("LayersSize", 0)),
+        ("Containers", len(containers),
+         sum(1 for c in containers if c.get("State") == "running"),
+         sum(c.get("SizeRw", 0) or 0 for c in containers)),
+        ("Local Volumes", len(volumes),
+         sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount", 0) > 0),
+         sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes)),
+    ]
+    out = [f"{'TYPE':<15} {'TOTAL':<9} {'ACTIVE':<9} SIZE"]
+    out += [f"{t:<15} {n:<9} {a:<9} {format_size(sz)}" for t, n, a, sz in rows]
+    return "\n".join(out) + "\n"
+
+
 def cmd_info(ctx, argv: list[str]) -> int:
     as_json = _want_json(argv, "info")
     d = ctx.client().get("/info")
@@ -126,6 +145,7 @@ SYSTEM_USAGE = """usage: aiorun system COMMAND
 
 Commands:
   info            show system-wide information (same as `aiorun info`)
+  df              show disk usage (images, containers, local volumes)
   reset [-f]      stop every container and remove all aiorun state (containers, images,
                   volumes, networks) through the daemon
 """
@@ -138,6 +158,11 @@ def cmd_system(ctx, argv: list[str]) -> int:
     sub, rest = argv[0], argv[1:]
     if sub == "info":
         return cmd_info(ctx, rest)
+    if sub == "df":
+        as_json = _want_json(rest, "system df")
+        d = ctx.client().get("/system/df")
+        sys.stdout.write(json.dumps(d) + "\n" if as_json else render_df(d))
+        return 0
     if sub == "reset":
         force = False
         for a in rest:

@@ -246,6 +246,8 @@ def test_system_df(daemon, busybox_tar, cli):
     assert set(df) >= {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"}
     assert [i["RepoTags"] for i in df["Images"]] == [["busybox:latest"]]
     assert df["LayersSize"] > 0
+    r = cli("system", "df")
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:2] == ["Images", "1"]
     if shutil.which("docker"):
         r = subprocess.run(["docker", "-H", f"unix://{daemon.socket}", "system", "df"],
                            capture_output=True, text=True, timeout=30)

@@ -1,0 +1,40 @@
+"""Pure parts of the system CLI and the serve option parser."""
+
+import pytest
+
+from aiorun.cli.daemon import _first_error, parse_serve_args
+from aiorun.cli.system import _want_json, format_size, render_df, render_info
+from aiorun.errors import InvalidArgument, NotFound
+
+
+def test_serve_args(monkeypatch):
+    monkeypatch.delenv("AIORUN_BACKEND", raising=False)
+    monkeypatch.delenv("AIORUN_STORAGE_DRIVER", raising=False)
+    assert parse_serve_args([]) == {"storage_driver": None, "backend": "asyncio", "debug": False}
+    assert parse_serve_args(["--backend=trio", "-s", "copy", "-D"]) == {
+        "storage_driver": "copy", "backend": "trio", "debug": True}
+    monkeypatch.setenv("AIORUN_BACKEND", "trio")
+    assert parse_serve_args([])["backend"] == "trio"
+    for bad in (["--backend", "curio"], ["--storage-driver"], ["--what"]):
+        with pytest.raises(InvalidArgument):
+            parse_serve_args(bad)
+
+
+def test_first_error_unwraps_groups():
+    inner = NotFound("x")
+    assert _first_error(ExceptionGroup("g", [ValueError(), ExceptionGroup("h", [inner])])) \
+        is inner
+    assert _first_error(ExceptionGroup("g", [inner])) is inner
+
+
+def test_format_and_render():
+    assert format_size(0) == "0B" and format_size(1536) == "1.5KiB"
+    assert _want_json(["--format", "json"], "info") and not _want_json([], "info")
+    with pytest.raises(InvalidArgument):
+        _want_json(["--format", "{{.ID}}"], "info")
+    text = render_info({"Containers": 2, "ContainersRunning": 1, "Driver": "overlay",
+                        "StorageDriverReason": "requested", "DriverStatus": [["a", "b"]],
+                        "Backend": "trio", "Managers": ["events"]})
+    assert " Containers: 2" in text and "  Selected: requested" in text and "  a: b" in text
+    assert " Async Backend: trio" in text
+    assert render_df({}).splitlines()[1].split() == ["Images", "0", "0", "0B"]
