@@ -102,3 +102,14 @@ class NetworkDriver(abc.ABC):
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Daemon start: re-establish host state for live endpoints, drop the rest."""
         return None
+
+    # Optional hooks (added compatibly; the engine calls them when present):
+
+    async def close(self) -> None:
+        """Daemon stop. Keep host state that live endpoints need (their containers keep
+        running); a driver may remove what nothing uses (``restore`` re-creates it)."""
+        return None
+
+    async def reset(self) -> None:
+        """``aiorun system reset``: remove all host state this driver ever made."""
+        return None

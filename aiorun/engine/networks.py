@@ -214,9 +214,9 @@ class NetworkManager:
                 drv = self._driver(dname)
             except AiorunError:
                 continue
-            fn = getattr(drv, "reset", None)
-            if fn is not None:
-                await fn()
+            # a driver without its own reset: delete its networks one by one
+            if getattr(type(drv), "reset", NetworkDriver.reset) is not NetworkDriver.reset:
+                await drv.reset()
             else:
                 for n in self.networks.values():
                     if n.config.driver == dname:
