@@ -7,7 +7,9 @@ plus ``--change`` instructions, and one more history entry.
 Decisions (documented here because they are visible to users):
 
 * A commit always adds a layer, as Docker does: committing an unchanged container gives a layer
-  holding an empty tar (its history entry has no ``empty_layer``).
+  holding an empty tar (its history entry has no ``empty_layer``) -- except when the image
+  already lists that empty layer (a commit of an unchanged container of such an image): the
+  same layer twice would stack one directory twice, so the entry is ``empty_layer: true``.
 * The init files (/etc/hosts, /etc/hostname, /etc/resolv.conf) are bind mounts, so their writes
   never reach the rw layer; the diff is still filtered so a driver that lists them (e.g. the
   copy driver comparing against the image) can never leak them into an image. Volume contents
@@ -94,6 +96,14 @@ def filter_diff(src: Path, dst: Path) -> int:
                 else:
                     tout.addfile(m)
     return kept
+
+
+def _layer_is_empty(engine: "Engine", diff_id: str) -> bool:
+    try:
+        with tarfile.open(engine.images.layer_tar(diff_id), "r:") as t:
+            return t.next() is None
+    except Exception:
+        return False
 
 
 def image_config_from_container(base_cfg: dict[str, Any], ccfg: dict[str, Any]) -> dict[str, Any]:
@@ -252,11 +262,21 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
         raw.unlink(missing_ok=True)
         filtered.unlink(missing_ok=True)
     diff_id = diff_id if str(diff_id).startswith("sha256:") else f"sha256:{diff_id}"
+    base_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
+    # An unchanged container gives an empty layer (Docker's behaviour) -- unless the image
+    # already has that very layer: a layer listed twice would be one lower dir twice in the
+    # overlay stack, so then the entry is an empty_layer instead (same filesystem either way).
+    empty_dup = diff_id in base_ids and await anyio.to_thread.run_sync(
+        _layer_is_empty, engine, diff_id)
+    if empty_dup:
+        engine.images.release_layer(diff_id)
 
     created = now_rfc3339nano()
     argv = list(ccfg.get("Entrypoint") or base_cfg.get("Entrypoint") or []) + \
         list(ccfg.get("Cmd") or base_cfg.get("Cmd") or [])
     entry: dict[str, Any] = {"created": created, "created_by": " ".join(argv)}
+    if empty_dup:
+        entry["empty_layer"] = True
     if author:
         entry["author"] = author
     if message:
@@ -267,8 +287,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
         "created": created,
         "config": new_cfg,
         "container": cid,
-        "rootfs": {"type": "layers",
-                   "diff_ids": list((base.get("rootfs") or {}).get("diff_ids") or []) + [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": base_ids + ([] if empty_dup else [diff_id])},
         "history": list(base.get("history") or []) + [entry],
     }
     if author:

@@ -322,6 +322,26 @@ def test_commit_of_unchanged_container_adds_an_empty_layer(env, own_host_state):
     base_layers = len(env.image_config(_image_id(env, "busybox:latest"))["rootfs"]["diff_ids"])
     assert len(cfg["rootfs"]["diff_ids"]) == base_layers + 1
     assert env.layer_names(cfg["rootfs"]["diff_ids"][-1]) == []
+    # again, from that image: the empty layer is not stacked twice, and the image runs
+    env.ok("create", "--network", "none", "--name", name, iid, "true")
+    try:
+        iid2 = env.ok("commit", name, "twice-empty").strip()
+    finally:
+        env.cli("rm", "-f", name)
+    cfg2 = env.image_config(iid2)
+    assert cfg2["rootfs"]["diff_ids"] == cfg["rootfs"]["diff_ids"]
+    assert cfg2["history"][-1].get("empty_layer") is True
+    assert env.ok("run", "--rm", "--network", "none", "twice-empty", "echo", "runs") == "runs\n"
+
+
+def test_build_steps_that_change_nothing_are_empty_layers(env, tmp_path, own_host_state):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nRUN true\nRUN ["true"]\nCMD ["echo", "ok"]\n')
+    env.ok("build", "-q", "-t", "noop", str(ctx))
+    cfg = env.image_config(_image_id(env, "noop:latest"))
+    assert [h.get("empty_layer") for h in cfg["history"][-3:]] == [True, True, True]
+    assert env.ok("run", "--rm", "--network", "none", "noop") == "ok\n"
 
 
 def _image_id(env: Env, tag: str) -> str:

@@ -7,7 +7,8 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
 
 * Each instruction is one history entry. Metadata instructions (CMD ENV EXPOSE LABEL USER
   WORKDIR VOLUME STOPSIGNAL ENTRYPOINT SHELL ARG MAINTAINER) change the config only:
-  ``empty_layer: true``.
+  ``empty_layer: true``. A COPY/ADD/RUN that changed nothing is ``empty_layer: true`` too and
+  adds no layer (as BuildKit does).
 * COPY/ADD and RUN make a layer. They work on a *snapshot*: a storage-driver container over the
   current layers (no intermediate images). COPY/ADD write into the mounted snapshot rootfs
   (every destination resolved inside it, never following a link out of it; sources resolved
@@ -426,6 +427,8 @@ class Builder:
         f = self.cache_dir / key
         try:
             entry = json.loads(f.read_text())
+            if entry.get("empty"):
+                return entry
             self.engine.images.layer_tar(entry["diff_id"])
             if not self.engine.storage.has_layer(entry["diff_id"]):
                 raise NotFound(entry["diff_id"])
@@ -436,10 +439,11 @@ class Builder:
             f.unlink(missing_ok=True)   # its layer was freed: the entry is stale
             return None
 
-    def _cache_put(self, key: str, diff_id: str, created_by: str) -> None:
+    def _cache_put(self, key: str, diff_id: str, created_by: str, empty: bool = False) -> None:
         self.cache_dir.mkdir(exist_ok=True)
         tmp = self.cache_dir / f".{key}.{secrets.token_hex(4)}"
-        tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by}))
+        tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by,
+                                   "empty": empty}))
         os.replace(tmp, self.cache_dir / key)
 
     async def _layer_step(self, st: _Stage, ins: Instruction, copy: bool
@@ -448,10 +452,14 @@ class Builder:
         if not self.no_cache:
             hit = await anyio.to_thread.run_sync(self._cache_get, key)
             if hit is not None:
-                st.layers.append(hit["diff_id"])
-                st.history.append(self._hist(hit["created_by"], empty=False))
+                if hit.get("empty"):
+                    st.history.append(self._hist(hit["created_by"], empty=True))
+                else:
+                    st.layers.append(hit["diff_id"])
+                    st.history.append(self._hist(hit["created_by"], empty=False))
                 if not self.quiet:
-                    yield self._msg(f" ---> Using cache\n ---> {hit['diff_id'][:12]}\n")
+                    yield self._msg(" ---> Using cache\n" + ("" if hit.get("empty") else
+                                                            f" ---> {hit['diff_id'][:12]}\n"))
                 return
         storage = self.engine.storage
         cid = secrets.token_hex(32)
@@ -500,6 +508,12 @@ class Builder:
                 else:
                     os.replace(raw, filtered)
             await anyio.to_thread.run_sync(_diff)
+            if await anyio.to_thread.run_sync(_tar_is_empty, filtered):
+                # Nothing changed: no layer, an empty_layer history entry (as BuildKit does).
+                # Identical empty layers stacked twice would also be one lower dir twice.
+                st.history.append(self._hist(created_by, empty=True))
+                await anyio.to_thread.run_sync(self._cache_put, key, "", created_by, True)
+                return
             diff_id = await self.engine.images.add_layer(filtered)
             self._added.append(diff_id)
             st.layers.append(diff_id)
@@ -801,3 +815,8 @@ def _walk_sorted(top: Path):
             dirnames.sort()
             for n in sorted(dirnames + filenames):
                 yield os.path.join(dirpath, n)
+
+
+def _tar_is_empty(path: Path) -> bool:
+    with tarfile.open(path, "r:") as t:
+        return t.next() is None
