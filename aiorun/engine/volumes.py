@@ -455,8 +455,8 @@ class VolumeManager:
         try:
             for r in reqs:
                 if r.type == "bind":
-                    if r.create_host_path:
-                        os.makedirs(r.source, exist_ok=True)
+                    if r.create_host_path and not os.path.lexists(r.source):
+                        os.makedirs(r.source, exist_ok=True)   # -v creates a missing dir
                     specs.append(MountSpec(r.destination, "bind", r.source,
                                            ["rbind", r.propagation or "rprivate"]
                                            + (["ro"] if r.readonly else []), r.readonly))

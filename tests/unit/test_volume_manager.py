@@ -184,3 +184,13 @@ async def test_local_driver_options_and_label_filters(engine, tmp_path):
     assert [v["Name"] for v in await vm.list({"label": ["k"]})] == ["bound"]
     with pytest.raises(NotFound):
         await vm.inspect("../root")
+
+
+@pytest.mark.anyio
+async def test_bind_of_an_existing_file(engine, tmp_path):
+    vm = engine.volumes
+    await vm.start()
+    f = tmp_path / "conf.txt"
+    f.write_text("x")
+    specs, mounts = await vm.mounts_for("c8", binds=[f"{f}:/etc/conf.txt:ro"])
+    assert specs[0].source == str(f) and mounts[0]["Mode"] == "ro"
