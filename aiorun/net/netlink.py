@@ -89,7 +89,11 @@ class Rtnl:
         self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                           NETLINK_ROUTE)
         self.sock.bind((0, 0))
+        # The kernel answers at once; a missing ack means something is badly wrong, and a
+        # worker thread must not hang on it forever.
+        self.sock.settimeout(10.0)
         self.seq = 0
+        self.broken = False
 
     @classmethod
     def in_netns(cls, netns_path: str) -> "Rtnl":
@@ -132,30 +136,42 @@ class Rtnl:
         ``(errno, reply payload)`` (errno 0 = success; payload of a GET's reply)."""
         first = self.seq + 1
         data = b"".join(self._encode(m, t, f) for m, t, f in reqs)
-        self.sock.send(data)
         results: dict[int, tuple[int, bytes]] = {}
         replies: dict[int, bytes] = {}
         want = set(range(first, self.seq + 1))
-        while want:
-            buf = self.sock.recv(65536)
-            off = 0
-            while off + _HDR.size <= len(buf):
-                length, mtype, _flags, seq, _pid = _HDR.unpack_from(buf, off)
-                if length < _HDR.size:
-                    break
-                if mtype == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", buf, off + _HDR.size)[0]
-                    results[seq] = (err, replies.get(seq, b""))
-                    want.discard(seq)
-                else:
-                    replies[seq] = buf[off + _HDR.size: off + length]
-                off += (length + 3) & ~3
+        try:
+            self.sock.send(data)
+            while want:
+                self._receive(want, results, replies)
+        except OSError as exc:
+            self.broken = True  # unread answers may be queued: never reuse this socket
+            raise NetlinkFailure(f"netlink request failed: {exc}") from None
         return [results[s] for s in range(first, self.seq + 1)]
+
+    def _receive(self, want: set[int], results: dict[int, tuple[int, bytes]],
+                 replies: dict[int, bytes]) -> None:
+        """Read one datagram of answers: replies are kept by sequence number until their
+        ack (NLMSG_ERROR, error 0 = success) completes the request."""
+        buf = self.sock.recv(65536)
+        off = 0
+        while off + _HDR.size <= len(buf):
+            length, mtype, _flags, seq, _pid = _HDR.unpack_from(buf, off)
+            if length < _HDR.size:
+                break
+            if mtype == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", buf, off + _HDR.size)[0]
+                results[seq] = (err, replies.get(seq, b""))
+                want.discard(seq)
+            else:
+                replies[seq] = buf[off + _HDR.size: off + length]
+            off += (length + 3) & ~3
 
 
 def _rtnl() -> Rtnl:
     r = getattr(_local, "rtnl", None)
-    if r is None:
+    if r is None or r.broken:
+        if r is not None:
+            r.close()
         r = _local.rtnl = Rtnl()
     return r
 
