@@ -740,6 +740,7 @@ class NetworkManager:
         self._emit("connect", n, {"container": cid})
         if netns:
             await self._refresh_hosts(n.config.id)
+            self._refresh_container_view(cid)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         n = self.get(ref)
@@ -758,6 +759,7 @@ class NetworkManager:
                             f"{n.config.name}")
         assert m is not None
         await self._detach_one(m, ep)
+        self._refresh_container_view(cid)
 
     # -- containers (through the engine, only for connect/disconnect) --------------------
     def _container_id(self, ref: str) -> str:
@@ -785,6 +787,21 @@ class NetworkManager:
             pid, running = getattr(st, "pid", None), getattr(st, "running", None)
         netns = f"/proc/{pid}/ns/net" if running and pid else ""
         return c.id, str(getattr(c, "name", "")).lstrip("/"), netns
+
+    def _refresh_container_view(self, cid: str) -> None:
+        """After connect/disconnect of a running container: update the NetworkSettings the
+        containers manager serves in ``inspect`` (it keeps what ``attach`` returned at start;
+        the contract has no call for later changes). Only when it keeps a plain dict."""
+        mgr = getattr(self.engine, "containers", None)
+        if mgr is None:
+            return
+        try:
+            c = mgr.get(cid)
+        except AiorunError:
+            return
+        view = getattr(c, "network_settings", None)
+        if isinstance(view, dict):
+            view.update(self.network_settings(cid))
 
 
 def _endpoint_id(ep: Endpoint) -> str:

@@ -135,6 +135,8 @@ def test_user_network_by_name(env, made):
         made.append(late)
         cli(env, "network", "connect", "--alias", "tardy", "aiore2e", "late")
         assert late in cli(env, "network", "inspect", "aiore2e").stdout
+        assert cli(env, "inspect", "--format", "{{.NetworkSettings.Networks.aiore2e.IPAddress}}",
+                   "late").stdout.strip().startswith("10.252.3.")
         r = cli(env, "run", "--rm", "--network", "aiore2e", "busybox", "wget", "-q", "-O", "-",
                 "http://tardy/")
         assert r.stdout.strip()
@@ -157,6 +159,8 @@ def test_user_network_by_name(env, made):
         cli(env, "rm", "-f", "idle")
         cli(env, "network", "disconnect", "aiore2e", "late")
         assert late not in cli(env, "network", "inspect", "aiore2e").stdout
+        assert '"aiore2e"' not in cli(env, "inspect", "--format",
+                                      "{{json .NetworkSettings.Networks}}", "late").stdout
         r = cli(env, "network", "disconnect", "aiore2e", "late", ok=False)
         assert r.returncode != 0 and "not connected" in r.stderr
     finally:
