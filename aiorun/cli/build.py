@@ -1,4 +1,5 @@
-"""``aiorun build [-t TAG]... [-f Dockerfile] [--build-arg K[=V]]... [--label K=V]... [-q] PATH|-``
+"""``aiorun build [-t TAG]... [-f Dockerfile] [--build-arg K[=V]]... [--label K=V]... [-q]
+[--target STAGE] [--iidfile FILE] [--no-cache] PATH|-``
 
 The context directory is sent as a tar (``.dockerignore`` honoured, the Dockerfile and
 .dockerignore always included); a Dockerfile outside the context is added under a private
@@ -40,6 +41,8 @@ def cmd_build(ctx, argv: list[str]) -> int:
     p.add_argument("--build-arg", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--target", help="build up to this stage of a multi-stage Dockerfile")
+    p.add_argument("--iidfile", help="write the image id to this file")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     p.add_argument("--rm", default="true", help="accepted; intermediates are always removed")
     p.add_argument("--pull", action="store_true", help="accepted; aiorun does not pull")
@@ -94,7 +97,7 @@ def cmd_build(ctx, argv: list[str]) -> int:
                  "buildargs": _kv(a.build_arg, "build-arg", from_env=True) or None,
                  "labels": _kv(a.label, "label") or None,
                  "q": True if a.quiet else None, "rm": True,
-                 "nocache": True if a.no_cache else None}
+                 "nocache": True if a.no_cache else None, "target": a.target or None}
         resp = ctx.client().request("POST", "/build", query, body=tmp,
                                     headers={"Content-Type": "application/x-tar"})
         rc = 0
@@ -108,6 +111,9 @@ def cmd_build(ctx, argv: list[str]) -> int:
                 if "error" in msg:
                     sys.stderr.write(f"{msg['error'].rstrip()}\n")
                     rc = 1
+                elif "aux" in msg and a.iidfile:
+                    with open(a.iidfile, "w") as f:
+                        f.write(msg["aux"].get("ID", ""))
                 elif "stream" in msg:
                     sys.stdout.write(msg["stream"])
                     sys.stdout.flush()

@@ -459,6 +459,15 @@ def test_build_multistage_args_chown_and_outside_dockerfile(env, tmp_path, own_h
               for p in (env.paths.images / "layers").glob("*.tar")}
     assert {d.removeprefix("sha256:") for d in cfg["rootfs"]["diff_ids"]} <= layers
     assert not any("made by" in h.get("created_by", "") for h in cfg["history"])
+    # --target stops at the named stage; --iidfile gets the id
+    iidfile = tmp_path / "iid"
+    env.ok("build", "-f", str(df), "--target", "builder", "--iidfile", str(iidfile),
+           "-t", "multi-builder", str(ctx))
+    assert iidfile.read_text() == _image_id(env, "multi-builder:latest")
+    assert env.ok("run", "--rm", "--network", "none", "multi-builder", "cat",
+                  "/out/result") == "made by nobody\n"
+    r = env.cli("build", "-f", str(df), "--target", "nope", str(ctx))
+    assert r.returncode != 0 and "target stage 'nope' could not be found" in r.stderr
 
 
 def _procs_in_cgroup_of(ids: list[str]) -> list[int]:

@@ -1,6 +1,6 @@
 """``POST /commit`` and ``POST /build`` (Docker's classic builder API).
 
-``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=``: the body is the context tar
+``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=&target=``: the body is the context tar
 (plain or compressed), spooled to ``<root>/tmp`` as it streams in (never held in memory).
 Problems found before the build starts (bad tag, unreadable context, missing Dockerfile,
 Dockerfile syntax errors naming the line) are HTTP 400 ``{"message"}``. Then the answer is a
@@ -120,7 +120,7 @@ async def build(req: Request, engine: Any):
         raise
     builder = Builder(engine, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
-                      no_cache=req.flag("nocache"))
+                      no_cache=req.flag("nocache"), target=req.arg("target") or None)
 
     async def stream() -> AsyncIterator[bytes]:
         try:

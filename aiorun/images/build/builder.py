@@ -141,8 +141,9 @@ class Builder:
     def __init__(self, engine: "Engine", context_dir: Path, instructions: list[Instruction],
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
-                 no_cache: bool = False) -> None:
+                 no_cache: bool = False, target: str | None = None) -> None:
         self.engine = engine
+        self.target = (target or "").lower() or None
         self.context = Path(context_dir)
         self.instructions = instructions
         self.tags = list(tags or [])
@@ -218,6 +219,13 @@ class Builder:
             meta_args[name] = self.buildargs.get(name, expand_word(default, meta_args)
                                                  if eq else "")
         steps = ins_list[first_from:]
+        if self.target is not None:   # --target: stop at the end of that stage
+            names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
+                     and len(x.rest.split()) == 3 and x.rest.split()[2].lower() == self.target]
+            if not names:
+                raise DockerfileError(f"target stage {self.target!r} could not be found")
+            nxt = [i for i, x in enumerate(steps) if x.cmd == "FROM" and i > names[0]]
+            steps = steps[:nxt[0]] if nxt else steps
         total = len(steps)
         self._st = _Stage()
         for n, ins in enumerate(steps, 1):
