@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,13 +50,16 @@ def outer_main(argv: list[str]) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [unshare, "--mount", "--net", "--propagation", "private", "--",
            sys.executable, "-m", "bench", INNER_FLAG, str(ws), *argv]
-    p = subprocess.Popen(cmd, env=env, cwd=REPO)
+    p = subprocess.Popen(cmd, env=env, cwd=REPO)  # unshare execs: p.pid is the inner bench
+    # SIGTERM/SIGINT: pass it on and keep waiting, so the inner bench stops its engines
+    # and this process still cleans the host side
+    old = {s: signal.signal(s, lambda signum, _f: p.send_signal(signum))
+           for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         rc = p.wait()
-    except KeyboardInterrupt:
-        p.wait()  # the inner bench got the SIGINT too and cleans up
-        rc = 130
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
         leftovers = cleanup_host(ws, created)
     if leftovers:
         sys.stderr.write("bench: could not remove: " + ", ".join(leftovers) + "\n")
@@ -107,6 +111,15 @@ def inner_setup(ws: Path) -> list[str]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for m in MASKS:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "bench-mask", m], check=True)
+    # /sys still shows the host's network devices (sysfs follows the netns of whoever
+    # mounted it). Engines read /sys/class/net/<dev>/... (bridge ports, hairpin): graft the
+    # net parts of a sysfs mounted from inside our netns over the host's, keeping the rest
+    # of /sys (cgroup hierarchies live under /sys/fs/cgroup).
+    sysfs = ws / "sysfs"
+    sysfs.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "sysfs", "bench-sysfs", str(sysfs)], check=True)
+    for sub in ("class/net", "devices/virtual/net"):
+        subprocess.run(["mount", "--bind", str(sysfs / sub), f"/sys/{sub}"], check=True)
     # crun 1.8 refuses this hybrid layout while hugetlb sits on cgroup2; a v1 hugetlb
     # hierarchy mounted anywhere fixes it (design.md). The mount is private to us.
     hug = ws / "hugetlb"
@@ -119,6 +132,9 @@ def inner_setup(ws: Path) -> list[str]:
 
 
 def inner_teardown(ws: Path) -> None:
+    for sub in ("class/net", "devices/virtual/net"):
+        subprocess.run(["umount", f"/sys/{sub}"], check=False)
+    subprocess.run(["umount", str(ws / "sysfs")], check=False)
     hug = ws / "hugetlb"
     if os.path.ismount(hug):
         rmdir_cgroup_tree(hug / CGROUP_NAME)
