@@ -621,3 +621,36 @@ def test_docker_clients_drive_build_commit_and_volumes(env, tmp_path, own_host_s
             client.images.build(path=str(ctx), tag="py-bad:1")
     finally:
         client.close()
+
+
+def test_build_cancelled_by_client_cleans_up(env, tmp_path, own_host_state):
+    """The client goes away during a RUN: the step's process is killed, its snapshot removed."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 60\n")
+    proc = subprocess.Popen([str(Path(os.sys.executable).with_name("aiorun")), "build",
+                             str(ctx)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, AIORUN_ROOT=str(env.paths.root),
+                                     AIORUN_RUN=str(env.paths.run)))
+    ids: list[str] = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("started"):
+                break
+        ids = [i for f in env.paths.tmp.glob("build-*/snapshots") for i in f.read_text().split()]
+        assert ids and _procs_in_cgroup_of(ids)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+                _procs_in_cgroup_of(ids) or list(env.paths.tmp.glob("build*"))):
+            time.sleep(0.05)
+        assert not _procs_in_cgroup_of(ids)
+        assert not list(env.paths.tmp.glob("build*"))
+        storage = env.paths.root / "storage" / env.driver / "containers"
+        assert not [p for p in storage.iterdir() if p.name in ids] if storage.exists() else True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if _procs_in_cgroup_of(ids):
+            _force_cleanup(env.paths, ids)
