@@ -136,6 +136,8 @@ CREATE_FLAGS = _flags(
     ("--pids-limit", "pids_limit", STR), ("--restart", "restart", STR),
     ("-p --publish", "publish", LIST), ("-P --publish-all", "publish_all", BOOL),
     ("--expose", "expose", LIST), ("--network --net", "network", STR),
+    ("--network-alias --net-alias", "network_alias", LIST), ("--ip", "ip", STR),
+    ("--mac-address", "mac_address", STR),
     ("-v --volume", "volume", LIST), ("--mount", "mount", LIST), ("--tmpfs", "tmpfs", LIST),
     ("--privileged", "privileged", BOOL), ("--cap-add", "cap_add", LIST),
     ("--cap-drop", "cap_drop", LIST), ("--cgroup-parent", "cgroup_parent", STR),
@@ -263,6 +265,15 @@ def build_create(opts: Opts, rest: list[str]) -> tuple[dict[str, Any], str | Non
         hc["AutoRemove"] = True
     if opts.network:
         hc["NetworkMode"] = opts.network
+    if opts.network_alias or opts.ip or opts.mac_address:
+        ep: dict[str, Any] = {}
+        if opts.network_alias:
+            ep["Aliases"] = list(opts.network_alias)
+        if opts.ip:
+            ep["IPAMConfig"] = {"IPv4Address": opts.ip}
+        if opts.mac_address:
+            ep["MacAddress"] = opts.mac_address
+        body["NetworkingConfig"] = {"EndpointsConfig": {opts.network or "bridge": ep}}
     if opts.publish or opts.expose:
         from aiorun.core import ports
         maps = []

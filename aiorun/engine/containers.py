@@ -578,7 +578,8 @@ class ContainerManager:
                     hostname=c.config.get("Hostname", ""), name=c.name,
                     port_bindings=c.host_config.get("PortBindings") or {},
                     publish_all=bool(c.host_config.get("PublishAllPorts")),
-                    exposed_ports=c.config.get("ExposedPorts") or {})
+                    exposed_ports=c.config.get("ExposedPorts") or {},
+                    **self._endpoint_options(c, mode))
                 undo.append(("network", lambda: self.engine.networks.detach(c.id)))
                 net = default_network_settings()
                 net.update(ns or {})
@@ -618,6 +619,42 @@ class ContainerManager:
         await self._save(c)
         self._emit("start", c)
         self._start_supervisor(c)
+
+    def _endpoint_options(self, c: Container, mode: str) -> dict[str, Any]:
+        """``NetworkingConfig.EndpointsConfig[mode]`` → the network manager's extra keyword
+        arguments (aliases, static IP, MAC), only those its ``attach`` accepts."""
+        ep = ((c.networking_config or {}).get("EndpointsConfig") or {}).get(mode) or {}
+        opts: dict[str, Any] = {}
+        if ep.get("Aliases"):
+            opts["aliases"] = list(ep["Aliases"])
+        ip = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
+        if ip:
+            opts["ip_address"] = ip
+        if ep.get("MacAddress"):
+            opts["mac_address"] = ep["MacAddress"]
+        if not opts:
+            return {}
+        import inspect as _insp
+        try:
+            params = _insp.signature(self.engine.networks.attach).parameters
+        except (TypeError, ValueError):
+            return {}
+        return {k: v for k, v in opts.items() if k in params}
+
+    def _current_network_settings(self, c: Container) -> dict[str, Any]:
+        """While it runs, the network manager's view (it follows network connect /
+        disconnect); otherwise what was recorded."""
+        nets = self.engine.networks
+        if c.state.status in (st.RUNNING, st.PAUSED) and nets is not None \
+                and hasattr(nets, "network_settings") and self._network_mode(c) not in \
+                ("none", "host"):
+            try:
+                net = default_network_settings()
+                net.update(nets.network_settings(c.id, f"/proc/{c.state.pid}/ns/net") or {})
+                return net
+            except Exception:
+                log.debug("network_settings(%s) failed", c.id, exc_info=True)
+        return c.network_settings
 
     def _network_mode(self, c: Container) -> str:
         mode = c.host_config.get("NetworkMode") or "bridge"
@@ -1140,7 +1177,7 @@ class ContainerManager:
             "GraphDriver": {"Name": c.driver, "Data": graph or None},
             "Mounts": mounts,
             "Config": c.config,
-            "NetworkSettings": c.network_settings,
+            "NetworkSettings": self._current_network_settings(c),
         }
 
     def summary(self, c: Container) -> dict[str, Any]:
@@ -1148,9 +1185,10 @@ class ContainerManager:
         args = [f"'{a}'" if " " in a else a for a in c.args]
         command = f"{c.path} {' '.join(args)}" if args else c.path
         ports: list[dict[str, Any]] = []
+        net = self._current_network_settings(c)
         try:
             from aiorun.core.ports import to_api_ports
-            ports = to_api_ports(c.network_settings.get("Ports") or {})
+            ports = to_api_ports(net.get("Ports") or {})
         except Exception:
             ports = []
         mounts = c.mounts
@@ -1168,7 +1206,7 @@ class ContainerManager:
             "State": c.state.status,
             "Status": c.state.describe(),
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "bridge")},
-            "NetworkSettings": {"Networks": c.network_settings.get("Networks") or {}},
+            "NetworkSettings": {"Networks": net.get("Networks") or {}},
             "Mounts": mounts,
         }
 
