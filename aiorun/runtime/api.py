@@ -180,8 +180,11 @@ class _OutputIter:
 class Runtime:
     """Daemon-side client of the spawner. See the module docstring."""
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, spawner_idle_exit: float | None = None) -> None:
+        """``spawner_idle_exit``: seconds a spawner *started by this Runtime* lingers with no
+        client and no process (None: the spawner's default, 30 s; 0: forever)."""
         self.paths = paths
+        self.spawner_idle_exit = spawner_idle_exit
         self._stream: anyio.abc.SocketStream | None = None
         self._send_lock: anyio.Lock | None = None
         self._rid = 0
@@ -241,7 +244,17 @@ class Runtime:
         self._tg = tg
         self._reader_done = anyio.Event()
         await tg.start(self._reader, stream)
-        await self._hello()
+        # The spawner may have been exiting (idle) as we connected: the reader then
+        # reconnects to a fresh one; wait for that rather than failing.
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    await self._hello()
+                    return
+                except Unavailable:
+                    if self._reader_done.is_set():
+                        raise
+                    await anyio.sleep(0.02)
 
     async def _hello(self) -> None:
         hello = await self._request("hello")
@@ -281,8 +294,11 @@ class Runtime:
             [pkg_parent, msgpack_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
                                             else []))
         with open(run / "spawner.log", "ab") as log:
+            idle = ([] if self.spawner_idle_exit is None
+                    else ["--idle-exit", str(float(self.spawner_idle_exit))])
             proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "aiorun.runtime.spawner", "--run", str(run)],
+                [sys.executable, "-S", "-m", "aiorun.runtime.spawner", "--run", str(run)]
+                + idle,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True, close_fds=True, env=env, cwd="/")
         rc = proc.wait()

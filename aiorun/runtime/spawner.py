@@ -1,10 +1,11 @@
 """The spawner: a small single-threaded process that makes and babysits every container.
 
-    python -m aiorun.runtime.spawner --run DIR
+    python -m aiorun.runtime.spawner --run DIR [--idle-exit SECONDS]
 
-It binds ``DIR/spawner.sock``, forks once (the parent exits so the daemon never holds a zombie)
-and runs in its own session as a child subreaper, so it survives a daemon crash and adopts
-every container's PID 1. Its import path is kept tiny on purpose (no anyio/trio): os,
+With no client and nothing to look after for ``--idle-exit`` seconds (default 30) it exits
+by itself. It binds ``DIR/spawner.sock``, forks once (the parent exits so the daemon never
+holds a zombie) and runs in its own session as a child subreaper, so it survives a daemon
+crash and adopts every container's PID 1. Its import path is kept tiny on purpose (no anyio/trio): os,
 selectors, ctypes, msgpack, json. One ``selectors`` loop handles clients, container output,
 stdin, and SIGCHLD (``signal.set_wakeup_fd``).
 
@@ -47,6 +48,7 @@ LINE_MAX = 16 * 1024              # Docker's json-file splits long lines at 16 K
 #: read (the containers block on write, as with Docker's attach); a client that falls
 #: CLIENT_DROP behind is disconnected so a hung daemon cannot stall every container forever.
 CLIENT_HIGH = 4 << 20
+DEFAULT_IDLE_EXIT = 30.0          # seconds without clients nor processes; 0 = never
 MIN_MEMORY = 6 << 20              # Docker's minimum: below it even the setup gets OOM-killed
 CLIENT_DROP = 64 << 20
 
@@ -168,8 +170,10 @@ class Client:
 
 
 class Spawner:
-    def __init__(self, run_dir: str, sock: socket.socket) -> None:
+    def __init__(self, run_dir: str, sock: socket.socket, idle_exit: float = 0.0) -> None:
         self.run_dir = run_dir
+        self.idle_exit = idle_exit
+        self._idle_since: float | None = None
         self.rec_dir = os.path.join(run_dir, "runtime")
         os.makedirs(self.rec_dir, exist_ok=True)
         self.listener = sock
@@ -223,7 +227,28 @@ class Spawner:
                     print(f"aiorun-spawner: {kind}: {e!r}", file=sys.stderr, flush=True)
             # SIGCHLD may have been coalesced while we handled other work.
             self.reap()
+            self._check_idle()
+        # Unlink first: a client arriving now starts a new spawner (it waits for our lock).
+        try:
+            os.unlink(os.path.join(self.run_dir, "spawner.sock"))
+        except FileNotFoundError:
+            pass
         self.listener.close()
+
+    def _check_idle(self) -> None:
+        """Exit after ``idle_exit`` seconds with no client and no process to look after
+        (nothing is lost: the next Runtime.connect starts a spawner again), so daemons and
+        test runs that never call shutdown_spawner do not leave spawners behind."""
+        if self.idle_exit <= 0 or self.clients or self.procs:
+            self._idle_since = None
+            return
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self.idle_exit:
+            self._accept()                # a client that just connected keeps us alive
+            if not self.clients:
+                self.stopping = True
 
     # --- clients -------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -1061,10 +1086,17 @@ class _Obj:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] != "--run":
-        print("usage: python -m aiorun.runtime.spawner --run DIR", file=sys.stderr)
+    opts = dict(zip(argv[::2], argv[1::2]))
+    if len(argv) % 2 or "--run" not in opts or set(opts) - {"--run", "--idle-exit"}:
+        print("usage: python -m aiorun.runtime.spawner --run DIR [--idle-exit SECONDS]",
+              file=sys.stderr)
         return 2
-    run_dir = os.path.abspath(argv[1])
+    run_dir = os.path.abspath(opts["--run"])
+    try:
+        idle_exit = float(opts.get("--idle-exit", DEFAULT_IDLE_EXIT))
+    except ValueError:
+        print("--idle-exit takes a number of seconds", file=sys.stderr)
+        return 2
     os.makedirs(run_dir, exist_ok=True)
     # One spawner per run dir: an flock held for the process's life.
     lock = os.open(os.path.join(run_dir, "spawner.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
@@ -1090,7 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    sp = Spawner(run_dir, sock)
+    sp = Spawner(run_dir, sock, idle_exit)
     try:
         sp.run()
     finally:

@@ -658,3 +658,19 @@ async def test_kill_and_force_delete_paused(aiorun_paths, rootfs, cg_parent, gua
         with anyio.fail_after(5):
             await rt.delete(b.id, force=True)
         assert await rt.list() == []
+
+
+@pytest.mark.anyio
+async def test_idle_spawner_exits_by_itself(aiorun_paths, guard):
+    async with Runtime(aiorun_paths, spawner_idle_exit=0.3) as rt:
+        pid = rt.spawner_pid
+        guard.append(pid)
+        await anyio.sleep(1.5)                   # a connected client keeps it alive
+        assert _alive(pid)
+    with anyio.fail_after(5):
+        while _alive(pid):
+            await anyio.sleep(0.05)
+    assert not aiorun_paths.spawner_socket.exists()
+    # and the next connect simply starts a new one
+    async with runtime(aiorun_paths, guard) as rt:
+        assert rt.spawner_pid != pid
