@@ -255,14 +255,27 @@ def set_sysctl(path: str, value: str) -> None:
 def ensure_bridge(name: str, cidr: str, alias: str, mtu: int = 0) -> int:
     """Create bridge ``name`` with address ``cidr`` (gateway/prefix) if missing; bring it up.
 
-    Idempotent. Also sets ``route_localnet`` on it (needed to DNAT 127.0.0.1 to a container).
-    Returns the ifindex.
+    Idempotent for our own bridge (recognised by ``alias``); a foreign link of that name is
+    refused with :class:`NetlinkFailure`. Also sets ``route_localnet`` on it (needed to DNAT
+    127.0.0.1 to a container). Returns the ifindex.
     """
     if len(name) > 15:
         raise InvalidArgument(f"bridge name {name!r} is longer than 15 characters")
     iface = ipaddress.ip_interface(cidr)
     r = ipr()
-    idx = link_index(name, r)
+    not_ours = NetlinkFailure(f"a link named {name} already exists on the host and is not "
+                              "this aiorun's bridge: refusing to touch it")
+    try:
+        found = r.link("get", ifname=name)
+    except NetlinkError as exc:
+        if _code(exc) not in (errno.ENODEV, errno.ENOENT):
+            raise NetlinkFailure(f"cannot look up link {name}: {exc}") from None
+        found = ()
+    idx = found[0]["index"] if found else None
+    # Only a link carrying our alias is ours: never adopt (address, bring up, delete later)
+    # somebody else's interface that happens to have the name.
+    if found and found[0].get_attr("IFLA_IFALIAS") != alias:
+        raise not_ours
     created = False
     try:
         if idx is None:
@@ -273,8 +286,9 @@ def ensure_bridge(name: str, cidr: str, alias: str, mtu: int = 0) -> int:
                 r.link("add", **kw)
                 created = True
             except NetlinkError as exc:
-                if _code(exc) != errno.EEXIST:
-                    raise
+                if _code(exc) == errno.EEXIST:  # someone else just made it
+                    raise not_ours from None
+                raise
             idx = link_index(name, r)
             if idx is None:
                 raise NetlinkFailure(f"bridge {name} vanished right after creation")

@@ -369,3 +369,23 @@ async def test_dns_names_on_user_network(aiorun_paths, no_leaks):
             await m.reset()
             await m.stop()
             tg.cancel_scope.cancel()
+
+
+async def test_foreign_link_with_the_bridge_name_is_never_touched(mgr, aiorun_paths):
+    """A link that is not ours but has the requested bridge name is refused, not adopted,
+    and survives network removal/reset."""
+    from aiorun.errors import InvalidArgument
+    name = f"aiorfx{__import__('os').getpid() % 100000}"
+    _ip("link", "add", name, "type", "bridge")
+    try:
+        with pytest.raises(InvalidArgument, match="not aiorun's"):
+            await mgr.create("aiorfor", subnet="10.253.31.0/24",
+                             options={"com.docker.network.bridge.name": name})
+        assert "aiorfor" not in [n["Name"] for n in mgr.list()]
+        await mgr.reset()
+        out = subprocess.run(["ip", "-o", "addr", "show", name], capture_output=True,
+                             text=True).stdout
+        assert "10.253.31" not in out
+        assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)

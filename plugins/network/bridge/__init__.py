@@ -130,16 +130,21 @@ class BridgeDriver(NetworkDriver):
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    def _create_sync(self, net: NetworkConfig, bridge: str) -> tuple[str, str]:
+    def _create_sync(self, net: NetworkConfig, bridge: str) -> tuple[str, str, int]:
         fd = self._subnet_lock()
         try:
             exists = nl.link_index(bridge) is not None
+            if exists and bridge not in nl.links_with_alias(self.alias):
+                raise InvalidArgument(f"a link named {bridge} already exists on the host and "
+                                      "is not aiorun's: choose another bridge name")
+            if exists and not net.subnet:
+                # our own bridge left behind (a crash) with no record of its subnet: start over
+                nl.delete_link(bridge)
+                exists = False
             requested = net.subnet or (self.default_subnet if net.name == DEFAULT_NETWORK else "")
-            if exists and requested:
+            if exists:
                 subnet = ipaddress.IPv4Network(requested)  # ours already (restart/re-create)
             else:
-                if exists:  # a bridge of that name we do not know: refuse to adopt it
-                    raise InvalidArgument(f"bridge {bridge} already exists on the host")
                 in_use = nl.host_networks() + [n.pool.subnet for n in self._nets.values()]
                 subnet = choose_subnet(in_use, requested)
             gateway = net.gateway or str(subnet.network_address + 1)
@@ -185,15 +190,14 @@ class BridgeDriver(NetworkDriver):
                 for ep in list(n.endpoints.values()):
                     self._ports.release(f"{net.id}/{ep.container_id}")
                     await nl.run(nl.delete_link, ep.data.get("host_ifname", ""))
-            await nl.run(nl.delete_link, bridge)
+            # only a bridge carrying our alias (never a foreign link that has the name)
+            if bridge in await nl.run(nl.links_with_alias, self.alias):
+                await nl.run(nl.delete_link, bridge)
             await self.nft.sync()
             try:
                 self._pool_path(net.id).unlink()
             except FileNotFoundError:
                 pass
-
-    def _known(self, net: NetworkConfig) -> _Net | None:
-        return self._nets.get(net.id)
 
     # -- endpoints ---------------------------------------------------------------------------
     async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint:
@@ -271,8 +275,12 @@ class BridgeDriver(NetworkDriver):
             bridge = self.bridge_name(net)
             if not net.subnet:
                 continue  # never had host state (a lazily created default network)
-            idx = await nl.run(nl.ensure_bridge, bridge,
-                               f"{net.gateway}/{net.subnet.split('/')[1]}", self.alias)
+            try:
+                idx = await nl.run(nl.ensure_bridge, bridge,
+                                   f"{net.gateway}/{net.subnet.split('/')[1]}", self.alias)
+            except nl.NetlinkFailure as exc:
+                log.error("network %s not restored: %s", net.name, exc.message)
+                continue
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
             self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx)
             our_bridges.discard(bridge)
