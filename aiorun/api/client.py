@@ -67,7 +67,9 @@ class HTTPResponse:
         if self._done:
             return
         te = self.headers.get("transfer-encoding", "").lower()
-        if "chunked" in te:
+        if self.status in (204, 304) or 100 <= self.status < 200:
+            pass  # no body by definition (RFC 9112 §6.3); don't wait for the close
+        elif "chunked" in te:
             while True:
                 size = int(self._read_line().split(b";")[0], 16)
                 if size == 0:

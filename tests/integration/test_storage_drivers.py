@@ -210,3 +210,15 @@ def test_broken_driver_is_reported_not_fatal(aiorun_paths, monkeypatch):
     assert "SyntaxError" in report["thirdparty"]["reason"]
     with pytest.raises(InvalidArgument, match="overlay.*unavailable.*ImportError"):
         select_storage(aiorun_paths, "overlay")
+
+
+def test_same_layer_twice_in_an_image(driver):
+    """An image may list one layer twice (the same file COPY'd twice); overlay refuses a
+    repeated lower dir, so the driver keeps the top-most copy: the view must not change."""
+    driver.apply_layer("a1", tar_of([("f", b"from-a"), ("g", b"a-only")]))
+    driver.apply_layer("b1", tar_of([("f", b"from-b"), ("h", b"b-only")]))
+    create(driver, "dup", ["a1", "b1", "a1"])
+    root = driver.mount("dup")
+    assert (root / "f").read_bytes() == b"from-a"
+    assert (root / "g").read_bytes() == b"a-only"
+    assert (root / "h").read_bytes() == b"b-only"

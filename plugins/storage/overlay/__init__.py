@@ -177,7 +177,7 @@ class OverlayDriver(StorageDriver):
             text = (self._ctr(container_id) / "lower").read_text()
         except FileNotFoundError:
             raise NotFound(f"no rootfs for container {container_id}") from None
-        return [x for x in text.split() if x]
+        return _keep_topmost([x for x in text.split() if x])
 
     def mount(self, container_id: str) -> Path:
         c = self._ctr(container_id)
@@ -299,3 +299,19 @@ def _is_opaque(path: str) -> bool:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
+
+
+def _keep_topmost(layers: list[str]) -> list[str]:
+    """Drop repeated layers, keeping each one's top-most place (``layers`` is bottom first).
+
+    overlayfs refuses the same lower directory twice (ELOOP). Dropping the lower copies does
+    not change the merged view: the upper copy re-adds every file and whiteout it has, over
+    whatever the layers in between did.
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for lid in reversed(layers):
+        if lid not in seen:
+            seen.add(lid)
+            out.append(lid)
+    return out[::-1]
