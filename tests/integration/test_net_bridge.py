@@ -389,3 +389,35 @@ async def test_foreign_link_with_the_bridge_name_is_never_touched(mgr, aiorun_pa
         assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
     finally:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.mark.parametrize("via_exec", [False, True], ids=["libnftables", "nft-exec"])
+async def test_nft_apply_paths(monkeypatch, via_exec):
+    """Both ways of loading the ruleset (in process, and `nft -f -`) load and remove only
+    our table."""
+    import os
+    from aiorun.net.nft import NftApplier, NftBridge, NftPort
+    if via_exec:
+        monkeypatch.setenv("AIORUN_NFT_EXEC", "1")
+    else:
+        monkeypatch.delenv("AIORUN_NFT_EXEC", raising=False)
+    table = f"aiorun_t{os.getpid() % 10000}{int(via_exec)}"
+    state = {"bridges": [NftBridge("aiortnft0", "10.253.41.0/24")],
+             "ports": [NftPort("tcp", 40001, "", "10.253.41.2", 80)]}
+    ap = NftApplier(table, lambda: (state["bridges"], state["ports"]))
+    assert (ap._lib is None) == via_exec
+    others = {t for t in _nft_tables().splitlines() if t != f"table ip {table}"}
+    try:
+        await ap.sync()
+        listing = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True,
+                                 text=True).stdout
+        assert "tcp dport 40001 dnat to 10.253.41.2:80" in listing
+        state["ports"] = []
+        await ap.sync()
+        assert "40001" not in subprocess.run(["nft", "list", "table", "ip", table],
+                                             capture_output=True, text=True).stdout
+    finally:
+        state["bridges"] = []
+        await ap.sync()
+    assert f"table ip {table}" not in _nft_tables()
+    assert others <= set(_nft_tables().splitlines())
