@@ -21,6 +21,7 @@ import struct
 import termios
 
 from . import caps as capsmod
+from . import seccomp
 from . import syscalls as sc
 from .proto import encode
 from .users import UserError, resolve
@@ -482,8 +483,7 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
     kept &= sc.capget()[1]
     if not privileged and security.get("seccomp", "default") != "unconfined":
         # Installed while we still hold CAP_SYS_ADMIN (no_new_privs may be off).
-        from .seccomp import install
-        install(kept)
+        seccomp.install(kept)
     top = capsmod.last_cap()
     for c in range(top + 1):
         if not kept & (1 << c):

@@ -35,15 +35,14 @@ import time
 
 from . import cgroups
 from . import syscalls as sc
-from . import seccomp  # noqa: F401  (imported once here, not in every forked child)
 from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
                    finalize, join_namespaces, open_console, report_and_exit, setup_rootfs,
                    setup_stdio)
+from .logfile import JsonLog
 from .proto import FrameDecoder, encode
 
 PROTOCOL_VERSION = 1
 CREATE_TIMEOUT = 30.0
-LINE_MAX = 16 * 1024              # Docker's json-file splits long lines at 16 KiB
 #: Output backpressure: while a client has more than this unsent, container output is not
 #: read (the containers block on write, as with Docker's attach); a client that falls
 #: CLIENT_DROP behind is disconnected so a hung daemon cannot stall every container forever.
@@ -59,11 +58,6 @@ class RequestError(Exception):
         self.type = type_
         self.message = message
         self.code = code
-
-
-def rfc3339nano(ns: int) -> str:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
 def _set_nonblock(fd: int) -> None:
@@ -142,13 +136,12 @@ class Proc:
         self.status: dict | None = None
         self.cgroups: list[cgroups.CgroupDir] = []
         self.outs: dict[int, int] = {}      # fd -> stream (1, 2)
-        self.linebuf: dict[int, bytes] = {1: b"", 2: b""}
+        self.log: JsonLog | None = None     # containers only (exec output is not logged)
         self.stdin_fd = -1
         self.stdin_buf = b""
         self.stdin_close = False
         self.pty = -1
         self.console: socket.socket | None = None   # TTY: receives the pty master
-        self.log_fd = -1
         self.sync_w = -1
         self.status_r = -1
 
@@ -476,7 +469,10 @@ class Spawner:
         if p.console is not None:
             p.console.close()
             p.console = None
-        for attr in ("sync_w", "status_r", "log_fd"):
+        if p.log is not None:
+            p.log.close()
+            p.log = None
+        for attr in ("sync_w", "status_r"):
             fd = getattr(p, attr)
             if fd >= 0:
                 os.close(fd)
@@ -523,9 +519,7 @@ class Spawner:
         c2 = 0
         try:
             if spec.get("log_path"):
-                os.makedirs(os.path.dirname(spec["log_path"]), exist_ok=True)
-                p.log_fd = os.open(spec["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT |
-                                   os.O_CLOEXEC, 0o640)
+                p.log = JsonLog(spec["log_path"])
             if spec.get("state_dir"):
                 os.makedirs(spec["state_dir"], exist_ok=True)
                 try:
@@ -890,7 +884,8 @@ class Spawner:
                     raise
                 data = b""
             if not data:
-                self._flush_line(p, stream, final=True)
+                if p.log is not None:
+                    p.log.flush(stream)
                 self._unwatch(fd)
                 os.close(fd)
                 del p.outs[fd]
@@ -900,38 +895,10 @@ class Spawner:
                     p.pty = -1
                 return
             self.broadcast({"ev": "out", "id": p.id, "s": stream, "d": data})
-            if p.log_fd >= 0:
-                self._log(p, stream, data)
+            if p.log is not None:
+                p.log.write(stream, data)
             if not drain:
                 return                        # be fair to other fds; the loop comes back
-
-    def _log(self, p: Proc, stream: int, data: bytes) -> None:
-        buf = p.linebuf[stream] + data
-        lines = buf.split(b"\n")
-        rest = lines.pop()
-        out = []
-        now = rfc3339nano(time.time_ns())
-        name = "stdout" if stream == 1 else "stderr"
-        for line in lines:
-            out.append(self._entry(line + b"\n", name, now))
-        while len(rest) >= LINE_MAX:
-            out.append(self._entry(rest[:LINE_MAX], name, now))
-            rest = rest[LINE_MAX:]
-        p.linebuf[stream] = rest
-        if out:
-            os.write(p.log_fd, b"".join(out))
-
-    @staticmethod
-    def _entry(data: bytes, stream: str, now: str) -> bytes:
-        return (json.dumps({"log": data.decode("utf-8", "replace"), "stream": stream,
-                            "time": now}) + "\n").encode()
-
-    def _flush_line(self, p: Proc, stream: int, final: bool) -> None:
-        rest = p.linebuf.get(stream, b"")
-        if rest and p.log_fd >= 0:
-            os.write(p.log_fd, self._entry(rest, "stdout" if stream == 1 else "stderr",
-                                           rfc3339nano(time.time_ns())))
-        p.linebuf[stream] = b""
 
     # --- exits ----------------------------------------------------------------------------
     def reap(self) -> None:
@@ -954,8 +921,9 @@ class Spawner:
     def _exited(self, p: Proc, code: int) -> None:
         for fd in list(p.outs):
             self._read_output(fd, p, drain=True)
-        for s in (1, 2):
-            self._flush_line(p, s, True)
+        if p.log is not None:
+            p.log.close()                 # writes partial last lines
+            p.log = None
         oom = False
         if p.kind == "container":
             oom = cgroups.oom_kills(p.cgroups) > 0

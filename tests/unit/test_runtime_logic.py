@@ -9,7 +9,7 @@ from aiorun.runtime.api import parse_signal
 from aiorun.runtime.caps import CAPS, DOCKER_DEFAULT, effective_set, mask_of
 from aiorun.runtime.init import InitError, find_executable, split_options
 from aiorun.runtime.proto import FrameDecoder, encode
-from aiorun.runtime.spawner import rfc3339nano
+from aiorun.runtime.logfile import LINE_MAX, render, rfc3339nano
 from aiorun.runtime.users import UserError, resolve
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n" \
@@ -118,3 +118,19 @@ def test_seccomp_program_shape():
     admin = seccomp.denied(default | (1 << CAPS["SYS_ADMIN"]))
     assert "mount" not in admin and "keyctl" in admin
     assert len(seccomp.build(default | (1 << CAPS["SYS_ADMIN"]))) < len(prog)
+
+
+def test_json_file_rendering():
+    import json
+    out, rest = render(b"", b"a\nb\npart", "stdout", "T")
+    assert [json.loads(x) for x in out.splitlines()] == [
+        {"log": "a\n", "stream": "stdout", "time": "T"},
+        {"log": "b\n", "stream": "stdout", "time": "T"}]
+    assert rest == b"part"
+    out, rest = render(rest, b"ial\n", "stderr", "T")
+    assert json.loads(out)["log"] == "partial\n" and rest == b""
+    out, rest = render(b"", b"x" * (LINE_MAX * 2 + 5), "stdout", "T")
+    assert [len(json.loads(x)["log"]) for x in out.splitlines()] == [LINE_MAX, LINE_MAX]
+    assert rest == b"xxxxx"
+    out, _ = render(b"", b"\xff\xfe ok\n", "stdout", "T")
+    assert json.loads(out)["log"] == "\ufffd\ufffd ok\n"      # invalid UTF-8 replaced
