@@ -39,6 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          "aiorun, 50 for peers)")
     ap.add_argument("--parallel", type=int, default=64,
                     help="requests / CLI processes in flight during the concurrent start")
+    ap.add_argument("--debian-rootfs", metavar="TAR",
+                    help="a Debian minbase+python3 rootfs tarball for the layers section "
+                         "(see README; without it that part is skipped)")
     ap.add_argument("--inner-workdir", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -185,9 +188,11 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
             results["events"] = events.measure(args.quick)
         except Exception as exc:
             results["events"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if "layers" in sections and hasattr(eng, "bench_layers"):
+    if "layers" in sections:
         _log(f"{eng.name}: layers")
-        results.setdefault("layers", {})[eng.name] = eng.bench_layers(quick=args.quick)
+        from bench import layers
+        results.setdefault("layers", {})[eng.name] = layers.measure(
+            eng, args.quick, args.debian_rootfs or os.environ.get("AIORUN_BENCH_DEBIAN_TAR"))
     if hasattr(eng, "phase_breakdown") and "start_latency" in sections:
         _log(f"{eng.name}: per-phase breakdown")
         try:

@@ -172,6 +172,18 @@ class Aiorun(Engine):
         from bench.base import parallel_map
         return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
 
+    # -- layers -------------------------------------------------------------------------------
+    def commit_big(self, mb: int) -> dict:
+        from bench.apiclient import api_commit_big
+        return api_commit_big(self.client, IMAGE, mb)
+
+    def import_tar(self, tar: str, name: str) -> None:
+        self.cli("import", tar, name, timeout=600)
+
+    def run_args(self, image: str, args: list[str]) -> None:
+        from bench.apiclient import api_run_rm
+        api_run_rm(self.client, image, args, "none")
+
     # -- where the time goes ----------------------------------------------------------------
     def phase_breakdown(self, runs: int = 5) -> dict:
         """Where a start's time goes, from outside and from the daemon.

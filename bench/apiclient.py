@@ -82,3 +82,23 @@ def api_remove(client, name: str) -> None:
 def api_remove_all(client) -> None:
     for c in call(client, "GET", "/containers/json", all=True) or []:
         call(client, "DELETE", f"/containers/{c['Id']}", force=True)
+
+
+def api_commit_big(client, image: str, mb: int) -> dict:
+    """Run a container that writes ``mb`` MB into its rw layer, then time ``POST /commit``."""
+    cid = call(client, "POST", "/containers/create", _create_body(
+        image, ["dd", "if=/dev/zero", "of=/big", "bs=1048576", f"count={mb}"], "none"))["Id"]
+    try:
+        call(client, "POST", f"/containers/{cid}/start")
+        call(client, "POST", f"/containers/{cid}/wait")
+        import time
+        t0 = time.perf_counter_ns()
+        img = call(client, "POST", "/commit", container=cid, repo="bench-big", tag="latest")
+        ms = (time.perf_counter_ns() - t0) / 1e6
+    finally:
+        call(client, "DELETE", f"/containers/{cid}", force=True)
+    try:
+        call(client, "DELETE", "/images/bench-big:latest", force=True)
+    except Exception:
+        pass
+    return {"commit_ms": round(ms, 1), "image": (img or {}).get("Id", "")[:19]}

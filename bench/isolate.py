@@ -50,7 +50,7 @@ def outer_main(argv: list[str]) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [unshare, "--mount", "--net", "--propagation", "private", "--",
            sys.executable, "-m", "bench", INNER_FLAG, str(ws), *argv]
-    p = subprocess.Popen(cmd, env=env, cwd=REPO)  # unshare execs: p.pid is the inner bench
+    p = subprocess.Popen(cmd, env=env)  # unshare execs: p.pid is the inner bench
     # SIGTERM/SIGINT: pass it on and keep waiting, so the inner bench stops its engines
     # and this process still cleans the host side
     old = {s: signal.signal(s, lambda signum, _f: p.send_signal(signum))

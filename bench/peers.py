@@ -166,6 +166,27 @@ class OciRuntime(Engine):
             run(self._cmd("delete", "--force", cid), timeout=60)
         return parallel_map(one, ids, parallel)
 
+    def import_tar(self, tar: str, name: str) -> None:
+        """The runtimes' "import": unpack the rootfs for a bundle (what umoci/skopeo would
+        leave behind), timed like the engines' import."""
+        import tarfile
+        dest = self.ws.root / f"{self.name}-{name}-rootfs"
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tar) as tf:
+            tf.extractall(dest, numeric_owner=True)
+        self._images = getattr(self, "_images", {})
+        self._images[name] = dest
+
+    def run_args(self, image: str, args: list[str]) -> None:
+        key = (image, tuple(args))
+        self._arg_bundles = getattr(self, "_arg_bundles", {})
+        if key not in self._arg_bundles:
+            b = self.bundles / f"{image}-{len(self._arg_bundles)}"
+            self._arg_bundles[key] = write_bundle(b, oci_config(
+                self._images[image], args, netns=True,
+                cgroups_path=f"{CGROUP_PARENT}/{self.name}-{image}"))
+        self._run_once(self._arg_bundles[key])
+
     def close(self) -> None:
         # anything still registered (a failed run) is force-deleted
         try:
@@ -238,6 +259,27 @@ class Podman(Engine):
         def one(cid: str) -> None:
             run(self.base + ["rm", "-f", "-t", "0", cid], env=self.env)
         return parallel_map(one, ids, parallel)
+
+    def commit_big(self, mb: int) -> dict:
+        cid = "bench-big"
+        run(self.base + ["run", "--name", cid, "--network", "none", *self._cg, "bench-busybox",
+                         "dd", "if=/dev/zero", "of=/big", "bs=1048576", f"count={mb}"],
+            env=self.env, timeout=300)
+        try:
+            t0 = time.perf_counter_ns()
+            run(self.base + ["commit", "-q", cid, "bench-big:latest"], env=self.env, timeout=600)
+            ms = (time.perf_counter_ns() - t0) / 1e6
+        finally:
+            run(self.base + ["rm", "-f", cid], env=self.env, check=False)
+            run(self.base + ["rmi", "-f", "bench-big:latest"], env=self.env, check=False)
+        return {"commit_ms": round(ms, 1), "via": "podman commit (CLI)"}
+
+    def import_tar(self, tar: str, name: str) -> None:
+        run(self.base + ["import", tar, name], env=self.env, timeout=600)
+
+    def run_args(self, image: str, args: list[str]) -> None:
+        run(self.base + ["run", "--rm", "--network", "none", *self._cg, image, *args],
+            env=self.env)
 
     def close(self) -> None:
         if hasattr(self, "base"):
@@ -342,6 +384,16 @@ class Docker(Engine):
 
     def daemon_pids(self) -> list[int]:
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def commit_big(self, mb: int) -> dict:
+        from bench.apiclient import api_commit_big
+        return api_commit_big(self.client, "bench-busybox", mb)
+
+    def import_tar(self, tar: str, name: str) -> None:
+        run(self.cli + ["import", tar, name], env=self.env, timeout=600)
+
+    def run_args(self, image: str, args: list[str]) -> None:
+        run(self.cli + ["run", "--rm", "--network", "none", image, *args], env=self.env)
 
     def close(self) -> None:
         if self.proc is None:

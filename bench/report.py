@@ -86,6 +86,9 @@ def render(results: dict) -> str:
         parts.append(_table(headers, rows))
         for name, runs in conc.items():
             for r in runs:
+                top = sorted(r["peak"]["by_comm"].items(), key=lambda kv: -kv[1]["rss_mb"])[:4]
+                parts.append(f"  {name} N={r['n']} peak made of: " + ", ".join(
+                    f"{c} x{v['count']} {v['rss_mb']:.0f}MB" for c, v in top))
                 for e in r.get("errors", []):
                     parts.append(f"  ! {name} N={r['n']}: {e[:160]}")
 
@@ -105,21 +108,65 @@ def render(results: dict) -> str:
 
     ev = results.get("events") or {}
     if ev:
-        parts.append("\n== 4. event bus")
-        for k, v in ev.items():
-            parts.append(f"  {k}: {v}")
+        parts.append("\n== 4. event bus (real bus + journal + msgpack socket + Python client)")
+        if "error" in ev:
+            parts.append(f"  ! {ev['error']}")
+        one = ev.get("one_subscriber") or {}
+        if one:
+            parts.append(f"  1 subscriber: {one.get('one_subscriber_events_per_s')} events/s "
+                         f"({one.get('events')} events; emit alone "
+                         f"{one.get('emit_only_events_per_s')}/s)")
+        f = ev.get("fifty_subscribers") or {}
+        if f:
+            parts.append(f"  50 subscribers: {f.get('events_per_s_per_subscriber')} events/s "
+                         f"each, {f.get('deliveries_per_s')} deliveries/s in total, "
+                         f"{f.get('lost')} lost")
+        s = ev.get("slow_subscriber") or {}
+        if s:
+            parts.append(f"  slow subscriber (buffer {s.get('buffer')}, {s.get('events')} "
+                         f"events unread): {s.get('lost_events')} reported lost in "
+                         f"{s.get('lost_markers')} markers, {s.get('replayed')} replayed; "
+                         f"missing after replay: {s.get('missing_after_replay')}, duplicates: "
+                         f"{s.get('duplicates')}")
 
     lay = results.get("layers") or {}
     if lay:
-        parts.append("\n== 5. layers")
-        for k, v in lay.items():
-            parts.append(f"  {k}: {v}")
+        rows, notes = [], set()
+        ref = (lay.get("aiorun[overlay]") or {}).get("commit_100mb")
+        for name, v in lay.items():
+            c = v.get("commit_100mb")
+            cms = c.get("commit_ms") if isinstance(c, dict) else None
+            py = v.get("python3_c_pass") or {}
+            rows.append([name, "", fmt_ms(cms) if cms is not None else str(c)[:40],
+                         fmt_ms(v.get("debian_import_ms")), fmt_ms(py.get("median")),
+                         fmt_ms(py.get("p95"))])
+            if isinstance(v.get("debian"), str):
+                notes.add(v["debian"])
+        parts.append("\n== 5. layers (commit of a 100 MB rw layer; Debian minbase+python3 "
+                     "import; `python3 -c pass` start, --network none)")
+        parts.append(_table(["engine", "", "commit 100MB", "debian import", "py median",
+                             "py p95"], rows))
+        for n in sorted(notes):
+            parts.append(f"  note: {n}")
+        del ref
 
     ph = results.get("phases") or {}
     if ph:
-        parts.append("\n== where aiorun's start time goes")
+        parts.append("\n== where aiorun's start time goes (medians, ms)")
         for k, v in ph.items():
-            parts.append(f"  {k}: {v}")
+            if not isinstance(v, dict):
+                parts.append(f"  {k}: {v}")
+                continue
+            for net in ("none", "bridge"):
+                c = v.get(f"api_calls_{net}_median_ms")
+                if c:
+                    parts.append(f"  {k} API calls, {net:6}: " +
+                                 ", ".join(f"{a} {b}" for a, b in c.items()))
+            fl = v.get("cli_floor_median_ms")
+            if fl:
+                parts.append(f"  {k} CLI floor: " + ", ".join(f"{a} {b}" for a, b in fl.items()))
+            dp = v.get("daemon_phases")
+            parts.append(f"  {k} daemon phases: {dp}")
 
     tg = results.get("targets") or []
     if tg:
