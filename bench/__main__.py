@@ -196,7 +196,7 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
     if hasattr(eng, "phase_breakdown") and "start_latency" in sections:
         _log(f"{eng.name}: per-phase breakdown")
         try:
-            results.setdefault("phases", {})[eng.name] = eng.phase_breakdown()
+            results.setdefault("phases", {})[eng.name] = eng.phase_breakdown(min(runs, 5))
         except Exception as exc:
             results.setdefault("phases", {})[eng.name] = f"could not measure: {exc}"
 
