@@ -1479,7 +1479,11 @@ async def _read_log(mgr: ContainerManager, c: Container, path: Path, follow: boo
                 continue
         return out, pos + end + 1
 
-    entries, pos = await anyio.to_thread.run_sync(read_from, 0)
+    start = 0
+    if tail is not None and tail >= 0 and stdout and stderr and not since and not until:
+        # every entry counts: read only the end of a possibly huge log
+        start = await anyio.to_thread.run_sync(_tail_offset, path, tail)
+    entries, pos = await anyio.to_thread.run_sync(read_from, start)
     entries = [e for e in entries if want(e)]
     if tail is not None and tail >= 0:
         entries = entries[-tail:] if tail else []
@@ -1497,6 +1501,35 @@ async def _read_log(mgr: ContainerManager, c: Container, path: Path, follow: boo
             return
         # the file is appended by the spawner; a short poll keeps this simple and cheap
         await anyio.sleep(0.1)
+
+
+def _tail_offset(path: Path, n: int, block: int = 65536) -> int:
+    """Offset where the last ``n`` complete lines of ``path`` start (0 if it has fewer).
+
+    Reads backwards from the end: the (n+1)-th newline from the end precedes them. A partial
+    line the writer is still appending after the last newline is not counted.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        pos = f.seek(0, os.SEEK_END)
+        seen = 0
+        while pos > 0:
+            size = min(block, pos)
+            pos -= size
+            f.seek(pos)
+            data = f.read(size)
+            i = len(data)
+            while True:
+                i = data.rfind(b"\n", 0, i)
+                if i < 0:
+                    break
+                seen += 1
+                if seen == n + 1:
+                    return pos + i + 1
+        return 0
 
 
 def _top_of_pid(pid: int) -> dict[str, Any]:

@@ -445,3 +445,17 @@ async def test_list_filters_and_summary(tmp_path):
         assert s["Command"] == "sh -c 'echo a b'" and s["Names"] == ["/aa"]
         assert s["Status"] == "Created" and s["Image"] == "busybox"
         tg.cancel_scope.cancel()
+
+
+def test_tail_offset(tmp_path):
+    p = tmp_path / "log"
+    lines = [f"line{i}\n".encode() for i in range(1000)]
+    p.write_bytes(b"".join(lines))
+    for n in (0, 1, 2, 5, 999, 1000, 2000):
+        off = cm._tail_offset(p, n, block=7)
+        assert p.read_bytes()[off:].splitlines() == \
+            ([ln.rstrip(b"\n") for ln in lines][-n:] if n else [])
+    p.write_bytes(b"".join(lines) + b"partial")        # a line still being written
+    off = cm._tail_offset(p, 2, block=5)
+    assert p.read_bytes()[off:] == b"line998\nline999\npartial"
+    assert cm._tail_offset(tmp_path / "missing", 3) == 0
