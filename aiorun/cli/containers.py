@@ -846,6 +846,37 @@ def cmd_wait(ctx: Any, argv: list[str]) -> int:
     return _each(ctx, "wait", refs, wait, echo=False)
 
 
+def cmd_update(ctx: Any, argv: list[str]) -> int:
+    """``aiorun container update [--memory M] [--cpus C] [--pids-limit N] [--restart P] C...``"""
+    from aiorun.core import spec as cspec
+    try:
+        opts, refs = parse_opts(_flags(("-m --memory", "memory", STR),
+                                       ("--memory-swap", "memory_swap", STR),
+                                       ("--cpus", "cpus", STR), ("-c --cpu-shares", "shares", STR),
+                                       ("--pids-limit", "pids", STR),
+                                       ("--restart", "restart", STR)), argv)
+        body: dict[str, Any] = {}
+        if opts.memory:
+            body["Memory"] = cspec.parse_memory(opts.memory)
+        if opts.memory_swap:
+            body["MemorySwap"] = -1 if opts.memory_swap == "-1" else \
+                cspec.parse_memory(opts.memory_swap)
+        if opts.cpus:
+            body["NanoCpus"] = cspec.parse_cpus(opts.cpus)
+        if opts.shares:
+            body["CpuShares"] = _int(opts.shares, "--cpu-shares")
+        if opts.pids:
+            body["PidsLimit"] = _int(opts.pids, "--pids-limit")
+        if opts.restart:
+            body["RestartPolicy"] = cspec.parse_restart_policy(opts.restart)
+    except UsageError as exc:
+        return _usage_fail("update", exc, 1)
+    except Exception as exc:
+        return _usage_fail("update", getattr(exc, "message", exc), 1)
+    return _each(ctx, "update", refs,
+                 lambda cl, ref: call(cl, "POST", f"/containers/{ref}/update", body))
+
+
 def cmd_pause(ctx: Any, argv: list[str]) -> int:
     return _each(ctx, "pause", argv, lambda cl, ref: call(cl, "POST", f"/containers/{ref}/pause"))
 
@@ -956,7 +987,7 @@ Manage containers
 
 Commands:
   create  inspect  kill  logs  ls  pause  prune  rename  restart  rm  run  start  stop  top
-  unpause  wait  exec
+  unpause  update  wait  exec
 """
 
 
@@ -970,7 +1001,7 @@ def cmd_container(ctx: Any, argv: list[str]) -> int:
         "start": cmd_start, "stop": cmd_stop, "kill": cmd_kill, "restart": cmd_restart,
         "rm": cmd_rm, "remove": cmd_rm, "wait": cmd_wait, "rename": cmd_rename,
         "top": cmd_top, "logs": cmd_logs, "prune": cmd_prune, "pause": cmd_pause,
-        "unpause": cmd_unpause,
+        "unpause": cmd_unpause, "update": cmd_update,
         "inspect": lambda c, a: cmd_inspect(c, a, "container"),
     }
     if sub == "exec":

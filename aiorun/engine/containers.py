@@ -1010,6 +1010,41 @@ class ContainerManager:
             await self._start_locked(c)
         self._emit("restart", c)
 
+    # -- update ---------------------------------------------------------------------------
+    async def update(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``docker update``: resource limits and the restart policy. Limits of a running
+        container are written to its cgroup at once; all are kept for later starts."""
+        c = self.get(ref)
+        if not isinstance(body, dict):
+            raise InvalidArgument("the update body must be a JSON object")
+        allowed = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod",
+                   "PidsLimit", "RestartPolicy")
+        changes = {k: body[k] for k in allowed if body.get(k) not in (None, "")}
+        async with c.lock:
+            merged = dict(c.host_config)
+            merged.update(changes)
+            if "NanoCpus" in changes:
+                merged["CpuQuota"] = merged["CpuPeriod"] = 0
+            elif "CpuQuota" in changes:
+                merged["NanoCpus"] = 0
+            # the same validation as create (memory strings, ranges, policy rules)
+            hc = cspec.merge({"HostConfig": merged}, {"config": {"Cmd": ["x"]}},
+                             container_id=c.id).host_config
+            if c.state.status in (st.RUNNING, st.PAUSED) and any(
+                    k != "RestartPolicy" for k in changes):
+                nano = hc.get("NanoCpus") or 0
+                cpus = nano / 1e9 if nano else (
+                    hc["CpuQuota"] / hc["CpuPeriod"] if hc.get("CpuQuota") and
+                    hc.get("CpuPeriod") else None)
+                await self._need_runtime().update(c.id, CgroupSpec(
+                    memory=hc.get("Memory") or None, memory_swap=hc.get("MemorySwap") or None,
+                    cpus=cpus, cpu_shares=hc.get("CpuShares") or None,
+                    pids=hc.get("PidsLimit") or None))
+            c.host_config = hc
+            await self._save(c)
+        self._emit("update", c)
+        return {"Warnings": []}
+
     # -- pause ----------------------------------------------------------------------------
     async def pause(self, ref: str) -> None:
         """Freeze every process of the container (cgroup freezer, through the runtime)."""

@@ -259,6 +259,9 @@ def test_flags_env_workdir_user_memory(env):
     cg = memory_cgroup_of(pid)
     assert "aiorun" in cg.parts and cid in str(cg)
     assert int((cg / "memory.limit_in_bytes").read_text()) == 24 << 20
+    env.ok("container", "update", "--memory", "40m", cid)       # docker update
+    assert int((cg / "memory.limit_in_bytes").read_text()) == 40 << 20
+    assert env.inspect(cid)["HostConfig"]["Memory"] == 40 << 20
     env.ok("rm", "-f", cid)
     assert not cg.exists()
     r = env.cli("run", "--memory", "12q", "busybox", "true")

@@ -252,6 +252,11 @@ async def prune(req: Request, engine: Any) -> Any:
     return await _mgr(engine).prune(filters)
 
 
+@router.route("POST", "/containers/{id}/update")
+async def update(req: Request, engine: Any) -> Any:
+    return await _mgr(engine).update(req.params["id"], req.json())
+
+
 @router.route("POST", "/containers/{id}/pause")
 async def pause(req: Request, engine: Any) -> None:
     await _mgr(engine).pause(req.params["id"])
