@@ -877,6 +877,26 @@ def cmd_update(ctx: Any, argv: list[str]) -> int:
                  lambda cl, ref: call(cl, "POST", f"/containers/{ref}/update", body))
 
 
+def cmd_attach(ctx: Any, argv: list[str]) -> int:
+    """``aiorun container attach [--no-stdin] C``: stream a running container's output (and
+    feed it stdin when it was started with -i) until it exits; its exit code."""
+    try:
+        opts, refs = parse_opts(_flags(("--no-stdin", "no_stdin", BOOL),
+                                       ("--sig-proxy", "sig_proxy", BOOL)), argv)
+        if len(refs) != 1:
+            raise UsageError('"attach" requires exactly 1 argument')
+    except UsageError as exc:
+        return _usage_fail("attach", exc, 1)
+    client = ctx.client()
+    info = client.get(f"/containers/{refs[0]}/json")
+    if not info["State"]["Running"]:
+        _err("You cannot attach to a stopped container, start it first")
+        return 1
+    cfg = info["Config"]
+    return _run_attached(client, info["Id"], bool(cfg.get("Tty")),
+                         bool(cfg.get("OpenStdin")) and not opts.no_stdin, False, start=False)
+
+
 def cmd_pause(ctx: Any, argv: list[str]) -> int:
     return _each(ctx, "pause", argv, lambda cl, ref: call(cl, "POST", f"/containers/{ref}/pause"))
 
@@ -986,7 +1006,7 @@ CONTAINER_USAGE = """Usage:  aiorun container COMMAND
 Manage containers
 
 Commands:
-  create  inspect  kill  logs  ls  pause  prune  rename  restart  rm  run  start  stop  top
+  attach  create  inspect  kill  logs  ls  pause  prune  rename  restart  rm  run  start  stop  top
   unpause  update  wait  exec
 """
 
@@ -1001,7 +1021,7 @@ def cmd_container(ctx: Any, argv: list[str]) -> int:
         "start": cmd_start, "stop": cmd_stop, "kill": cmd_kill, "restart": cmd_restart,
         "rm": cmd_rm, "remove": cmd_rm, "wait": cmd_wait, "rename": cmd_rename,
         "top": cmd_top, "logs": cmd_logs, "prune": cmd_prune, "pause": cmd_pause,
-        "unpause": cmd_unpause, "update": cmd_update,
+        "unpause": cmd_unpause, "update": cmd_update, "attach": cmd_attach,
         "inspect": lambda c, a: cmd_inspect(c, a, "container"),
     }
     if sub == "exec":
