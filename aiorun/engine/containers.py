@@ -294,6 +294,7 @@ class ContainerManager:
         self._execs: dict[str, ExecRecord] = {}
         self._closing = False
         self._scopes: set[anyio.CancelScope] = set()
+        self._reconnect_lock = anyio.Lock()
 
     # -- helpers ------------------------------------------------------------------------
     def _emit(self, action: str, c: Container, attrs: dict[str, Any] | None = None) -> None:
@@ -819,22 +820,47 @@ class ContainerManager:
         self._scopes.add(scope)
         try:
             with scope:
-                try:
-                    status = await rt.wait(c.id)
-                    code, oom = int(status.exit_code), bool(status.oom_killed)
-                    finished = int(getattr(status, "finished_at_ns", 0) or 0) or None
-                    err = getattr(status, "error", "") or ""
-                except Exception as exc:
-                    if self._closing:
-                        return
-                    log.exception("waiting for %s failed", c.id)
-                    code, oom, finished, err = 255, False, None, f"lost the process: {exc}"
+                for attempt in range(3):
+                    try:
+                        status = await rt.wait(c.id)
+                        code, oom = int(status.exit_code), bool(status.oom_killed)
+                        finished = int(getattr(status, "finished_at_ns", 0) or 0) or None
+                        err = getattr(status, "error", "") or ""
+                        break
+                    except Exception as exc:
+                        if self._closing:
+                            return
+                        code, oom, finished, err = 255, False, None, f"lost the process: {exc}"
+                        # the spawner connection broke (it crashed?): reconnect, and keep
+                        # waiting when the (new) spawner still knows the container
+                        if attempt < 2 and await self._runtime_knows(c.id):
+                            log.warning("waiting for %s failed (%s); re-joined the runtime",
+                                        c.id, exc)
+                            continue
+                        log.exception("waiting for %s failed", c.id)
+                        break
                 c.supervised = False
                 with anyio.CancelScope(shield=True):
                     await self._handle_exit(c, code, oom, finished, err)
         finally:
             self._scopes.discard(scope)
             c.supervised = False
+
+    async def _runtime_knows(self, cid: str) -> bool:
+        """Reconnect the runtime if its connection broke; does it still know ``cid``?"""
+        rt = self.engine.runtime
+        async with self._reconnect_lock:
+            if not getattr(rt, "connected", True):
+                try:
+                    await rt.connect(self.engine.task_group)
+                    log.info("reconnected to the runtime")
+                except Exception as exc:
+                    log.error("reconnecting to the runtime failed: %s", exc)
+                    return False
+        try:
+            return cid in set(await maybe_await(rt.list()))
+        except Exception:
+            return False
 
     async def _handle_exit(self, c: Container, code: int, oom: bool, finished: int | None,
                            err: str) -> None:
