@@ -969,6 +969,7 @@ def cmd_inspect(ctx: Any, argv: list[str], kind: str | None = None) -> int:
     results, rc = [], 0
     for ref in refs:
         obj = None
+        reported = False
         kinds = [kind] if kind else ["container", "image", "volume", "network"]
         for k in kinds:
             path = {"container": f"/containers/{quote(ref, safe='')}/json",
@@ -983,9 +984,11 @@ def cmd_inspect(ctx: Any, argv: list[str], kind: str | None = None) -> int:
             except ApiError as exc:
                 if exc.status not in (404, 405):
                     _err(_api_error(exc))
+                    reported = True
                     break
         if obj is None:
-            _err(f"Error: No such {kind or 'object'}: {ref}")
+            if not reported:
+                _err(f"Error: No such {kind or 'object'}: {ref}")
             rc = 1
             continue
         results.append(obj)
