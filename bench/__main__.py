@@ -168,7 +168,8 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
     if "start_latency" in sections:
         _log(f"{eng.name}: start latency ({runs} runs per variant)")
         results.setdefault("start_latency", {})[eng.name] = start_latency.measure(eng, runs)
-    if ("concurrent" in sections or "footprint" in sections):
+    light = args.quick and name == "aiorun-copy"  # --quick: copy only for start latency
+    if ("concurrent" in sections or "footprint" in sections) and not light:
         if args.concurrency:
             ns = args.concurrency
         elif "concurrent" not in sections:
@@ -188,7 +189,7 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
             results["events"] = events.measure(args.quick)
         except Exception as exc:
             results["events"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if "layers" in sections:
+    if "layers" in sections and not light:
         _log(f"{eng.name}: layers")
         from bench import layers
         results.setdefault("layers", {})[eng.name] = layers.measure(

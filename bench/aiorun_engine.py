@@ -141,9 +141,9 @@ class Aiorun(Engine):
     def _cli_run(self, *args: str) -> None:
         run(aiorun_exe() + ["run", "--rm", *args, IMAGE, "true"], env=self.env)
 
-    def _api_run(self, network: str) -> None:
+    def _api_run(self, network: str) -> dict[str, int]:
         from bench.apiclient import api_run_rm
-        api_run_rm(self.client, IMAGE, ["true"], network)
+        return api_run_rm(self.client, IMAGE, ["true"], network)
 
     def latency_variants(self) -> list[Variant]:
         return [

@@ -31,11 +31,12 @@ class Unavailable(Exception):
 class Variant:
     """One way to start a container once: ``fn`` does a whole start-to-exit-and-removed.
 
+    ``fn`` may return ``{name: ns}`` sub-timings (e.g. "create+start"), summarised too.
     ``network`` ("none" | "bridge" | "host") and ``via`` ("cli" | "api") say which peer
     variants it is compared with.
     """
     label: str
-    fn: Callable[[], None]
+    fn: Callable[[], object]
     network: str
     via: str = "cli"
 

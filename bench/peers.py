@@ -347,9 +347,9 @@ class Docker(Engine):
     def _run(self, *args: str) -> None:
         run(self.cli + ["run", "--rm", *args, "bench-busybox", "true"], env=self.env)
 
-    def _api_once(self, network: str) -> None:
+    def _api_once(self, network: str) -> dict[str, int]:
         from bench.apiclient import api_run_rm
-        api_run_rm(self.client, "bench-busybox", ["true"], network)
+        return api_run_rm(self.client, "bench-busybox", ["true"], network)
 
     def latency_variants(self) -> list[Variant]:
         return [Variant("run --rm, --network none", lambda: self._run("--network", "none"),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from bench.stats import fmt_mb, fmt_ms, fmt_ratio, ratio
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def _table(headers: list[str], rows: list[list[str]], text2: bool = True) -> str:
+    """Left-align the first column (and the second when ``text2``), right-align the rest."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else \
         [len(h) for h in headers]
     def line(cells):
-        return "  ".join(str(c).ljust(w) if i == 0 or i == 1 else str(c).rjust(w)
+        return "  ".join(str(c).ljust(w) if i == 0 or (i == 1 and text2) else str(c).rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths)))
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
@@ -63,6 +64,12 @@ def render(results: dict) -> str:
         parts.append("\n== 1. single start latency (sequential; 'vs X' = X's median / this "
                      "median for the same network mode, >1 = faster than X)")
         parts.append(_table(headers, rows))
+        for name, variants in lat.items():
+            for r in variants:
+                for k, st in (r.get("sub") or {}).items():
+                    if st.get("n"):
+                        parts.append(f"  {name} / {r['variant']}: {k} min {fmt_ms(st['min'])}"
+                                     f" median {fmt_ms(st['median'])} p95 {fmt_ms(st['p95'])}")
         errs = [(name, r["variant"], e) for name, vs in lat.items() for r in vs
                 for e in r.get("errors", [])]
         for name, v, e in errs[:8]:
@@ -137,15 +144,15 @@ def render(results: dict) -> str:
             c = v.get("commit_100mb")
             cms = c.get("commit_ms") if isinstance(c, dict) else None
             py = v.get("python3_c_pass") or {}
-            rows.append([name, "", fmt_ms(cms) if cms is not None else str(c)[:40],
+            rows.append([name, fmt_ms(cms) if cms is not None else "n/a",
                          fmt_ms(v.get("debian_import_ms")), fmt_ms(py.get("median")),
                          fmt_ms(py.get("p95"))])
             if isinstance(v.get("debian"), str):
                 notes.add(v["debian"])
         parts.append("\n== 5. layers (commit of a 100 MB rw layer; Debian minbase+python3 "
                      "import; `python3 -c pass` start, --network none)")
-        parts.append(_table(["engine", "", "commit 100MB", "debian import", "py median",
-                             "py p95"], rows))
+        parts.append(_table(["engine", "commit 100MB", "debian import", "py median",
+                             "py p95"], rows, text2=False))
         for n in sorted(notes):
             parts.append(f"  note: {n}")
         del ref

@@ -20,11 +20,12 @@ def measure(engine: Engine, runs: int) -> list[dict]:
     out = []
     for v in engine.latency_variants():
         samples: list[int] = []
+        subs: dict[str, list[int]] = {}
         errors: list[str] = []
         for i in range(WARMUP + runs):
             t0 = time.perf_counter_ns()
             try:
-                v.fn()
+                extra = v.fn()
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 if len(errors) >= 3 and not samples:
@@ -34,7 +35,13 @@ def measure(engine: Engine, runs: int) -> list[dict]:
                 reap_zombies()
             if i >= WARMUP:
                 samples.append(time.perf_counter_ns() - t0)
-        out.append({"variant": v.label, "network": v.network, "via": v.via,
-                    "stats": summarize_ns(samples), "failures": len(errors),
-                    "errors": sorted(set(errors))[:3]})
+                if isinstance(extra, dict):
+                    for k, ns in extra.items():
+                        subs.setdefault(k, []).append(ns)
+        row = {"variant": v.label, "network": v.network, "via": v.via,
+               "stats": summarize_ns(samples), "failures": len(errors),
+               "errors": sorted(set(errors))[:3]}
+        if subs:
+            row["sub"] = {k: summarize_ns(x) for k, x in subs.items()}
+        out.append(row)
     return out

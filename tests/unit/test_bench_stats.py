@@ -67,7 +67,7 @@ def test_targets_and_report_render_partial_results():
     assert t["CLI run --rm p50"]["verdict"] == "ok"
     assert t["CLI run --rm vs podman"]["measured"] == "5.0x"
     assert t["CLI run --rm vs docker"]["verdict"] == "n/a"
-    assert t["API start p50, bridge, overlay"]["verdict"] == "n/a"
+    assert t["API create+start p50, bridge, overlay"]["verdict"] == "n/a"
     res["targets"] = list(t.values())
     text = report.render(res)
     assert "MISSING: dockerd not installed" in text
