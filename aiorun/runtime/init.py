@@ -21,7 +21,7 @@ import struct
 import termios
 
 from . import caps as capsmod
-from . import seccomp
+from . import cgroups, seccomp
 from . import syscalls as sc
 from .proto import encode
 from .users import UserError, resolve
@@ -534,3 +534,80 @@ def exec_command(path: str, argv: list[str], envp: dict[str, str]) -> None:
         code = 127 if e.errno == errno.ENOENT else 126
         raise InitError(f'exec: "{argv[0]}": {(e.strerror or str(e)).lower()}', code) \
             from None
+
+
+# --- the two forked process trees ---------------------------------------------------------
+
+def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int, int, int],
+                    sync_r: int, status_w: int) -> None:
+    """C1, right after the spawner's fork (never returns): join the cgroups, unshare the
+    namespaces (``flags``; or join ``spec["network"]`` when it is a netns path), fork C2 =
+    PID 1, report its pid on ``status_w`` and exit. C2 builds the rootfs, reports "ready",
+    waits for "g" on ``sync_r`` and execs. TTY mode: ``stdio[0]`` is the console socket."""
+    cin, cout, cerr = stdio
+    tty = bool(spec.get("tty"))
+    try:
+        child_reset_signals()
+        close_fds_except([cin, cout, cerr, sync_r, status_w])
+        cgroups.join(cgroup_dirs)
+        network = spec.get("network") or "none"
+        if network.startswith("/"):
+            fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, sc.CLONE_NEWNET)
+            os.close(fd)
+        sc.unshare(flags)
+        pid2 = os.fork()
+        if pid2 == 0:                                           # C2: PID 1
+            try:
+                if not tty:
+                    setup_stdio(cin, cout, cerr, False)
+                if spec.get("hostname"):
+                    sc.sethostname(spec["hostname"])
+                if flags & sc.CLONE_NEWNET:
+                    bring_up_loopback()
+                setup_rootfs(spec, [(d.version, d.controllers if d.version == 1 else d.enable)
+                                    for d in cgroup_dirs])
+                if tty:
+                    open_console(cin, bind_console=True)
+                os.write(status_w, encode({"ready": True}))
+                if os.read(sync_r, 1) != b"g":
+                    os._exit(1)                                 # deleted before start
+                path, argv, envp = finalize(spec["args"], spec.get("env", []),
+                                            spec.get("cwd", "/"), spec.get("user", ""),
+                                            spec.get("security", {}))
+                exec_command(path, argv, envp)
+            except BaseException as e:
+                report_and_exit(status_w, e)
+        os.write(status_w, encode({"pid": pid2}))
+        os._exit(0)
+    except BaseException as e:
+        report_and_exit(status_w, e)
+
+
+def exec_child(args: list[str], env: list[str], cwd: str, user: str, security: dict,
+               tty: bool, cgroup_dirs: list, pid1: int, stdio: tuple[int, int, int],
+               status_w: int) -> None:
+    """E1, right after the spawner's fork (never returns): join the container's cgroups and
+    namespaces, fork E2 (inside its PID namespace), report E2's pid and exit. E2 sets up
+    stdio (TTY: a pty from the container's devpts), finalizes and execs."""
+    cin, cout, cerr = stdio
+    try:
+        child_reset_signals()
+        close_fds_except([cin, cout, cerr, status_w])
+        cgroups.join(cgroup_dirs)
+        join_namespaces(pid1)
+        pid2 = os.fork()
+        if pid2 == 0:                                           # E2
+            try:
+                if tty:
+                    open_console(cin, bind_console=False)
+                else:
+                    setup_stdio(cin, cout, cerr, False)
+                path, argv, envp = finalize(args, env, cwd, user, security)
+                exec_command(path, argv, envp)
+            except BaseException as e:
+                report_and_exit(status_w, e)
+        os.write(status_w, encode({"pid": pid2}))
+        os._exit(0)
+    except BaseException as e:
+        report_and_exit(status_w, e)

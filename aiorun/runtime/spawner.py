@@ -35,9 +35,7 @@ import time
 
 from . import cgroups
 from . import syscalls as sc
-from .init import (bring_up_loopback, child_reset_signals, close_fds_except, exec_command,
-                   finalize, join_namespaces, open_console, report_and_exit, setup_rootfs,
-                   setup_stdio)
+from .init import container_child, exec_child
 from .logfile import JsonLog
 from .proto import FrameDecoder, encode
 
@@ -538,43 +536,8 @@ class Spawner:
             if network not in ("host",) and not network.startswith("/"):
                 flags |= sc.CLONE_NEWNET
             c1 = os.fork()
-            if c1 == 0:                                     # ---- C1
-                try:
-                    child_reset_signals()
-                    close_fds_except([cin, cout, cerr, sync_r, status_w])
-                    cgroups.join(p.cgroups)
-                    if network.startswith("/"):
-                        fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
-                        sc.setns(fd, sc.CLONE_NEWNET)
-                        os.close(fd)
-                    sc.unshare(flags)
-                    pid2 = os.fork()
-                    if pid2 == 0:                           # ---- C2: PID 1
-                        try:
-                            if not tty:
-                                setup_stdio(cin, cout, cerr, False)
-                            if spec.get("hostname"):
-                                sc.sethostname(spec["hostname"])
-                            if flags & sc.CLONE_NEWNET:
-                                bring_up_loopback()
-                            setup_rootfs(spec, [(d.version, d.controllers if d.version == 1
-                                                 else d.enable) for d in p.cgroups])
-                            if tty:
-                                open_console(cin, bind_console=True)
-                            os.write(status_w, encode({"ready": True}))
-                            if os.read(sync_r, 1) != b"g":
-                                os._exit(1)     # deleted before start
-                            sec = spec.get("security", {})
-                            path, argv, envp = finalize(spec["args"], spec.get("env", []),
-                                                        spec.get("cwd", "/"),
-                                                        spec.get("user", ""), sec)
-                            exec_command(path, argv, envp)
-                        except BaseException as e:
-                            report_and_exit(status_w, e)
-                    os.write(status_w, encode({"pid": pid2}))
-                    os._exit(0)
-                except BaseException as e:
-                    report_and_exit(status_w, e)
+            if c1 == 0:
+                container_child(spec, p.cgroups, flags, (cin, cout, cerr), sync_r, status_w)
             for fd in close_after:
                 os.close(fd)
             close_after = []
@@ -708,27 +671,9 @@ class Spawner:
             close_after.append(status_w)
             p.status_r = status_r
             e1 = os.fork()
-            if e1 == 0:                                     # ---- E1
-                try:
-                    child_reset_signals()
-                    close_fds_except([cin, cout, cerr, status_w])
-                    cgroups.join(c.cgroups)
-                    join_namespaces(c.pid)
-                    pid2 = os.fork()
-                    if pid2 == 0:                           # ---- E2
-                        try:
-                            if tty:
-                                open_console(cin, bind_console=False)
-                            else:
-                                setup_stdio(cin, cout, cerr, False)
-                            path, argv, envp = finalize(spec["args"], env, cwd, user, sec)
-                            exec_command(path, argv, envp)
-                        except BaseException as e:
-                            report_and_exit(status_w, e)
-                    os.write(status_w, encode({"pid": pid2}))
-                    os._exit(0)
-                except BaseException as e:
-                    report_and_exit(status_w, e)
+            if e1 == 0:
+                exec_child(spec["args"], env, cwd, user, sec, tty, c.cgroups, c.pid,
+                           (cin, cout, cerr), status_w)
             for fd in close_after:
                 os.close(fd)
             close_after = []
