@@ -25,6 +25,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -40,6 +41,7 @@ from .logfile import JsonLog
 from .proto import FrameDecoder, encode
 
 PROTOCOL_VERSION = 1
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 CREATE_TIMEOUT = 30.0
 #: Output backpressure: while a client has more than this unsent, container output is not
 #: read (the containers block on write, as with Docker's attach); a client that falls
@@ -383,6 +385,13 @@ class Spawner:
             return None
         raise RequestError("InvalidArgument", f"unknown spawner op {op!r}")
 
+    @staticmethod
+    def _check_id(id: object) -> str:
+        """Ids name files and cgroup dirs: letters, digits, "_", "-", "." only."""
+        if not isinstance(id, str) or not _ID_RE.fullmatch(id):
+            raise RequestError("InvalidArgument", f"invalid container/exec id: {id!r}")
+        return id
+
     def _get(self, id: str) -> Proc:
         p = self.procs.get(id)
         if p is None:
@@ -485,7 +494,7 @@ class Spawner:
             pass
 
     def create(self, spec: dict) -> dict:
-        cid = spec["id"]
+        cid = self._check_id(spec.get("id"))
         old = self.procs.get(cid)
         if old is not None:
             if old.running:
@@ -626,7 +635,7 @@ class Spawner:
 
     # --- exec ----------------------------------------------------------------------------
     def exec_create(self, spec: dict) -> dict:
-        eid = spec["id"]
+        eid = self._check_id(spec.get("id"))
         if eid in self.procs:
             raise RequestError("Conflict", f"exec id {eid} already in use")
         c = self._get(spec["container_id"])

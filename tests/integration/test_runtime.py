@@ -540,6 +540,9 @@ async def test_bad_input_leaves_nothing(aiorun_paths, rootfs, cg_parent, guard, 
             assert await rt.list() == []
         with pytest.raises(InvalidArgument):
             await rt.create(make_spec(aiorun_paths, tmp_path / "nope", cg_parent, ["true"]))
+        for bad_id in ("../x", "a/b", "", ".hidden"):
+            with pytest.raises(InvalidArgument):
+                await rt.create(make_spec(aiorun_paths, rootfs, cg_parent, ["true"], id=bad_id))
         from aiorun.errors import NotFound
         with pytest.raises(NotFound):
             await rt.wait("nope")
