@@ -145,37 +145,49 @@ class OutputHub:
     """Fans a running process's output out to attached clients.
 
     Subscribers may register before the process starts (``docker run`` attaches first). Each
-    gets a bounded memory stream of ``(stream, bytes)``; a subscriber too slow to keep up loses
-    data rather than blocking the container (its log still has everything). ``None`` marks
-    the end of the process's output.
+    gets a bounded memory stream of ``(stream, bytes)``; delivery is lossless: the pump waits
+    for a slow subscriber (the runtime keeps buffering meanwhile, and the container's log is
+    written by the spawner regardless). A subscriber that went away is dropped. ``None``
+    marks the end of the process's output.
     """
 
     def __init__(self) -> None:
         self._subs: list[anyio.abc.ObjectSendStream[Any]] = []
         self.running = anyio.Event()
+        #: a pump task feeds this hub and closes it after the process's last output
+        self.pumped = False
 
     def subscribe(self) -> anyio.abc.ObjectReceiveStream[Any]:
-        send, recv = anyio.create_memory_object_stream[Any](1024)
+        send, recv = anyio.create_memory_object_stream[Any](256)
         self._subs.append(send)
         return recv
 
-    def publish(self, item: tuple[int, bytes]) -> None:
+    async def publish(self, item: tuple[int, bytes]) -> None:
         for s in list(self._subs):
             try:
                 s.send_nowait(item)
             except anyio.WouldBlock:
-                pass
+                try:
+                    await s.send(item)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._drop(s)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subs.remove(s)
+                self._drop(s)
+
+    def _drop(self, s: anyio.abc.ObjectSendStream[Any]) -> None:
+        if s in self._subs:
+            self._subs.remove(s)
 
     def close(self) -> None:
-        for s in self._subs:
+        subs, self._subs = self._subs, []
+        for s in subs:
             try:
                 s.send_nowait(None)
-            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except anyio.WouldBlock:
+                pass      # full: closing the send side ends the receiver's iteration too
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
             s.close()
-        self._subs.clear()
 
 
 class ExitWaiter:
@@ -794,13 +806,14 @@ class ContainerManager:
         if not hasattr(rt, "output"):
             return
         hub = c.hub
+        hub.pumped = True
         it = rt.output(c.id)
 
         async def pump() -> None:
             try:
                 src = await maybe_await(it)
                 async for item in src:
-                    hub.publish(item)
+                    await hub.publish(item)
             except Exception as exc:
                 log.debug("output of %s ended: %s", c.id, exc)
             finally:
@@ -878,8 +891,10 @@ class ContainerManager:
 
     async def _cleanup_after_exit(self, c: Container, runtime: bool = True) -> None:
         """Undo what start did (each step idempotent, also for re-adopted containers)."""
-        # attached clients see the end; later attaches wait for the next start
-        c.hub.close()
+        # later attaches wait for the next start; attached clients see the end once the
+        # pump delivered the last output (closing here could cut the tail off)
+        if not c.hub.pumped:
+            c.hub.close()
         c.hub = OutputHub()
         if self.engine.networks is not None:
             try:
@@ -1459,7 +1474,7 @@ class ContainerManager:
                 try:
                     src = await maybe_await(it)
                     async for item in src:
-                        rec.hub.publish(item)
+                        await rec.hub.publish(item)
                 except Exception as exc:
                     log.debug("output of exec %s ended: %s", rec.id, exc)
                 finally:

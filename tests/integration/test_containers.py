@@ -418,6 +418,16 @@ def test_daemon_killed_while_running_is_readopted(env):
     env.ok("rm", cid, gone)
 
 
+def test_large_output_is_delivered_whole(env):
+    expect = "".join(f"{i}\n" for i in range(1, 200001))
+    r = env.cli("run", "--rm", "busybox", "seq", "1", "200000")
+    assert r.returncode == 0 and r.stdout == expect
+    cid = env.ok("run", "-d", "busybox", "sleep", "30").strip()
+    r = env.cli("exec", cid, "seq", "1", "200000")
+    assert r.returncode == 0 and r.stdout == expect
+    env.ok("rm", "-f", cid)
+
+
 def test_foreground_run_forwards_signals(env):
     import subprocess
     from aiorun.testing.daemon import _env, aiorun_executable
