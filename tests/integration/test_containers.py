@@ -418,6 +418,7 @@ def test_daemon_killed_while_running_is_readopted(env):
     env.ok("rm", cid, gone)
 
 
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
 def test_large_output_is_delivered_whole(env):
     expect = "".join(f"{i}\n" for i in range(1, 200001))
     r = env.cli("run", "--rm", "busybox", "seq", "1", "200000")
