@@ -959,39 +959,50 @@ class Spawner:
 
     # --- re-adoption after a spawner restart ------------------------------------------------
     def _readopt(self) -> None:
+        """Take over the containers a previous spawner left records of. A record that
+        cannot be used is moved aside (``.bad``) so it can never stop a spawner starting."""
         for name in sorted(os.listdir(self.rec_dir)):
             if not name.endswith(".json"):
                 continue
+            path = os.path.join(self.rec_dir, name)
             try:
-                with open(os.path.join(self.rec_dir, name)) as f:
+                with open(path) as f:
                     rec = json.load(f)
-            except (OSError, ValueError):
-                continue
-            p = Proc(rec["id"], rec["kind"], rec["spec"])
-            p.pid = rec["pid"]
-            p.started = rec.get("started", False)
-            p.status = rec.get("status")
-            p.adopted = True
-            p.cgroups = [cgroups.CgroupDir(**{**d, "controllers": tuple(d["controllers"]),
-                                              "enable": tuple(d.get("enable", ()))})
-                         for d in rec.get("cgroups", [])]
-            self.procs[p.id] = p
-            if p.status is not None:
-                continue
-            alive = p.pid > 0 and _proc_starttime(p.pid) == rec.get("start")
-            if alive:
+                self._readopt_one(rec)
+            except Exception as e:
+                print(f"aiorun-spawner: unusable record {name}: {e!r}", file=sys.stderr,
+                      flush=True)
                 try:
-                    p.pidfd = os.pidfd_open(p.pid)
-                except ProcessLookupError:
-                    alive = False
-            if alive and _proc_starttime(p.pid) == rec.get("start"):
-                self.sel.register(p.pidfd, selectors.EVENT_READ, ("pidfd", p))
-                self.by_fd[p.pidfd] = ("pidfd", p)
-            else:
-                if p.pidfd >= 0:
-                    os.close(p.pidfd)
-                    p.pidfd = -1
-                self._adopted_exit(p)
+                    os.rename(path, path + ".bad")
+                except OSError:
+                    pass
+
+    def _readopt_one(self, rec: dict) -> None:
+        p = Proc(self._check_id(rec["id"]), rec["kind"], rec["spec"])
+        p.pid = rec["pid"]
+        p.started = rec.get("started", False)
+        p.status = rec.get("status")
+        p.adopted = True
+        p.cgroups = [cgroups.CgroupDir(**{**d, "controllers": tuple(d["controllers"]),
+                                          "enable": tuple(d.get("enable", ()))})
+                     for d in rec.get("cgroups", [])]
+        self.procs[p.id] = p
+        if p.status is not None:
+            return
+        alive = p.pid > 0 and _proc_starttime(p.pid) == rec.get("start")
+        if alive:
+            try:
+                p.pidfd = os.pidfd_open(p.pid)
+            except ProcessLookupError:
+                alive = False
+        if alive and _proc_starttime(p.pid) == rec.get("start"):
+            self.sel.register(p.pidfd, selectors.EVENT_READ, ("pidfd", p))
+            self.by_fd[p.pidfd] = ("pidfd", p)
+        else:
+            if p.pidfd >= 0:
+                os.close(p.pidfd)
+                p.pidfd = -1
+            self._adopted_exit(p)
 
 
 class _Obj:

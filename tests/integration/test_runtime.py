@@ -677,3 +677,14 @@ async def test_idle_spawner_exits_by_itself(aiorun_paths, guard):
     # and the next connect simply starts a new one
     async with runtime(aiorun_paths, guard) as rt:
         assert rt.spawner_pid != pid
+
+
+@pytest.mark.anyio
+async def test_corrupt_record_does_not_stop_the_spawner(aiorun_paths, guard):
+    rec_dir = aiorun_paths.run / "runtime"
+    rec_dir.mkdir(parents=True, exist_ok=True)
+    (rec_dir / "broken.json").write_text("{not json")
+    (rec_dir / "weird.json").write_text('{"id": "../x", "kind": "container", "spec": {}}')
+    async with runtime(aiorun_paths, guard) as rt:
+        assert await rt.list() == []
+    assert (rec_dir / "broken.json.bad").exists() and (rec_dir / "weird.json.bad").exists()
