@@ -58,6 +58,7 @@ BACKOFF_START = 0.1
 BACKOFF_MAX = 60.0
 BACKOFF_RESET_AFTER = 10.0   # seconds of uptime after which the backoff starts over
 INIT_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+SUBSCRIBER_STALL = 30.0      # seconds an attached client may stop reading before it is dropped
 HOSTS_HEAD = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
               "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
               "ff02::2\tip6-allrouters\n")
@@ -167,10 +168,17 @@ class OutputHub:
             try:
                 s.send_nowait(item)
             except anyio.WouldBlock:
-                try:
-                    await s.send(item)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # a client that stops reading altogether (or whose hijack never ran) must
+                # not hold the others forever
+                with anyio.move_on_after(SUBSCRIBER_STALL) as scope:
+                    try:
+                        await s.send(item)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        self._drop(s)
+                if scope.cancelled_caught:
+                    log.warning("dropping an attached client that stopped reading")
                     self._drop(s)
+                    s.close()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._drop(s)
 

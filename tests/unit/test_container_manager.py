@@ -459,3 +459,24 @@ def test_tail_offset(tmp_path):
     off = cm._tail_offset(p, 2, block=5)
     assert p.read_bytes()[off:] == b"line998\nline999\npartial"
     assert cm._tail_offset(tmp_path / "missing", 3) == 0
+
+
+@pytest.mark.anyio
+async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
+    monkeypatch.setattr(cm, "SUBSCRIBER_STALL", 0.05)
+    hub = cm.OutputHub()
+    reader, stalled = hub.subscribe(), hub.subscribe()
+    got = []
+
+    async def read():
+        async for item in reader:
+            if item is None:
+                break
+            got.append(item)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        for i in range(600):                    # more than a subscriber's buffer
+            await hub.publish((1, b"%d" % i))
+        hub.close()
+    assert [d for _, d in got] == [b"%d" % i for i in range(600)]
+    stalled.close()
