@@ -56,6 +56,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
         "teardown_s": round(teardown, 3),
         "teardown_failures": sum(1 for e in rm_errs if e),
         "peak": sampler.peak.to_json(),
+        "peak_pss_mb": round(sampler.peak_pss / 2**20, 1),
         "idle": idle.to_json(),
         "steady": steady.to_json(),
         "overhead": per_container_overhead(idle.to_json(), steady.to_json(), running),

@@ -153,20 +153,29 @@ class PeakSampler:
     children, minus client processes that come and go).
     """
 
-    def __init__(self, roots, interval: float = 0.1, exclude: set[int] = frozenset()) -> None:
-        # roots: a callable returning the pids to walk
+    def __init__(self, roots, interval: float = 0.1, exclude: set[int] = frozenset(),
+                 pss_every: int = 3) -> None:
+        # roots: a callable returning the pids to walk. Summed RSS counts the pages forked
+        # children share with their parent once per child; every ``pss_every``-th sample
+        # also reads PSS (shared pages divided among sharers: smaps_rollup, costlier).
         self.roots = roots
         self.interval = interval
         self.exclude = exclude
+        self.pss_every = pss_every
         self.peak = TreeUsage(0, 0)
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        i = 0
         while not self._stop.is_set():
-            u = tree_usage(list(self.roots()), exclude=self.exclude)
+            with_pss = self.pss_every > 0 and i % self.pss_every == 0
+            u = tree_usage(list(self.roots()), exclude=self.exclude, pss=with_pss)
             if u.rss > self.peak.rss:
                 self.peak = u
+            self.peak_pss = max(self.peak_pss, u.pss)
+            i += 1
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakSampler":

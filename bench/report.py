@@ -78,7 +78,7 @@ def render(results: dict) -> str:
     conc = results.get("concurrent") or {}
     if conc:
         headers = ["engine", "via", "N", "all running", "per s", "fail", "teardown",
-                   "peak RSS", "procs/ctr", "RSS/ctr"]
+                   "peak RSS", "peak PSS", "procs/ctr", "RSS/ctr"]
         rows = []
         for name, runs in conc.items():
             for r in runs:
@@ -86,6 +86,7 @@ def render(results: dict) -> str:
                 rows.append([name, r["method"], r["n"], fmt_ms(r["all_running_s"] * 1000),
                              r.get("per_s") or "-", r["failures"],
                              fmt_ms(r["teardown_s"] * 1000), fmt_mb(r["peak"]["rss_mb"]),
+                             fmt_mb(r.get("peak_pss_mb")),
                              ov.get("processes", "-"),
                              fmt_mb(ov.get("rss_mb")) if ov else "-"])
         parts.append("\n== 2. concurrent start-up of N detached `sleep` containers "
