@@ -65,9 +65,9 @@ def _set_nonblock(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
 
 
-def _write_atomic(path: str, data: bytes, sync: bool = True) -> None:
+def _write_atomic(path: str, data: bytes, sync: bool = True, mode: int = 0o644) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
         if sync:
@@ -415,7 +415,9 @@ class Spawner:
                "cgroups": [vars(d) for d in p.cgroups]}
         # The run dir does not outlive a reboot (nor do the processes): no fsync, which
         # would cost ~1 ms of every create.
-        _write_atomic(self._record_path(p.id), json.dumps(rec).encode(), sync=False)
+        # 0600: the spec carries the container's environment (often secrets).
+        _write_atomic(self._record_path(p.id), json.dumps(rec).encode(), sync=False,
+                      mode=0o600)
 
     def _stdio(self, p: Proc, tty: bool, stdin: bool) -> tuple[int, int, int, list[int]]:
         """Make the child's stdio; returns (in, out, err, fds to close in the parent).
