@@ -42,6 +42,10 @@ VERBS: dict[str, str] = {
     "top": "containers:cmd_top",
     "inspect": "containers:cmd_inspect",
     "container": "containers:cmd_container",
+    "pause": "containers:cmd_pause",
+    "unpause": "containers:cmd_unpause",
+    "update": "containers:cmd_update",
+    "attach": "containers:cmd_attach",
     # networking (issue 4)
     "network": "network:cmd_network",
     "port": "network:cmd_port",
@@ -57,7 +61,8 @@ VERBS: dict[str, str] = {
 USAGE = """usage: aiorun [--root DIR] [--run-root DIR] [-H SOCKET] COMMAND [ARGS...]
 
 A container engine on an async core. Commands:
-  run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec
+  run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec,
+  attach, pause, unpause, update
   build, import, images, tag, rmi, history, save, load, commit
   network, port, volume, events, info, version, system, serve
 Run 'aiorun COMMAND --help' for a command's options.
