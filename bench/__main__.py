@@ -132,6 +132,11 @@ def inner_main(args: argparse.Namespace) -> int:
             try:
                 run_sections(eng, name, args, sections, runs, results)
             finally:
+                diag = getattr(eng, "diagnostics", None)
+                if diag is not None:
+                    found = diag()
+                    if found:
+                        results.setdefault("diagnostics", {})[eng.name] = found
                 eng.close()
                 sweep(eng.name, results)
             _log(f"{eng.name}: done in {time.monotonic() - t0:.1f}s")

@@ -117,6 +117,16 @@ class Aiorun(Engine):
         except Exception:
             return ""
 
+    def diagnostics(self, lines: int = 20) -> list[str]:
+        """The daemon log's last error lines (the scratch root is removed at the end)."""
+        try:
+            text = self.paths.daemon_log.read_text(errors="replace").splitlines()
+        except (OSError, AttributeError):
+            return []
+        hits = [ln for ln in text if any(w in ln for w in ("ERROR", "Error", "Traceback",
+                                                            "error:", "Exception"))]
+        return hits[-lines:]
+
     def daemon_pids(self) -> list[int]:
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
 

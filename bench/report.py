@@ -176,6 +176,10 @@ def render(results: dict) -> str:
             dp = v.get("daemon_phases")
             parts.append(f"  {k} daemon phases: {dp}")
 
+    for name, lines in (results.get("diagnostics") or {}).items():
+        parts.append(f"\n== {name}: last error lines of the daemon log")
+        parts += [f"  {ln[:200]}" for ln in lines[-8:]]
+
     tg = results.get("targets") or []
     if tg:
         parts.append("\n== targets (issue 7)")
