@@ -94,30 +94,53 @@ def _describe(wstatus: int) -> str:
     return f"setup process exited with status {os.WEXITSTATUS(wstatus)}"
 
 
-def _read_frames(fd: int, timeout: float) -> list:
-    """Blocking read of the child status pipe until one message or EOF (→ [])."""
-    dec = FrameDecoder()
-    deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    sel.register(fd, selectors.EVENT_READ)
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RequestError("Error", "timed out waiting for the container process")
-            if not sel.select(left):
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            if not data:
-                return []
-            msgs = dec.feed(data)
-            if msgs:
-                return msgs
-    finally:
-        sel.close()
+class _Status:
+    """What the children say on a status pipe, merged into one dict (``pid`` from C1/E1,
+    ``ready`` from C2, ``error``/``code`` from whichever failed first).
+
+    C1 and C2 are two processes writing the same pipe, so C2's "ready" (or error) may arrive
+    before C1's "pid": never rely on the order. A successful execve closes the last writer,
+    which reads as EOF."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.got: dict = {}
+        self.eof = False
+        self._dec = FrameDecoder()
+
+    def _done(self, keys: set[str]) -> bool:
+        if self.eof:
+            return True
+        if "error" in self.got:           # wait for the pid too, so the caller can reap
+            return "pid" not in keys or "pid" in self.got
+        return bool(keys) and keys <= self.got.keys()
+
+    def until(self, keys: set[str], timeout: float = CREATE_TIMEOUT) -> dict:
+        """Read until every key of ``keys`` arrived, an error did, or EOF (``keys`` empty:
+        until EOF or an error)."""
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.fd, selectors.EVENT_READ)
+        try:
+            while not self._done(keys):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RequestError("Error", "timed out waiting for the container process")
+                if not sel.select(left):
+                    continue
+                try:
+                    data = os.read(self.fd, 65536)
+                except InterruptedError:
+                    continue
+                if not data:
+                    self.eof = True
+                    break
+                for m in self._dec.feed(data):
+                    for k, v in m.items():
+                        self.got.setdefault(k, v)     # the first error is the cause
+        finally:
+            sel.close()
+        return self.got
 
 
 class Proc:
@@ -144,6 +167,7 @@ class Proc:
         self.console: socket.socket | None = None   # TTY: receives the pty master
         self.sync_w = -1
         self.status_r = -1
+        self.status_pipe: _Status | None = None
 
     @property
     def running(self) -> bool:
@@ -481,6 +505,7 @@ class Spawner:
         if p.log is not None:
             p.log.close()
             p.log = None
+        p.status_pipe = None
         for attr in ("sync_w", "status_r"):
             fd = getattr(p, attr)
             if fd >= 0:
@@ -552,19 +577,19 @@ class Spawner:
             for fd in close_after:
                 os.close(fd)
             close_after = []
-            msgs = _read_frames(status_r, CREATE_TIMEOUT)
+            status = p.status_pipe = _Status(status_r)
+            got = status.until({"pid", "ready"})
             _, st = os.waitpid(c1, 0)
-            if not msgs or "pid" not in msgs[0]:
-                err = msgs[0].get("error") if msgs else _describe(st)
-                raise RequestError("Error", f"creating container {cid}: {err}")
-            c2 = msgs[0]["pid"]
+            if "pid" not in got:
+                raise RequestError("Error", f"creating container {cid}: "
+                                            f"{got.get('error') or _describe(st)}")
+            c2 = got["pid"]
             p.pid = c2
             p.pidfd = os.pidfd_open(c2)
             self.procs[cid] = p
             self.by_pid[c2] = p
-            msgs = msgs[1:] or _read_frames(status_r, CREATE_TIMEOUT)
-            if not msgs or not msgs[0].get("ready"):
-                err = msgs[0].get("error") if msgs else "container init exited during setup"
+            if "error" in got or not got.get("ready"):
+                err = got.get("error") or "container init exited during setup"
                 raise RequestError("Error", f"creating container {cid}: {err}")
             if tty:
                 self._take_pty(p, bool(spec.get("stdin")))
@@ -626,13 +651,14 @@ class Spawner:
         os.write(p.sync_w, b"g")
         os.close(p.sync_w)
         p.sync_w = -1
-        msgs = _read_frames(p.status_r, CREATE_TIMEOUT)
+        got = p.status_pipe.until(set())
         os.close(p.status_r)
         p.status_r = -1
+        p.status_pipe = None
         self._save_record(p)
-        if msgs and "error" in msgs[0]:
-            p.spec["_error"] = msgs[0]["error"]
-            raise RequestError("ExecFailed", msgs[0]["error"], int(msgs[0].get("code", 126)))
+        if "error" in got:
+            p.spec["_error"] = got["error"]
+            raise RequestError("ExecFailed", got["error"], int(got.get("code") or 126))
         return {"pid": p.pid}
 
     # --- exec ----------------------------------------------------------------------------
@@ -688,12 +714,12 @@ class Spawner:
             for fd in close_after:
                 os.close(fd)
             close_after = []
-            msgs = _read_frames(status_r, CREATE_TIMEOUT)
+            status = _Status(status_r)
+            got = status.until({"pid"})
             _, st = os.waitpid(e1, 0)
-            if not msgs or "pid" not in msgs[0]:
-                err = msgs[0].get("error") if msgs else _describe(st)
-                raise RequestError("Error", f"exec {eid}: {err}")
-            e2 = msgs[0]["pid"]
+            if "pid" not in got:
+                raise RequestError("Error", f"exec {eid}: {got.get('error') or _describe(st)}")
+            e2 = got["pid"]
             p.pid = e2
             p.pidfd = os.pidfd_open(e2)
             self.by_pid[e2] = p
@@ -709,12 +735,12 @@ class Spawner:
         for fd in p.outs:
             self.by_fd[fd] = ("out", p)
             self.sel.register(fd, selectors.EVENT_READ, ("out", p))
-        msgs = msgs[1:] or _read_frames(status_r, CREATE_TIMEOUT)
+        got = status.until(set())
         os.close(status_r)
         p.status_r = -1
-        if msgs and "error" in msgs[0]:
-            p.spec["_error"] = msgs[0]["error"]
-            raise RequestError("ExecFailed", msgs[0]["error"], int(msgs[0].get("code", 126)))
+        if "error" in got:
+            p.spec["_error"] = got["error"]
+            raise RequestError("ExecFailed", got["error"], int(got.get("code") or 126))
         return {"pid": e2}
 
     # --- signals, stdin, tty ---------------------------------------------------------------

@@ -134,3 +134,27 @@ def test_json_file_rendering():
     assert rest == b"xxxxx"
     out, _ = render(b"", b"\xff\xfe ok\n", "stdout", "T")
     assert json.loads(out)["log"] == "\ufffd\ufffd ok\n"      # invalid UTF-8 replaced
+
+
+def test_status_pipe_order_independent():
+    """C2's "ready" may overtake C1's "pid" (two writers): both must be collected."""
+    import os
+    from aiorun.runtime.spawner import _Status
+    r, w = os.pipe()
+    try:
+        os.write(w, encode({"ready": True}))
+        os.write(w, encode({"pid": 42}))
+        st = _Status(r)
+        assert st.until({"pid", "ready"}, timeout=2) == {"ready": True, "pid": 42}
+        # an error before the pid: keep reading until the pid is known too
+        os.write(w, encode({"error": "boom", "code": 127}) + encode({"pid": 43}))
+        st2 = _Status(r)
+        got = st2.until({"pid"}, timeout=2)
+        assert got["error"] == "boom" and got["pid"] == 43
+        os.close(w)
+        w = -1
+        assert _Status(r).until(set(), timeout=2) == {}          # EOF: exec succeeded
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
