@@ -688,3 +688,20 @@ async def test_corrupt_record_does_not_stop_the_spawner(aiorun_paths, guard):
     async with runtime(aiorun_paths, guard) as rt:
         assert await rt.list() == []
     assert (rec_dir / "broken.json.bad").exists() and (rec_dir / "weird.json.bad").exists()
+
+
+@pytest.mark.anyio
+async def test_concurrent_containers(aiorun_paths, rootfs, cg_parent, guard):
+    """Many requests in flight on one connection; replies and outputs are not mixed up."""
+    results: dict[str, tuple[int, bytes]] = {}
+    async with runtime(aiorun_paths, guard) as rt:
+        async def one(i: int) -> None:
+            spec = make_spec(aiorun_paths, rootfs, cg_parent, ["sh", "-c", f"echo c{i}; exit {i}"],
+                             id=f"conc{i}")
+            results[spec.id] = await run(rt, spec)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(one, i)
+    assert {k: (st.exit_code, out) for k, (st, out) in results.items()} == \
+        {f"conc{i}": (i, f"c{i}\n".encode()) for i in range(8)}
