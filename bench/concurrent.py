@@ -13,7 +13,7 @@ import os
 import time
 
 from bench.base import Engine
-from bench.proc import PeakSampler, reap_zombies, started_by_bench
+from bench.proc import PeakSampler, engine_cpu_seconds, reap_zombies, started_by_bench
 
 CONTAINER_COMMS = {"sleep"}  # the containers' own processes (busybox sleep)
 
@@ -24,6 +24,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
     reap_zombies()
     idle = started_by_bench()
     me = os.getpid()
+    cpu0 = engine_cpu_seconds()
     with PeakSampler(lambda: [me], interval=0.1, exclude={me}) as sampler:
         t0 = time.perf_counter()
         errs = engine.start_detached(ids, parallel)
@@ -34,6 +35,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
             time.sleep(0.05)
             running = engine.running(ids)
         t_all = time.perf_counter()
+    cpu = engine_cpu_seconds() - cpu0
     time.sleep(0.5)  # let short-lived helpers exit before the steady-state sample
     reap_zombies()
     steady = started_by_bench()
@@ -51,6 +53,8 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
         "all_running_s": round(elapsed, 3),
         "running": running,
         "per_s": round(running / elapsed, 1) if elapsed > 0 else None,
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_container": round(cpu * 1000 / n, 1),
         "failures": len(failures) + (n - len(failures) - running if running < n else 0),
         "errors": sorted(set(failures))[:3],
         "teardown_s": round(teardown, 3),

@@ -228,3 +228,29 @@ def started_by_bench() -> TreeUsage:
     """Everything the bench process has started and that is still alive (threads excluded)."""
     me = os.getpid()
     return tree_usage([me], pss=True, exclude={me})
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def engine_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by everything the bench started.
+
+    Live descendants' own and reaped-children times (/proc stat utime, stime, cutime,
+    cstime) plus the bench's reaped children (getrusage). Take the difference of two calls
+    around a phase: processes that ended in between are still counted, by whoever reaped
+    them. The bench's own threads (API clients) are not included. Resolution: clock ticks.
+    """
+    import resource
+    total = 0
+    for p in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(b")") + 2:].split()
+        # fields 14..17 of stat; rest[0] is field 3 (state)
+        total += sum(int(x) for x in rest[11:15])
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total / _TICK + ru.ru_utime + ru.ru_stime

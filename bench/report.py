@@ -32,6 +32,13 @@ def best_peer_median(latency: dict, peer: str, network: str, via: str) -> float 
     return None
 
 
+def _create_start_median(latency: dict, engine: str) -> float | None:
+    for r in latency.get(engine) or []:
+        if r["network"] == "bridge" and r["via"] == "api":
+            return ((r.get("sub") or {}).get("create+start") or {}).get("median")
+    return None
+
+
 def render(results: dict) -> str:
     parts = []
     eng = results.get("engines", {})
@@ -45,14 +52,15 @@ def render(results: dict) -> str:
     lat = results.get("start_latency") or {}
     if lat:
         peers = [p for p in lat if not is_aiorun(p)]
-        headers = ["engine", "variant", "n", "fail", "min", "median", "p95"] + \
+        headers = ["engine", "variant", "n", "fail", "min", "median", "p95", "CPU"] + \
             [f"vs {p}" for p in peers]
         rows = []
         for name, variants in lat.items():
             for r in variants:
                 s = r["stats"]
                 row = [name, r["variant"], s.get("n", 0), r["failures"], fmt_ms(s.get("min")),
-                       fmt_ms(s.get("median")), fmt_ms(s.get("p95"))]
+                       fmt_ms(s.get("median")), fmt_ms(s.get("p95")),
+                       fmt_ms(r.get("cpu_ms_per_start"))]
                 for p in peers:
                     if is_aiorun(name):
                         row.append(fmt_ratio(ratio(s.get("median"),
@@ -61,8 +69,9 @@ def render(results: dict) -> str:
                     else:
                         row.append("")
                 rows.append(row)
-        parts.append("\n== 1. single start latency (sequential; 'vs X' = X's median / this "
-                     "median for the same network mode, >1 = faster than X)")
+        parts.append("\n== 1. single start latency (sequential; CPU = engine CPU time per "
+                     "start; 'vs X' = X's median / this median for the same network mode, "
+                     ">1 = faster than X)")
         parts.append(_table(headers, rows))
         for name, variants in lat.items():
             for r in variants:
@@ -77,16 +86,17 @@ def render(results: dict) -> str:
 
     conc = results.get("concurrent") or {}
     if conc:
-        headers = ["engine", "via", "N", "all running", "per s", "fail", "teardown",
-                   "peak RSS", "peak PSS", "procs/ctr", "RSS/ctr"]
+        headers = ["engine", "via", "N", "all running", "per s", "fail", "CPU/ctr",
+                   "teardown", "peak RSS", "peak PSS", "procs/ctr", "RSS/ctr"]
         rows = []
         for name, runs in conc.items():
             for r in runs:
                 ov = r.get("overhead") or {}
                 rows.append([name, r["method"], r["n"], fmt_ms(r["all_running_s"] * 1000),
                              r.get("per_s") or "-", r["failures"],
+                             fmt_ms(r.get("cpu_ms_per_container")),
                              fmt_ms(r["teardown_s"] * 1000), fmt_mb(r["peak"]["rss_mb"]),
-                             fmt_mb(r.get("peak_pss_mb")),
+                             fmt_mb(r.get("peak_pss_mb") or None),
                              ov.get("processes", "-"),
                              fmt_mb(ov.get("rss_mb")) if ov else "-"])
         parts.append("\n== 2. concurrent start-up of N detached `sleep` containers "
@@ -94,6 +104,14 @@ def render(results: dict) -> str:
         parts.append(_table(headers, rows))
         for name, runs in conc.items():
             for r in runs:
+                single = _create_start_median(lat, name)
+                if single and r.get("running"):
+                    # N x one create+start done alone, over the time N took together: ~1
+                    # means the starts ran one after another (serialised somewhere)
+                    par = r["running"] * single / 1000 / r["all_running_s"]
+                    parts.append(f"  {name} N={r['n']}: effective parallelism {par:.1f} "
+                                 f"(N x single API create+start {fmt_ms(single)} / time to all "
+                                 f"running; 1.0 = starts serialised)")
                 top = sorted(r["peak"]["by_comm"].items(), key=lambda kv: -kv[1]["rss_mb"])[:4]
                 parts.append(f"  {name} N={r['n']} peak made of: " + ", ".join(
                     f"{c} x{v['count']} {v['rss_mb']:.0f}MB" for c, v in top))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from bench.base import Engine
-from bench.proc import reap_zombies
+from bench.proc import engine_cpu_seconds, reap_zombies
 from bench.stats import summarize_ns
 
 WARMUP = 2
@@ -22,6 +22,7 @@ def measure(engine: Engine, runs: int) -> list[dict]:
         samples: list[int] = []
         subs: dict[str, list[int]] = {}
         errors: list[str] = []
+        cpu0 = engine_cpu_seconds()
         for i in range(WARMUP + runs):
             t0 = time.perf_counter_ns()
             try:
@@ -38,8 +39,12 @@ def measure(engine: Engine, runs: int) -> list[dict]:
                 if isinstance(extra, dict):
                     for k, ns in extra.items():
                         subs.setdefault(k, []).append(ns)
+        cpu = engine_cpu_seconds() - cpu0
+        attempts = WARMUP + runs
         row = {"variant": v.label, "network": v.network, "via": v.via,
                "stats": summarize_ns(samples), "failures": len(errors),
+               # engine CPU (daemon, helpers, CLI process) per start, warm-ups included
+               "cpu_ms_per_start": round(cpu * 1000 / attempts, 1),
                "errors": sorted(set(errors))[:3]}
         if subs:
             row["sub"] = {k: summarize_ns(x) for k, x in subs.items()}
