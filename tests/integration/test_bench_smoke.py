@@ -30,7 +30,7 @@ def test_quick_start_latency_against_aiorun(tmp_path, host_state):
     assert {r["via"] for r in rows} == {"cli", "api"}
     assert all(r["stats"]["n"] == 3 and r["failures"] == 0 for r in rows), rows
     assert "== 1. single start latency" in p.stdout
-    assert any(t["what"].startswith("API start") for t in res["targets"])
+    assert any(t["what"].startswith("API create+start") for t in res["targets"])
     # nothing left on the host: scratch dir, bench cgroups
     assert set(Path("/tmp").glob("aiorun-bench-*")) == before
     assert not list(Path("/sys/fs/cgroup").glob("*/aiorun-bench"))
