@@ -510,10 +510,13 @@ def find_executable(name: str, path_env: str) -> str:
         raise InitError('exec: "": executable file not found in $PATH', 127)
     if "/" in name:
         try:
-            os.stat(name)
+            st = os.stat(name)
         except OSError as e:
             raise InitError(f'exec: "{name}": stat {name}: {e.strerror.lower()}', 127) \
                 from None
+        import stat as _stat
+        if _stat.S_ISDIR(st.st_mode):
+            raise InitError(f'exec: "{name}": is a directory', 126)
         return name
     for d in path_env.split(":"):
         cand = os.path.join(d or ".", name)

@@ -93,6 +93,9 @@ def test_find_executable(tmp_path):
     with pytest.raises(InitError) as ei:
         find_executable("/no/such", "")
     assert ei.value.code == 127 and "no such file or directory" in str(ei.value)
+    with pytest.raises(InitError) as ei:
+        find_executable(str(tmp_path), "")
+    assert ei.value.code == 126 and str(ei.value).endswith("is a directory")
 
 
 def test_log_time_format():
