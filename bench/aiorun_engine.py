@@ -233,6 +233,7 @@ class Aiorun(Engine):
                 run(cmd, env=self.env)
                 floor[label].append(time.perf_counter_ns() - t)
         out["cli_floor_median_ms"] = {k: summarize_ns(v).get("median") for k, v in floor.items()}
+        out["cli_imports_ms"] = cli_import_breakdown(self.env)
         found: dict = {}
         t_start = time.time_ns()
         cid = call(self.client, "POST", "/containers/create",
@@ -260,6 +261,31 @@ class Aiorun(Engine):
                                          "timings (storage, spawn, namespaces, network, "
                                          "nftables, persistence) in inspect or events")
         return out
+
+
+def cli_import_breakdown(env: dict[str, str], top: int = 6) -> dict[str, float]:
+    """Import cost of the ``aiorun run`` path (``python -X importtime``): the slowest
+    top-level imports by cumulative time, in ms — including ``site`` (where an editable
+    install's import hook runs on every start)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                        "import aiorun.cli.main, aiorun.cli.containers"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    rows: dict[str, float] = {}
+    for line in p.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cum, name = line.split("|", 2)
+        try:
+            us = int(cum.strip())
+        except ValueError:
+            continue
+        label = name.rstrip()
+        depth = (len(label) - len(label.lstrip())) // 2
+        label = label.strip()
+        if depth == 0 or (depth == 1 and label.startswith("__editable__")):
+            rows[label] = max(rows.get(label, 0.0), us / 1000)
+    best = sorted(rows.items(), key=lambda kv: -kv[1])[:top]
+    return {k: round(v, 1) for k, v in best}
 
 
 PHASE_WORDS = ("timing", "phase", "_ms", "duration", "latency")

@@ -191,6 +191,10 @@ def render(results: dict) -> str:
             fl = v.get("cli_floor_median_ms")
             if fl:
                 parts.append(f"  {k} CLI floor: " + ", ".join(f"{a} {b}" for a, b in fl.items()))
+            ci = v.get("cli_imports_ms")
+            if ci:
+                parts.append(f"  {k} CLI imports (cumulative): " +
+                             ", ".join(f"{a} {b}" for a, b in ci.items()))
             dp = v.get("daemon_phases")
             parts.append(f"  {k} daemon phases: {dp}")
 
