@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 def engine_names(args: argparse.Namespace) -> list[str]:
     if args.engines:
         return args.engines
-    names = ["aiorun"]
-    if not args.quick:
-        names += ["aiorun-copy"]
-    else:
-        names += ["aiorun-copy"]
-    return names + PEERS
+    return ["aiorun", "aiorun-copy"] + PEERS
 
 
 def make_engine(ws, name: str):
@@ -82,7 +77,7 @@ def make_engine(ws, name: str):
 
 
 def inner_main(args: argparse.Namespace) -> int:
-    from bench import concurrent, footprint, report, start_latency, targets
+    from bench import footprint, report, targets
     from bench.base import Unavailable, Workspace
     from bench.isolate import inner_setup, inner_teardown
     from bench.proc import become_subreaper, descendants, terminate
@@ -185,7 +180,8 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
             ns = [50, 200, 1000] if name.startswith("aiorun") else [50, 200]
         for n in ns:
             _log(f"{eng.name}: {n} concurrent detached starts")
-            r = concurrent.measure(eng, n, args.parallel, tag=str(len(results.get("concurrent", {}))))
+            tag = str(len(results.get("concurrent", {})))
+            r = concurrent.measure(eng, n, args.parallel, tag=tag)
             results.setdefault("concurrent", {}).setdefault(eng.name, []).append(r)
     if "events" in sections and name == "aiorun" and "events" not in results:
         _log("event bus (1 and 50 subscribers, slow subscriber)")

@@ -2,7 +2,8 @@
 Debian rootfs into each engine and ``python3 -c pass`` start latency on it.
 
 The bench installs nothing: the Debian rootfs is a tarball the user makes once (README):
-``debootstrap --variant=minbase --include=python3 bookworm DIR && tar -C DIR --exclude='./dev/*' -cf debian.tar .``
+``debootstrap --variant=minbase --include=python3 bookworm DIR``, then
+``tar -C DIR --exclude='./dev/*' -cf debian.tar .``
 (image layers carry no device nodes: aiorun refuses them, as the runtime makes /dev itself)
 and passes with ``--debian-rootfs debian.tar`` (or env AIORUN_BENCH_DEBIAN_TAR). Without it
 the import / python figures are reported as skipped, with that hint.
@@ -32,7 +33,8 @@ def measure(engine: Engine, quick: bool, debian_tar: str | None) -> dict:
             out["commit_100mb"] = f"failed: {type(exc).__name__}: {exc}"
     if not debian_tar:
         out["debian"] = ("skipped: make a rootfs tarball (debootstrap --variant=minbase "
-                         "--include=python3 bookworm DIR; tar -C DIR --exclude='./dev/*' -cf debian.tar .) and "
+                         "--include=python3 bookworm DIR; "
+                         "tar -C DIR --exclude='./dev/*' -cf debian.tar .) and "
                          "pass --debian-rootfs debian.tar")
         return out
     imp = getattr(engine, "import_tar", None)

@@ -115,7 +115,8 @@ class TreeUsage:
                             for k, (c, r) in sorted(self.by_comm.items())}}
 
 
-def tree_usage(roots: list[int], *, pss: bool = False, exclude: set[int] = frozenset()) -> TreeUsage:
+def tree_usage(roots: list[int], *, pss: bool = False,
+               exclude: set[int] = frozenset()) -> TreeUsage:
     """Process count and summed memory of ``roots`` and all their descendants.
 
     Zombies are skipped (they hold no memory); ``exclude`` pids are walked through but not

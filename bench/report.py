@@ -158,7 +158,6 @@ def render(results: dict) -> str:
     lay = results.get("layers") or {}
     if lay:
         rows, notes = [], set()
-        ref = (lay.get("aiorun[overlay]") or {}).get("commit_100mb")
         for name, v in lay.items():
             c = v.get("commit_100mb")
             cms = c.get("commit_ms") if isinstance(c, dict) else None
@@ -174,7 +173,6 @@ def render(results: dict) -> str:
                              "py p95"], rows, text2=False))
         for n in sorted(notes):
             parts.append(f"  note: {n}")
-        del ref
 
     ph = results.get("phases") or {}
     if ph:
@@ -206,5 +204,6 @@ def render(results: dict) -> str:
     if tg:
         parts.append("\n== targets (issue 7)")
         for t in tg:
-            parts.append(f"  [{t['verdict']:>4}] {t['what']}: {t['measured']} (target {t['target']})")
+            parts.append(f"  [{t['verdict']:>4}] {t['what']}: {t['measured']} "
+                         f"(target {t['target']})")
     return "\n".join(parts) + "\n"
