@@ -74,10 +74,15 @@ def cleanup_host(ws: Path, created: list[str]) -> list[str]:
     if ws.exists():
         left.append(str(ws))
     for m in reversed(created):
+        # inside the namespace these were covered by a tmpfs: anything in them now was put
+        # there by another program on the host while we ran, so it stays
         try:
             os.rmdir(m)
+        except FileNotFoundError:
+            pass
         except OSError:
-            left.append(m)
+            sys.stderr.write(f"bench: {m} (created as a mount point) is in use by something "
+                             "else now: left in place\n")
     left += remove_cgroups()
     return left
 
