@@ -192,6 +192,7 @@ class Runtime:
         self._exits: dict[str, ExitStatus] = {}
         self._exit_events: dict[str, anyio.Event] = {}
         self._outputs: dict[str, _Output] = {}
+        self._timings: dict[str, dict[str, float]] = {}
         self._exec_owner: dict[str, str] = {}
         self._reader_scope: anyio.CancelScope | None = None
         self._own_tg: anyio.abc.TaskGroup | None = None
@@ -464,11 +465,21 @@ class Runtime:
         except BaseException:
             self._outputs.pop(spec.id, None)
             raise
+        self._timings[spec.id] = {f"create.{k}": v for k, v in
+                                  (res.get("timings") or {}).items()}
         return int(res["pid"])
 
     async def start(self, id: str) -> None:
         """Let PID 1 execve. Raises ExecFailed (exit_code 126/127) when it cannot run."""
-        await self._request("start", id=id)
+        res = await self._request("start", id=id)
+        t = self._timings.setdefault(id, {})
+        t.update({f"start.{k}": v for k, v in ((res or {}).get("timings") or {}).items()})
+
+    def timings(self, id: str) -> dict[str, float]:
+        """Per-phase milliseconds of the last create/start of ``id`` as the spawner measured
+        them (``create.cgroups``, ``create.rootfs``, ``start.exec``, ...; the keys are
+        informational and may change). Empty when unknown (e.g. before create)."""
+        return dict(self._timings.get(id, {}))
 
     async def wait(self, id: str) -> ExitStatus:
         """The exit status, waiting for the exit without polling (works for containers
@@ -502,6 +513,7 @@ class Runtime:
             self._forget(eid)
 
     def _forget(self, id: str) -> None:
+        self._timings.pop(id, None)
         self._exits.pop(id, None)
         self._exit_events.pop(id, None)
         out = self._outputs.pop(id, None)

@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import termios
+import time
 
 from . import caps as capsmod
 from . import cgroups, seccomp
@@ -38,6 +39,17 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+
+
+#: Phase marks of this forked child: (name, CLOCK_MONOTONIC ns). C2 inherits C1's marks
+#: (fork copies them) and sends them with "ready"; the spawner turns them into per-phase
+#: milliseconds (see ``Spawner._phase_ms``). perf_counter_ns is CLOCK_MONOTONIC on Linux,
+#: so the spawner's and the children's clocks agree.
+_marks: list[tuple[str, int]] = []
+
+
+def mark(name: str) -> None:
+    _marks.append((name, time.perf_counter_ns()))
 
 
 class InitError(Exception):
@@ -550,34 +562,45 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
     cin, cout, cerr = stdio
     tty = bool(spec.get("tty"))
     try:
+        mark("fork_c1")
         child_reset_signals()
         close_fds_except([cin, cout, cerr, sync_r, status_w])
         cgroups.join(cgroup_dirs)
+        mark("cgroup_join")
         network = spec.get("network") or "none"
         if network.startswith("/"):
             fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, sc.CLONE_NEWNET)
             os.close(fd)
         sc.unshare(flags)
+        mark("unshare")
         pid2 = os.fork()
         if pid2 == 0:                                           # C2: PID 1
             try:
+                mark("fork_c2")
                 if not tty:
                     setup_stdio(cin, cout, cerr, False)
                 if spec.get("hostname"):
                     sc.sethostname(spec["hostname"])
                 if flags & sc.CLONE_NEWNET:
                     bring_up_loopback()
+                mark("ns_setup")
                 setup_rootfs(spec, [(d.version, d.controllers if d.version == 1 else d.enable)
                                     for d in cgroup_dirs])
+                mark("rootfs")
                 if tty:
                     open_console(cin, bind_console=True)
-                os.write(status_w, encode({"ready": True}))
+                os.write(status_w, encode({"ready": True, "marks": _marks}))
                 if os.read(sync_r, 1) != b"g":
                     os._exit(1)                                 # deleted before start
+                _marks.clear()
+                mark("go")
                 path, argv, envp = finalize(spec["args"], spec.get("env", []),
                                             spec.get("cwd", "/"), spec.get("user", ""),
                                             spec.get("security", {}))
+                mark("finalize")
+                # One small write so the spawner can time go → execve (EOF follows).
+                os.write(status_w, encode({"exec_marks": _marks}))
                 exec_command(path, argv, envp)
             except BaseException as e:
                 report_and_exit(status_w, e)

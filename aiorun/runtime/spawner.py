@@ -94,6 +94,16 @@ def _describe(wstatus: int) -> str:
     return f"setup process exited with status {os.WEXITSTATUS(wstatus)}"
 
 
+def _phase_ms(marks: list[tuple[str, int]]) -> dict[str, float]:
+    """[(phase, end ns), ...] in time order → {phase: ms since the previous mark} (the first
+    mark is the origin). All marks are CLOCK_MONOTONIC, taken in the spawner or its
+    children."""
+    out: dict[str, float] = {}
+    for (_, prev), (name, t) in zip(marks, marks[1:]):
+        out[name] = round((t - prev) / 1e6, 3)
+    return out
+
+
 class _Status:
     """What the children say on a status pipe, merged into one dict (``pid`` from C1/E1,
     ``ready`` from C2, ``error``/``code`` from whichever failed first).
@@ -536,6 +546,7 @@ class Spawner:
         mem = (spec.get("cgroup") or {}).get("memory")
         if mem and mem < MIN_MEMORY:
             raise RequestError("InvalidArgument", "Minimum memory limit allowed is 6MB")
+        t0 = time.perf_counter_ns()
         p = Proc(cid, "container", spec)
         try:
             p.cgroups = cgroups.plan(self.layout, cid, spec.get("cgroup", {}).get("parent", ""))
@@ -549,6 +560,7 @@ class Spawner:
             bad_input = e.errno in (errno.EINVAL, errno.ENOTSUP, errno.ERANGE)
             raise RequestError("InvalidArgument" if bad_input else "Error",
                                f"creating cgroups for {cid}: {e.strerror or e}") from None
+        t_cg = time.perf_counter_ns()
         close_after: list[int] = []
         c2 = 0
         try:
@@ -571,6 +583,7 @@ class Spawner:
                      sc.CLONE_NEWCGROUP)
             if network not in ("host",) and not network.startswith("/"):
                 flags |= sc.CLONE_NEWNET
+            t_fork = time.perf_counter_ns()
             c1 = os.fork()
             if c1 == 0:
                 container_child(spec, p.cgroups, flags, (cin, cout, cerr), sync_r, status_w)
@@ -579,6 +592,7 @@ class Spawner:
             close_after = []
             status = p.status_pipe = _Status(status_r)
             got = status.until({"pid", "ready"})
+            t_ready = time.perf_counter_ns()
             _, st = os.waitpid(c1, 0)
             if "pid" not in got:
                 raise RequestError("Error", f"creating container {cid}: "
@@ -604,7 +618,10 @@ class Spawner:
             self.by_fd[fd] = ("out", p)
             self.sel.register(fd, selectors.EVENT_READ, ("out", p))
         self._save_record(p)
-        return {"pid": p.pid}
+        marks = [("spawner", t0), ("cgroups", t_cg), ("prepare", t_fork)]
+        marks += [(str(k), int(v)) for k, v in got.get("marks") or ()]
+        marks += [("ready_seen", t_ready), ("record", time.perf_counter_ns())]
+        return {"pid": p.pid, "timings": _phase_ms(marks)}
 
     @staticmethod
     def _check_security(sec: dict) -> None:
@@ -648,10 +665,12 @@ class Spawner:
         if not p.running:
             raise RequestError("Conflict", f"container {id} is not running")
         p.started = True
+        t0 = time.perf_counter_ns()
         os.write(p.sync_w, b"g")
         os.close(p.sync_w)
         p.sync_w = -1
         got = p.status_pipe.until(set())
+        t_exec = time.perf_counter_ns()
         os.close(p.status_r)
         p.status_r = -1
         p.status_pipe = None
@@ -659,7 +678,9 @@ class Spawner:
         if "error" in got:
             p.spec["_error"] = got["error"]
             raise RequestError("ExecFailed", got["error"], int(got.get("code") or 126))
-        return {"pid": p.pid}
+        marks = [("spawner", t0)] + [(str(k), int(v)) for k, v in got.get("exec_marks") or ()]
+        marks += [("exec", t_exec), ("record", time.perf_counter_ns())]
+        return {"pid": p.pid, "timings": _phase_ms(marks)}
 
     # --- exec ----------------------------------------------------------------------------
     def exec_create(self, spec: dict) -> dict:
