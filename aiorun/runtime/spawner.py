@@ -94,6 +94,14 @@ def _describe(wstatus: int) -> str:
     return f"setup process exited with status {os.WEXITSTATUS(wstatus)}"
 
 
+def _error_reply(rid: int, e: BaseException) -> dict:
+    if isinstance(e, RequestError):
+        return {"rid": rid, "ok": False,
+                "error": {"type": e.type, "message": e.message, "code": e.code}}
+    return {"rid": rid, "ok": False,
+            "error": {"type": "Error", "message": f"{type(e).__name__}: {e}", "code": 0}}
+
+
 def _phase_ms(marks: list[tuple[str, int]]) -> dict[str, float]:
     """[(phase, end ns), ...] in time order → {phase: ms since the previous mark} (the first
     mark is the origin). All marks are CLOCK_MONOTONIC, taken in the spawner or its
@@ -125,6 +133,20 @@ class _Status:
             return "pid" not in keys or "pid" in self.got
         return bool(keys) and keys <= self.got.keys()
 
+    def pump(self) -> None:
+        """Read what is there without blocking (the fd is O_NONBLOCK); sets ``eof``."""
+        while not self.eof:
+            try:
+                data = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:
+                self.eof = True
+                return
+            for m in self._dec.feed(data):
+                for k, v in m.items():
+                    self.got.setdefault(k, v)     # the first error is the cause
+
     def until(self, keys: set[str], timeout: float = CREATE_TIMEOUT) -> dict:
         """Read until every key of ``keys`` arrived, an error did, or EOF (``keys`` empty:
         until EOF or an error)."""
@@ -140,7 +162,7 @@ class _Status:
                     continue
                 try:
                     data = os.read(self.fd, 65536)
-                except InterruptedError:
+                except (InterruptedError, BlockingIOError):
                     continue
                 if not data:
                     self.eof = True
@@ -151,6 +173,27 @@ class _Status:
         finally:
             sel.close()
         return self.got
+
+
+class _Op:
+    """A create or start waiting for its child's status pipe. The spawner's loop keeps
+    serving everyone else meanwhile (so many containers set up at once, on all cores) and
+    answers ``rid`` on ``client`` when the status is complete (see Spawner._complete)."""
+
+    def __init__(self, kind: str, p: "Proc", client: "Client", rid: int, keys: set[str],
+                 marks: list[tuple[str, int]], c1: int = 0) -> None:
+        self.kind = kind                    # "create" | "start"
+        self.p = p
+        self.client = client
+        self.rid = rid
+        self.keys = keys
+        self.marks = marks
+        self.c1 = c1
+        self.deadline = time.monotonic() + CREATE_TIMEOUT
+
+
+#: handle()'s result for a request answered later (an _Op).
+_DEFERRED = object()
 
 
 class Proc:
@@ -210,6 +253,11 @@ class Spawner:
         self.by_pid: dict[int, Proc] = {}
         self.by_fd: dict[int, tuple[str, Proc]] = {}
         self.paused: dict[int, Proc] = {}   # output fds not read while clients lag
+        self.waiting: dict[int, _Op] = {}   # status fd -> create/start in progress
+        self.creating: dict[str, Proc] = {}  # ids whose create is in progress
+        #: exit statuses reaped while creates were in flight, of pids nobody claimed yet
+        #: (a C1, or a C2 that died before its pid arrived on the status pipe)
+        self.strays: dict[int, int] = {}
         self.layout = cgroups.read_layout()
         self.stopping = False
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -250,10 +298,13 @@ class Spawner:
                         self._flush_stdin(obj)
                     elif kind == "pidfd":
                         self._adopted_exit(obj)
+                    elif kind == "status":
+                        self._status_io(obj)
                 except Exception as e:  # keep serving: one bad fd must not kill everyone
                     print(f"aiorun-spawner: {kind}: {e!r}", file=sys.stderr, flush=True)
             # SIGCHLD may have been coalesced while we handled other work.
             self.reap()
+            self._check_timeouts()
             self._check_idle()
         # Unlink first: a client arriving now starts a new spawner (it waits for our lock).
         try:
@@ -266,7 +317,7 @@ class Spawner:
         """Exit after ``idle_exit`` seconds with no client and no process to look after
         (nothing is lost: the next Runtime.connect starts a spawner again), so daemons and
         test runs that never call shutdown_spawner do not leave spawners behind."""
-        if self.idle_exit <= 0 or self.clients or self.procs:
+        if self.idle_exit <= 0 or self.clients or self.procs or self.creating:
             self._idle_since = None
             return
         now = time.monotonic()
@@ -318,15 +369,12 @@ class Spawner:
         for m in msgs:
             rid = m.get("rid", 0)
             try:
-                result = self.handle(m)
+                result = self.handle(m, c)
+                if result is _DEFERRED:
+                    continue                  # answered by _complete
                 reply = {"rid": rid, "ok": True, "result": result}
-            except RequestError as e:
-                reply = {"rid": rid, "ok": False,
-                         "error": {"type": e.type, "message": e.message, "code": e.code}}
             except Exception as e:
-                reply = {"rid": rid, "ok": False,
-                         "error": {"type": "Error", "message": f"{type(e).__name__}: {e}",
-                                   "code": 0}}
+                reply = _error_reply(rid, e)
             self._send(c, reply)
             if m.get("op") == "shutdown" and reply["ok"]:
                 self.stopping = True
@@ -377,14 +425,16 @@ class Spawner:
             self._send(c, msg)
 
     # --- requests ------------------------------------------------------------------------
-    def handle(self, m: dict):
+    def handle(self, m: dict, client: "Client | None" = None):
+        """One request → its result, or _DEFERRED when ``create``/``start`` answer later
+        (only with a ``client``; without one they wait for the child here)."""
         op = m.get("op")
         if op == "hello":
             return {"pid": os.getpid(), "version": PROTOCOL_VERSION}
         if op == "create":
-            return self.create(m["spec"])
+            return self.create(m["spec"], client, m.get("rid", 0))
         if op == "start":
-            return self.start(m["id"])
+            return self.start(m["id"], client, m.get("rid", 0))
         if op == "kill":
             return self.kill(m["id"], int(m.get("sig", signal.SIGKILL)))
         if op == "delete":
@@ -412,7 +462,7 @@ class Spawner:
             c = self._get(p.container_id)
             return cgroups.stats(c.cgroups)
         if op == "shutdown":
-            running = [p.id for p in self.procs.values() if p.running]
+            running = [p.id for p in self.procs.values() if p.running] + list(self.creating)
             if running and not m.get("force"):
                 raise RequestError("Conflict", f"spawner still runs {len(running)} "
                                    f"process(es): {', '.join(running[:5])}")
@@ -500,6 +550,12 @@ class Spawner:
             p.stdin_fd = master
 
     def _close_fds(self, p: Proc) -> None:
+        op = self.waiting.get(p.status_r)
+        if op is not None and op.kind == "start":
+            # PID 1 is gone (quick exit, kill): every writer of the status pipe is closed,
+            # so what it said is all there: answer the start before the exit is announced.
+            p.status_pipe.pump()
+            self._complete(op)
         for fd in list(p.outs):
             self._unwatch(fd)
             os.close(fd)
@@ -530,8 +586,13 @@ class Spawner:
         except (KeyError, ValueError):
             pass
 
-    def create(self, spec: dict) -> dict:
+    def create(self, spec: dict, client: Client | None = None, rid: int = 0):
+        """Make the cgroups, fork C1 (→ C2 = PID 1, which builds the rootfs and waits for
+        "go"). With a ``client`` the reply (``{"pid", "timings"}``) is sent when C2 is ready
+        and the loop serves other requests meanwhile; without one it waits here."""
         cid = self._check_id(spec.get("id"))
+        if cid in self.creating:
+            raise RequestError("Conflict", f"container {cid} is being created")
         old = self.procs.get(cid)
         if old is not None:
             if old.running:
@@ -562,7 +623,6 @@ class Spawner:
                                f"creating cgroups for {cid}: {e.strerror or e}") from None
         t_cg = time.perf_counter_ns()
         close_after: list[int] = []
-        c2 = 0
         try:
             if spec.get("log_path"):
                 p.log = JsonLog(spec["log_path"])
@@ -576,6 +636,7 @@ class Spawner:
             cin, cout, cerr, close_after = self._stdio(p, tty, bool(spec.get("stdin")))
             sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
             status_r, status_w = os.pipe2(os.O_CLOEXEC)
+            _set_nonblock(status_r)
             close_after += [sync_r, status_w]
             p.sync_w, p.status_r = sync_w, status_r
             network = spec.get("network") or "none"
@@ -590,36 +651,119 @@ class Spawner:
             for fd in close_after:
                 os.close(fd)
             close_after = []
-            status = p.status_pipe = _Status(status_r)
-            got = status.until({"pid", "ready"})
-            t_ready = time.perf_counter_ns()
-            _, st = os.waitpid(c1, 0)
+        except BaseException:
+            for fd in close_after:
+                os.close(fd)
+            self._abort(p, 0)
+            raise
+        p.status_pipe = _Status(status_r)
+        op = _Op("create", p, client, rid, {"pid", "ready"},
+                 [("spawner", t0), ("cgroups", t_cg), ("prepare", t_fork)], c1=c1)
+        return self._wait_or_defer(op)
+
+    def _wait_or_defer(self, op: _Op):
+        """Without a client: wait for the status here and return the result. With one:
+        watch the status pipe from the loop (:meth:`_status_io`)."""
+        if op.client is None:
+            op.p.status_pipe.until(op.keys)
+            return self._finish(op)
+        if op.kind == "create":
+            self.creating[op.p.id] = op.p
+        fd = op.p.status_r
+        self.waiting[fd] = op
+        self.by_fd[fd] = ("status", op)
+        self.sel.register(fd, selectors.EVENT_READ, ("status", op))
+        self._status_io(op)                  # the child may have answered already
+        return _DEFERRED
+
+    def _status_io(self, op: _Op) -> None:
+        st = op.p.status_pipe
+        if st is None or op.p.status_r not in self.waiting:
+            return
+        st.pump()
+        if st._done(op.keys):
+            self._complete(op)
+
+    def _complete(self, op: _Op, error: RequestError | None = None) -> None:
+        """Finish a deferred create/start and send its reply (unless the client left)."""
+        fd = op.p.status_r
+        if self.waiting.get(fd) is op:
+            del self.waiting[fd]
+            self._unwatch(fd)
+        if op.kind == "create":
+            self.creating.pop(op.p.id, None)
+        try:
+            if error is not None:
+                if op.kind == "create":
+                    self._abort(op.p, int(op.p.status_pipe.got.get("pid") or 0)
+                                if op.p.status_pipe else 0, op.c1)
+                raise error
+            reply = {"rid": op.rid, "ok": True, "result": self._finish(op)}
+        except Exception as e:
+            reply = _error_reply(op.rid, e)
+        if not self.waiting:
+            self.strays.clear()
+        c = op.client
+        if c is not None and self.clients.get(c.sock.fileno()) is c:
+            self._send(c, reply)
+
+    def _check_timeouts(self) -> None:
+        if not self.waiting:
+            return
+        now = time.monotonic()
+        for op in [o for o in self.waiting.values() if o.deadline <= now]:
+            self._complete(op, RequestError("Error", f"{op.kind} {op.p.id}: timed out "
+                                            "waiting for the container process"))
+
+    def _claim(self, pid: int) -> int | None:
+        """The wait status of our child ``pid`` if the loop reaped it already, else reap it
+        now (it is exiting: it closed or wrote its status). None if it is gone."""
+        if pid in self.strays:
+            return self.strays.pop(pid)
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+    def _finish(self, op: _Op) -> dict:
+        return self._finish_create(op) if op.kind == "create" else self._finish_start(op)
+
+    def _finish_create(self, op: _Op) -> dict:
+        p = op.p
+        cid = p.id
+        got = p.status_pipe.got
+        t_ready = time.perf_counter_ns()
+        c2 = 0
+        try:
+            st = self._claim(op.c1)
             if "pid" not in got:
-                raise RequestError("Error", f"creating container {cid}: "
-                                            f"{got.get('error') or _describe(st)}")
+                why = got.get("error") or (_describe(st) if st is not None else "no pid")
+                raise RequestError("Error", f"creating container {cid}: {why}")
             c2 = got["pid"]
+            if "error" in got or not got.get("ready"):
+                err = got.get("error") or "container init exited during setup"
+                raise RequestError("Error", f"creating container {cid}: {err}")
+            dead = self.strays.pop(c2, None)
+            if dead is not None:
+                c2 = 0                    # reaped already: nothing to kill
+                raise RequestError("Error", f"creating container {cid}: container init "
+                                   f"exited during setup ({_describe(dead)})")
             p.pid = c2
             p.pidfd = os.pidfd_open(c2)
             self.procs[cid] = p
             self.by_pid[c2] = p
-            if "error" in got or not got.get("ready"):
-                err = got.get("error") or "container init exited during setup"
-                raise RequestError("Error", f"creating container {cid}: {err}")
-            if tty:
-                self._take_pty(p, bool(spec.get("stdin")))
+            if p.console is not None:
+                self._take_pty(p, bool(p.spec.get("stdin")))
                 if p.pty < 0:
                     raise RequestError("Error", f"creating container {cid}: no pty received")
         except BaseException:
-            for fd in close_after:
-                os.close(fd)
             self._abort(p, c2)
             raise
         for fd, stream in p.outs.items():
             self.by_fd[fd] = ("out", p)
             self.sel.register(fd, selectors.EVENT_READ, ("out", p))
         self._save_record(p)
-        marks = [("spawner", t0), ("cgroups", t_cg), ("prepare", t_fork)]
-        marks += [(str(k), int(v)) for k, v in got.get("marks") or ()]
+        marks = op.marks + [(str(k), int(v)) for k, v in got.get("marks") or ()]
         marks += [("ready_seen", t_ready), ("record", time.perf_counter_ns())]
         return {"pid": p.pid, "timings": _phase_ms(marks)}
 
@@ -637,18 +781,23 @@ class Spawner:
                                f"unsupported seccomp profile {sec.get('seccomp')!r} "
                                "(\"default\" or \"unconfined\")")
 
-    def _abort(self, p: Proc, pid: int) -> None:
-        """Undo a failed create: kill and reap the init, close fds, remove cgroups."""
-        if pid:
+    def _abort(self, p: Proc, pid: int, c1: int = 0) -> None:
+        """Undo a failed create: kill and reap the init (and C1), close fds, remove
+        cgroups."""
+        for child in (pid, c1):
+            if not child or self.strays.pop(child, None) is not None:
+                continue                  # reaped by the loop already (pid may be reused)
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             try:
-                os.waitpid(pid, 0)
+                os.waitpid(child, 0)
             except ChildProcessError:
                 pass
-        self.procs.pop(p.id, None)
+        if self.procs.get(p.id) is p:
+            self.procs.pop(p.id, None)
+        self.creating.pop(p.id, None)
         self.by_pid.pop(pid, None)
         if p.pidfd >= 0:
             os.close(p.pidfd)
@@ -656,7 +805,8 @@ class Spawner:
         self._close_fds(p)
         cgroups.remove(p.cgroups)
 
-    def start(self, id: str) -> dict:
+    def start(self, id: str, client: Client | None = None, rid: int = 0):
+        """Let PID 1 execve; the reply comes once it did (status pipe EOF) or failed."""
         p = self._get(id)
         if p.kind != "container":
             raise RequestError("InvalidArgument", f"{id} is an exec, use exec_start")
@@ -669,20 +819,24 @@ class Spawner:
         os.write(p.sync_w, b"g")
         os.close(p.sync_w)
         p.sync_w = -1
-        got = p.status_pipe.until(set())
+        return self._wait_or_defer(_Op("start", p, client, rid, set(), [("spawner", t0)]))
+
+    def _finish_start(self, op: _Op) -> dict:
+        p = op.p
+        got = p.status_pipe.got if p.status_pipe is not None else {}
         t_exec = time.perf_counter_ns()
-        os.close(p.status_r)
+        if p.status_r >= 0:
+            os.close(p.status_r)
         p.status_r = -1
         p.status_pipe = None
         self._save_record(p)
         if "error" in got:
             p.spec["_error"] = got["error"]
             raise RequestError("ExecFailed", got["error"], int(got.get("code") or 126))
-        marks = [("spawner", t0)] + [(str(k), int(v)) for k, v in got.get("exec_marks") or ()]
+        marks = op.marks + [(str(k), int(v)) for k, v in got.get("exec_marks") or ()]
         marks += [("exec", t_exec), ("record", time.perf_counter_ns())]
         return {"pid": p.pid, "timings": _phase_ms(marks)}
 
-    # --- exec ----------------------------------------------------------------------------
     def exec_create(self, spec: dict) -> dict:
         eid = self._check_id(spec.get("id"))
         if eid in self.procs:
@@ -914,6 +1068,8 @@ class Spawner:
                 return
             p = self.by_pid.pop(pid, None)
             if p is None:
+                if self.waiting:              # maybe a C1, or a C2 not yet claimed
+                    self.strays[pid] = st
                 continue                      # an intermediate (C1/E1) or stray orphan
             if os.WIFSIGNALED(st):
                 code = 128 + os.WTERMSIG(st)
