@@ -3,6 +3,10 @@
 * ``busybox_tar``: a rootfs tarball made once per run from Debian's busybox-static.
 * ``aiorun_paths``: fresh temporary state and runtime roots (never the user's).
 * ``host_state``: snapshot of the host state aiorun may touch, compared after the test.
+* ``_session_host_guard`` (autouse, session): the same for the whole run, plus processes the
+  tests started and the default roots (see :mod:`aiorun.testing.hostguard`); fails the run
+  if anything is left. ``AIORUN_TEST_SHARED_HOST=1`` (other aiorun users on this host) turns
+  the host-wide categories into a report; exact findings still fail.
 """
 
 from __future__ import annotations
@@ -14,7 +18,29 @@ from pathlib import Path
 import pytest
 
 from aiorun.config import Paths
+from aiorun.testing import hostguard
 from aiorun.testing.images import write_busybox_rootfs_tar
+
+
+def pytest_configure(config):
+    # Before any test (and any import-time code) can start aiorun: never the default roots.
+    config._aiorun_session = hostguard.isolate_environment()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_host_guard(request):
+    token, fallback = request.config._aiorun_session
+    before = hostguard.snapshot(token, fallback)
+    yield
+    found = hostguard.settled_leaks(before, token, fallback)
+    if found.get("processes"):
+        hostguard.stop_session_processes(token)  # reported below; the host is left clean
+    subprocess.run(["rm", "-rf", "--one-file-system", str(fallback)], check=False)
+    fatal = found if not os.environ.get("AIORUN_TEST_SHARED_HOST") else {
+        k: v for k, v in found.items() if k in hostguard.EXACT}
+    request.config._aiorun_leaks = found
+    if fatal:
+        pytest.fail(hostguard.report(fatal), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +85,13 @@ def host_state():
     after = _snapshot()
     leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
     assert not leaked, f"test left host state behind: {leaked}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    found = getattr(config, "_aiorun_leaks", None)
+    if found:
+        terminalreporter.write_sep("=", "aiorun host state left behind", red=True)
+        terminalreporter.write_line(hostguard.report(found))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -205,7 +205,7 @@ class Engine:
         # The runtime's reader task lives in the root task group.
         await rt.connect(self.task_group)
         self.runtime = rt
-        self._stops.append(("runtime", getattr(rt, "aclose", None) or rt.close))
+        self._stops.append(("runtime", lambda: _stop_runtime(rt)))
         log.info("runtime connected")
 
     # -- for /aiorun/system/reset ------------------------------------------------------------
@@ -221,6 +221,22 @@ class Engine:
                 await result
             done.append(name)
         return done
+
+
+async def _stop_runtime(rt: Any) -> None:
+    """Disconnect from the runtime at a graceful stop. With no container or exec process
+    running, the spawner is told to exit now (a stopped daemon then leaves no process behind,
+    instead of a spawner lingering until its idle timeout); while processes run it stays to
+    supervise them and the daemon only disconnects."""
+    shutdown = getattr(rt, "shutdown_spawner", None)
+    if shutdown is not None:
+        try:
+            await shutdown()
+            return
+        except AiorunError as exc:  # Conflict: processes still run; Unavailable: gone already
+            log.info("runtime spawner kept: %s", exc)
+    close = getattr(rt, "aclose", None) or rt.close
+    await close()
 
 
 def _engine_id(paths: Paths) -> str:
