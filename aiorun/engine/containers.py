@@ -107,6 +107,25 @@ def exit_code_for_start_error(exc: BaseException) -> int:
     return 128
 
 
+def start_timings(marks: list[tuple[str, float]],
+                  runtime: dict[str, float] | None = None) -> dict[str, str]:
+    """Per-phase timings of one start as event attributes (strings, names end in ``_ms``).
+
+    ``marks``: [(phase, perf_counter() at its end), ...], the first is the origin: gives
+    ``storage_ms`` (rootfs mount), ``files_ms`` (hosts files, volumes, spec), ``spawn_ms``
+    (runtime create round trip), ``network_ms``, ``exec_ms`` (runtime start round trip),
+    ``persist_ms`` (state written) and ``total_ms``. ``runtime``: the runtime's own phases
+    (``Runtime.timings``; ``create.rootfs`` → ``runtime_create_rootfs_ms``)."""
+    out: dict[str, str] = {}
+    for (_, prev), (name, t) in zip(marks, marks[1:]):
+        out[f"{name}_ms"] = f"{1000 * (t - prev):.2f}"
+    if len(marks) > 1:
+        out["total_ms"] = f"{1000 * (marks[-1][1] - marks[0][1]):.2f}"
+    for k, v in (runtime or {}).items():
+        out[f"runtime_{k.replace('.', '_')}_ms"] = f"{float(v):.2f}"
+    return out
+
+
 def validate_mounts_and_ports(spec: cspec.CreateSpec) -> None:
     """Reject bad ``-v``/``--mount``/``-p`` at create time, as Docker does (nothing is made).
 
@@ -578,7 +597,7 @@ class ContainerManager:
             marks.append((what, time.perf_counter()))
         try:
             rootfs = await anyio.to_thread.run_sync(storage.mount, c.id)
-            mark("mount")
+            mark("storage")
             undo.append(("unmount", lambda: anyio.to_thread.run_sync(storage.unmount, c.id)))
             c.rootfs = str(rootfs)
             await anyio.to_thread.run_sync(self._prepare_files, c)
@@ -598,9 +617,9 @@ class ContainerManager:
                 c.mounts = vmounts
             mode = self._network_mode(c)
             rspec = self._runtime_spec(c, mounts, mode)
-            mark("files+volumes")
+            mark("files")
             pid = int(await rt.create(rspec))
-            mark("runtime.create")
+            mark("spawn")
             undo.append(("runtime", lambda: self._kill_and_delete(c.id)))
             self._start_pump(c)
             if mode not in ("none", "host") and not mode.startswith("container:") \
@@ -625,7 +644,7 @@ class ContainerManager:
                 c.network_settings = net
             mark("network")
             await rt.start(c.id)
-            mark("runtime.start")
+            mark("exec")
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 for what, fn in reversed(undo):
@@ -651,12 +670,13 @@ class ContainerManager:
         c.state.set_running(pid)
         c.hub.running.set()
         await self._save(c)
-        mark("saved")
-        self._emit("start", c)
+        mark("persist")
+        timings = start_timings(marks, getattr(rt, "timings", lambda _id: {})(c.id))
+        self._emit("start", c, timings)
         self._start_supervisor(c)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("start %s: %s", c.short_id, " ".join(
-                f"{w}={1000 * (t - marks[i][1]):.1f}ms" for i, (w, t) in enumerate(marks[1:])))
+            log.debug("start %s: %s", c.short_id,
+                      " ".join(f"{k}={v}" for k, v in timings.items()))
 
     def _endpoint_options(self, c: Container, mode: str) -> dict[str, Any]:
         """``NetworkingConfig.EndpointsConfig[mode]`` → the network manager's extra keyword
