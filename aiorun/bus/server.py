@@ -120,11 +120,25 @@ async def handle_connection(bus: EventBus, conn: anyio.abc.SocketStream) -> None
                         if isinstance(batch[-1], End):
                             break
                 tg.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
-                OSError):
-            pass
-        except Exception:
-            log.exception("event bus connection failed")
+        except Exception as exc:
+            gone = _disconnect(exc)
+            if gone is not None:
+                log.debug("event bus subscriber went away: %r", gone)
+            else:
+                log.exception("event bus connection failed")
+
+
+#: A subscriber that goes away mid-stream shows up as one of these (EPIPE, ECONNRESET, ...).
+_DISCONNECT = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+def _disconnect(exc: BaseException) -> BaseException | None:
+    """The first disconnect error if ``exc`` is one, or an exception group (the connection's
+    task group wraps what its tasks raise) holding only such errors; else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_disconnect(e) for e in exc.exceptions]
+        return leaves[0] if leaves and all(e is not None for e in leaves) else None
+    return exc if isinstance(exc, _DISCONNECT) else None
 
 
 def _remove_stale_socket(path: Path) -> None:

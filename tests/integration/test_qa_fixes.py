@@ -1,0 +1,70 @@
+"""Small cross-area fixes found in QA, each pinned by a test against the real thing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+import anyio
+import msgpack
+import pytest
+
+from aiorun.bus.bus import EventBus
+from aiorun.bus.server import serve_bus
+from aiorun.config import Paths
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@dataclass
+class FakeEngine:
+    paths: Paths
+    events: EventBus
+
+
+@pytest.mark.anyio
+async def test_bus_subscriber_gone_mid_stream_is_one_debug_line(aiorun_paths, caplog):
+    """A subscriber that stops reading (here: shuts down its read side, so the server's next
+    send fails with EPIPE) is not an error: one debug line, no traceback."""
+    caplog.set_level(logging.DEBUG, logger="aiorun.bus")
+    bus = EventBus.open(aiorun_paths.events)
+    bus.emit("container", "create", "a")
+
+    def subscribe_then_stop_reading() -> None:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(aiorun_paths.bus_socket))
+        s.sendall(msgpack.packb({"t": "subscribe", "from_seq": 1}))
+        u = msgpack.Unpacker(raw=False)
+        while not any(m["t"] == "replay-done" for m in _feed(u, s.recv(65536))):
+            pass
+        s.shutdown(socket.SHUT_RD)  # the peer's sends now fail with EPIPE; no EOF for it
+        done.append(s)
+
+    done: list[socket.socket] = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await anyio.to_thread.run_sync(subscribe_then_stop_reading)
+        for i in range(20):
+            bus.emit("container", "start", f"c{i}")
+            await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            while not any("went away" in r.getMessage() for r in caplog.records):
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    done[0].close()
+    bus.close()
+    bus_records = [r for r in caplog.records if r.name.startswith("aiorun.bus")]
+    assert not [r for r in bus_records if r.levelno >= logging.WARNING], bus_records
+    gone = [r for r in bus_records if "went away" in r.getMessage()]
+    assert len(gone) == 1 and gone[0].levelno == logging.DEBUG and not gone[0].exc_info
+
+
+def _feed(u: msgpack.Unpacker, data: bytes) -> list[dict]:
+    u.feed(data)
+    return list(u)
