@@ -79,6 +79,10 @@ def _print_json_stream(resp: Any, quiet: bool = False) -> int:
         if msg.get("error"):
             _err(msg["error"])
             code = 1
+        elif isinstance(msg.get("aux"), dict) and msg["aux"].get("SkippedDeviceNodes"):
+            # on stderr: stdout stays the bare image id, as with docker
+            _err(f"skipped {msg['aux']['SkippedDeviceNodes']} device node(s) of the tarball "
+                 "(the runtime provides /dev)")
         elif not quiet and msg.get("stream"):
             sys.stdout.write(msg["stream"])
         elif msg.get("status"):

@@ -17,8 +17,12 @@ Extraction policy (:func:`extract_tar`)
       No ``chdir`` is used (the daemon is threaded).
     * Hard links must name an entry already extracted in the same layer (cleaned the same
       way); links to directories or to missing/escaping targets are rejected.
-    * Character and block devices are rejected (a layer has no business carrying device
-      nodes; OCI whiteouts are ``.wh.`` files, never devices). FIFOs are allowed.
+    * Character and block devices are skipped, never created: the runtime provides each
+      container's ``/dev``, and rootfs tarballs (debootstrap, ``docker export``) carry
+      ``dev/null`` & co. that docker and podman accept. A hard link to a skipped device is
+      skipped too. The skipped names are reported to a :func:`collect_skipped` block of the
+      calling thread (``aiorun import`` tells how many). OCI whiteouts are ``.wh.`` files,
+      never devices. FIFOs are kept.
     * setuid/setgid bits are stripped; owners come from the tar's numeric uid/gid.
     * Only ``user.*`` and ``security.capability`` xattrs are applied: a layer must never set
       ``trusted.overlay.*`` and forge overlay whiteouts.
@@ -41,6 +45,8 @@ import os
 import shutil
 import stat
 import tarfile
+import threading
+from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from aiorun.errors import InvalidArgument
@@ -356,6 +362,31 @@ def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.T
         pass
 
 
+_skipped = threading.local()
+
+
+@contextmanager
+def collect_skipped() -> Iterator[list[str]]:
+    """Collect the entry names :func:`extract_tar` skips (device nodes) in this thread.
+
+    Storage drivers call :func:`extract_tar` inside ``StorageDriver.apply_layer``, synchronously
+    in the caller's thread; this lets the image store learn what was skipped without a change
+    to the driver interface."""
+    outer = getattr(_skipped, "names", None)
+    names: list[str] = []
+    _skipped.names = names
+    try:
+        yield names
+    finally:
+        _skipped.names = outer
+
+
+def _skip(name: str) -> None:
+    names = getattr(_skipped, "names", None)
+    if names is not None:
+        names.append(name)
+
+
 def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
                 whiteout: WhiteoutFn, opaque: OpaqueFn) -> int:
     """Extract an uncompressed layer tar into the existing directory ``dest``.
@@ -365,6 +396,7 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     walker = _Walker(root_fd)
     dir_times: list[tuple[str, int]] = []
+    devices: set[str] = set()  # skipped device nodes (cleaned names): hard links to them too
     size = 0
     try:
         for tar, m in iter_members(fileobj):
@@ -387,6 +419,10 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
                         raise InvalidArgument(f"layer entry {m.name!r} is a malformed whiteout")
                     walker.forget(f"{parent}/{target}" if parent else target)
                     whiteout(pfd, target)
+                continue
+            if m.ischr() or m.isblk() or (m.islnk() and clean_name(m.linkname) in devices):
+                devices.add(rel)
+                _skip(rel)
                 continue
             size += _extract_one(tar, m, rel, pfd, base, walker, dir_times)
         # Directory mtimes last: adding children changed them. Re-walk without creating,
@@ -423,9 +459,6 @@ def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, pfd: int, b
         _xattrs(fd, m)
         dir_times.append((rel, mtime_ns))
         return 0
-    if m.ischr() or m.isblk():
-        raise InvalidArgument(f"layer entry {m.name!r} is a device node "
-                              f"({m.devmajor},{m.devminor}); layers may not carry device nodes")
     if not (m.isreg() or m.issym() or m.islnk() or m.isfifo()):
         raise InvalidArgument(f"layer entry {m.name!r} has an unsupported type {m.type!r}")
     if existing is not None:

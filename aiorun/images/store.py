@@ -274,17 +274,22 @@ class ImageStore:
                 hex_, _ = L.spool(stream, f)
                 final = self.layers_dir / f"{hex_}.tar"
                 size_file = self.layers_dir / f"{hex_}.json"
+                skipped: list[str] = []
                 if self.storage.has_layer(hex_):
                     size = self.storage.layer_size(hex_)
                 else:
                     f.seek(0)
-                    size = self.storage.apply_layer(hex_, f)
+                    with L.collect_skipped() as skipped:
+                        size = self.storage.apply_layer(hex_, f)
                 f.flush()
                 os.fsync(f.fileno())
             if not final.exists():
                 os.rename(spool, final)
             if not size_file.exists():
-                write_atomic(size_file, json.dumps({"size": size}).encode())
+                meta: dict[str, Any] = {"size": size}
+                if skipped:
+                    meta["skipped_devices"] = len(skipped)
+                write_atomic(size_file, json.dumps(meta).encode())
             return hex_, size
         finally:
             spool.unlink(missing_ok=True)
@@ -498,6 +503,16 @@ class ImageStore:
         return Image(id=iid, config=cfg, repo_tags=self._tags_of(iid),
                      created=cfg.get("created") or "", size=self._image_size(hexes),
                      layers=hexes)
+
+    def skipped_devices(self, diff_id: str) -> int:
+        """How many device nodes the layer's extraction skipped (see
+        :mod:`aiorun.images.layers`: the runtime provides ``/dev``)."""
+        h = diff_id.removeprefix("sha256:")
+        try:
+            return int(json.loads((self.layers_dir / f"{h}.json").read_text())
+                       .get("skipped_devices", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     def _read_size(self, h: str) -> int:
         try:

@@ -68,3 +68,52 @@ async def test_bus_subscriber_gone_mid_stream_is_one_debug_line(aiorun_paths, ca
 def _feed(u: msgpack.Unpacker, data: bytes) -> list[dict]:
     u.feed(data)
     return list(u)
+
+
+def _with_device_nodes(src, dst) -> None:
+    """The busybox rootfs plus what a debootstrap tarball has under /dev."""
+    import tarfile
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin:
+            if m.name.strip("./").startswith("dev/"):
+                continue
+            tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+        for name, kind, dev in [("dev/null", tarfile.CHRTYPE, (1, 3)),
+                                ("dev/console", tarfile.CHRTYPE, (5, 1)),
+                                ("dev/sda", tarfile.BLKTYPE, (8, 0)),
+                                ("run/initctl", tarfile.FIFOTYPE, None)]:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode = kind, 0o666
+            if dev:
+                ti.devmajor, ti.devminor = dev
+            tout.addfile(ti)
+
+
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
+def test_import_skips_device_nodes_and_says_so(aiorun_paths, host_state, busybox_tar, tmp_path,
+                                               driver):
+    import shutil
+    import subprocess
+
+    from aiorun.testing.daemon import run_cli, start_daemon
+    tar = tmp_path / "debootstrap-like.tar"
+    _with_device_nodes(busybox_tar, tar)
+    d = start_daemon(aiorun_paths, storage_driver=driver)
+    try:
+        r = run_cli(aiorun_paths, "import", str(tar), "deb:1")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().startswith("sha256:") and len(r.stdout.splitlines()) == 1
+        assert "skipped 3 device node(s)" in r.stderr
+        # the same layer again (deduplicated, not re-extracted) reports the same count
+        r = run_cli(aiorun_paths, "import", str(tar), "deb:2")
+        assert r.returncode == 0 and "skipped 3 device node(s)" in r.stderr, r.stderr
+        # the container gets the runtime's /dev, and the FIFO was kept
+        r = run_cli(aiorun_paths, "run", "--rm", "--network", "none", "deb:1", "sh", "-c",
+                    "test -c /dev/null && test -p /run/initctl && test ! -e /dev/sda && echo ok")
+        assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
+        if shutil.which("docker"):  # docker's CLI ignores the aux message: stdout is the id
+            r = subprocess.run(["docker", "-H", f"unix://{d.socket}", "import", str(tar)],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and r.stdout.strip().startswith("sha256:"), r.stderr
+    finally:
+        d.stop_all()

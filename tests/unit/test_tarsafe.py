@@ -159,10 +159,34 @@ def test_symlink_replaced_by_file_does_not_follow(layer):
 
 
 @pytest.mark.parametrize("kind,dev", [("chr", (1, 3)), ("blk", (8, 0)), ("chr", (0, 0))])
-def test_device_nodes_rejected(layer, kind, dev):
+def test_device_nodes_skipped_and_reported(layer, kind, dev):
+    # Policy: device nodes are never created (the runtime provides /dev), the rest of the
+    # layer is extracted, and the skipped names reach a collect_skipped() block.
     d, _ = layer
-    with pytest.raises(InvalidArgument, match="device node"):
-        extract(make_tar([("dev/x", kind, dev)]), d)
+    with L.collect_skipped() as skipped:
+        extract(make_tar([("dev", "dir"), ("dev/x", kind, dev), ("dev/x2", "hard", "dev/x"),
+                          ("dev/fifo", "fifo"), ("etc/hostname", "file", b"h")]), d)
+    assert skipped == ["dev/x", "dev/x2"]
+    assert not os.path.lexists(d / "dev/x") and not os.path.lexists(d / "dev/x2")
+    assert stat.S_ISFIFO(os.lstat(d / "dev/fifo").st_mode)
+    assert (d / "etc/hostname").read_bytes() == b"h"
+
+
+def test_skipped_devices_outside_a_collector_are_silent(layer):
+    d, _ = layer
+    extract(make_tar([("dev/null", "chr", (1, 3))]), d)
+    assert os.listdir(d / "dev") == []
+    with L.collect_skipped() as outer:
+        with L.collect_skipped() as inner:
+            extract(make_tar([("dev/zero", "chr", (1, 5))]), d)
+        extract(make_tar([("dev/null", "chr", (1, 3))]), d)
+    assert inner == ["dev/zero"] and outer == ["dev/null"]
+
+
+def test_hard_link_to_a_device_of_another_layer_still_rejected(layer):
+    d, _ = layer
+    with pytest.raises(InvalidArgument, match="not in this layer"):
+        extract(make_tar([("dev/x2", "hard", "dev/x")]), d)
 
 
 def test_setuid_setgid_stripped(layer):

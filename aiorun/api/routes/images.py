@@ -184,7 +184,12 @@ async def create(req: Request, engine: Any):
         img = await store.import_tar(body, tags, changes, message=req.arg("message") or "")
     finally:
         body.unlink(missing_ok=True)
-    return Response(200, json.dumps({"status": img.id}).encode() + b"\r\n")
+    out = b""
+    skipped = store.skipped_devices(img.layers[0]) if img.layers else 0
+    if skipped:
+        # aux: docker's CLI ignores it (its output stays just the id); ours reports it
+        out = json.dumps({"aux": {"SkippedDeviceNodes": skipped}}).encode() + b"\r\n"
+    return Response(200, out + json.dumps({"status": img.id}).encode() + b"\r\n")
 
 
 @router.route("POST", "/images/load")
