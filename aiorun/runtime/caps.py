@@ -6,6 +6,8 @@ names spelled with or without the ``CAP_`` prefix, in any case, and ``ALL``.
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import InvalidArgument
 
 CAPS: dict[str, int] = {
@@ -24,8 +26,10 @@ DOCKER_DEFAULT = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW
                   "AUDIT_WRITE")
 
 
+@functools.lru_cache(maxsize=1)
 def last_cap() -> int:
-    """The highest capability number this kernel knows (bounding-set drops go up to it)."""
+    """The highest capability number this kernel knows (bounding-set drops go up to it).
+    Read once per process (the spawner's children inherit the answer)."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())

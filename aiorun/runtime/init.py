@@ -14,6 +14,7 @@ no_new_privs, env, cwd) → :func:`exec_command`. Exec processes join the namesp
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import signal
 import socket
@@ -563,6 +564,9 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
     tty = bool(spec.get("tty"))
     try:
         mark("fork_c1")
+        # A collection here would write to every object's header: copy-on-write faults on
+        # the whole inherited heap, for a process that lives a few milliseconds.
+        gc.disable()
         child_reset_signals()
         close_fds_except([cin, cout, cerr, sync_r, status_w])
         cgroups.join(cgroup_dirs)
@@ -618,6 +622,7 @@ def exec_child(args: list[str], env: list[str], cwd: str, user: str, security: d
     stdio (TTY: a pty from the container's devpts), finalizes and execs."""
     cin, cout, cerr = stdio
     try:
+        gc.disable()                      # see container_child
         child_reset_signals()
         close_fds_except([cin, cout, cerr, status_w])
         cgroups.join(cgroup_dirs)

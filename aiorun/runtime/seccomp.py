@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import platform
 import struct
 
@@ -77,8 +78,10 @@ def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
 
+@functools.lru_cache(maxsize=32)
 def build(kept_caps: int) -> bytes:
-    """The BPF program (sequence of ``struct sock_filter``)."""
+    """The BPF program (sequence of ``struct sock_filter``). Cached: the spawner builds it
+    once per capability set before forking, so the containers' children only load it."""
     eperm = RET_ERRNO | errno.EPERM
     prog = [
         _ins(_LD_W_ABS, 0, 0, 4),                       # seccomp_data.arch
@@ -105,13 +108,16 @@ def build(kept_caps: int) -> bytes:
     return b"".join(prog)
 
 
+_X86_64 = platform.machine() == "x86_64"
+
+
 class _Fprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def install(kept_caps: int) -> bool:
     """Load the filter into this thread (inherited by execve). False when not x86_64."""
-    if platform.machine() != "x86_64":
+    if not _X86_64:
         return False
     from . import syscalls as sc
     code = build(kept_caps)

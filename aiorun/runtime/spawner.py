@@ -94,6 +94,29 @@ def _describe(wstatus: int) -> str:
     return f"setup process exited with status {os.WEXITSTATUS(wstatus)}"
 
 
+def _warm_caches(sec: dict) -> None:
+    """Compute here, once, what every container's PID 1 would otherwise recompute after
+    fork (the seccomp program for its capability set, the kernel's last capability):
+    the children inherit the caches (see init.finalize)."""
+    from . import caps, seccomp
+    privileged = sec.get("privileged", False)
+    if privileged or sec.get("seccomp", "default") == "unconfined":
+        return
+    kept = caps.effective_set(False, sec.get("cap_add") or [], sec.get("cap_drop") or [])
+    seccomp.build(kept & _own_permitted())
+
+
+_permitted: list[int] = []
+
+
+def _own_permitted() -> int:
+    """The spawner's permitted capabilities (constant for its life), as the children see
+    them before dropping any."""
+    if not _permitted:
+        _permitted.append(sc.capget()[1])
+    return _permitted[0]
+
+
 def _error_reply(rid: int, e: BaseException) -> dict:
     if isinstance(e, RequestError):
         return {"rid": rid, "ok": False,
@@ -604,6 +627,7 @@ class Spawner:
         if not spec.get("args"):
             raise RequestError("InvalidArgument", "no command given for the container")
         self._check_security(spec.get("security", {}))
+        _warm_caches(spec.get("security", {}))
         mem = (spec.get("cgroup") or {}).get("memory")
         if mem and mem < MIN_MEMORY:
             raise RequestError("InvalidArgument", "Minimum memory limit allowed is 6MB")
