@@ -208,12 +208,15 @@ class Aiorun(Engine):
         from bench.apiclient import _create_body, call
         from bench.stats import summarize_ns
         out: dict = {}
+        t_all = time.time_ns()
+        made: dict[str, str] = {}                 # container id -> network
         for network in ("none", "bridge"):
             calls: dict[str, list[int]] = {"create": [], "start": [], "wait": [], "delete": []}
             for _ in range(runs):
                 t = time.perf_counter_ns()
                 cid = call(self.client, "POST", "/containers/create",
                            _create_body(IMAGE, ["true"], network))["Id"]
+                made[cid] = network
                 t1 = time.perf_counter_ns()
                 call(self.client, "POST", f"/containers/{cid}/start")
                 t2 = time.perf_counter_ns()
@@ -257,6 +260,9 @@ class Aiorun(Engine):
                 pass
         finally:
             call(self.client, "DELETE", f"/containers/{cid}", force=True)
+        per_net = _start_event_medians(self.client, t_all, made)
+        for network, med in per_net.items():
+            out[f"daemon_phases_{network}_median_ms"] = med
         out["daemon_phases"] = found or ("not instrumented: the daemon reports no per-phase "
                                          "timings (storage, spawn, namespaces, network, "
                                          "nftables, persistence) in inspect or events")
@@ -286,6 +292,35 @@ def cli_import_breakdown(env: dict[str, str], top: int = 6) -> dict[str, float]:
             rows[label] = max(rows.get(label, 0.0), us / 1000)
     best = sorted(rows.items(), key=lambda kv: -kv[1])[:top]
     return {k: round(v, 1) for k, v in best}
+
+
+def _start_event_medians(client, since_ns: int, made: dict[str, str]) -> dict[str, dict]:
+    """Median of every ``*_ms`` attribute of the ``start`` events of the containers in
+    ``made`` (id -> network), per network; {} when the daemon reports none."""
+    import json
+    from bench.stats import summarize_ns
+    vals: dict[str, dict[str, list[float]]] = {}
+    try:
+        r = client.request("GET", "/events", {"since": since_ns / 1e9,
+                                              "until": time.time_ns() / 1e9,
+                                              "filters": {"event": ["start"]}})
+        r.sock.settimeout(2.0)
+        for line in r.iter_lines():
+            ev = json.loads(line)
+            net = made.get((ev.get("Actor") or {}).get("ID", ""))
+            if net is None:
+                continue
+            for k, v in ((ev.get("Actor") or {}).get("Attributes") or {}).items():
+                if k.endswith("_ms"):
+                    try:
+                        vals.setdefault(net, {}).setdefault(k, []).append(float(v))
+                    except ValueError:
+                        pass
+        r.close()
+    except Exception:
+        pass
+    return {net: {k: round(summarize_ns([int(x * 1e6) for x in v]).get("median"), 2)
+                  for k, v in d.items()} for net, d in vals.items()}
 
 
 PHASE_WORDS = ("timing", "phase", "_ms", "duration", "latency")

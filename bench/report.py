@@ -193,8 +193,14 @@ def render(results: dict) -> str:
             if ci:
                 parts.append(f"  {k} CLI imports (cumulative): " +
                              ", ".join(f"{a} {b}" for a, b in ci.items()))
-            dp = v.get("daemon_phases")
-            parts.append(f"  {k} daemon phases: {dp}")
+            meds = [(n, v.get(f"daemon_phases_{n}_median_ms")) for n in ("none", "bridge")]
+            for net, med in meds:
+                if med:
+                    parts.append(f"  {k} start phases, {net:6} (median ms): " +
+                                 ", ".join(f"{a[:-3]} {b}" for a, b in med.items()))
+            if not any(m for _, m in meds):
+                dp = v.get("daemon_phases")
+                parts.append(f"  {k} daemon phases: {dp}")
 
     for name, lines in (results.get("diagnostics") or {}).items():
         parts.append(f"\n== {name}: last error lines of the daemon log")
