@@ -346,7 +346,7 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
 
     Three round trips: the RTM_NEWLINK (master, up, peer name/netns/mac ride on it), a
     GETLINK of the peer inside the namespace, and one batch of address + link up + lo up +
-    route. Hairpin mode is a sysfs write.
+    route. Hairpin mode is one more request on the host socket (bridge slave data).
     """
     br = bridge if isinstance(bridge, int) else link_index(bridge)
     if br is None:
@@ -386,8 +386,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             # With br_netfilter loaded, a container's packet to a published port that DNATs
             # back to the same container is *bridged* out of the port it came in by; the
             # bridge drops that unless the port allows hairpin (Docker does the same).
-            with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
-                f.write("1")
+            # Netlink, not /sys/class/net/<veth>/brport/hairpin_mode: sysfs shows the netns
+            # of whoever mounted it, so that path is missing when the daemon runs in a
+            # network namespace of its own. (The slave data cannot ride on the creation
+            # request: the kernel ignores it there.)
+            _check(r.call(_hairpin_msg(host_ifname, True)), [f"hairpin on {host_ifname}"])
         c = Rtnl.in_netns(netns_path)
         try:
             ((err, payload),) = c.call((_msg_link(attrs=[("IFLA_IFNAME", ifname)]),
@@ -426,6 +429,28 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             raise NetlinkFailure(f"cannot configure {ifname} in {netns_path}: {exc}") from None
         raise
     return VethResult(host_ifname, ifname, mac)
+
+
+def _hairpin_msg(ifname: str, on: bool) -> tuple[ifinfmsg, int, int]:
+    """RTM_NEWLINK setting the bridge port ``ifname``'s hairpin mode (IFLA_BRPORT_MODE)."""
+    return (_msg_link(attrs=[("IFLA_IFNAME", ifname), ("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", int(on))]})]})]),
+        RTM_NEWLINK, 0)
+
+
+def hairpin_mode(ifname: str) -> bool | None:
+    """The hairpin mode of bridge port ``ifname`` read over netlink (None: no such port)."""
+    try:
+        links = ipr().get_links(ifname=ifname)
+    except NetlinkError:
+        return None
+    if not links:
+        return None
+    info = links[0].get_attr("IFLA_LINKINFO")
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+    mode = data.get_attr("IFLA_BRPORT_MODE") if data is not None else None
+    return None if mode is None else bool(mode)
 
 
 def bridge_ports(bridge: str) -> list[str]:

@@ -117,3 +117,32 @@ def test_import_skips_device_nodes_and_says_so(aiorun_paths, host_state, busybox
             assert r.returncode == 0 and r.stdout.strip().startswith("sha256:"), r.stderr
     finally:
         d.stop_all()
+
+
+
+def test_hairpin_is_set_over_netlink_from_another_netns(tmp_path):
+    """attach_veth in a daemon that runs in a network namespace of its own, with the host's
+    sysfs still mounted (so /sys/class/net shows the host's links, not ours)."""
+    import subprocess
+    import sys
+    code = r'''
+import subprocess, sys
+from aiorun.net import netlink as nl
+subprocess.run(["ip", "link", "add", "aiorqa0", "type", "bridge"], check=True)
+subprocess.run(["ip", "link", "set", "aiorqa0", "up"], check=True)
+peer = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+try:
+    import time
+    while not open(f"/proc/{peer.pid}/cmdline", "rb").read().startswith(b"sleep"):
+        time.sleep(0.01)  # exec'd: its netns is the new one
+    res = nl.attach_veth(bridge="aiorqa0", host_ifname="aiorvqa",
+                         netns_path=f"/proc/{peer.pid}/ns/net", cidr="10.251.0.2/24",
+                         gateway="10.251.0.1", mac="02:42:0a:fb:00:02")
+    print(res.ifname, nl.hairpin_mode("aiorvqa"), nl.hairpin_mode("no-such-port"))
+finally:
+    peer.kill(); peer.wait()
+'''
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["eth0", "True", "None"]
