@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from aiorun.api.client import ApiError
+from aiorun.cli.flags import filters as _filters
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
@@ -52,16 +53,6 @@ def _short(iid: str, no_trunc: bool) -> str:
 def _render(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> str:
     from aiorun.core.templates import render_table
     return render_table(fmt, rows, headers)
-
-
-def _filters(items: list[str] | None) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for it in items or ():
-        k, eq, v = it.partition("=")
-        if not eq:
-            raise SystemExit(f"aiorun: bad filter {it!r} (want KEY=VALUE)")
-        out.setdefault(k, []).append(v)
-    return out
 
 
 def _err(msg: str) -> None:

@@ -10,25 +10,8 @@ import json
 import sys
 from typing import Any
 
-
-def _kv(items: list[str] | None, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for it in items or ():
-        k, _, v = it.partition("=")
-        if not k:
-            raise SystemExit(f"aiorun: invalid {what} {it!r} (want KEY=VALUE)")
-        out[k] = v
-    return out
-
-
-def _filters(items: list[str] | None) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for it in items or ():
-        k, eq, v = it.partition("=")
-        if not eq:
-            raise SystemExit(f"aiorun: bad filter {it!r} (want KEY=VALUE)")
-        out.setdefault(k, []).append(v)
-    return out
+from aiorun.cli.flags import filters as _filters
+from aiorun.cli.flags import kv_pairs as _kv
 
 
 def _format(fmt: str, obj: Any) -> str:
