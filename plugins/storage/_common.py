@@ -11,9 +11,9 @@ import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
-from aiorun.errors import InvalidArgument
+from aiorun.errors import InvalidArgument, NotFound
 
 TMP_MARK = ".tmp-"
 
@@ -53,6 +53,17 @@ def check_id(kind: str, ident: str) -> str:
     if not ident or "/" in ident or ident in (".", "..") or is_tmp(ident) or ident.startswith("."):
         raise InvalidArgument(f"invalid {kind} id {ident!r}")
     return ident
+
+
+def check_new_container(driver: Any, container_id: str, final: Path,
+                        layers: Sequence[str]) -> None:
+    """``create_container``'s preconditions, one wording for every driver: no rootfs yet for
+    ``container_id`` (at ``final``) and every layer applied."""
+    if final.exists():
+        raise InvalidArgument(f"container {container_id} already has a rootfs")
+    for lid in layers:
+        if not driver.has_layer(lid):
+            raise NotFound(f"layer {lid} not found in the {driver.name} driver")
 
 
 def write_init_files(root: Path, files: Mapping[str, bytes]) -> None:

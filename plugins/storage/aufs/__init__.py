@@ -93,11 +93,7 @@ class AufsDriver(CopyDriver):
     def create_container(self, container_id: str, layers: Sequence[str],
                          init_files: Mapping[str, bytes]) -> None:
         final = self._ctr(container_id)
-        if final.exists():
-            raise InvalidArgument(f"container {container_id} already has a rootfs")
-        for lid in layers:
-            if not self.has_layer(lid):
-                raise NotFound(f"layer {lid} not found in the aufs driver")
+        C.check_new_container(self, container_id, final, layers)
         tmp = C.tmp_sibling(final)
         try:
             for d in ("init", "diff", "merged"):

@@ -25,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Mapping, Sequence
 
-from aiorun.errors import InvalidArgument, NotFound
+from aiorun.errors import NotFound
 from aiorun.images import layers as L
 from aiorun.drivers.storage import StorageDriver
 
@@ -102,11 +102,7 @@ class CopyDriver(StorageDriver):
     def create_container(self, container_id: str, layers: Sequence[str],
                          init_files: Mapping[str, bytes]) -> None:
         final = self._ctr(container_id)
-        if final.exists():
-            raise InvalidArgument(f"container {container_id} already has a rootfs")
-        for lid in layers:
-            if not self.has_layer(lid):
-                raise NotFound(f"layer {lid} not found in the copy driver")
+        C.check_new_container(self, container_id, final, layers)
         tmp = C.tmp_sibling(final)
         try:
             rootfs = tmp / "rootfs"
@@ -206,17 +202,6 @@ def _copy_file(src: str, dst: str) -> None:
             os.close(fd)
 
 
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
 def apply_tree(layer: str, rootfs: str) -> None:
     """Apply an unpacked layer (OCI whiteouts as files) onto ``rootfs``.
 
@@ -229,10 +214,10 @@ def apply_tree(layer: str, rootfs: str) -> None:
         names = sorted(os.listdir(src_dir))
         if L.OPAQUE in names:
             for n in os.listdir(dst_dir):
-                _remove(os.path.join(dst_dir, n))
+                C.rmtree(os.path.join(dst_dir, n))
         for n in names:
             if n.startswith(L.WHITEOUT_PREFIX) and n != L.OPAQUE:
-                _remove(os.path.join(dst_dir, n[len(L.WHITEOUT_PREFIX):]))
+                C.rmtree(os.path.join(dst_dir, n[len(L.WHITEOUT_PREFIX):]))
         for n in names:
             if n.startswith(L.WHITEOUT_PREFIX):
                 continue
@@ -252,7 +237,7 @@ def apply_tree(layer: str, rootfs: str) -> None:
                 _copy_meta(st, d)
                 continue
             if dst_st is not None:
-                _remove(d)
+                C.rmtree(d)
             key = (st.st_dev, st.st_ino)
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in links:
                 os.link(links[key], d)   # a hard link inside the layer stays one
