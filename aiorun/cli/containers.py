@@ -208,7 +208,9 @@ def _env_values(items: list[str]) -> list[str]:
 
 def build_create(opts: Opts, rest: list[str]) -> tuple[dict[str, Any], str | None]:
     """(create body, name) from run/create flags. UsageError / InvalidArgument on bad input."""
-    from aiorun.core import spec as cspec
+    if opts.memory or opts.memory_swap or opts.cpus or opts.restart:
+        # Only then: aiorun.core.spec pulls in dataclasses/inspect (~10 ms of a plain `run`).
+        from aiorun.core import spec as cspec
     if not rest:
         raise UsageError('"run" requires at least 1 argument: IMAGE [COMMAND] [ARG...]')
     image, cmd = rest[0], rest[1:]

@@ -1,0 +1,44 @@
+"""The CLI's Context finds the daemon socket without importing aiorun.config (start-up
+cost), by the same rule as Paths.socket."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aiorun.cli.main import Context
+from aiorun.config import Paths
+
+
+@pytest.mark.parametrize("run_root,env_run,env_sock", [
+    (None, None, None), ("/tmp/x-run", None, None), (None, "/tmp/env-run", None),
+    ("/tmp/x-run", "/tmp/env-run", None), (None, None, "/tmp/s.sock"),
+    ("rel/run", None, None), ("/tmp/a/", None, None)])
+def test_socket_path_matches_paths(monkeypatch, run_root, env_run, env_sock):
+    for k, v in (("AIORUN_RUN", env_run), ("AIORUN_SOCKET", env_sock)):
+        if v is None:
+            monkeypatch.delenv(k, raising=False)
+        else:
+            monkeypatch.setenv(k, v)
+    ctx = Context(None, run_root, None, False)
+    fast = ctx.socket_path
+    assert os.path.normpath(fast) == os.path.normpath(str(Paths.from_env(None, run_root).socket))
+    assert ctx.paths.run == Paths.from_env(None, run_root).run
+    assert ctx.socket_path == str(ctx.paths.socket)
+    assert Context(None, run_root, "unix:///tmp/h.sock", False).socket_path == "/tmp/h.sock"
+
+
+def test_run_path_imports_stay_lean():
+    """What `aiorun run` loads before talking to the daemon: no config/dataclasses/spec."""
+    code = ("import sys, aiorun.cli.main as m, aiorun.cli.containers as c\n"
+            "ctx = m.Context(None, None, None, False); ctx.socket_path\n"
+            "o, rest = c.parse_opts(c.CREATE_FLAGS, ['--rm', '-e', 'A=1', 'busybox', 'true'],"
+            " interspersed=False)\n"
+            "body, name = c.build_create(o, rest)\n"
+            "assert body['HostConfig']['AutoRemove'] and body['Env'] == ['A=1'], body\n"
+            "print(sorted(k for k in ('dataclasses', 'aiorun.config', 'aiorun.core.spec',"
+            " 'anyio', 'h11', 'argparse') if k in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
