@@ -337,10 +337,21 @@ def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
             os.close(fd)
 
 
-def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()) -> None:
+def _under(path: str, top: str) -> bool:
+    p = "/" + _rel(path)
+    return p == top or p.startswith(top + "/")
+
+
+def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = (),
+                 before_cgroupfs=None) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
-    (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup."""
+    (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup.
+
+    ``before_cgroupfs()`` (if given) runs right before /sys/fs/cgroup is mounted: the
+    caller waits there for its cgroup join and enters its cgroup namespace, so everything
+    else is set up while the join runs. /sys/fs/cgroup is then mounted after the spec's
+    mounts, unless one of those goes under /sys/fs/cgroup (then before, as runc does)."""
     rootfs = spec["rootfs"]
     privileged = spec["security"].get("privileged", False)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
@@ -352,9 +363,14 @@ def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()
         _setup_dev(rootfd)
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        if hierarchies:
-            _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
-        for m in spec.get("mounts", []):
+        mounts = spec.get("mounts", [])
+        cgroup_late = not any(_under(m["destination"], "/sys/fs/cgroup") for m in mounts)
+        if not cgroup_late:
+            if before_cgroupfs is not None:
+                before_cgroupfs()
+            if hierarchies:
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
+        for m in mounts:
             try:
                 mount_in_root(rootfd, m["destination"], m.get("type") or "bind",
                               m.get("source", ""), m.get("options") or [],
@@ -362,6 +378,13 @@ def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = ()
             except OSError as e:
                 raise InitError(f"mounting {m.get('source') or m.get('type')} on "
                                 f"{m['destination']}: {e.strerror or e}") from None
+        if cgroup_late:
+            mark("rootfs_base")
+            if before_cgroupfs is not None:
+                before_cgroupfs()
+            mark("cgroup_wait")
+            if hierarchies:
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
         if not privileged:
             for p in MASKED_PATHS:
                 _mask(rootfd, p)
@@ -569,18 +592,22 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
         gc.disable()
         child_reset_signals()
         close_fds_except([cin, cout, cerr, sync_r, status_w])
-        cgroups.join(cgroup_dirs)
-        mark("cgroup_join")
         network = spec.get("network") or "none"
         if network.startswith("/"):
             fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, sc.CLONE_NEWNET)
             os.close(fd)
-        sc.unshare(flags)
+        # The cgroup namespace is entered by C2 once C1 moved it into its cgroups (its root
+        # is the cgroup current at unshare time). Moving a task between cgroup v1
+        # hierarchies waits for an RCU grace period (~5-15 ms after an idle spell): C2
+        # builds its rootfs meanwhile (see setup_rootfs's before_cgroupfs).
+        sc.unshare(flags & ~sc.CLONE_NEWCGROUP)
         mark("unshare")
+        join_r, join_w = os.pipe2(os.O_CLOEXEC)
         pid2 = os.fork()
         if pid2 == 0:                                           # C2: PID 1
             try:
+                os.close(join_w)
                 mark("fork_c2")
                 if not tty:
                     setup_stdio(cin, cout, cerr, False)
@@ -589,8 +616,15 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
                 if flags & sc.CLONE_NEWNET:
                     bring_up_loopback()
                 mark("ns_setup")
+
+                def joined() -> None:
+                    if os.read(join_r, 1) != b"j":
+                        raise InitError("joining the container's cgroups failed")
+                    os.close(join_r)
+                    if flags & sc.CLONE_NEWCGROUP:
+                        sc.unshare(sc.CLONE_NEWCGROUP)
                 setup_rootfs(spec, [(d.version, d.controllers if d.version == 1 else d.enable)
-                                    for d in cgroup_dirs])
+                                    for d in cgroup_dirs], before_cgroupfs=joined)
                 mark("rootfs")
                 if tty:
                     open_console(cin, bind_console=True)
@@ -608,7 +642,16 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
                 exec_command(path, argv, envp)
             except BaseException as e:
                 report_and_exit(status_w, e)
-        os.write(status_w, encode({"pid": pid2}))
+        os.close(join_r)
+        t = time.perf_counter_ns()
+        try:
+            cgroups.join(cgroup_dirs, pid2)
+        except BaseException as e:
+            # C2 reads EOF on join_r and gives up; the spawner reaps it (subreaper).
+            report_and_exit(status_w, InitError(f"joining the container's cgroups: {e}"))
+        os.write(join_w, b"j")
+        os.write(status_w, encode({"pid": pid2,
+                                   "join_ms": (time.perf_counter_ns() - t) / 1e6}))
         os._exit(0)
     except BaseException as e:
         report_and_exit(status_w, e)

@@ -789,7 +789,10 @@ class Spawner:
         self._save_record(p)
         marks = op.marks + [(str(k), int(v)) for k, v in got.get("marks") or ()]
         marks += [("ready_seen", t_ready), ("record", time.perf_counter_ns())]
-        return {"pid": p.pid, "timings": _phase_ms(marks)}
+        timings = _phase_ms(marks)
+        if got.get("join_ms") is not None:      # C1's, overlapping C2's rootfs set-up
+            timings["cgroup_join"] = round(float(got["join_ms"]), 3)
+        return {"pid": p.pid, "timings": timings}
 
     @staticmethod
     def _check_security(sec: dict) -> None:
