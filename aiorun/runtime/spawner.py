@@ -716,6 +716,7 @@ class Spawner:
             self._unwatch(fd)
         if op.kind == "create":
             self.creating.pop(op.p.id, None)
+        ok = False
         try:
             if error is not None:
                 if op.kind == "create":
@@ -723,6 +724,7 @@ class Spawner:
                                 if op.p.status_pipe else 0, op.c1)
                 raise error
             reply = {"rid": op.rid, "ok": True, "result": self._finish(op)}
+            ok = True
         except Exception as e:
             reply = _error_reply(op.rid, e)
         if not self.waiting:
@@ -730,6 +732,9 @@ class Spawner:
         c = op.client
         if c is not None and self.clients.get(c.sock.fileno()) is c:
             self._send(c, reply)
+        # The re-adoption record after the reply: it is off the daemon's critical path.
+        if ok or (op.kind == "start" and error is None):
+            self._save_record(op.p)
 
     def _check_timeouts(self) -> None:
         if not self.waiting:
@@ -786,9 +791,10 @@ class Spawner:
         for fd, stream in p.outs.items():
             self.by_fd[fd] = ("out", p)
             self.sel.register(fd, selectors.EVENT_READ, ("out", p))
-        self._save_record(p)
+        if op.client is None:
+            self._save_record(p)          # else _complete writes it after the reply
         marks = op.marks + [(str(k), int(v)) for k, v in got.get("marks") or ()]
-        marks += [("ready_seen", t_ready), ("record", time.perf_counter_ns())]
+        marks += [("ready_seen", t_ready)]
         timings = _phase_ms(marks)
         if got.get("join_ms") is not None:      # C1's, overlapping C2's rootfs set-up
             timings["cgroup_join"] = round(float(got["join_ms"]), 3)
@@ -856,12 +862,13 @@ class Spawner:
             os.close(p.status_r)
         p.status_r = -1
         p.status_pipe = None
-        self._save_record(p)
+        if op.client is None:
+            self._save_record(p)          # else _complete writes it after the reply
         if "error" in got:
             p.spec["_error"] = got["error"]
             raise RequestError("ExecFailed", got["error"], int(got.get("code") or 126))
         marks = op.marks + [(str(k), int(v)) for k, v in got.get("exec_marks") or ()]
-        marks += [("exec", t_exec), ("record", time.perf_counter_ns())]
+        marks += [("exec", t_exec)]
         return {"pid": p.pid, "timings": _phase_ms(marks)}
 
     def exec_create(self, spec: dict) -> dict:
