@@ -176,4 +176,8 @@ def report(found: dict[str, list[str]]) -> str:
             lines.append(f"    ... and {len(items) - 20} more")
     if "fallback root" in found:
         lines.append("  (a test ran aiorun without the aiorun_paths fixture or its own roots)")
+    if set(found) - set(EXACT):
+        lines.append("  (mounts, links, tables, netns and cgroups cannot be attributed to this run: "
+                     "if other aiorun users share this host, AIORUN_TEST_SHARED_HOST=1 only "
+                     "reports them)")
     return "\n".join(lines)
