@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
+    from typing import Any, Iterator
 from urllib.parse import quote, urlencode
 
 from aiorun.errors import AiorunError
