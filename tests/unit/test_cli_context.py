@@ -42,3 +42,19 @@ def test_run_path_imports_stay_lean():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_console_command_exits_with_the_verbs_status_and_flushed_output(tmp_path):
+    """The fast exit (os._exit after flushing) keeps exit codes and buffered output."""
+    env = dict(os.environ, AIORUN_RUN=str(tmp_path), AIORUN_ROOT=str(tmp_path / "root"))
+    p = subprocess.run([sys.executable, "-m", "aiorun.cli.main", "--help"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.startswith("usage: aiorun")
+    p = subprocess.run([sys.executable, "-m", "aiorun.cli.main", "no-such-verb"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "is not an aiorun command" in p.stderr
+    # -H: never auto-starts a daemon; the error is reported and the status kept
+    p = subprocess.run([sys.executable, "-m", "aiorun.cli.main", "-H",
+                        f"unix://{tmp_path}/none.sock", "ps"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "cannot reach" in p.stderr
