@@ -161,3 +161,19 @@ def owned_state(paths) -> set[str]:
         elif name.startswith("aiorv") and (ln.get("master") in ours or not ln.get("master")):
             out.add(f"link {name}")
     return out
+
+
+def remove_all_and_stop(d, paths, before: set[str], *dirs: Path) -> set[str]:
+    """Test teardown of a daemon scope: force-remove every container, system reset, stop the
+    daemon and its spawner (by PID), remove ``dirs``; returns the :func:`owned_state` left
+    that was not there in ``before``."""
+    c = d.client()
+    try:
+        for ct in c.get("/containers/json", all=1):
+            c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
+        c.request("POST", "/aiorun/system/reset", check=False).close()
+    finally:
+        d.stop_all()
+        left = owned_state(paths) - before
+        subprocess.run(["rm", "-rf", "--one-file-system", *map(str, dirs)])
+    return left

@@ -11,7 +11,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
-from netns_util import free_port, http_get, owned_state
+from netns_util import free_port, http_get, owned_state, remove_all_and_stop
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")]
@@ -60,13 +60,5 @@ def test_docker_cli_networks_and_ports(busybox_tar):
         net.remove()
         client.close()
     finally:
-        c = d.client()
-        try:
-            for ct in c.get("/containers/json", all=1):
-                c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
-            c.request("POST", "/aiorun/system/reset", check=False).close()
-        finally:
-            d.stop_all()
-            left = owned_state(paths) - before
-            subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
+        left = remove_all_and_stop(d, paths, before, root, run)
     assert not left, f"left behind: {sorted(left)}"

@@ -17,7 +17,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
-from netns_util import free_port, http_get, owned_state
+from netns_util import free_port, http_get, owned_state, remove_all_and_stop
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,7 @@ def env(request, busybox_tar):
         assert r.returncode == 0, r.stderr
         yield paths
     finally:
-        c = d.client()
-        try:
-            for ct in c.get("/containers/json", all=1):
-                c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
-            c.request("POST", "/aiorun/system/reset", check=False).close()
-        finally:
-            d.stop_all()
-            left = owned_state(paths) - before
-            subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
+        left = remove_all_and_stop(d, paths, before, root, run)
     assert not left, f"left behind: {sorted(left)}"
 
 
@@ -201,15 +193,7 @@ def test_published_port_survives_daemon_restart(busybox_tar):
         assert f"dport {port}" not in subprocess.run(["nft", "list", "ruleset"],
                                                       capture_output=True, text=True).stdout
     finally:
-        c = d.client()
-        try:
-            for ct in c.get("/containers/json", all=1):
-                c.request("DELETE", f"/containers/{ct['Id']}", {"force": True}).close()
-            c.request("POST", "/aiorun/system/reset", check=False).close()
-        finally:
-            d.stop_all()
-            left = owned_state(paths) - before
-            subprocess.run(["rm", "-rf", "--one-file-system", str(root), str(run)])
+        left = remove_all_and_stop(d, paths, before, root, run)
     assert not left, f"left behind: {sorted(left)}"
 
 
