@@ -11,7 +11,7 @@ import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 from aiorun.errors import InvalidArgument, NotFound
 
@@ -141,3 +141,41 @@ class KeyedLocks:
                     else:
                         self._locks[key] = (lock, n - 1)
         return held()
+
+
+class LayerHome:
+    """Layout and layer bookkeeping shared by the built-in drivers (mixed in before
+    ``StorageDriver``): ``layers/<id>`` and ``containers/<id>`` under ``self.home``, ids
+    checked; ``apply_layer`` is serialised per layer id and a layer that is already there only
+    drains the stream. A driver implements ``_extract_layer(layer_id, final, diff) -> size``,
+    which builds the layer atomically at ``final``."""
+
+    home: Path
+
+    def _init_layer_home(self) -> None:
+        self._apply_locks = KeyedLocks()
+
+    def _layer(self, layer_id: str) -> Path:
+        return self.home / "layers" / check_id("layer", layer_id)
+
+    def _ctr(self, container_id: str) -> Path:
+        return self.home / "containers" / check_id("container", container_id)
+
+    def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
+        with self._apply_locks(layer_id):
+            final = self._layer(layer_id)
+            if final.is_dir():
+                while diff.read(1 << 20):
+                    pass
+                return self.layer_size(layer_id)  # type: ignore[attr-defined]
+            return self._extract_layer(layer_id, final, diff)
+
+    def _extract_layer(self, layer_id: str, final: Path, diff: BinaryIO) -> int:
+        raise NotImplementedError
+
+    def has_layer(self, layer_id: str) -> bool:
+        return self._layer(layer_id).is_dir()
+
+    def layers(self) -> list[str]:
+        return sorted(e.name for e in os.scandir(self.home / "layers")
+                      if e.is_dir() and not is_tmp(e.name))

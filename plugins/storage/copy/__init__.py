@@ -34,12 +34,12 @@ from .. import _common as C
 FICLONE = 0x40049409
 
 
-class CopyDriver(StorageDriver):
+class CopyDriver(C.LayerHome, StorageDriver):
     name = "copy"
 
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
-        self._apply_locks = C.KeyedLocks()
+        self._init_layer_home()
         for d in ("layers", "containers"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
 
@@ -47,23 +47,8 @@ class CopyDriver(StorageDriver):
     def unavailable_reason(cls, home: Path) -> str | None:
         return None
 
-    def _layer(self, layer_id: str) -> Path:
-        return self.home / "layers" / C.check_id("layer", layer_id)
-
-    def _ctr(self, container_id: str) -> Path:
-        return self.home / "containers" / C.check_id("container", container_id)
-
-    # --- layers -----------------------------------------------------------------------
-    def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
-        with self._apply_locks(layer_id):
-            return self._apply_layer(layer_id, diff)
-
-    def _apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
-        final = self._layer(layer_id)
-        if final.is_dir():
-            while diff.read(1 << 20):
-                pass
-            return self.layer_size(layer_id)
+    # --- layers (paths, apply_layer, has_layer, layers: C.LayerHome) -------------------
+    def _extract_layer(self, layer_id: str, final: Path, diff: BinaryIO) -> int:
         tmp = C.tmp_sibling(final)
         try:
             tmp.mkdir()
@@ -76,13 +61,6 @@ class CopyDriver(StorageDriver):
             C.rmtree(Path(f"{final}.size{C.TMP_MARK}w"))
             raise
         return size
-
-    def has_layer(self, layer_id: str) -> bool:
-        return self._layer(layer_id).is_dir()
-
-    def layers(self) -> list[str]:
-        return sorted(e.name for e in os.scandir(self.home / "layers")
-                      if e.is_dir() and not C.is_tmp(e.name))
 
     def remove_layer(self, layer_id: str) -> None:
         d = self._layer(layer_id)

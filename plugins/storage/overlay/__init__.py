@@ -61,12 +61,12 @@ def _has_fs(name: str) -> bool:
         return False
 
 
-class OverlayDriver(StorageDriver):
+class OverlayDriver(C.LayerHome, StorageDriver):
     name = "overlay"
 
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
-        self._apply_locks = C.KeyedLocks()
+        self._init_layer_home()
         for d in ("layers", "l", "containers"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         self.use_mount_api = (M.NEW_MOUNT_API and
@@ -81,24 +81,8 @@ class OverlayDriver(StorageDriver):
             return f"the state root is on {fstype}, which cannot hold an overlay upper dir"
         return None
 
-    # --- paths ------------------------------------------------------------------------
-    def _layer(self, layer_id: str) -> Path:
-        return self.home / "layers" / C.check_id("layer", layer_id)
-
-    def _ctr(self, container_id: str) -> Path:
-        return self.home / "containers" / C.check_id("container", container_id)
-
-    # --- layers -----------------------------------------------------------------------
-    def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
-        with self._apply_locks(layer_id):
-            return self._apply_layer(layer_id, diff)
-
-    def _apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
-        final = self._layer(layer_id)
-        if final.is_dir():
-            while diff.read(1 << 20):
-                pass
-            return self.layer_size(layer_id)
+    # --- layers (paths, apply_layer, has_layer, layers: C.LayerHome) -------------------
+    def _extract_layer(self, layer_id: str, final: Path, diff: BinaryIO) -> int:
         tmp = C.tmp_sibling(final)
         short = None
         try:
@@ -124,13 +108,6 @@ class OverlayDriver(StorageDriver):
             s = secrets.token_hex(6).upper()  # 12 chars, like docker's l/ names (26 there)
             if not os.path.lexists(self.home / "l" / s):
                 return s
-
-    def has_layer(self, layer_id: str) -> bool:
-        return self._layer(layer_id).is_dir()
-
-    def layers(self) -> list[str]:
-        return sorted(e.name for e in os.scandir(self.home / "layers")
-                      if not C.is_tmp(e.name) and e.is_dir())
 
     def remove_layer(self, layer_id: str) -> None:
         d = self._layer(layer_id)
