@@ -20,6 +20,9 @@ fi
 
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
+  # Debian's own python3 ships venv/ensurepip separately.
+  "$PY" -m venv --help >/dev/null 2>&1 && "$PY" -c 'import ensurepip' 2>/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
   "$PY" -m venv .venv
   .venv/bin/pip install -q -U pip
 fi
