@@ -21,7 +21,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterator
 
 # --------------------------------------------------------------------------- option parsing
 
@@ -361,25 +361,37 @@ def _raw_stream(resp: Any) -> tuple[Any, bytes]:
     return resp.sock, buf
 
 
+def _received(sock: Any, first: bytes) -> Iterator[bytes]:
+    """``first``, then what arrives on ``sock``, until the daemon closes it."""
+    if first:
+        yield first
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            return
+        if not data:
+            return
+        yield data
+
+
 def _copy_output(sock: Any, first: bytes, tty: bool,
                  out: Any = None, err: Any = None) -> None:
-    """Copy an attach/exec stream to stdout/stderr until the daemon closes it."""
+    """Copy an attach/exec stream to stdout/stderr until the daemon closes it.
+
+    A TTY stream is raw; otherwise it is Docker's multiplexed frames
+    ``[stream, 0, 0, 0, uint32 BE length] + payload`` (1 stdout, 2 stderr).
+    """
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     if tty:
-        data = first
-        while True:
-            if data:
-                out.write(data)
-                out.flush()
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-    buf = bytearray(first)
-    while True:
+        for data in _received(sock, first):
+            out.write(data)
+            out.flush()
+        return
+    buf = bytearray()
+    for data in _received(sock, first):
+        buf += data
         while len(buf) >= 8:
             stream, n = struct.unpack(">BxxxL", bytes(buf[:8]))
             if len(buf) < 8 + n:
@@ -389,13 +401,6 @@ def _copy_output(sock: Any, first: bytes, tty: bool,
             target = err if stream == 2 else out
             target.write(payload)
             target.flush()
-        try:
-            data = sock.recv(65536)
-        except OSError:
-            return
-        if not data:
-            return
-        buf += data
 
 
 def _pump_stdin(sock: Any) -> threading.Thread:
