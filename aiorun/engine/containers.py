@@ -260,6 +260,9 @@ class Container:
     supervised: bool = field(default=False, repr=False)
     backoff: float = field(default=0.0, repr=False)
     gone: bool = field(default=False, repr=False)
+    # set while the supervisor tears down after an exit (network, volumes, runtime state,
+    # rootfs); start and removal wait for it. None = no teardown in progress.
+    teardown: anyio.Event | None = field(default=None, repr=False)
 
     @property
     def short_id(self) -> str:
@@ -586,6 +589,7 @@ class ContainerManager:
 
     async def _start_locked(self, c: Container) -> None:
         rt = self._need_runtime()
+        await self._teardown_finished(c)
         storage = self.engine.storage
         undo: list[tuple[str, Callable[[], Any]]] = []
         if c.hub.running.is_set():
@@ -905,30 +909,74 @@ class ContainerManager:
 
     async def _handle_exit(self, c: Container, code: int, oom: bool, finished: int | None,
                            err: str) -> None:
-        uptime = (time.time_ns() - c.state.started_at) / 1e9 if c.state.started_at else 0
-        await self._cleanup_after_exit(c)
-        if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
-            c.state.set_exited(code, oom, err, now_ns=finished)
-        await self._save(c, config=True)
-        if oom:
-            self._emit("oom", c)
-        self._emit("die", c, {"exitCode": code})
-        if uptime >= BACKOFF_RESET_AFTER:
-            c.backoff = 0.0
-        await self._after_exit(c, restart_allowed=True)
+        """Record the exit first (state, oom/die events, ``wait`` woken), then tear down.
 
-    async def _cleanup_after_exit(self, c: Container, runtime: bool = True) -> None:
-        """Undo what start did (each step idempotent, also for re-adopted containers)."""
+        The teardown (network detach ≈ 10–20 ms while the kernel dismantles the netns,
+        runtime state, unmount) runs right after, in this same task; ``c.teardown`` is set
+        meanwhile, and start (also a restart-policy restart) and removal wait for it, so
+        ``wait?condition=removed`` and a new start still see everything undone. A daemon
+        killed in between leaves an exited container whose leftovers the reconcile at the
+        next start undoes (it cleans every created/exited container).
+        """
+        uptime = (time.time_ns() - c.state.started_at) / 1e9 if c.state.started_at else 0
+        done = c.teardown = anyio.Event()
+        restarting = False
+        try:
+            self._reset_hub(c)
+            if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
+                c.state.set_exited(code, oom, err, now_ns=finished)
+            # what the teardown below resets, as the saved state should already show it
+            c.network_settings = default_network_settings()
+            c.rootfs = None
+            await self._save(c, config=True)
+            if oom:
+                self._emit("oom", c)
+            self._emit("die", c, {"exitCode": code})
+            if uptime >= BACKOFF_RESET_AFTER:
+                c.backoff = 0.0
+            restarting = self._fire_exit(c, restart_allowed=True)
+            await self._cleanup_after_exit(c, hub=False)
+        finally:
+            c.teardown = None
+            done.set()
+        if not restarting:
+            await self._auto_remove(c)
+
+    async def _teardown_finished(self, c: Container) -> None:
+        """Wait until no post-exit teardown of ``c`` is in progress."""
+        while c.teardown is not None:
+            await c.teardown.wait()
+
+    @staticmethod
+    def _reset_hub(c: Container) -> None:
         # later attaches wait for the next start; attached clients see the end once the
         # pump delivered the last output (closing here could cut the tail off)
         if not c.hub.pumped:
             c.hub.close()
         c.hub = OutputHub()
+
+    async def _cleanup_after_exit(self, c: Container, runtime: bool = True,
+                                  hub: bool = True) -> None:
+        """Undo what start did (each step idempotent, also for re-adopted containers)."""
+        if hub:
+            self._reset_hub(c)
+        async with anyio.create_task_group() as tg:
+            # the detach mostly waits for the kernel (≈ 10–20 ms while the exited
+            # container's netns is dismantled): overlap it with the local steps below
+            tg.start_soon(self._detach_network, c.id)
+            await self._cleanup_local(c, runtime)
+        c.rootfs = None
+        c.network_settings = default_network_settings()
+
+    async def _detach_network(self, cid: str) -> None:
         if self.engine.networks is not None:
             try:
-                await self.engine.networks.detach(c.id)
+                await self.engine.networks.detach(cid)
             except Exception:
-                log.exception("network detach of %s failed", c.id)
+                log.exception("network detach of %s failed", cid)
+
+    async def _cleanup_local(self, c: Container, runtime: bool) -> None:
+        """Volumes, runtime state and rootfs of an exited container (network aside)."""
         if self.engine.volumes is not None:
             fn = getattr(self.engine.volumes, "container_stopped", None)
             if fn is not None:
@@ -943,8 +991,6 @@ class ContainerManager:
                 await anyio.to_thread.run_sync(self.engine.storage.unmount, c.id)
             except Exception:
                 log.exception("unmount of %s failed", c.id)
-        c.rootfs = None
-        c.network_settings = default_network_settings()
 
     def _should_restart(self, c: Container) -> bool:
         rp = c.host_config.get("RestartPolicy") or {}
@@ -959,12 +1005,20 @@ class ContainerManager:
         return False
 
     async def _after_exit(self, c: Container, restart_allowed: bool) -> None:
+        if not self._fire_exit(c, restart_allowed):
+            await self._auto_remove(c)
+
+    def _fire_exit(self, c: Container, restart_allowed: bool) -> bool:
+        """Wake the exit waiters; schedule a restart when the policy wants one (→ True)."""
         waiter, c.waiter = c.waiter, ExitWaiter()
         if restart_allowed and self._should_restart(c):
             waiter.fire(c.state.exit_code, c.state.error)
             self._spawn(self._restart_later, c)
-            return
+            return True
         waiter.fire(c.state.exit_code, c.state.error)
+        return False
+
+    async def _auto_remove(self, c: Container) -> None:
         if c.host_config.get("AutoRemove") and not c.gone:
             async with c.lock:
                 if c.state.status not in (st.RUNNING, st.PAUSED):
@@ -1198,6 +1252,7 @@ class ContainerManager:
             await self._remove_now(c, volumes)
 
     async def _remove_now(self, c: Container, volumes: bool) -> None:
+        await self._teardown_finished(c)
         if c.state.status != st.REMOVING:
             c.state.status = st.REMOVING
             await self._save(c)

@@ -208,6 +208,9 @@ async def test_lifecycle_wait_and_events(tmp_path):
             eng.runtime.exit(cid, 3)
         assert results == [3]
         assert c.state.status == "exited" and c.state.exit_code == 3
+        # wait returns once the exit is recorded; the teardown follows in the supervisor
+        await mgr._teardown_finished(c)
+        assert c.teardown is None
         assert cid not in eng.networks.attached and cid not in eng.storage.mounted
         assert await mgr.wait(cid, "not-running") == 3
         assert eng.events.actions() == ["create", "start", "die"]
@@ -319,6 +322,74 @@ async def test_auto_remove_and_wait_removed(tmp_path):
         assert code == 5 and not (eng.paths.containers / cid).exists()
         with pytest.raises(NotFound):
             mgr.get("rm1")
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_wait_returns_before_teardown_and_start_rm_wait_for_it(tmp_path):
+    """The exit is recorded (state, die, wait woken) before the slow network detach; a
+    start and a removal issued meanwhile wait for the teardown to finish."""
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        gate = anyio.Event()
+        order: list[str] = []
+        plain_detach = eng.networks.detach
+
+        async def slow_detach(cid) -> None:
+            order.append("detach-begin")
+            with anyio.move_on_after(4):     # never hang the suite if the order regresses
+                await gate.wait()
+            await plain_detach(cid)
+            order.append("detach-end")
+        eng.networks.detach = slow_detach
+        cid = await mgr.create({"Image": "busybox", "Cmd": ["true"]}, "td")
+        c = mgr.get(cid)
+        await mgr.start(cid)
+        eng.runtime.exit(cid, 4)
+        with anyio.fail_after(2):
+            assert await mgr.wait(cid, "next-exit") == 4
+        assert c.state.status == "exited" and eng.events.actions()[-1] == "die"
+        assert mgr.inspect(cid)["NetworkSettings"]["IPAddress"] in ("", None)
+        assert c.teardown is not None and cid in eng.networks.attached
+
+        async def start_again() -> None:
+            await mgr.start(cid)
+            order.append("started")
+        tg.start_soon(start_again)
+        await anyio.sleep(0.05)
+        assert "started" not in order and c.state.status == "exited"
+        gate.set()
+        with anyio.fail_after(5):
+            while "started" not in order:
+                await anyio.sleep(0.01)
+        assert order == ["detach-begin", "detach-end", "started"]
+        assert c.teardown is None and cid in eng.networks.attached
+
+        # removal of a running container: kill → exit → teardown → remove, all done
+        gate2 = anyio.Event()
+        eng.networks.detach = plain_detach
+
+        async def slow_detach2(cid) -> None:
+            with anyio.move_on_after(4):
+                await gate2.wait()
+            await plain_detach(cid)
+        eng.networks.detach = slow_detach2
+        eng.runtime.exit(cid, 0)
+        with anyio.fail_after(5):
+            await mgr.wait(cid, "not-running")
+        done = anyio.Event()
+
+        async def rm() -> None:
+            await mgr.remove(cid)
+            done.set()
+        tg.start_soon(rm)
+        await anyio.sleep(0.05)
+        assert not done.is_set() and (eng.paths.containers / cid).exists()
+        gate2.set()
+        with anyio.fail_after(5):
+            await done.wait()
+        assert cid not in eng.networks.attached and cid not in eng.storage.mounted
+        assert not (eng.paths.containers / cid).exists()
         tg.cancel_scope.cancel()
 
 
