@@ -217,6 +217,19 @@ class OutputHub:
             s.close()
 
 
+class Teardown:
+    """The supervisor's teardown after one exit: ``local`` = volumes, runtime state and
+    rootfs undone; ``net`` = network detached (mostly a kernel wait, so it runs alongside)."""
+
+    def __init__(self) -> None:
+        self.local = anyio.Event()
+        self.net = anyio.Event()
+
+    async def wait(self) -> None:
+        await self.local.wait()
+        await self.net.wait()
+
+
 class ExitWaiter:
     """One "next exit" of a container: an event plus the exit code it ended with."""
 
@@ -253,6 +266,7 @@ class Container:
     exec_ids: list[str] = field(default_factory=list)
     # -- not persisted ----------------------------------------------------------------
     lock: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
+    save_lock: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
     waiter: ExitWaiter = field(default_factory=ExitWaiter, repr=False)
     removed: anyio.Event = field(default_factory=anyio.Event, repr=False)
     hub: OutputHub = field(default_factory=OutputHub, repr=False)
@@ -262,7 +276,7 @@ class Container:
     gone: bool = field(default=False, repr=False)
     # set while the supervisor tears down after an exit (network, volumes, runtime state,
     # rootfs); start and removal wait for it. None = no teardown in progress.
-    teardown: anyio.Event | None = field(default=None, repr=False)
+    teardown: "Teardown | None" = field(default=None, repr=False)
 
     @property
     def short_id(self) -> str:
@@ -368,7 +382,10 @@ class ContainerManager:
     async def _save(self, c: Container, config: bool = True) -> None:
         if c.gone:
             return
-        await anyio.to_thread.run_sync(self._save_sync, c, config)
+        # one save at a time per container: two writers would share the temp file name
+        # (the exit is recorded while a removal may already save "removing")
+        async with c.save_lock:
+            await anyio.to_thread.run_sync(self._save_sync, c, config)
 
     def _need_runtime(self) -> Any:
         if self.engine.runtime is None:
@@ -919,7 +936,7 @@ class ContainerManager:
         next start undoes (it cleans every created/exited container).
         """
         uptime = (time.time_ns() - c.state.started_at) / 1e9 if c.state.started_at else 0
-        done = c.teardown = anyio.Event()
+        td = c.teardown = Teardown()
         restarting = False
         try:
             self._reset_hub(c)
@@ -935,17 +952,38 @@ class ContainerManager:
             if uptime >= BACKOFF_RESET_AFTER:
                 c.backoff = 0.0
             restarting = self._fire_exit(c, restart_allowed=True)
-            await self._cleanup_after_exit(c, hub=False)
-        finally:
+        except BaseException:
+            td.local.set()
+            td.net.set()
             c.teardown = None
-            done.set()
-        if not restarting:
-            await self._auto_remove(c)
+            raise
+
+        async def detach() -> None:
+            try:
+                await self._detach_network(c.id)
+            finally:
+                td.net.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(detach)
+                try:
+                    await self._cleanup_local(c, runtime=True)
+                finally:
+                    td.local.set()
+                # a --rm removal overlaps the detach too (it waits for it before "removed")
+                if not restarting:
+                    await self._auto_remove(c)
+        finally:
+            td.local.set()
+            td.net.set()
+            if c.teardown is td:
+                c.teardown = None
 
     async def _teardown_finished(self, c: Container) -> None:
-        """Wait until no post-exit teardown of ``c`` is in progress."""
-        while c.teardown is not None:
-            await c.teardown.wait()
+        """Wait until the post-exit teardown of ``c`` in progress (if any) is complete."""
+        td = c.teardown
+        if td is not None:
+            await td.wait()
 
     @staticmethod
     def _reset_hub(c: Container) -> None:
@@ -1252,11 +1290,16 @@ class ContainerManager:
             await self._remove_now(c, volumes)
 
     async def _remove_now(self, c: Container, volumes: bool) -> None:
-        await self._teardown_finished(c)
         if c.state.status != st.REMOVING:
             c.state.status = st.REMOVING
             await self._save(c)
-        await self._cleanup_after_exit(c)
+        td = c.teardown
+        if td is None:
+            await self._cleanup_after_exit(c)
+        else:
+            # the supervisor is tearing down: once its local part is done, remove the rest
+            # while its network detach (a kernel wait) finishes; "removed" waits for both
+            await td.local.wait()
         if self.engine.volumes is not None:
             try:
                 await self.engine.volumes.release(c.id, remove_anonymous=volumes)
@@ -1264,6 +1307,7 @@ class ContainerManager:
                 log.exception("releasing volumes of %s failed", c.id)
         await self._discard_storage(c.id)
         await anyio.to_thread.run_sync(shutil.rmtree, self._dir(c.id), True)
+        await self._teardown_finished(c)
         c.gone = True
         self._by_id.pop(c.id, None)
         if self._names.get(c.name) == c.id:
