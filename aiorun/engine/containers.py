@@ -3,8 +3,9 @@
 One supervisor task per running container lives in ``engine.task_group``::
 
     start → await runtime.wait(id)   (event driven, no polling)
-          → record exit code / time / OOMKilled, emit oom + die
-          → detach network, release volumes, delete runtime state, unmount rootfs
+          → record exit code / time / OOMKilled (saved), emit oom + die, wake ``wait``
+          → teardown (``Container.teardown`` meanwhile): network detach alongside volumes,
+            runtime state, unmount; start and removal wait for it, ``removed`` too
           → restart policy (no, on-failure[:N], always, unless-stopped) with Docker's backoff
             (100 ms doubling to 1 min, reset after 10 s of uptime), or AutoRemove.
 
