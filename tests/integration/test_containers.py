@@ -563,3 +563,27 @@ def test_many_containers_concurrently(env):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: env.ok("rm", "-f", i), ids))
     assert c.get("/containers/json", all=True) == []
+
+
+def _our_veths() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("aiorv")}
+
+
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
+def test_exit_path_start_and_remove_right_after_wait(env):
+    """``wait`` answers before the post-exit teardown (network detach etc.); a ``start``
+    and a removal issued right after it wait for that teardown, so a bridged container
+    restarts cleanly at once and nothing (veth, mount, state) is left after ``rm``/``--rm``."""
+    before = _our_veths()
+    c = env.client
+    cid = c.post("/containers/create", {"Image": "busybox", "Cmd": ["true"]})["Id"]
+    for _ in range(3):
+        c.post(f"/containers/{cid}/start")
+        assert c.post(f"/containers/{cid}/wait", condition="not-running")["StatusCode"] == 0
+    st = env.inspect(cid)["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 0 and not st["Error"]
+    c.delete(f"/containers/{cid}", force=True)
+    assert _our_veths() - before == set()
+    env.ok("run", "--rm", "busybox", "true")
+    assert _our_veths() - before == set()
+    assert not [m for m in own_mounts(env.paths) if "/containers/" in m]
