@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.apiclient import ApiDriven
 from bench.base import Engine, Unavailable, Variant, Workspace, run
 from bench.proc import terminate
 
@@ -41,7 +42,8 @@ def compile_bytecode() -> None:
             compileall.compile_dir(str(REPO / d), quiet=1, workers=1)
 
 
-class Aiorun(Engine):
+class Aiorun(ApiDriven, Engine):
+    api_image = IMAGE
     detached_method = "api"
 
     def __init__(self, ws: Workspace, storage: str, backend: str = "asyncio") -> None:
@@ -166,27 +168,7 @@ class Aiorun(Engine):
                     "bridge", "api"),
         ]
 
-    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
-        from bench.apiclient import api_start_detached
-        from bench.base import parallel_map
-        return parallel_map(lambda cid: api_start_detached(self.client, cid, IMAGE,
-                                                          ["sleep", "100000"], "bridge"),
-                            ids, parallel)
-
-    def running(self, ids: list[str]) -> int:
-        from bench.apiclient import api_running
-        return api_running(self.client, ids)
-
-    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
-        from bench.apiclient import api_remove
-        from bench.base import parallel_map
-        return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
-
     # -- layers -------------------------------------------------------------------------------
-    def commit_big(self, mb: int) -> dict:
-        from bench.apiclient import api_commit_big
-        return api_commit_big(self.client, IMAGE, mb)
-
     def import_tar(self, tar: str, name: str) -> None:
         self.cli("import", tar, name, timeout=600)
 

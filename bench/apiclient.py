@@ -106,3 +106,27 @@ def api_commit_big(client, image: str, mb: int) -> dict:
     except Exception:
         pass
     return {"commit_ms": round(ms, 1), "image": (img or {}).get("Id", "")[:19]}
+
+
+class ApiDriven:
+    """The concurrency/commit side of an engine driven over a Docker-shaped API socket
+    (aiorun and dockerd alike). Needs ``self.client`` and ``self.api_image``."""
+
+    client: Any
+    api_image: str
+
+    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.base import parallel_map
+        return parallel_map(lambda cid: api_start_detached(self.client, cid, self.api_image,
+                                                          ["sleep", "100000"], "bridge"),
+                            ids, parallel)
+
+    def running(self, ids: list[str]) -> int:
+        return api_running(self.client, ids)
+
+    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
+        from bench.base import parallel_map
+        return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
+
+    def commit_big(self, mb: int) -> dict:
+        return api_commit_big(self.client, self.api_image, mb)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from bench.apiclient import ApiDriven
 from bench.base import Engine, Unavailable, Variant, Workspace, env_with, parallel_map, run, which
 
 CGROUP_PARENT = "/aiorun-bench"
@@ -291,10 +292,11 @@ class Podman(Engine):
 # --------------------------------------------------------------------------------------
 # docker (Debian docker.io: dockerd + containerd, started by hand)
 # --------------------------------------------------------------------------------------
-class Docker(Engine):
+class Docker(ApiDriven, Engine):
     """``dockerd`` started by the bench on a scratch data root; ``docker run --rm`` for
     latency; the Engine API (the same Docker-shaped calls the bench sends to aiorun) for the
     concurrent start."""
+    api_image = "bench-busybox"
 
     name = "docker"
     detached_method = "api"
@@ -368,26 +370,9 @@ class Docker(Engine):
         except Exception:
             return ""
 
-    def start_detached(self, ids: list[str], parallel: int) -> list[str | None]:
-        from bench.apiclient import api_start_detached
-        return parallel_map(lambda cid: api_start_detached(self.client, cid, "bench-busybox",
-                                                          ["sleep", "100000"], "bridge"),
-                            ids, parallel)
-
-    def running(self, ids: list[str]) -> int:
-        from bench.apiclient import api_running
-        return api_running(self.client, ids)
-
-    def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
-        from bench.apiclient import api_remove
-        return parallel_map(lambda cid: api_remove(self.client, cid), ids, parallel)
-
     def daemon_pids(self) -> list[int]:
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
 
-    def commit_big(self, mb: int) -> dict:
-        from bench.apiclient import api_commit_big
-        return api_commit_big(self.client, "bench-busybox", mb)
 
     def import_tar(self, tar: str, name: str) -> None:
         run(self.cli + ["import", tar, name], env=self.env, timeout=600)
