@@ -1,6 +1,6 @@
 """The msgpack event bus socket (``paths.bus_socket``); wire format in ``docs/events.md``.
 
-The daemon's ``run_daemon`` starts :func:`serve_bus` inside its root task group::
+The composition root (:mod:`aiorun.serve`) starts :func:`serve_bus` inside its root task group::
 
     await tg.start(serve_bus, engine)
 

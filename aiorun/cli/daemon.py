@@ -53,7 +53,7 @@ def cmd_serve(ctx, argv: list[str]) -> int:
         sys.stdout.write(SERVE_USAGE)
         return 0
     opts = parse_serve_args(argv)
-    from aiorun.engine.daemon import main
+    from aiorun.serve import main
     from aiorun.errors import AiorunError
     try:
         main(ctx.paths, storage_driver=opts["storage_driver"],  # type: ignore[arg-type]

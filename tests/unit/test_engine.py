@@ -1,15 +1,19 @@
-"""Engine start/stop ordering and failure handling, with fake managers (no kernel)."""
+"""Engine start/stop ordering and failure handling: real bus, copy storage and image store,
+fakes (aiorun.testing.fakes) for the parts that need the kernel."""
 
 from __future__ import annotations
 
-import sys
-import types
+import dataclasses
 
 import anyio
 import pytest
 
+from aiorun.bus.bus import EventBus
 from aiorun.config import Paths
-from aiorun.engine.daemon import Engine, PidLock, DaemonAlreadyRunning
+from aiorun.drivers.select import select_storage
+from aiorun.engine.daemon import Engine, Parts, default_parts
+from aiorun.serve import DaemonAlreadyRunning, PidLock
+from aiorun.testing.fakes import FakeNetworks, FakeRuntime, FakeVolumes
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -17,67 +21,60 @@ def anyio_backend(request):
     return request.param
 
 
-@pytest.fixture
-def fake(monkeypatch):
+def fake_parts(log: list[str], runtime: FakeRuntime, *, networks_fail: bool = False) -> Parts:
+    def networks(engine: Engine) -> FakeNetworks:
+        nets = FakeNetworks(log)
+        if networks_fail:
+            async def boom() -> None:
+                raise RuntimeError("networks cannot start")
+            nets.start = boom  # type: ignore[method-assign]
+        return nets
+
+    return dataclasses.replace(
+        default_parts(),
+        events=lambda paths: EventBus(),
+        storage=lambda paths, name: select_storage(paths, "copy"),
+        runtime=lambda paths: runtime,
+        networks=networks,
+        volumes=lambda engine: FakeVolumes(log))
+
+
+def paths_in(tmp_path) -> Paths:
+    paths = Paths(tmp_path / "root", tmp_path / "run")
+    paths.ensure()
+    return paths
+
+
+@pytest.mark.anyio
+async def test_start_order_reset_and_reverse_stop(tmp_path):
     log: list[str] = []
-    mod = types.ModuleType("aior_fake_managers")
-
-    def make(name, fail=False):
-        class M:
-            def __init__(self, engine):
-                self.engine = engine
-
-            async def start(self):
-                assert self.engine.task_group is not None
-                if fail:
-                    raise RuntimeError(f"{name} cannot start")
-                log.append(f"start {name}")
-
-            async def stop(self):
-                log.append(f"stop {name}")
-
-            async def reset(self):
-                log.append(f"reset {name}")
-        return M
-    mod.A, mod.B, mod.Bad = make("a"), make("b"), make("bad", fail=True)
-    monkeypatch.setitem(sys.modules, "aior_fake_managers", mod)
-    return log
-
-
-def engine_class(managers):
-    class E(Engine):
-        MODULES = {k: f"aior_absent_{k}" for k in Engine.MODULES}
-        MANAGERS = managers
-    return E
-
-
-@pytest.mark.anyio
-async def test_order_missing_and_reset(tmp_path, fake):
-    E = engine_class((("networks", "aior_fake_managers", "A"),
-                      ("volumes", "aior_absent_module", "X"),
-                      ("containers", "aior_fake_managers", "B")))
-    eng = E(Paths(tmp_path / "root", tmp_path / "run"))
+    rt = FakeRuntime()
+    rt.log = log
+    eng = Engine(paths_in(tmp_path))
     async with anyio.create_task_group() as tg:
         eng.task_group = tg
-        await eng.start()
-        assert eng.volumes is None and eng.storage is None and eng.events is None
-        assert [n for n, _ in eng.managers] == ["networks", "containers"]
-        assert await eng.reset() == ["containers", "networks"]
+        await eng.start(parts=fake_parts(log, rt))
+        assert eng.storage.name == "copy" and eng.runtime is rt
+        assert eng.containers.all() == []
+        assert await eng.reset() == ["containers", "volumes", "networks"]
         await eng.stop()
-    assert fake == ["start a", "start b", "reset b", "reset a", "stop b", "stop a"]
+    assert log == ["runtime connect", "networks start", "volumes start",
+                   "volumes reset", "networks reset",
+                   "volumes stop", "networks stop", "runtime close"]
 
 
 @pytest.mark.anyio
-async def test_failed_start_stops_the_started(tmp_path, fake):
-    E = engine_class((("networks", "aior_fake_managers", "A"),
-                      ("volumes", "aior_fake_managers", "Bad"),
-                      ("containers", "aior_fake_managers", "B")))
-    eng = E(Paths(tmp_path / "root", tmp_path / "run"))
+async def test_failed_start_stops_the_started(tmp_path):
+    log: list[str] = []
+    rt = FakeRuntime()
+    rt.log = log
+    eng = Engine(paths_in(tmp_path))
     async with anyio.create_task_group() as tg:
         eng.task_group = tg
-        with pytest.raises(RuntimeError, match="bad cannot start"):
-            await eng.start()
-    assert fake == ["start a", "stop a"]
+        with pytest.raises(RuntimeError, match="networks cannot start"):
+            await eng.start(parts=fake_parts(log, rt, networks_fail=True))
+    # The runtime (started before the networks) was disconnected; nothing after it started.
+    assert log == ["runtime connect", "runtime close"]
 
 
 def test_pid_lock(tmp_path):
