@@ -100,10 +100,16 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
-async def _forward(data: bytes, upstreams: list[str], timeout: float = 2.0) -> bytes | None:
+#: Relays to upstream resolvers in flight at once, per server: each holds a UDP socket (an fd),
+#: so a query burst must not turn into unbounded sockets. Further queries wait their turn.
+MAX_RELAYS = 64
+
+
+async def _forward(data: bytes, upstreams: list[str], port: int = 53,
+                   timeout: float = 2.0) -> bytes | None:
     for server in upstreams:
         try:
-            async with await anyio.create_connected_udp_socket(server, 53) as s:
+            async with await anyio.create_connected_udp_socket(server, port) as s:
                 await s.send(data)
                 with anyio.move_on_after(timeout):
                     return await s.receive()
@@ -113,27 +119,51 @@ async def _forward(data: bytes, upstreams: list[str], timeout: float = 2.0) -> b
 
 
 async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
-                upstreams: Callable[[], list[str]] = host_resolvers, *,
-                task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
-    """Answer on ``bind_ip``:53 until cancelled. ``lookup(name)`` returns the IPs of a known
-    name ([] = not ours: forward). ``task_status.started()`` once bound (OSError if the port
-    cannot be bound, e.g. another DNS server holds it)."""
-    async with await anyio.create_udp_socket(local_host=bind_ip, local_port=53,
+                upstreams: Callable[[], list[str]] = host_resolvers, *, port: int = 53,
+                upstream_port: int = 53,
+                task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Answer on ``bind_ip``:``port`` until cancelled. ``lookup(name)`` returns the IPs of a
+    known name ([] = not ours: forward to ``upstreams()`` on ``upstream_port``).
+    ``task_status.started()`` once bound (OSError if the port cannot be bound, e.g. another
+    DNS server holds it).
+
+    One bad query never ends the server: a failing lookup, relay or send is logged and that
+    query alone goes unanswered (or gets SERVFAIL). Replies are written one at a time: the
+    relays finish concurrently (a resolver asks A and AAAA together) and anyio refuses two
+    tasks sending on one socket at once (``BusyResourceError``)."""
+    async with await anyio.create_udp_socket(local_host=bind_ip, local_port=port,
                                              reuse_port=False) as sock:
         task_status.started()
+        send_lock = anyio.Lock()
+        relays = anyio.CapacityLimiter(MAX_RELAYS)
+
+        async def reply(payload: bytes, host: str, port: int) -> None:
+            async with send_lock:
+                try:
+                    await sock.sendto(payload, host, port)
+                except OSError as exc:  # e.g. the client's namespace is gone
+                    log.debug("DNS reply to %s:%d failed: %s", host, port, exc)
+
+        async def relay(data: bytes, q: Query, host: str, port: int) -> None:
+            try:
+                async with relays:
+                    answer_ = await _forward(data, upstreams(), upstream_port)
+                await reply(answer_ or error_reply(q, RCODE_SERVFAIL), host, port)
+            except Exception:
+                log.exception("DNS relay of %r failed", q.name)
+
         async with anyio.create_task_group() as tg:
             async for data, (host, port) in sock:
                 q = parse_query(data)
                 if q is None:
                     continue
-                ips = lookup(q.name) if q.qclass == QCLASS_IN else []
-                if ips:
-                    await sock.sendto(answer(q, ips), host, port)
+                try:
+                    ips = lookup(q.name) if q.qclass == QCLASS_IN else []
+                except Exception:
+                    log.exception("DNS lookup of %r failed", q.name)
+                    await reply(error_reply(q, RCODE_SERVFAIL), host, port)
                     continue
-
-                async def relay(data: bytes = data, q: Query = q, host: str = host,
-                                port: int = port) -> None:
-                    reply = await _forward(data, upstreams())
-                    await sock.sendto(reply if reply else error_reply(q, RCODE_SERVFAIL),
-                                      host, port)
-                tg.start_soon(relay)
+                if ips:
+                    await reply(answer(q, ips), host, port)
+                else:
+                    tg.start_soon(relay, data, q, host, port)

@@ -67,3 +67,47 @@ async def test_serve_answers_on_loopback(anyio_backend):
                 msg = await s.receive()
             assert struct.unpack_from("!H", msg, 2)[0] & 0xF == 2
         tg.cancel_scope.cancel()
+
+
+async def _upstream_answering_in_pairs(sock, answered: list[int]) -> None:
+    """A loopback upstream resolver that holds each query until the next one arrives and then
+    answers both at the same instant, the way A and AAAA replies come back together."""
+    pending = []
+    async for data, addr in sock:
+        pending.append((data, addr))
+        if len(pending) == 2:
+            for d, a in pending:
+                q = dns.parse_query(d)
+                assert q is not None
+                await sock.sendto(dns.answer(q, ["192.0.2.1"]), *a)
+                answered.append(q.id)
+            pending.clear()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_concurrent_relay_replies_do_not_end_the_server(anyio_backend):
+    """Regression (issue 11, item 0): two forwarded answers finishing together made both
+    relay tasks send on the server socket at once; anyio raised BusyResourceError and the
+    whole server (and with it the daemon) ended. Every query of a burst is answered now."""
+    answered: list[int] = []
+    async with anyio.create_task_group() as tg:
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as up:
+            up_port = up.extra(anyio.abc.SocketAttribute.local_port)
+            tg.start_soon(_upstream_answering_in_pairs, up, answered)
+            async with await anyio.create_udp_socket(local_host="127.0.0.1") as probe:
+                free = probe.extra(anyio.abc.SocketAttribute.local_port)
+            await tg.start(lambda task_status: dns.serve(
+                "127.0.0.1", lambda n: [], lambda: ["127.0.0.1"], port=free,
+                upstream_port=up_port, task_status=task_status))
+            async with await anyio.create_connected_udp_socket("127.0.0.1", free) as s:
+                ids = list(range(1, 41))
+                for qid in ids:  # 20 A+AAAA pairs, sent back to back
+                    await s.send(query("far.example", qtype=1 if qid % 2 else 28, qid=qid))
+                got = set()
+                with anyio.fail_after(10):
+                    while len(got) < len(ids):
+                        msg = await s.receive()
+                        got.add(struct.unpack_from("!H", msg)[0])
+                assert got == set(ids)
+                tg.cancel_scope.cancel()
