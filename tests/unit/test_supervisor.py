@@ -34,6 +34,8 @@ async def test_service_restarted_after_failures_and_reported():
         await sup.start_service("api", flaky)
         with anyio.fail_after(5):
             await third_run.wait()
+            while sup.health()["Services"]["api"]["Status"] != "running":
+                await anyio.sleep(0.001)
         h = sup.health()["Services"]["api"]
         assert h["Status"] == "running" and h["Failures"] == 2
         assert "Too many open files" in h["LastError"]
