@@ -139,8 +139,10 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 try:
                     server = ApiServer(engine)
                     # The bus socket first: once the API socket accepts, everything is ready.
-                    await tg.start(serve_bus, engine)
-                    await tg.start(server.serve, paths.socket)
+                    # Supervised: a later failure of either is logged, reported and the
+                    # service started again; it never ends the daemon.
+                    await engine.supervisor.start_service("event bus socket", serve_bus, engine)
+                    await engine.supervisor.start_service("api", server.serve, paths.socket)
                     engine.events.emit("daemon", "start", engine.id, {
                         "name": platform.node(), "backend": backend,
                         "storage-driver": engine.storage.name})

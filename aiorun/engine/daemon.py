@@ -26,6 +26,7 @@ import anyio
 import anyio.abc
 
 from aiorun.config import Paths
+from aiorun.engine.supervisor import Supervisor
 from aiorun.errors import AiorunError
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class Engine:
     networks: Networks
     volumes: Volumes
     containers: ContainerManager
+    #: Runs the long-lived services and per-container tasks with their failures contained.
+    supervisor: Supervisor
 
     def __init__(self, paths: Paths, backend: str = "asyncio", debug: bool = False) -> None:
         self.paths = paths
@@ -69,11 +72,14 @@ class Engine:
         ``parts`` says how each part is made (default: the real classes); the unit tests pass
         fakes from :mod:`aiorun.testing.fakes`."""
         make = parts or default_parts()
+        if self.task_group is None:
+            raise RuntimeError("Engine.start needs engine.task_group set to the root task group")
         try:
             # The journal is open from the first event on: no renumbering later.
             bus = await anyio.to_thread.run_sync(make.events, self.paths)
             self.events = bus
             self._stops.append(("events", _as_async(bus.close)))
+            self.supervisor = Supervisor(self.task_group, bus)
 
             driver, reason = await anyio.to_thread.run_sync(make.storage, self.paths,
                                                             storage_driver)
