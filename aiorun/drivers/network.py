@@ -23,18 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+# Re-exported: third-party drivers import PortMapping from here; it lives in the core.
+from aiorun.core.ports import PortMapping
 
-@dataclass
-class PortMapping:
-    """One published port: host ``host_ip:host_port`` → container ``container_port``.
-
-    ``host_port`` 0 asks the driver for a free ephemeral port; the driver fills it in.
-    """
-
-    container_port: int
-    protocol: str = "tcp"  # "tcp" | "udp"
-    host_ip: str = ""      # "" = every host address (shown as 0.0.0.0)
-    host_port: int = 0
+__all__ = ["PortMapping", "NetworkConfig", "EndpointRequest", "Endpoint", "NetworkDriver"]
 
 
 @dataclass
