@@ -125,6 +125,7 @@ class FakeEngine:
         self.paths = paths
         self.events = Recorder()
         self.containers = None
+        self.task_group = None
 
 
 class Recorder:

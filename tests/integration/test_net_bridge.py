@@ -419,3 +419,18 @@ async def test_nft_apply_paths(monkeypatch, via_exec):
         state["bridges"] = []
         await ap.sync()
     assert f"table ip {table}" not in _nft_tables()
+
+
+async def test_plan_follows_driver_capabilities(mgr):
+    """The containers code asks plan(mode) instead of testing network names."""
+    assert (mgr.plan("bridge").netns, mgr.plan("bridge").attach) == ("own", True)
+    assert (mgr.plan("default").netns, mgr.plan("").attach) == ("own", True)
+    host = mgr.plan("host")
+    assert (host.netns, host.attach, host.resolver, host.settings) == ("host", False, True, {})
+    none = mgr.plan("none")
+    assert (none.netns, none.attach, none.resolver) == ("own", False, False)
+    assert list(none.settings["Networks"]) == ["none"]
+    assert mgr.plan("container:abc").netns == "container"
+    from aiorun.errors import NotFound
+    with pytest.raises(NotFound):
+        mgr.plan("no-such-network")
