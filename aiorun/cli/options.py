@@ -318,3 +318,16 @@ def integer(value: str, flag: str) -> int:
     except ValueError:
         raise UsageError(f'invalid argument "{value}" for "{flag}" flag: not an integer') \
             from None
+
+
+def need(args: list[str], verb: str, at_least: int, at_most: int | None = None) -> None:
+    """Refuse a wrong number of arguments, in docker's words."""
+    if at_most is not None and at_least == at_most and len(args) != at_least:
+        raise UsageError(f'"{verb}" requires exactly {at_least} argument'
+                         f'{"s" if at_least != 1 else ""}')
+    if len(args) < at_least:
+        raise UsageError(f'"{verb}" requires at least {at_least} argument'
+                         f'{"s" if at_least != 1 else ""}')
+    if at_most is not None and len(args) > at_most:
+        raise UsageError(f'"{verb}" requires at most {at_most} argument'
+                         f'{"s" if at_most != 1 else ""}')
