@@ -159,12 +159,17 @@ def cmd_network_prune(ctx: Any, args: Opts, rest: list[str]) -> int:
     return 0
 
 
-def cmd_network(ctx: Any, argv: list[str]) -> int:
+def network_group() -> Group:
+    """``aiorun network SUBCOMMAND``."""
     return Group("network", "Manage networks", {
         "connect": cmd_network_connect, "create": cmd_network_create,
         "disconnect": cmd_network_disconnect, "inspect": cmd_network_inspect,
         "ls": cmd_network_ls, "prune": cmd_network_prune, "rm": cmd_network_rm,
-    }, aliases={"list": "ls", "remove": "rm"})(ctx, argv)
+    }, aliases={"list": "ls", "remove": "rm"})
+
+
+def cmd_network(ctx: Any, argv: list[str]) -> int:
+    return network_group()(ctx, argv)
 
 
 def port_lines(ports: dict[str, Any] | None, private: str | None = None) -> list[str]:

@@ -166,7 +166,12 @@ def cmd_system_reset(ctx: Any, opts: Opts, rest: list[str]) -> int:
     return 0
 
 
-def cmd_system(ctx: Any, argv: list[str]) -> int:
+def system_group() -> Group:
+    """``aiorun system SUBCOMMAND``."""
     return Group("system", "Manage aiorun", {
         "df": cmd_system_df, "info": cmd_info.renamed("system info"),
-        "reset": cmd_system_reset})(ctx, argv)
+        "reset": cmd_system_reset})
+
+
+def cmd_system(ctx: Any, argv: list[str]) -> int:
+    return system_group()(ctx, argv)

@@ -114,11 +114,16 @@ def cmd_volume_prune(ctx: Any, args: Opts, rest: list[str]) -> int:
     return 0
 
 
-def cmd_volume(ctx: Any, argv: list[str]) -> int:
+def volume_group() -> Group:
+    """``aiorun volume SUBCOMMAND``."""
     return Group("volume", "Manage volumes", {
         "create": cmd_volume_create, "inspect": cmd_volume_inspect, "ls": cmd_volume_ls,
         "prune": cmd_volume_prune, "rm": cmd_volume_rm,
-    }, aliases={"list": "ls", "remove": "rm"})(ctx, argv)
+    }, aliases={"list": "ls", "remove": "rm"})
+
+
+def cmd_volume(ctx: Any, argv: list[str]) -> int:
+    return volume_group()(ctx, argv)
 
 
 def _human(n: float) -> str:
