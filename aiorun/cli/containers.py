@@ -31,12 +31,11 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI
 # --------------------------------------------------------------------------- run / create
 
 def _create_body(opts: Opts, rest: list[str]) -> tuple[dict[str, Any], str | None]:
+    from aiorun.errors import InvalidArgument   # loaded anyway by the API client
     try:
         return build_create(opts, rest)
-    except UsageError:
-        raise
-    except Exception as exc:           # InvalidArgument from the pure parsers
-        raise UsageError(getattr(exc, "message", exc)) from None
+    except InvalidArgument as exc:     # from the pure parsers (ports, mounts, sizes)
+        raise UsageError(exc.message) from None
 
 
 @verb("run", "IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image",

@@ -148,11 +148,12 @@ def _memory(value: str) -> Any:
     if not value:
         return SKIP
     from aiorun.core import spec
+    from aiorun.errors import InvalidArgument
     try:
         return spec.parse_memory(value)
-    except Exception as exc:
+    except InvalidArgument as exc:
         raise UsageError(f'invalid argument "{value}" for "-m, --memory" flag: '
-                         f'{getattr(exc, "message", exc)}') from None
+                         f'{exc.message}') from None
 
 
 def _memory_swap(value: str) -> Any:
@@ -166,9 +167,10 @@ def _cpus(value: str) -> Any:
     if not value:
         return SKIP
     from aiorun.core import spec
+    from aiorun.errors import InvalidArgument
     try:
         return spec.parse_cpus(value)
-    except Exception:
+    except InvalidArgument:
         raise UsageError(f'invalid argument "{value}" for "--cpus" flag: failed to '
                          f'parse {value} as a rational number') from None
 
@@ -177,10 +179,11 @@ def _restart(value: str) -> Any:
     if not value:
         return SKIP
     from aiorun.core import spec
+    from aiorun.errors import InvalidArgument
     try:
         return spec.parse_restart_policy(value)
-    except Exception as exc:
-        raise UsageError(getattr(exc, "message", str(exc))) from None
+    except InvalidArgument as exc:
+        raise UsageError(exc.message) from None
 
 
 def _endpoint(aliases: list[str], ip: str | None, mac: str | None,

@@ -70,6 +70,7 @@ def cmd_wait(ctx: Any, opts: Opts, refs: list[str]) -> int:
       Option("--restart", STR, "Restart policy to apply when a container exits"))
 def cmd_update(ctx: Any, opts: Opts, refs: list[str]) -> int:
     from aiorun.core import spec
+    from aiorun.errors import InvalidArgument
     body: dict[str, Any] = {}
     try:
         if opts.memory:
@@ -85,10 +86,8 @@ def cmd_update(ctx: Any, opts: Opts, refs: list[str]) -> int:
             body["PidsLimit"] = integer(opts.pids_limit, "--pids-limit")
         if opts.restart:
             body["RestartPolicy"] = spec.parse_restart_policy(opts.restart)
-    except UsageError:
-        raise
-    except Exception as exc:           # InvalidArgument from the pure parsers
-        raise UsageError(getattr(exc, "message", exc)) from None
+    except InvalidArgument as exc:
+        raise UsageError(exc.message) from None
     return each(ctx, "update", refs,
                 lambda cl, ref: call(cl, "POST", f"/containers/{ref}/update", body))
 
