@@ -173,7 +173,7 @@ def _main(argv: list[str]) -> int:
         return int(getattr(mod, func)(ctx, args) or 0)
     except AiorunError as exc:
         sys.stderr.write(f"Error response from daemon: {exc.message}\n"
-                         if getattr(exc, "status", 0) else f"aiorun: {exc.message}\n")
+                         if exc.status else f"aiorun: {exc.message}\n")
         return 125 if verb in ("run", "create") else 1
     except KeyboardInterrupt:
         return 130
