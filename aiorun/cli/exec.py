@@ -7,7 +7,6 @@ hot verb).
 
 from __future__ import annotations
 
-
 from aiorun.cli.common import api_error, call, start_error_code
 from aiorun.cli.createbody import env_files, env_values
 from aiorun.cli.options import BOOL, LIST, STR, Option, UsageError, err, verb
