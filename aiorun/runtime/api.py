@@ -46,13 +46,14 @@ import signal as _signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import anyio
 import anyio.abc
 
 from ..config import Paths
 from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
+from .ops import Op
 from .proto import FrameDecoder, encode
 from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
 
@@ -258,7 +259,7 @@ class Runtime:
                     await anyio.sleep(0.02)
 
     async def _hello(self) -> None:
-        hello = await self._request("hello")
+        hello = await self._request(Op.HELLO)
         self.spawner_pid = int(hello["pid"])
 
     async def _open(self) -> anyio.abc.SocketStream:
@@ -366,7 +367,7 @@ class Runtime:
                 if id in self._exits:
                     continue
                 try:
-                    st = await self._request("state", id=id)
+                    st = await self._request(Op.STATE, id=id)
                 except NotFound:
                     self._exit_events.pop(id).set()
                     continue
@@ -428,7 +429,7 @@ class Runtime:
         if self._reader_done is not None:
             await self._reader_done.wait()
 
-    async def _request(self, op: str, **kw: object):
+    async def _request(self, op: Op, **kw: object) -> Any:
         if self._stream is None:
             raise Unavailable("not connected to the runtime spawner (call connect first)")
         self._rid += 1
@@ -438,7 +439,7 @@ class Runtime:
         try:
             assert self._send_lock is not None
             async with self._send_lock:
-                await self._stream.send(encode({"op": op, "rid": rid, **kw}))
+                await self._stream.send(encode({"op": op.value, "rid": rid, **kw}))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as e:
             self._pending.pop(rid, None)
             raise Unavailable(f"runtime spawner connection: {e!r}") from None
@@ -461,7 +462,7 @@ class Runtime:
         self._forget(spec.id)
         self._output(spec.id)
         try:
-            res = await self._request("create", spec=spec.to_dict())
+            res = await self._request(Op.CREATE, spec=spec.to_dict())
         except BaseException:
             self._outputs.pop(spec.id, None)
             raise
@@ -471,7 +472,7 @@ class Runtime:
 
     async def start(self, id: str) -> None:
         """Let PID 1 execve. Raises ExecFailed (exit_code 126/127) when it cannot run."""
-        res = await self._request("start", id=id)
+        res = await self._request(Op.START, id=id)
         t = self._timings.setdefault(id, {})
         t.update({f"start.{k}": v for k, v in ((res or {}).get("timings") or {}).items()})
 
@@ -489,7 +490,7 @@ class Runtime:
         ev = self._exit_events.get(id)
         if ev is None:
             ev = self._exit_events[id] = anyio.Event()
-        st = await self._request("state", id=id)
+        st = await self._request(Op.STATE, id=id)
         if st.get("status") is not None:
             self._exits[id] = _status(st["status"])
             return self._exits[id]
@@ -500,12 +501,12 @@ class Runtime:
 
     async def kill(self, id: str, sig: int | str = _signal.SIGKILL) -> None:
         """Signal PID 1 (through its pidfd: never a recycled pid). Conflict if not running."""
-        await self._request("kill", id=id, sig=int(parse_signal(sig)))
+        await self._request(Op.KILL, id=id, sig=int(parse_signal(sig)))
 
     async def delete(self, id: str, force: bool = False) -> None:
         """Forget an exited container (or exec): remove its cgroups and runtime record. With
         ``force`` a running one is SIGKILLed first. Conflict if running and not forced."""
-        await self._request("delete", id=id, force=force)
+        await self._request(Op.DELETE, id=id, force=force)
         self._forget(id)
         self._exec_owner.pop(id, None)
         for eid in [e for e, c in self._exec_owner.items() if c == id]:
@@ -522,33 +523,33 @@ class Runtime:
 
     async def state(self, id: str) -> dict:
         """``{id, kind, pid, running, started, status, container_id}`` from the spawner."""
-        return await self._request("state", id=id)
+        return await self._request(Op.STATE, id=id)
 
     async def states(self) -> dict[str, dict]:
-        return {s["id"]: s for s in await self._request("list")}
+        return {s["id"]: s for s in await self._request(Op.LIST)}
 
     async def list(self) -> list[str]:
         """Ids the spawner knows (running, or exited and not yet deleted)."""
-        return [s["id"] for s in await self._request("list")]
+        return [s["id"] for s in await self._request(Op.LIST)]
 
     async def update(self, id: str, cgroup: CgroupSpec) -> None:
         """``docker update``: write the limits set in ``cgroup`` (None fields untouched;
         ``parent`` ignored). InvalidArgument when the kernel refuses a value."""
         from dataclasses import asdict
-        await self._request("update", id=id, cgroup=asdict(cgroup))
+        await self._request(Op.UPDATE, id=id, cgroup=asdict(cgroup))
 
     async def pause(self, id: str) -> None:
         """Freeze every process of the container (cgroup freezer); returns once frozen."""
-        await self._request("pause", id=id, frozen=True)
+        await self._request(Op.PAUSE, id=id, frozen=True)
 
     async def resume(self, id: str) -> None:
-        await self._request("pause", id=id, frozen=False)
+        await self._request(Op.PAUSE, id=id, frozen=False)
 
     async def stats(self, id: str) -> dict:
         """``{memory_usage, memory_limit, cpu_usage_ns, pids: [host pids], oom_kills}``
         from the container's cgroups (values None when the controller is absent). For an
         exec id, its container's."""
-        return await self._request("stats", id=id)
+        return await self._request(Op.STATS, id=id)
 
     # --- exec -------------------------------------------------------------------------------
     async def exec_create(self, spec: ExecSpec) -> None:
@@ -556,12 +557,12 @@ class Runtime:
         self._forget(spec.id)
         self._output(spec.id)
         self._exec_owner[spec.id] = spec.container_id
-        await self._request("exec_create", spec=spec.to_dict())
+        await self._request(Op.EXEC_CREATE, spec=spec.to_dict())
 
     async def exec_start(self, exec_id: str) -> int:
         """Run the exec process in the container's namespaces and cgroups; returns its host
         pid. Raises ExecFailed (126/127) when the command cannot run."""
-        res = await self._request("exec_start", id=exec_id)
+        res = await self._request(Op.EXEC_START, id=exec_id)
         return int(res["pid"])
 
     async def wait_exec(self, exec_id: str) -> int:
@@ -581,13 +582,13 @@ class Runtime:
         return _OutputIter(out)
 
     async def write_stdin(self, id: str, data: bytes) -> None:
-        await self._request("stdin", id=id, data=bytes(data))
+        await self._request(Op.STDIN, id=id, data=bytes(data))
 
     async def close_stdin(self, id: str) -> None:
-        await self._request("close_stdin", id=id)
+        await self._request(Op.CLOSE_STDIN, id=id)
 
     async def resize(self, id: str, rows: int, cols: int) -> None:
-        await self._request("resize", id=id, rows=int(rows), cols=int(cols))
+        await self._request(Op.RESIZE, id=id, rows=int(rows), cols=int(cols))
 
     # --- spawner lifecycle -------------------------------------------------------------------
     async def shutdown_spawner(self, force: bool = False) -> None:
@@ -595,7 +596,7 @@ class Runtime:
         them running unsupervised). Disconnects this client."""
         self._closing = True
         try:
-            await self._request("shutdown", force=force)
+            await self._request(Op.SHUTDOWN, force=force)
         except BaseException:
             self._closing = False
             raise

@@ -33,11 +33,13 @@ import struct
 import sys
 import termios
 import time
+from typing import Callable
 
 from . import cgroups
 from . import syscalls as sc
 from .init import container_child, exec_child
 from .logfile import JsonLog
+from .ops import Op
 from .proto import FrameDecoder, encode
 
 PROTOCOL_VERSION = 1
@@ -399,7 +401,7 @@ class Spawner:
             except Exception as e:
                 reply = _error_reply(rid, e)
             self._send(c, reply)
-            if m.get("op") == "shutdown" and reply["ok"]:
+            if m.get("op") == Op.SHUTDOWN.value and reply["ok"]:
                 self.stopping = True
 
     def _send(self, c: Client, msg: dict) -> None:
@@ -448,49 +450,28 @@ class Spawner:
             self._send(c, msg)
 
     # --- requests ------------------------------------------------------------------------
-    def handle(self, m: dict, client: "Client | None" = None):
+    def handle(self, m: dict, client: "Client | None" = None) -> object:
         """One request → its result, or _DEFERRED when ``create``/``start`` answer later
         (only with a ``client``; without one they wait for the child here)."""
-        op = m.get("op")
-        if op == "hello":
-            return {"pid": os.getpid(), "version": PROTOCOL_VERSION}
-        if op == "create":
-            return self.create(m["spec"], client, m.get("rid", 0))
-        if op == "start":
-            return self.start(m["id"], client, m.get("rid", 0))
-        if op == "kill":
-            return self.kill(m["id"], int(m.get("sig", signal.SIGKILL)))
-        if op == "delete":
-            return self.delete(m["id"], bool(m.get("force")))
-        if op == "state":
-            return self._get(m["id"]).info()
-        if op == "list":
-            return [p.info() for p in self.procs.values()]
-        if op == "exec_create":
-            return self.exec_create(m["spec"])
-        if op == "exec_start":
-            return self.exec_start(m["id"])
-        if op == "stdin":
-            return self.stdin(m["id"], m.get("data", b""), False)
-        if op == "close_stdin":
-            return self.stdin(m["id"], b"", True)
-        if op == "resize":
-            return self.resize(m["id"], int(m["rows"]), int(m["cols"]))
-        if op == "pause":
-            return self.pause(m["id"], bool(m.get("frozen", True)))
-        if op == "update":
-            return self.update(m["id"], m.get("cgroup") or {})
-        if op == "stats":
-            p = self._get(m["id"])
-            c = self._get(p.container_id)
-            return cgroups.stats(c.cgroups)
-        if op == "shutdown":
-            running = [p.id for p in self.procs.values() if p.running] + list(self.creating)
-            if running and not m.get("force"):
-                raise RequestError("Conflict", f"spawner still runs {len(running)} "
-                                   f"process(es): {', '.join(running[:5])}")
-            return None
-        raise RequestError("InvalidArgument", f"unknown spawner op {op!r}")
+        try:
+            op = Op(m.get("op"))
+        except ValueError:
+            raise RequestError("InvalidArgument", f"unknown spawner op {m.get('op')!r}") from None
+        return HANDLERS[op](self, m, client)
+
+    def hello(self) -> dict:
+        return {"pid": os.getpid(), "version": PROTOCOL_VERSION}
+
+    def stats(self, id: str) -> dict:
+        """Cgroup statistics of ``id``'s container (an exec's are its container's)."""
+        return cgroups.stats(self._get(self._get(id).container_id).cgroups)
+
+    def shutdown(self, force: bool) -> None:
+        """Agree to stop (the loop stops after the reply) unless processes still run."""
+        running = [p.id for p in self.procs.values() if p.running] + list(self.creating)
+        if running and not force:
+            raise RequestError("Conflict", f"spawner still runs {len(running)} "
+                               f"process(es): {', '.join(running[:5])}")
 
     @staticmethod
     def _check_id(id: object) -> str:
@@ -1254,6 +1235,30 @@ class _Obj:
         self.cpus = d.get("cpus")
         self.cpu_shares = d.get("cpu_shares")
         self.pids = d.get("pids")
+
+
+_Handler = Callable[[Spawner, dict, "Client | None"], object]
+
+#: Every request the spawner serves: op → handler(spawner, message, client). The client
+#: side sends the same :class:`Op` names (a unit test checks the table covers them all).
+HANDLERS: dict[Op, _Handler] = {
+    Op.HELLO: lambda sp, m, c: sp.hello(),
+    Op.CREATE: lambda sp, m, c: sp.create(m["spec"], c, m.get("rid", 0)),
+    Op.START: lambda sp, m, c: sp.start(m["id"], c, m.get("rid", 0)),
+    Op.KILL: lambda sp, m, c: sp.kill(m["id"], int(m.get("sig", signal.SIGKILL))),
+    Op.DELETE: lambda sp, m, c: sp.delete(m["id"], bool(m.get("force"))),
+    Op.STATE: lambda sp, m, c: sp._get(m["id"]).info(),
+    Op.LIST: lambda sp, m, c: [p.info() for p in sp.procs.values()],
+    Op.EXEC_CREATE: lambda sp, m, c: sp.exec_create(m["spec"]),
+    Op.EXEC_START: lambda sp, m, c: sp.exec_start(m["id"]),
+    Op.STDIN: lambda sp, m, c: sp.stdin(m["id"], m.get("data", b""), False),
+    Op.CLOSE_STDIN: lambda sp, m, c: sp.stdin(m["id"], b"", True),
+    Op.RESIZE: lambda sp, m, c: sp.resize(m["id"], int(m["rows"]), int(m["cols"])),
+    Op.PAUSE: lambda sp, m, c: sp.pause(m["id"], bool(m.get("frozen", True))),
+    Op.UPDATE: lambda sp, m, c: sp.update(m["id"], m.get("cgroup") or {}),
+    Op.STATS: lambda sp, m, c: sp.stats(m["id"]),
+    Op.SHUTDOWN: lambda sp, m, c: sp.shutdown(bool(m.get("force"))),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
