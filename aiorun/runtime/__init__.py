@@ -6,6 +6,11 @@ Exports are lazy: the spawner imports submodules of this package and must not pu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                         # the type checker sees the real names
+    from .api import ExecFailed, Runtime, parse_signal, read_exit_status
+
 __all__ = ["Runtime", "ExecFailed", "read_exit_status", "parse_signal"]
 
 

@@ -105,8 +105,8 @@ def parse_signal(sig: int | str) -> int:
     if not s.startswith("SIG"):
         s = "SIG" + s
     try:
-        return int(getattr(_signal.Signals, s))
-    except AttributeError:
+        return int(_signal.Signals[s])
+    except KeyError:
         raise InvalidArgument(f"invalid signal: {sig}") from None
 
 
@@ -320,10 +320,12 @@ class Runtime:
                     self._lost(stream)
                     if self._closing:
                         break
-                    stream = await self._reopen()
-                    if stream is None:
+                    reopened = await self._reopen()
+                    if reopened is None:
                         break
+                    stream = reopened
                     self._use(stream)
+                    assert self._tg is not None       # set by connect() before the reader
                     self._tg.start_soon(self._resync)
         finally:
             self._stream = None
@@ -396,7 +398,7 @@ class Runtime:
     def _dispatch(self, m: dict) -> None:
         ev = m.get("ev")
         if ev is None:
-            slot = self._pending.pop(m.get("rid"), None)
+            slot = self._pending.pop(int(m.get("rid") or 0), None)
             if slot is not None:
                 slot[1] = m
                 slot[0].set()

@@ -21,6 +21,7 @@ import socket
 import struct
 import termios
 import time
+from typing import Sequence
 
 from . import caps as capsmod
 from . import cgroups, seccomp
@@ -63,7 +64,7 @@ class InitError(Exception):
 
 def report_and_exit(status_fd: int, exc: BaseException) -> None:
     """Send the error over the status pipe and ``_exit`` (never returns)."""
-    code = getattr(exc, "code", 1) if isinstance(exc, InitError) else 1
+    code = exc.code if isinstance(exc, InitError) else 1
     msg = str(exc) if isinstance(exc, (InitError, OSError, UserError)) else repr(exc)
     try:
         os.write(status_fd, encode({"error": msg, "code": code}))
@@ -342,7 +343,7 @@ def _under(path: str, top: str) -> bool:
     return p == top or p.startswith(top + "/")
 
 
-def setup_rootfs(spec: dict, hierarchies: list[tuple[int, tuple[str, ...]]] = (),
+def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] = (),
                  before_cgroupfs=None) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
@@ -548,7 +549,7 @@ def find_executable(name: str, path_env: str) -> str:
         try:
             st = os.stat(name)
         except OSError as e:
-            raise InitError(f'exec: "{name}": stat {name}: {e.strerror.lower()}', 127) \
+            raise InitError(f'exec: "{name}": stat {name}: {(e.strerror or str(e)).lower()}', 127) \
                 from None
         import stat as _stat
         if _stat.S_ISDIR(st.st_mode):

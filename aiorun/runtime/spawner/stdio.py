@@ -91,11 +91,12 @@ class Stdio(SpawnerBase):
             p.log.close()
             p.log = None
         p.status_pipe = None
-        for attr in ("sync_w", "status_r"):
-            fd = getattr(p, attr)
-            if fd >= 0:
-                os.close(fd)
-                setattr(p, attr, -1)
+        if p.sync_w >= 0:
+            os.close(p.sync_w)
+            p.sync_w = -1
+        if p.status_r >= 0:
+            os.close(p.status_r)
+            p.status_r = -1
 
     def stdin(self, id: str, data: bytes, close: bool) -> dict:
         p = self._get(id)
