@@ -7,7 +7,8 @@ import pytest
 from aiorun.errors import InvalidArgument
 from aiorun.runtime.api import parse_signal
 from aiorun.runtime.caps import CAPS, DOCKER_DEFAULT, effective_set, mask_of
-from aiorun.runtime.init import InitError, find_executable, split_options
+from aiorun.runtime.init import InitError, find_executable
+from aiorun.runtime.rootfs import split_options
 from aiorun.runtime.proto import FrameDecoder, encode
 from aiorun.runtime.logfile import LINE_MAX, render, rfc3339nano
 from aiorun.runtime.users import UserError, resolve
