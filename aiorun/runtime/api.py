@@ -43,8 +43,6 @@ from __future__ import annotations
 import json
 import os
 import signal as _signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -54,11 +52,11 @@ import anyio.abc
 from ..config import Paths
 from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
 from .ops import Op
+from .launch import start_spawner
+from .output import BACKLOG_LIMIT, HARD_LIMIT, OutputBacklog, OutputReader  # noqa: F401
 from .proto import FrameDecoder, encode
 from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
 
-BACKLOG_LIMIT = 1 << 20          # bytes kept per id while no reader is attached
-HARD_LIMIT = 16 << 20            # bytes kept per id at most (slow readers skip ahead)
 
 
 class ExecFailed(AiorunError):
@@ -110,76 +108,38 @@ def parse_signal(sig: int | str) -> int:
         raise InvalidArgument(f"invalid signal: {sig}") from None
 
 
-class _Output:
-    """Per-id output backlog shared by its readers."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[int, bytes]] = []
-        self.start = 0                   # absolute index of chunks[0]
-        self.size = 0
-        self.readers = 0
-        self.eof = False
-        self.changed = anyio.Event()
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def push(self, stream: int, data: bytes) -> None:
-        self.chunks.append((stream, data))
-        self.size += len(data)
-        limit = BACKLOG_LIMIT if self.readers == 0 else HARD_LIMIT
-        while self.size > limit and len(self.chunks) > 1:
-            _, old = self.chunks.pop(0)
-            self.size -= len(old)
-            self.start += 1
-        self._notify()
-
-    def close(self) -> None:
-        self.eof = True
-        self._notify()
-
-
-class _OutputIter:
-    """``async for stream, data in rt.output(id)``; ends once the process exited and all its
-    output was delivered."""
-
-    def __init__(self, out: _Output) -> None:
-        self._out = out
-        self._pos = out.start
-        out.readers += 1
-        self._done = False
-
-    def __aiter__(self) -> "_OutputIter":
-        return self
-
-    async def __anext__(self) -> tuple[int, bytes]:
-        out = self._out
-        while True:
-            if self._done:
-                raise StopAsyncIteration
-            if self._pos < out.start:
-                self._pos = out.start    # fell behind the hard limit: skip ahead
-            i = self._pos - out.start
-            if i < len(out.chunks):
-                self._pos += 1
-                return out.chunks[i]
-            if out.eof:
-                self._finish()
-                raise StopAsyncIteration
-            await out.changed.wait()
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self._out.readers -= 1
-
-    async def aclose(self) -> None:
-        self._finish()
-
-
 class Runtime:
-    """Daemon-side client of the spawner. See the module docstring."""
+    """Daemon-side client of the spawner (see the module docstring for the processes and
+    failure modes). Ids name containers and execs in one namespace. Errors are
+    :mod:`aiorun.errors` types: NotFound (unknown id), Conflict (wrong state), InvalidArgument
+    (bad spec or value), Unavailable (no spawner connection), and :class:`ExecFailed`.
+
+    What the engine uses (the contract a typing.Protocol of the runtime describes):
+
+    Connection
+      ``connect(task_group)`` start or re-join the spawner (reader task in ``task_group``);
+      ``close()`` disconnect, containers keep running; ``connected`` (property) whether a
+      connection is up; ``shutdown_spawner(force=False)`` stop the spawner (Conflict while
+      processes run unless ``force``).
+    Containers
+      ``create(ContainerSpec) -> pid`` namespaces, cgroups and rootfs made, PID 1 waits
+      before execve (the engine wires the network into ``/proc/<pid>/ns/net`` now);
+      ``start(id)`` execve, raises ExecFailed (126/127); ``timings(id) -> {phase: ms}`` of
+      the last create/start (sync); ``wait(id) -> ExitStatus`` without polling;
+      ``kill(id, sig=SIGKILL)`` (int or "TERM"/"SIGTERM"); ``delete(id, force=False)``
+      forget an exited one (``force``: SIGKILL first); ``list() -> [ids]`` and
+      ``states() -> {id: state}`` / ``state(id)`` what the spawner knows.
+    Resources
+      ``pause(id)`` / ``resume(id)`` (cgroup freezer); ``update(id, CgroupSpec)`` new
+      limits (``docker update``); ``stats(id)`` cgroup usage.
+    Exec
+      ``exec_create(ExecSpec)``; ``exec_start(exec_id) -> pid`` (ExecFailed when the command
+      cannot run); ``wait_exec(exec_id) -> exit code``.
+    Streams
+      ``output(id)`` async iterator of ``(1|2, bytes)`` from the start (bounded backlog) to
+      the exit (sync call, returns the iterator); ``write_stdin(id, data)``;
+      ``close_stdin(id)``; ``resize(id, rows, cols)`` (TTY only, Conflict otherwise).
+    """
 
     def __init__(self, paths: Paths, spawner_idle_exit: float | None = None) -> None:
         """``spawner_idle_exit``: seconds a spawner *started by this Runtime* lingers with no
@@ -192,7 +152,7 @@ class Runtime:
         self._pending: dict[int, list] = {}
         self._exits: dict[str, ExitStatus] = {}
         self._exit_events: dict[str, anyio.Event] = {}
-        self._outputs: dict[str, _Output] = {}
+        self._outputs: dict[str, OutputBacklog] = {}
         self._timings: dict[str, dict[str, float]] = {}
         self._exec_owner: dict[str, str] = {}
         self._reader_scope: anyio.CancelScope | None = None
@@ -274,39 +234,11 @@ class Runtime:
                     # shutting down holds the lock (exit 3), so try again a bit later.
                     if last_start < 0 or anyio.current_time() - last_start > 0.5:
                         last_start = anyio.current_time()
-                        await anyio.to_thread.run_sync(self._start_spawner)
+                        await anyio.to_thread.run_sync(start_spawner, self.paths.run,
+                                                       self.spawner_idle_exit)
                     else:
                         await anyio.sleep(0.01)
 
-    def _start_spawner(self) -> None:
-        """Start ``python -m aiorun.runtime.spawner`` (it double-forks: the process we start
-        exits once the socket listens, so we reap it here and never keep a zombie)."""
-        run = self.paths.run
-        run.mkdir(parents=True, exist_ok=True)
-        import msgpack
-        # Start-up time is in every `run`'s latency budget: skip `site` (-S, ~15 ms with the
-        # editable-install finder) and put exactly our package and msgpack on the path; let
-        # it write bytecode even when PYTHONDONTWRITEBYTECODE is set (else every module is
-        # recompiled on every start).
-        pkg_parent = str(Path(__file__).resolve().parents[2])
-        msgpack_parent = str(Path(msgpack.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [pkg_parent, msgpack_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                            else []))
-        with open(run / "spawner.log", "ab") as log:
-            idle = ([] if self.spawner_idle_exit is None
-                    else ["--idle-exit", str(float(self.spawner_idle_exit))])
-            proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "aiorun.runtime.spawner", "--run", str(run)]
-                + idle,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True, close_fds=True, env=env, cwd="/")
-        rc = proc.wait()
-        if rc not in (0, 3):              # 3: another spawner holds the lock (still starting)
-            tail = (run / "spawner.log").read_text(errors="replace")[-2000:]
-            raise Unavailable(f"the runtime spawner failed to start (exit {rc}): {tail}")
 
     async def _reader(self, stream: anyio.abc.SocketStream,
                       *, task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
@@ -414,10 +346,10 @@ class Runtime:
             if e is not None:
                 e.set()
 
-    def _output(self, id: str) -> _Output:
+    def _output(self, id: str) -> OutputBacklog:
         out = self._outputs.get(id)
         if out is None:
-            out = self._outputs[id] = _Output()
+            out = self._outputs[id] = OutputBacklog()
         return out
 
     async def close(self) -> None:
@@ -577,11 +509,11 @@ class Runtime:
         once."""
         out = self._outputs.get(id)
         if out is None:
-            out = _Output()
+            out = OutputBacklog()
             out.eof = id in self._exits
             if not out.eof:
                 self._outputs[id] = out
-        return _OutputIter(out)
+        return OutputReader(out)
 
     async def write_stdin(self, id: str, data: bytes) -> None:
         await self._request(Op.STDIN, id=id, data=bytes(data))
