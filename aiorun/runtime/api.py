@@ -33,17 +33,14 @@ Failure modes (by design):
   and nothing is left (process killed and reaped, cgroups removed).
 
 Output: the spawner forwards every chunk of every process; the Runtime keeps, per id, a backlog
-(bounded by :data:`BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
+(bounded by :data:`.output.BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
 ``output(id)`` opened after start still sees the beginning. ``output(id)`` ends after the last
 chunk once the process exited.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal as _signal
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import anyio
@@ -51,61 +48,16 @@ import anyio.abc
 
 from ..config import Paths
 from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
-from .ops import Op
+from .exits import ExecFailed, parse_signal, status_from_dict
+from .exits import read_exit_status  # noqa: F401  (re-exported: aiorun.runtime.read_exit_status)
 from .launch import start_spawner
-from .output import BACKLOG_LIMIT, HARD_LIMIT, OutputBacklog, OutputReader  # noqa: F401
+from .ops import Op
+from .output import OutputBacklog, OutputReader
 from .proto import FrameDecoder, encode
 from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
 
-
-
-class ExecFailed(AiorunError):
-    """The container's (or exec's) command could not be executed.
-
-    ``exit_code`` is 127 (not found) or 126 (not executable / permission / bad user), the
-    code Docker reports; ``message`` reads like Docker's (``exec: "x": executable file not
-    found in $PATH``). The process has exited with that code; ``wait`` returns it too.
-    """
-
-    status = 400
-
-    def __init__(self, message: str, exit_code: int = 126) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
+#: Error types of the spawner's replies (see :mod:`.proto`); others become AiorunError.
 _ERRORS = {"NotFound": NotFound, "Conflict": Conflict, "InvalidArgument": InvalidArgument}
-
-
-def read_exit_status(state_dir: str | os.PathLike[str]) -> ExitStatus | None:
-    """The exit status the spawner wrote to ``<state_dir>/exit.json``, or None."""
-    try:
-        d = json.loads(Path(state_dir, "exit.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return _status(d)
-
-
-def _status(d: dict) -> ExitStatus:
-    return ExitStatus(exit_code=int(d.get("exit_code", 255)),
-                      oom_killed=bool(d.get("oom_killed", False)),
-                      finished_at_ns=int(d.get("finished_at_ns", 0)),
-                      error=d.get("error") or "")
-
-
-def parse_signal(sig: int | str) -> int:
-    """15, "15", "TERM", "SIGTERM", "sigterm" → 15; raises InvalidArgument otherwise."""
-    if isinstance(sig, int):
-        return sig
-    s = str(sig).strip().upper()
-    if s.isdigit():
-        return int(s)
-    if not s.startswith("SIG"):
-        s = "SIG" + s
-    try:
-        return int(_signal.Signals[s])
-    except KeyError:
-        raise InvalidArgument(f"invalid signal: {sig}") from None
 
 
 class Runtime:
@@ -306,7 +258,7 @@ class Runtime:
                     self._exit_events.pop(id).set()
                     continue
                 if st.get("status") is not None:
-                    self._exits[id] = _status(st["status"])
+                    self._exits[id] = status_from_dict(st["status"])
                     ev = self._exit_events.get(id)
                     if ev is not None:
                         ev.set()
@@ -341,7 +293,7 @@ class Runtime:
         elif ev == "eof":
             self._output(id).close()
         elif ev == "exit":
-            self._exits[id] = _status(m["status"])
+            self._exits[id] = status_from_dict(m["status"])
             e = self._exit_events.get(id)
             if e is not None:
                 e.set()
@@ -426,7 +378,7 @@ class Runtime:
             ev = self._exit_events[id] = anyio.Event()
         st = await self._request(Op.STATE, id=id)
         if st.get("status") is not None:
-            self._exits[id] = _status(st["status"])
+            self._exits[id] = status_from_dict(st["status"])
             return self._exits[id]
         await ev.wait()
         if id not in self._exits:
