@@ -16,7 +16,7 @@ from .users import UserError
 
 #: Phase marks of this forked child: (name, CLOCK_MONOTONIC ns). C2 inherits C1's marks
 #: (fork copies them) and sends them with "ready"; the spawner turns them into per-phase
-#: milliseconds (see ``Spawner._phase_ms``). perf_counter_ns is CLOCK_MONOTONIC on Linux,
+#: milliseconds (see ``spawner.common.phase_ms``). perf_counter_ns is CLOCK_MONOTONIC on Linux,
 #: so the spawner's and the children's clocks agree.
 marks: list[tuple[str, int]] = []
 

@@ -16,7 +16,13 @@ learn their real status, marked exited with code 255 when they go away (unless
 ``<state_dir>/exit.json`` already holds the status). Their output pipes died with the old
 spawner, so their further output is lost (writes get EPIPE).
 
-Wire protocol: see :mod:`aiorun.runtime.proto`.
+Wire protocol: see :mod:`aiorun.runtime.proto`; the requests are :class:`aiorun.runtime.ops.Op`.
+
+Rooms (one job each, put together in :mod:`.server`): :mod:`.loop` (clients, frames, the
+select loop), :mod:`.procs` (process table, reaping, exit statuses, re-adoption records),
+:mod:`.stdio` (pipes, pty, stdin, output and the json-file log), :mod:`.create` (create and
+start, the start path), :mod:`.control` (exec, kill, pause, update, stats, shutdown);
+:mod:`.common` and :mod:`.base` hold what they share.
 """
 
 

@@ -163,7 +163,7 @@ class StatusPipe:
 class PendingOp:
     """A create or start waiting for its child's status pipe. The spawner's loop keeps
     serving everyone else meanwhile (so many containers set up at once, on all cores) and
-    answers ``rid`` on ``client`` when the status is complete (see Spawner._complete)."""
+    answers ``rid`` on ``client`` when the status is complete (see ``CreateStart._complete``)."""
 
     def __init__(self, kind: str, p: "Proc", client: "Client | None", rid: int, keys: set[str],
                  marks: list[tuple[str, int]], c1: int = 0) -> None:
@@ -177,7 +177,7 @@ class PendingOp:
         self.deadline = time.monotonic() + CREATE_TIMEOUT
 
 
-#: handle()'s result for a request answered later (an PendingOp).
+#: A handler's result for a request answered later (a PendingOp).
 DEFERRED = object()
 
 
