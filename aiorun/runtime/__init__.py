@@ -6,8 +6,9 @@ Exports are lazy: the spawner imports submodules of this package and must not pu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+#: Not ``typing.TYPE_CHECKING``: importing typing costs the spawner's start (mypy honours
+#: a module constant of this name too).
+TYPE_CHECKING = False
 if TYPE_CHECKING:                         # the type checker sees the real names
     from .api import Runtime
     from .exits import ExecFailed, parse_signal, read_exit_status

@@ -9,10 +9,13 @@ Runs only in freshly forked children (see :mod:`aiorun.runtime.init`).
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
 
 from . import syscalls as sc
 from .child import InitError, mark
+
+TYPE_CHECKING = False                    # not typing's: the spawner does not import typing
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 #: Docker's masked paths (bind /dev/null over files, an empty read-only tmpfs over dirs).
 MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",

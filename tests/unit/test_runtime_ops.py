@@ -41,3 +41,25 @@ def test_wire_names_are_stable():
         "hello", "create", "start", "kill", "delete", "state", "list", "exec_create",
         "exec_start", "stdin", "close_stdin", "resize", "pause", "update", "stats",
         "shutdown"}
+
+
+def test_spawner_import_stays_lean():
+    """The spawner starts on every daemon start (and `run`'s latency budget): its modules
+    must not pull in anyio or typing (python -S, as Runtime starts it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import msgpack
+
+    import aiorun
+    path = [str(Path(aiorun.__file__).resolve().parents[1]),
+            str(Path(msgpack.__file__).resolve().parents[1])]
+    code = ("import sys, aiorun.runtime.spawner, aiorun.runtime.ops; "
+            "print(sorted(m for m in ('anyio', 'typing', 'asyncio', 'trio') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], check=True, text=True,
+                         capture_output=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(path)}).stdout
+    assert out.strip() == "[]"

@@ -15,7 +15,6 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Callable
 
 from .. import cgroups
 from .. import syscalls as sc
@@ -74,7 +73,10 @@ class Spawner(Loop, Bookkeeping, Stdio, CreateStart, Control):
         return HANDLERS[op](self, m, client)
 
 
-_Handler = Callable[[Spawner, dict, "Client | None"], object]
+TYPE_CHECKING = False                    # not typing's: the spawner does not import typing
+if TYPE_CHECKING:
+    from typing import Callable
+    _Handler = Callable[[Spawner, dict, Client | None], object]
 
 #: Every request the spawner serves: op → handler(spawner, message, client). The client
 #: side sends the same :class:`Op` names (a unit test checks the table covers them all).
