@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
 
@@ -25,9 +25,11 @@ from aiorun.bus.codec import End, Lost
 from aiorun.bus.filters import EventFilter
 from aiorun.bus.times import parse_unix
 from aiorun.core.events import Event
-from aiorun.errors import Unavailable
 
 log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
+
 router = Router()
 
 #: Actions Docker prints as ``action: <command>`` when the command is known.
@@ -83,10 +85,8 @@ async def _replay_range(bus: Any, flt: EventFilter, lost: Lost) -> AsyncIterator
 
 
 @router.route("GET", "/events")
-async def get_events(req: Request, engine: Any) -> Response:
-    bus = getattr(engine, "events", None)
-    if bus is None:
-        raise Unavailable("the event bus is not running")
+async def get_events(req: Request, engine: Engine) -> Response:
+    bus = engine.events
     since = req.arg("since")
     until = req.arg("until")
     since_ns = parse_unix(since) if since else None
