@@ -33,6 +33,12 @@ def rfc3339nano_seconds(seconds: float) -> str:
     return rfc3339nano(round(seconds * 1_000_000) * 1000)
 
 
+def now_rfc3339() -> str:
+    """The current time in whole seconds (Go's ``time.RFC3339``), as Docker's volume
+    ``CreatedAt`` shows it."""
+    return rfc3339nano(time.time_ns() // 1_000_000_000 * 1_000_000_000)
+
+
 def now_rfc3339nano() -> str:
     """The current time, formatted as :func:`rfc3339nano`."""
     return rfc3339nano(time.time_ns())

@@ -10,7 +10,8 @@ import pytest
 
 from aiorun.core import atomicfile
 from aiorun.core.atomicfile import write_atomic, write_json_atomic
-from aiorun.core.timefmt import ZERO_TIME, now_rfc3339nano, rfc3339nano, rfc3339nano_seconds
+from aiorun.core.timefmt import (ZERO_TIME, now_rfc3339, now_rfc3339nano, rfc3339nano,
+                                 rfc3339nano_seconds)
 
 BASE = 1_700_000_000  # 2023-11-14T22:13:20Z
 
@@ -32,6 +33,7 @@ def test_seconds_and_now():
     assert rfc3339nano_seconds(BASE) == "2023-11-14T22:13:20Z"
     now = now_rfc3339nano()
     assert now.endswith("Z") and now[:2] == "20" and "T" in now
+    assert len(now_rfc3339()) == len("2023-11-14T22:13:20Z")   # whole seconds
 
 
 def test_write_atomic_creates_and_replaces(tmp_path):
