@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import anyio
 
 from aiorun.api.http import Request, Response, Router
-from aiorun.bus.bus import stream_batches
+from aiorun.bus.bus import EventBus, stream_batches
 from aiorun.bus.codec import End, Lost
 from aiorun.bus.filters import EventFilter
 from aiorun.bus.times import parse_unix
@@ -51,7 +51,7 @@ def _lines(events: list[Event]) -> bytes:
     return b"".join(json.dumps(docker_event(e)).encode() + b"\n" for e in events)
 
 
-async def docker_stream(bus: Any, flt: EventFilter, since_ns: int | None,
+async def docker_stream(bus: EventBus, flt: EventFilter, since_ns: int | None,
                         until_ns: int | None) -> AsyncIterator[bytes]:
     async with aclosing(stream_batches(bus, flt, since_ns=since_ns, until_ns=until_ns)) as it:
         async for batch in it:
@@ -75,7 +75,7 @@ async def docker_stream(bus: Any, flt: EventFilter, since_ns: int | None,
                 return
 
 
-async def _replay_range(bus: Any, flt: EventFilter, lost: Lost) -> AsyncIterator[bytes]:
+async def _replay_range(bus: EventBus, flt: EventFilter, lost: Lost) -> AsyncIterator[bytes]:
     def read() -> list[Event]:
         return [e for e in bus.replay(lost.first_seq, None, lost.last_seq)
                 if isinstance(e, Event) and flt.match(e)]
