@@ -95,7 +95,7 @@ def cgroup_version() -> str:
     return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-async def _counts(engine: Engine) -> dict[str, int]:
+def _counts(engine: Engine) -> dict[str, int]:
     out = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
            "ContainersStopped": 0, "Images": 0}
     for c in engine.containers.list(True, {}):
@@ -120,7 +120,7 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         driver_status = [["Error", str(exc)]]
     return {
         "ID": engine.id,
-        **(await _counts(engine)),
+        **_counts(engine),
         "Driver": storage.name,
         "DriverStatus": driver_status,
         "StorageDriverReason": engine.storage_reason,
