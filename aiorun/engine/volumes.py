@@ -48,6 +48,7 @@ from aiorun.core.mounts import VOLUME_NAME_RE, MountRequest, collect
 from aiorun.core.timefmt import now_rfc3339
 from aiorun.core.volumes import (DRIVER, check_local_options, docker_shape, matches,
                                  prune_includes_named)
+from aiorun.engine.volume_mounts import bind_spec, tmpfs_spec, volume_spec
 from aiorun.errors import Conflict, InvalidArgument, NotFound
 from aiorun.runtime.spec import MountSpec
 
@@ -385,13 +386,13 @@ class VolumeManager:
                 if r.type == "bind":
                     if r.create_host_path and not os.path.lexists(r.source):
                         os.makedirs(r.source, exist_ok=True)   # -v creates a missing dir
-                    specs.append(_bind_spec(r))
+                    specs.append(bind_spec(r))
                     records.append({"Type": "bind", "Source": r.source,
                                     "Destination": r.destination, "Mode": r.mode,
                                     "RW": not r.readonly,
                                     "Propagation": r.propagation or "rprivate"})
                 elif r.type == "tmpfs":
-                    specs.append(_tmpfs_spec(r))
+                    specs.append(tmpfs_spec(r))
                     records.append({"Type": "tmpfs", "Source": "", "Destination": r.destination,
                                     "Mode": "", "RW": not r.readonly, "Propagation": ""})
                 else:
@@ -412,7 +413,7 @@ class VolumeManager:
                         meta["Populated"] = True
                         write_json_atomic(self._dir(meta["Name"]) / "volume.json", meta)
                     data = str(self._dir(meta["Name"]) / "_data")
-                    specs.append(_volume_spec(meta, r, data))
+                    specs.append(volume_spec(meta, r, data))
                     records.append({"Type": "volume", "Name": meta["Name"], "Source": data,
                                     "Destination": r.destination, "Driver": DRIVER,
                                     "Mode": r.mode, "RW": not r.readonly,
@@ -471,33 +472,3 @@ class VolumeManager:
         """Docker-shaped ``Mounts`` recorded for a container (empty when none)."""
         return [{k: v for k, v in r.items() if not k.startswith("_")}
                 for r in self._users.get(container_id, [])]
-
-
-def _volume_spec(meta: dict[str, Any], r: MountRequest, data: str) -> MountSpec:
-    """How a volume is mounted: its ``_data`` dir, or what its local-driver options say."""
-    ro = ["ro"] if r.readonly else []
-    o = meta.get("Options") or {}
-    if o.get("type") == "tmpfs":
-        return MountSpec(r.destination, "tmpfs", "tmpfs",
-                         [x for x in o.get("o", "").split(",") if x] + ["nosuid", "nodev"]
-                         + ro, r.readonly)
-    if o.get("type") == "none":   # o=bind: the device directory is the volume
-        return MountSpec(r.destination, "bind", o["device"], ["rbind", "rprivate"] + ro,
-                         r.readonly)
-    return MountSpec(r.destination, "bind", data, ["rbind", "rprivate"] + ro, r.readonly)
-
-
-def _bind_spec(r: MountRequest) -> MountSpec:
-    return MountSpec(r.destination, "bind", r.source,
-                     ["rbind", r.propagation or "rprivate"] + (["ro"] if r.readonly else []),
-                     r.readonly)
-
-
-def _tmpfs_spec(r: MountRequest) -> MountSpec:
-    opts = []
-    if r.tmpfs_size:
-        opts.append(f"size={r.tmpfs_size}")
-    if r.tmpfs_mode is not None:
-        opts.append(f"mode={r.tmpfs_mode:o}")
-    opts += ["nosuid", "nodev"] + (["ro"] if r.readonly else [])
-    return MountSpec(r.destination, "tmpfs", "tmpfs", opts, r.readonly)
