@@ -80,7 +80,7 @@ async def list_(req: Request, engine: Engine) -> Any:
     limit = req.int_arg("limit")
     all_ = req.flag("all") or (limit is not None and limit > 0)
     return engine.containers.list(all=all_, filters=filters, limit=limit if limit and limit > 0
-                             else None)
+                                  else None)
 
 
 @router.route("GET", "/containers/{id}/json")
@@ -202,7 +202,8 @@ async def attach(req: Request, engine: Engine) -> Response:
     return Response(200, hijack=session, content_type=RAW if tty else MULTIPLEXED)
 
 
-async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str, running: anyio.Event) -> None:
+async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str,
+                     running: anyio.Event) -> None:
     """Client bytes → the process's stdin once it runs (until then they wait in the socket
     buffer); the client's half-close → close stdin. Ends quietly when the process is gone."""
     from aiorun.errors import AiorunError

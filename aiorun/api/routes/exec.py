@@ -39,7 +39,7 @@ async def exec_inspect(req: Request, engine: Engine) -> Any:
 @router.route("POST", "/exec/{id}/resize")
 async def exec_resize(req: Request, engine: Engine) -> None:
     await engine.containers.exec_resize(req.params["id"], req.int_arg("h", 24) or 24,
-                                   req.int_arg("w", 80) or 80)
+                                        req.int_arg("w", 80) or 80)
 
 
 @router.route("POST", "/exec/{id}/start")
@@ -57,7 +57,8 @@ async def exec_start(req: Request, engine: Engine) -> Response | None:
     try:
         await mgr.exec_start(rec.id, tty)
     except BaseException:
-        recv.close()
+        with anyio.CancelScope(shield=True):
+            await recv.aclose()
         raise
     raw = rec.tty
     delay = settle_delay(req)

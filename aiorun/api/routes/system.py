@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 router = Router()
 
 MIN_API_VERSION = "1.24"
+#: The engine's parts, in start order: a running daemon has every one of them.
+PARTS = ("events", "storage", "images", "runtime", "networks", "volumes", "containers")
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -168,7 +170,7 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         # aiorun's own
         "Backend": engine.backend,
         "Python": sys.version.split()[0],
-        "Managers": [name for name, _ in engine.managers],
+        "Managers": list(PARTS),
     }
 
 

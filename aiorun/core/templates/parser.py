@@ -60,7 +60,8 @@ def parse(src: str) -> list[Any]:
             kw = toks[0]
             if kw in ("end", "else"):
                 if kw not in stop:
-                    raise TemplateError(f"template: :{line_of(src, it.pos)}: unexpected {{{{{kw}}}}}")
+                    raise TemplateError(f"template: :{line_of(src, it.pos)}: "
+                                        f"unexpected {{{{{kw}}}}}")
                 return nodes, kw, it
             if kw in ("if", "range", "with"):
                 nodes.append(parse_block(kw, toks[1:], it.pos))
