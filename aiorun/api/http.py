@@ -16,7 +16,7 @@ Two views of the same body, so large uploads (import, load, build contexts) are 
 memory:
 
 * ``req.body`` — the whole body as bytes, filled by the server *before* the handler runs when
-  it is small (at most ``aiorun.api.server.MAX_BUFFERED_BODY``) and is not a tar/binary upload.
+  it is small (at most ``aiorun.api.connection.MAX_BUFFERED_BODY``) and is not a tar/binary upload.
   ``req.json()`` reads it. A JSON body over the limit is refused with 413.
 * ``req.stream`` — an async iterator of byte chunks, always set by the server. For buffered
   bodies it yields ``req.body`` once; for uploads (``Content-Type`` ``application/x-tar``,
@@ -42,7 +42,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+import anyio.abc
 from urllib.parse import parse_qs
 
 from aiorun.errors import AiorunError, InvalidArgument
@@ -125,7 +127,7 @@ class Request:
 
 #: A hijacked connection handler gets the raw byte stream after ``101 UPGRADED`` was sent
 #: (or after a 200 with the raw stream headers, for clients that did not ask to upgrade).
-Hijacker = Callable[[Any], Awaitable[None]]
+Hijacker = Callable[[anyio.abc.ByteStream], Awaitable[None]]
 
 
 @dataclass
@@ -133,8 +135,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    #: When set, the body is streamed (chunked) from this iterator.
-    stream: AsyncIterator[bytes] | None = None
+    #: When set, the body is streamed (chunked) from this iterator (a plain iterable of bytes
+    #: is accepted too).
+    stream: AsyncIterator[bytes] | Iterable[bytes] | None = None
     #: When set, the server hands over the connection (attach / exec start).
     hijack: Hijacker | None = None
     content_type: str = "application/json"
