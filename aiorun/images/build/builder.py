@@ -1,6 +1,6 @@
 """The Dockerfile builder (Docker's classic builder semantics).
 
-``Builder(engine, context_dir, instructions, ...).run()`` is an async generator of Docker's
+``Builder(host, context_dir, instructions, ...).run()`` is an async generator of Docker's
 build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure it raises
 (the route turns that into ``{"error", "errorDetail"}``). The final image id is
 ``builder.image_id``.
@@ -41,16 +41,18 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 import anyio
 import anyio.to_thread
 
-from aiorun.engine.commit import filter_diff, has_excluded, maybe_await, now_rfc3339nano
-from aiorun.engine.volumes import resolve_in_root
+from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images.build.context import DockerIgnore
+from aiorun.images.build.host import BuildError, BuildHost, CommandDidNotRun, RunStep
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
                                             apply_metadata, command_form, env_dict,
                                             expand_word, expand_words)
+from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
+from aiorun.images.oci import now_rfc3339 as now_rfc3339nano
 
 if TYPE_CHECKING:  # pragma: no cover
-    from aiorun.engine.daemon import Engine
+    from aiorun.images.store import Image
 
 #: Build args Docker predefines (usable without an ARG line, never in the image).
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
@@ -61,16 +63,13 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
 #: process; any other such directory was left by a daemon that died mid-build.
 _ACTIVE: set[str] = set()
 SNAPSHOTS = "snapshots"
-#: ``<root>/buildcache/<key>``: the layer a layer-making step produced, by a key of the parent
-#: layers, the config the step sees, the instruction and the content of its sources.
-CACHE_DIR = "buildcache"
 
 
-async def sweep_stale(engine: "Engine") -> list[str]:
+async def sweep_stale(host: BuildHost) -> list[str]:
     """Remove what builds interrupted by a daemon crash left: their snapshot containers (in
     the runtime and the storage driver, unmounted first) and work directories. Returns the
     work directories removed. Safe to call while other builds run (they are skipped)."""
-    tmp = engine.paths.tmp
+    tmp = host.work_root
     if not tmp.exists():
         return []
     stale = [d for d in tmp.iterdir()
@@ -83,37 +82,21 @@ async def sweep_stale(engine: "Engine") -> list[str]:
         except OSError:
             ids = []
         for sid in ids:
-            rt = engine.runtime
-            if rt is not None:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await rt.kill(sid, "SIGKILL")
-                    except Exception:
-                        pass
-                    try:
-                        await rt.delete(sid, force=True)
-                    except Exception:
-                        pass
+            await host.discard_process(sid)
 
             def _drop(sid: str = sid) -> None:
                 try:
-                    engine.storage.unmount(sid)
+                    host.storage.unmount(sid)
                 except Exception:
                     pass
                 try:
-                    engine.storage.remove_container(sid)
+                    host.storage.remove_container(sid)
                 except Exception:
                     pass
             await anyio.to_thread.run_sync(_drop)
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(d, ignore_errors=True))
         removed.append(d.name)
     return removed
-
-
-class BuildError(AiorunError):
-    """A step failed (a RUN returned non-zero, a COPY source is missing, ...)."""
-
-    status = 400
 
 
 class _Stage:
@@ -138,11 +121,11 @@ class _Stage:
 
 
 class Builder:
-    def __init__(self, engine: "Engine", context_dir: Path, instructions: list[Instruction],
+    def __init__(self, host: BuildHost, context_dir: Path, instructions: list[Instruction],
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
                  no_cache: bool = False, target: str | None = None) -> None:
-        self.engine = engine
+        self.host = host
         self.target = (target or "").lower() or None
         self.context = Path(context_dir)
         self.instructions = instructions
@@ -151,13 +134,13 @@ class Builder:
         self.labels = dict(labels or {})
         self.quiet = quiet
         self.no_cache = no_cache
-        self.cache_dir = engine.paths.root / CACHE_DIR
+        self.cache_dir = host.cache_root
         self.ignore = DockerIgnore.from_dir(self.context)
         self.image_id: str | None = None
         self._added: list[str] = []                # layers this build added (pinned)
         self._stages: list[_Stage] = []            # every stage so far (multi-stage builds)
         self._used_args: set[str] = set()
-        self.work = engine.paths.tmp / f"build-{secrets.token_hex(6)}"
+        self.work = host.work_root / f"build-{secrets.token_hex(6)}"
 
     # --- helpers ---------------------------------------------------------------------------
     def _msg(self, text: str) -> dict[str, Any]:
@@ -199,10 +182,10 @@ class Builder:
                 _ACTIVE.discard(self.work.name)
 
     async def _free_layers(self) -> None:
-        images = self.engine.images
+        images = self.host.images
         for h in self._added:
             images.release_layer(h)
-        if self._added and hasattr(images, "gc_layers"):
+        if self._added:
             try:
                 await images.gc_layers(list(self._added))
             except Exception:  # freeing is best effort; start() collects orphans anyway
@@ -278,7 +261,7 @@ class Builder:
                              f"{exc.message}") from None
 
     async def _finish(self, st: _Stage) -> AsyncIterator[dict[str, Any]]:
-        images = self.engine.images
+        images = self.host.images
         cfg = dict(st.config)
         if self.labels:
             cfg["Labels"] = dict(cfg.get("Labels") or {}, **self.labels)
@@ -299,12 +282,11 @@ class Builder:
         self._added = left
         await self._free_layers()
         self.image_id = img.id
-        ev = getattr(self.engine, "events", None)
         short = img.id.removeprefix("sha256:")[:12]
-        if ev is not None:
-            ev.emit("image", "build", img.id, {"name": self.tags[0] if self.tags else short})
-            for t in img.repo_tags or []:
-                ev.emit("image", "tag", img.id, {"name": t})
+        self.host.emit_image_event("build", img.id,
+                                   {"name": self.tags[0] if self.tags else short})
+        for t in img.repo_tags or []:
+            self.host.emit_image_event("tag", img.id, {"name": t})
         yield {"aux": {"ID": img.id}}
         if self.quiet:
             yield {"stream": f"{img.id}\n"}
@@ -350,9 +332,9 @@ class Builder:
                 return st
         return None
 
-    async def _resolve_image(self, name: str, ins: Instruction) -> Any:
+    async def _resolve_image(self, name: str, ins: Instruction) -> Image:
         try:
-            return await maybe_await(self.engine.images.resolve(name))
+            return self.host.images.resolve(name)
         except NotFound:
             raise BuildError(f"{ins.cmd} {name} (Dockerfile line {ins.line}): no such image "
                              "(aiorun build does not pull: import or load it first)") from None
@@ -437,8 +419,8 @@ class Builder:
             entry = json.loads(f.read_text())
             if entry.get("empty"):
                 return entry
-            self.engine.images.layer_tar(entry["diff_id"])
-            if not self.engine.storage.has_layer(entry["diff_id"]):
+            self.host.images.layer_tar(entry["diff_id"])
+            if not self.host.storage.has_layer(entry["diff_id"]):
                 raise NotFound(entry["diff_id"])
             return entry
         except FileNotFoundError:
@@ -469,7 +451,7 @@ class Builder:
                     yield self._msg(" ---> Using cache\n" + ("" if hit.get("empty") else
                                                             f" ---> {hit['diff_id'][:12]}\n"))
                 return
-        storage = self.engine.storage
+        storage = self.host.storage
         cid = secrets.token_hex(32)
         hostname = cid[:12]
         init_files = {"/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
@@ -516,13 +498,13 @@ class Builder:
                 else:
                     os.replace(raw, filtered)
             await anyio.to_thread.run_sync(_diff)
-            if await anyio.to_thread.run_sync(_tar_is_empty, filtered):
+            if await anyio.to_thread.run_sync(tar_is_empty, filtered):
                 # Nothing changed: no layer, an empty_layer history entry (as BuildKit does).
                 # Identical empty layers stacked twice would also be one lower dir twice.
                 st.history.append(self._hist(created_by, empty=True))
                 await anyio.to_thread.run_sync(self._cache_put, key, "", created_by, True)
                 return
-            diff_id = await self.engine.images.add_layer(filtered)
+            diff_id = await self.host.images.add_layer(filtered)
             self._added.append(diff_id)
             st.layers.append(diff_id)
             st.history.append(self._hist(created_by, empty=False))
@@ -541,47 +523,25 @@ class Builder:
 
     async def _run_cmd(self, st: _Stage, cid: str, rootfs: Path, argv: list[str],
                        hostname: str) -> AsyncIterator[dict[str, Any]]:
-        from aiorun.runtime.spec import ContainerSpec
-        rt = self.engine.runtime
-        if rt is None:
-            raise BuildError("RUN needs the runtime, which is not running")
-        sd = self.work / cid[:12]
-        spec = ContainerSpec(id=cid, rootfs=str(rootfs), args=argv, env=self._run_env(st),
-                             cwd=st.config.get("WorkingDir") or "/",
-                             user=st.config.get("User") or "", hostname=hostname,
-                             network="none", log_path=str(sd / "log.json"),
-                             state_dir=str(sd / "state"))
-        created = False
-        done = False
+        step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=self._run_env(st),
+                       cwd=st.config.get("WorkingDir") or "/",
+                       user=st.config.get("User") or "", hostname=hostname,
+                       state_dir=self.work / cid[:12])
         try:
-            await rt.create(spec)
-            created = True
-            await rt.start(cid)
-            async for _stream, data in rt.output(cid):
-                if not self.quiet:
-                    yield self._msg(data.decode(errors="replace"))
-            status = await rt.wait(cid)
-            done = True
+            async with self.host.run_command(step) as proc:
+                async for data in proc.output():
+                    if not self.quiet:
+                        yield self._msg(data.decode(errors="replace"))
+                exit_code = await proc.wait()
+        except BuildError:
+            raise
         except AiorunError as exc:
-            code = getattr(exc, "exit_code", None)
+            code = exc.exit_code if isinstance(exc, CommandDidNotRun) else None
             raise BuildError(f"The command '{' '.join(argv)}' could not run: {exc.message}"
                              + (f" (exit code {code})" if code else "")) from None
-        finally:
-            if created:
-                with anyio.CancelScope(shield=True):
-                    if not done:  # cancelled (client went away): kill it
-                        try:
-                            await rt.kill(cid, "SIGKILL")
-                            await rt.wait(cid)
-                        except Exception:
-                            pass
-                    try:
-                        await rt.delete(cid, force=True)
-                    except Exception:
-                        pass
-        if status.exit_code != 0:
+        if exit_code != 0:
             raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: "
-                             f"{status.exit_code}")
+                             f"{exit_code}")
 
     # --- COPY / ADD (runs in a worker thread) ------------------------------------------------
     async def _copy_from(self, st: _Stage, ins: Instruction, rootfs: Path) -> None:
@@ -594,7 +554,7 @@ class Builder:
                                   ins.line)
         layers = list(src_stage.layers) if src_stage is not None else \
             list((await self._resolve_image(ref, ins)).layers)
-        storage = self.engine.storage
+        storage = self.host.storage
         sid = secrets.token_hex(32)
         await anyio.to_thread.run_sync(self._note_snapshot, sid)
         await anyio.to_thread.run_sync(storage.create_container, sid, layers, {})
@@ -823,8 +783,3 @@ def _walk_sorted(top: Path):
             dirnames.sort()
             for n in sorted(dirnames + filenames):
                 yield os.path.join(dirpath, n)
-
-
-def _tar_is_empty(path: Path) -> bool:
-    with tarfile.open(path, "r:") as t:
-        return t.next() is None
