@@ -103,17 +103,17 @@ async def build(req: Request, engine: Any):
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
-    from aiorun.images.build.builder import _ACTIVE, sweep_stale
+    from aiorun.images.build.workdirs import ACTIVE, sweep_stale
     host = EngineBuildHost(engine)
     await sweep_stale(host)   # what a build interrupted by a daemon crash left behind
     work = engine.paths.tmp / f"buildctx-{secrets.token_hex(6)}"
     work.mkdir()
-    _ACTIVE.add(work.name)
+    ACTIVE.add(work.name)
 
     async def drop_work() -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
-        _ACTIVE.discard(work.name)
+        ACTIVE.discard(work.name)
     try:
         await _spool(req, work / "context.tar")
         ctx, instructions = await anyio.to_thread.run_sync(_prepare, work, dockerfile)
