@@ -255,7 +255,7 @@ class _Lexer:
         return words
 
     def _single(self) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = self.next()
             if ch == "":
@@ -266,7 +266,7 @@ class _Lexer:
             out.append(ch)
 
     def _double(self) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = self.next()
             if ch == "":
