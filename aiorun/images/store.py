@@ -23,8 +23,7 @@ Rooms: the layer files, their sizes and pins are :class:`~aiorun.images.layerfil
 this module keeps the images and tags and decides which layers are referenced.
 
 Concurrency: mutations hold one ``anyio.Lock``; blocking work runs in worker threads.
-``resolve`` and ``list`` are in-memory and synchronous; their results are also awaitable,
-so ``await store.resolve(x)`` works too.
+``resolve`` and ``list`` are in-memory and synchronous: call them without ``await``.
 """
 
 from __future__ import annotations
@@ -70,18 +69,6 @@ class Image:
     @property
     def hex(self) -> str:
         return self.id.removeprefix("sha256:")
-
-    def __await__(self):  # ``await store.resolve(x)`` works as well as the plain call
-        if False:
-            yield
-        return self
-
-
-class _AwaitableList(list):
-    def __await__(self):
-        if False:
-            yield
-        return self
 
 
 class ImageStore:
@@ -197,7 +184,7 @@ class ImageStore:
     def list(self) -> builtins.list[Image]:
         """All images, newest first (Docker's order)."""
         imgs = sorted(self._images.values(), key=lambda i: oci.parse_time(i.created), reverse=True)
-        return _AwaitableList(imgs)
+        return imgs
 
     def config_bytes(self, image_id: str) -> bytes:
         return self._raw[image_id]
