@@ -163,3 +163,14 @@ async def test_sweep_stale_removes_what_a_crashed_build_left(tmp_path):
     assert host.storage.calls == [("unmount", "s1"), ("remove", "s1"),
                                   ("unmount", "s2"), ("remove", "s2")]
     assert not stale.exists() and running.exists() and other.exists()
+
+
+def test_the_images_layer_imports_nothing_above_it():
+    """The builder and the store reach the engine only through interfaces (BuildHost)."""
+    import subprocess
+    import sys
+    code = ("import sys, aiorun.images.build.builder, aiorun.images.store, aiorun.images.archive\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('aiorun.engine', 'aiorun.api',"
+            " 'aiorun.cli', 'aiorun.runtime'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
