@@ -17,11 +17,11 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import NotFound
 from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.copyfiles import match_sources
 from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
-from aiorun.core.safepath import resolve_in_root
 from aiorun.images.build.stage import Stage
 
 if TYPE_CHECKING:  # pragma: no cover
