@@ -39,14 +39,14 @@ import anyio.to_thread
 
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
+from aiorun.images.diff import INIT_FILES, filter_diff, has_excluded  # noqa: F401
+from aiorun.images.oci import now_rfc3339 as now_rfc3339nano  # the same format
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
 
 log = logging.getLogger(__name__)
 
-#: Paths (in tar form) that belong to the init layer and are never committed.
-INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 #: The image-config keys an image keeps from a container's Config.
 IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir",
                      "Labels", "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped")
@@ -57,45 +57,6 @@ async def maybe_await(v: Any) -> Any:
     if inspect.isawaitable(v):
         return await v
     return v
-
-
-def now_rfc3339nano() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
-        f".{ns % 1_000_000_000:09d}Z"
-
-
-def _excluded(name: str) -> bool:
-    n = name.removeprefix("./").lstrip("/").rstrip("/")
-    for f in INIT_FILES:
-        d, _, base = f.rpartition("/")
-        if n == f or n == f"{d}/.wh.{base}":
-            return True
-    return False
-
-
-def has_excluded(path: Path) -> bool:
-    """Does the tar at ``path`` list an init file? (Reads headers only: members' data are
-    seeked over, so this is cheap even for a large layer.)"""
-    with tarfile.open(path, "r:") as t:
-        return any(_excluded(m.name) for m in t)
-
-
-def filter_diff(src: Path, dst: Path) -> int:
-    """Copy tar ``src`` to ``dst`` without the init files; return the number of members kept."""
-    kept = 0
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        with tarfile.open(fileobj=fi, mode="r|") as tin, \
-                tarfile.open(fileobj=fo, mode="w|", format=tarfile.PAX_FORMAT) as tout:
-            for m in tin:
-                if _excluded(m.name):
-                    continue
-                kept += 1
-                if m.isreg():
-                    tout.addfile(m, tin.extractfile(m))
-                else:
-                    tout.addfile(m)
-    return kept
 
 
 def _layer_is_empty(engine: "Engine", diff_id: str) -> bool:

@@ -36,7 +36,6 @@ import os
 import secrets
 import shutil
 import stat
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -45,6 +44,7 @@ import anyio.to_thread
 
 from aiorun.core.atomicfile import write_json_atomic
 from aiorun.core.mounts import VOLUME_NAME_RE, MountRequest, collect
+from aiorun.core.safepath import resolve_in_root
 from aiorun.core.timefmt import now_rfc3339
 from aiorun.core.volumes import (DRIVER, check_local_options, docker_shape, matches,
                                  prune_includes_named)
@@ -68,42 +68,6 @@ Requests = list[MountRequest]
 
 
 # --- safe paths inside a rootfs ------------------------------------------------------------
-
-def resolve_in_root(root: str | os.PathLike[str], path: str, max_links: int = 255) -> Path:
-    """The host path of container path ``path`` under ``root``, following symlinks as the
-    container would see them: absolute link targets restart at ``root`` and ``..`` stops at
-    ``root``, so the result is always inside ``root`` (whatever the image contains).
-    Missing components are kept literally (the caller may create them)."""
-    root_s = os.fspath(root)
-    parts: deque[str] = deque(p for p in path.split("/") if p)
-    current: list[str] = []
-    links = 0
-    while parts:
-        p = parts.popleft()
-        if p == ".":
-            continue
-        if p == "..":
-            if current:
-                current.pop()
-            continue
-        full = os.path.join(root_s, *current, p)
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            current.append(p)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise InvalidArgument(f"too many levels of symbolic links resolving {path!r}")
-            target = os.readlink(full)
-            if target.startswith("/"):
-                current = []
-            parts.extendleft(reversed([t for t in target.split("/") if t]))
-            continue
-        current.append(p)
-    return Path(root_s, *current)
-
 
 def copy_tree_nofollow(src: Path, dst: Path) -> None:
     """Copy the content of directory ``src`` into existing directory ``dst``: regular files,

@@ -104,7 +104,8 @@ def save_sync(store: Any, refs: Iterable[str], out: BinaryIO) -> list[str]:
             add_bytes(f"blobs/sha256/{mdig[7:]}", man)
             written.add(mdig[7:])
         tags = wanted[iid]
-        for t in tags or [None]:
+        entries: list[str | None] = list(tags) or [None]   # None: one untagged entry
+        for t in entries:
             desc: dict[str, Any] = {"mediaType": oci.MT_OCI_MANIFEST, "digest": mdig,
                                     "size": len(man)}
             if t:
