@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 import anyio
 
 from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
-from aiorun.runtime.api import ExecFailed, Runtime
+from aiorun.runtime.api import ExecFailed
 from aiorun.runtime.spec import ContainerSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
     from aiorun.engine.daemon import Engine
-    from aiorun.images.store import ImageStore
+    from aiorun.core.interfaces import Images, Runtime
 
 #: ``<root>/buildcache/<key>``: the layer a layer-making step produced, by a key of the parent
 #: layers, the config the step sees, the instruction and the content of its sources.
@@ -65,7 +65,7 @@ class EngineBuildHost:
         return self._engine.paths.root / CACHE_DIR
 
     @property
-    def images(self) -> ImageStore:
+    def images(self) -> Images:
         return self._engine.images
 
     @property

@@ -29,7 +29,8 @@ from aiorun.images import reference as R
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
-    from aiorun.images.store import Image, ImageStore
+    from aiorun.core.interfaces import Images
+    from aiorun.images.store import Image
 
 router = Router()
 
@@ -41,11 +42,8 @@ _CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _store(engine: Engine) -> ImageStore:
-    st: ImageStore | None = engine.images
-    if st is None:   # no storage driver, so no image store
-        raise Unavailable("the image store is not running")
-    return st
+def _store(engine: Engine) -> Images:
+    return engine.images
 
 
 def summary(img: Image) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aiorun.images.build.stage import Stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
-    from aiorun.images.store import ImageStore
+    from aiorun.core.interfaces import Images
 
 
 def cache_key(st: Stage, ins: Instruction, copy: bool, extra: str) -> str:
@@ -42,7 +42,7 @@ def cache_key(st: Stage, ins: Instruction, copy: bool, extra: str) -> str:
 class BuildCache:
     """The cache entries under ``root``; the methods do file I/O (call them in a thread)."""
 
-    def __init__(self, root: Path, images: ImageStore, storage: StorageDriver,
+    def __init__(self, root: Path, images: Images, storage: StorageDriver,
                  context: Path, ignore: DockerIgnore) -> None:
         self.root = root
         self.images = images

@@ -18,7 +18,7 @@ from aiorun.errors import AiorunError
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
-    from aiorun.images.store import ImageStore
+    from aiorun.core.interfaces import Images
 
 
 class BuildError(AiorunError):
@@ -76,7 +76,7 @@ class BuildHost(Protocol):
         ...
 
     @property
-    def images(self) -> ImageStore:
+    def images(self) -> Images:
         """The image store: layers and images the build reads and makes."""
         ...
 
