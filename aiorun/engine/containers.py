@@ -471,9 +471,9 @@ class ContainerManager:
             self._names[c.name] = c.id
         for c in list(self._by_id.values()):
             if c.state.status == st.REMOVING:
-                c.state.status = st.DEAD
+                c.state.to_dead()              # its removal was cut short: finish it
                 await self._remove_now(c, volumes=False)
-            elif c.state.status in (st.RUNNING, st.PAUSED):
+            elif c.state.has_process:
                 if c.id in known:
                     log.info("re-adopting running container %s", c.id)
                     c.hub.running.set()
@@ -482,13 +482,13 @@ class ContainerManager:
                 else:
                     log.info("container %s died while the daemon was down", c.id)
                     await self._cleanup_after_exit(c)
-                    c.state.set_exited(255, error="the container's process was lost while "
+                    c.state.to_exited(255, error="the container's process was lost while "
                                                   "the daemon was down")
                     await self._save(c, config=True)
                     self._emit("die", c, {"exitCode": 255})
                     await self._after_exit(c, restart_allowed=True)
             elif c.state.status == st.RESTARTING:
-                c.state.status = st.EXITED
+                c.state.cancel_restart()
                 await self._save(c)
                 await self._after_exit(c, restart_allowed=True)
             else:
@@ -597,9 +597,9 @@ class ContainerManager:
         """Start a created or exited container. Already running → NotModified (304)."""
         c = self.get(ref)
         async with c.lock:
-            if c.state.status in (st.RUNNING, st.PAUSED):
+            if c.state.has_process:
                 raise NotModified(f"container {c.name} is already running")
-            if c.state.status in (st.REMOVING, st.DEAD):
+            if not c.state.can_start():
                 raise Conflict(f"cannot start container {c.name}: it is {c.state.status}")
             if c.restart_scope is not None:
                 c.restart_scope.cancel()
@@ -679,8 +679,8 @@ class ContainerManager:
                 c.hub.close()
                 c.hub = OutputHub()
                 if isinstance(exc, Exception):
-                    c.state.error = getattr(exc, "message", None) or str(exc)
-                    c.state.exit_code = exit_code_for_start_error(exc)
+                    c.state.record_start_failure(exit_code_for_start_error(exc),
+                                                 getattr(exc, "message", None) or str(exc))
                     c.waiter.fire(c.state.exit_code, c.state.error)
                     c.waiter = ExitWaiter()
                 await self._save(c)
@@ -689,7 +689,7 @@ class ContainerManager:
             if isinstance(exc, Exception) and not isinstance(exc, AiorunError):
                 raise AiorunError(f"failed to start container {c.short_id}: {exc}") from exc
             raise
-        c.state.set_running(pid)
+        c.state.to_running(pid)
         c.hub.running.set()
         await self._save(c)
         mark("persist")
@@ -725,7 +725,7 @@ class ContainerManager:
         """While it runs, the network manager's view (it follows network connect /
         disconnect); otherwise what was recorded."""
         nets = self.engine.networks
-        if c.state.status in (st.RUNNING, st.PAUSED) and nets is not None \
+        if c.state.has_process and nets is not None \
                 and hasattr(nets, "network_settings") and self._network_mode(c) not in \
                 ("none", "host"):
             try:
@@ -941,8 +941,8 @@ class ContainerManager:
         restarting = False
         try:
             self._reset_hub(c)
-            if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
-                c.state.set_exited(code, oom, err, now_ns=finished)
+            if c.state.can_exit():
+                c.state.to_exited(code, oom, err, now_ns=finished)
             # what the teardown below resets, as the saved state should already show it
             c.network_settings = default_network_settings()
             c.rootfs = None
@@ -1060,15 +1060,14 @@ class ContainerManager:
     async def _auto_remove(self, c: Container) -> None:
         if c.host_config.get("AutoRemove") and not c.gone:
             async with c.lock:
-                if c.state.status not in (st.RUNNING, st.PAUSED):
+                if not c.state.has_process:
                     await self._remove_now(c, volumes=True)
 
     async def _restart_later(self, c: Container) -> None:
         c.backoff = BACKOFF_START if not c.backoff else min(c.backoff * 2, BACKOFF_MAX)
-        try:
-            c.state.to(st.RESTARTING)
-        except Conflict:
+        if not c.state.can(st.SCHEDULE_RESTART):
             return
+        c.state.to_restarting()
         await self._save(c)
         scope = anyio.CancelScope()
         c.restart_scope = scope
@@ -1085,7 +1084,7 @@ class ContainerManager:
                     except Exception as exc:
                         log.warning("restarting %s failed: %s", c.id, exc)
                         if c.state.status == st.RESTARTING:
-                            c.state.status = st.EXITED
+                            c.state.cancel_restart()
                         await self._save(c)
                         return
                     self._emit("restart", c)
@@ -1093,7 +1092,7 @@ class ContainerManager:
             self._scopes.discard(scope)
             c.restart_scope = None
             if scope.cancel_called and c.state.status == st.RESTARTING and not self._closing:
-                c.state.status = st.EXITED
+                c.state.cancel_restart()
                 await self._save(c)
 
     # -- stop / kill / restart -----------------------------------------------------------
@@ -1113,10 +1112,10 @@ class ContainerManager:
         if c.restart_scope is not None:
             c.restart_scope.cancel()
         if c.state.status == st.RESTARTING:
-            c.state.status = st.EXITED
+            c.state.cancel_restart()
             await self._save(c)
             return
-        if c.state.status not in (st.RUNNING, st.PAUSED):
+        if not c.state.has_process:
             await self._save(c)
             raise NotModified(f"container {c.name} is not running")
         await self._save(c)
@@ -1152,7 +1151,7 @@ class ContainerManager:
     async def kill(self, ref: str, signal: str | int | None = "SIGKILL") -> None:
         c = self.get(ref)
         sig = cspec.parse_signal(signal, default=_signal.SIGKILL)
-        if c.state.status not in (st.RUNNING, st.PAUSED):
+        if not c.state.has_process:
             raise Conflict(f"Cannot kill container: {ref}: container {c.id} is not running")
         if sig in (_signal.SIGKILL, _signal.SIGTERM, _signal.SIGINT):
             c.state.stopped_by_user = True
@@ -1164,7 +1163,7 @@ class ContainerManager:
     async def restart(self, ref: str, timeout: int | None = None) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
+            if c.state.running:
                 try:
                     await self._stop_locked(c, timeout)
                 except NotModified:
@@ -1192,7 +1191,7 @@ class ContainerManager:
             # the same validation as create (memory strings, ranges, policy rules)
             hc = cspec.merge({"HostConfig": merged}, {"config": {"Cmd": ["x"]}},
                              container_id=c.id).host_config
-            if c.state.status in (st.RUNNING, st.PAUSED) and any(
+            if c.state.has_process and any(
                     k != "RestartPolicy" for k in changes):
                 nano = hc.get("NanoCpus") or 0
                 cpus = nano / 1e9 if nano else (
@@ -1214,10 +1213,10 @@ class ContainerManager:
         async with c.lock:
             if c.state.status == st.PAUSED:
                 raise Conflict(f"Container {c.id} is already paused")
-            if c.state.status != st.RUNNING:
+            if not c.state.can_pause():
                 raise Conflict(f"Container {c.id} is not running")
             await self._need_runtime().pause(c.id)
-            c.state.to(st.PAUSED)
+            c.state.to_paused()
             await self._save(c)
         self._emit("pause", c)
 
@@ -1232,7 +1231,7 @@ class ContainerManager:
     async def _unpause_locked(self, c: Container) -> None:
         await self._need_runtime().resume(c.id)
         if c.state.status == st.PAUSED:
-            c.state.to(st.RUNNING)
+            c.state.to_unpaused()
         await self._save(c)
 
     # -- wait ---------------------------------------------------------------------------
@@ -1250,8 +1249,7 @@ class ContainerManager:
         if condition == "removed":
             await c.removed.wait()
             return c.state.exit_code, c.state.error
-        if condition in ("not-running", "") and c.state.status not in \
-                (st.RUNNING, st.PAUSED, st.RESTARTING):
+        if condition in ("not-running", "") and not c.state.running:
             return c.state.exit_code, c.state.error
         while True:
             waiter = c.waiter
@@ -1263,13 +1261,13 @@ class ContainerManager:
     # -- remove -------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.state.status in (st.RUNNING, st.PAUSED) and not force:
+        if c.state.has_process and not force:
             raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                            "container before attempting removal or force remove")
         async with c.lock:
             if c.gone:
                 return
-            if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
+            if c.state.running:
                 c.state.stopped_by_user = True
                 if c.restart_scope is not None:
                     c.restart_scope.cancel()
@@ -1288,11 +1286,12 @@ class ContainerManager:
                         await waiter.event.wait()
             if c.gone:
                 return
-            await self._remove_now(c, volumes)
+            await self._remove_now(c, volumes, force=force)
 
-    async def _remove_now(self, c: Container, volumes: bool) -> None:
+    async def _remove_now(self, c: Container, volumes: bool, force: bool = False) -> None:
         if c.state.status != st.REMOVING:
-            c.state.status = st.REMOVING
+            # forced: the process may have outlived the kill's wait (see core/state.py)
+            c.state.to_removing(force=force)
             await self._save(c)
         td = c.teardown
         if td is None:
@@ -1321,7 +1320,7 @@ class ContainerManager:
     async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
         deleted, reclaimed = [], 0
         for c in list(self._by_id.values()):
-            if c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING):
+            if c.state.running:
                 continue
             if filters and not self._matches(c, filters, prune=True):
                 continue
@@ -1439,8 +1438,7 @@ class ContainerManager:
              limit: int | None = None) -> list[dict[str, Any]]:
         out = []
         for c in self.all():
-            if not all and c.state.status not in (st.RUNNING, st.PAUSED, st.RESTARTING) \
-                    and not (filters and "status" in filters):
+            if not all and not c.state.running and not (filters and "status" in filters):
                 continue
             if filters and not self._matches(c, filters):
                 continue
@@ -1496,7 +1494,7 @@ class ContainerManager:
     # -- top ----------------------------------------------------------------------------
     async def top(self, ref: str) -> dict[str, Any]:
         c = self.get(ref)
-        if c.state.status not in (st.RUNNING, st.PAUSED):
+        if not c.state.has_process:
             raise Conflict(f"Container {c.id} is not running")
         return await anyio.to_thread.run_sync(_top_of_pid, c.state.pid)
 
@@ -1512,7 +1510,7 @@ class ContainerManager:
 
     async def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
-        if c.state.status not in (st.RUNNING, st.PAUSED):
+        if not c.state.has_process:
             raise Conflict(f"Container {c.id} is not running")
         rt = self._need_runtime()
         if hasattr(rt, "resize"):
@@ -1532,7 +1530,7 @@ class ContainerManager:
         c = self.get(ref)
         if not isinstance(body, dict):
             raise InvalidArgument("the exec request body must be a JSON object")
-        if c.state.status not in (st.RUNNING, st.PAUSED):
+        if not c.state.has_process:
             raise Conflict(f"container {c.id} is not running")
         if c.state.status == st.PAUSED:
             raise Conflict(f"container {c.id} is paused, unpause the container before exec")
@@ -1696,7 +1694,7 @@ async def _read_log(mgr: ContainerManager, c: Container, path: Path, follow: boo
     if not follow:
         return
     while True:
-        running = c.state.status in (st.RUNNING, st.PAUSED, st.RESTARTING) and not c.gone
+        running = c.state.running and not c.gone
         new, pos = await anyio.to_thread.run_sync(read_from, pos)
         for e in new:
             if want(e):

@@ -63,3 +63,74 @@ def test_rfc3339_roundtrip():
     for ns in (0, 1_700_000_000_000_000_000, 1_700_000_000_000_000_001):
         assert st.parse_rfc3339(st.rfc3339(ns)) == ns
     assert st.parse_rfc3339("2023-11-14T23:13:20+01:00") == 1_700_000_000 * S
+
+
+# -- the transition table, h11 style: every (status, event) pair -------------------------
+
+#: What each event does from each status; a pair not listed must be refused.
+EXPECTED = {
+    ("created", "start"): "running", ("exited", "start"): "running",
+    ("restarting", "start"): "running",
+    ("running", "pause"): "paused", ("paused", "unpause"): "running",
+    ("running", "exit"): "exited", ("paused", "exit"): "exited",
+    ("restarting", "exit"): "exited",
+    ("exited", "schedule_restart"): "restarting", ("restarting", "cancel_restart"): "exited",
+    ("created", "remove"): "removing", ("exited", "remove"): "removing",
+    ("restarting", "remove"): "removing", ("dead", "remove"): "removing",
+    **{(s, "force_remove"): "removing"
+       for s in ("created", "running", "paused", "restarting", "exited", "dead")},
+    **{(s, "fail"): "dead"
+       for s in ("created", "running", "paused", "restarting", "removing", "exited")},
+}
+
+METHODS = {
+    "start": lambda s: s.to_running(42), "pause": lambda s: s.to_paused(),
+    "unpause": lambda s: s.to_unpaused(), "exit": lambda s: s.to_exited(1),
+    "schedule_restart": lambda s: s.to_restarting(), "cancel_restart": lambda s: s.cancel_restart(),
+    "remove": lambda s: s.to_removing(), "force_remove": lambda s: s.to_removing(force=True),
+    "fail": lambda s: s.to_dead(),
+}
+
+
+def test_every_event_has_a_method():
+    assert set(METHODS) == set(st.EVENTS)
+
+
+@pytest.mark.parametrize("status", st.STATUSES)
+@pytest.mark.parametrize("event", st.EVENTS)
+def test_transition_table(status, event):
+    s = st.State(status=status, exit_code=7)
+    want = EXPECTED.get((status, event))
+    assert s.can(event) is (want is not None)
+    if want is None:
+        with pytest.raises(Conflict):
+            METHODS[event](s)
+        assert s.status == status and s.exit_code == 7
+    else:
+        METHODS[event](s)
+        assert s.status == want
+    assert st.TABLE.get((status, event)) == want
+
+
+def test_transition_side_effects():
+    s = st.State(status="exited", exit_code=3, error="boom", stopped_by_user=True)
+    s.to_running(9, now_ns=5 * S)
+    assert (s.pid, s.exit_code, s.error, s.started_at, s.stopped_by_user) == \
+        (9, 0, "", 5 * S, False)
+    s.to_exited(2, oom_killed=True, error="oom", now_ns=6 * S)
+    assert (s.pid, s.exit_code, s.oom_killed, s.finished_at) == (0, 2, True, 6 * S)
+    s.to_restarting()
+    s.cancel_restart()
+    assert s.status == "exited" and s.exit_code == 2      # the last exit is kept
+
+
+@pytest.mark.parametrize("status,has_process,running", [
+    ("created", False, False), ("running", True, True), ("paused", True, True),
+    ("restarting", False, True), ("removing", False, False), ("exited", False, False),
+    ("dead", False, False),
+])
+def test_predicates_agree_with_docker(status, has_process, running):
+    s = st.State(status=status)
+    assert s.has_process is has_process
+    assert s.running is running
+    assert s.to_docker()["Running"] is running       # Docker: running, paused or restarting
