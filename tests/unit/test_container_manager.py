@@ -15,6 +15,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.engine import containers as cm
+from aiorun.engine.containers import records
 from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
 from aiorun.runtime.spec import ExitStatus
 
@@ -78,6 +79,24 @@ class FakeRuntime:
     async def list(self) -> list[str]:
         return list(self.procs)
 
+    # the rest of the real Runtime's surface the manager calls
+    connected = True
+
+    async def connect(self, task_group=None) -> None:
+        self.connected = True
+
+    def timings(self, cid: str) -> dict[str, float]:
+        return {}
+
+    async def pause(self, cid: str) -> None:
+        pass
+
+    async def resume(self, cid: str) -> None:
+        pass
+
+    async def resize(self, cid: str, rows: int, cols: int) -> None:
+        pass
+
     def output(self, cid: str):
         async def gen():
             if cid in self.procs:
@@ -126,6 +145,9 @@ class FakeImage:
 
 
 class FakeImages:
+    def __init__(self) -> None:
+        self.in_use = lambda image_id: False
+
     def resolve(self, ref: str) -> FakeImage:
         if ref != "busybox":
             raise NotFound(f"No such image: {ref}")
@@ -148,6 +170,10 @@ class FakeNetworks:
 
     def hosts_entries(self, cid):
         return []
+
+    def network_settings(self, cid, netns_path=""):
+        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}} \
+            if cid in self.attached else {}
 
 
 class Events:
@@ -535,7 +561,7 @@ def test_tail_offset(tmp_path):
 
 @pytest.mark.anyio
 async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
-    monkeypatch.setattr(cm, "SUBSCRIBER_STALL", 0.05)
+    monkeypatch.setattr(records, "SUBSCRIBER_STALL", 0.05)
     hub = cm.OutputHub()
     reader, stalled = hub.subscribe(), hub.subscribe()
     got = []
