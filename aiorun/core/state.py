@@ -9,6 +9,8 @@ Statuses (Docker's ``State.Status`` strings)::
        │               paused
        └──────────────> removing ──> (gone)          any ──> dead (cleanup failed)
 
+    (``rm -f`` may start removing from running/paused: see :data:`TABLE`)
+
 :data:`TABLE` (status, event) -> new status is the single place that says what is legal, and
 :class:`State`'s ``to_*`` methods are the only writers of ``status``: an illegal request
 (start a running container, pause a paused one) becomes a :class:`~aiorun.errors.Conflict`.
@@ -200,12 +202,6 @@ class State:
     def can_exit(self) -> bool:
         return self.can(EXIT)
 
-    def to(self, new: str) -> None:
-        """Move to ``new`` by whichever event leads there (kept for callers and tests that
-        name the target status); prefer the ``to_*`` methods."""
-        check_transition(self.status, new)
-        self.status = new
-
     def to_running(self, pid: int, now_ns: int | None = None) -> None:
         self._apply(START)
         self.pid = pid
@@ -223,10 +219,6 @@ class State:
         self.oom_killed = oom_killed
         self.error = error
         self.finished_at = now_ns or time.time_ns()
-
-    # the names older callers use
-    set_running = to_running
-    set_exited = to_exited
 
     def to_paused(self) -> None:
         self._apply(PAUSE)

@@ -9,15 +9,15 @@ S = 1_000_000_000
 def test_legal_and_illegal_transitions():
     s = st.State()
     assert s.status == "created" and s.describe() == "Created"
-    s.set_running(123, now_ns=100 * S)
+    s.to_running(123, now_ns=100 * S)
     assert s.to_docker()["Running"] and s.pid == 123
-    with pytest.raises(Conflict, match="'running' to 'running'"):
-        s.to(st.RUNNING)
-    s.set_exited(3, now_ns=200 * S)
+    with pytest.raises(Conflict, match="cannot start container: it is 'running'"):
+        s.to_running(5)
+    s.to_exited(3, now_ns=200 * S)
     assert s.pid == 0 and s.exit_code == 3
-    s.to(st.REMOVING)
+    s.to_removing()
     with pytest.raises(Conflict):
-        s.to(st.RUNNING)
+        s.to_running(5)
 
 
 def test_dead_only_goes_to_removing():
@@ -38,11 +38,11 @@ def test_human_duration(secs, text):
 
 def test_status_strings():
     s = st.State()
-    s.set_running(1, now_ns=1000 * S)
+    s.to_running(1, now_ns=1000 * S)
     assert s.describe(now_ns=1180 * S) == "Up 3 minutes"
-    s.set_exited(0, now_ns=1200 * S)
+    s.to_exited(0, now_ns=1200 * S)
     assert s.describe(now_ns=1202 * S) == "Exited (0) 2 seconds ago"
-    s.to(st.RESTARTING)
+    s.to_restarting()
     assert s.describe(now_ns=1203 * S).startswith("Restarting (0) 3 seconds ago")
     assert st.created_ago(0, now_ns=5 * S) == "5 seconds ago"
 
@@ -53,7 +53,7 @@ def test_docker_shape_and_roundtrip():
     assert d["StartedAt"] == "0001-01-01T00:00:00Z"
     assert set(d) >= {"Status", "Running", "Pid", "ExitCode", "OOMKilled", "StartedAt",
                       "FinishedAt", "Error", "Paused", "Restarting", "Dead"}
-    s.set_running(7, now_ns=1_700_000_000_123_456_000)
+    s.to_running(7, now_ns=1_700_000_000_123_456_000)
     assert s.to_docker()["StartedAt"] == "2023-11-14T22:13:20.123456Z"
     assert st.State.from_dict(s.to_dict()) == s
     assert st.State.from_dict({"status": "bogus"}).status == "dead"
