@@ -10,7 +10,7 @@ this module is the one place to wire them in (see :func:`attaches_to_network`,
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiorun.core import state as st
 from aiorun.core.container_views import default_network_settings
@@ -103,9 +103,10 @@ class NetworkRoom(RoomBase):
             raise Conflict(f"cannot join network of a non running container: {other.name}")
         return runtime_namespace(mode, other.state.pid)
 
-    async def _connect_network(self, c: Container, mode: str, pid: int) -> bool:
-        """Attach the started process ``pid`` as ``mode`` wants; True when the network
-        manager attached it (the caller then owes a detach on failure)."""
+    async def _connect_network(self, c: Container, mode: str,
+                               pid: int) -> Callable[[], Awaitable[None]] | None:
+        """Attach the started process ``pid`` as ``mode`` wants; when the network manager
+        attached it, return the detach the caller owes on a later failure."""
         nets = self.engine.networks
         if attaches_to_network(mode) and nets is not None:
             ns = await nets.attach(
@@ -118,10 +119,10 @@ class NetworkRoom(RoomBase):
             net = default_network_settings()
             net.update(ns or {})
             c.network_settings = net
-            return True
+            return lambda: nets.detach(c.id)
         if mode == NONE:
             c.network_settings = none_network_settings()
-        return False
+        return None
 
     async def _detach_network(self, cid: str) -> None:
         if self.engine.networks is not None:

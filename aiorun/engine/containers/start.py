@@ -118,8 +118,9 @@ class StartRoom(NetworkRoom):
             mark("spawn")
             undo.append(("runtime", lambda: self._kill_and_delete(c.id)))
             self._start_pump(c)
-            if await self._connect_network(c, mode, pid):
-                undo.append(("network", lambda: self.engine.networks.detach(c.id)))
+            detach = await self._connect_network(c, mode, pid)
+            if detach is not None:
+                undo.append(("network", detach))
                 await anyio.to_thread.run_sync(self._write_etc_files, c,
                                                c.network_settings.get("IPAddress") or "")
             mark("network")
