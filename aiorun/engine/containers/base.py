@@ -24,6 +24,7 @@ from aiorun.engine.containers.records import Container, ExecRecord, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
+    from aiorun.runtime.api import Runtime
 
 log = logging.getLogger("aiorun.containers")
 
@@ -116,7 +117,7 @@ class RoomBase:
         tg.start_soon(fn, *args)
 
     # -- runtime and storage steps more than one room takes ------------------------------
-    def _need_runtime(self) -> Any:
+    def _need_runtime(self) -> "Runtime":
         if self.engine.runtime is None:
             raise Unavailable("the container runtime is not available in this daemon")
         return self.engine.runtime
