@@ -234,9 +234,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             await engine.images.gc_layers([diff_id])
         raise
     image_id = img.id
-    events = engine.events
-    if events is not None:
-        events.emit("container", "commit", cid, {
-            "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
-            "name": c.name.lstrip("/"), "image": c.image_id})
+    engine.events.emit("container", "commit", cid, {
+        "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
+        "name": c.name.lstrip("/"), "image": c.image_id})
     return image_id

@@ -2,10 +2,11 @@
 the few calls one room makes into another (the "seams", declared here and implemented by
 the room that owns them, so each room can be read and type-checked on its own).
 
-Collaborators: ``engine.runtime``, ``engine.storage``, ``engine.images`` and
-``engine.events`` are always present in a running daemon (a missing runtime answers
-Unavailable); ``engine.networks`` / ``engine.volumes`` may be None (tests, or no network or
-volume support): that means ``--network none`` and no volumes.
+Collaborators: ``engine.runtime`` and ``engine.events`` are always present in a running
+daemon (a missing runtime still answers Unavailable, explicitly); ``engine.storage`` and
+``engine.images`` are None when no storage driver could be chosen (create answers
+Unavailable); ``engine.networks`` / ``engine.volumes`` may be None (unit tests build the
+manager without them): that means ``--network none`` and no volumes.
 """
 
 from __future__ import annotations
@@ -99,15 +100,12 @@ class RoomBase:
 
     # -- events and tasks ---------------------------------------------------------------
     def _emit(self, action: str, c: Container, attrs: dict[str, Any] | None = None) -> None:
-        ev = self.engine.events
-        if ev is None:           # an engine built without a bus (some unit tests)
-            return
         a: dict[str, Any] = {"image": c.config.get("Image", ""), "name": c.name}
         a.update(c.config.get("Labels") or {})
         a.update(attrs or {})
         try:
-            ev.emit("container", action, c.id, a)
-        except Exception:
+            self.engine.events.emit("container", action, c.id, a)
+        except Exception:       # a broken subscriber must not break the container verb
             log.exception("emitting %s for %s failed", action, c.id)
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
