@@ -589,3 +589,15 @@ def test_every_seam_between_rooms_is_implemented():
     assert len(seams) >= 10
     for name in seams:
         assert getattr(cm.ContainerManager, name) is not getattr(RoomBase, name), name
+
+
+@pytest.mark.parametrize("policy,code,count,restart", [
+    ({}, 1, 0, False), ({"Name": "no"}, 1, 0, False),
+    ({"Name": "always"}, 0, 99, True), ({"Name": "unless-stopped"}, 0, 0, True),
+    ({"Name": "on-failure"}, 0, 0, False), ({"Name": "on-failure"}, 1, 50, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 1, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 2, False),
+])
+def test_restart_policy_table(policy, code, count, restart):
+    from aiorun.engine.containers.supervise import should_restart
+    assert should_restart(policy, code, count) is restart

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -31,7 +32,7 @@ BACKOFF_MAX = 60.0
 BACKOFF_RESET_AFTER = 10.0   # seconds of uptime after which the backoff starts over
 
 
-def should_restart(policy: dict, exit_code: int, restart_count: int) -> bool:
+def should_restart(policy: dict[str, Any], exit_code: int, restart_count: int) -> bool:
     """Docker's restart policies (the user-stop and shutdown cases aside)."""
     name = policy.get("Name") or "no"
     if name in ("always", "unless-stopped"):
