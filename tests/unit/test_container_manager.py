@@ -15,6 +15,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.engine import containers as cm
+from aiorun.engine.containers import records
 from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
 from aiorun.runtime.spec import ExitStatus
 
@@ -78,6 +79,24 @@ class FakeRuntime:
     async def list(self) -> list[str]:
         return list(self.procs)
 
+    # the rest of the real Runtime's surface the manager calls
+    connected = True
+
+    async def connect(self, task_group=None) -> None:
+        self.connected = True
+
+    def timings(self, cid: str) -> dict[str, float]:
+        return {}
+
+    async def pause(self, cid: str) -> None:
+        pass
+
+    async def resume(self, cid: str) -> None:
+        pass
+
+    async def resize(self, cid: str, rows: int, cols: int) -> None:
+        pass
+
     def output(self, cid: str):
         async def gen():
             if cid in self.procs:
@@ -126,6 +145,9 @@ class FakeImage:
 
 
 class FakeImages:
+    def __init__(self) -> None:
+        self.in_use = lambda image_id: False
+
     def resolve(self, ref: str) -> FakeImage:
         if ref != "busybox":
             raise NotFound(f"No such image: {ref}")
@@ -148,6 +170,10 @@ class FakeNetworks:
 
     def hosts_entries(self, cid):
         return []
+
+    def network_settings(self, cid, netns_path=""):
+        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}} \
+            if cid in self.attached else {}
 
 
 class Events:
@@ -535,7 +561,7 @@ def test_tail_offset(tmp_path):
 
 @pytest.mark.anyio
 async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
-    monkeypatch.setattr(cm, "SUBSCRIBER_STALL", 0.05)
+    monkeypatch.setattr(records, "SUBSCRIBER_STALL", 0.05)
     hub = cm.OutputHub()
     reader, stalled = hub.subscribe(), hub.subscribe()
     got = []
@@ -552,3 +578,26 @@ async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
         hub.close()
     assert [d for _, d in got] == [b"%d" % i for i in range(600)]
     stalled.close()
+
+
+def test_every_seam_between_rooms_is_implemented():
+    """``RoomBase`` declares the calls one room makes into another; the composed manager
+    must get each from the room that owns it, never the declaration."""
+    from aiorun.engine.containers.base import RoomBase
+    seams = [n for n, f in vars(RoomBase).items() if callable(f) and n != "__init__"
+             and "raise NotImplementedError" in __import__("inspect").getsource(f)]
+    assert len(seams) >= 10
+    for name in seams:
+        assert getattr(cm.ContainerManager, name) is not getattr(RoomBase, name), name
+
+
+@pytest.mark.parametrize("policy,code,count,restart", [
+    ({}, 1, 0, False), ({"Name": "no"}, 1, 0, False),
+    ({"Name": "always"}, 0, 99, True), ({"Name": "unless-stopped"}, 0, 0, True),
+    ({"Name": "on-failure"}, 0, 0, False), ({"Name": "on-failure"}, 1, 50, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 1, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 2, False),
+])
+def test_restart_policy_table(policy, code, count, restart):
+    from aiorun.engine.containers.supervise import should_restart
+    assert should_restart(policy, code, count) is restart
