@@ -197,12 +197,12 @@ def parse_env_list(entries: Iterable[str], what: str = "environment variable") -
 
 def merge_env(image_env: Iterable[str], user_env: Iterable[str]) -> list[str]:
     """Docker's ``ReplaceOrAppendEnvValues``: user entries replace by key, "K" deletes K."""
-    result = list(image_env or ())
-    index = {e.partition("=")[0]: i for i, e in enumerate(result)}
+    result: list[str | None] = list(image_env or ())
+    index = {e.partition("=")[0]: i for i, e in enumerate(image_env or ())}
     for e in user_env or ():
         key, sep, _ = e.partition("=")
         if key in index:
-            result[index[key]] = e if sep else None        # type: ignore[call-overload]
+            result[index[key]] = e if sep else None
         elif sep:
             index[key] = len(result)
             result.append(e)
@@ -321,7 +321,7 @@ def merge(body: dict[str, Any], image_config: dict[str, Any], *, container_id: s
     labels = dict(img.get("Labels") or {})
     labels.update(body.get("Labels") or {})
     hc = _host_config(body.get("HostConfig") or {}, ncpu)
-    exposed = {}
+    exposed: dict[str, dict[str, Any]] = {}
     for p in list((img.get("ExposedPorts") or {})) + list(body.get("ExposedPorts") or {}) \
             + list(hc["PortBindings"]):
         exposed[normalize_port(p)] = {}

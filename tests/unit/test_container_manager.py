@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from aiorun.config import Paths
+from aiorun.engine.supervisor import Supervisor
 from aiorun.engine import containers as cm
 from aiorun.engine.containers import records
 from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
@@ -197,6 +198,7 @@ class FakeEngine:
         self.networks = FakeNetworks()
         self.volumes = None
         self.task_group = tg
+        self.supervisor = Supervisor(tg)
         self.containers = None
 
 

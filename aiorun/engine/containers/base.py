@@ -25,7 +25,7 @@ from aiorun.engine.containers.records import Container, ExecRecord, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
-    from aiorun.runtime.api import Runtime
+    from aiorun.core.interfaces import Runtime
 
 log = logging.getLogger("aiorun.containers")
 
@@ -109,10 +109,10 @@ class RoomBase:
             log.exception("emitting %s for %s failed", action, c.id)
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        tg = self.engine.task_group
-        if tg is None:
-            raise Unavailable("the engine has no task group")
-        tg.start_soon(fn, *args)
+        """Run a per-container task (supervisor, output pump, delayed restart) in the root
+        task group with its failure contained: one container's broken task is logged and
+        reported, it never ends the daemon."""
+        self.engine.supervisor.spawn("container", fn, *args)
 
     # -- runtime and storage steps more than one room takes ------------------------------
     def _need_runtime(self) -> "Runtime":
