@@ -15,7 +15,8 @@ What is checked:
 * Env entries are ``KEY=value`` or ``KEY`` with a non-empty key;
 * ``HostConfig.CgroupParent`` is not the root cgroup and does not climb out with ``..``;
 * ``HostConfig.LogConfig``: the one driver aiorun has (json-file) and its options;
-* every HostConfig field aiorun does not implement is refused when it carries a value. The
+* every HostConfig field aiorun does not implement (and the top-level Healthcheck and
+  NetworkDisabled) is refused when it carries a value. The
   docker CLI sends all of them with zero values, so a zero value (``0``, ``""``, ``false``,
   ``[]``, ``{}``, ``null``, or the value that matches what aiorun does anyway, such as
   ``IpcMode: "private"``) is accepted.
@@ -126,7 +127,6 @@ STR_OR_STR_LIST: Kind = ("a string or an array of strings",
 STR_MAP: Kind = ("an object of strings", lambda v: isinstance(v, dict)
                  and all(isinstance(x, str) for x in v.values()))
 OBJECT: Kind = ("an object", lambda v: isinstance(v, dict))
-ARRAY: Kind = ("an array", lambda v: isinstance(v, list))
 OBJECT_ARRAY: Kind = ("an array of objects",
                       lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v))
 INT_LIST: Kind = ("an array of integers",
@@ -157,7 +157,7 @@ HOST_FIELDS: dict[str, Kind] = {
 
 #: Values of a HostConfig field aiorun does not implement that are accepted anyway: they ask
 #: for what aiorun does regardless (its containers get a private IPC and cgroup namespace, a
-#: 64 MiB /dev/shm, no user namespace, unlimited swappiness control).
+#: 64 MiB /dev/shm, no user namespace, the kernel's default swappiness).
 SAME_AS_AIORUN: dict[str, tuple[Any, ...]] = {
     "IpcMode": ("private",), "CgroupnsMode": ("private",), "ShmSize": (67108864,),
     "UsernsMode": ("host",), "MemorySwappiness": (-1,), "Isolation": ("default",),
@@ -190,7 +190,7 @@ def _short(value: str, limit: int = 60) -> str:
 
 
 def check_no_nul(value: Any, where: str = "body") -> None:
-    """InvalidArgument naming the first string (value or key) under ``value`` with a NUL."""
+    """InvalidArgument naming a string (value or key) under ``value`` that holds a NUL."""
     stack: list[tuple[Any, str]] = [(value, where)]
     while stack:
         v, path = stack.pop()
@@ -276,6 +276,21 @@ def normalized_log_config(log_config: Any) -> dict[str, Any]:
             "Config": dict(log_config.get("Config") or {})}
 
 
+#: Top-level fields aiorun does not implement (no health checks; networking is switched off
+#: with ``HostConfig.NetworkMode: "none"``), refused when they carry a value.
+UNIMPLEMENTED_CONFIG = ("Healthcheck", "NetworkDisabled")
+
+
+def check_unimplemented_config(body: dict[str, Any]) -> None:
+    for key in UNIMPLEMENTED_CONFIG:
+        value = body.get(key)
+        if key == "Healthcheck" and isinstance(value, dict) and value.get("Test") == ["NONE"]:
+            continue                    # --no-healthcheck: what aiorun does anyway
+        if not _is_zero(value):
+            raise InvalidArgument(f"{key} is not supported by aiorun (got "
+                                  f"{_short(json.dumps(value))})")
+
+
 def check_unimplemented(host_config: dict[str, Any]) -> None:
     """Refuse a value in any HostConfig field aiorun would otherwise silently ignore."""
     for key, value in host_config.items():
@@ -303,6 +318,7 @@ def validate_create(body: Any, name: str | None = None) -> None:
     check_no_nul(body)
     _check_fields(body, CONFIG_FIELDS, "")
     check_env(body.get("Env") or [])
+    check_unimplemented_config(body)
     host_config = body.get("HostConfig") or {}
     _check_fields(host_config, HOST_FIELDS, "HostConfig.")
     check_unimplemented(host_config)

@@ -59,7 +59,11 @@ OK_BODIES = [
     {"HostConfig": {"IpcMode": "private", "ShmSize": 67108864, "CgroupnsMode": "private",
                     "UsernsMode": "host", "MemorySwappiness": -1, "ConsoleSize": [24, 80]}},
     {"HostConfig": {"SomeFutureField": "", "AnotherOne": 0}},
-    {"Healthcheck": None, "Shell": None},
+    {"Healthcheck": None, "Shell": None, "NetworkDisabled": False},
+    {"Healthcheck": {"Test": ["NONE"]}},
+    {"Healthcheck": {}},
+    # what inspect shows, sent back (a client recreating a container from its inspect)
+    {"HostConfig": copy.deepcopy(spec._HOST_DEFAULTS)},
 ]
 
 
@@ -166,6 +170,9 @@ REFUSED = [
     (_with_host(MemorySwappiness=0), None, "HostConfig.MemorySwappiness is not"),
     (_with_host(VolumesFrom=["other"]), None, "HostConfig.VolumesFrom is not"),
     (_with_host(Sysctls={"net.ipv4.ip_forward": "1"}), None, "HostConfig.Sysctls is not"),
+    ({"Healthcheck": {"Test": ["CMD", "true"]}}, None,
+     r'^Healthcheck is not supported by aiorun \(got \{"Test": \["CMD", "true"\]\}\)$'),
+    ({"NetworkDisabled": True}, None, "NetworkDisabled is not supported by aiorun"),
     (_with_host(SomeFutureField="x" * 200), None,
      r"HostConfig.SomeFutureField is not supported by aiorun \(got \"x{59}\.\.\.\)$"),
 ]
