@@ -47,6 +47,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 import anyio.abc
 from urllib.parse import parse_qs
 
+from aiorun.core.validate import loads_json
 from aiorun.errors import AiorunError, InvalidArgument
 
 
@@ -109,10 +110,7 @@ class Request:
     def json(self) -> Any:
         if not self.body:
             return {}
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid JSON body: {exc}") from None
+        return loads_json(self.body)        # 400 for bad or too deeply nested JSON
 
     def json_arg(self, name: str) -> Any:
         """Docker passes filters etc. as JSON in a query parameter."""
@@ -120,8 +118,8 @@ class Request:
         if not v:
             return None
         try:
-            return json.loads(v)
-        except ValueError:
+            return loads_json(v)
+        except InvalidArgument:
             raise InvalidArgument(f"invalid JSON in query parameter {name!r}") from None
 
 

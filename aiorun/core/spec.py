@@ -27,9 +27,9 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from aiorun.core.validate import check_name, normalized_log_config
 from aiorun.errors import InvalidArgument
 
-NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MIN_MEMORY = 6 * 1024 * 1024          # Docker's minimum memory limit
 
 
@@ -37,9 +37,10 @@ MIN_MEMORY = 6 * 1024 * 1024          # Docker's minimum memory limit
 
 def validate_name(name: str) -> str:
     """Return the name without its leading "/"; InvalidArgument when not Docker-valid."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str):
         raise InvalidArgument(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    check_name(name)
     return name.lstrip("/")
 
 
@@ -360,6 +361,7 @@ def _host_config(raw: dict[str, Any], ncpu: int | None) -> dict[str, Any]:
         raise InvalidArgument("HostConfig must be an object")
     hc = copy.deepcopy(_HOST_DEFAULTS)
     hc.update(copy.deepcopy(raw))
+    hc["LogConfig"] = normalized_log_config(hc.get("LogConfig"))
     if hc.get("NetworkMode") in (None, "", "default"):
         hc["NetworkMode"] = "bridge"
     hc["RestartPolicy"] = validate_restart_policy(hc.get("RestartPolicy"))

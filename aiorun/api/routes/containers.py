@@ -22,6 +22,7 @@ import anyio.abc
 
 from aiorun.api.http import Request, Response, Router, json_response
 from aiorun.core import state as st
+from aiorun.core.validate import validate_create
 from aiorun.errors import Conflict, InvalidArgument, NotModified
 
 if TYPE_CHECKING:
@@ -65,9 +66,8 @@ def _time_arg(req: Request, name: str) -> float:
 @router.route("POST", "/containers/create")
 async def create(req: Request, engine: Engine) -> Response:
     body = req.json()
-    if not isinstance(body, dict):
-        raise InvalidArgument("the create request body must be a JSON object")
     name = req.arg("name") or None
+    validate_create(body, name)         # the whole body, before anything is created
     cid = await engine.containers.create(body, name)
     return json_response({"Id": cid, "Warnings": []}, 201)
 
