@@ -24,13 +24,10 @@ Decisions (documented here because they are visible to users):
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import secrets
 import tarfile
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 import anyio
@@ -39,7 +36,7 @@ import anyio.to_thread
 from aiorun.core import state as st
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
-from aiorun.images.diff import INIT_FILES, filter_diff, has_excluded  # noqa: F401
+from aiorun.images.diff import filter_diff, has_excluded
 from aiorun.images.oci import now_rfc3339 as now_rfc3339nano  # the same format
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,14 +47,6 @@ log = logging.getLogger(__name__)
 #: The image-config keys an image keeps from a container's Config.
 IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir",
                      "Labels", "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped")
-
-
-async def maybe_await(v: Any) -> Any:
-    """Kept only for ``images/build/builder.py``'s import until the builder stops importing
-    the engine; nothing in this module uses it."""
-    if inspect.isawaitable(v):
-        return await v
-    return v
 
 
 def _layer_is_empty(engine: "Engine", diff_id: str) -> bool:

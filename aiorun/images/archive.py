@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Iterable
 import anyio
 import anyio.to_thread
 
-from aiorun.errors import InvalidArgument, NotFound
+from aiorun.errors import InvalidArgument
 from aiorun.images import layers as L
 from aiorun.images import oci
 from aiorun.images import reference as R

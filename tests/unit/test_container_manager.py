@@ -15,6 +15,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.engine.supervisor import Supervisor
+from aiorun.testing.fakes import FakeNetworks, FakeRuntime
 from aiorun.engine import containers as cm
 from aiorun.engine.containers import records
 from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
@@ -31,80 +32,6 @@ class FakeExecFailed(Exception):
         super().__init__(msg)
         self.exit_code = code
         self.message = msg
-
-
-class FakeRuntime:
-    """Processes are anyio events; ``kill`` with a signal the "process" handles ends it."""
-
-    def __init__(self) -> None:
-        self.procs: dict[str, dict[str, Any]] = {}
-        self.next_pid = 1000
-        self.fail_start: dict[str, Exception] = {}
-        self.ignore_term = False
-        self.deleted: list[str] = []
-
-    async def create(self, spec) -> int:
-        self.next_pid += 1
-        self.procs[spec.id] = {"pid": self.next_pid, "done": anyio.Event(), "status": None,
-                               "spec": spec}
-        return self.next_pid
-
-    async def start(self, cid: str) -> None:
-        exc = self.fail_start.pop(cid, None)
-        if exc is not None:
-            self.exit(cid, getattr(exc, "exit_code", 126))
-            raise exc
-
-    def exit(self, cid: str, code: int, oom: bool = False) -> None:
-        p = self.procs[cid]
-        if p["status"] is None:
-            p["status"] = ExitStatus(code, oom)
-            p["done"].set()
-
-    async def wait(self, cid: str) -> ExitStatus:
-        p = self.procs[cid]
-        await p["done"].wait()
-        return p["status"]
-
-    async def kill(self, cid: str, sig: int) -> None:
-        p = self.procs.get(cid)
-        if p is None or p["status"] is not None:
-            raise Conflict("not running")
-        if sig == signal.SIGKILL or not self.ignore_term:
-            self.exit(cid, 128 + sig)
-
-    async def delete(self, cid: str, force: bool = False) -> None:
-        self.deleted.append(cid)
-        self.procs.pop(cid, None)
-
-    async def list(self) -> list[str]:
-        return list(self.procs)
-
-    # the rest of the real Runtime's surface the manager calls
-    connected = True
-
-    async def connect(self, task_group=None) -> None:
-        self.connected = True
-
-    def timings(self, cid: str) -> dict[str, float]:
-        return {}
-
-    async def pause(self, cid: str) -> None:
-        pass
-
-    async def resume(self, cid: str) -> None:
-        pass
-
-    async def resize(self, cid: str, rows: int, cols: int) -> None:
-        pass
-
-    def output(self, cid: str):
-        async def gen():
-            if cid in self.procs:
-                await self.procs[cid]["done"].wait()
-            if False:
-                yield (1, b"")
-        return gen()
 
 
 class FakeStorage:
@@ -153,28 +80,6 @@ class FakeImages:
         if ref != "busybox":
             raise NotFound(f"No such image: {ref}")
         return FakeImage()
-
-
-class FakeNetworks:
-    def __init__(self) -> None:
-        self.attached: set[str] = set()
-        self.fail = False
-
-    async def attach(self, cid, **kw) -> dict:
-        if self.fail:
-            raise Conflict("port is already allocated")
-        self.attached.add(cid)
-        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}}
-
-    async def detach(self, cid) -> None:
-        self.attached.discard(cid)
-
-    def hosts_entries(self, cid):
-        return []
-
-    def network_settings(self, cid, netns_path=""):
-        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}} \
-            if cid in self.attached else {}
 
 
 class Events:
@@ -308,7 +213,7 @@ async def test_restart_policies(tmp_path, monkeypatch):
         with anyio.fail_after(5):
             for _ in range(3):
                 while c.state.status != "running" or cid not in eng.runtime.procs \
-                        or eng.runtime.procs[cid]["status"] is not None:
+                        or eng.runtime.procs[cid].status is not None:
                     await anyio.sleep(0.005)
                 eng.runtime.exit(cid, 1)
                 await anyio.sleep(0.02)

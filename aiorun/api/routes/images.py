@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import anyio
 import anyio.to_thread
 
-from aiorun.api.http import Request, Response, Router, json_response
-from aiorun.errors import InvalidArgument, NotFound, Unavailable
+from aiorun.api.http import Request, Response, Router
+from aiorun.errors import InvalidArgument, NotFound
 from aiorun.images import oci
 from aiorun.images import reference as R
 

@@ -14,6 +14,7 @@ from aiorun import API_VERSION, __version__
 from aiorun.api.http import Request, Response, Router
 from aiorun.api.routes.images import summary
 from aiorun.core.timefmt import rfc3339nano
+from aiorun.drivers.registry import NETWORK_GROUP, discover
 
 if TYPE_CHECKING:
     from aiorun.engine.daemon import Engine
@@ -126,7 +127,9 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         "Driver": storage.name,
         "DriverStatus": driver_status,
         "StorageDriverReason": engine.storage_reason,
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
+        "Plugins": {"Volume": ["local"],
+                    "Network": sorted(n for n, e in discover(NETWORK_GROUP).items()
+                                      if e.error is None),
                     "Authorization": None, "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,

@@ -1,10 +1,12 @@
-"""Every network-mode decision of the container rooms, in one place.
+"""The container rooms' side of networking: ask the network manager for a plan, follow it.
 
 ``HostConfig.NetworkMode`` is ``bridge`` (also ``default``), a user network's name, ``none``,
-``host`` or ``container:<ref>``. Today the modes ``none`` and ``host`` and the
-``container:`` form are decided here by name; when the network drivers carry that behaviour,
-this module is the one place to wire them in (see :func:`attaches_to_network`,
-:func:`runtime_namespace` and :func:`follows_network_manager`).
+``host`` or ``container:<ref>``. What each means — whether the container gets a namespace of
+its own or the host's, whether an endpoint is attached, whether it gets a resolv.conf, what
+its NetworkSettings show — is the network *driver's* behaviour, answered by
+:meth:`aiorun.engine.networks.NetworkManager.plan`. This module knows no driver by name;
+only the ``container:`` form (joining another container's namespace) is decided here,
+since it involves no network at all.
 """
 
 from __future__ import annotations
@@ -16,38 +18,18 @@ from aiorun.core import state as st
 from aiorun.core.container_views import default_network_settings
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
+from aiorun.engine.networks.plan import NetworkPlan
 from aiorun.errors import Conflict
 
 log = logging.getLogger("aiorun.containers")
 
-NONE = "none"
-HOST = "host"
 CONTAINER_PREFIX = "container:"
 
 
-def network_mode(host_config: dict[str, Any], have_networks: bool) -> str:
-    """The effective mode; without a network manager every mode that needs one is ``none``."""
+def network_mode(host_config: dict[str, Any]) -> str:
+    """The effective ``NetworkMode`` (empty and ``default`` mean ``bridge``)."""
     mode = host_config.get("NetworkMode") or "bridge"
-    if mode == "default":
-        mode = "bridge"
-    if not have_networks and mode != HOST and not mode.startswith(CONTAINER_PREFIX):
-        return NONE
-    return mode
-
-
-def attaches_to_network(mode: str) -> bool:
-    """Does a start attach the container to a network of the network manager?"""
-    return mode not in (NONE, HOST) and not mode.startswith(CONTAINER_PREFIX)
-
-
-def follows_network_manager(mode: str) -> bool:
-    """While it runs, is the network manager's view the truth (connect/disconnect)?"""
-    return mode not in (NONE, HOST)
-
-
-def has_resolv_conf(mode: str) -> bool:
-    """A container without a network gets an empty resolv.conf."""
-    return mode != NONE
+    return "bridge" if mode == "default" else mode
 
 
 def joined_container(mode: str) -> str | None:
@@ -55,21 +37,21 @@ def joined_container(mode: str) -> str | None:
     return mode.partition(":")[2] if mode.startswith(CONTAINER_PREFIX) else None
 
 
-def runtime_namespace(mode: str, joined_pid: int = 0) -> str:
+def runtime_namespace(plan: NetworkPlan, joined_pid: int = 0) -> str:
     """The runtime's ``network``: ``host``, the joined container's netns path, or ``none``
-    (a fresh empty namespace the network manager then attaches)."""
-    if mode == HOST:
-        return HOST
-    if joined_container(mode) is not None:
+    (a fresh namespace of its own, which the network manager then attaches)."""
+    if plan.netns == "host":
+        return "host"
+    if plan.netns == "container":
         return f"/proc/{joined_pid}/ns/net"
-    return NONE
+    return "none"
 
 
-def none_network_settings() -> dict[str, Any]:
-    """``NetworkSettings`` of a ``--network none`` container: only the ``none`` entry."""
+def unattached_settings(plan: NetworkPlan) -> dict[str, Any]:
+    """``NetworkSettings`` of a container its plan does not attach (the driver's own fields
+    over the empty ones)."""
     net = default_network_settings()
-    net["Networks"] = {NONE: {"IPAddress": "", "Gateway": "", "MacAddress": "",
-                              "IPPrefixLen": 0, "NetworkID": "", "EndpointID": ""}}
+    net.update(plan.settings)
     return net
 
 
@@ -91,67 +73,65 @@ def endpoint_options(networking_config: dict[str, Any], mode: str) -> dict[str, 
 class NetworkRoom(RoomBase):
     """The container rooms' calls into the network manager."""
 
-    def _network_mode(self, c: Container) -> str:
-        return network_mode(c.host_config, self.engine.networks is not None)
+    def _network_plan(self, c: Container) -> NetworkPlan:
+        return self.engine.networks.plan(network_mode(c.host_config))
 
-    def _runtime_network(self, mode: str) -> str:
-        ref = joined_container(mode)
+    def _runtime_network(self, c: Container, plan: NetworkPlan) -> str:
+        ref = joined_container(network_mode(c.host_config))
         if ref is None:
-            return runtime_namespace(mode)
+            return runtime_namespace(plan)
         other = self.get(ref)
         if other.state.status != st.RUNNING:
             raise Conflict(f"cannot join network of a non running container: {other.name}")
-        return runtime_namespace(mode, other.state.pid)
+        return runtime_namespace(plan, other.state.pid)
 
-    async def _connect_network(self, c: Container, mode: str,
+    async def _connect_network(self, c: Container, plan: NetworkPlan,
                                pid: int) -> Callable[[], Awaitable[None]] | None:
-        """Attach the started process ``pid`` as ``mode`` wants; when the network manager
+        """Attach the started process ``pid`` as ``plan`` says; when the network manager
         attached it, return the detach the caller owes on a later failure."""
+        if not plan.attach:
+            c.network_settings = unattached_settings(plan)
+            return None
         nets = self.engine.networks
-        if attaches_to_network(mode) and nets is not None:
-            ns = await nets.attach(
-                c.id, mode=mode, netns_path=f"/proc/{pid}/ns/net",
-                hostname=c.config.get("Hostname", ""), name=c.name,
-                port_bindings=c.host_config.get("PortBindings") or {},
-                publish_all=bool(c.host_config.get("PublishAllPorts")),
-                exposed_ports=c.config.get("ExposedPorts") or {},
-                **endpoint_options(c.networking_config, mode))
-            net = default_network_settings()
-            net.update(ns or {})
-            c.network_settings = net
-            return lambda: nets.detach(c.id)
-        if mode == NONE:
-            c.network_settings = none_network_settings()
-        return None
+        mode = network_mode(c.host_config)
+        ns = await nets.attach(
+            c.id, mode=mode, netns_path=f"/proc/{pid}/ns/net",
+            hostname=c.config.get("Hostname", ""), name=c.name,
+            port_bindings=c.host_config.get("PortBindings") or {},
+            publish_all=bool(c.host_config.get("PublishAllPorts")),
+            exposed_ports=c.config.get("ExposedPorts") or {},
+            **endpoint_options(c.networking_config, mode))
+        net = default_network_settings()
+        net.update(ns or {})
+        c.network_settings = net
+        return lambda: nets.detach(c.id)
 
     async def _detach_network(self, cid: str) -> None:
-        if self.engine.networks is not None:
-            try:
-                await self.engine.networks.detach(cid)
-            except Exception:
-                log.exception("network detach of %s failed", cid)
+        try:
+            await self.engine.networks.detach(cid)
+        except Exception:
+            log.exception("network detach of %s failed", cid)
 
     def _hosts_peers(self, c: Container) -> list[tuple[str, str]]:
         """The other containers of its networks, for /etc/hosts."""
-        nets = self.engine.networks
-        if nets is None:
-            return []
         try:
-            return list(nets.hosts_entries(c.id))
+            return list(self.engine.networks.hosts_entries(c.id))
         except Exception:
             log.exception("hosts entries for %s failed", c.id)
             return []
 
     def _current_network_settings(self, c: Container) -> dict[str, Any]:
-        """While it runs, the network manager's view (it follows network connect /
+        """While it runs attached, the network manager's view (it follows network connect /
         disconnect); otherwise what was recorded."""
-        nets = self.engine.networks
-        if c.state.has_process and nets is not None \
-                and follows_network_manager(self._network_mode(c)):
-            try:
-                net = default_network_settings()
-                net.update(nets.network_settings(c.id, f"/proc/{c.state.pid}/ns/net") or {})
-                return net
-            except Exception:
-                log.debug("network_settings(%s) failed", c.id, exc_info=True)
+        if not c.state.has_process:
+            return c.network_settings
+        try:
+            if not self._network_plan(c).attach:
+                return c.network_settings
+            net = default_network_settings()
+            net.update(self.engine.networks.network_settings(
+                c.id, f"/proc/{c.state.pid}/ns/net") or {})
+            return net
+        except Exception:
+            log.debug("network_settings(%s) failed", c.id, exc_info=True)
         return c.network_settings

@@ -20,7 +20,7 @@ import anyio.to_thread
 from aiorun.core import etc_files
 from aiorun.core import host_config as hcfg
 from aiorun.errors import AiorunError, Conflict, NotModified
-from aiorun.engine.containers.network import NetworkRoom, has_resolv_conf
+from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
     rewrite_in_place
 from aiorun.core.container_views import default_network_settings
@@ -111,14 +111,14 @@ class StartRoom(NetworkRoom):
                 undo.append(("volumes", lambda: vm.container_stopped(c.id)))
                 mounts += vspecs
                 c.mounts = vmounts
-            mode = self._network_mode(c)
-            rspec = self._runtime_spec(c, mounts, self._runtime_network(mode))
+            plan = self._network_plan(c)
+            rspec = self._runtime_spec(c, mounts, self._runtime_network(c, plan))
             mark("files")
             pid = int(await rt.create(rspec))
             mark("spawn")
             undo.append(("runtime", lambda: self._kill_and_delete(c.id)))
             self._start_pump(c)
-            detach = await self._connect_network(c, mode, pid)
+            detach = await self._connect_network(c, plan, pid)
             if detach is not None:
                 undo.append(("network", detach))
                 await anyio.to_thread.run_sync(self._write_etc_files, c,
@@ -190,7 +190,7 @@ class StartRoom(NetworkRoom):
         rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
 
     def _resolv_conf(self, c: Container) -> str:
-        if not has_resolv_conf(self._network_mode(c)):
+        if not self._network_plan(c).resolver:
             return ""
         dns = c.host_config.get("Dns") or []
         host = ""

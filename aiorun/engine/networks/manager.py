@@ -39,7 +39,7 @@ import anyio.abc
 
 from aiorun.core import ports as portmod
 from aiorun.drivers.network import Endpoint, EndpointRequest, NetworkConfig, NetworkDriver
-from aiorun.errors import AiorunError, Conflict, InvalidArgument, NotFound
+from aiorun.errors import AiorunError, Conflict, InvalidArgument
 
 from . import views
 from .connect import Connections
