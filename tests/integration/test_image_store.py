@@ -21,11 +21,6 @@ from aiorun.images.store import SPOOL_PREFIX, ImageStore
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(params=["overlay", "copy"])
 def driver_name(request):
     return request.param

@@ -17,11 +17,6 @@ from netns_util import FakeEngine, Netns, free_port, http_get, owned_state
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 def no_leaks(aiorun_paths):
     """Fails the test if it left a link or nft table of its daemon scope (see owned_state)."""

@@ -15,11 +15,6 @@ from aiorun.api.server import MAX_BUFFERED_BODY, ApiServer, load_routers
 from aiorun.errors import NotFound
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 def sock_path():
     d = Path(tempfile.mkdtemp(prefix="aior-srv-", dir="/tmp"))

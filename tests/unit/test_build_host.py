@@ -16,11 +16,6 @@ from aiorun.images.build.stage import Stage
 from aiorun.images.build.workdirs import ACTIVE, SNAPSHOTS, sweep_stale
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @dataclass
 class FakeImage:
     id: str

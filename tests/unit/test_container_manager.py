@@ -22,11 +22,6 @@ from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
 from aiorun.runtime.spec import ExitStatus
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 class FakeExecFailed(Exception):
     def __init__(self, msg: str, code: int) -> None:
         super().__init__(msg)
