@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from aiorun.core.timefmt import ZERO_TIME, rfc3339nano  # noqa: F401 (ZERO_TIME re-exported)
 from aiorun.errors import Conflict
 
 CREATED = "created"
@@ -90,9 +91,6 @@ WITH_PROCESS = frozenset({RUNNING, PAUSED})
 #: Docker's ``State.Running``: true while running, paused or restarting.
 UP = WITH_PROCESS | {RESTARTING}
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
 def next_status(current: str, event: str, what: str = "container") -> str:
     """The status ``event`` moves ``current`` to; Conflict if the table forbids it."""
     new = TABLE.get((current, event))
@@ -112,13 +110,8 @@ def can_transition(current: str, new: str) -> bool:
 
 
 def rfc3339(ns: int) -> str:
-    """Docker's RFC3339Nano rendering (trailing zeros of the fraction dropped)."""
-    if not ns:
-        return ZERO_TIME
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    f = f"{frac:09d}".rstrip("0")
-    return f"{base}.{f}Z" if f else f"{base}Z"
+    """Docker's RFC3339Nano rendering: :func:`aiorun.core.timefmt.rfc3339nano`."""
+    return rfc3339nano(ns)
 
 
 def parse_rfc3339(s: str) -> int:

@@ -22,42 +22,18 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from aiorun.core.atomicfile import TMP_MARK, fsync_dir, write_atomic  # noqa: F401 (re-exported)
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import NotFound
 from aiorun.images import layers as L
 
 log = logging.getLogger(__name__)
 
-#: Marks a file being written (``<name>.tmp-<hex>``); ``start`` removes leftovers.
-TMP_MARK = ".tmp-"
 #: Prefix of a layer being spooled under ``<root>/tmp``; ``start`` removes leftovers.
 SPOOL_PREFIX = "aiorun-layer-"
 
 #: What ``add`` accepts: the tar's bytes, an open binary file, or a path.
 LayerSource = bytes | BinaryIO | os.PathLike[str] | str
-
-
-def fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write temp + fsync + rename + fsync dir."""
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def remove_path(p: Path) -> None:

@@ -12,10 +12,10 @@ import json
 import platform
 import re
 import shlex
-import time
 from datetime import datetime, timezone
 from typing import Any
 
+from aiorun.core.timefmt import now_rfc3339nano
 from aiorun.errors import InvalidArgument
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -47,10 +47,8 @@ def digest(data: bytes) -> str:
 
 
 def now_rfc3339() -> str:
-    """UTC, nanosecond precision, like Docker's ``Created`` field."""
-    ns = time.time_ns()
-    base = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ns % 1_000_000_000:09d}Z"
+    """Now, as Docker's ``Created`` field shows it (:mod:`aiorun.core.timefmt`)."""
+    return now_rfc3339nano()
 
 
 _FRAC = re.compile(r"(\.\d{1,6})\d*")

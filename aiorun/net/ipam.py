@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from aiorun.core.atomicfile import write_atomic
 from aiorun.errors import Conflict, InvalidArgument, Unavailable
 
 IPv4Network = ipaddress.IPv4Network
@@ -79,16 +79,11 @@ def mac_for(ip: str | IPv4Address) -> str:
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        # No fsync: we need survival of a daemon crash/restart (rename is atomic for that),
-        # not of a power loss, and fsync per container start would cost milliseconds.
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """IPAM and network records: sorted compact JSON, mode 0600, through the one atomic
+    write. No fsync: they must survive a daemon crash/restart (the rename is atomic for
+    that), not a power loss, and an fsync per container start would cost milliseconds."""
+    write_atomic(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode(),
+                 mode=0o600, durable=False)
 
 
 class Pool:

@@ -12,13 +12,13 @@ import json
 import os
 import time
 
+from ..core.timefmt import rfc3339nano
+
 LINE_MAX = 16 * 1024
 STREAMS = {1: "stdout", 2: "stderr"}
 
 
-def rfc3339nano(ns: int) -> str:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
 
 
 def entry(data: bytes, stream: str, now: str) -> bytes:

@@ -18,6 +18,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from aiorun.core import state as st
+from aiorun.core.atomicfile import write_atomic as _write_atomic
 from aiorun.core.container_views import default_network_settings
 
 log = logging.getLogger("aiorun.containers")
@@ -26,16 +27,10 @@ SUBSCRIBER_STALL = 30.0      # seconds an attached client may stop reading befor
 
 
 def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
-    """Temp file + rename: readers (and a daemon restarted after kill -9) see the old or the
-    new content, never a mix. ``sync`` adds an fsync for durability across a power loss; the
-    hot path (every state change of a start/exit) goes without it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Container records through the one atomic write. ``sync`` adds the fsyncs for
+    durability across a power loss; the hot path (every state change of a start/exit) goes
+    without."""
+    _write_atomic(path, data, durable=sync)
 
 
 def rewrite_in_place(path: Path, data: bytes) -> None:

@@ -14,10 +14,10 @@ import dataclasses
 import json
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
+from aiorun.core.timefmt import now_rfc3339nano
 from aiorun.core.ports import PortMapping
 from aiorun.drivers.network import Endpoint, NetworkConfig
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
@@ -41,8 +41,8 @@ class Forbidden(AiorunError):
 
 
 def now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """A network's ``Created``: :func:`aiorun.core.timefmt.now_rfc3339nano`."""
+    return now_rfc3339nano()
 
 
 def _ep_to_json(ep: Endpoint) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 
+from ...core.atomicfile import write_atomic as _write_atomic
 from .. import cgroups
 from ..logfile import JsonLog
 from ..proto import FrameDecoder
@@ -51,15 +52,8 @@ def set_nonblock(fd: int) -> None:
 
 
 def write_atomic(path: str, data: bytes, sync: bool = True, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    """The spawner's records through the one atomic write (:mod:`aiorun.core.atomicfile`)."""
+    _write_atomic(path, data, mode=mode, durable=sync)
 
 
 def proc_starttime(pid: int) -> int:
