@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 import anyio
 
+from aiorun.bus.bus import EventBus
+from aiorun.config import Paths
 from aiorun.engine.networks.plan import SHARED_WITH_CONTAINER, NetworkPlan
 from aiorun.errors import Conflict, NotFound
 from aiorun.runtime.spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus, MountSpec
@@ -299,7 +301,21 @@ class FakeVolumes:
         return {"VolumesDeleted": [], "SpaceReclaimed": 0}
 
 
+@dataclass
+class BusEngine:
+    """All that :func:`aiorun.bus.server.serve_bus` and the events route need of an engine:
+    its paths and a real event bus."""
+
+    paths: Paths
+    events: EventBus
+
+
 if TYPE_CHECKING:  # the checker proves each fake matches its seam
+    from pathlib import Path
+
     _check_runtime: interfaces.Runtime = FakeRuntime()
     _check_networks: interfaces.Networks = FakeNetworks()
     _check_volumes: interfaces.Volumes = FakeVolumes()
+    from aiorun.bus.server import BusHost
+    _check_bus_host: BusHost = BusEngine(Paths(Path("/"), Path("/")), EventBus())
+

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import anyio
 import pytest
@@ -12,17 +11,10 @@ from aiorun.bus.bus import EventBus
 from aiorun.bus.client import BusClient, BusError
 from aiorun.bus.codec import Lost, ReplayDone
 from aiorun.bus.server import serve_bus
-from aiorun.config import Paths
 from aiorun.core.events import Event
+from aiorun.testing.fakes import BusEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@dataclass
-class FakeEngine:
-    """serve_bus needs only paths and events."""
-    paths: Paths
-    events: EventBus
 
 
 async def collect(agen, n: int, timeout: float = 10, close: bool = True) -> list:
@@ -48,7 +40,7 @@ async def wait_subscribed(agen) -> None:
 async def test_filters_order_and_no_gaps(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         client = BusClient(aiorun_paths.bus_socket)
         sub = client.asubscribe({"type": ["container"], "event": ["start", "die"]}, markers=True)
         await wait_subscribed(sub)
@@ -73,7 +65,7 @@ async def test_filters_order_and_no_gaps(aiorun_paths):
 async def test_bad_subscribe_gets_an_error(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         with pytest.raises(BusError, match="invalid filter"):
             await collect(BusClient(aiorun_paths.bus_socket).asubscribe({"bogus": ["x"]}), 1)
         # and the bus keeps serving others
@@ -87,7 +79,7 @@ async def test_bad_subscribe_gets_an_error(aiorun_paths):
 async def test_disconnect_then_replay_loses_nothing(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         client = BusClient(aiorun_paths.bus_socket)
         sub = client.asubscribe({"type": ["container"]}, markers=True)
         await wait_subscribed(sub)
@@ -106,7 +98,7 @@ async def test_disconnect_then_replay_loses_nothing(aiorun_paths):
 async def test_daemon_restart_then_replay_loses_nothing(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events, segment_bytes=2048)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         for i in range(100):
             bus.emit("container", "create", f"a{i}")
         tg.cancel_scope.cancel()
@@ -115,7 +107,7 @@ async def test_daemon_restart_then_replay_loses_nothing(aiorun_paths):
     bus2 = EventBus.open(aiorun_paths.events, segment_bytes=2048)   # daemon starts again
     assert bus2.last_seq == 100
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus2))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus2))
         for i in range(100):
             bus2.emit("container", "start", f"b{i}")
         got = await collect(BusClient(aiorun_paths.bus_socket).asubscribe(from_seq=1), 200)
@@ -132,7 +124,7 @@ async def test_daemon_restart_then_replay_loses_nothing(aiorun_paths):
 async def test_slow_subscriber_gets_exact_lost_count_then_replays(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         client = BusClient(aiorun_paths.bus_socket)
         raw = client.asubscribe(buffer=10, auto_replay=False, markers=True)
         healing = client.asubscribe(buffer=10, markers=True)   # replays on its own
@@ -162,7 +154,7 @@ async def test_slow_subscriber_gets_exact_lost_count_then_replays(aiorun_paths):
 async def test_sync_client_in_a_thread(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         for i in range(5):
             bus.emit("volume", "create", f"v{i}", {"driver": "local"})
 
@@ -181,7 +173,7 @@ async def test_throughput_is_measured(aiorun_paths, capsys):
     bus = EventBus.open(aiorun_paths.events)
     n = 50_000
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         sub = BusClient(aiorun_paths.bus_socket).asubscribe(buffer=n, markers=True)
         await wait_subscribed(sub)
         t0 = time.perf_counter()
@@ -205,7 +197,7 @@ async def test_really_slow_reader_never_blocks_the_engine(aiorun_paths):
     bus = EventBus.open(aiorun_paths.events)
     n = 20_000
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         sub = BusClient(aiorun_paths.bus_socket).asubscribe(buffer=100, auto_replay=False,
                                                             markers=True)
         await wait_subscribed(sub)
@@ -271,7 +263,7 @@ async def test_the_documented_raw_protocol(aiorun_paths):
                     return out
         return out
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         result: list = []
 
         async def run():

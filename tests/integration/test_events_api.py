@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 
 import anyio
 import pytest
@@ -17,15 +16,9 @@ from aiorun.api.routes.events import router
 from aiorun.api.server import ApiServer
 from aiorun.bus.bus import EventBus
 from aiorun.bus.times import to_unix_arg
-from aiorun.config import Paths
+from aiorun.testing.fakes import BusEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@dataclass
-class FakeEngine:
-    paths: Paths
-    events: EventBus
 
 
 def read_lines(sock: str, query: dict, n: int | None = None) -> list[dict]:
@@ -49,7 +42,7 @@ async def test_since_until_filters_and_live(aiorun_paths):
     bus.emit("image", "tag", "sha256:" + "cd" * 32, {"name": "busybox:x"})
     bus.emit("container", "exec_create", cid, {"execID": "e1", "cmd": "sh -c true"})
     async with anyio.create_task_group() as tg:
-        server = ApiServer(FakeEngine(aiorun_paths, bus), routers=[router])
+        server = ApiServer(BusEngine(aiorun_paths, bus), routers=[router])
         await tg.start(server.serve, sock)
         now = to_unix_arg(time.time_ns())
         past = await anyio.to_thread.run_sync(read_lines, sock, {"since": "0", "until": now})
@@ -96,7 +89,7 @@ async def test_docker_cli_reads_our_stream(aiorun_paths, anyio_backend):
     bus.emit("container", "create", "ef" * 32, {"name": "x", "image": "busybox"})
     bus.emit("volume", "create", "vol1", {"driver": "local"})
     async with anyio.create_task_group() as tg:
-        server = ApiServer(FakeEngine(aiorun_paths, bus))
+        server = ApiServer(BusEngine(aiorun_paths, bus))
         await tg.start(server.serve, sock)
         until = str(time.time_ns() // 1_000_000_000 + 1)
 
@@ -120,7 +113,7 @@ async def test_docker_py_reads_our_stream(aiorun_paths, anyio_backend):
     bus.emit("network", "create", "n" * 64, {"name": "mynet", "type": "bridge"})
     bus.emit("container", "die", "ab" * 32, {"name": "x", "image": "busybox", "exitCode": "2"})
     async with anyio.create_task_group() as tg:
-        server = ApiServer(FakeEngine(aiorun_paths, bus), routers=[router])
+        server = ApiServer(BusEngine(aiorun_paths, bus), routers=[router])
         await tg.start(server.serve, sock)
 
         def read():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
 
 import anyio
 import msgpack
@@ -12,15 +11,9 @@ import pytest
 
 from aiorun.bus.bus import EventBus
 from aiorun.bus.server import serve_bus
-from aiorun.config import Paths
+from aiorun.testing.fakes import BusEngine
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class FakeEngine:
-    paths: Paths
-    events: EventBus
 
 
 @pytest.mark.anyio
@@ -43,7 +36,7 @@ async def test_bus_subscriber_gone_mid_stream_is_one_debug_line(aiorun_paths, ca
 
     done: list[socket.socket] = []
     async with anyio.create_task_group() as tg:
-        await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+        await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
         await anyio.to_thread.run_sync(subscribe_then_stop_reading)
         for i in range(20):
             bus.emit("container", "start", f"c{i}")

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
 import anyio
 import pytest
@@ -17,16 +16,10 @@ import pytest
 from aiorun.bus.bus import EventBus
 from aiorun.bus.server import serve_bus
 from aiorun.bus.subscribers.metrics import MetricsSubscriber
-from aiorun.config import Paths
 from aiorun.testing.util import free_port
+from aiorun.testing.fakes import BusEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@dataclass
-class FakeEngine:
-    paths: Paths
-    events: EventBus
 
 
 def scrape(port: int) -> str:
@@ -89,7 +82,7 @@ async def test_subscriber_processes_on_the_bus_socket(aiorun_paths, tmp_path):
     env = dict(os.environ, AIORUN_ROOT=str(aiorun_paths.root), AIORUN_RUN=str(aiorun_paths.run))
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+            await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
             lifecycle(bus, "before")   # the metrics process replays these from the journal
             sock = str(aiorun_paths.bus_socket)
             base = [sys.executable, "-m", "aiorun.cli.main", "subscriber"]
@@ -153,7 +146,7 @@ async def test_subscriber_process_catches_up_after_daemon_restart(aiorun_paths, 
         bus = EventBus.open(aiorun_paths.events)
         bus.emit("daemon", "start", "d1")                       # before it subscribes
         async with anyio.create_task_group() as tg:
-            await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+            await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
             proc = subprocess.Popen([sys.executable, "-m", "aiorun.cli.main", "subscriber",
                                      "logging", "--socket", sock, "--output", str(out)],
                                     env=env)
@@ -168,7 +161,7 @@ async def test_subscriber_process_catches_up_after_daemon_restart(aiorun_paths, 
         bus.emit("daemon", "start", "d2")                      # nobody connected yet
         bus.emit("container", "start", "a")
         async with anyio.create_task_group() as tg:
-            await tg.start(serve_bus, FakeEngine(aiorun_paths, bus))
+            await tg.start(serve_bus, BusEngine(aiorun_paths, bus))
             bus.emit("container", "die", "a", {"exitCode": 0})
             recs = await anyio.to_thread.run_sync(wait_lines, 4)
             tg.cancel_scope.cancel()
