@@ -410,6 +410,8 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
             parent, _, base = rel.rpartition("/")
             if base in AUFS_META:
                 continue
+            if f"/{parent}".count(f"/{WHITEOUT_PREFIX}"):  # a whiteout is never a directory
+                raise InvalidArgument(f"layer entry {m.name!r} is inside a whiteout")
             pfd = walker.open_dir(parent, True, m.name)
             if base.startswith(WHITEOUT_PREFIX):
                 if base == OPAQUE:

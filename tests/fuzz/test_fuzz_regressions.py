@@ -1,0 +1,58 @@
+"""Plain regression tests for the exact inputs the fuzz tests in this directory found."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import msgpack
+import pytest
+
+from aiorun.bus import codec
+from aiorun.errors import InvalidArgument
+from aiorun.images import layers as L
+from aiorun.images.build.dockerfile import DockerfileError, apply_metadata, parse
+from aiorun_plugins.storage.copy import CopyDriver
+
+
+def _tar(*members: tuple[str, dict[str, str]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, pax in members:
+            ti = tarfile.TarInfo(name)
+            ti.pax_headers = pax
+            t.addfile(ti, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("pax", [
+    {"path": "n\x00ul"},                 # ValueError: embedded null byte
+    {"GNU.sparse.size": "1e400"},        # ValueError from tarfile's PAX parsing
+    {"mtime": "nan"},                    # ValueError: cannot convert NaN
+    {"mtime": "inf"},                    # OverflowError
+    {"mtime": str(2**70)},               # OverflowError: timestamp out of range
+    {"uid": "-5"},                       # OverflowError: uid is less than minimum
+    {"gid": str(2**40)},
+])
+def test_layer_header_values_the_kernel_cannot_take(tmp_path, pax):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    with pytest.raises(InvalidArgument):
+        L.extract_tar(io.BytesIO(_tar(("a", pax))), dest, whiteout=lambda fd, n: None,
+                      opaque=lambda fd: None)
+
+
+def test_whiteout_named_directory_then_the_whiteout(tmp_path):
+    """``.wh.a/a`` made a directory ``.wh.a``; the whiteout ``.wh.a`` then hit
+    IsADirectoryError in the copy driver."""
+    raw = _tar(("a", {}), (".wh.a/a", {}), (".wh.a", {}))
+    driver = CopyDriver(tmp_path / "home")
+    with pytest.raises(InvalidArgument, match="inside a whiteout"):
+        driver.apply_layer("f" * 64, io.BytesIO(raw))
+    assert list((tmp_path / "home" / "layers").iterdir()) == []
+
+
+def test_healthcheck_duration_too_large_for_go():
+    ins = parse("FROM scratch\nHEALTHCHECK --interval=" + "9" * 400 + "h CMD true")[1]
+    with pytest.raises(DockerfileError, match="invalid duration"):
+        apply_metadata({}, ins, {})
