@@ -56,3 +56,13 @@ def test_healthcheck_duration_too_large_for_go():
     ins = parse("FROM scratch\nHEALTHCHECK --interval=" + "9" * 400 + "h CMD true")[1]
     with pytest.raises(DockerfileError, match="invalid duration"):
         apply_metadata({}, ins, {})
+
+
+def test_bus_map_key_that_is_a_list():
+    """``{[]: 0}`` raised TypeError out of the Decoder (the bus logged a failed
+    connection instead of answering with an error message)."""
+    dec = codec.Decoder()
+    dec.feed(b"\x81\x90\x00")
+    with pytest.raises(InvalidArgument, match="malformed msgpack"):
+        list(dec)
+    assert msgpack.unpackb(b"\x81\x90\x00", strict_map_key=False, use_list=False) == {(): 0}
