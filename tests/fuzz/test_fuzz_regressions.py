@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from aiorun.bus import codec
+from aiorun.core.templates import TemplateError, render
 from aiorun.errors import InvalidArgument
 from aiorun.images import layers as L
 from aiorun.images.build.dockerfile import DockerfileError, apply_metadata, parse
@@ -66,3 +67,15 @@ def test_bus_map_key_that_is_a_list():
     with pytest.raises(InvalidArgument, match="malformed msgpack"):
         list(dec)
     assert msgpack.unpackb(b"\x81\x90\x00", strict_map_key=False, use_list=False) == {(): 0}
+
+
+@pytest.mark.parametrize("src", [
+    "{{json json}}",   # a function as an argument is called with no args: TypeError
+    "{{len}}",
+    '{{"\\x"}}',       # bad escape in a string literal: UnicodeDecodeError
+    "{{'\\x'}}",
+    "{{'é'}}",         # a character literal of two code points after unescaping: TypeError
+])
+def test_template_errors_are_template_errors(src):
+    with pytest.raises(TemplateError):
+        render(src, {})
