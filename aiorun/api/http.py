@@ -109,7 +109,7 @@ class Request:
             return {}
         try:
             return json.loads(self.body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise InvalidArgument(f"invalid JSON body: {exc}") from None
 
     def json_arg(self, name: str) -> Any:
@@ -119,7 +119,7 @@ class Request:
             return None
         try:
             return json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidArgument(f"invalid JSON in query parameter {name!r}") from None
 
 

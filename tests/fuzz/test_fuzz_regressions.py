@@ -8,6 +8,7 @@ import tarfile
 import msgpack
 import pytest
 
+from aiorun.api.http import Request
 from aiorun.bus import codec
 from aiorun.core.templates import TemplateError, render
 from aiorun.errors import InvalidArgument
@@ -79,3 +80,13 @@ def test_bus_map_key_that_is_a_list():
 def test_template_errors_are_template_errors(src):
     with pytest.raises(TemplateError):
         render(src, {})
+
+
+def test_deeply_nested_json_is_a_bad_request():
+    """``[[[[...`` 5000 deep raised RecursionError out of a handler: a 500 and a logged
+    failure instead of a 400."""
+    req = Request.from_target("POST", "/x?filters=" + "%5B" * 5000, {}, b"[" * 5000)
+    with pytest.raises(InvalidArgument, match="invalid JSON body"):
+        req.json()
+    with pytest.raises(InvalidArgument, match="invalid JSON in query parameter"):
+        req.json_arg("filters")
