@@ -446,6 +446,8 @@ def _check_header(m: tarfile.TarInfo) -> None:
     """Reject header values the kernel cannot take (found by tests/fuzz/test_fuzz_layers.py)."""
     if "\0" in m.name or "\0" in m.linkname:
         raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its name or link")
+    if (m.issym() or m.islnk()) and not m.linkname:
+        raise InvalidArgument(f"layer entry {m.name!r} is a link with an empty target")
     if not (0 <= m.uid < 2**32 and 0 <= m.gid < 2**32):
         raise InvalidArgument(f"layer entry {m.name!r} has an invalid owner {m.uid}:{m.gid}")
     if not -2**62 < m.mtime < 2**62:  # also NaN; seconds as ns must fit the kernel's time

@@ -44,6 +44,22 @@ def test_layer_header_values_the_kernel_cannot_take(tmp_path, pax):
                       opaque=lambda fd: None)
 
 
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_layer_link_with_an_empty_target(tmp_path, kind):
+    """A GNU long-link (``K``) header with no data, then a symlink: os.symlink('') raised
+    FileNotFoundError."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("a")
+        ti.type, ti.pax_headers = kind, {"linkpath": ""}
+        t.addfile(ti)
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    with pytest.raises(InvalidArgument, match="empty target"):
+        L.extract_tar(io.BytesIO(buf.getvalue()), dest, whiteout=lambda fd, n: None,
+                      opaque=lambda fd: None)
+
+
 def test_whiteout_named_directory_then_the_whiteout(tmp_path):
     """``.wh.a/a`` made a directory ``.wh.a``; the whiteout ``.wh.a`` then hit
     IsADirectoryError in the copy driver."""
