@@ -95,7 +95,8 @@ def layer_tars(draw: st.DrawFn) -> tuple[list[dict], str, list[tuple[int, int]],
                                          str]:
     members = draw(st.lists(entries(), max_size=8))
     # duplicate names on purpose: a later entry replaces (or is blocked by) an earlier one
-    if members and draw(st.booleans()):
+    duplicate: bool = draw(st.booleans())
+    if members and duplicate:
         dup = dict(draw(entries()))
         dup["name"] = draw(st.sampled_from(members))["name"]
         members.append(dup)
