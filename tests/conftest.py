@@ -43,6 +43,12 @@ def _session_host_guard(request):
         pytest.fail(hostguard.report(fatal), pytrace=False)
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every anyio test runs on both backends the daemon supports."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox.tar")

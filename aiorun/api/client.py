@@ -7,12 +7,14 @@ speaks: Content-Length and chunked bodies, and connection upgrade for attach/exe
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
+from collections.abc import Iterator  # already loaded by urllib.parse: costs nothing
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
-    from typing import Any, Iterator
+    from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiorun.errors import AiorunError
@@ -136,7 +138,8 @@ class Client:
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,
                 body: Any = None, headers: dict[str, str] | None = None,
                 upgrade: bool = False, check: bool = True) -> HTTPResponse:
-        """Send a request; ``body`` is bytes, an iterator of bytes (sent chunked) or JSON.
+        """Send a request; ``body`` is bytes, a binary file or an iterator of bytes (both sent
+        chunked) or JSON.
 
         With ``check`` a status >= 400 raises :class:`ApiError` carrying the daemon's message.
         """
@@ -153,9 +156,9 @@ class Client:
             payload = b""
         elif isinstance(body, (bytes, bytearray)):
             payload = bytes(body)
-        elif hasattr(body, "__next__") or hasattr(body, "read"):
+        elif isinstance(body, (io.IOBase, Iterator)):
             payload = b""
-            chunks = iter(lambda: body.read(65536), b"") if hasattr(body, "read") else body
+            chunks = iter(lambda: body.read(65536), b"") if isinstance(body, io.IOBase) else body
             hdrs["Transfer-Encoding"] = "chunked"
             hdrs.setdefault("Content-Type", "application/x-tar")
         else:

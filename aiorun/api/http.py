@@ -16,7 +16,7 @@ Two views of the same body, so large uploads (import, load, build contexts) are 
 memory:
 
 * ``req.body`` — the whole body as bytes, filled by the server *before* the handler runs when
-  it is small (at most ``aiorun.api.server.MAX_BUFFERED_BODY``) and is not a tar/binary upload.
+  it is small (at most ``aiorun.api.connection.MAX_BUFFERED_BODY``) and is not a tar/binary upload.
   ``req.json()`` reads it. A JSON body over the limit is refused with 413.
 * ``req.stream`` — an async iterator of byte chunks, always set by the server. For buffered
   bodies it yields ``req.body`` once; for uploads (``Content-Type`` ``application/x-tar``,
@@ -42,9 +42,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+import anyio.abc
 from urllib.parse import parse_qs
 
+from aiorun.core.validate import loads_json
 from aiorun.errors import AiorunError, InvalidArgument
 
 
@@ -107,10 +110,7 @@ class Request:
     def json(self) -> Any:
         if not self.body:
             return {}
-        try:
-            return json.loads(self.body)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
-            raise InvalidArgument(f"invalid JSON body: {exc}") from None
+        return loads_json(self.body)        # 400 for bad or too deeply nested JSON
 
     def json_arg(self, name: str) -> Any:
         """Docker passes filters etc. as JSON in a query parameter."""
@@ -118,14 +118,14 @@ class Request:
         if not v:
             return None
         try:
-            return json.loads(v)
-        except (ValueError, RecursionError):
+            return loads_json(v)
+        except InvalidArgument:
             raise InvalidArgument(f"invalid JSON in query parameter {name!r}") from None
 
 
 #: A hijacked connection handler gets the raw byte stream after ``101 UPGRADED`` was sent
 #: (or after a 200 with the raw stream headers, for clients that did not ask to upgrade).
-Hijacker = Callable[[Any], Awaitable[None]]
+Hijacker = Callable[[anyio.abc.ByteStream], Awaitable[None]]
 
 
 @dataclass
@@ -133,8 +133,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    #: When set, the body is streamed (chunked) from this iterator.
-    stream: AsyncIterator[bytes] | None = None
+    #: When set, the body is streamed (chunked) from this iterator (a plain iterable of bytes
+    #: is accepted too).
+    stream: AsyncIterator[bytes] | Iterable[bytes] | None = None
     #: When set, the server hands over the connection (attach / exec start).
     hijack: Hijacker | None = None
     content_type: str = "application/json"

@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, AsyncGenerator, Callable, Iterator, Union
 
 import anyio
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Event], None]
+#: What a stream yields: events, gap markers, the end of the replay, the end of the range.
+StreamItem = Union[Event, Lost, ReplayDone, End]
 #: Default per-subscriber buffer (events). A subscriber may ask for another size, up to MAX.
 DEFAULT_BUFFER = 4096
 MAX_BUFFER = 1 << 20
@@ -53,7 +55,11 @@ def _threadsafe_scheduler() -> Callable[[Callable[[], None]], None]:
         import trio
         return trio.lowlevel.current_trio_token().run_sync_soon
     import asyncio
-    return asyncio.get_running_loop().call_soon_threadsafe
+    loop = asyncio.get_running_loop()
+
+    def schedule(callback: Callable[[], None]) -> None:
+        loop.call_soon_threadsafe(callback)
+    return schedule
 
 
 class Subscription:
@@ -294,7 +300,7 @@ async def stream_batches(bus: EventBus, flt: EventFilter | None = None, *,
                          from_seq: int | None = None, since_ns: int | None = None,
                          until_ns: int | None = None, until_seq: int | None = None,
                          buffer: int = DEFAULT_BUFFER, replay_batch: int = 2048
-                         ) -> AsyncIterator[list[Event | Lost | ReplayDone | End]]:
+                         ) -> AsyncGenerator[list[StreamItem], None]:
     """Replay (when ``from_seq``/``since_ns`` is given) then follow live events, in batches.
 
     Yields non-empty lists of matching events and ``Lost`` markers in seq order, exactly one
@@ -313,9 +319,10 @@ async def stream_batches(bus: EventBus, flt: EventFilter | None = None, *,
                 chunk = await anyio.to_thread.run_sync(lambda: list(islice(it, replay_batch)))
                 if not chunk:
                     break
-                out = [x for x in chunk if isinstance(x, Lost) or flt.match(x)]
-                if out:
-                    yield out
+                matching: list[StreamItem] = [x for x in chunk
+                                              if isinstance(x, Lost) or flt.match(x)]
+                if matching:
+                    yield matching
         if (until_seq is not None and until_seq <= start) or \
                 (until_ns is not None and until_ns <= time.time_ns()):
             yield [ReplayDone(start), End(start)]
@@ -325,7 +332,7 @@ async def stream_batches(bus: EventBus, flt: EventFilter | None = None, *,
         while True:
             timeout = None if until_ns is None else max(0.0, (until_ns - time.time_ns()) / 1e9)
             batch = await sub.next_batch(timeout=timeout)
-            out: list[Event | Lost | ReplayDone | End] = []
+            out: list[StreamItem] = []
             for item in batch:
                 seq = item.seq if isinstance(item, Event) else item.first_seq
                 if (until_seq is not None and seq > until_seq) or \
@@ -349,14 +356,19 @@ async def stream_batches(bus: EventBus, flt: EventFilter | None = None, *,
         bus.unsubscribe(sub)
 
 
-async def stream(bus: EventBus, flt: EventFilter | None = None, **kw: object
-                 ) -> AsyncIterator[Event | Lost | ReplayDone | End]:
+async def stream(bus: EventBus, flt: EventFilter | None = None, *,
+                 from_seq: int | None = None, since_ns: int | None = None,
+                 until_ns: int | None = None, until_seq: int | None = None,
+                 buffer: int = DEFAULT_BUFFER) -> AsyncGenerator[StreamItem, None]:
     """:func:`stream_batches`, one item at a time."""
-    async with aclosing(stream_batches(bus, flt, **kw)) as batches:  # type: ignore[arg-type]
+    async with aclosing(stream_batches(bus, flt, from_seq=from_seq, since_ns=since_ns,
+                                       until_ns=until_ns, until_seq=until_seq,
+                                       buffer=buffer)) as batches:
         async for batch in batches:
             for item in batch:
                 yield item
 
 
-__all__ = ["EventBus", "Subscription", "EventFilter", "Lost", "ReplayDone", "End", "stream",
+__all__ = ["EventBus", "Subscription", "EventFilter", "Lost", "ReplayDone", "End", "StreamItem",
+           "stream",
            "stream_batches", "DEFAULT_BUFFER"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncGenerator, Iterator
 
 from aiorun.bus import codec
 from aiorun.bus.codec import End, Lost, ReplayDone
@@ -148,7 +148,7 @@ class BusClient:
                          from_seq: int | None = None, since_ns: int | None = None,
                          until_ns: int | None = None, until_seq: int | None = None,
                          buffer: int | None = None, auto_replay: bool = True,
-                         markers: bool = False) -> AsyncIterator[Item]:
+                         markers: bool = False) -> AsyncGenerator[Item, None]:
         """The async variant of :meth:`subscribe` (anyio: asyncio or trio)."""
         import anyio
 

@@ -18,20 +18,30 @@ import socket
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 
 from aiorun.bus import codec
-from aiorun.bus.bus import DEFAULT_BUFFER, EventBus, stream_batches
+from aiorun.bus.bus import DEFAULT_BUFFER, EventBus, StreamItem, stream_batches
 from aiorun.bus.codec import End, Lost, ReplayDone
 from aiorun.bus.filters import EventFilter
 from aiorun.bus.sockio import raw_socket, recv_some, send_all
 from aiorun.core.events import Event
 from aiorun.errors import AiorunError, InvalidArgument
 
+if TYPE_CHECKING:
+    from aiorun.config import Paths
+
 log = logging.getLogger(__name__)
+
+
+class BusHost(Protocol):
+    """What :func:`serve_bus` needs of the engine: its paths and its bus."""
+
+    paths: Paths
+    events: EventBus
 
 #: Seconds a client has to send its subscribe message.
 SUBSCRIBE_TIMEOUT = 10.0
@@ -39,7 +49,7 @@ SUBSCRIBE_TIMEOUT = 10.0
 SEND_CHUNK = 256 * 1024
 
 
-def _encode_batch(batch: list[Any]) -> bytes:
+def _encode_batch(batch: list[StreamItem]) -> bytes:
     parts = []
     for item in batch:
         if isinstance(item, Event):
@@ -156,7 +166,7 @@ def _remove_stale_socket(path: Path) -> None:
     raise AiorunError(f"another process is already serving the event bus at {path}")
 
 
-async def serve_bus(engine: Any, *, task_status: anyio.abc.TaskStatus[Path] =
+async def serve_bus(engine: BusHost, *, task_status: anyio.abc.TaskStatus[Path] =
                     anyio.TASK_STATUS_IGNORED, plugins: list[str] | None = None) -> None:
     """Serve ``engine.events`` on ``engine.paths.bus_socket`` until cancelled.
 
@@ -166,7 +176,7 @@ async def serve_bus(engine: Any, *, task_status: anyio.abc.TaskStatus[Path] =
     from ``$AIORUN_EVENT_PLUGINS`` (comma separated). ``task_status.started`` gets the socket
     path once it accepts connections.
     """
-    bus: EventBus = engine.events
+    bus = engine.events
     paths = engine.paths
     if bus.journal is None:
         from aiorun.bus.journal import Journal

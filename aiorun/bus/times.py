@@ -55,8 +55,3 @@ def parse_cli_time(value: str, now_ns: int | None = None) -> int:
 def to_unix_arg(ns: int) -> str:
     """Nanoseconds → the ``seconds.nanoseconds`` string the API takes."""
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-
-
-def rfc3339_nano(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"

@@ -8,7 +8,6 @@ name. ``-`` reads a context tar, or a bare Dockerfile, from stdin.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -16,6 +15,9 @@ import secrets
 import sys
 import tarfile
 import tempfile
+from typing import Any
+
+from aiorun.cli.options import BOOL, LIST, STR, Opts, Option, UsageError, need, verb
 
 
 def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
@@ -23,7 +25,7 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
     for it in items:
         k, eq, v = it.partition("=")
         if not k:
-            raise SystemExit(f"aiorun build: invalid {what} {it!r} (want KEY=VALUE)")
+            raise UsageError(f"invalid {what} {it!r} (want KEY=VALUE)")
         if not eq and from_env:
             if k not in os.environ:
                 continue  # docker skips a --build-arg NAME that is not in the environment
@@ -32,26 +34,27 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
     return out
 
 
-def cmd_build(ctx, argv: list[str]) -> int:
+@verb("build", "PATH | -", "Build an image from a Dockerfile",
+      Option("-t --tag", LIST, "Name and optionally a tag (name:tag)"),
+      Option("-f --file", STR, "Name of the Dockerfile (default: PATH/Dockerfile)"),
+      Option("--build-arg", LIST, "Set build-time variables (K=V; K alone takes the local "
+             "value)"),
+      Option("--label", LIST, "Set metadata for an image (K=V)"),
+      Option("-q --quiet", BOOL, "Suppress the build output and print image ID on success"),
+      Option("--target", STR, "Build up to this stage of a multi-stage Dockerfile"),
+      Option("--iidfile", STR, "Write the image ID to this file"),
+      Option("--no-cache", BOOL, "Do not use the build cache"),
+      Option("--rm", STR, "Accepted; intermediates are always removed", default="true",
+             metavar="bool"),
+      Option("--pull", BOOL, "Accepted; aiorun does not pull"))
+def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
+    need(args, "build", 1, 1)
+    path = args[0]
     from aiorun.images.build.context import write_context_tar
-    p = argparse.ArgumentParser(prog="aiorun build",
-                                description="Build an image from a Dockerfile")
-    p.add_argument("-t", "--tag", action="append", default=[])
-    p.add_argument("-f", "--file", default=None)
-    p.add_argument("--build-arg", action="append", default=[])
-    p.add_argument("--label", action="append", default=[])
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--target", help="build up to this stage of a multi-stage Dockerfile")
-    p.add_argument("--iidfile", help="write the image id to this file")
-    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    p.add_argument("--rm", default="true", help="accepted; intermediates are always removed")
-    p.add_argument("--pull", action="store_true", help="accepted; aiorun does not pull")
-    p.add_argument("path")
-    a = p.parse_args(argv)
 
     dockerfile_name = "Dockerfile"
     with tempfile.TemporaryFile(prefix="aiorun-ctx-") as tmp:
-        if a.path == "-":
+        if path == "-":
             data = sys.stdin.buffer.read()
             try:
                 tarfile.open(fileobj=io.BytesIO(data), mode="r:*").getmembers()
@@ -64,9 +67,9 @@ def cmd_build(ctx, argv: list[str]) -> int:
             if a.file:
                 dockerfile_name = a.file
         else:
-            root = os.path.abspath(a.path)
+            root = os.path.abspath(path)
             if not os.path.isdir(root):
-                sys.stderr.write(f"aiorun build: unable to prepare context: path {a.path!r} "
+                sys.stderr.write(f"aiorun build: unable to prepare context: path {path!r} "
                                  "not found\n")
                 return 1
             extra: dict[str, bytes] = {}
@@ -87,7 +90,7 @@ def cmd_build(ctx, argv: list[str]) -> int:
                     dockerfile_name = rel.replace(os.sep, "/")
             elif not os.path.exists(os.path.join(root, "Dockerfile")):
                 sys.stderr.write(f"aiorun build: Cannot locate specified Dockerfile: "
-                                 f"{os.path.join(a.path, 'Dockerfile')}\n")
+                                 f"{os.path.join(path, 'Dockerfile')}\n")
                 return 1
             write_context_tar(root, tmp, keep=(dockerfile_name, ".dockerignore"), extra=extra)
         tmp.seek(0)

@@ -3,43 +3,33 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-SERVE_USAGE = """usage: aiorun serve [--storage-driver NAME] [--backend asyncio|trio] [--debug]
+from aiorun.cli.options import BOOL, STR, Command, HelpRequested, Option, UsageError, usage_fail
 
-Run the aiorun daemon in the foreground (other commands start it on demand).
-  --storage-driver NAME   overlay, aufs or copy (default: $AIORUN_STORAGE_DRIVER, else the
-                          first available)
-  --backend NAME          async backend: asyncio or trio (default: $AIORUN_BACKEND, else
-                          asyncio)
-  --debug, -D             log every request
-"""
+SERVE = Command(
+    "serve", "", "Run the aiorun daemon in the foreground (other commands start it on demand)",
+    [Option("-s --storage-driver", STR, "overlay, aufs or copy (default: "
+            "$AIORUN_STORAGE_DRIVER, else the first available)"),
+     Option("--backend", STR, "async backend: asyncio or trio (default: $AIORUN_BACKEND, "
+            "else asyncio)"),
+     Option("-D --debug", BOOL, "log every request")])
 
 
 def parse_serve_args(argv: list[str]) -> dict[str, object]:
-    from aiorun.errors import InvalidArgument
+    """The daemon's settings from ``serve``'s options and the environment. UsageError
+    (HelpRequested for ``--help``)."""
     import os
-    opts: dict[str, object] = {"storage_driver": os.environ.get("AIORUN_STORAGE_DRIVER") or None,
-                               "backend": os.environ.get("AIORUN_BACKEND") or "asyncio",
-                               "debug": False}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        key, eq, val = a.partition("=")
-        if key in ("--storage-driver", "-s", "--backend"):
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise InvalidArgument(f"option {key} needs a value")
-                i += 1
-                val = argv[i]
-            opts["backend" if key == "--backend" else "storage_driver"] = val
-        elif a in ("--debug", "-D"):
-            opts["debug"] = True
-        else:
-            raise InvalidArgument(f"unknown option for serve: {a!r}")
-        i += 1
-    if opts["backend"] not in ("asyncio", "trio"):
-        raise InvalidArgument(f"unknown backend {opts['backend']!r}: use asyncio or trio")
-    return opts
+    opts, rest = SERVE.parse(argv)
+    if rest:
+        raise UsageError(f"unexpected argument {rest[0]!r}")
+    settings: dict[str, object] = {
+        "storage_driver": opts.storage_driver or os.environ.get("AIORUN_STORAGE_DRIVER") or None,
+        "backend": opts.backend or os.environ.get("AIORUN_BACKEND") or "asyncio",
+        "debug": opts.debug}
+    if settings["backend"] not in ("asyncio", "trio"):
+        raise UsageError(f"unknown backend {settings['backend']!r}: use asyncio or trio")
+    return settings
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -48,11 +38,14 @@ def _first_error(exc: BaseException) -> BaseException:
     return unwrap_error(exc)
 
 
-def cmd_serve(ctx, argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        sys.stdout.write(SERVE_USAGE)
+def cmd_serve(ctx: Any, argv: list[str]) -> int:
+    try:
+        opts = parse_serve_args(argv)
+    except HelpRequested:
+        sys.stdout.write(SERVE.help())
         return 0
-    opts = parse_serve_args(argv)
+    except UsageError as exc:
+        return usage_fail("serve", exc, 1)
     from aiorun.serve import main
     from aiorun.errors import AiorunError
     try:

@@ -11,21 +11,13 @@ RFC 3339 or a duration ago (``10m``). Without ``--format`` each event prints as 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-
-def _filters(items: list[str] | None) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for it in items or ():
-        k, eq, v = it.partition("=")
-        if not eq or not k:
-            raise SystemExit(f"aiorun: bad filter {it!r} (want KEY=VALUE)")
-        out.setdefault(k, []).append(v)
-    return out
+from aiorun.cli.options import (LIST, STR, Opts, Option, UsageError, filters, integer, need,
+                                verb)
 
 
 def format_default(ev: dict[str, Any]) -> str:
@@ -43,7 +35,7 @@ def format_default(ev: dict[str, Any]) -> str:
     return line
 
 
-def _formatter(fmt: str | None):
+def _formatter(fmt: str | None) -> Callable[[dict[str, Any]], str]:
     if not fmt:
         return format_default
     if fmt.strip() in ("{{json .}}", "json"):
@@ -52,20 +44,20 @@ def _formatter(fmt: str | None):
     return lambda ev: render(fmt, ev)
 
 
-def cmd_events(ctx: Any, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="aiorun events", description="Get real time events")
-    p.add_argument("--since", help="Show events since timestamp or duration ago (e.g. 10m)")
-    p.add_argument("--until", help="Stream events until this timestamp or duration ago")
-    p.add_argument("-f", "--filter", action="append", help="Filter output (type=container, ...)")
-    p.add_argument("--format", help="Format output using a Go template ('{{json .}}')")
-    a = p.parse_args(argv)
+@verb("events", "", "Get real time events from the server",
+      Option("--since", STR, "Show events since timestamp or duration ago (e.g. 10m)"),
+      Option("--until", STR, "Stream events until this timestamp or duration ago"),
+      Option("-f --filter", LIST, "Filter output (type=container, ...)"),
+      Option("--format", STR, "Format output using a Go template ('{{json .}}')"))
+def cmd_events(ctx: Any, a: Opts, rest: list[str]) -> int:
+    need(rest, "events", 0, 0)
     from aiorun.bus.times import parse_cli_time, to_unix_arg
     query: dict[str, Any] = {}
     if a.since:
         query["since"] = to_unix_arg(parse_cli_time(a.since))
     if a.until:
         query["until"] = to_unix_arg(parse_cli_time(a.until))
-    f = _filters(a.filter)
+    f = filters(a.filter)
     if f:
         query["filters"] = f
     fmt = _formatter(a.format)
@@ -80,17 +72,22 @@ def cmd_events(ctx: Any, argv: list[str]) -> int:
     return 0
 
 
-def cmd_subscriber(ctx: Any, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="aiorun subscriber",
-                                description="Run a shipped event subscriber on the event bus")
-    p.add_argument("name", choices=["logging", "metrics"])
-    p.add_argument("--socket", help="event bus socket (default: <run-root>/events.sock)")
-    p.add_argument("--listen", default="127.0.0.1:9323", help="metrics: HOST:PORT to serve")
-    p.add_argument("--output", default="-", help="logging: file to append to (default stdout)")
-    p.add_argument("-f", "--filter", action="append", help="only these events (KEY=VALUE)")
-    p.add_argument("--from-seq", type=int, help="replay from this sequence number first")
-    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    a = p.parse_args(argv)
+@verb("subscriber", "logging|metrics", "Run a shipped event subscriber on the event bus",
+      Option("--socket", STR, "event bus socket (default: <run-root>/events.sock)"),
+      Option("--listen", STR, "metrics: HOST:PORT to serve", default="127.0.0.1:9323"),
+      Option("--output", STR, "logging: file to append to (default stdout)", default="-"),
+      Option("-f --filter", LIST, "only these events (KEY=VALUE)"),
+      Option("--from-seq", STR, "replay from this sequence number first", metavar="int"),
+      Option("--backend", STR, "asyncio or trio", default="asyncio"))
+def cmd_subscriber(ctx: Any, a: Opts, names: list[str]) -> int:
+    need(names, "subscriber", 1, 1)
+    name = names[0]
+    if name not in ("logging", "metrics"):
+        raise UsageError(f"unknown subscriber {name!r}: choose logging or metrics")
+    if a.backend not in ("asyncio", "trio"):
+        raise UsageError(f"unknown backend {a.backend!r}: choose asyncio or trio")
+    wanted = filters(a.filter) or None
+    from_seq = integer(a.from_seq, "--from-seq") if a.from_seq is not None else None
     import anyio
 
     from aiorun.bus.subscribers import make, run_standalone
@@ -99,12 +96,11 @@ def cmd_subscriber(ctx: Any, argv: list[str]) -> int:
         sock = str(ctx.paths.bus_socket)
         if not ctx.paths.bus_socket.exists():
             ctx.client()   # starts the daemon if needed (it serves the bus socket too)
-    sub = make(a.name, a.listen if a.name == "metrics" else a.output)
-    from_seq = a.from_seq
-    if a.name == "metrics" and from_seq is None:
+    sub = make(name, a.listen if name == "metrics" else a.output)
+    if name == "metrics" and from_seq is None:
         from_seq = 1    # rebuild the gauges from the journal
     try:
-        anyio.run(lambda: run_standalone(sub, sock, filters=_filters(a.filter) or None,
+        anyio.run(lambda: run_standalone(sub, sock, filters=wanted,
                                          from_seq=from_seq), backend=a.backend)
     finally:
         sub.close()

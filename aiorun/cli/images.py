@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -12,7 +11,7 @@ import time
 from typing import Any
 
 from aiorun.api.client import ApiError
-from aiorun.cli.flags import filters as _filters
+from aiorun.cli.options import BOOL, LIST, STR, Group, Opts, Option, err, filters, need, verb
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
@@ -55,10 +54,6 @@ def _render(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> st
     return render_table(fmt, rows, headers)
 
 
-def _err(msg: str) -> None:
-    sys.stderr.write(msg.rstrip("\n") + "\n")
-
-
 def _print_json_stream(resp: Any, quiet: bool = False) -> int:
     """Docker's JSON message stream: print ``stream``/``status`` lines, fail on ``error``."""
     code = 0
@@ -68,11 +63,11 @@ def _print_json_stream(resp: Any, quiet: bool = False) -> int:
         except ValueError:
             continue
         if msg.get("error"):
-            _err(msg["error"])
+            err(msg["error"])
             code = 1
         elif isinstance(msg.get("aux"), dict) and msg["aux"].get("SkippedDeviceNodes"):
             # on stderr: stdout stays the bare image id, as with docker
-            _err(f"skipped {msg['aux']['SkippedDeviceNodes']} device node(s) of the tarball "
+            err(f"skipped {msg['aux']['SkippedDeviceNodes']} device node(s) of the tarball "
                  "(the runtime provides /dev)")
         elif not quiet and msg.get("stream"):
             sys.stdout.write(msg["stream"])
@@ -83,20 +78,19 @@ def _print_json_stream(resp: Any, quiet: bool = False) -> int:
 
 # ------------------------------------------------------------------ verbs
 
-def cmd_images(ctx, argv: list[str], prog: str = "aiorun images") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="List images")
-    p.add_argument("reference", nargs="?")
-    p.add_argument("-a", "--all", action="store_true", help="Show all images")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("--digests", action="store_true")
-    p.add_argument("-f", "--filter", action="append")
-    p.add_argument("--format")
-    args = p.parse_args(argv)
-    filters = _filters(args.filter)
-    if args.reference:
-        filters.setdefault("reference", []).append(args.reference)
-    images = ctx.client().get("/images/json", filters=filters or None, all=args.all or None)
+@verb("images", "[REPOSITORY[:TAG]]", "List images",
+      Option("-a --all", BOOL, "Show all images"),
+      Option("-q --quiet", BOOL, "Only show image IDs"),
+      Option("--no-trunc", BOOL, "Don't truncate output"),
+      Option("--digests", BOOL, "Show digests (accepted)"),
+      Option("-f --filter", LIST, "Filter output based on conditions provided (KEY=VALUE)"),
+      Option("--format", STR, "Format output using a Go template"))
+def cmd_images(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "images", 0, 1)
+    wanted = filters(args.filter)
+    if argv:
+        wanted.setdefault("reference", []).append(argv[0])
+    images = ctx.client().get("/images/json", filters=wanted or None, all=args.all or None)
     now = time.time()
     rows = []
     for im in images:
@@ -122,27 +116,26 @@ def cmd_images(ctx, argv: list[str], prog: str = "aiorun images") -> int:
     return 0
 
 
-def cmd_import(ctx, argv: list[str], prog: str = "aiorun import") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Import the contents from a tarball "
-                                "to create a filesystem image")
-    p.add_argument("file", metavar="file|-")
-    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
-    p.add_argument("-c", "--change", action="append", default=[])
-    p.add_argument("-m", "--message", default="")
-    p.add_argument("--platform")
-    args = p.parse_args(argv)
-    if args.file == "-":
+@verb("import", "file|- [REPOSITORY[:TAG]]",
+      "Import the contents from a tarball to create a filesystem image",
+      Option("-c --change", LIST, "Apply Dockerfile instruction to the created image"),
+      Option("-m --message", STR, "Set commit message for imported image", default=""),
+      Option("--platform", STR, "Set platform (accepted)"))
+def cmd_import(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "import", 1, 2)
+    file, reference = argv[0], (argv[1] if len(argv) > 1 else None)
+    if file == "-":
         src = sys.stdin.buffer
-    elif "://" in args.file:
-        _err("aiorun: importing from a URL is not supported; download it and import the file")
+    elif "://" in file:
+        err("aiorun: importing from a URL is not supported; download it and import the file")
         return 1
     else:
         try:
-            src = open(args.file, "rb")
+            src = open(file, "rb")
         except OSError as exc:
-            _err(f"open {args.file}: {exc.strerror.lower() if exc.strerror else exc}")
+            err(f"open {file}: {exc.strerror.lower() if exc.strerror else exc}")
             return 1
-    query = {"fromSrc": "-", "repo": args.reference or None, "message": args.message or None,
+    query = {"fromSrc": "-", "repo": reference or None, "message": args.message or None,
              "changes": args.change or None}
     resp = ctx.client().request("POST", "/images/create", query, body=src)
     try:
@@ -151,35 +144,32 @@ def cmd_import(ctx, argv: list[str], prog: str = "aiorun import") -> int:
         resp.close()
 
 
-def cmd_tag(ctx, argv: list[str], prog: str = "aiorun tag") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Create a tag TARGET_IMAGE that refers "
-                                "to SOURCE_IMAGE")
-    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
-    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
-    args = p.parse_args(argv)
+@verb("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+      "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+def cmd_tag(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "tag", 2, 2)
     from aiorun.images.reference import parse
-    ref = parse(args.target)
-    r = ctx.client().request("POST", f"/images/{args.source}/tag",
+    ref = parse(argv[1])
+    r = ctx.client().request("POST", f"/images/{argv[0]}/tag",
                              {"repo": ref.repo, "tag": ref.tag or "latest"})
     r.read()
     r.close()
     return 0
 
 
-def cmd_rmi(ctx, argv: list[str], prog: str = "aiorun rmi") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Remove one or more images")
-    p.add_argument("images", nargs="+")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--no-prune", action="store_true")
-    args = p.parse_args(argv)
+@verb("rmi", "IMAGE [IMAGE...]", "Remove one or more images",
+      Option("-f --force", BOOL, "Force removal of the image"),
+      Option("--no-prune", BOOL, "Do not delete untagged parents"))
+def cmd_rmi(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "rmi", 1)
     client = ctx.client()
     code = 0
-    for name in args.images:
+    for name in names:
         try:
             out = client.delete(f"/images/{name}", force=args.force or None,
                                 noprune=args.no_prune or None)
         except ApiError as exc:
-            _err(f"Error response from daemon: {exc.message}")
+            err(f"Error response from daemon: {exc.message}")
             code = 1
             continue
         for entry in out or []:
@@ -188,16 +178,16 @@ def cmd_rmi(ctx, argv: list[str], prog: str = "aiorun rmi") -> int:
     return code
 
 
-def cmd_history(ctx, argv: list[str], prog: str = "aiorun history") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Show the history of an image")
-    p.add_argument("image")
-    p.add_argument("-H", "--human", default="true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format")
-    args = p.parse_args(argv)
+@verb("history", "IMAGE", "Show the history of an image",
+      Option("-H --human", STR, "Print sizes and dates in human readable format",
+             default="true", metavar="bool"),
+      Option("-q --quiet", BOOL, "Only show image IDs"),
+      Option("--no-trunc", BOOL, "Don't truncate output"),
+      Option("--format", STR, "Format output using a Go template"))
+def cmd_history(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "history", 1, 1)
     human = args.human.lower() not in ("false", "0")
-    rows = ctx.client().get(f"/images/{args.image}/history")
+    rows = ctx.client().get(f"/images/{argv[0]}/history")
     now = time.time()
     if args.quiet:
         for r in rows:
@@ -221,25 +211,24 @@ def cmd_history(ctx, argv: list[str], prog: str = "aiorun history") -> int:
     return 0
 
 
-def cmd_save(ctx, argv: list[str], prog: str = "aiorun save") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Save one or more images to a tar archive "
-                                "(streamed to STDOUT by default)")
-    p.add_argument("images", nargs="+")
-    p.add_argument("-o", "--output")
-    args = p.parse_args(argv)
+@verb("save", "IMAGE [IMAGE...]",
+      "Save one or more images to a tar archive (streamed to STDOUT by default)",
+      Option("-o --output", STR, "Write to a file, instead of STDOUT"))
+def cmd_save(ctx: Any, args: Opts, images: list[str]) -> int:
+    need(images, "save", 1)
     if not args.output and sys.stdout.isatty():
-        _err("aiorun: Cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        err("aiorun: Cowardly refusing to save to a terminal. Use the -o flag or redirect")
         return 1
     client = ctx.client()
-    if len(args.images) == 1:
-        resp = client.request("GET", f"/images/{args.images[0]}/get")
+    if len(images) == 1:
+        resp = client.request("GET", f"/images/{images[0]}/get")
     else:
-        resp = client.request("GET", "/images/get", {"names": args.images})
+        resp = client.request("GET", "/images/get", {"names": images})
     tmp = None
     try:
         if args.output:
             tmp = f"{args.output}.aiorun-part-{os.getpid()}"
-            out = open(tmp, "wb")
+            out: Any = open(tmp, "wb")
         else:
             out = sys.stdout.buffer
         try:
@@ -262,20 +251,21 @@ def cmd_save(ctx, argv: list[str], prog: str = "aiorun save") -> int:
     return 0
 
 
-def cmd_load(ctx, argv: list[str], prog: str = "aiorun load") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Load an image from a tar archive or STDIN")
-    p.add_argument("-i", "--input")
-    p.add_argument("-q", "--quiet", action="store_true")
-    args = p.parse_args(argv)
+@verb("load", "", "Load an image from a tar archive or STDIN",
+      Option("-i --input", STR, "Read from tar archive file, instead of STDIN"),
+      Option("-q --quiet", BOOL, "Suppress the load output"))
+def cmd_load(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "load", 0, 0)
+    src: Any
     if args.input:
         try:
             src = open(args.input, "rb")
         except OSError as exc:
-            _err(f"open {args.input}: {exc.strerror.lower() if exc.strerror else exc}")
+            err(f"open {args.input}: {exc.strerror.lower() if exc.strerror else exc}")
             return 1
     else:
         if sys.stdin.isatty():
-            _err("aiorun: requested load from stdin, but stdin is empty")
+            err("aiorun: requested load from stdin, but stdin is empty")
             return 1
         src = sys.stdin.buffer
     resp = ctx.client().request("POST", "/images/load", {"quiet": args.quiet or None}, body=src)
@@ -285,20 +275,19 @@ def cmd_load(ctx, argv: list[str], prog: str = "aiorun load") -> int:
         resp.close()
 
 
-def cmd_image_inspect(ctx, argv: list[str], prog: str = "aiorun image inspect") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Display detailed information on images")
-    p.add_argument("images", nargs="+")
-    p.add_argument("-f", "--format")
-    args = p.parse_args(argv)
+@verb("image inspect", "IMAGE [IMAGE...]", "Display detailed information on one or more images",
+      Option("-f --format", STR, "Format output using a Go template"))
+def cmd_image_inspect(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "image inspect", 1)
     client = ctx.client()
     found, code = [], 0
-    for name in args.images:
+    for name in names:
         try:
             found.append(client.get(f"/images/{name}/json"))
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            _err(f"Error: No such image: {name}")
+            err(f"Error: No such image: {name}")
             code = 1
     if args.format:
         from aiorun.core.templates import render
@@ -310,15 +299,15 @@ def cmd_image_inspect(ctx, argv: list[str], prog: str = "aiorun image inspect") 
     return code
 
 
-def cmd_image_prune(ctx, argv: list[str], prog: str = "aiorun image prune") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Remove unused images")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--filter", action="append")
-    args = p.parse_args(argv)
-    filters = _filters(args.filter)
-    filters["dangling"] = ["false" if args.all else "true"]
-    out = ctx.client().post("/images/prune", None, filters=filters)
+@verb("image prune", "", "Remove unused images",
+      Option("-a --all", BOOL, "Remove all unused images, not just dangling ones"),
+      Option("-f --force", BOOL, "Do not prompt for confirmation"),
+      Option("--filter", LIST, "Provide filter values (e.g. 'until=<timestamp>')"))
+def cmd_image_prune(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "image prune", 0, 0)
+    wanted = filters(args.filter)
+    wanted["dangling"] = ["false" if args.all else "true"]
+    out = ctx.client().post("/images/prune", None, filters=wanted)
     deleted = out.get("ImagesDeleted") or []
     if deleted:
         print("Deleted Images:")
@@ -330,20 +319,15 @@ def cmd_image_prune(ctx, argv: list[str], prog: str = "aiorun image prune") -> i
     return 0
 
 
-_IMAGE_SUB = {
-    "ls": cmd_images, "list": cmd_images, "rm": cmd_rmi, "remove": cmd_rmi,
-    "inspect": cmd_image_inspect, "history": cmd_history, "tag": cmd_tag, "save": cmd_save,
-    "load": cmd_load, "import": cmd_import, "prune": cmd_image_prune,
-}
+def image_group() -> Group:
+    """``aiorun image SUBCOMMAND``."""
+    subs = {"history": cmd_history, "import": cmd_import, "inspect": cmd_image_inspect,
+            "load": cmd_load, "ls": cmd_images, "prune": cmd_image_prune, "rm": cmd_rmi,
+            "save": cmd_save, "tag": cmd_tag}
+    subs = {name: v if v.command.name == f"image {name}" else v.renamed(f"image {name}")
+            for name, v in subs.items()}
+    return Group("image", "Manage images", subs, aliases={"list": "ls", "remove": "rm"})
 
 
-def cmd_image(ctx, argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        sys.stdout.write("usage: aiorun image COMMAND\n\nManage images. Commands:\n  " +
-                         ", ".join(sorted(set(_IMAGE_SUB) - {"list", "remove"})) + "\n")
-        return 0 if argv else 1
-    fn = _IMAGE_SUB.get(argv[0])
-    if fn is None:
-        _err(f"aiorun: 'image {argv[0]}' is not an aiorun command.")
-        return 1
-    return fn(ctx, argv[1:], prog=f"aiorun image {argv[0]}")
+def cmd_image(ctx: Any, argv: list[str]) -> int:
+    return image_group()(ctx, argv)

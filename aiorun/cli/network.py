@@ -5,37 +5,26 @@ Thin clients of the network API (``aiorun.api.routes.networks``) and of containe
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
-from aiorun.cli.flags import filters as _filters
-from aiorun.cli.flags import kv_pairs as _kv
+from aiorun.cli.options import (BOOL, LIST, STR, Group, Opts, Option, filters, kv_pairs,
+                                need, verb)
 
 
 def _format(fmt: str, obj: Any) -> str:
-    try:
-        from aiorun.core.templates import render
-    except ImportError:
-        render = None
-    if render is not None:
-        return render(fmt, obj)
-    if fmt.strip() == "{{json .}}":
-        return json.dumps(obj)
-    out = fmt
-    for k, v in obj.items():
-        out = out.replace("{{.%s}}" % k, str(v)).replace("{{ .%s }}" % k, str(v))
-    return out
+    from aiorun.core.templates import render
+    return render(fmt, obj)
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: list[tuple[str, str, str, str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def _each(names: list[str], fn) -> int:
+def _each(names: list[str], fn: Any) -> int:
     from aiorun.api.client import ApiError
     rc = 0
     for n in names:
@@ -47,121 +36,140 @@ def _each(names: list[str], fn) -> int:
     return rc
 
 
-def cmd_network(ctx, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="aiorun network", description="Manage networks")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    c = sub.add_parser("create", help="Create a network")
-    c.add_argument("name")
-    c.add_argument("-d", "--driver", default="bridge")
-    c.add_argument("--subnet", default="")
-    c.add_argument("--gateway", default="")
-    c.add_argument("--internal", action="store_true")
-    c.add_argument("--attachable", action="store_true")
-    c.add_argument("-o", "--opt", action="append")
-    c.add_argument("--label", action="append")
-    ls = sub.add_parser("ls", aliases=["list"], help="List networks")
-    ls.add_argument("-q", "--quiet", action="store_true")
-    ls.add_argument("-f", "--filter", action="append")
-    ls.add_argument("--format")
-    ls.add_argument("--no-trunc", action="store_true")
-    i = sub.add_parser("inspect", help="Display detailed information on networks")
-    i.add_argument("names", nargs="+")
-    i.add_argument("-f", "--format")
-    r = sub.add_parser("rm", aliases=["remove"], help="Remove networks")
-    r.add_argument("names", nargs="+")
-    r.add_argument("-f", "--force", action="store_true")
-    cn = sub.add_parser("connect", help="Connect a container to a network")
-    cn.add_argument("network")
-    cn.add_argument("container")
-    cn.add_argument("--alias", action="append")
-    cn.add_argument("--ip", default="")
-    dc = sub.add_parser("disconnect", help="Disconnect a container from a network")
-    dc.add_argument("network")
-    dc.add_argument("container")
-    dc.add_argument("-f", "--force", action="store_true")
-    pr = sub.add_parser("prune", help="Remove all unused networks")
-    pr.add_argument("-f", "--force", action="store_true")
-    pr.add_argument("--filter", action="append")
-    args = p.parse_args(argv)
-    if not args.cmd:
-        p.print_help()
-        return 1
+@verb("network create", "NETWORK", "Create a network",
+      Option("-d --driver", STR, "Driver to manage the network", default="bridge"),
+      Option("--subnet", STR, "Subnet in CIDR format", default=""),
+      Option("--gateway", STR, "IPv4 gateway for the subnet", default=""),
+      Option("--internal", BOOL, "Restrict external access to the network"),
+      Option("--attachable", BOOL, "Enable manual container attachment"),
+      Option("-o --opt", LIST, "Set driver specific options (K=V)"),
+      Option("--label", LIST, "Set metadata on a network (K=V)"))
+def cmd_network_create(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "network create", 1, 1)
+    body: dict[str, Any] = {"Name": names[0], "Driver": args.driver,
+                            "Internal": args.internal, "Attachable": args.attachable,
+                            "Options": kv_pairs(args.opt, "option"),
+                            "Labels": kv_pairs(args.label, "label")}
+    if args.subnet or args.gateway:
+        body["IPAM"] = {"Driver": "default",
+                        "Config": [{"Subnet": args.subnet, "Gateway": args.gateway}]}
+    print(ctx.client().post("/networks/create", body)["Id"])
+    return 0
+
+
+@verb("network ls", "", "List networks",
+      Option("-q --quiet", BOOL, "Only display network IDs"),
+      Option("-f --filter", LIST, "Provide filter values (e.g. 'driver=bridge')"),
+      Option("--format", STR, "Format output using a Go template"),
+      Option("--no-trunc", BOOL, "Do not truncate the output"))
+def cmd_network_ls(ctx: Any, args: Opts, rest: list[str]) -> int:
+    need(rest, "network ls", 0, 0)
+    nets = ctx.client().get("/networks", filters=filters(args.filter) or None) or []
+    if args.quiet:
+        for n in nets:
+            print(n["Id"] if args.no_trunc else n["Id"][:12])
+    elif args.format:
+        for n in nets:
+            view = {"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"],
+                    "Driver": n["Driver"], "Scope": n["Scope"],
+                    "Internal": n["Internal"], "Labels": n.get("Labels") or {}}
+            print(_format(args.format, view))
+    else:
+        rows = [("NETWORK ID", "NAME", "DRIVER", "SCOPE")]
+        rows += [(n["Id"] if args.no_trunc else n["Id"][:12], n["Name"], n["Driver"],
+                  n["Scope"]) for n in nets]
+        _table(rows)
+    return 0
+
+
+@verb("network inspect", "NETWORK [NETWORK...]",
+      "Display detailed information on one or more networks",
+      Option("-f --format", STR, "Format output using a Go template"))
+def cmd_network_inspect(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "network inspect", 1)
+    client = ctx.client()
+    found: list[dict[str, Any]] = []
+    rc = _each(names, lambda n: found.append(client.get(f"/networks/{n}")))
+    if args.format:
+        for n in found:
+            print(_format(args.format, n))
+    else:
+        print(json.dumps(found, indent=4))
+    return rc
+
+
+@verb("network rm", "NETWORK [NETWORK...]", "Remove one or more networks",
+      Option("-f --force", BOOL, "Do not error if the network does not exist"))
+def cmd_network_rm(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "network rm", 1)
     client = ctx.client()
 
-    if args.cmd == "create":
-        body: dict[str, Any] = {"Name": args.name, "Driver": args.driver,
-                                "Internal": args.internal, "Attachable": args.attachable,
-                                "Options": _kv(args.opt, "option"),
-                                "Labels": _kv(args.label, "label")}
-        if args.subnet or args.gateway:
-            body["IPAM"] = {"Driver": "default",
-                            "Config": [{"Subnet": args.subnet, "Gateway": args.gateway}]}
-        print(client.post("/networks/create", body)["Id"])
-        return 0
-    if args.cmd in ("ls", "list"):
-        nets = client.get("/networks", filters=_filters(args.filter) or None) or []
-        if args.quiet:
-            for n in nets:
-                print(n["Id"] if args.no_trunc else n["Id"][:12])
-        elif args.format:
-            for n in nets:
-                view = {"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"],
-                        "Driver": n["Driver"], "Scope": n["Scope"],
-                        "Internal": n["Internal"], "Labels": n.get("Labels") or {}}
-                print(_format(args.format, view))
-        else:
-            rows = [("NETWORK ID", "NAME", "DRIVER", "SCOPE")]
-            rows += [(n["Id"] if args.no_trunc else n["Id"][:12], n["Name"], n["Driver"],
-                      n["Scope"]) for n in nets]
-            _table(rows)
-        return 0
-    if args.cmd == "inspect":
-        found: list[dict[str, Any]] = []
-        rc = _each(args.names, lambda n: found.append(client.get(f"/networks/{n}")))
-        if args.format:
-            for n in found:
-                print(_format(args.format, n))
-        else:
-            print(json.dumps(found, indent=4))
-        return rc
-    if args.cmd in ("rm", "remove"):
-        def rm(n: str) -> None:
-            from aiorun.api.client import ApiError
-            try:
-                # 204 without a body: close instead of reading (no Content-Length to wait on)
-                client.request("DELETE", f"/networks/{n}").close()
-            except ApiError as exc:
-                if not (args.force and exc.status == 404):
-                    raise
+    def rm(n: str) -> None:
+        from aiorun.api.client import ApiError
+        try:
+            # 204 without a body: close instead of reading (no Content-Length to wait on)
+            client.request("DELETE", f"/networks/{n}").close()
+        except ApiError as exc:
+            if not (args.force and exc.status == 404):
+                raise
+        print(n)
+    return _each(names, rm)
+
+
+@verb("network connect", "NETWORK CONTAINER", "Connect a container to a network",
+      Option("--alias", LIST, "Add network-scoped alias for the container"),
+      Option("--ip", STR, "IPv4 address (e.g. 172.30.100.104)", default=""))
+def cmd_network_connect(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "network connect", 2, 2)
+    ep: dict[str, Any] = {"Aliases": args.alias}
+    if args.ip:
+        ep["IPAMConfig"] = {"IPv4Address": args.ip}
+    ctx.client().post(f"/networks/{names[0]}/connect",
+                      {"Container": names[1], "EndpointConfig": ep})
+    return 0
+
+
+@verb("network disconnect", "NETWORK CONTAINER", "Disconnect a container from a network",
+      Option("-f --force", BOOL, "Force the container to disconnect from a network"))
+def cmd_network_disconnect(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "network disconnect", 2, 2)
+    ctx.client().post(f"/networks/{names[0]}/disconnect",
+                      {"Container": names[1], "Force": args.force})
+    return 0
+
+
+@verb("network prune", "", "Remove all unused networks",
+      Option("-f --force", BOOL, "Do not prompt for confirmation"),
+      Option("--filter", LIST, "Provide filter values (e.g. 'until=<timestamp>')"))
+def cmd_network_prune(ctx: Any, args: Opts, rest: list[str]) -> int:
+    need(rest, "network prune", 0, 0)
+    wanted = filters(args.filter)
+    if not args.force:
+        sys.stdout.write("WARNING! This will remove all custom networks not used by at "
+                         "least one container.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    res = ctx.client().post("/networks/prune", filters=wanted or None)
+    deleted = res.get("NetworksDeleted") or []
+    if deleted:
+        print("Deleted Networks:")
+        for n in deleted:
             print(n)
-        return _each(args.names, rm)
-    if args.cmd == "connect":
-        ep: dict[str, Any] = {"Aliases": args.alias or []}
-        if args.ip:
-            ep["IPAMConfig"] = {"IPv4Address": args.ip}
-        client.post(f"/networks/{args.network}/connect",
-                    {"Container": args.container, "EndpointConfig": ep})
-        return 0
-    if args.cmd == "disconnect":
-        client.post(f"/networks/{args.network}/disconnect",
-                    {"Container": args.container, "Force": args.force})
-        return 0
-    if args.cmd == "prune":
-        if not args.force:
-            sys.stdout.write("WARNING! This will remove all custom networks not used by at "
-                             "least one container.\nAre you sure you want to continue? [y/N] ")
-            sys.stdout.flush()
-            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-                return 0
-        res = client.post("/networks/prune", filters=_filters(args.filter) or None)
-        deleted = res.get("NetworksDeleted") or []
-        if deleted:
-            print("Deleted Networks:")
-            for n in deleted:
-                print(n)
-        return 0
-    p.print_help()
-    return 1
+    return 0
+
+
+def network_group() -> Group:
+    """``aiorun network SUBCOMMAND``."""
+    return Group("network", "Manage networks", {
+        "connect": cmd_network_connect, "create": cmd_network_create,
+        "disconnect": cmd_network_disconnect, "inspect": cmd_network_inspect,
+        "ls": cmd_network_ls, "prune": cmd_network_prune, "rm": cmd_network_rm,
+    }, aliases={"list": "ls", "remove": "rm"})
+
+
+def cmd_network(ctx: Any, argv: list[str]) -> int:
+    return network_group()(ctx, argv)
 
 
 def port_lines(ports: dict[str, Any] | None, private: str | None = None) -> list[str]:
@@ -181,20 +189,18 @@ def port_lines(ports: dict[str, Any] | None, private: str | None = None) -> list
     return out
 
 
-def cmd_port(ctx, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="aiorun port",
-                                description="List port mappings or a specific mapping for "
-                                            "the container")
-    p.add_argument("container")
-    p.add_argument("private", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
-    args = p.parse_args(argv)
+@verb("port", "CONTAINER [PRIVATE_PORT[/PROTO]]",
+      "List port mappings or a specific mapping for the container")
+def cmd_port(ctx: Any, args: Opts, argv: list[str]) -> int:
+    need(argv, "port", 1, 2)
+    container, private = argv[0], (argv[1] if len(argv) > 1 else None)
     client = ctx.client()
-    info = client.get(f"/containers/{args.container}/json")
+    info = client.get(f"/containers/{container}/json")
     ports = (info.get("NetworkSettings") or {}).get("Ports")
-    lines = port_lines(ports, args.private)
-    if args.private and not lines:
-        sys.stderr.write(f"Error: No public port '{args.private}' published for "
-                         f"{args.container}\n")
+    lines = port_lines(ports, private)
+    if private and not lines:
+        sys.stderr.write(f"Error: No public port '{private}' published for "
+                         f"{container}\n")
         return 1
     for line in lines:
         print(line)

@@ -7,28 +7,19 @@ import platform
 import sys
 from typing import Any
 
+from aiorun.cli.options import BOOL, STR, Group, Opts, Option, UsageError, need, verb
 
-def _want_json(argv: list[str], verb: str) -> bool:
-    """``-f/--format json`` (or '{{json .}}') prints the raw JSON; other options are refused."""
-    i = 0
-    fmt = None
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-f", "--format") and i + 1 < len(argv):
-            fmt = argv[i + 1]
-            i += 2
-        elif a.startswith("--format="):
-            fmt = a.split("=", 1)[1]
-            i += 1
-        else:
-            from aiorun.errors import InvalidArgument
-            raise InvalidArgument(f"unknown option for {verb}: {a!r}")
+
+FORMAT = Option("-f --format", STR, "Print the raw JSON: 'json' (or '{{json .}}')")
+
+
+def want_json(fmt: str | None) -> bool:
+    """``-f/--format json`` (or '{{json .}}') prints the raw JSON; other formats are refused."""
     if fmt is None:
         return False
     if fmt.strip() in ("json", "{{json .}}"):
         return True
-    from aiorun.errors import InvalidArgument
-    raise InvalidArgument(f"unsupported format {fmt!r}: only 'json' is supported")
+    raise UsageError(f"unsupported format {fmt!r}: only 'json' is supported")
 
 
 def format_size(n: float) -> str:
@@ -94,8 +85,10 @@ def render_df(d: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def cmd_info(ctx, argv: list[str]) -> int:
-    as_json = _want_json(argv, "info")
+@verb("info", "", "Display system-wide information", FORMAT)
+def cmd_info(ctx: Any, opts: Opts, rest: list[str]) -> int:
+    need(rest, "info", 0, 0)
+    as_json = want_json(opts.format)
     d = ctx.client().get("/info")
     sys.stdout.write(json.dumps(d) + "\n" if as_json else render_info(d))
     return 0
@@ -109,8 +102,10 @@ def client_version() -> dict[str, Any]:
             "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)}
 
 
-def cmd_version(ctx, argv: list[str]) -> int:
-    as_json = _want_json(argv, "version")
+@verb("version", "", "Show the aiorun version information", FORMAT)
+def cmd_version(ctx: Any, opts: Opts, rest: list[str]) -> int:
+    need(rest, "version", 0, 0)
+    as_json = want_json(opts.format)
     client = client_version()
     from aiorun.errors import AiorunError
     server: dict[str, Any] | None = None
@@ -141,49 +136,42 @@ def cmd_version(ctx, argv: list[str]) -> int:
     return 0
 
 
-SYSTEM_USAGE = """usage: aiorun system COMMAND
+@verb("system df", "", "Show disk usage (images, containers, local volumes)", FORMAT)
+def cmd_system_df(ctx: Any, opts: Opts, rest: list[str]) -> int:
+    need(rest, "system df", 0, 0)
+    as_json = want_json(opts.format)
+    d = ctx.client().get("/system/df")
+    sys.stdout.write(json.dumps(d) + "\n" if as_json else render_df(d))
+    return 0
 
-Commands:
-  info            show system-wide information (same as `aiorun info`)
-  df              show disk usage (images, containers, local volumes)
-  reset [-f]      stop every container and remove all aiorun state (containers, images,
-                  volumes, networks) through the daemon
-"""
+
+@verb("system reset", "", "Stop every container and remove all aiorun state (containers, "
+      "images, volumes, networks) through the daemon",
+      Option("-f --force", BOOL, "Do not prompt for confirmation"))
+def cmd_system_reset(ctx: Any, opts: Opts, rest: list[str]) -> int:
+    need(rest, "system reset", 0, 0)
+    if not opts.force:
+        if not sys.stdin.isatty():
+            sys.stderr.write("aiorun system reset: refusing without -f (stdin is not a "
+                             "terminal to confirm)\n")
+            return 1
+        sys.stdout.write("WARNING! This stops every container and removes all aiorun "
+                         "state.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 1
+    d = ctx.client().post("/aiorun/system/reset")
+    done = (d or {}).get("Reset") or []
+    sys.stdout.write(f"Reset: {', '.join(done) if done else 'nothing to reset'}\n")
+    return 0
 
 
-def cmd_system(ctx, argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        sys.stdout.write(SYSTEM_USAGE)
-        return 0 if argv else 1
-    sub, rest = argv[0], argv[1:]
-    if sub == "info":
-        return cmd_info(ctx, rest)
-    if sub == "df":
-        as_json = _want_json(rest, "system df")
-        d = ctx.client().get("/system/df")
-        sys.stdout.write(json.dumps(d) + "\n" if as_json else render_df(d))
-        return 0
-    if sub == "reset":
-        force = False
-        for a in rest:
-            if a in ("-f", "--force"):
-                force = True
-            else:
-                sys.stderr.write(f"aiorun system reset: unknown option {a!r}\n")
-                return 1
-        if not force:
-            if not sys.stdin.isatty():
-                sys.stderr.write("aiorun system reset: refusing without -f (stdin is not a "
-                                 "terminal to confirm)\n")
-                return 1
-            sys.stdout.write("WARNING! This stops every container and removes all aiorun "
-                             "state.\nAre you sure you want to continue? [y/N] ")
-            sys.stdout.flush()
-            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-                return 1
-        d = ctx.client().post("/aiorun/system/reset")
-        done = (d or {}).get("Reset") or []
-        sys.stdout.write(f"Reset: {', '.join(done) if done else 'nothing to reset'}\n")
-        return 0
-    sys.stderr.write(f"aiorun system: unknown command {sub!r}\n{SYSTEM_USAGE}")
-    return 1
+def system_group() -> Group:
+    """``aiorun system SUBCOMMAND``."""
+    return Group("system", "Manage aiorun", {
+        "df": cmd_system_df, "info": cmd_info.renamed("system info"),
+        "reset": cmd_system_reset})
+
+
+def cmd_system(ctx: Any, argv: list[str]) -> int:
+    return system_group()(ctx, argv)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
-from aiorun.cli.flags import filters as _filters
-from aiorun.cli.flags import kv_pairs as _kv
+from aiorun.cli.options import (BOOL, LIST, STR, Group, Opts, Option, filters, kv_pairs,
+                                need, verb)
 
 
 def _format(fmt: str, obj: dict[str, Any]) -> str:
@@ -16,105 +15,120 @@ def _format(fmt: str, obj: dict[str, Any]) -> str:
     return render(fmt.replace("\\t", "\t").replace("\\n", "\n"), obj)
 
 
-def cmd_volume(ctx, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="aiorun volume", description="Manage volumes")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    c = sub.add_parser("create", help="Create a volume")
-    c.add_argument("name", nargs="?")
-    c.add_argument("--name", dest="name_opt")
-    c.add_argument("-d", "--driver", default="local")
-    c.add_argument("-l", "--label", action="append")
-    c.add_argument("-o", "--opt", action="append")
-    ls = sub.add_parser("ls", aliases=["list"], help="List volumes")
-    ls.add_argument("-q", "--quiet", action="store_true")
-    ls.add_argument("-f", "--filter", action="append")
-    ls.add_argument("--format")
-    i = sub.add_parser("inspect", help="Display detailed information on volumes")
-    i.add_argument("names", nargs="+")
-    i.add_argument("-f", "--format")
-    r = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")
-    r.add_argument("-f", "--force", action="store_true")
-    r.add_argument("names", nargs="+")
-    pr = sub.add_parser("prune", help="Remove unused volumes")
-    pr.add_argument("-a", "--all", action="store_true", help="also unused named volumes")
-    pr.add_argument("-f", "--force", action="store_true", help="do not prompt")
-    pr.add_argument("--filter", action="append")
-    args = p.parse_args(argv)
-    if not args.cmd:
-        p.print_help()
-        return 1
+@verb("volume create", "[VOLUME]", "Create a volume",
+      Option("--name", STR, "Specify volume name"),
+      Option("-d --driver", STR, "Specify volume driver name", default="local"),
+      Option("-l --label", LIST, "Set metadata for a volume (K=V)"),
+      Option("-o --opt", LIST, "Set driver specific options (K=V)"))
+def cmd_volume_create(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "volume create", 0, 1)
+    body = {"Name": args.name or (names[0] if names else ""), "Driver": args.driver,
+            "Labels": kv_pairs(args.label, "label"), "DriverOpts": kv_pairs(args.opt, "option")}
+    vol = ctx.client().post("/volumes/create", body)
+    print(vol["Name"])
+    return 0
+
+
+@verb("volume ls", "", "List volumes",
+      Option("-q --quiet", BOOL, "Only display volume names"),
+      Option("-f --filter", LIST, "Provide filter values (e.g. 'dangling=true')"),
+      Option("--format", STR, "Format output using a Go template"))
+def cmd_volume_ls(ctx: Any, args: Opts, rest: list[str]) -> int:
+    need(rest, "volume ls", 0, 0)
+    vols = ctx.client().get("/volumes", filters=filters(args.filter) or None)["Volumes"] or []
+    if args.quiet:
+        for v in vols:
+            print(v["Name"])
+    else:
+        from aiorun.core.templates import render_table
+        fmt = args.format or "table {{.Driver}}\t{{.Name}}"
+        sys.stdout.write(render_table(fmt, vols, headers={"Name": "VOLUME NAME"}))
+    return 0
+
+
+@verb("volume inspect", "VOLUME [VOLUME...]",
+      "Display detailed information on one or more volumes",
+      Option("-f --format", STR, "Format output using a Go template"))
+def cmd_volume_inspect(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "volume inspect", 1)
+    from aiorun.api.client import ApiError
     client = ctx.client()
-
-    if args.cmd == "create":
-        body = {"Name": args.name_opt or args.name or "", "Driver": args.driver,
-                "Labels": _kv(args.label, "label"), "DriverOpts": _kv(args.opt, "option")}
-        vol = client.post("/volumes/create", body)
-        print(vol["Name"])
-        return 0
-    if args.cmd in ("ls", "list"):
-        vols = client.get("/volumes", filters=_filters(args.filter) or None)["Volumes"] or []
-        if args.quiet:
-            for v in vols:
-                print(v["Name"])
-        else:
-            from aiorun.core.templates import render_table
-            fmt = args.format or "table {{.Driver}}\t{{.Name}}"
-            sys.stdout.write(render_table(fmt, vols, headers={"Name": "VOLUME NAME"}))
-        return 0
-    if args.cmd == "inspect":
-        from aiorun.api.client import ApiError
-        found: list[dict[str, Any]] = []
-        rc = 0
-        for n in args.names:
-            try:
-                found.append(client.get(f"/volumes/{n}"))
-            except ApiError as exc:
-                sys.stderr.write(f"Error response from daemon: {exc.message}\n")
-                rc = 1
-        if args.format:
-            for v in found:
-                print(_format(args.format, v))
-        else:
-            print(json.dumps(found, indent=4))
-        return rc
-    if args.cmd in ("rm", "remove"):
-        from aiorun.api.client import ApiError
-        rc = 0
-        for n in args.names:
-            try:
-                # 204 has no body: do not read one (the connection may stay open)
-                client.request("DELETE", f"/volumes/{n}", {"force": bool(args.force)}).close()
-                print(n)
-            except ApiError as exc:
-                sys.stderr.write(f"Error response from daemon: {exc.message}\n")
-                rc = 1
-        return rc
-    if args.cmd == "prune":
-        if not args.force and sys.stdin.isatty():
-            what = "all volumes not used by at least one container" if args.all else \
-                "all anonymous local volumes not used by at least one container"
-            ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to "
-                        "continue? [y/N] ")
-            if ans.strip().lower() not in ("y", "yes"):
-                return 0
-        filters = _filters(args.filter)
-        if args.all:
-            filters["all"] = ["true"]
-        res = client.post("/volumes/prune", None, filters=filters or None)
-        deleted = res.get("VolumesDeleted") or []
-        if deleted:
-            print("Deleted Volumes:")
-            for n in deleted:
-                print(n)
-            print()
-        print(f"Total reclaimed space: {_human(res.get('SpaceReclaimed') or 0)}")
-        return 0
-    return 1
+    found: list[dict[str, Any]] = []
+    rc = 0
+    for n in names:
+        try:
+            found.append(client.get(f"/volumes/{n}"))
+        except ApiError as exc:
+            sys.stderr.write(f"Error response from daemon: {exc.message}\n")
+            rc = 1
+    if args.format:
+        for v in found:
+            print(_format(args.format, v))
+    else:
+        print(json.dumps(found, indent=4))
+    return rc
 
 
-def _human(n: int) -> str:
+@verb("volume rm", "VOLUME [VOLUME...]", "Remove one or more volumes",
+      Option("-f --force", BOOL, "Force the removal of one or more volumes"))
+def cmd_volume_rm(ctx: Any, args: Opts, names: list[str]) -> int:
+    need(names, "volume rm", 1)
+    from aiorun.api.client import ApiError
+    client = ctx.client()
+    rc = 0
+    for n in names:
+        try:
+            # 204 has no body: do not read one (the connection may stay open)
+            client.request("DELETE", f"/volumes/{n}", {"force": bool(args.force)}).close()
+            print(n)
+        except ApiError as exc:
+            sys.stderr.write(f"Error response from daemon: {exc.message}\n")
+            rc = 1
+    return rc
+
+
+@verb("volume prune", "", "Remove unused local volumes",
+      Option("-a --all", BOOL, "Remove all unused volumes, not just anonymous ones"),
+      Option("-f --force", BOOL, "Do not prompt for confirmation"),
+      Option("--filter", LIST, "Provide filter values (e.g. 'label=<label>')"))
+def cmd_volume_prune(ctx: Any, args: Opts, rest: list[str]) -> int:
+    need(rest, "volume prune", 0, 0)
+    if not args.force and sys.stdin.isatty():
+        what = "all volumes not used by at least one container" if args.all else \
+            "all anonymous local volumes not used by at least one container"
+        ans = input(f"WARNING! This will remove {what}.\nAre you sure you want to "
+                    "continue? [y/N] ")
+        if ans.strip().lower() not in ("y", "yes"):
+            return 0
+    wanted = filters(args.filter)
+    if args.all:
+        wanted["all"] = ["true"]
+    res = ctx.client().post("/volumes/prune", None, filters=wanted or None)
+    deleted = res.get("VolumesDeleted") or []
+    if deleted:
+        print("Deleted Volumes:")
+        for n in deleted:
+            print(n)
+        print()
+    print(f"Total reclaimed space: {_human(res.get('SpaceReclaimed') or 0)}")
+    return 0
+
+
+def volume_group() -> Group:
+    """``aiorun volume SUBCOMMAND``."""
+    return Group("volume", "Manage volumes", {
+        "create": cmd_volume_create, "inspect": cmd_volume_inspect, "ls": cmd_volume_ls,
+        "prune": cmd_volume_prune, "rm": cmd_volume_rm,
+    }, aliases={"list": "ls", "remove": "rm"})
+
+
+def cmd_volume(ctx: Any, argv: list[str]) -> int:
+    return volume_group()(ctx, argv)
+
+
+def _human(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000:
             return f"{n:.4g}{unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000
     return f"{n:.4g}TB"

@@ -1,7 +1,7 @@
 """Port publishing: parsing ``-p``/``--expose`` and converting between Docker's shapes.
 
-Pure and I/O-free. The one model is :class:`aiorun.drivers.network.PortMapping`
-(``container_port``, ``protocol``, ``host_ip``, ``host_port``; ``host_port`` 0 = pick a free
+Pure and I/O-free. The one model is :class:`PortMapping`, defined here (the driver interface
+:mod:`aiorun.drivers.network` re-exports it for drivers) (``container_port``, ``protocol``, ``host_ip``, ``host_port``; ``host_port`` 0 = pick a free
 port). Shapes we convert to and from:
 
 * ``-p`` specs: ``"80"``, ``"4000:80"``, ``"127.0.0.1:4000:80/udp"``, ``"127.0.0.1::80"``,
@@ -16,9 +16,9 @@ port). Shapes we convert to and from:
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from aiorun.drivers.network import PortMapping
 from aiorun.errors import InvalidArgument
 
 __all__ = [
@@ -26,6 +26,20 @@ __all__ = [
     "parse_expose", "to_port_bindings", "from_port_bindings", "publish_all", "to_network_ports",
     "from_network_ports", "to_api_ports", "format_ports", "PROTOCOLS",
 ]
+
+
+@dataclass
+class PortMapping:
+    """One published port: host ``host_ip:host_port`` → container ``container_port``.
+
+    ``host_port`` 0 asks the driver for a free ephemeral port; the driver fills it in.
+    """
+
+    container_port: int
+    protocol: str = "tcp"  # "tcp" | "udp"
+    host_ip: str = ""      # "" = every host address (shown as 0.0.0.0)
+    host_port: int = 0
+
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 

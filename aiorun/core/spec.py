@@ -27,9 +27,9 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from aiorun.core.validate import check_name, normalized_log_config
 from aiorun.errors import InvalidArgument
 
-NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MIN_MEMORY = 6 * 1024 * 1024          # Docker's minimum memory limit
 
 
@@ -37,9 +37,10 @@ MIN_MEMORY = 6 * 1024 * 1024          # Docker's minimum memory limit
 
 def validate_name(name: str) -> str:
     """Return the name without its leading "/"; InvalidArgument when not Docker-valid."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str):
         raise InvalidArgument(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    check_name(name)
     return name.lstrip("/")
 
 
@@ -197,12 +198,12 @@ def parse_env_list(entries: Iterable[str], what: str = "environment variable") -
 
 def merge_env(image_env: Iterable[str], user_env: Iterable[str]) -> list[str]:
     """Docker's ``ReplaceOrAppendEnvValues``: user entries replace by key, "K" deletes K."""
-    result = list(image_env or ())
-    index = {e.partition("=")[0]: i for i, e in enumerate(result)}
+    result: list[str | None] = list(image_env or ())
+    index = {e.partition("=")[0]: i for i, e in enumerate(image_env or ())}
     for e in user_env or ():
         key, sep, _ = e.partition("=")
         if key in index:
-            result[index[key]] = e if sep else None        # type: ignore[call-overload]
+            result[index[key]] = e if sep else None
         elif sep:
             index[key] = len(result)
             result.append(e)
@@ -321,7 +322,7 @@ def merge(body: dict[str, Any], image_config: dict[str, Any], *, container_id: s
     labels = dict(img.get("Labels") or {})
     labels.update(body.get("Labels") or {})
     hc = _host_config(body.get("HostConfig") or {}, ncpu)
-    exposed = {}
+    exposed: dict[str, dict[str, Any]] = {}
     for p in list((img.get("ExposedPorts") or {})) + list(body.get("ExposedPorts") or {}) \
             + list(hc["PortBindings"]):
         exposed[normalize_port(p)] = {}
@@ -360,6 +361,7 @@ def _host_config(raw: dict[str, Any], ncpu: int | None) -> dict[str, Any]:
         raise InvalidArgument("HostConfig must be an object")
     hc = copy.deepcopy(_HOST_DEFAULTS)
     hc.update(copy.deepcopy(raw))
+    hc["LogConfig"] = normalized_log_config(hc.get("LogConfig"))
     if hc.get("NetworkMode") in (None, "", "default"):
         hc["NetworkMode"] = "bridge"
     hc["RestartPolicy"] = validate_restart_policy(hc.get("RestartPolicy"))

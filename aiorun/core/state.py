@@ -9,9 +9,13 @@ Statuses (Docker's ``State.Status`` strings)::
        │               paused
        └──────────────> removing ──> (gone)          any ──> dead (cleanup failed)
 
-:func:`check_transition` is the single place that says what is legal; the engine calls it
-before every change so an illegal request (start a running container, remove one that is
-running without force) becomes a :class:`~aiorun.errors.Conflict` naming both states.
+    (``rm -f`` may start removing from running/paused: see :data:`TABLE`)
+
+:data:`TABLE` (status, event) -> new status is the single place that says what is legal, and
+:class:`State`'s ``to_*`` methods are the only writers of ``status``: an illegal request
+(start a running container, pause a paused one) becomes a :class:`~aiorun.errors.Conflict`.
+The engine asks predicates derived from the table (``can_start()``, ``has_process``...)
+instead of listing statuses.
 
 Times are kept as integer nanoseconds since the epoch (0 = never) and rendered as Docker's
 RFC3339Nano strings (``0001-01-01T00:00:00Z`` for "never").
@@ -36,22 +40,69 @@ DEAD = "dead"
 
 STATUSES = (CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD)
 
-#: status -> statuses it may move to.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    CREATED: frozenset({RUNNING, EXITED, REMOVING, DEAD}),   # exited: start failed after spawn
-    RUNNING: frozenset({EXITED, PAUSED, RESTARTING, DEAD}),
-    PAUSED: frozenset({RUNNING, EXITED, DEAD}),
-    RESTARTING: frozenset({RUNNING, EXITED, REMOVING, DEAD}),
-    EXITED: frozenset({RUNNING, RESTARTING, REMOVING, DEAD}),
-    DEAD: frozenset({REMOVING}),
-    REMOVING: frozenset({DEAD}),
+# Lifecycle events: what happened (or what the engine is about to do) to a container.
+START = "start"                 # its process was started
+PAUSE = "pause"
+UNPAUSE = "unpause"
+EXIT = "exit"                   # its process ended (or was found gone)
+SCHEDULE_RESTART = "schedule_restart"   # the restart policy will start it again
+CANCEL_RESTART = "cancel_restart"       # a pending restart was given up (stop, failure)
+REMOVE = "remove"               # removal of a container without a process
+FORCE_REMOVE = "force_remove"   # forced removal: the kill may not have ended it in time
+FAIL = "fail"                   # cleanup failed: the container is dead
+
+EVENTS = (START, PAUSE, UNPAUSE, EXIT, SCHEDULE_RESTART, CANCEL_RESTART, REMOVE, FORCE_REMOVE,
+          FAIL)
+
+#: (status, event) -> new status. The one table of legal steps: a pair not in it is illegal.
+TABLE: dict[tuple[str, str], str] = {
+    (CREATED, START): RUNNING,
+    (EXITED, START): RUNNING,
+    (RESTARTING, START): RUNNING,
+    (RUNNING, PAUSE): PAUSED,
+    (PAUSED, UNPAUSE): RUNNING,
+    (RUNNING, EXIT): EXITED,
+    (PAUSED, EXIT): EXITED,
+    (RESTARTING, EXIT): EXITED,
+    (EXITED, SCHEDULE_RESTART): RESTARTING,
+    (RESTARTING, CANCEL_RESTART): EXITED,
+    (CREATED, REMOVE): REMOVING,
+    (EXITED, REMOVE): REMOVING,
+    (RESTARTING, REMOVE): REMOVING,
+    (DEAD, REMOVE): REMOVING,
+    # ``rm -f``: SIGKILL, then up to 30 s for the exit; a process that outlives that wait
+    # (stuck in the kernel) is removed anyway, so removal starts from running/paused too
+    (RUNNING, FORCE_REMOVE): REMOVING,
+    (PAUSED, FORCE_REMOVE): REMOVING,
+    (CREATED, FORCE_REMOVE): REMOVING,
+    (EXITED, FORCE_REMOVE): REMOVING,
+    (RESTARTING, FORCE_REMOVE): REMOVING,
+    (DEAD, FORCE_REMOVE): REMOVING,
+    **{(s, FAIL): DEAD for s in STATUSES if s != DEAD},
 }
+
+#: status -> statuses it may move to (derived from :data:`TABLE`).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    s: frozenset(new for (old, _e), new in TABLE.items() if old == s) for s in STATUSES}
+
+#: Statuses in which the container has a process (it can be signalled, exec'd, inspected).
+WITH_PROCESS = frozenset({RUNNING, PAUSED})
+#: Docker's ``State.Running``: true while running, paused or restarting.
+UP = WITH_PROCESS | {RESTARTING}
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+def next_status(current: str, event: str, what: str = "container") -> str:
+    """The status ``event`` moves ``current`` to; Conflict if the table forbids it."""
+    new = TABLE.get((current, event))
+    if new is None:
+        raise Conflict(f"cannot {event.replace('_', ' ')} {what}: it is {current!r}")
+    return new
+
+
 def check_transition(current: str, new: str, what: str = "container") -> None:
-    """Raise Conflict unless ``current -> new`` is a legal lifecycle step."""
+    """Raise Conflict unless some event moves ``current`` to ``new``."""
     if new not in TRANSITIONS.get(current, frozenset()):
         raise Conflict(f"cannot move {what} from {current!r} to {new!r}")
 
@@ -135,13 +186,24 @@ class State:
     #: (and ``unless-stopped`` remembers it across daemon restarts).
     stopped_by_user: bool = False
 
-    # -- transitions ---------------------------------------------------------------
-    def to(self, new: str) -> None:
-        check_transition(self.status, new)
-        self.status = new
+    # -- transitions: every status change goes through :meth:`_apply` ------------------
+    def _apply(self, event: str) -> None:
+        self.status = next_status(self.status, event)
 
-    def set_running(self, pid: int, now_ns: int | None = None) -> None:
-        self.to(RUNNING)
+    def can(self, event: str) -> bool:
+        return (self.status, event) in TABLE
+
+    def can_start(self) -> bool:
+        return self.can(START)
+
+    def can_pause(self) -> bool:
+        return self.can(PAUSE)
+
+    def can_exit(self) -> bool:
+        return self.can(EXIT)
+
+    def to_running(self, pid: int, now_ns: int | None = None) -> None:
+        self._apply(START)
         self.pid = pid
         self.exit_code = 0
         self.oom_killed = False
@@ -149,25 +211,55 @@ class State:
         self.started_at = now_ns or time.time_ns()
         self.stopped_by_user = False
 
-    def set_exited(self, exit_code: int, oom_killed: bool = False, error: str = "",
-                   now_ns: int | None = None) -> None:
-        self.to(EXITED)
+    def to_exited(self, exit_code: int, oom_killed: bool = False, error: str = "",
+                  now_ns: int | None = None) -> None:
+        self._apply(EXIT)
         self.pid = 0
         self.exit_code = exit_code
         self.oom_killed = oom_killed
         self.error = error
         self.finished_at = now_ns or time.time_ns()
 
+    def to_paused(self) -> None:
+        self._apply(PAUSE)
+
+    def to_unpaused(self) -> None:
+        self._apply(UNPAUSE)
+
+    def to_restarting(self) -> None:
+        self._apply(SCHEDULE_RESTART)
+
+    def cancel_restart(self) -> None:
+        """A scheduled restart was given up: exited again, the last exit's code kept."""
+        self._apply(CANCEL_RESTART)
+
+    def to_removing(self, force: bool = False) -> None:
+        self._apply(FORCE_REMOVE if force else REMOVE)
+
+    def to_dead(self) -> None:
+        self._apply(FAIL)
+
+    def record_start_failure(self, exit_code: int, error: str) -> None:
+        """A start failed before the process ran: the status stays, the error is shown."""
+        self.exit_code = exit_code
+        self.error = error
+
+    @property
+    def has_process(self) -> bool:
+        """Running or paused: there is a process to signal, exec into or inspect."""
+        return self.status in WITH_PROCESS
+
     @property
     def running(self) -> bool:
-        return self.status in (RUNNING, PAUSED, RESTARTING)
+        """Docker's ``State.Running``: running, paused or restarting."""
+        return self.status in UP
 
     # -- rendering -----------------------------------------------------------------
     def to_docker(self) -> dict[str, Any]:
         """Docker's ``State`` object for inspect."""
         return {
             "Status": self.status,
-            "Running": self.status in (RUNNING, PAUSED),
+            "Running": self.running,
             "Paused": self.status == PAUSED,
             "Restarting": self.status == RESTARTING,
             "OOMKilled": self.oom_killed,
@@ -182,7 +274,7 @@ class State:
     def describe(self, now_ns: int | None = None) -> str:
         """``docker ps``'s STATUS column: "Up 3 minutes", "Exited (0) 2 seconds ago"..."""
         now = now_ns or time.time_ns()
-        if self.status in (RUNNING, PAUSED):
+        if self.has_process:
             up = human_duration((now - self.started_at) / 1e9)
             return f"Up {up} (Paused)" if self.status == PAUSED else f"Up {up}"
         if self.status == RESTARTING:

@@ -23,18 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+# Re-exported: third-party drivers import PortMapping from here; it lives in the core.
+from aiorun.core.ports import PortMapping
 
-@dataclass
-class PortMapping:
-    """One published port: host ``host_ip:host_port`` → container ``container_port``.
-
-    ``host_port`` 0 asks the driver for a free ephemeral port; the driver fills it in.
-    """
-
-    container_port: int
-    protocol: str = "tcp"  # "tcp" | "udp"
-    host_ip: str = ""      # "" = every host address (shown as 0.0.0.0)
-    host_port: int = 0
+__all__ = ["PortMapping", "NetworkConfig", "EndpointRequest", "Endpoint", "NetworkDriver"]
 
 
 @dataclass
@@ -72,11 +64,36 @@ class Endpoint:
 
 
 class NetworkDriver(abc.ABC):
+    """Base class of every network driver (built-in and third-party).
+
+    Capabilities
+    ------------
+    The engine never tests a driver's *name*: it asks these class attributes. The defaults fit
+    a driver that wires an endpoint with an address into the container's own namespace
+    (``bridge``); ``host`` and ``none`` override them.
+    """
+
     name: ClassVar[str]
-    #: True for drivers whose containers share the host's network namespace (``host``).
+    #: The container shares the host's network namespace (``host``): the runtime makes no
+    #: namespace for it and published ports mean nothing (the engine drops them, as Docker).
     uses_host_netns: ClassVar[bool] = False
-    #: True for drivers that give a container only loopback (``none``).
+    #: The container's namespace has only loopback (``none``): no address, published ports
+    #: are dropped and networks joined with ``network connect`` are not rejoined at start.
     loopback_only: ClassVar[bool] = False
+    #: The engine calls ``attach``/``detach`` for a container started on a network of this
+    #: driver. False when there is nothing to wire (``host``: the host's namespace; ``none``:
+    #: the fresh namespace the runtime makes already has loopback): the engine then records
+    #: no endpoint and the container's NetworkSettings are :meth:`settings_without_endpoint`.
+    attaches: ClassVar[bool] = True
+    #: A container on this driver's network can be on no other network (``host``, ``none``):
+    #: ``network connect`` to or from it is refused.
+    exclusive: ClassVar[bool] = False
+    #: ``network create --driver <name>`` may make networks. False for drivers with exactly
+    #: one, predefined network (``host``, ``none``).
+    user_networks: ClassVar[bool] = True
+    #: The driver can send a network's DNS queries to the engine's name server on the
+    #: network's gateway (:meth:`set_dns`); the engine then runs one for each user network.
+    supports_dns: ClassVar[bool] = False
 
     def __init__(self, state_dir: Path) -> None:
         """``state_dir`` is this driver's private directory under ``<root>/networks``."""
@@ -84,26 +101,34 @@ class NetworkDriver(abc.ABC):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
+        """None when the driver can work on this host, else why not (shown to the user)."""
         return None
+
+    @classmethod
+    def settings_without_endpoint(cls, net: NetworkConfig) -> dict[str, Any]:
+        """NetworkSettings fields of a container on ``net`` when ``attaches`` is False (merged
+        over the empty NetworkSettings). Default: nothing to add."""
+        return {}
 
     async def create_network(self, net: NetworkConfig) -> NetworkConfig:
         """Make host state for ``net``; return it with subnet/gateway/options filled in."""
         return net
 
     async def delete_network(self, net: NetworkConfig) -> None:
+        """Remove ``net``'s host state (and any endpoints left on it). Idempotent."""
         return None
 
     @abc.abstractmethod
-    async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint: ...
+    async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint:
+        """Connect the namespace ``req.netns_path`` to ``net``; all or nothing."""
 
     @abc.abstractmethod
-    async def detach(self, net: NetworkConfig, ep: Endpoint) -> None: ...
+    async def detach(self, net: NetworkConfig, ep: Endpoint) -> None:
+        """Undo ``attach`` for ``ep`` (as returned by it, maybe after a restart). Idempotent."""
 
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Daemon start: re-establish host state for live endpoints, drop the rest."""
         return None
-
-    # Optional hooks (added compatibly; the engine calls them when present):
 
     async def close(self) -> None:
         """Daemon stop. Keep host state that live endpoints need (their containers keep
@@ -111,5 +136,12 @@ class NetworkDriver(abc.ABC):
         return None
 
     async def reset(self) -> None:
-        """``aiorun system reset``: remove all host state this driver ever made."""
+        """``aiorun system reset``, after the engine has called ``delete_network`` for every
+        network of this driver: remove whatever other host state the driver ever made.
+        Default: nothing more."""
+        return None
+
+    async def set_dns(self, net_id: str, enabled: bool) -> None:
+        """Send (or stop sending) ``net_id``'s DNS queries to the engine's name server on the
+        network's gateway address. Only called when ``supports_dns`` is True."""
         return None

@@ -15,87 +15,38 @@ Decisions (documented here because they are visible to users):
   copy driver comparing against the image) can never leak them into an image. Volume contents
   are mounts inside the container's namespace and never appear in the rw layer; the empty
   mount-point directory the runtime created does, and is committed.
-* ``pause``: a running container is frozen during the diff: through the containers manager's
-  or the runtime's ``pause``/``unpause`` when they exist, else directly through the freezer
-  cgroup of its PID 1 (v1 ``freezer.state`` or v2 ``cgroup.freeze``); without a freezer the
-  commit proceeds unpaused (logged).
+* ``pause``: a running container is frozen during the diff through the containers manager's
+  ``pause``/``unpause`` (the runtime's cgroup freezer; the usual pause/unpause events); when
+  it cannot be paused (no freezer, paused already) the commit proceeds unpaused (logged).
 * The diff is streamed to a temporary file under ``<root>/tmp`` and from there into
   ``images.add_layer``: memory use does not grow with the layer's size.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import secrets
 import tarfile
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 import anyio
 import anyio.to_thread
 
+from aiorun.core import state as st
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
+from aiorun.images.diff import filter_diff, has_excluded
+from aiorun.images.oci import now_rfc3339 as now_rfc3339nano  # the same format
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
 
 log = logging.getLogger(__name__)
 
-#: Paths (in tar form) that belong to the init layer and are never committed.
-INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 #: The image-config keys an image keeps from a container's Config.
 IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir",
                      "Labels", "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped")
-
-
-async def maybe_await(v: Any) -> Any:
-    """Call sites of other areas' APIs accept both sync and async implementations."""
-    if inspect.isawaitable(v):
-        return await v
-    return v
-
-
-def now_rfc3339nano() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
-        f".{ns % 1_000_000_000:09d}Z"
-
-
-def _excluded(name: str) -> bool:
-    n = name.removeprefix("./").lstrip("/").rstrip("/")
-    for f in INIT_FILES:
-        d, _, base = f.rpartition("/")
-        if n == f or n == f"{d}/.wh.{base}":
-            return True
-    return False
-
-
-def has_excluded(path: Path) -> bool:
-    """Does the tar at ``path`` list an init file? (Reads headers only: members' data are
-    seeked over, so this is cheap even for a large layer.)"""
-    with tarfile.open(path, "r:") as t:
-        return any(_excluded(m.name) for m in t)
-
-
-def filter_diff(src: Path, dst: Path) -> int:
-    """Copy tar ``src`` to ``dst`` without the init files; return the number of members kept."""
-    kept = 0
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        with tarfile.open(fileobj=fi, mode="r|") as tin, \
-                tarfile.open(fileobj=fo, mode="w|", format=tarfile.PAX_FORMAT) as tout:
-            for m in tin:
-                if _excluded(m.name):
-                    continue
-                kept += 1
-                if m.isreg():
-                    tout.addfile(m, tin.extractfile(m))
-                else:
-                    tout.addfile(m)
-    return kept
 
 
 def _layer_is_empty(engine: "Engine", diff_id: str) -> bool:
@@ -125,81 +76,16 @@ def merge_override(cfg: dict[str, Any], override: dict[str, Any] | None) -> None
             cfg[k] = v
 
 
-def _container_attr(c: Any, name: str, default: Any = None) -> Any:
-    if isinstance(c, dict):
-        return c.get(name, default)
-    return getattr(c, name, default)
-
-
-def freezer_dir(pid: int) -> str | None:
-    """The host path of the v1 freezer cgroup (or v2 cgroup with ``cgroup.freeze``) that
-    process ``pid`` is in, or None when there is none."""
-    from aiorun.runtime.cgroups import parse_layout
+async def _pause(engine: "Engine", cid: str) -> Callable[[], Awaitable[None]] | None:
+    """Pause the container for the diff; returns the undo (unpause), or None when it could
+    not be paused (the commit then goes on unpaused)."""
+    containers = engine.containers
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            pc = f.read()
-        with open("/proc/self/mountinfo") as f:
-            mi = f.read()
-    except OSError:
+        await containers.pause(cid)
+    except Exception as exc:  # paused already, or no freezer: commit anyway
+        log.info("commit: could not pause %s (%s); committing unpaused", cid[:12], exc)
         return None
-    for h in parse_layout(pc, mi):
-        d = os.path.join(h.mountpoint, h.own.lstrip("/"))
-        if h.version == 1 and "freezer" in h.controllers:
-            return d if os.path.exists(os.path.join(d, "freezer.state")) else None
-        if h.version == 2 and h.own not in ("", "/") and \
-                os.path.exists(os.path.join(d, "cgroup.freeze")):
-            return d
-    return None
-
-
-def _set_frozen(d: str, frozen: bool, timeout: float = 5.0) -> None:
-    """Freeze/thaw a cgroup and wait until the kernel reports it done."""
-    v1 = os.path.exists(os.path.join(d, "freezer.state"))
-    path = os.path.join(d, "freezer.state" if v1 else "cgroup.freeze")
-    want = ("FROZEN" if frozen else "THAWED") if v1 else ("1" if frozen else "0")
-    with open(path, "w") as f:
-        f.write(want)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if v1:
-            with open(path) as f:
-                if f.read().strip() == want:
-                    return
-        else:
-            with open(os.path.join(d, "cgroup.events")) as f:
-                if f"frozen {want}" in f.read():
-                    return
-        time.sleep(0.005)
-    if frozen:
-        with open(path, "w") as f:   # do not leave it half frozen
-            f.write("THAWED" if v1 else "0")
-        raise TimeoutError(f"the cgroup {d} did not freeze within {timeout} s")
-
-
-async def _pause(engine: "Engine", cid: str, pid: int = 0) -> Any:
-    """Freeze the container; returns an undo coroutine function or None when not possible."""
-    cm = engine.containers
-    if pid and not any(hasattr(o, "pause") for o in (cm, engine.runtime) if o is not None):
-        # No pause API elsewhere: use the freezer cgroup of the container's PID 1 directly.
-        d = await anyio.to_thread.run_sync(freezer_dir, pid)
-        if d is None:
-            return None
-        try:
-            await anyio.to_thread.run_sync(_set_frozen, d, True)
-        except (OSError, TimeoutError) as exc:
-            log.info("commit: could not freeze %s (%s); committing unpaused", cid[:12], exc)
-            return None
-        return lambda: anyio.to_thread.run_sync(_set_frozen, d, False)
-    for obj, p, u in ((cm, "pause", "unpause"), (engine.runtime, "pause", "resume"),
-                      (engine.runtime, "pause", "unpause")):
-        if obj is not None and hasattr(obj, p) and hasattr(obj, u):
-            try:
-                await maybe_await(getattr(obj, p)(cid))
-            except Exception as exc:  # paused already, or no freezer: commit anyway
-                log.info("commit: could not pause %s (%s); committing unpaused", cid[:12], exc)
-                return None
-            return lambda: maybe_await(getattr(obj, u)(cid))
-    return None
+    return lambda: containers.unpause(cid)
 
 
 async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: str | None = None,
@@ -216,11 +102,11 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
     elif tag:
         raise InvalidArgument("a tag needs a repository name (commit CONTAINER REPO[:TAG])")
 
-    c = await maybe_await(engine.containers.get(ref))
-    cid = _container_attr(c, "id")
-    ccfg = dict(_container_attr(c, "config") or {})
-    image = await maybe_await(engine.images.resolve(_container_attr(c, "image_id")))
-    base = image.config if not isinstance(image, dict) else image["config"]
+    c = engine.containers.get(ref)
+    cid = c.id
+    ccfg = dict(c.config or {})
+    image = engine.images.resolve(c.image_id)
+    base = image.config
     base_cfg = dict(base.get("config") or {})
 
     new_cfg = image_config_from_container(base_cfg, ccfg)
@@ -232,14 +118,9 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
     tmpdir.mkdir(parents=True, exist_ok=True)
     raw = tmpdir / f"commit-{secrets.token_hex(6)}.tar"
     filtered = raw.with_suffix(".filtered.tar")
-    state = _container_attr(c, "state")
-    if isinstance(state, dict):
-        running, pid = bool(state.get("Running")), int(state.get("Pid") or 0)
-    else:
-        running, pid = bool(getattr(state, "running", False)), int(getattr(state, "pid", 0) or 0)
-    paused = getattr(state, "status", "") == "paused" if not isinstance(state, dict) \
-        else bool(state.get("Paused"))
-    undo = await _pause(engine, cid, pid) if (pause and running and not paused) else None
+    # Docker's Running (restarting counts): pausing one without a process fails and is logged
+    undo = await _pause(engine, cid) if (pause and c.state.running
+                                         and c.state.status != st.PAUSED) else None
     try:
         try:
             def _diff() -> None:
@@ -257,7 +138,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
         else:
             os.replace(raw, filtered)
         with open(filtered, "rb") as f:
-            diff_id = await maybe_await(engine.images.add_layer(f))
+            diff_id = await engine.images.add_layer(f)
     finally:
         raw.unlink(missing_ok=True)
         filtered.unlink(missing_ok=True)
@@ -295,21 +176,15 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
     if message:
         new_image["comment"] = message
     try:
-        img = await maybe_await(engine.images.create_image(new_image, tags))
+        img = await engine.images.create_image(new_image, tags)
     except BaseException:
         # unpin and free the new layer when no image got to reference it
         with anyio.CancelScope(shield=True):
-            if hasattr(engine.images, "release_layer"):
-                engine.images.release_layer(diff_id)
-            if hasattr(engine.images, "gc_layers"):
-                await engine.images.gc_layers([diff_id])
+            engine.images.release_layer(diff_id)
+            await engine.images.gc_layers([diff_id])
         raise
-    image_id = img.id if not isinstance(img, (str, dict)) else (img if isinstance(img, str)
-                                                                   else img["id"])
-    events = getattr(engine, "events", None)
-    if events is not None:
-        events.emit("container", "commit", cid, {
-            "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
-            "name": str(_container_attr(c, "name") or "").lstrip("/"),
-            "image": _container_attr(c, "image_id")})
+    image_id = img.id
+    engine.events.emit("container", "commit", cid, {
+        "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
+        "name": c.name.lstrip("/"), "image": c.image_id})
     return image_id

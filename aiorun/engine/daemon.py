@@ -1,7 +1,7 @@
 """The engine: the daemon's parts, started in order and stopped in reverse order.
 
 :class:`Engine` owns one object per part, each typed by its seam in
-:mod:`aiorun.engine.interfaces`, and the root task group the parts run their tasks in. It
+:mod:`aiorun.core.interfaces`, and the root task group the parts run their tasks in. It
 knows nothing of sockets, signals or the pidfile: the composition root :mod:`aiorun.serve`
 builds an Engine, starts it, then serves the event bus and the HTTP API on top of it.
 
@@ -30,9 +30,10 @@ from aiorun.engine.supervisor import Supervisor
 from aiorun.errors import AiorunError
 
 if TYPE_CHECKING:
+    from aiorun.bus.bus import EventBus
     from aiorun.drivers.storage import StorageDriver
     from aiorun.engine.containers import ContainerManager
-    from aiorun.engine.interfaces import EventSink, Images, Networks, Runtime, Service, Volumes
+    from aiorun.core.interfaces import EventSink, Images, Networks, Runtime, Service, Volumes
 
 log = logging.getLogger("aiorun.daemon")
 
@@ -43,7 +44,9 @@ class Engine:
     Route handlers receive it as their second argument.
     """
 
-    events: EventSink
+    #: the journaled bus itself (the API and the bus socket subscribe to it); the parts that
+    #: only announce changes take it as an :class:`~aiorun.core.interfaces.EventSink`
+    events: EventBus
     storage: StorageDriver
     images: Images
     runtime: Runtime
@@ -138,7 +141,7 @@ class Engine:
 class Parts:
     """How an engine makes each of its parts, in start order."""
 
-    events: Callable[[Paths], EventSink]
+    events: Callable[[Paths], EventBus]
     #: ``(paths, requested driver name or None) -> (driver, why it was chosen)``
     storage: Callable[[Paths, str | None], tuple[StorageDriver, str]]
     images: Callable[[Paths, StorageDriver, EventSink], Images]

@@ -31,7 +31,7 @@ import anyio
 import anyio.abc
 
 if TYPE_CHECKING:
-    from aiorun.engine.interfaces import EventSink
+    from aiorun.core.interfaces import EventSink
 
 log = logging.getLogger("aiorun.supervisor")
 

@@ -21,6 +21,9 @@ Contract (docs/contracts.md):
 * ``remove(name, force)`` refuses a volume any container (running or not) uses.
 * Events: volume create / mount / unmount / destroy.
 
+The pure rules (local-driver options, filters, the Docker shape) are in
+:mod:`aiorun.core.volumes`; request parsing in :mod:`aiorun.core.mounts`.
+
 The runtime performs the mounts inside the container's mount namespace before pivot_root and
 creates the mount-point directory in the rootfs (so that empty directory lands in the rw layer
 and is committed, while the volume content never is).
@@ -33,113 +36,38 @@ import os
 import secrets
 import shutil
 import stat
-import time
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import anyio
 import anyio.to_thread
 
+from aiorun.core.atomicfile import write_json_atomic
 from aiorun.core.mounts import VOLUME_NAME_RE, MountRequest, collect
+from aiorun.core.safepath import resolve_in_root
+from aiorun.core.timefmt import now_rfc3339
+from aiorun.core.volumes import (DRIVER, check_local_options, docker_shape, matches,
+                                 prune_includes_named)
+from aiorun.engine.volume_mounts import bind_spec, tmpfs_spec, volume_spec
 from aiorun.errors import Conflict, InvalidArgument, NotFound
 from aiorun.runtime.spec import MountSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
 
-DRIVER = "local"
+__all__ = ["DRIVER", "VolumeManager", "check_local_options", "copy_tree_nofollow",
+           "resolve_in_root"]
+
 _USERS_DIR = "_containers"
-
-
-def _now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def check_local_options(opts: dict[str, str]) -> dict[str, str]:
-    """Validate ``volume create -o`` for the local driver. Supported:
-
-    * ``type=tmpfs device=tmpfs o=size=64m,...``: each container using the volume gets a
-      tmpfs (mounted in its own namespace, so NOT shared between containers, unlike Docker's
-      host-mounted tmpfs volume);
-    * ``type=none o=bind device=/host/dir``: the existing host directory is the volume.
-
-    Anything else (nfs, block devices) is refused naming the option.
-    """
-    if not opts:
-        return {}
-    unknown = sorted(set(opts) - {"type", "device", "o"})
-    if unknown:
-        raise InvalidArgument(f"invalid option key: {unknown[0]!r} (the local driver takes "
-                              "type, device and o)")
-    typ = opts.get("type", "")
-    if typ == "tmpfs":
-        if opts.get("device", "tmpfs") != "tmpfs":
-            raise InvalidArgument("a tmpfs volume takes device=tmpfs")
-        for o in filter(None, opts.get("o", "").split(",")):
-            k = o.partition("=")[0]
-            if k not in ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "noexec",
-                         "exec", "nosuid", "nodev", "ro", "rw"):
-                raise InvalidArgument(f"unsupported tmpfs option {o!r}")
-        return {"type": "tmpfs", "device": "tmpfs", "o": opts.get("o", "")}
-    if typ == "none":
-        if "bind" not in opts.get("o", "").split(","):
-            raise InvalidArgument("type=none needs o=bind (a bind of an existing directory)")
-        dev = opts.get("device", "")
-        if not dev.startswith("/") or not os.path.isdir(dev):
-            raise InvalidArgument(f"failed to mount local volume: device {dev!r} is not an "
-                                  "existing absolute directory")
-        return {"type": "none", "device": os.path.normpath(dev), "o": opts["o"]}
-    raise InvalidArgument(f"local volume type {typ!r} is not supported (use tmpfs or none "
-                          "with o=bind)")
+#: A container's mount records (Docker's ``Mounts`` entries plus private ``_`` keys). Named
+#: here because the manager's own ``list`` method hides the builtin inside the class.
+Records = list[dict[str, Any]]
+MountSpecs = list[MountSpec]
+Names = list[str]
+Requests = list[MountRequest]
 
 
 # --- safe paths inside a rootfs ------------------------------------------------------------
-
-def resolve_in_root(root: str | os.PathLike[str], path: str, max_links: int = 255) -> Path:
-    """The host path of container path ``path`` under ``root``, following symlinks as the
-    container would see them: absolute link targets restart at ``root`` and ``..`` stops at
-    ``root``, so the result is always inside ``root`` (whatever the image contains).
-    Missing components are kept literally (the caller may create them)."""
-    root_s = os.fspath(root)
-    parts: deque[str] = deque(p for p in path.split("/") if p)
-    current: list[str] = []
-    links = 0
-    while parts:
-        p = parts.popleft()
-        if p == ".":
-            continue
-        if p == "..":
-            if current:
-                current.pop()
-            continue
-        full = os.path.join(root_s, *current, p)
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            current.append(p)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise InvalidArgument(f"too many levels of symbolic links resolving {path!r}")
-            target = os.readlink(full)
-            if target.startswith("/"):
-                current = []
-            parts.extendleft(reversed([t for t in target.split("/") if t]))
-            continue
-        current.append(p)
-    return Path(root_s, *current)
-
 
 def copy_tree_nofollow(src: Path, dst: Path) -> None:
     """Copy the content of directory ``src`` into existing directory ``dst``: regular files,
@@ -251,9 +179,7 @@ class VolumeManager:
 
     # --- the emit helper ---------------------------------------------------------------
     def _emit(self, action: str, name: str, attrs: dict[str, object] | None = None) -> None:
-        events = getattr(self.engine, "events", None)
-        if events is not None:
-            events.emit("volume", action, name, dict({"driver": DRIVER}, **(attrs or {})))
+        self.engine.events.emit("volume", action, name, dict({"driver": DRIVER}, **(attrs or {})))
 
     # --- volume records ----------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -268,15 +194,7 @@ class VolumeManager:
             return None
 
     def _docker_shape(self, meta: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "CreatedAt": meta["CreatedAt"],
-            "Driver": DRIVER,
-            "Labels": meta.get("Labels") or None,
-            "Mountpoint": str(self._dir(meta["Name"]) / "_data"),
-            "Name": meta["Name"],
-            "Options": meta.get("Options") or None,
-            "Scope": "local",
-        }
+        return docker_shape(meta, str(self._dir(meta["Name"]) / "_data"))
 
     def _create_sync(self, name: str | None, labels: dict[str, str],
                      options: dict[str, str]) -> tuple[dict[str, Any], bool]:
@@ -297,9 +215,9 @@ class VolumeManager:
         try:
             (tmp / "_data").mkdir(parents=True)
             os.chmod(tmp / "_data", 0o755)
-            meta = {"Name": name, "CreatedAt": _now_rfc3339(), "Labels": dict(labels),
+            meta = {"Name": name, "CreatedAt": now_rfc3339(), "Labels": dict(labels),
                     "Options": dict(options), "Anonymous": anonymous, "Populated": False}
-            _write_json_atomic(tmp / "volume.json", meta)
+            write_json_atomic(tmp / "volume.json", meta)
             os.rename(tmp, self._dir(name))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -343,30 +261,7 @@ class VolumeManager:
         return out
 
     def _matches(self, meta: dict[str, Any], filters: dict[str, Any]) -> bool:
-        for key, wanted in (filters or {}).items():
-            values = list(wanted) if isinstance(wanted, (list, dict)) else [wanted]
-            if key == "name":
-                if not any(v in meta["Name"] for v in values):
-                    return False
-            elif key == "driver":
-                if DRIVER not in values:
-                    return False
-            elif key == "dangling":
-                want = str(values[0]).lower() in ("1", "true")
-                if (not self.users_of(meta["Name"])) != want:
-                    return False
-            elif key in ("label", "label!"):
-                labels = meta.get("Labels") or {}
-                for v in values:
-                    k, eq, val = str(v).partition("=")
-                    has = k in labels and (not eq or labels[k] == val)
-                    if has != (key == "label"):
-                        return False
-            elif key == "all":
-                pass  # prune only
-            else:
-                raise InvalidArgument(f"invalid filter {key!r}")
-        return True
+        return matches(meta, filters, in_use=bool(self.users_of(meta["Name"])))
 
     async def list(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         metas = await anyio.to_thread.run_sync(self._all_meta)
@@ -395,9 +290,7 @@ class VolumeManager:
     async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Remove unused volumes: anonymous ones only, unless filter ``all=true`` (Docker 23+)."""
         filters = dict(filters or {})
-        all_ = filters.get("all")
-        all_v = (list(all_) if isinstance(all_, (list, dict)) else [all_]) if all_ else []
-        include_named = bool(all_v) and str(all_v[0]).lower() in ("1", "true")
+        include_named = prune_includes_named(filters)
         deleted: list[str] = []
         reclaimed = 0
         metas = await anyio.to_thread.run_sync(self._all_meta)
@@ -421,7 +314,7 @@ class VolumeManager:
                          mounts: Iterable[dict[str, Any]] | None = None,
                          image_volumes: Iterable[str] | dict[str, Any] | None = None,
                          rootfs: str | os.PathLike[str] | None = None,
-                         ) -> tuple[list[MountSpec], list[dict[str, Any]]]:
+                         ) -> tuple[MountSpecs, Records]:
         """See the module docstring. ``image_volumes`` is ``Config.Volumes`` (a dict or a list
         of destinations). Bad input raises InvalidArgument and creates nothing."""
         reqs = collect(binds, mounts, list(image_volumes or ()))
@@ -441,37 +334,29 @@ class VolumeManager:
         self._mounted.add(container_id)
         return specs, [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
 
-    def _prepare(self, container_id: str, reqs: list[MountRequest],
+    def _prepare(self, container_id: str, reqs: Requests,
                  previous: dict[str, dict[str, Any]], rootfs: str | None,
-                 ) -> tuple[list[MountSpec], list[dict[str, Any]], list[str]]:
+                 ) -> tuple[MountSpecs, Records, Names]:
         # Validate every bind source before creating anything, so bad input leaves nothing.
         for r in reqs:
             if r.type == "bind" and not r.create_host_path and not os.path.exists(r.source):
                 raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path "
                                       f"does not exist: {r.source}")
-        specs: list[MountSpec] = []
-        records: list[dict[str, Any]] = []
-        created: list[str] = []
+        specs: MountSpecs = []
+        records: Records = []
+        created: Names = []
         try:
             for r in reqs:
                 if r.type == "bind":
                     if r.create_host_path and not os.path.lexists(r.source):
                         os.makedirs(r.source, exist_ok=True)   # -v creates a missing dir
-                    specs.append(MountSpec(r.destination, "bind", r.source,
-                                           ["rbind", r.propagation or "rprivate"]
-                                           + (["ro"] if r.readonly else []), r.readonly))
+                    specs.append(bind_spec(r))
                     records.append({"Type": "bind", "Source": r.source,
                                     "Destination": r.destination, "Mode": r.mode,
                                     "RW": not r.readonly,
                                     "Propagation": r.propagation or "rprivate"})
                 elif r.type == "tmpfs":
-                    opts = []
-                    if r.tmpfs_size:
-                        opts.append(f"size={r.tmpfs_size}")
-                    if r.tmpfs_mode is not None:
-                        opts.append(f"mode={r.tmpfs_mode:o}")
-                    opts += ["nosuid", "nodev"] + (["ro"] if r.readonly else [])
-                    specs.append(MountSpec(r.destination, "tmpfs", "tmpfs", opts, r.readonly))
+                    specs.append(tmpfs_spec(r))
                     records.append({"Type": "tmpfs", "Source": "", "Destination": r.destination,
                                     "Mode": "", "RW": not r.readonly, "Propagation": ""})
                 else:
@@ -490,35 +375,24 @@ class VolumeManager:
                         if rootfs and not r.nocopy and not backed:
                             self._seed(meta["Name"], rootfs, r.destination)
                         meta["Populated"] = True
-                        _write_json_atomic(self._dir(meta["Name"]) / "volume.json", meta)
+                        write_json_atomic(self._dir(meta["Name"]) / "volume.json", meta)
                     data = str(self._dir(meta["Name"]) / "_data")
-                    specs.append(self._volume_spec(meta, r, data))
+                    specs.append(volume_spec(meta, r, data))
                     records.append({"Type": "volume", "Name": meta["Name"], "Source": data,
                                     "Destination": r.destination, "Driver": DRIVER,
                                     "Mode": r.mode, "RW": not r.readonly,
                                     "Propagation": "", "_anon": bool(meta.get("Anonymous"))})
             users = self.home / _USERS_DIR
             users.mkdir(exist_ok=True)
-            _write_json_atomic(users / f"{container_id}.json", {"mounts": records})
+            # On every create/start: crash-safe (atomic) is enough, as for the container's own
+            # record, which is not fsynced either; an fsync here would cost the start path.
+            write_json_atomic(users / f"{container_id}.json", {"mounts": records},
+                              durable=False)
         except BaseException:
             for name in created:  # undo: volumes made by this call only
                 shutil.rmtree(self._dir(name), ignore_errors=True)
             raise
         return specs, records, created
-
-    @staticmethod
-    def _volume_spec(meta: dict[str, Any], r: MountRequest, data: str) -> MountSpec:
-        """How a volume is mounted: its ``_data`` dir, or what its local-driver options say."""
-        ro = ["ro"] if r.readonly else []
-        o = meta.get("Options") or {}
-        if o.get("type") == "tmpfs":
-            return MountSpec(r.destination, "tmpfs", "tmpfs",
-                             [x for x in o.get("o", "").split(",") if x] + ["nosuid", "nodev"]
-                             + ro, r.readonly)
-        if o.get("type") == "none":   # o=bind: the device directory is the volume
-            return MountSpec(r.destination, "bind", o["device"], ["rbind", "rprivate"] + ro,
-                             r.readonly)
-        return MountSpec(r.destination, "bind", data, ["rbind", "rprivate"] + ro, r.readonly)
 
     def _seed(self, name: str, rootfs: str, destination: str) -> None:
         """Copy the image's content at ``destination`` into the (empty) volume."""
@@ -558,7 +432,7 @@ class VolumeManager:
                 except (NotFound, Conflict):
                     pass
 
-    def mounts_of(self, container_id: str) -> list[dict[str, Any]]:
+    def mounts_of(self, container_id: str) -> Records:
         """Docker-shaped ``Mounts`` recorded for a container (empty when none)."""
         return [{k: v for k, v in r.items() if not k.startswith("_")}
                 for r in self._users.get(container_id, [])]

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Iterable
 import anyio
 import anyio.to_thread
 
-from aiorun.errors import InvalidArgument, NotFound
+from aiorun.errors import InvalidArgument
 from aiorun.images import layers as L
 from aiorun.images import oci
 from aiorun.images import reference as R
@@ -104,7 +104,8 @@ def save_sync(store: Any, refs: Iterable[str], out: BinaryIO) -> list[str]:
             add_bytes(f"blobs/sha256/{mdig[7:]}", man)
             written.add(mdig[7:])
         tags = wanted[iid]
-        for t in tags or [None]:
+        entries: list[str | None] = list(tags) or [None]   # None: one untagged entry
+        for t in entries:
             desc: dict[str, Any] = {"mediaType": oci.MT_OCI_MANIFEST, "digest": mdig,
                                     "size": len(man)}
             if t:

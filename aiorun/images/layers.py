@@ -1,11 +1,10 @@
-"""Layer tarballs: decompression sniffing, safe extraction, diff writing.
+"""Layer tarballs: safe extraction and diff writing.
 
 Shared by the image store and every storage driver, so that all of them apply one policy.
 
 Decompression
-    :func:`open_decompressed` sniffs plain tar, gzip, bzip2, xz and zstd by magic bytes.
-    Anything else is rejected with :class:`InvalidArgument` ("unknown compression").
-    Truncated or corrupt streams raise :class:`InvalidArgument` when read.
+    Lives in :mod:`aiorun.images.compression` (``open_decompressed``, ``sniff``, ``spool``,
+    ``HashingReader``), re-exported here.
 
 Extraction policy (:func:`extract_tar`)
     * Entry names are cleaned: a leading ``/`` or ``./`` is stripped (as Docker does: layer
@@ -35,12 +34,8 @@ Extraction policy (:func:`extract_tar`)
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
-import hashlib
 import io
-import lzma
 import os
 import shutil
 import stat
@@ -50,162 +45,14 @@ from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from aiorun.errors import InvalidArgument
+# Decompression and digesting live in .compression; importable from here as before.
+from aiorun.images.compression import (CHUNK, HashingReader, open_decompressed,  # noqa: F401
+                                       sniff, spool)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 #: aufs keeps its own bookkeeping under these names; they are never part of a layer.
 AUFS_META = (".wh..wh.plnk", ".wh..wh.aufs", ".wh..wh.orph")
-
-_CHUNK = 1 << 20
-
-# --------------------------------------------------------------------------------------
-# decompression
-
-
-class _ErrorMapping(io.RawIOBase):
-    """Wraps a decompressor so that format errors become :class:`InvalidArgument`."""
-
-    def __init__(self, inner: BinaryIO, kind: str) -> None:
-        self.inner = inner
-        self.kind = kind
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        try:
-            data = self.inner.read(len(b))
-        except EOFError as exc:
-            raise InvalidArgument(f"truncated {self.kind} stream: {exc}") from None
-        except (OSError, lzma.LZMAError, ValueError) as exc:
-            raise InvalidArgument(f"corrupt {self.kind} stream: {exc}") from None
-        except Exception as exc:  # zstandard.ZstdError and friends
-            raise InvalidArgument(f"corrupt {self.kind} stream: {exc}") from None
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-class _Peekable(io.RawIOBase):
-    """A reader that puts back the bytes sniffed from its head."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head = head
-        self.rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        if self.head:
-            n = min(len(b), len(self.head))
-            b[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        data = self.rest.read(len(b))
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-def _read_fully(f: BinaryIO, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        d = f.read(n - len(buf))
-        if not d:
-            break
-        buf += d
-    return buf
-
-
-def sniff(head: bytes) -> str:
-    """Return "gzip", "bzip2", "xz", "zstd", "tar" or "unknown" for a stream's first bytes."""
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"BZh"):
-        return "bzip2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
-    if len(head) >= 512 and (head[257:262] == b"ustar" or _tar_checksum_ok(head[:512])):
-        return "tar"
-    if len(head) >= 512 and head[:512] == b"\0" * 512:
-        return "tar"  # an empty archive
-    return "unknown"
-
-
-def _tar_checksum_ok(block: bytes) -> bool:
-    try:
-        stored = int(block[148:156].replace(b"\0", b" ").strip() or b"-1", 8)
-    except ValueError:
-        return False
-    calc = sum(block[:148]) + 8 * 32 + sum(block[156:512])
-    return stored == calc
-
-
-def open_decompressed(stream: BinaryIO) -> tuple[BinaryIO, str]:
-    """Return ``(reader of the uncompressed tar, compression name)``."""
-    head = _read_fully(stream, 512)
-    if not head:
-        raise InvalidArgument("empty archive: expected a tar stream (plain, gzip, bzip2, xz or zstd)")
-    kind = sniff(head)
-    src = io.BufferedReader(_Peekable(head, stream), _CHUNK)
-    if kind == "tar":
-        return src, kind  # type: ignore[return-value]
-    if kind == "gzip":
-        inner: BinaryIO = gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[assignment]
-    elif kind == "bzip2":
-        inner = bz2.BZ2File(src, "rb")  # type: ignore[assignment]
-    elif kind == "xz":
-        inner = lzma.LZMAFile(src, "rb")  # type: ignore[assignment]
-    elif kind == "zstd":
-        import zstandard
-        inner = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
-    else:
-        raise InvalidArgument(
-            "unknown compression or not a tar archive (expected plain tar, gzip, bzip2, xz "
-            f"or zstd; the stream starts with {head[:8].hex()})")
-    return io.BufferedReader(_ErrorMapping(inner, kind), _CHUNK), kind  # type: ignore[return-value]
-
-
-class HashingReader(io.RawIOBase):
-    """Counts and sha256-hashes what is read through it (the layer's diff_id)."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.inner.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.sha.update(data)
-        self.count += n
-        return n
-
-    def hexdigest(self) -> str:
-        return self.sha.hexdigest()
-
-
-def spool(stream: BinaryIO, out: BinaryIO) -> tuple[str, int]:
-    """Decompress ``stream`` into ``out``; return ``(sha256 hex, size)`` of the tar bytes."""
-    src, _ = open_decompressed(stream)
-    sha = hashlib.sha256()
-    n = 0
-    while True:
-        data = src.read(_CHUNK)
-        if not data:
-            break
-        sha.update(data)
-        out.write(data)
-        n += len(data)
-    return sha.hexdigest(), n
-
 
 # --------------------------------------------------------------------------------------
 # names
@@ -304,7 +151,7 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self.inner.read(len(b))
         n = len(data)
         b[:n] = data
@@ -332,7 +179,7 @@ def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.T
     """Stream a tar's members; corrupt or truncated archives raise InvalidArgument."""
     counter = _CountingReader(fileobj)
     try:
-        tar = tarfile.open(fileobj=io.BufferedReader(counter, _CHUNK), mode="r|",
+        tar = tarfile.open(fileobj=io.BufferedReader(counter, CHUNK), mode="r|",
                            errorlevel=2)
     except (tarfile.TarError, ValueError) as exc:  # ValueError: bad PAX numbers
         raise InvalidArgument(f"not a valid tar archive: {exc}") from None
@@ -358,7 +205,7 @@ def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.T
     finally:
         tar.close()
     # drain (padding after the marker counts toward the digest the caller may be computing)
-    while fileobj.read(_CHUNK):
+    while fileobj.read(CHUNK):
         pass
 
 
@@ -488,7 +335,7 @@ def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, pfd: int, b
             if src is not None:
                 while True:
                     try:
-                        data = src.read(_CHUNK)
+                        data = src.read(CHUNK)
                     except tarfile.TarError as exc:
                         raise InvalidArgument(f"truncated tar archive inside {m.name!r}: {exc}") \
                             from None

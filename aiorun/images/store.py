@@ -19,21 +19,22 @@ Invariants
     * Every file is written to a temporary name, fsynced and renamed: a crash leaves either the
       old or the new state, plus temp files that ``start`` removes.
 
+Rooms: the layer files, their sizes and pins are :class:`~aiorun.images.layerfiles.LayerFiles`;
+this module keeps the images and tags and decides which layers are referenced.
+
 Concurrency: mutations hold one ``anyio.Lock``; blocking work runs in worker threads.
-``resolve`` and ``list`` are in-memory and synchronous; their results are also awaitable,
-so ``await store.resolve(x)`` works too.
+``resolve`` and ``list`` are in-memory and synchronous: call them without ``await``.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import anyio
 import anyio.to_thread
@@ -41,15 +42,13 @@ import anyio.to_thread
 from aiorun.config import Paths
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import Conflict, InvalidArgument, NotFound
-from aiorun.images import layers as L
 from aiorun.images import oci
+# the layer files (and the store's file helpers) live in .layerfiles; importable from here
+from aiorun.images.layerfiles import (SPOOL_PREFIX, TMP_MARK, LayerFiles,  # noqa: F401
+                                      LayerSource, remove_path, write_atomic)
 from aiorun.images import reference as R
 
 log = logging.getLogger(__name__)
-
-TMP_MARK = ".tmp-"
-SPOOL_PREFIX = "aiorun-layer-"
-
 
 @dataclass
 class Image:
@@ -71,41 +70,6 @@ class Image:
     def hex(self) -> str:
         return self.id.removeprefix("sha256:")
 
-    def __await__(self):  # ``await store.resolve(x)`` works as well as the plain call
-        if False:
-            yield
-        return self
-
-
-class _AwaitableList(list):
-    def __await__(self):
-        if False:
-            yield
-        return self
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write temp + fsync + rename + fsync dir."""
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
 
 class ImageStore:
     def __init__(self, paths: Paths, storage: StorageDriver, events: Any) -> None:
@@ -115,6 +79,7 @@ class ImageStore:
         self.root = paths.images
         self.configs_dir = self.root / "configs" / "sha256"
         self.layers_dir = self.root / "layers"
+        self._layers = LayerFiles(self.layers_dir, paths.tmp, storage)
         self.pending_dir = self.root / "pending"
         self.repos_file = self.root / "repositories.json"
         #: set by the engine: True when a container uses the image id ("sha256:<hex>")
@@ -122,8 +87,6 @@ class ImageStore:
         self._images: dict[str, Image] = {}
         self._raw: dict[str, bytes] = {}
         self._tags: dict[str, str] = {}            # "repo:tag" -> image id
-        self._sizes: dict[str, int] = {}           # layer hex -> size
-        self._pins: dict[str, int] = {}            # layer hex -> pin count
         self._lock = anyio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -144,10 +107,10 @@ class ImageStore:
         for d in (self.root, self.configs_dir, self.layers_dir):
             for e in os.scandir(d):
                 if TMP_MARK in e.name:
-                    _rm(Path(e.path))
+                    remove_path(Path(e.path))
         for e in os.scandir(self.paths.tmp):
             if e.name.startswith(SPOOL_PREFIX):
-                _rm(Path(e.path))
+                remove_path(Path(e.path))
         # configs
         for e in os.scandir(self.configs_dir):
             raw = Path(e.path).read_bytes()
@@ -182,16 +145,13 @@ class ImageStore:
         self._save_repos()
         # layers: remove orphans, re-apply referenced layers the driver lacks
         referenced = self._referenced()
-        on_disk = {p.name[:-4] for p in self.layers_dir.glob("*.tar")}
-        in_driver = set(_driver_layers(self.storage))
+        on_disk = self._layers.on_disk()
+        in_driver = set(self._layers.in_driver())
         for hex_ in (on_disk | in_driver) - referenced:
             log.info("removing orphan layer %s", hex_)
-            self._drop_layer(hex_)
+            self._layers.drop(hex_)
         for hex_ in referenced:
-            tar = self.layers_dir / f"{hex_}.tar"
-            if not self.storage.has_layer(hex_) and tar.exists():
-                with open(tar, "rb") as f:
-                    self.storage.apply_layer(hex_, f)
+            self._layers.reapply(hex_)
         for iid, img in self._images.items():
             img.size = self._image_size(img.layers)
 
@@ -221,80 +181,34 @@ class ImageStore:
                                       f"({len(hits)} images match)")
         raise NotFound(f"No such image: {ref}")
 
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         """All images, newest first (Docker's order)."""
         imgs = sorted(self._images.values(), key=lambda i: oci.parse_time(i.created), reverse=True)
-        return _AwaitableList(imgs)
+        return imgs
 
     def config_bytes(self, image_id: str) -> bytes:
         return self._raw[image_id]
 
     def layer_tar(self, diff_id: str) -> Path:
         """The stored uncompressed tar of a layer (its sha256 is the diff_id)."""
-        p = self.layers_dir / f"{diff_id.removeprefix('sha256:')}.tar"
-        if not p.exists():
-            raise NotFound(f"layer {diff_id} has no stored tar")
-        return p
+        return self._layers.tar(diff_id)
 
     def layer_size(self, diff_id: str) -> int:
-        return self._sizes.get(diff_id.removeprefix("sha256:"), 0)
+        return self._layers.size(diff_id)
 
     # ------------------------------------------------------------------ layers
-    async def add_layer(self, tar_stream: bytes | BinaryIO | os.PathLike[str] | str) -> str:
+    async def add_layer(self, tar_stream: LayerSource) -> str:
         """Store an uncompressed (or compressed: it is sniffed) layer tar; return its diff_id
         hex. Atomic and deduplicated by digest. The layer stays pinned until
         ``create_image`` lists it."""
-        hex_, size = await anyio.to_thread.run_sync(self._add_layer_sync, tar_stream)
-        self._sizes[hex_] = size
-        self._pins[hex_] = self._pins.get(hex_, 0) + 1
+        hex_, size = await anyio.to_thread.run_sync(self._layers.add, tar_stream)
+        self._layers.sizes[hex_] = size
+        self._layers.pin(hex_)
         return hex_
 
     def release_layer(self, diff_id: str) -> None:
         """Unpin a layer added with ``add_layer`` that will not be used after all."""
-        h = diff_id.removeprefix("sha256:")
-        n = self._pins.get(h, 0) - 1
-        if n <= 0:
-            self._pins.pop(h, None)
-        else:
-            self._pins[h] = n
-
-    def _add_layer_sync(self, src: bytes | BinaryIO | os.PathLike[str] | str) -> tuple[str, int]:
-        import io
-        self.paths.tmp.mkdir(parents=True, exist_ok=True)
-        spool = self.paths.tmp / f"{SPOOL_PREFIX}{secrets.token_hex(8)}"
-        close = None
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            stream: BinaryIO = io.BytesIO(bytes(src))
-        elif isinstance(src, (str, os.PathLike)):
-            stream = close = open(src, "rb")
-        else:
-            stream = src
-        try:
-            with open(spool, "w+b") as f:
-                hex_, _ = L.spool(stream, f)
-                final = self.layers_dir / f"{hex_}.tar"
-                size_file = self.layers_dir / f"{hex_}.json"
-                skipped: list[str] = []
-                if self.storage.has_layer(hex_):
-                    size = self.storage.layer_size(hex_)
-                else:
-                    f.seek(0)
-                    with L.collect_skipped() as skipped:
-                        size = self.storage.apply_layer(hex_, f)
-                f.flush()
-                os.fsync(f.fileno())
-            if not final.exists():
-                os.rename(spool, final)
-            if not size_file.exists():
-                meta: dict[str, Any] = {"size": size}
-                if skipped:
-                    meta["skipped_devices"] = len(skipped)
-                write_atomic(size_file, json.dumps(meta).encode())
-            return hex_, size
-        finally:
-            spool.unlink(missing_ok=True)
-            if close is not None:
-                close.close()
+        self._layers.unpin(diff_id)
 
     # ------------------------------------------------------------------ images
     async def create_image(self, config: dict[str, Any], tags: Iterable[str] = ()) -> Image:
@@ -311,12 +225,12 @@ class ImageStore:
         oci.validate_config(config)
         return await self._register(raw, config, list(tags))
 
-    async def _register(self, raw: bytes, config: dict[str, Any], tags: list[str]) -> Image:
+    async def _register(self, raw: bytes, config: dict[str, Any], tags: builtins.list[str]) -> Image:
         names = [R.parse(t).name_tag for t in tags]
         iid = oci.digest(raw)
         hexes = oci.diff_ids_hex(config)
         async with self._lock:
-            missing = [h for h in hexes if not (self.layers_dir / f"{h}.tar").exists()]
+            missing = [h for h in hexes if not self._layers.has_tar(h)]
             if missing:
                 raise NotFound(f"image config lists layer sha256:{missing[0]} that is not in "
                                "the store (add it with add_layer first)")
@@ -352,7 +266,8 @@ class ImageStore:
             self._emit("tag", img.id, name=name)
         return name
 
-    async def remove(self, ref: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+    async def remove(self, ref: str, force: bool = False, prune: bool = True
+                     ) -> builtins.list[dict[str, str]]:
         """Docker's ``rmi``: untag, and delete the image when no tag is left.
 
         Refuses (Conflict) an image a container uses unless ``force``; with ``force`` such
@@ -361,7 +276,7 @@ class ImageStore:
         """
         async with self._lock:
             img = self.resolve(ref)
-            out: list[dict[str, str]] = []
+            out: builtins.list[dict[str, str]] = []
             by_name = False
             try:
                 r = R.parse(ref)
@@ -404,20 +319,20 @@ class ImageStore:
                 self._emit("delete", img.id, name=ref)
         return out
 
-    async def _delete(self, img: Image) -> list[dict[str, str]]:
+    async def _delete(self, img: Image) -> builtins.list[dict[str, str]]:
         self._forget_image(img.id, unlink=False)
         await anyio.to_thread.run_sync(lambda: (self.configs_dir / img.hex).unlink(missing_ok=True))
         out = [{"Deleted": img.id}]
         referenced = self._referenced()
         for h in dict.fromkeys(img.layers):
             if h not in referenced:
-                await anyio.to_thread.run_sync(self._drop_layer, h)
+                await anyio.to_thread.run_sync(self._layers.drop, h)
                 out.append({"Deleted": f"sha256:{h}"})
         return out
 
     async def prune(self, all_images: bool = False) -> dict[str, Any]:
         """Remove dangling images (or, with ``all_images``, every unused image)."""
-        deleted: list[dict[str, str]] = []
+        deleted: builtins.list[dict[str, str]] = []
         reclaimed = 0
         for img in list(self._images.values()):
             if self.in_use(img.id) or (not all_images and img.repo_tags):
@@ -429,7 +344,7 @@ class ImageStore:
                 continue
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    async def import_tar(self, stream: bytes | BinaryIO | os.PathLike[str] | str,
+    async def import_tar(self, stream: LayerSource,
                          tags: Iterable[str] = (), changes: Iterable[str] = (),
                          message: str = "", source: str = "-") -> Image:
         """``docker import``: a rootfs tarball (any supported compression) as a one-layer image."""
@@ -457,10 +372,10 @@ class ImageStore:
             for h in candidates:
                 h = h.removeprefix("sha256:")
                 if h not in referenced:
-                    await anyio.to_thread.run_sync(self._drop_layer, h)
+                    await anyio.to_thread.run_sync(self._layers.drop, h)
 
     # ------------------------------------------------------------------ history/inspect
-    def history(self, ref: str) -> list[dict[str, Any]]:
+    def history(self, ref: str) -> builtins.list[dict[str, Any]]:
         """Docker's ``GET /images/{name}/history`` (newest first)."""
         img = self.resolve(ref)
         hist = img.config.get("history") or []
@@ -498,8 +413,7 @@ class ImageStore:
     def _make_image(self, iid: str, cfg: dict[str, Any]) -> Image:
         hexes = oci.diff_ids_hex(cfg)
         for h in hexes:
-            if h not in self._sizes:
-                self._sizes[h] = self._read_size(h)
+            self._layers.remember_size(h)
         return Image(id=iid, config=cfg, repo_tags=self._tags_of(iid),
                      created=cfg.get("created") or "", size=self._image_size(hexes),
                      layers=hexes)
@@ -507,26 +421,12 @@ class ImageStore:
     def skipped_devices(self, diff_id: str) -> int:
         """How many device nodes the layer's extraction skipped (see
         :mod:`aiorun.images.layers`: the runtime provides ``/dev``)."""
-        h = diff_id.removeprefix("sha256:")
-        try:
-            return int(json.loads((self.layers_dir / f"{h}.json").read_text())
-                       .get("skipped_devices", 0))
-        except (OSError, ValueError, AttributeError):
-            return 0
+        return self._layers.skipped_devices(diff_id)
 
-    def _read_size(self, h: str) -> int:
-        try:
-            return int(json.loads((self.layers_dir / f"{h}.json").read_text())["size"])
-        except (FileNotFoundError, ValueError, KeyError):
-            try:
-                return self.storage.layer_size(h)
-            except Exception:
-                return 0
+    def _image_size(self, hexes: builtins.list[str]) -> int:
+        return sum(self._layers.sizes.get(h, 0) for h in dict.fromkeys(hexes))
 
-    def _image_size(self, hexes: list[str]) -> int:
-        return sum(self._sizes.get(h, 0) for h in dict.fromkeys(hexes))
-
-    def _tags_of(self, iid: str) -> list[str]:
+    def _tags_of(self, iid: str) -> builtins.list[str]:
         return sorted(n for n, i in self._tags.items() if i == iid)
 
     def _refresh_tags(self) -> None:
@@ -542,19 +442,10 @@ class ImageStore:
             (self.configs_dir / iid[7:]).unlink(missing_ok=True)
 
     def _referenced(self) -> set[str]:
-        refs = set(self._pins)
+        refs = set(self._layers.pins)
         for img in self._images.values():
             refs.update(img.layers)
         return refs
-
-    def _drop_layer(self, h: str) -> None:
-        try:
-            self.storage.remove_layer(h)
-        except Exception:
-            log.exception("removing layer %s from the storage driver failed", h)
-        for suffix in (".tar", ".json"):
-            (self.layers_dir / f"{h}{suffix}").unlink(missing_ok=True)
-        self._sizes.pop(h, None)
 
     def _save_repos(self) -> None:
         repos: dict[str, dict[str, str]] = {}
@@ -562,21 +453,3 @@ class ImageStore:
             repo = name.rpartition(":")[0]
             repos.setdefault(repo, {})[name] = iid
         write_atomic(self.repos_file, json.dumps({"Repositories": repos}, indent=1).encode())
-
-
-def _driver_layers(storage: StorageDriver) -> list[str]:
-    fn = getattr(storage, "layers", None)
-    if fn is None:
-        return []
-    try:
-        return list(fn())
-    except Exception:
-        log.exception("listing the storage driver's layers failed")
-        return []
-
-
-def _rm(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)

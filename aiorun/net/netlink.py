@@ -484,13 +484,13 @@ def host_networks() -> list[ipaddress.IPv4Network]:
         plen = msg["dst_len"]
         if dst and plen:  # skip default routes: they overlap everything
             try:
-                nets.add(ipaddress.ip_network(f"{dst}/{plen}", strict=False))
+                nets.add(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
             except ValueError:
                 pass
     for msg in r.get_addr(family=2):
         a = msg.get("address") or msg.get_attr("IFA_ADDRESS")
         if a and not a.startswith("127."):
-            nets.add(ipaddress.ip_network(f"{a}/{msg['prefixlen']}", strict=False))
+            nets.add(ipaddress.IPv4Network(f"{a}/{msg['prefixlen']}", strict=False))
     return sorted(nets)
 
 

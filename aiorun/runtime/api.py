@@ -33,152 +33,65 @@ Failure modes (by design):
   and nothing is left (process killed and reaped, cgroups removed).
 
 Output: the spawner forwards every chunk of every process; the Runtime keeps, per id, a backlog
-(bounded by :data:`BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
+(bounded by :data:`.output.BACKLOG_LIMIT` while nobody reads) from create/exec_create on, so an
 ``output(id)`` opened after start still sees the beginning. ``output(id)`` ends after the last
 chunk once the process exited.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal as _signal
-import subprocess
-import sys
-from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import anyio
 import anyio.abc
 
 from ..config import Paths
 from ..errors import AiorunError, Conflict, InvalidArgument, NotFound, Unavailable
+from .exits import ExecFailed, parse_signal, status_from_dict
+from .exits import read_exit_status  # noqa: F401  (re-exported: aiorun.runtime.read_exit_status)
+from .launch import start_spawner
+from .ops import Op
+from .output import OutputBacklog, OutputReader
 from .proto import FrameDecoder, encode
 from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
 
-BACKLOG_LIMIT = 1 << 20          # bytes kept per id while no reader is attached
-HARD_LIMIT = 16 << 20            # bytes kept per id at most (slow readers skip ahead)
-
-
-class ExecFailed(AiorunError):
-    """The container's (or exec's) command could not be executed.
-
-    ``exit_code`` is 127 (not found) or 126 (not executable / permission / bad user), the
-    code Docker reports; ``message`` reads like Docker's (``exec: "x": executable file not
-    found in $PATH``). The process has exited with that code; ``wait`` returns it too.
-    """
-
-    status = 400
-
-    def __init__(self, message: str, exit_code: int = 126) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
+#: Error types of the spawner's replies (see :mod:`.proto`); others become AiorunError.
 _ERRORS = {"NotFound": NotFound, "Conflict": Conflict, "InvalidArgument": InvalidArgument}
 
 
-def read_exit_status(state_dir: str | os.PathLike[str]) -> ExitStatus | None:
-    """The exit status the spawner wrote to ``<state_dir>/exit.json``, or None."""
-    try:
-        d = json.loads(Path(state_dir, "exit.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return _status(d)
-
-
-def _status(d: dict) -> ExitStatus:
-    return ExitStatus(exit_code=int(d.get("exit_code", 255)),
-                      oom_killed=bool(d.get("oom_killed", False)),
-                      finished_at_ns=int(d.get("finished_at_ns", 0)),
-                      error=d.get("error") or "")
-
-
-def parse_signal(sig: int | str) -> int:
-    """15, "15", "TERM", "SIGTERM", "sigterm" → 15; raises InvalidArgument otherwise."""
-    if isinstance(sig, int):
-        return sig
-    s = str(sig).strip().upper()
-    if s.isdigit():
-        return int(s)
-    if not s.startswith("SIG"):
-        s = "SIG" + s
-    try:
-        return int(getattr(_signal.Signals, s))
-    except AttributeError:
-        raise InvalidArgument(f"invalid signal: {sig}") from None
-
-
-class _Output:
-    """Per-id output backlog shared by its readers."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[int, bytes]] = []
-        self.start = 0                   # absolute index of chunks[0]
-        self.size = 0
-        self.readers = 0
-        self.eof = False
-        self.changed = anyio.Event()
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def push(self, stream: int, data: bytes) -> None:
-        self.chunks.append((stream, data))
-        self.size += len(data)
-        limit = BACKLOG_LIMIT if self.readers == 0 else HARD_LIMIT
-        while self.size > limit and len(self.chunks) > 1:
-            _, old = self.chunks.pop(0)
-            self.size -= len(old)
-            self.start += 1
-        self._notify()
-
-    def close(self) -> None:
-        self.eof = True
-        self._notify()
-
-
-class _OutputIter:
-    """``async for stream, data in rt.output(id)``; ends once the process exited and all its
-    output was delivered."""
-
-    def __init__(self, out: _Output) -> None:
-        self._out = out
-        self._pos = out.start
-        out.readers += 1
-        self._done = False
-
-    def __aiter__(self) -> "_OutputIter":
-        return self
-
-    async def __anext__(self) -> tuple[int, bytes]:
-        out = self._out
-        while True:
-            if self._done:
-                raise StopAsyncIteration
-            if self._pos < out.start:
-                self._pos = out.start    # fell behind the hard limit: skip ahead
-            i = self._pos - out.start
-            if i < len(out.chunks):
-                self._pos += 1
-                return out.chunks[i]
-            if out.eof:
-                self._finish()
-                raise StopAsyncIteration
-            await out.changed.wait()
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self._out.readers -= 1
-
-    async def aclose(self) -> None:
-        self._finish()
-
-
 class Runtime:
-    """Daemon-side client of the spawner. See the module docstring."""
+    """Daemon-side client of the spawner (see the module docstring for the processes and
+    failure modes). Ids name containers and execs in one namespace. Errors are
+    :mod:`aiorun.errors` types: NotFound (unknown id), Conflict (wrong state), InvalidArgument
+    (bad spec or value), Unavailable (no spawner connection), and :class:`ExecFailed`.
+
+    What the engine uses (the contract a typing.Protocol of the runtime describes):
+
+    Connection
+      ``connect(task_group)`` start or re-join the spawner (reader task in ``task_group``);
+      ``close()`` disconnect, containers keep running; ``connected`` (property) whether a
+      connection is up; ``shutdown_spawner(force=False)`` stop the spawner (Conflict while
+      processes run unless ``force``).
+    Containers
+      ``create(ContainerSpec) -> pid`` namespaces, cgroups and rootfs made, PID 1 waits
+      before execve (the engine wires the network into ``/proc/<pid>/ns/net`` now);
+      ``start(id)`` execve, raises ExecFailed (126/127); ``timings(id) -> {phase: ms}`` of
+      the last create/start (sync); ``wait(id) -> ExitStatus`` without polling;
+      ``kill(id, sig=SIGKILL)`` (int or "TERM"/"SIGTERM"); ``delete(id, force=False)``
+      forget an exited one (``force``: SIGKILL first); ``list() -> [ids]`` and
+      ``states() -> {id: state}`` / ``state(id)`` what the spawner knows.
+    Resources
+      ``pause(id)`` / ``resume(id)`` (cgroup freezer); ``update(id, CgroupSpec)`` new
+      limits (``docker update``); ``stats(id)`` cgroup usage.
+    Exec
+      ``exec_create(ExecSpec)``; ``exec_start(exec_id) -> pid`` (ExecFailed when the command
+      cannot run); ``wait_exec(exec_id) -> exit code``.
+    Streams
+      ``output(id)`` async iterator of ``(1|2, bytes)`` from the start (bounded backlog) to
+      the exit (sync call, returns the iterator); ``write_stdin(id, data)``;
+      ``close_stdin(id)``; ``resize(id, rows, cols)`` (TTY only, Conflict otherwise).
+    """
 
     def __init__(self, paths: Paths, spawner_idle_exit: float | None = None) -> None:
         """``spawner_idle_exit``: seconds a spawner *started by this Runtime* lingers with no
@@ -191,7 +104,7 @@ class Runtime:
         self._pending: dict[int, list] = {}
         self._exits: dict[str, ExitStatus] = {}
         self._exit_events: dict[str, anyio.Event] = {}
-        self._outputs: dict[str, _Output] = {}
+        self._outputs: dict[str, OutputBacklog] = {}
         self._timings: dict[str, dict[str, float]] = {}
         self._exec_owner: dict[str, str] = {}
         self._reader_scope: anyio.CancelScope | None = None
@@ -258,7 +171,7 @@ class Runtime:
                     await anyio.sleep(0.02)
 
     async def _hello(self) -> None:
-        hello = await self._request("hello")
+        hello = await self._request(Op.HELLO)
         self.spawner_pid = int(hello["pid"])
 
     async def _open(self) -> anyio.abc.SocketStream:
@@ -273,39 +186,11 @@ class Runtime:
                     # shutting down holds the lock (exit 3), so try again a bit later.
                     if last_start < 0 or anyio.current_time() - last_start > 0.5:
                         last_start = anyio.current_time()
-                        await anyio.to_thread.run_sync(self._start_spawner)
+                        await anyio.to_thread.run_sync(start_spawner, self.paths.run,
+                                                       self.spawner_idle_exit)
                     else:
                         await anyio.sleep(0.01)
 
-    def _start_spawner(self) -> None:
-        """Start ``python -m aiorun.runtime.spawner`` (it double-forks: the process we start
-        exits once the socket listens, so we reap it here and never keep a zombie)."""
-        run = self.paths.run
-        run.mkdir(parents=True, exist_ok=True)
-        import msgpack
-        # Start-up time is in every `run`'s latency budget: skip `site` (-S, ~15 ms with the
-        # editable-install finder) and put exactly our package and msgpack on the path; let
-        # it write bytecode even when PYTHONDONTWRITEBYTECODE is set (else every module is
-        # recompiled on every start).
-        pkg_parent = str(Path(__file__).resolve().parents[2])
-        msgpack_parent = str(Path(msgpack.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [pkg_parent, msgpack_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                            else []))
-        with open(run / "spawner.log", "ab") as log:
-            idle = ([] if self.spawner_idle_exit is None
-                    else ["--idle-exit", str(float(self.spawner_idle_exit))])
-            proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "aiorun.runtime.spawner", "--run", str(run)]
-                + idle,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True, close_fds=True, env=env, cwd="/")
-        rc = proc.wait()
-        if rc not in (0, 3):              # 3: another spawner holds the lock (still starting)
-            tail = (run / "spawner.log").read_text(errors="replace")[-2000:]
-            raise Unavailable(f"the runtime spawner failed to start (exit {rc}): {tail}")
 
     async def _reader(self, stream: anyio.abc.SocketStream,
                       *, task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
@@ -319,10 +204,12 @@ class Runtime:
                     self._lost(stream)
                     if self._closing:
                         break
-                    stream = await self._reopen()
-                    if stream is None:
+                    reopened = await self._reopen()
+                    if reopened is None:
                         break
+                    stream = reopened
                     self._use(stream)
+                    assert self._tg is not None       # set by connect() before the reader
                     self._tg.start_soon(self._resync)
         finally:
             self._stream = None
@@ -366,12 +253,12 @@ class Runtime:
                 if id in self._exits:
                     continue
                 try:
-                    st = await self._request("state", id=id)
+                    st = await self._request(Op.STATE, id=id)
                 except NotFound:
                     self._exit_events.pop(id).set()
                     continue
                 if st.get("status") is not None:
-                    self._exits[id] = _status(st["status"])
+                    self._exits[id] = status_from_dict(st["status"])
                     ev = self._exit_events.get(id)
                     if ev is not None:
                         ev.set()
@@ -395,7 +282,7 @@ class Runtime:
     def _dispatch(self, m: dict) -> None:
         ev = m.get("ev")
         if ev is None:
-            slot = self._pending.pop(m.get("rid"), None)
+            slot = self._pending.pop(int(m.get("rid") or 0), None)
             if slot is not None:
                 slot[1] = m
                 slot[0].set()
@@ -406,15 +293,15 @@ class Runtime:
         elif ev == "eof":
             self._output(id).close()
         elif ev == "exit":
-            self._exits[id] = _status(m["status"])
+            self._exits[id] = status_from_dict(m["status"])
             e = self._exit_events.get(id)
             if e is not None:
                 e.set()
 
-    def _output(self, id: str) -> _Output:
+    def _output(self, id: str) -> OutputBacklog:
         out = self._outputs.get(id)
         if out is None:
-            out = self._outputs[id] = _Output()
+            out = self._outputs[id] = OutputBacklog()
         return out
 
     async def close(self) -> None:
@@ -428,7 +315,7 @@ class Runtime:
         if self._reader_done is not None:
             await self._reader_done.wait()
 
-    async def _request(self, op: str, **kw: object):
+    async def _request(self, op: Op, **kw: object) -> Any:
         if self._stream is None:
             raise Unavailable("not connected to the runtime spawner (call connect first)")
         self._rid += 1
@@ -438,7 +325,7 @@ class Runtime:
         try:
             assert self._send_lock is not None
             async with self._send_lock:
-                await self._stream.send(encode({"op": op, "rid": rid, **kw}))
+                await self._stream.send(encode({"op": op.value, "rid": rid, **kw}))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as e:
             self._pending.pop(rid, None)
             raise Unavailable(f"runtime spawner connection: {e!r}") from None
@@ -461,7 +348,7 @@ class Runtime:
         self._forget(spec.id)
         self._output(spec.id)
         try:
-            res = await self._request("create", spec=spec.to_dict())
+            res = await self._request(Op.CREATE, spec=spec.to_dict())
         except BaseException:
             self._outputs.pop(spec.id, None)
             raise
@@ -471,7 +358,7 @@ class Runtime:
 
     async def start(self, id: str) -> None:
         """Let PID 1 execve. Raises ExecFailed (exit_code 126/127) when it cannot run."""
-        res = await self._request("start", id=id)
+        res = await self._request(Op.START, id=id)
         t = self._timings.setdefault(id, {})
         t.update({f"start.{k}": v for k, v in ((res or {}).get("timings") or {}).items()})
 
@@ -489,9 +376,9 @@ class Runtime:
         ev = self._exit_events.get(id)
         if ev is None:
             ev = self._exit_events[id] = anyio.Event()
-        st = await self._request("state", id=id)
+        st = await self._request(Op.STATE, id=id)
         if st.get("status") is not None:
-            self._exits[id] = _status(st["status"])
+            self._exits[id] = status_from_dict(st["status"])
             return self._exits[id]
         await ev.wait()
         if id not in self._exits:
@@ -500,12 +387,12 @@ class Runtime:
 
     async def kill(self, id: str, sig: int | str = _signal.SIGKILL) -> None:
         """Signal PID 1 (through its pidfd: never a recycled pid). Conflict if not running."""
-        await self._request("kill", id=id, sig=int(parse_signal(sig)))
+        await self._request(Op.KILL, id=id, sig=int(parse_signal(sig)))
 
     async def delete(self, id: str, force: bool = False) -> None:
         """Forget an exited container (or exec): remove its cgroups and runtime record. With
         ``force`` a running one is SIGKILLed first. Conflict if running and not forced."""
-        await self._request("delete", id=id, force=force)
+        await self._request(Op.DELETE, id=id, force=force)
         self._forget(id)
         self._exec_owner.pop(id, None)
         for eid in [e for e, c in self._exec_owner.items() if c == id]:
@@ -522,33 +409,33 @@ class Runtime:
 
     async def state(self, id: str) -> dict:
         """``{id, kind, pid, running, started, status, container_id}`` from the spawner."""
-        return await self._request("state", id=id)
+        return await self._request(Op.STATE, id=id)
 
     async def states(self) -> dict[str, dict]:
-        return {s["id"]: s for s in await self._request("list")}
+        return {s["id"]: s for s in await self._request(Op.LIST)}
 
     async def list(self) -> list[str]:
         """Ids the spawner knows (running, or exited and not yet deleted)."""
-        return [s["id"] for s in await self._request("list")]
+        return [s["id"] for s in await self._request(Op.LIST)]
 
     async def update(self, id: str, cgroup: CgroupSpec) -> None:
         """``docker update``: write the limits set in ``cgroup`` (None fields untouched;
         ``parent`` ignored). InvalidArgument when the kernel refuses a value."""
         from dataclasses import asdict
-        await self._request("update", id=id, cgroup=asdict(cgroup))
+        await self._request(Op.UPDATE, id=id, cgroup=asdict(cgroup))
 
     async def pause(self, id: str) -> None:
         """Freeze every process of the container (cgroup freezer); returns once frozen."""
-        await self._request("pause", id=id, frozen=True)
+        await self._request(Op.PAUSE, id=id, frozen=True)
 
     async def resume(self, id: str) -> None:
-        await self._request("pause", id=id, frozen=False)
+        await self._request(Op.PAUSE, id=id, frozen=False)
 
     async def stats(self, id: str) -> dict:
         """``{memory_usage, memory_limit, cpu_usage_ns, pids: [host pids], oom_kills}``
         from the container's cgroups (values None when the controller is absent). For an
         exec id, its container's."""
-        return await self._request("stats", id=id)
+        return await self._request(Op.STATS, id=id)
 
     # --- exec -------------------------------------------------------------------------------
     async def exec_create(self, spec: ExecSpec) -> None:
@@ -556,12 +443,12 @@ class Runtime:
         self._forget(spec.id)
         self._output(spec.id)
         self._exec_owner[spec.id] = spec.container_id
-        await self._request("exec_create", spec=spec.to_dict())
+        await self._request(Op.EXEC_CREATE, spec=spec.to_dict())
 
     async def exec_start(self, exec_id: str) -> int:
         """Run the exec process in the container's namespaces and cgroups; returns its host
         pid. Raises ExecFailed (126/127) when the command cannot run."""
-        res = await self._request("exec_start", id=exec_id)
+        res = await self._request(Op.EXEC_START, id=exec_id)
         return int(res["pid"])
 
     async def wait_exec(self, exec_id: str) -> int:
@@ -574,20 +461,20 @@ class Runtime:
         once."""
         out = self._outputs.get(id)
         if out is None:
-            out = _Output()
+            out = OutputBacklog()
             out.eof = id in self._exits
             if not out.eof:
                 self._outputs[id] = out
-        return _OutputIter(out)
+        return OutputReader(out)
 
     async def write_stdin(self, id: str, data: bytes) -> None:
-        await self._request("stdin", id=id, data=bytes(data))
+        await self._request(Op.STDIN, id=id, data=bytes(data))
 
     async def close_stdin(self, id: str) -> None:
-        await self._request("close_stdin", id=id)
+        await self._request(Op.CLOSE_STDIN, id=id)
 
     async def resize(self, id: str, rows: int, cols: int) -> None:
-        await self._request("resize", id=id, rows=int(rows), cols=int(cols))
+        await self._request(Op.RESIZE, id=id, rows=int(rows), cols=int(cols))
 
     # --- spawner lifecycle -------------------------------------------------------------------
     async def shutdown_spawner(self, force: bool = False) -> None:
@@ -595,7 +482,7 @@ class Runtime:
         them running unsupervised). Disconnects this client."""
         self._closing = True
         try:
-            await self._request("shutdown", force=force)
+            await self._request(Op.SHUTDOWN, force=force)
         except BaseException:
             self._closing = False
             raise

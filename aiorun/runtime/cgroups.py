@@ -182,7 +182,7 @@ def limit_writes(dirs: list[CgroupDir], spec,
     ``restrict_devices`` also the v1 device allow-list (v2 would need an eBPF program: not
     done, see the report)."""
     out: list[tuple[str, str]] = []
-    owner = {}
+    owner: dict[str, CgroupDir] = {}
     for d in dirs:
         ctrls = d.controllers if d.version == 1 else d.enable
         for c in ctrls:
@@ -491,5 +491,6 @@ def update(dirs: list[CgroupDir], spec) -> None:
         if not failed:
             return
         pending = [(p, v) for p, v, _ in failed]
-    path, value, e = failed[0]
-    raise OSError(e.errno, f"cgroup: writing {value!r} to {path}: {os.strerror(e.errno or 0)}")
+    path, value, err = failed[0]
+    raise OSError(err.errno,
+                  f"cgroup: writing {value!r} to {path}: {os.strerror(err.errno or 0)}")

@@ -2,7 +2,8 @@
 
 A frame is a 4-byte big-endian length followed by one msgpack object (bin type for bytes).
 
-Daemon → spawner requests: ``{"op": str, "rid": int, ...}``; the spawner answers
+Daemon → spawner requests: ``{"op": str, "rid": int, ...}`` (the op names and their
+arguments: :class:`aiorun.runtime.ops.Op`); the spawner answers
 ``{"rid": int, "ok": True, "result": ...}`` or ``{"rid": int, "ok": False, "error":
 {"type": "NotFound"|"Conflict"|"InvalidArgument"|"ExecFailed"|"Error", "message": str,
 "code": int}}``. Unsolicited events carry ``"ev"``: ``out`` (id, s = 1|2, d = bytes),

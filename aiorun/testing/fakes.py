@@ -1,6 +1,6 @@
 """In-memory stand-ins for the parts of the engine that need the kernel, for unit tests.
 
-Each fake is typed against its seam in :mod:`aiorun.engine.interfaces`, and the module-level
+Each fake is typed against its seam in :mod:`aiorun.core.interfaces`, and the module-level
 ``_check_*`` assignments at the bottom make the type checker (CI's ``mypy``) prove that every
 fake still matches its Protocol: add a method to a seam and this module stops type-checking
 until the fake has it too.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 import anyio
 
+from aiorun.engine.networks.plan import SHARED_WITH_CONTAINER, NetworkPlan
 from aiorun.errors import Conflict, NotFound
 from aiorun.runtime.spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus, MountSpec
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     import anyio.abc
 
     from aiorun.drivers.network import Endpoint
-    from aiorun.engine import interfaces
+    from aiorun.core import interfaces
 
 
 @dataclass
@@ -212,6 +213,41 @@ class FakeNetworks:
     def hosts_entries(self, container_id: str) -> list[tuple[str, str]]:
         return []
 
+    def plan(self, network_mode: str) -> NetworkPlan:
+        if network_mode.startswith("container:"):
+            return SHARED_WITH_CONTAINER
+        if network_mode == "host":
+            return NetworkPlan(netns="host", attach=False, resolver=True)
+        if network_mode == "none":
+            return NetworkPlan(netns="own", attach=False, resolver=False)
+        return NetworkPlan(netns="own", attach=True, resolver=True)
+
+    # The API side is not faked: tests of network verbs use the real NetworkManager.
+    async def create(self, name: str, driver: str = "bridge", *, subnet: str = "",
+                     gateway: str = "", options: dict[str, str] | None = None,
+                     labels: dict[str, str] | None = None, internal: bool = False,
+                     attachable: bool = False) -> dict[str, Any]:
+        raise NotImplementedError("FakeNetworks has only the containers' side")
+
+    async def remove(self, ref: str) -> None:
+        raise NotFound(f"network {ref} not found")
+
+    async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"NetworksDeleted": []}
+
+    def inspect(self, ref: str, verbose: bool = True) -> dict[str, Any]:
+        raise NotFound(f"network {ref} not found")
+
+    def list(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return []
+
+    async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
+                      ip_address: str = "") -> None:
+        raise NotFound(f"network {ref} not found")
+
+    async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
+        raise NotFound(f"network {ref} not found")
+
 
 class FakeVolumes:
     """No volumes: every container gets no mounts."""
@@ -243,6 +279,24 @@ class FakeVolumes:
 
     def mounts_of(self, container_id: str) -> list[dict[str, Any]]:
         return []
+
+    # The API side is not faked: tests of volume verbs use the real VolumeManager.
+    async def create(self, name: str | None = None, driver: str | None = None,
+                     labels: dict[str, str] | None = None,
+                     options: dict[str, str] | None = None) -> dict[str, Any]:
+        raise NotImplementedError("FakeVolumes has only the containers' side")
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        raise NotFound(f"get {name}: no such volume")
+
+    async def list(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return []
+
+    async def remove(self, name: str, force: bool = False) -> None:
+        raise NotFound(f"get {name}: no such volume")
+
+    async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"VolumesDeleted": [], "SpaceReclaimed": 0}
 
 
 if TYPE_CHECKING:  # the checker proves each fake matches its seam

@@ -58,8 +58,8 @@ def _cgroup_dirs() -> set[str]:
     own: dict[str, str] = {}
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, ctrls, path = line.split(":", 2)
-            for c in ctrls.split(","):
+            _, names, path = line.split(":", 2)
+            for c in names.split(","):
                 own[c.replace("name=", "")] = path
     except OSError:
         pass

@@ -26,7 +26,7 @@ def is_tmp(name: str) -> bool:
     return TMP_MARK in name
 
 
-def rmtree(path: Path) -> None:
+def rmtree(path: str | os.PathLike[str]) -> None:
     """Remove a tree if it exists (never follows symlinks out of it)."""
     try:
         st = os.lstat(path)

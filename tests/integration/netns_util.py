@@ -112,10 +112,7 @@ def udp_ask(ip: str, port: int, msg: bytes = b"ping", timeout: float = 1.0,
     raise AssertionError(f"no UDP answer from {ip}:{port}")
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from aiorun.testing.util import free_port  # noqa: E402,F401  (re-exported for the net tests)
 
 
 class FakeEngine:
@@ -125,6 +122,7 @@ class FakeEngine:
         self.paths = paths
         self.events = Recorder()
         self.containers = None
+        self.task_group = None
 
 
 class Recorder:

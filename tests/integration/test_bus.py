@@ -18,11 +18,6 @@ from aiorun.core.events import Event
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @dataclass
 class FakeEngine:
     """serve_bus needs only paths and events."""
@@ -221,7 +216,10 @@ async def test_really_slow_reader_never_blocks_the_engine(aiorun_paths):
             worst = max(worst, time.perf_counter() - t0)
             if i % 200 == 0:
                 await anyio.sleep(0)     # the server runs, and finds the socket full
-        assert worst < 0.05, f"emit blocked for {worst:.3f} s"
+        # Blocking on the full socket would mean waiting for the sleeping reader (seconds at
+        # least); the bound only has to tell that apart from scheduling noise on a loaded
+        # 2-core machine, where one emit has been seen to take 0.15 s.
+        assert worst < 1.0, f"emit blocked for {worst:.3f} s"
         await anyio.sleep(0.3)           # the reader was asleep all along
         bus.emit("daemon", "reload", "end-marker")
         delivered, lost = [], []

@@ -20,6 +20,7 @@ import pytest
 
 from aiorun.api.client import ApiError
 from aiorun.config import Paths
+from aiorun.testing.util import wait_until
 from aiorun.testing.daemon import run_cli, start_daemon, stop_spawner
 
 pytestmark = pytest.mark.integration
@@ -81,13 +82,7 @@ def memory_cgroup_of(pid: int) -> Path:
 
 
 def wait_for(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(pred, timeout, what)
 
 
 class Env:

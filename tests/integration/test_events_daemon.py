@@ -9,14 +9,9 @@ import time
 import pytest
 
 from aiorun.testing.daemon import start_daemon
+from aiorun.testing.util import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> str:

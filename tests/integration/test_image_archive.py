@@ -21,11 +21,6 @@ from aiorun.images.store import ImageStore
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 async def _store(paths, name="overlay"):
     storage, _ = select_storage(paths, name)
     s = ImageStore(paths, storage, None)

@@ -17,11 +17,6 @@ from netns_util import FakeEngine, Netns, free_port, http_get, owned_state
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 def no_leaks(aiorun_paths):
     """Fails the test if it left a link or nft table of its daemon scope (see owned_state)."""
@@ -419,3 +414,18 @@ async def test_nft_apply_paths(monkeypatch, via_exec):
         state["bridges"] = []
         await ap.sync()
     assert f"table ip {table}" not in _nft_tables()
+
+
+async def test_plan_follows_driver_capabilities(mgr):
+    """The containers code asks plan(mode) instead of testing network names."""
+    assert (mgr.plan("bridge").netns, mgr.plan("bridge").attach) == ("own", True)
+    assert (mgr.plan("default").netns, mgr.plan("").attach) == ("own", True)
+    host = mgr.plan("host")
+    assert (host.netns, host.attach, host.resolver, host.settings) == ("host", False, True, {})
+    none = mgr.plan("none")
+    assert (none.netns, none.attach, none.resolver) == ("own", False, False)
+    assert list(none.settings["Networks"]) == ["none"]
+    assert mgr.plan("container:abc").netns == "container"
+    from aiorun.errors import NotFound
+    with pytest.raises(NotFound):
+        mgr.plan("no-such-network")

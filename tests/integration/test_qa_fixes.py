@@ -17,11 +17,6 @@ from aiorun.config import Paths
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @dataclass
 class FakeEngine:
     paths: Paths

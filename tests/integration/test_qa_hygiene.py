@@ -11,6 +11,7 @@ import time
 import pytest
 
 from aiorun.testing import hostguard
+from aiorun.testing.util import wait_until
 from aiorun.testing.daemon import run_cli, start_daemon
 
 pytestmark = pytest.mark.integration
@@ -33,15 +34,6 @@ def spawners(paths) -> list[int]:
         if b"aiorun.runtime.spawner" in argv and str(paths.run).encode() in argv:
             found.append(int(entry))
     return found
-
-
-def wait_until(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

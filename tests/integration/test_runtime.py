@@ -26,11 +26,6 @@ from aiorun.runtime.spec import CgroupSpec, ContainerSpec, ExecSpec, MountSpec, 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 def rootfs(busybox_tar, tmp_path):
     root = tmp_path / "rootfs"

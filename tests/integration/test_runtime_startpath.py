@@ -13,11 +13,6 @@ from test_runtime import cg_parent, guard, make_spec, rootfs, run, runtime  # no
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.mark.anyio
 async def test_pid1_is_in_its_cgroup_namespace_and_spec_mounts_under_cgroupfs_win(
         aiorun_paths, rootfs, cg_parent, guard):

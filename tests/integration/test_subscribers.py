@@ -18,13 +18,9 @@ from aiorun.bus.bus import EventBus
 from aiorun.bus.server import serve_bus
 from aiorun.bus.subscribers.metrics import MetricsSubscriber
 from aiorun.config import Paths
+from aiorun.testing.util import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
 
 
 @dataclass
@@ -83,12 +79,6 @@ async def test_metrics_plugin_is_scraped(aiorun_paths):
         assert value(text, "aiorun_last_event_seq") == bus.last_seq
         tg.cancel_scope.cancel()
     bus.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_subscriber_processes_on_the_bus_socket(aiorun_paths, tmp_path):

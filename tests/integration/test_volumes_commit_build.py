@@ -24,6 +24,7 @@ import pytest
 from aiorun.api.client import Client
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.util import wait_until
 from aiorun.testing.images import write_busybox_rootfs_tar
 
 pytestmark = pytest.mark.integration
@@ -113,11 +114,7 @@ def own_host_state(env, tmp_path):
 
 
 def _wait_for(path: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.05)
+    wait_until(path.exists, timeout, f"{path} to appear")
 
 
 # --- volumes ------------------------------------------------------------------------------------

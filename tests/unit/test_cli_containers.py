@@ -2,11 +2,13 @@
 
 import pytest
 
-from aiorun.cli import containers as cc
+from aiorun.cli import common, createbody, listing
+from aiorun.cli.containers import cmd_run
+from aiorun.cli.options import BOOL, Command, Option, UsageError
 
 
-def parse(argv, interspersed=False):
-    return cc.parse_opts(cc.CREATE_FLAGS, argv, interspersed)
+def parse(argv):
+    return cmd_run.command.parse(argv)
 
 
 def test_docker_style_flags():
@@ -17,11 +19,11 @@ def test_docker_style_flags():
     assert rest == ["busybox", "sh", "-c", "echo -e x"]        # options end at the image
     o, rest = parse(["-d", "--", "busybox", "-x"])
     assert o.detach and rest == ["busybox", "-x"]
-    with pytest.raises(cc.UsageError, match="unknown flag"):
+    with pytest.raises(UsageError, match="unknown flag"):
         parse(["--bogus", "busybox"])
-    with pytest.raises(cc.UsageError, match="needs an argument"):
+    with pytest.raises(UsageError, match="needs an argument"):
         parse(["--name"])
-    o, rest = cc.parse_opts(cc._flags(("-a --all", "all", cc.BOOL)), ["x", "-a", "y"])
+    o, rest = Command("ps", "", "", [Option("-a --all", BOOL)]).parse(["x", "-a", "y"])
     assert o.all and rest == ["x", "y"]                       # interspersed for ps & co
 
 
@@ -34,7 +36,7 @@ def test_build_create_body(monkeypatch):
                      "-v", "/a:/b", "--cap-add", "NET_ADMIN", "--read-only", "--entrypoint", "",
                      "-l", "k=v", "--network-alias", "web", "--network", "net1",
                      "busybox", "echo", "hi"])
-    body, name = cc.build_create(o, rest)
+    body, name = createbody.build_create(o, rest)
     hc = body["HostConfig"]
     assert name == "n1" and body["Image"] == "busybox" and body["Cmd"] == ["echo", "hi"]
     assert body["Entrypoint"] == [""] and body["Env"] == ["A=1", "FROM_HOST=yes"]
@@ -58,27 +60,27 @@ def test_build_create_body(monkeypatch):
 ])
 def test_build_create_errors(argv, msg):
     o, rest = parse(argv)
-    with pytest.raises(cc.UsageError) as ei:
-        cc.build_create(o, rest)
+    with pytest.raises(UsageError) as ei:
+        createbody.build_create(o, rest)
     assert msg in str(ei.value)
 
 
 def test_start_error_codes():
-    assert cc.start_error_code('exec: "x": executable file not found in $PATH') == 127
-    assert cc.start_error_code('exec: "/etc/passwd": permission denied') == 126
-    assert cc.start_error_code("port is already allocated") == 125
+    assert common.start_error_code('exec: "x": executable file not found in $PATH') == 127
+    assert common.start_error_code('exec: "/etc/passwd": permission denied') == 126
+    assert common.start_error_code("port is already allocated") == 125
 
 
 def test_ps_rows_and_table():
     c = {"Id": "a" * 64, "Image": "busybox", "Command": "sh -c 'echo hello world'",
          "Created": 1000, "Status": "Up 2 seconds", "State": "running", "Names": ["/web"],
          "Ports": [], "Labels": {"x": "y"}}
-    row = cc.ps_row(c, no_trunc=False, now=1125)
+    row = listing.ps_row(c, no_trunc=False, now=1125)
     assert row["ID"] == "a" * 12 and row["Names"] == "web"
     assert row["Command"] == '"sh -c \'echo hello w…"' and row["RunningFor"] == "2 minutes ago"
-    assert cc.ps_row(c, no_trunc=True, now=1125)["Command"] == '"sh -c \'echo hello world\'"'
+    assert listing.ps_row(c, no_trunc=True, now=1125)["Command"] == '"sh -c \'echo hello world\'"'
     from aiorun.core.templates import render_table
-    out = render_table(cc.PS_DEFAULT, [row], cc.PS_HEADERS)
+    out = render_table(listing.PS_DEFAULT, [row], listing.PS_HEADERS)
     head, line = out.splitlines()
     assert head.startswith("CONTAINER ID   IMAGE     COMMAND")
     assert line.startswith("aaaaaaaaaaaa   busybox   ")

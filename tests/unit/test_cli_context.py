@@ -33,12 +33,12 @@ def test_run_path_imports_stay_lean():
     """What `aiorun run` loads before talking to the daemon: no config/dataclasses/spec."""
     code = ("import sys, aiorun.cli.main as m, aiorun.cli.containers as c\n"
             "ctx = m.Context(None, None, None, False); ctx.socket_path\n"
-            "o, rest = c.parse_opts(c.CREATE_FLAGS, ['--rm', '-e', 'A=1', 'busybox', 'true'],"
-            " interspersed=False)\n"
-            "body, name = c.build_create(o, rest)\n"
+            "o, rest = c.cmd_run.command.parse(['--rm', '-e', 'A=1', 'busybox', 'true'])\n"
+            "from aiorun.cli.createbody import build_create\n"
+            "body, name = build_create(o, rest)\n"
             "assert body['HostConfig']['AutoRemove'] and body['Env'] == ['A=1'], body\n"
             "print(sorted(k for k in ('dataclasses', 'aiorun.config', 'aiorun.core.spec',"
-            " 'anyio', 'h11', 'argparse') if k in sys.modules))\n")
+            " 'anyio', 'h11', 'argparse', 'typing') if k in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"

@@ -3,8 +3,9 @@
 import pytest
 
 from aiorun.cli.daemon import _first_error, parse_serve_args
-from aiorun.cli.system import _want_json, format_size, render_df, render_info
-from aiorun.errors import InvalidArgument, NotFound
+from aiorun.cli.options import UsageError
+from aiorun.cli.system import format_size, render_df, render_info, want_json
+from aiorun.errors import NotFound
 
 
 def test_serve_args(monkeypatch):
@@ -15,8 +16,8 @@ def test_serve_args(monkeypatch):
         "storage_driver": "copy", "backend": "trio", "debug": True}
     monkeypatch.setenv("AIORUN_BACKEND", "trio")
     assert parse_serve_args([])["backend"] == "trio"
-    for bad in (["--backend", "curio"], ["--storage-driver"], ["--what"]):
-        with pytest.raises(InvalidArgument):
+    for bad in (["--backend", "curio"], ["--storage-driver"], ["--what"], ["extra"]):
+        with pytest.raises(UsageError):
             parse_serve_args(bad)
 
 
@@ -29,9 +30,9 @@ def test_first_error_unwraps_groups():
 
 def test_format_and_render():
     assert format_size(0) == "0B" and format_size(1536) == "1.5KiB"
-    assert _want_json(["--format", "json"], "info") and not _want_json([], "info")
-    with pytest.raises(InvalidArgument):
-        _want_json(["--format", "{{.ID}}"], "info")
+    assert want_json("json") and want_json("{{json .}}") and not want_json(None)
+    with pytest.raises(UsageError):
+        want_json("{{.ID}}")
     text = render_info({"Containers": 2, "ContainersRunning": 1, "Driver": "overlay",
                         "StorageDriverReason": "requested", "DriverStatus": [["a", "b"]],
                         "Backend": "trio", "Managers": ["events"]})

@@ -1,7 +1,8 @@
 import io
 import tarfile
 
-from aiorun.engine.commit import filter_diff, image_config_from_container, merge_override
+from aiorun.engine.commit import image_config_from_container, merge_override
+from aiorun.images.diff import filter_diff, has_excluded
 
 
 def _tar(path, names):
@@ -45,7 +46,7 @@ def test_config_merge():
 
 
 def test_has_excluded(tmp_path):
-    from aiorun.engine.commit import has_excluded
+
     _tar(tmp_path / "a.tar", ["x", "etc/hosts"])
     _tar(tmp_path / "b.tar", ["x", "etc/hosts.deny"])
     assert has_excluded(tmp_path / "a.tar") and not has_excluded(tmp_path / "b.tar")

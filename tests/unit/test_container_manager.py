@@ -14,14 +14,12 @@ import anyio
 import pytest
 
 from aiorun.config import Paths
+from aiorun.engine.supervisor import Supervisor
+from aiorun.testing.fakes import FakeNetworks, FakeRuntime
 from aiorun.engine import containers as cm
+from aiorun.engine.containers import records
 from aiorun.errors import Conflict, InvalidArgument, NotFound, NotModified
 from aiorun.runtime.spec import ExitStatus
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
 
 
 class FakeExecFailed(Exception):
@@ -29,62 +27,6 @@ class FakeExecFailed(Exception):
         super().__init__(msg)
         self.exit_code = code
         self.message = msg
-
-
-class FakeRuntime:
-    """Processes are anyio events; ``kill`` with a signal the "process" handles ends it."""
-
-    def __init__(self) -> None:
-        self.procs: dict[str, dict[str, Any]] = {}
-        self.next_pid = 1000
-        self.fail_start: dict[str, Exception] = {}
-        self.ignore_term = False
-        self.deleted: list[str] = []
-
-    async def create(self, spec) -> int:
-        self.next_pid += 1
-        self.procs[spec.id] = {"pid": self.next_pid, "done": anyio.Event(), "status": None,
-                               "spec": spec}
-        return self.next_pid
-
-    async def start(self, cid: str) -> None:
-        exc = self.fail_start.pop(cid, None)
-        if exc is not None:
-            self.exit(cid, getattr(exc, "exit_code", 126))
-            raise exc
-
-    def exit(self, cid: str, code: int, oom: bool = False) -> None:
-        p = self.procs[cid]
-        if p["status"] is None:
-            p["status"] = ExitStatus(code, oom)
-            p["done"].set()
-
-    async def wait(self, cid: str) -> ExitStatus:
-        p = self.procs[cid]
-        await p["done"].wait()
-        return p["status"]
-
-    async def kill(self, cid: str, sig: int) -> None:
-        p = self.procs.get(cid)
-        if p is None or p["status"] is not None:
-            raise Conflict("not running")
-        if sig == signal.SIGKILL or not self.ignore_term:
-            self.exit(cid, 128 + sig)
-
-    async def delete(self, cid: str, force: bool = False) -> None:
-        self.deleted.append(cid)
-        self.procs.pop(cid, None)
-
-    async def list(self) -> list[str]:
-        return list(self.procs)
-
-    def output(self, cid: str):
-        async def gen():
-            if cid in self.procs:
-                await self.procs[cid]["done"].wait()
-            if False:
-                yield (1, b"")
-        return gen()
 
 
 class FakeStorage:
@@ -126,28 +68,13 @@ class FakeImage:
 
 
 class FakeImages:
+    def __init__(self) -> None:
+        self.in_use = lambda image_id: False
+
     def resolve(self, ref: str) -> FakeImage:
         if ref != "busybox":
             raise NotFound(f"No such image: {ref}")
         return FakeImage()
-
-
-class FakeNetworks:
-    def __init__(self) -> None:
-        self.attached: set[str] = set()
-        self.fail = False
-
-    async def attach(self, cid, **kw) -> dict:
-        if self.fail:
-            raise Conflict("port is already allocated")
-        self.attached.add(cid)
-        return {"IPAddress": "10.9.0.2", "Networks": {"bridge": {"IPAddress": "10.9.0.2"}}}
-
-    async def detach(self, cid) -> None:
-        self.attached.discard(cid)
-
-    def hosts_entries(self, cid):
-        return []
 
 
 class Events:
@@ -171,6 +98,7 @@ class FakeEngine:
         self.networks = FakeNetworks()
         self.volumes = None
         self.task_group = tg
+        self.supervisor = Supervisor(tg)
         self.containers = None
 
 
@@ -280,7 +208,7 @@ async def test_restart_policies(tmp_path, monkeypatch):
         with anyio.fail_after(5):
             for _ in range(3):
                 while c.state.status != "running" or cid not in eng.runtime.procs \
-                        or eng.runtime.procs[cid]["status"] is not None:
+                        or eng.runtime.procs[cid].status is not None:
                     await anyio.sleep(0.005)
                 eng.runtime.exit(cid, 1)
                 await anyio.sleep(0.02)
@@ -535,7 +463,7 @@ def test_tail_offset(tmp_path):
 
 @pytest.mark.anyio
 async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
-    monkeypatch.setattr(cm, "SUBSCRIBER_STALL", 0.05)
+    monkeypatch.setattr(records, "SUBSCRIBER_STALL", 0.05)
     hub = cm.OutputHub()
     reader, stalled = hub.subscribe(), hub.subscribe()
     got = []
@@ -552,3 +480,26 @@ async def test_output_hub_is_lossless_and_drops_stalled(monkeypatch):
         hub.close()
     assert [d for _, d in got] == [b"%d" % i for i in range(600)]
     stalled.close()
+
+
+def test_every_seam_between_rooms_is_implemented():
+    """``RoomBase`` declares the calls one room makes into another; the composed manager
+    must get each from the room that owns it, never the declaration."""
+    from aiorun.engine.containers.base import RoomBase
+    seams = [n for n, f in vars(RoomBase).items() if callable(f) and n != "__init__"
+             and "raise NotImplementedError" in __import__("inspect").getsource(f)]
+    assert len(seams) >= 10
+    for name in seams:
+        assert getattr(cm.ContainerManager, name) is not getattr(RoomBase, name), name
+
+
+@pytest.mark.parametrize("policy,code,count,restart", [
+    ({}, 1, 0, False), ({"Name": "no"}, 1, 0, False),
+    ({"Name": "always"}, 0, 99, True), ({"Name": "unless-stopped"}, 0, 0, True),
+    ({"Name": "on-failure"}, 0, 0, False), ({"Name": "on-failure"}, 1, 50, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 1, True),
+    ({"Name": "on-failure", "MaximumRetryCount": 2}, 1, 2, False),
+])
+def test_restart_policy_table(policy, code, count, restart):
+    from aiorun.engine.containers.supervise import should_restart
+    assert should_restart(policy, code, count) is restart

@@ -16,11 +16,6 @@ from aiorun.serve import DaemonAlreadyRunning, PidLock
 from aiorun.testing.fakes import FakeNetworks, FakeRuntime, FakeVolumes
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 def fake_parts(log: list[str], runtime: FakeRuntime, *, networks_fail: bool = False) -> Parts:
     def networks(engine: Engine) -> FakeNetworks:
         nets = FakeNetworks(log)

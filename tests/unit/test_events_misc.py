@@ -11,7 +11,8 @@ from aiorun.bus.codec import Lost
 from aiorun.bus.subscribers import make, parse_spec
 from aiorun.bus.subscribers.logging import to_line
 from aiorun.bus.subscribers.metrics import Metrics, parse_listen
-from aiorun.bus.times import parse_cli_time, parse_unix, rfc3339_nano, to_unix_arg
+from aiorun.bus.times import parse_cli_time, parse_unix, to_unix_arg
+from aiorun.core.timefmt import rfc3339nano
 from aiorun.cli.events import format_default
 from aiorun.core.events import Event
 from aiorun.errors import InvalidArgument
@@ -26,7 +27,7 @@ def test_time_arguments():
     assert parse_cli_time("10m", now_ns=10**12) == 10**12 - 600 * 10**9
     assert parse_cli_time("1h30m", now_ns=10**13) == 10**13 - 5400 * 10**9
     assert to_unix_arg(1_700_000_000_000_000_001) == "1700000000.000000001"
-    assert rfc3339_nano(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"
+    assert rfc3339nano(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000000001Z"
     with pytest.raises(InvalidArgument, match="invalid time"):
         parse_unix("yesterday")
 

@@ -7,7 +7,8 @@ import pytest
 from aiorun.errors import InvalidArgument
 from aiorun.runtime.api import parse_signal
 from aiorun.runtime.caps import CAPS, DOCKER_DEFAULT, effective_set, mask_of
-from aiorun.runtime.init import InitError, find_executable, split_options
+from aiorun.runtime.init import InitError, find_executable
+from aiorun.runtime.rootfs import split_options
 from aiorun.runtime.proto import FrameDecoder, encode
 from aiorun.runtime.logfile import LINE_MAX, render, rfc3339nano
 from aiorun.runtime.users import UserError, resolve
@@ -103,7 +104,7 @@ def test_log_time_format():
 
 
 def test_describe_wait_status():
-    from aiorun.runtime.spawner import _describe
+    from aiorun.runtime.spawner.common import describe as _describe
     assert "signal 9" in _describe(9) and "out of memory" in _describe(9)
     assert _describe(3 << 8) == "setup process exited with status 3"
 
@@ -142,7 +143,7 @@ def test_json_file_rendering():
 def test_status_pipe_order_independent():
     """C2's "ready" may overtake C1's "pid" (two writers): both must be collected."""
     import os
-    from aiorun.runtime.spawner import _Status
+    from aiorun.runtime.spawner.common import StatusPipe as _Status
     r, w = os.pipe()
     try:
         os.write(w, encode({"ready": True}))

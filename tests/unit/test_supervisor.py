@@ -10,11 +10,6 @@ from aiorun.bus.bus import EventBus
 from aiorun.engine.supervisor import Supervisor
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.mark.anyio
 async def test_service_restarted_after_failures_and_reported():
     bus = EventBus()

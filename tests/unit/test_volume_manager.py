@@ -12,11 +12,6 @@ from aiorun.engine.volumes import VolumeManager, resolve_in_root
 from aiorun.errors import Conflict, InvalidArgument, NotFound
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture
 def engine(tmp_path):
     paths = Paths(root=tmp_path / "root", run=tmp_path / "run")

@@ -69,7 +69,7 @@ async def _spool(req: Request, dest) -> None:
 
 def _prepare(work, dockerfile: str):
     """Unpack the context and parse the Dockerfile (worker thread)."""
-    from aiorun.engine.volumes import resolve_in_root
+    from aiorun.core.safepath import resolve_in_root
     from aiorun.images.build.context import extract_context
     from aiorun.images.build.dockerfile import parse
     ctx = work / "context"
@@ -88,6 +88,7 @@ def _prepare(work, dockerfile: str):
 
 @router.route("POST", "/build")
 async def build(req: Request, engine: Any):
+    from aiorun.engine.buildhost import EngineBuildHost
     from aiorun.images.build.builder import Builder
     from aiorun.images.reference import parse as parse_ref
     if engine.images is None or engine.storage is None:
@@ -102,23 +103,24 @@ async def build(req: Request, engine: Any):
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
-    from aiorun.images.build.builder import _ACTIVE, sweep_stale
-    await sweep_stale(engine)   # what a build interrupted by a daemon crash left behind
+    from aiorun.images.build.workdirs import ACTIVE, sweep_stale
+    host = EngineBuildHost(engine)
+    await sweep_stale(host)   # what a build interrupted by a daemon crash left behind
     work = engine.paths.tmp / f"buildctx-{secrets.token_hex(6)}"
     work.mkdir()
-    _ACTIVE.add(work.name)
+    ACTIVE.add(work.name)
 
     async def drop_work() -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
-        _ACTIVE.discard(work.name)
+        ACTIVE.discard(work.name)
     try:
         await _spool(req, work / "context.tar")
         ctx, instructions = await anyio.to_thread.run_sync(_prepare, work, dockerfile)
     except BaseException:
         await drop_work()
         raise
-    builder = Builder(engine, ctx, instructions, tags=tags, buildargs=buildargs,
+    builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
                       no_cache=req.flag("nocache"), target=req.arg("target") or None)
 
@@ -130,8 +132,8 @@ async def build(req: Request, engine: Any):
             yield _line({"error": exc.message, "errorDetail": {"message": exc.message}})
         except Exception as exc:
             log.exception("build failed")
-            msg = f"{type(exc).__name__}: {exc}"
-            yield _line({"error": msg, "errorDetail": {"message": msg}})
+            text = f"{type(exc).__name__}: {exc}"
+            yield _line({"error": text, "errorDetail": {"message": text}})
         finally:
             await drop_work()
 

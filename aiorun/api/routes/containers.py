@@ -15,13 +15,18 @@ Streams:
 from __future__ import annotations
 
 import struct
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
+import anyio.abc
 
 from aiorun.api.http import Request, Response, Router, json_response
 from aiorun.core import state as st
+from aiorun.core.validate import validate_create
 from aiorun.errors import Conflict, InvalidArgument, NotModified
+
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
 
 router = Router()
 
@@ -44,13 +49,6 @@ def settle_delay(req: Request) -> float:
     return 0.05 if req.headers.get("user-agent", "").startswith("docker-sdk-python") else 0.0
 
 
-def _mgr(engine: Any) -> Any:
-    if engine.containers is None:
-        from aiorun.errors import Unavailable
-        raise Unavailable("the container manager is not running in this daemon")
-    return engine.containers
-
-
 def _time_arg(req: Request, name: str) -> float:
     v = req.arg(name)
     if not v:
@@ -66,63 +64,62 @@ def _time_arg(req: Request, name: str) -> float:
 
 
 @router.route("POST", "/containers/create")
-async def create(req: Request, engine: Any) -> Response:
+async def create(req: Request, engine: Engine) -> Response:
     body = req.json()
-    if not isinstance(body, dict):
-        raise InvalidArgument("the create request body must be a JSON object")
     name = req.arg("name") or None
-    cid = await _mgr(engine).create(body, name)
+    validate_create(body, name)         # the whole body, before anything is created
+    cid = await engine.containers.create(body, name)
     return json_response({"Id": cid, "Warnings": []}, 201)
 
 
 @router.route("GET", "/containers/json")
-async def list_(req: Request, engine: Any) -> Any:
+async def list_(req: Request, engine: Engine) -> Any:
     filters = req.json_arg("filters") or {}
     if not isinstance(filters, dict):
         raise InvalidArgument("filters must be a JSON object")
     limit = req.int_arg("limit")
     all_ = req.flag("all") or (limit is not None and limit > 0)
-    return _mgr(engine).list(all=all_, filters=filters, limit=limit if limit and limit > 0
-                             else None)
+    return engine.containers.list(all=all_, filters=filters, limit=limit if limit and limit > 0
+                                  else None)
 
 
 @router.route("GET", "/containers/{id}/json")
-async def inspect(req: Request, engine: Any) -> Any:
-    return _mgr(engine).inspect(req.params["id"])
+async def inspect(req: Request, engine: Engine) -> Any:
+    return engine.containers.inspect(req.params["id"])
 
 
 @router.route("POST", "/containers/{id}/start")
-async def start(req: Request, engine: Any) -> Response | None:
+async def start(req: Request, engine: Engine) -> Response | None:
     try:
-        await _mgr(engine).start_container(req.params["id"])
+        await engine.containers.start_container(req.params["id"])
     except NotModified:
         return Response(304)
     return None
 
 
 @router.route("POST", "/containers/{id}/stop")
-async def stop(req: Request, engine: Any) -> Response | None:
+async def stop(req: Request, engine: Engine) -> Response | None:
     t = req.int_arg("t", req.int_arg("timeout"))
     try:
-        await _mgr(engine).stop_container(req.params["id"], t, req.arg("signal") or None)
+        await engine.containers.stop_container(req.params["id"], t, req.arg("signal") or None)
     except NotModified:
         return Response(304)
     return None
 
 
 @router.route("POST", "/containers/{id}/kill")
-async def kill(req: Request, engine: Any) -> None:
-    await _mgr(engine).kill(req.params["id"], req.arg("signal") or "SIGKILL")
+async def kill(req: Request, engine: Engine) -> None:
+    await engine.containers.kill(req.params["id"], req.arg("signal") or "SIGKILL")
 
 
 @router.route("POST", "/containers/{id}/restart")
-async def restart(req: Request, engine: Any) -> None:
-    await _mgr(engine).restart(req.params["id"], req.int_arg("t", req.int_arg("timeout")))
+async def restart(req: Request, engine: Engine) -> None:
+    await engine.containers.restart(req.params["id"], req.int_arg("t", req.int_arg("timeout")))
 
 
 @router.route("POST", "/containers/{id}/wait")
-async def wait(req: Request, engine: Any) -> Response:
-    mgr = _mgr(engine)
+async def wait(req: Request, engine: Engine) -> Response:
+    mgr = engine.containers
     c = mgr.get(req.params["id"])
     condition = req.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
@@ -140,8 +137,8 @@ async def wait(req: Request, engine: Any) -> Response:
 
 
 @router.route("GET", "/containers/{id}/logs")
-async def logs(req: Request, engine: Any) -> Response:
-    mgr = _mgr(engine)
+async def logs(req: Request, engine: Engine) -> Response:
+    mgr = engine.containers
     c = mgr.get(req.params["id"])
     stdout, stderr = req.flag("stdout"), req.flag("stderr")
     if not stdout and not stderr:
@@ -168,8 +165,8 @@ async def logs(req: Request, engine: Any) -> Response:
 
 
 @router.route("POST", "/containers/{id}/attach")
-async def attach(req: Request, engine: Any) -> Response:
-    mgr = _mgr(engine)
+async def attach(req: Request, engine: Engine) -> Response:
+    mgr = engine.containers
     c = mgr.get(req.params["id"])
     if c.state.status in (st.REMOVING, st.DEAD):
         raise Conflict(f"cannot attach to container {c.id}: it is {c.state.status}")
@@ -184,12 +181,12 @@ async def attach(req: Request, engine: Any) -> Response:
 
     delay = settle_delay(req)
 
-    async def session(stream: Any) -> None:
+    async def session(stream: anyio.abc.ByteStream) -> None:
         if delay:
             await anyio.sleep(delay)
         async with anyio.create_task_group() as tg:
             if want_in and c.config.get("OpenStdin"):
-                tg.start_soon(_pump_stdin, stream, mgr, c.id, hub.running)
+                tg.start_soon(pump_stdin, stream, mgr, c.id, hub.running)
             if recv is not None:
                 async with recv:
                     async for item in recv:
@@ -205,7 +202,8 @@ async def attach(req: Request, engine: Any) -> Response:
     return Response(200, hijack=session, content_type=RAW if tty else MULTIPLEXED)
 
 
-async def _pump_stdin(stream: Any, mgr: Any, pid_id: str, running: anyio.Event) -> None:
+async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str,
+                     running: anyio.Event) -> None:
     """Client bytes → the process's stdin once it runs (until then they wait in the socket
     buffer); the client's half-close → close stdin. Ends quietly when the process is gone."""
     from aiorun.errors import AiorunError
@@ -226,44 +224,44 @@ async def _pump_stdin(stream: Any, mgr: Any, pid_id: str, running: anyio.Event) 
 
 
 @router.route("POST", "/containers/{id}/resize")
-async def resize(req: Request, engine: Any) -> None:
+async def resize(req: Request, engine: Engine) -> None:
     h, w = req.int_arg("h", 0), req.int_arg("w", 0)
-    await _mgr(engine).resize(req.params["id"], h or 24, w or 80)
+    await engine.containers.resize(req.params["id"], h or 24, w or 80)
 
 
 @router.route("POST", "/containers/{id}/rename")
-async def rename(req: Request, engine: Any) -> None:
-    await _mgr(engine).rename(req.params["id"], req.arg("name") or "")
+async def rename(req: Request, engine: Engine) -> None:
+    await engine.containers.rename(req.params["id"], req.arg("name") or "")
 
 
 @router.route("GET", "/containers/{id}/top")
-async def top(req: Request, engine: Any) -> Any:
-    return await _mgr(engine).top(req.params["id"])
+async def top(req: Request, engine: Engine) -> Any:
+    return await engine.containers.top(req.params["id"])
 
 
 @router.route("DELETE", "/containers/{id}")
-async def remove(req: Request, engine: Any) -> None:
-    await _mgr(engine).remove(req.params["id"], force=req.flag("force"), volumes=req.flag("v"))
+async def remove(req: Request, engine: Engine) -> None:
+    await engine.containers.remove(req.params["id"], force=req.flag("force"), volumes=req.flag("v"))
 
 
 @router.route("POST", "/containers/prune")
-async def prune(req: Request, engine: Any) -> Any:
+async def prune(req: Request, engine: Engine) -> Any:
     filters = req.json_arg("filters") or {}
-    return await _mgr(engine).prune(filters)
+    return await engine.containers.prune(filters)
 
 
 @router.route("POST", "/containers/{id}/update")
-async def update(req: Request, engine: Any) -> Any:
-    return await _mgr(engine).update(req.params["id"], req.json())
+async def update(req: Request, engine: Engine) -> Any:
+    return await engine.containers.update(req.params["id"], req.json())
 
 
 @router.route("POST", "/containers/{id}/pause")
-async def pause(req: Request, engine: Any) -> None:
-    await _mgr(engine).pause(req.params["id"])
+async def pause(req: Request, engine: Engine) -> None:
+    await engine.containers.pause(req.params["id"])
 
 
 @router.route("POST", "/containers/{id}/unpause")
-async def unpause(req: Request, engine: Any) -> None:
-    await _mgr(engine).unpause(req.params["id"])
+async def unpause(req: Request, engine: Engine) -> None:
+    await engine.containers.unpause(req.params["id"])
 
 

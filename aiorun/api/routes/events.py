@@ -15,19 +15,21 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
 
 from aiorun.api.http import Request, Response, Router
-from aiorun.bus.bus import stream_batches
+from aiorun.bus.bus import EventBus, stream_batches
 from aiorun.bus.codec import End, Lost
 from aiorun.bus.filters import EventFilter
 from aiorun.bus.times import parse_unix
 from aiorun.core.events import Event
-from aiorun.errors import Unavailable
 
 log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
+
 router = Router()
 
 #: Actions Docker prints as ``action: <command>`` when the command is known.
@@ -49,7 +51,7 @@ def _lines(events: list[Event]) -> bytes:
     return b"".join(json.dumps(docker_event(e)).encode() + b"\n" for e in events)
 
 
-async def docker_stream(bus: Any, flt: EventFilter, since_ns: int | None,
+async def docker_stream(bus: EventBus, flt: EventFilter, since_ns: int | None,
                         until_ns: int | None) -> AsyncIterator[bytes]:
     async with aclosing(stream_batches(bus, flt, since_ns=since_ns, until_ns=until_ns)) as it:
         async for batch in it:
@@ -73,7 +75,7 @@ async def docker_stream(bus: Any, flt: EventFilter, since_ns: int | None,
                 return
 
 
-async def _replay_range(bus: Any, flt: EventFilter, lost: Lost) -> AsyncIterator[bytes]:
+async def _replay_range(bus: EventBus, flt: EventFilter, lost: Lost) -> AsyncIterator[bytes]:
     def read() -> list[Event]:
         return [e for e in bus.replay(lost.first_seq, None, lost.last_seq)
                 if isinstance(e, Event) and flt.match(e)]
@@ -83,10 +85,8 @@ async def _replay_range(bus: Any, flt: EventFilter, lost: Lost) -> AsyncIterator
 
 
 @router.route("GET", "/events")
-async def get_events(req: Request, engine: Any) -> Response:
-    bus = getattr(engine, "events", None)
-    if bus is None:
-        raise Unavailable("the event bus is not running")
+async def get_events(req: Request, engine: Engine) -> Response:
+    bus = engine.events
     since = req.arg("since")
     until = req.arg("until")
     since_ns = parse_unix(since) if since else None

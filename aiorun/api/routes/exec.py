@@ -7,40 +7,44 @@ Exec into a container that is not running → 409 ``container X is not running``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from aiorun.api.http import Request, Response, Router, json_response
-from aiorun.api.routes.containers import MULTIPLEXED, RAW, _mgr, _pump_stdin, frame, settle_delay
+from aiorun.api.routes.containers import MULTIPLEXED, RAW, frame, pump_stdin, settle_delay
 from aiorun.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
 
 router = Router()
 
 
 @router.route("POST", "/containers/{id}/exec")
-async def exec_create(req: Request, engine: Any) -> Response:
+async def exec_create(req: Request, engine: Engine) -> Response:
     body = req.json()
     if not isinstance(body, dict):
         raise InvalidArgument("the exec request body must be a JSON object")
-    eid = _mgr(engine).exec_create(req.params["id"], body)
+    eid = engine.containers.exec_create(req.params["id"], body)
     return json_response({"Id": eid}, 201)
 
 
 @router.route("GET", "/exec/{id}/json")
-async def exec_inspect(req: Request, engine: Any) -> Any:
-    return _mgr(engine).exec_inspect(req.params["id"])
+async def exec_inspect(req: Request, engine: Engine) -> Any:
+    return engine.containers.exec_inspect(req.params["id"])
 
 
 @router.route("POST", "/exec/{id}/resize")
-async def exec_resize(req: Request, engine: Any) -> None:
-    await _mgr(engine).exec_resize(req.params["id"], req.int_arg("h", 24) or 24,
-                                   req.int_arg("w", 80) or 80)
+async def exec_resize(req: Request, engine: Engine) -> None:
+    await engine.containers.exec_resize(req.params["id"], req.int_arg("h", 24) or 24,
+                                        req.int_arg("w", 80) or 80)
 
 
 @router.route("POST", "/exec/{id}/start")
-async def exec_start(req: Request, engine: Any) -> Response | None:
-    mgr = _mgr(engine)
+async def exec_start(req: Request, engine: Engine) -> Response | None:
+    mgr = engine.containers
     body = req.json() or {}
     if not isinstance(body, dict):
         raise InvalidArgument("the exec start body must be a JSON object")
@@ -53,17 +57,18 @@ async def exec_start(req: Request, engine: Any) -> Response | None:
     try:
         await mgr.exec_start(rec.id, tty)
     except BaseException:
-        recv.close()
+        with anyio.CancelScope(shield=True):
+            await recv.aclose()
         raise
     raw = rec.tty
     delay = settle_delay(req)
 
-    async def session(stream: Any) -> None:
+    async def session(stream: anyio.abc.ByteStream) -> None:
         if delay:
             await anyio.sleep(delay)
         async with anyio.create_task_group() as tg:
             if rec.attach_stdin:
-                tg.start_soon(_pump_stdin, stream, mgr, rec.id, rec.hub.running)
+                tg.start_soon(pump_stdin, stream, mgr, rec.id, rec.hub.running)
             async with recv:
                 async for item in recv:
                     if item is None:

@@ -17,15 +17,20 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
 import anyio.to_thread
 
-from aiorun.api.http import Request, Response, Router, json_response
-from aiorun.errors import InvalidArgument, NotFound, Unavailable
+from aiorun.api.http import Request, Response, Router
+from aiorun.errors import InvalidArgument, NotFound
 from aiorun.images import oci
 from aiorun.images import reference as R
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.engine.daemon import Engine
+    from aiorun.core.interfaces import Images
+    from aiorun.images.store import Image
 
 router = Router()
 
@@ -37,38 +42,35 @@ _CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _store(engine: Any):
-    st = getattr(engine, "images", None)
-    if st is None:
-        raise Unavailable("the image store is not running")
-    return st
+def _store(engine: Engine) -> Images:
+    return engine.images
 
 
-def summary(img: Any) -> dict[str, Any]:
+def summary(img: Image) -> dict[str, Any]:
     """One entry of ``GET /images/json``."""
     return {
         "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags),
-        "RepoDigests": list(getattr(img, "repo_digests", []) or []),
+        "RepoDigests": list(img.repo_digests),
         "Created": int(oci.parse_time(img.created)), "Size": img.size, "SharedSize": -1,
         "VirtualSize": img.size,
         "Labels": (img.config.get("config") or {}).get("Labels") or {}, "Containers": -1,
     }
 
 
-def inspect(img: Any, engine: Any) -> dict[str, Any]:
+def inspect(img: Image, engine: Engine) -> dict[str, Any]:
     cfg = img.config
     ccfg = dict(_CONFIG_DEFAULTS)
     ccfg.update(cfg.get("config") or {})
-    storage = getattr(engine, "storage", None)
+    storage = engine.storage
     return {
         "Id": img.id, "RepoTags": list(img.repo_tags),
-        "RepoDigests": list(getattr(img, "repo_digests", []) or []), "Parent": "",
+        "RepoDigests": list(img.repo_digests), "Parent": "",
         "Comment": cfg.get("comment", ""), "Created": cfg.get("created", ""),
         "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
         "Config": ccfg, "Architecture": cfg.get("architecture", ""),
         "Variant": cfg.get("variant", ""), "Os": cfg.get("os", ""),
         "Size": img.size, "VirtualSize": img.size,
-        "GraphDriver": {"Name": getattr(storage, "name", ""), "Data": None},
+        "GraphDriver": {"Name": storage.name if storage is not None else "", "Data": None},
         "RootFS": {"Type": "layers", "Layers": [f"sha256:{h}" for h in img.layers]},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
@@ -136,9 +138,8 @@ async def _spool_body(req: Request, engine: Any, kind: str) -> Path:
     path = engine.paths.tmp / f"{SPOOL_PREFIX}{kind}-{secrets.token_hex(6)}"
     f = await anyio.to_thread.run_sync(open, path, "wb")
     try:
-        stream = getattr(req, "stream", None)
-        if stream is not None:
-            async for chunk in stream:
+        if req.stream is not None:
+            async for chunk in req.stream:
                 await anyio.to_thread.run_sync(f.write, chunk)
         else:
             await anyio.to_thread.run_sync(f.write, req.body)

@@ -10,28 +10,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiorun.api.http import Request, Router, json_response
-from aiorun.errors import InvalidArgument, Unavailable
+from aiorun.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
 
 router = Router()
 
 
-def _nm(engine: Any):
-    nm = getattr(engine, "networks", None)
-    if nm is None:
-        raise Unavailable("the network manager is not running")
-    return nm
-
-
 @router.route("GET", "/networks")
-async def list_networks(req: Request, engine: Any):
-    return _nm(engine).list(req.json_arg("filters") or {})
+async def list_networks(req: Request, engine: Engine):
+    return engine.networks.list(req.json_arg("filters") or {})
 
 
 @router.route("POST", "/networks/create")
-async def create_network(req: Request, engine: Any):
+async def create_network(req: Request, engine: Engine):
     body = req.json() or {}
     if not isinstance(body, dict):
         raise InvalidArgument("network create body must be a JSON object")
@@ -42,7 +38,7 @@ async def create_network(req: Request, engine: Any):
     cfg = configs[0] if configs else {}
     if body.get("EnableIPv6"):
         raise InvalidArgument("IPv6 networks are not supported")
-    res = await _nm(engine).create(
+    res = await engine.networks.create(
         str(body.get("Name") or ""), str(body.get("Driver") or "bridge"),
         subnet=str(cfg.get("Subnet") or ""), gateway=str(cfg.get("Gateway") or ""),
         options={str(k): str(v) for k, v in (body.get("Options") or {}).items()},
@@ -52,39 +48,39 @@ async def create_network(req: Request, engine: Any):
 
 
 @router.route("POST", "/networks/prune")
-async def prune_networks(req: Request, engine: Any):
-    return await _nm(engine).prune(req.json_arg("filters") or {})
+async def prune_networks(req: Request, engine: Engine):
+    return await engine.networks.prune(req.json_arg("filters") or {})
 
 
 @router.route("GET", "/networks/{id}")
-async def inspect_network(req: Request, engine: Any):
-    return _nm(engine).inspect(req.params["id"])
+async def inspect_network(req: Request, engine: Engine):
+    return engine.networks.inspect(req.params["id"])
 
 
 @router.route("DELETE", "/networks/{id}")
-async def remove_network(req: Request, engine: Any):
-    await _nm(engine).remove(req.params["id"])
+async def remove_network(req: Request, engine: Engine):
+    await engine.networks.remove(req.params["id"])
     return None
 
 
 @router.route("POST", "/networks/{id}/connect")
-async def connect_network(req: Request, engine: Any):
+async def connect_network(req: Request, engine: Engine):
     body = req.json() or {}
     container = str(body.get("Container") or "")
     if not container:
         raise InvalidArgument("connect: no Container given")
     ep = body.get("EndpointConfig") or {}
     ipam = ep.get("IPAMConfig") or {}
-    await _nm(engine).connect(req.params["id"], container, aliases=ep.get("Aliases") or [],
+    await engine.networks.connect(req.params["id"], container, aliases=ep.get("Aliases") or [],
                               ip_address=str(ipam.get("IPv4Address") or ""))
     return json_response("OK")
 
 
 @router.route("POST", "/networks/{id}/disconnect")
-async def disconnect_network(req: Request, engine: Any):
+async def disconnect_network(req: Request, engine: Engine):
     body = req.json() or {}
     container = str(body.get("Container") or "")
     if not container:
         raise InvalidArgument("disconnect: no Container given")
-    await _nm(engine).disconnect(req.params["id"], container, force=bool(body.get("Force")))
+    await engine.networks.disconnect(req.params["id"], container, force=bool(body.get("Force")))
     return json_response("OK")

@@ -5,14 +5,25 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from aiorun import API_VERSION, __version__
 from aiorun.api.http import Request, Response, Router
+from aiorun.api.routes.images import summary
+from aiorun.core.timefmt import rfc3339nano
+from aiorun.drivers.registry import NETWORK_GROUP, discover
+
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
 
 router = Router()
 
 MIN_API_VERSION = "1.24"
+#: The engine's parts, in start order: a running daemon has every one of them.
+PARTS = ("events", "storage", "images", "runtime", "networks", "volumes", "containers")
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -24,7 +35,7 @@ def ping_headers() -> list[tuple[str, str]]:
 
 
 @router.route("GET", "/_ping")
-async def ping(req: Request, engine: Any) -> Response:
+async def ping(req: Request, engine: Engine) -> Response:
     # HEAD is served by this GET route too; the server leaves the body out.
     return Response(200, b"OK", ping_headers(), content_type="text/plain; charset=utf-8")
 
@@ -34,8 +45,8 @@ def arch() -> str:
     return _GOARCH.get(m, m)
 
 
-def version_info(engine: Any) -> dict[str, Any]:
-    backend = getattr(engine, "backend", "asyncio")
+def version_info(engine: Engine) -> dict[str, Any]:
+    backend = engine.backend
     details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
                "Arch": arch(), "KernelVersion": platform.release(), "Backend": backend,
                "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
@@ -57,14 +68,8 @@ def version_info(engine: Any) -> dict[str, Any]:
 
 
 @router.route("GET", "/version")
-async def version(req: Request, engine: Any) -> dict[str, Any]:
+async def version(req: Request, engine: Engine) -> dict[str, Any]:
     return version_info(engine)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if hasattr(value, "__await__"):
-        return await value
-    return value
 
 
 def _os_name() -> str:
@@ -93,54 +98,45 @@ def cgroup_version() -> str:
     return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-async def _counts(engine: Any) -> dict[str, int]:
+def _counts(engine: Engine) -> dict[str, int]:
     out = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
            "ContainersStopped": 0, "Images": 0}
-    containers = getattr(engine, "containers", None)
-    if containers is not None:
-        for c in await _maybe_await(containers.list(True, {})):
-            state = (c.get("State") if isinstance(c, dict) else "") or ""
-            out["Containers"] += 1
-            if state == "running":
-                out["ContainersRunning"] += 1
-            elif state == "paused":
-                out["ContainersPaused"] += 1
-            else:
-                out["ContainersStopped"] += 1
-    images = getattr(engine, "images", None)
-    if images is not None:
-        out["Images"] = len(await _maybe_await(images.list()))
+    for c in engine.containers.list(True, {}):
+        state = c.get("State") or ""
+        out["Containers"] += 1
+        if state == "running":
+            out["ContainersRunning"] += 1
+        elif state == "paused":
+            out["ContainersPaused"] += 1
+        else:
+            out["ContainersStopped"] += 1
+    out["Images"] = len(engine.images.list())
     return out
 
 
 @router.route("GET", "/info")
-async def info(req: Request, engine: Any) -> dict[str, Any]:
-    storage = getattr(engine, "storage", None)
-    driver_status: list[list[str]] = []
-    if storage is not None:
-        try:
-            driver_status = [[str(k), str(v)] for k, v in storage.status()]
-        except Exception as exc:  # a driver's status must never break `info`
-            driver_status = [["Error", str(exc)]]
-    reason = getattr(engine, "storage_reason", "")
-    paths = getattr(engine, "paths", None)
-    backend = getattr(engine, "backend", "asyncio")
-    managers = [n for n, _ in getattr(engine, "managers", [])]
+async def info(req: Request, engine: Engine) -> dict[str, Any]:
+    storage = engine.storage
+    try:
+        driver_status = [[str(k), str(v)] for k, v in storage.status()]
+    except Exception as exc:  # a driver's status must never break `info`
+        driver_status = [["Error", str(exc)]]
     return {
-        "ID": getattr(engine, "id", ""),
-        **(await _counts(engine)),
-        "Driver": getattr(storage, "name", "none") if storage is not None else "none",
+        "ID": engine.id,
+        **_counts(engine),
+        "Driver": storage.name,
         "DriverStatus": driver_status,
-        "StorageDriverReason": reason,
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
+        "StorageDriverReason": engine.storage_reason,
+        "Plugins": {"Volume": ["local"],
+                    "Network": sorted(n for n, e in discover(NETWORK_GROUP).items()
+                                      if e.error is None),
                     "Authorization": None, "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
-        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": bool(
-            getattr(engine, "debug", False)),
+        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": engine.debug,
         "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
         "NGoroutines": 0,
-        "SystemTime": _now_rfc3339(),
+        "SystemTime": rfc3339nano(time.time_ns()),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version(),
@@ -158,7 +154,7 @@ async def info(req: Request, engine: Any) -> dict[str, Any]:
         "NCPU": os.cpu_count() or 1,
         "MemTotal": _mem_total(),
         "GenericResources": None,
-        "DockerRootDir": str(paths.root) if paths is not None else "",
+        "DockerRootDir": str(engine.paths.root),
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": platform.node(),
         "Labels": [],
@@ -175,15 +171,10 @@ async def info(req: Request, engine: Any) -> dict[str, Any]:
         "SecurityOptions": [],
         "Warnings": None,
         # aiorun's own
-        "Backend": backend,
+        "Backend": engine.backend,
         "Python": sys.version.split()[0],
-        "Managers": managers,
+        "Managers": list(PARTS),
     }
-
-
-def _now_rfc3339() -> str:
-    import datetime
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _tree_size(path: str) -> int:
@@ -198,13 +189,9 @@ def _tree_size(path: str) -> int:
 
 
 @router.route("GET", "/system/df")
-async def disk_usage(req: Request, engine: Any) -> dict[str, Any]:
-    """Docker's ``docker system df`` shape, best effort from the managers present."""
-    import anyio
-    containers: list[dict[str, Any]] = []
-    mgr = getattr(engine, "containers", None)
-    if mgr is not None:
-        containers = list(await _maybe_await(mgr.list(all=True, filters={})))
+async def disk_usage(req: Request, engine: Engine) -> dict[str, Any]:
+    """Docker's ``docker system df`` shape."""
+    containers: list[dict[str, Any]] = list(engine.containers.list(all=True, filters={}))
     by_image: dict[str, int] = {}
     by_volume: dict[str, int] = {}
     for c in containers:
@@ -217,23 +204,16 @@ async def disk_usage(req: Request, engine: Any) -> dict[str, Any]:
     images: list[dict[str, Any]] = []
     layers: set[str] = set()
     image_bytes = 0
-    store = getattr(engine, "images", None)
-    if store is not None:
-        try:
-            from aiorun.api.routes.images import summary
-        except ImportError:
-            summary = None  # type: ignore[assignment]
-        for img in await _maybe_await(store.list()):
-            d = summary(img) if summary is not None else {
-                "Id": img.id, "RepoTags": list(img.repo_tags), "Size": img.size}
-            d["Containers"] = by_image.get(img.id, 0)
-            d["SharedSize"] = 0
-            images.append(d)
-            layers.update(getattr(img, "layers", []) or [])
-            image_bytes += int(getattr(img, "size", 0) or 0)
+    for img in engine.images.list():
+        d = summary(img)
+        d["Containers"] = by_image.get(img.id, 0)
+        d["SharedSize"] = 0
+        images.append(d)
+        layers.update(img.layers)
+        image_bytes += int(img.size or 0)
     layers_size = image_bytes
-    storage = getattr(engine, "storage", None)
-    if storage is not None and layers:
+    storage = engine.storage
+    if layers:
         def sizes() -> int:
             total = 0
             for layer in layers:
@@ -244,24 +224,19 @@ async def disk_usage(req: Request, engine: Any) -> dict[str, Any]:
             return total
         layers_size = await anyio.to_thread.run_sync(sizes)
     volumes: list[dict[str, Any]] = []
-    vm = getattr(engine, "volumes", None)
-    if vm is not None:
-        for v in await _maybe_await(vm.list({})):
-            v = dict(v)
-            mp = v.get("Mountpoint") or ""
-            size = await anyio.to_thread.run_sync(_tree_size, mp) if mp else -1
-            v["UsageData"] = {"Size": size, "RefCount": by_volume.get(v.get("Name", ""), 0)}
-            volumes.append(v)
+    for v in await engine.volumes.list({}):
+        v = dict(v)
+        mp = v.get("Mountpoint") or ""
+        size = await anyio.to_thread.run_sync(_tree_size, mp) if mp else -1
+        v["UsageData"] = {"Size": size, "RefCount": by_volume.get(v.get("Name", ""), 0)}
+        volumes.append(v)
     return {"LayersSize": layers_size, "Images": images, "Containers": containers,
             "Volumes": volumes, "BuildCache": []}
 
 
 @router.route("POST", "/aiorun/system/reset")
-async def reset(req: Request, engine: Any) -> dict[str, Any]:
+async def reset(req: Request, engine: Engine) -> dict[str, Any]:
     """Stop every container and remove all state, through each manager's ``reset()``."""
-    fn = getattr(engine, "reset", None)
-    done = await fn() if fn is not None else []
-    events = getattr(engine, "events", None)
-    if events is not None:
-        events.emit("daemon", "reset", getattr(engine, "id", ""), {"managers": ",".join(done)})
+    done = await engine.reset()
+    engine.events.emit("daemon", "reset", engine.id, {"managers": ",".join(done)})
     return {"Reset": done}

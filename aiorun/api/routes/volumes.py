@@ -7,46 +7,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiorun.api.http import Request, Router, json_response
-from aiorun.errors import Unavailable
+
+if TYPE_CHECKING:
+    from aiorun.engine.daemon import Engine
 
 router = Router()
 
 
-def _vm(engine: Any):
-    vm = getattr(engine, "volumes", None)
-    if vm is None:
-        raise Unavailable("the volume manager is not running")
-    return vm
-
-
 @router.route("GET", "/volumes")
-async def list_volumes(req: Request, engine: Any):
-    vols = await _vm(engine).list(req.json_arg("filters") or {})
+async def list_volumes(req: Request, engine: Engine):
+    vols = await engine.volumes.list(req.json_arg("filters") or {})
     return {"Volumes": vols, "Warnings": []}
 
 
 @router.route("POST", "/volumes/create")
-async def create_volume(req: Request, engine: Any):
+async def create_volume(req: Request, engine: Engine):
     body = req.json() or {}
-    vol = await _vm(engine).create(body.get("Name") or None, body.get("Driver"),
+    vol = await engine.volumes.create(body.get("Name") or None, body.get("Driver"),
                                    body.get("Labels") or {}, body.get("DriverOpts") or {})
     return json_response(vol, 201)
 
 
 @router.route("POST", "/volumes/prune")
-async def prune_volumes(req: Request, engine: Any):
-    return await _vm(engine).prune(req.json_arg("filters") or {})
+async def prune_volumes(req: Request, engine: Engine):
+    return await engine.volumes.prune(req.json_arg("filters") or {})
 
 
 @router.route("GET", "/volumes/{name}")
-async def inspect_volume(req: Request, engine: Any):
-    return await _vm(engine).inspect(req.params["name"])
+async def inspect_volume(req: Request, engine: Engine):
+    return await engine.volumes.inspect(req.params["name"])
 
 
 @router.route("DELETE", "/volumes/{name}")
-async def remove_volume(req: Request, engine: Any):
-    await _vm(engine).remove(req.params["name"], force=req.flag("force"))
+async def remove_volume(req: Request, engine: Engine):
+    await engine.volumes.remove(req.params["name"], force=req.flag("force"))
     return None

@@ -8,26 +8,32 @@ Each runs two ways:
 * as a process: ``aiorun subscriber logging|metrics`` reading the msgpack bus socket
   (:func:`run_standalone`), reconnecting and resuming by seq if the daemon restarts.
 
-A subscriber class has ``handle(item)`` (an ``Event`` or ``Lost``), ``async run_plugin(bus)``
-(never returns until cancelled) and ``close()``.
+Every subscriber is a :class:`~aiorun.bus.subscribers.base.Subscriber`: ``handle(item)`` (an
+``Event`` or ``Lost``), ``async run_plugin(bus)`` (never returns until cancelled), ``async
+serve()`` (what it offers in process mode besides handling events; nothing by default) and
+``close()``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
+from aiorun.bus.subscribers.base import Subscriber
 from aiorun.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from aiorun.bus.bus import EventBus
 
 log = logging.getLogger(__name__)
 
 NAMES = ("logging", "metrics")
 
 
-def make(name: str, arg: str | None) -> Any:
+def make(name: str, arg: str | None) -> Subscriber:
     """A subscriber from its name and option (logging: output file; metrics: host:port)."""
     if name == "logging":
         from aiorun.bus.subscribers.logging import LoggingSubscriber
@@ -44,9 +50,10 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (arg.strip() if sep else None)
 
 
-async def start_plugins(bus: Any, specs: list[str], tg: anyio.abc.TaskGroup) -> list[Any]:
+async def start_plugins(bus: EventBus, specs: list[str], tg: anyio.abc.TaskGroup
+                        ) -> list[Subscriber]:
     """Start in-daemon subscribers; a bad spec is logged by name and skipped."""
-    started = []
+    started: list[Subscriber] = []
     for spec in specs:
         name, arg = parse_spec(spec)
         try:
@@ -59,7 +66,7 @@ async def start_plugins(bus: Any, specs: list[str], tg: anyio.abc.TaskGroup) -> 
     return started
 
 
-async def _run_plugin(sub: Any, bus: Any, spec: str) -> None:
+async def _run_plugin(sub: Subscriber, bus: EventBus, spec: str) -> None:
     try:
         await sub.run_plugin(bus)
     except Exception:  # a plugin failure must not take the daemon down
@@ -68,7 +75,7 @@ async def _run_plugin(sub: Any, bus: Any, spec: str) -> None:
         sub.close()
 
 
-async def run_standalone(sub: Any, socket_path: str, *, filters: dict[str, list[str]] | None
+async def run_standalone(sub: Subscriber, socket_path: str, *, filters: dict[str, list[str]] | None
                          = None, from_seq: int | None = None, retry: bool = True) -> None:
     """Feed ``sub`` from the bus socket until cancelled; resume by seq after a disconnect."""
     from aiorun.bus.client import BusClient, BusError
@@ -76,9 +83,7 @@ async def run_standalone(sub: Any, socket_path: str, *, filters: dict[str, list[
     from aiorun.core.events import Event
     client = BusClient(socket_path)
     async with anyio.create_task_group() as tg:
-        serve = getattr(sub, "serve", None)
-        if serve is not None:
-            await tg.start(serve)
+        await tg.start(sub.serve)
         next_seq = from_seq
         while True:
             try:

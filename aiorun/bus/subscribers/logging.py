@@ -16,28 +16,31 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO, Any
-
 from contextlib import aclosing
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
 from aiorun.bus.codec import Lost
-from aiorun.bus.times import rfc3339_nano
+from aiorun.bus.subscribers.base import Subscriber
 from aiorun.core.events import Event
+from aiorun.core.timefmt import rfc3339nano
+
+if TYPE_CHECKING:
+    from aiorun.bus.bus import EventBus
 
 
 def to_line(item: Event | Lost) -> str:
     if isinstance(item, Lost):
         return json.dumps({"lost": item.count, "first_seq": item.first_seq,
                            "last_seq": item.last_seq, "reason": item.reason})
-    return json.dumps({"seq": item.seq, "time": rfc3339_nano(item.time_ns),
+    return json.dumps({"seq": item.seq, "time": rfc3339nano(item.time_ns),
                        "time_ns": item.time_ns, "type": item.type, "action": item.action,
                        "id": item.id, "attrs": item.attrs})
 
 
-class LoggingSubscriber:
+class LoggingSubscriber(Subscriber):
     #: In-daemon: events buffered before the plugin replays from the journal instead.
     buffer = 65536
 
@@ -51,24 +54,24 @@ class LoggingSubscriber:
                 open(self.output, "a", encoding="utf-8", buffering=1)
         return self._f
 
-    def handle(self, item: Any) -> None:
+    def handle(self, item: Event | Lost) -> None:
         self.write_many([item])
 
-    def write_many(self, items: list[Any]) -> None:
+    def write_many(self, items: list[Event | Lost]) -> None:
         lines = [to_line(x) + "\n" for x in items if isinstance(x, (Event, Lost))]
         if lines:
             f = self._file()
             f.write("".join(lines))
             f.flush()
 
-    async def run_plugin(self, bus: Any, *, task_status: anyio.abc.TaskStatus[None] =
+    async def run_plugin(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[Any] =
                          anyio.TASK_STATUS_IGNORED) -> None:
         from aiorun.bus.bus import stream_batches
         self._file()   # fail early (bad path) rather than on the first event
         async with aclosing(stream_batches(bus, None, buffer=self.buffer)) as batches:
             task_status.started()
             async for batch in batches:
-                out: list[Any] = []
+                out: list[Event | Lost] = []
                 for item in batch:
                     if isinstance(item, Lost) and item.reason == "overflow":
                         lost = item

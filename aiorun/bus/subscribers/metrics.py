@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
 from aiorun.bus.codec import Lost
+from aiorun.bus.subscribers.base import Subscriber
 from aiorun.core.events import Event
 from aiorun.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from aiorun.bus.bus import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +182,16 @@ async def _http(conn: anyio.abc.ByteStream, metrics: Metrics) -> None:
             pass
 
 
-class MetricsSubscriber:
+class MetricsSubscriber(Subscriber):
     def __init__(self, host: str = "127.0.0.1", port: int = 9323) -> None:
         self.host, self.port = host, port
         self.metrics = Metrics()
         self.bound_port: int | None = None
 
-    def handle(self, item: Any) -> None:
+    def handle(self, item: Event | Lost) -> None:
         self.metrics.handle(item)
 
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] =
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[Any] =
                     anyio.TASK_STATUS_IGNORED) -> None:
         """Serve ``/metrics`` until cancelled; ``task_status.started`` gets the bound port."""
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port,
@@ -198,7 +202,7 @@ class MetricsSubscriber:
             task_status.started(self.bound_port)
             await listener.serve(lambda c: _http(c, self.metrics))
 
-    async def run_plugin(self, bus: Any, *, task_status: anyio.abc.TaskStatus[int] =
+    async def run_plugin(self, bus: EventBus, *, task_status: anyio.abc.TaskStatus[Any] =
                          anyio.TASK_STATUS_IGNORED) -> None:
         """In-daemon: rebuild from the journal, follow as a listener, serve HTTP."""
         pending: list[Event] = []
@@ -226,6 +230,3 @@ class MetricsSubscriber:
             await self.serve(task_status=task_status)
         finally:
             remove()
-
-    def close(self) -> None:
-        pass

@@ -5,7 +5,7 @@ Used by the builder (``aiorun build``) and by ``commit --change``. No I/O.
 * :func:`parse` turns Dockerfile text into :class:`Instruction`s: parser directives
   (``# escape=``` is honoured, others ignored), comments, line continuations, blank lines.
   Errors are :class:`DockerfileError` naming the line: ``dockerfile parse error on line 3: ...``.
-* :func:`expand_word` / :func:`expand_words` do Docker's shell-like word processing for the
+* :func:`expand_word` / :func:`expand_words` (in :mod:`.expand`) do Docker's shell-like word processing for the
   instructions that get variable substitution (ADD COPY ENV EXPOSE FROM LABEL STOPSIGNAL USER
   VOLUME WORKDIR ARG): quotes, backslash escapes, ``$VAR``, ``${VAR}``, ``${VAR:-word}``,
   ``${VAR-word}``, ``${VAR:+word}``, ``${VAR+word}``. RUN/CMD/ENTRYPOINT are not expanded
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from aiorun.errors import InvalidArgument
+# word expansion lives in .expand; importable from here as before
+from aiorun.images.build.expand import expand_word, expand_words
 
 #: Instructions aiorun knows; anything else is a parse error naming the line.
 KNOWN = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "ADD", "COPY", "USER",
@@ -206,147 +208,6 @@ def _validate(ins: Instruction) -> None:
     elif c == "ARG":
         if len(ins.rest.split()) != 1:
             raise DockerfileError("ARG requires exactly one argument (ARG NAME[=DEFAULT])", line)
-
-
-# --- word expansion ---------------------------------------------------------------------
-
-class _Lexer:
-    """Docker's ShellLex, the part Dockerfiles need."""
-
-    def __init__(self, text: str, env: Mapping[str, str], escape: str = "\\") -> None:
-        self.s = text
-        self.i = 0
-        self.env = env
-        self.esc = escape
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def next(self) -> str:
-        ch = self.peek()
-        self.i += 1
-        return ch
-
-    def words(self, split: bool) -> list[str]:
-        words: list[str] = []
-        cur: list[str] = []
-        in_word = False
-        while self.i < len(self.s):
-            ch = self.next()
-            if split and ch.isspace():
-                if in_word:
-                    words.append("".join(cur))
-                    cur, in_word = [], False
-                continue
-            in_word = True
-            if ch == "'":
-                cur.append(self._single())
-            elif ch == '"':
-                cur.append(self._double())
-            elif ch == "$":
-                cur.append(self._dollar())
-            elif ch == self.esc:
-                nxt = self.next()
-                cur.append(nxt if nxt else self.esc)
-            else:
-                cur.append(ch)
-        if in_word:
-            words.append("".join(cur))
-        return words
-
-    def _single(self) -> str:
-        out = []
-        while True:
-            ch = self.next()
-            if ch == "":
-                raise InvalidArgument(f"unexpected end of statement while looking for matching "
-                                      f"single-quote in {self.s!r}")
-            if ch == "'":
-                return "".join(out)
-            out.append(ch)
-
-    def _double(self) -> str:
-        out = []
-        while True:
-            ch = self.next()
-            if ch == "":
-                raise InvalidArgument(f"unexpected end of statement while looking for matching "
-                                      f"double-quote in {self.s!r}")
-            if ch == '"':
-                return "".join(out)
-            if ch == "$":
-                out.append(self._dollar())
-            elif ch == self.esc:
-                nxt = self.peek()
-                if nxt in ('"', "$", self.esc):
-                    out.append(self.next())
-                else:
-                    out.append(ch)
-            else:
-                out.append(ch)
-
-    def _name(self) -> str:
-        start = self.i
-        while self.i < len(self.s) and (self.s[self.i].isalnum() or self.s[self.i] == "_"):
-            self.i += 1
-        return self.s[start:self.i]
-
-    def _dollar(self) -> str:
-        ch = self.peek()
-        if ch == "{":
-            self.next()
-            name = self._name()
-            if not name:
-                raise InvalidArgument(f"bad substitution in {self.s!r}")
-            ch = self.next()
-            if ch == "}":
-                return self.env.get(name, "")
-            colon = False
-            if ch == ":":
-                colon = True
-                ch = self.next()
-            if ch not in ("-", "+"):
-                raise InvalidArgument(f"unsupported modifier ({ch!r}) in substitution "
-                                      f"in {self.s!r}")
-            word = self._until_brace()
-            val = self.env.get(name)
-            is_set = val is not None and (val != "" or not colon)
-            if ch == "-":
-                return val if is_set else word  # type: ignore[return-value]
-            return word if is_set else ""
-        name = self._name()
-        if not name:
-            return "$"
-        return self.env.get(name, "")
-
-    def _until_brace(self) -> str:
-        out = []
-        depth = 0
-        while True:
-            ch = self.next()
-            if ch == "":
-                raise InvalidArgument(f"missing '}}' in substitution in {self.s!r}")
-            if ch == "}" and depth == 0:
-                break
-            if ch == "$" :
-                out.append(self._dollar())
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-            out.append(ch)
-        return "".join(out)
-
-
-def expand_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
-    """One word: quotes removed, escapes and variables processed, whitespace kept."""
-    return "".join(_Lexer(text, env, escape).words(split=False))
-
-
-def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
-    """Whitespace-separated words, each processed like :func:`expand_word`."""
-    return _Lexer(text, env, escape).words(split=True)
 
 
 def key_values(ins: Instruction, env: Mapping[str, str]) -> list[tuple[str, str]]:

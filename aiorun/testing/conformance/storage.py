@@ -277,7 +277,7 @@ class StorageDriverSuite:
         """Apply a hostile tar: either InvalidArgument with nothing left, or confined."""
         before = set(os.listdir(drv.home)) if drv.home.exists() else set()
         data = make_tar(entries)
-        lid = layer_id(data)
+        lid: str | None = layer_id(data)
         try:
             drv.apply_layer(lid, io.BytesIO(data))
         except InvalidArgument:

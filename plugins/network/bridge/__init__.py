@@ -66,6 +66,7 @@ class _Net:
 
 class BridgeDriver(NetworkDriver):
     name = "bridge"
+    supports_dns = True
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from aiorun.core.events import Event
     from aiorun.drivers.network import Endpoint
+    from aiorun.engine.networks import NetworkPlan
     from aiorun.images.store import Image
     from aiorun.runtime.spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus, MountSpec
 
@@ -152,6 +153,23 @@ class Images(Service, Protocol):
 
     def history(self, ref: str) -> builtins.list[dict[str, Any]]: ...
 
+    #: set by the containers: is this image id used by a container (refuses ``rmi``)?
+    in_use: Callable[[str], bool]
+
+    async def register_raw(self, raw: bytes, config: dict[str, Any],
+                           tags: Iterable[str] = ()) -> Image: ...
+
+    async def remove(self, ref: str, force: bool = False,
+                     prune: bool = True) -> builtins.list[dict[str, str]]: ...
+
+    async def prune(self, all_images: bool = False) -> dict[str, Any]: ...
+
+    async def import_tar(self, stream: bytes | BinaryIO | os.PathLike[str] | str,
+                         tags: Iterable[str] = (), changes: Iterable[str] = (),
+                         message: str = "", source: str = "-") -> Image: ...
+
+    def skipped_devices(self, diff_id: str) -> int: ...
+
 
 class Networks(Service, Resettable, Protocol):
     """Container networking: endpoints on networks, their settings and name resolution."""
@@ -171,6 +189,27 @@ class Networks(Service, Resettable, Protocol):
 
     def hosts_entries(self, container_id: str) -> list[tuple[str, str]]: ...
 
+    def plan(self, network_mode: str) -> NetworkPlan: ...
+
+    # -- for the API -------------------------------------------------------------------------
+    async def create(self, name: str, driver: str = "bridge", *, subnet: str = "",
+                     gateway: str = "", options: dict[str, str] | None = None,
+                     labels: dict[str, str] | None = None, internal: bool = False,
+                     attachable: bool = False) -> dict[str, Any]: ...
+
+    async def remove(self, ref: str) -> None: ...
+
+    async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    def inspect(self, ref: str, verbose: bool = True) -> dict[str, Any]: ...
+
+    def list(self, filters: dict[str, Any] | None = None) -> builtins.list[dict[str, Any]]: ...
+
+    async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
+                      ip_address: str = "") -> None: ...
+
+    async def disconnect(self, ref: str, container: str, force: bool = False) -> None: ...
+
 
 class Volumes(Service, Resettable, Protocol):
     """Named/anonymous volumes, binds and tmpfs: the mounts a container gets."""
@@ -186,6 +225,19 @@ class Volumes(Service, Resettable, Protocol):
     async def release(self, container_id: str, remove_anonymous: bool = False) -> None: ...
 
     def mounts_of(self, container_id: str) -> list[dict[str, Any]]: ...
+
+    # -- for the API -------------------------------------------------------------------------
+    async def create(self, name: str | None = None, driver: str | None = None,
+                     labels: dict[str, str] | None = None,
+                     options: dict[str, str] | None = None) -> dict[str, Any]: ...
+
+    async def inspect(self, name: str) -> dict[str, Any]: ...
+
+    async def list(self, filters: dict[str, Any] | None = None) -> builtins.list[dict[str, Any]]: ...
+
+    async def remove(self, name: str, force: bool = False) -> None: ...
+
+    async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
 
 class ContainerLookup(Protocol):

@@ -1,0 +1,204 @@
+"""One client connection of the API server: the byte stream, its h11 state machine, the
+request body as a stream, and the raw stream after a hijack.
+
+Everything here is per connection; the server loop (:mod:`aiorun.api.server`) and the
+response writer (:mod:`aiorun.api.responses`) build on it.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import anyio.abc
+import h11
+
+from aiorun.errors import AiorunError, InvalidArgument
+
+#: Bodies up to this size that are not uploads are read before the handler runs (``req.body``).
+MAX_BUFFERED_BODY = 8 * 1024 * 1024
+#: Request line + headers.
+MAX_HEAD_SIZE = 64 * 1024
+READ_SIZE = 65536
+#: What a vanished client looks like from our side of the socket.
+BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class ClientGone(Exception):
+    """The client closed the connection in the middle of a request."""
+
+
+def unwrap_error(exc: BaseException) -> BaseException:
+    """The error that matters inside (nested) exception groups from task groups: the first
+    :class:`AiorunError` or :class:`ClientGone` if any, else the first leaf."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            stack[:0] = list(e.exceptions)
+        else:
+            leaves.append(e)
+    for e in leaves:
+        if isinstance(e, (AiorunError, ClientGone)):
+            return e
+    return leaves[0] if leaves else exc
+
+
+async def safe_receive(stream: anyio.abc.ByteStream, raw: socket.socket | None,
+                       max_bytes: int = READ_SIZE) -> bytes:
+    """``stream.receive`` that may be cancelled safely.
+
+    anyio's asyncio unix-socket ``receive`` parks on a future that the event loop's reader
+    callback completes; cancelled at the moment the socket turns readable, the loop then logs
+    "Future.set_result: invalid state". ``anyio.wait_readable`` tolerates that, so wait with
+    it first: the receive that follows finds data (or EOF) at once. Returns b"" at EOF.
+    """
+    if raw is not None:
+        try:
+            await anyio.wait_readable(raw)
+        except (OSError, ValueError, anyio.ClosedResourceError):
+            return b""  # closed under us
+    try:
+        return await stream.receive(max_bytes)
+    except anyio.EndOfStream:
+        return b""
+
+
+class Connection:
+    """One client connection: the byte stream and its h11 state machine."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.scope: anyio.CancelScope | None = None
+        self.busy = False          # a request is being handled
+        self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
+        self.hung_up = False
+        self.raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    def hang_up(self) -> None:
+        """End the connection from outside its task.
+
+        Shutting the socket down makes a pending receive return EOF, so the task ends on its
+        own; cancelling a receive instead races with anyio's asyncio reader callback
+        ("Future.set_result: invalid state" in the log). Cancel only without a socket.
+        """
+        raw = self.raw
+        if raw is None:
+            self.cancel()
+            return
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        """Cancel the connection's task (once it has started)."""
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def receive(self) -> bytes:
+        return await safe_receive(self.stream, self.raw, READ_SIZE)
+
+    async def next_event(self) -> Any:
+        while True:
+            ev = self.h11.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev
+            if self.h11.they_are_waiting_for_100_continue:
+                await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+            try:
+                data = await self.receive()
+            except BROKEN:
+                data = b""
+            self.h11.receive_data(data)
+
+    async def send(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send(data)
+
+
+class BodyReader:
+    """``req.stream``: the request body as an async iterator of chunks (iterate once)."""
+
+    def __init__(self, conn: Connection, prefix: bytes = b"", done: bool = False) -> None:
+        self._conn = conn
+        self._prefix = prefix
+        self.done = done   # EndOfMessage seen
+
+    def __aiter__(self) -> "BodyReader":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        while not self.done:
+            try:
+                ev = await self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.done = True  # nothing more can be read: h11 is in its ERROR state
+                raise InvalidArgument(f"malformed request body: {exc}") from None
+            if isinstance(ev, h11.Data):
+                if ev.data:
+                    return bytes(ev.data)
+            elif isinstance(ev, h11.EndOfMessage):
+                self.done = True
+            else:
+                raise ClientGone("the client closed the connection inside the request body")
+        raise StopAsyncIteration
+
+    async def read_upto(self, limit: int) -> tuple[bytes, bool]:
+        """Read at most ``limit + 1`` bytes: (data, complete)."""
+        buf = bytearray()
+        while not self.done and len(buf) <= limit:
+            try:
+                buf += await self.__anext__()
+            except StopAsyncIteration:
+                break
+        return bytes(buf), self.done
+
+    async def drain(self, limit: int | None) -> bool:
+        """Discard the rest of the body; False if more than ``limit`` bytes remained."""
+        n = 0
+        async for chunk in self:
+            n += len(chunk)
+            if limit is not None and n > limit:
+                return False
+        return True
+
+
+class HijackedStream(anyio.abc.ByteStream):
+    """The raw connection after a hijack, re-delivering bytes h11 had already buffered."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self._raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
+            return data
+        data = await safe_receive(self._stream, self._raw, max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Any:  # socket attributes of the underlying stream
+        return self._stream.extra_attributes

@@ -1,0 +1,172 @@
+"""Terminal plumbing of the attached verbs (run, start -a, attach, exec): the hijacked
+stream, raw mode, window size, stdin pump and signal forwarding. Lean imports (hot path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+import threading
+
+from aiorun.cli.common import call
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
+    from typing import Any, Callable, Iterator
+
+
+def raw_stream(resp: Any) -> tuple[Any, bytes]:
+    """The socket of a hijacked response and the bytes already read past its head."""
+    buf = bytes(resp._buf)
+    resp._buf.clear()
+    return resp.sock, buf
+
+
+def received(sock: Any, first: bytes) -> Iterator[bytes]:
+    """``first``, then what arrives on ``sock``, until the daemon closes it."""
+    if first:
+        yield first
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            return
+        if not data:
+            return
+        yield data
+
+
+def copy_output(sock: Any, first: bytes, tty: bool,
+                 out: Any = None, err: Any = None) -> None:
+    """Copy an attach/exec stream to stdout/stderr until the daemon closes it.
+
+    A TTY stream is raw; otherwise it is Docker's multiplexed frames
+    ``[stream, 0, 0, 0, uint32 BE length] + payload`` (1 stdout, 2 stderr).
+    """
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+    if tty:
+        for data in received(sock, first):
+            out.write(data)
+            out.flush()
+        return
+    buf = bytearray()
+    for data in received(sock, first):
+        buf += data
+        while len(buf) >= 8:
+            stream, n = struct.unpack(">BxxxL", bytes(buf[:8]))
+            if len(buf) < 8 + n:
+                break
+            payload = bytes(buf[8:8 + n])
+            del buf[:8 + n]
+            target = err if stream == 2 else out
+            target.write(payload)
+            target.flush()
+
+
+def pump_stdin(sock: Any) -> threading.Thread:
+    def run() -> None:
+        fd = sys.stdin.fileno()
+        try:
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                sock.sendall(data)
+        except OSError:
+            pass
+        try:
+            import socket as _s
+            sock.shutdown(_s.SHUT_WR)
+        except OSError:
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+class RawTerminal:
+    """Put the local terminal in raw mode for ``-t`` with a terminal on stdin."""
+
+    def __init__(self) -> None:
+        self.saved: list[Any] | None = None
+
+    def __enter__(self) -> "RawTerminal":
+        if sys.stdin.isatty():
+            import termios
+            import tty
+            fd = sys.stdin.fileno()
+            self.saved = termios.tcgetattr(fd)
+            tty.setraw(fd)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is not None:
+            import termios
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
+
+
+def term_size() -> tuple[int, int] | None:
+    try:
+        sz = os.get_terminal_size(sys.stdout.fileno())
+        return sz.lines, sz.columns
+    except OSError:
+        return None
+
+
+def resize(client: Any, path: str) -> None:
+    size = term_size()
+    if size:
+        try:
+            call(client, "POST", path, h=size[0], w=size[1])
+        except Exception:
+            pass
+
+
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def forward_signals(client: Any, cid: str) -> Callable[[], None]:
+    """Forward signals to the container through the kill API; returns a restore function."""
+    old: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        threading.Thread(target=lambda: kill_quiet(client, cid, name), daemon=True).start()
+    for name in FORWARDED_SIGNALS:
+        s = getattr(signal, name)
+        try:
+            old[s] = signal.signal(s, handler)
+        except (ValueError, OSError):
+            pass
+
+    def restore() -> None:
+        for s, h in old.items():
+            try:
+                signal.signal(s, h)
+            except (ValueError, OSError):
+                pass
+    return restore
+
+
+def kill_quiet(client: Any, cid: str, sig: str) -> None:
+    try:
+        call(client, "POST", f"/containers/{cid}/kill", signal=sig)
+    except Exception:
+        pass
+
+
+class Null:
+    def __enter__(self) -> "Null":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def on_winch(fn: Callable[[], None]) -> None:
+    try:
+        signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(target=fn, daemon=True).start())
+    except (ValueError, OSError):
+        pass

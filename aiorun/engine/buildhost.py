@@ -1,0 +1,130 @@
+"""The engine's side of the builder's seam: :class:`EngineBuildHost` implements
+:class:`aiorun.images.build.host.BuildHost` with the engine's managers (image store, storage
+driver, runtime, event bus), so the builder never imports the engine."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+
+import anyio
+
+from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
+from aiorun.runtime.api import ExecFailed
+from aiorun.runtime.spec import ContainerSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.drivers.storage import StorageDriver
+    from aiorun.engine.daemon import Engine
+    from aiorun.core.interfaces import Images, Runtime
+
+#: ``<root>/buildcache/<key>``: the layer a layer-making step produced, by a key of the parent
+#: layers, the config the step sees, the instruction and the content of its sources.
+CACHE_DIR = "buildcache"
+
+
+class _Process:
+    """A started RUN step's process in the runtime."""
+
+    def __init__(self, runtime: Runtime, id: str) -> None:
+        self._runtime = runtime
+        self._id = id
+        self.waited = False
+
+    async def output(self) -> AsyncIterator[bytes]:
+        async for _stream, data in self._runtime.output(self._id):
+            yield data
+
+    async def wait(self) -> int:
+        with _did_not_run():
+            status = await self._runtime.wait(self._id)
+        self.waited = True
+        return status.exit_code
+
+
+@contextmanager
+def _did_not_run() -> Iterator[None]:
+    """The runtime's "cannot execute" error, in the builder's terms."""
+    try:
+        yield
+    except ExecFailed as exc:
+        raise CommandDidNotRun(exc.message, exc.exit_code) from None
+
+
+class EngineBuildHost:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def work_root(self) -> Path:
+        return self._engine.paths.tmp
+
+    @property
+    def cache_root(self) -> Path:
+        return self._engine.paths.root / CACHE_DIR
+
+    @property
+    def images(self) -> Images:
+        return self._engine.images
+
+    @property
+    def storage(self) -> StorageDriver:
+        return self._engine.storage
+
+    @asynccontextmanager
+    async def run_command(self, step: RunStep) -> AsyncIterator[_Process]:
+        rt = self._engine.runtime
+        if rt is None:
+            raise BuildError("RUN needs the runtime, which is not running")
+        spec = ContainerSpec(id=step.id, rootfs=str(step.rootfs), args=step.argv,
+                             env=step.env, cwd=step.cwd, user=step.user,
+                             hostname=step.hostname, network="none",
+                             log_path=str(step.state_dir / "log.json"),
+                             state_dir=str(step.state_dir / "state"))
+        with _did_not_run():
+            await rt.create(spec)
+        proc = _Process(rt, step.id)
+        try:
+            with _did_not_run():
+                await rt.start(step.id)
+            yield proc
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not proc.waited:  # failed or cancelled (client went away): kill it
+                    try:
+                        await rt.kill(step.id, "SIGKILL")
+                        await rt.wait(step.id)
+                    except Exception:
+                        pass
+                try:
+                    await rt.delete(step.id, force=True)
+                except Exception:
+                    pass
+
+    async def discard_process(self, id: str) -> None:
+        rt = self._engine.runtime
+        if rt is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await rt.kill(id, "SIGKILL")
+            except Exception:
+                pass
+            try:
+                await rt.delete(id, force=True)
+            except Exception:
+                pass
+
+    def emit_image_event(self, action: str, image_id: str, attrs: dict[str, Any]) -> None:
+        events = self._engine.events
+        if events is not None:   # an engine started without the bus (tests) has none
+            events.emit("image", action, image_id, attrs)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.images.build.host import BuildHost
+
+    def _is_a_build_host(engine: Engine) -> BuildHost:
+        """The type checker proves here that the adapter implements the interface."""
+        return EngineBuildHost(engine)

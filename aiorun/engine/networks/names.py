@@ -1,0 +1,140 @@
+"""Name resolution on user-defined networks, two ways:
+
+* every container's ``<containers>/<id>/hosts`` gets a managed section listing its peers
+  (name, aliases); it is rewritten in place whenever a peer joins or leaves, so the
+  bind-mounted file inside running containers stays current;
+* a DNS server per network on its gateway address (:mod:`aiorun.net.dns`, run in the daemon's
+  task group) answers the same names, for networks whose driver ``supports_dns``; the bridge
+  driver DNATs the network's UDP DNS queries to it, whatever resolver a container's
+  resolv.conf names, and it forwards other names to the host's resolvers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import anyio
+import anyio.abc
+
+from aiorun.errors import AiorunError
+
+from .drivers import DriverTable
+from .hostsfile import write_hosts_section
+from .records import Network, Records
+
+log = logging.getLogger("aiorun.networks")
+
+
+class NameService:
+    def __init__(self, records: Records, drivers: DriverTable, containers_dir: Path,
+                 task_group: Callable[[], anyio.abc.TaskGroup | None]) -> None:
+        self.records = records
+        self.drivers = drivers
+        self.containers_dir = containers_dir
+        #: the daemon's task group, asked at each start (it may come after the manager)
+        self.task_group = task_group
+        self.servers: dict[str, anyio.CancelScope] = {}   # network id → its name server task
+
+    # -- hosts files -------------------------------------------------------------------------
+    def hosts_entries(self, container_id: str) -> list[tuple[str, str]]:
+        """(ip, name) for every peer (and its aliases) on this container's user networks."""
+        m = self.records.members.get(container_id)
+        if m is None:
+            return []
+        out: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for ep in m.endpoints:
+            n = self.records.networks.get(ep.network_id)
+            if n is None or n.predefined:
+                continue
+            for cid, peer, pep in self.records.peers(ep.network_id):
+                if cid == container_id:
+                    continue
+                for nm in [peer.name, *(peer.aliases.get(ep.network_id) or [])]:
+                    if nm and (pep.ip_address, nm) not in seen:
+                        seen.add((pep.ip_address, nm))
+                        out.append((pep.ip_address, nm))
+        return out
+
+    async def refresh_hosts(self, net_id: str, gone: str = "") -> None:
+        """Rewrite the peers section of every hosts file on ``net_id`` (and of ``gone``).
+
+        The entries are computed here, on the event loop (the member tables only change
+        there); the file writes, one per peer, run in a worker thread."""
+        networks = self.records.networks
+        n = networks.get(net_id)
+        if n is None or n.predefined:
+            return
+        cids = {cid for cid, _, _ in self.records.peers(net_id)}
+        if gone:
+            cids.add(gone)
+        jobs = []
+        for cid in cids:
+            m = self.records.members.get(cid)
+            own = {e.ip_address for e in m.endpoints} if m else set()
+            subnets = [n.config.subnet] + [
+                networks[e.network_id].config.subnet for e in (m.endpoints if m else [])
+                if e.network_id in networks and not networks[e.network_id].predefined]
+            jobs.append((self.containers_dir / cid / "hosts", self.hosts_entries(cid), own,
+                         [s for s in subnets if s]))
+
+        def write_all() -> None:
+            for path, entries, own, subnets in jobs:
+                try:
+                    write_hosts_section(path, entries, own_ips=own, peer_subnets=subnets)
+                except OSError as exc:
+                    log.warning("cannot update hosts file %s: %s", path, exc)
+        await anyio.to_thread.run_sync(write_all)
+
+    # -- name servers ------------------------------------------------------------------------
+    def dns_lookup(self, net_id: str, name: str) -> list[str]:
+        """IPs of the container called ``name`` (name, alias or short id) on ``net_id``."""
+        name = name.lower().rstrip(".")
+        out = []
+        for cid, m, ep in self.records.peers(net_id):
+            names = {m.name.lower(), cid[:12], *(a.lower() for a in m.aliases.get(net_id, []))}
+            if name in names:
+                out.append(ep.ip_address)
+        return out
+
+    async def start_dns(self, n: Network) -> None:
+        """Serve names on a user network's gateway:53 (needs the daemon's task group;
+        skipped with a log line if the port cannot be bound; AIORUN_DNS=0 disables it)."""
+        tg = self.task_group()
+        c = n.config
+        cls = self.drivers.driver_class(c.driver)
+        if (tg is None or n.predefined or cls is None or not cls.supports_dns or not c.gateway
+                or c.id in self.servers or os.environ.get("AIORUN_DNS") == "0"):
+            return
+        drv = self.drivers.get(c.driver)
+        from aiorun.net import dns
+        scope = anyio.CancelScope()
+
+        async def run(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await dns.serve(c.gateway, lambda name: self.dns_lookup(c.id, name),
+                                task_status=task_status)
+        try:
+            await tg.start(run)
+        except OSError as exc:
+            log.warning("no DNS for network %s: cannot bind %s:53: %s", c.name, c.gateway, exc)
+            return
+        self.servers[c.id] = scope
+        try:
+            await drv.set_dns(c.id, True)
+        except AiorunError as exc:
+            log.warning("no DNS for network %s: %s", c.name, exc.message)
+            await self.stop_dns(c.id, tell_driver=False)
+
+    async def stop_dns(self, net_id: str, tell_driver: bool = True) -> None:
+        scope = self.servers.pop(net_id, None)
+        if scope is not None:
+            scope.cancel()
+        n = self.records.networks.get(net_id)
+        if tell_driver and n is not None:
+            drv = self.drivers.loaded.get(n.config.driver)
+            if drv is not None and drv.supports_dns:
+                await drv.set_dns(net_id, False)

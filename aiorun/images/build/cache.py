@@ -1,0 +1,112 @@
+"""The build cache: a layer-making step whose key matches an earlier build's reuses its layer.
+
+``<cache root>/<key>`` holds ``{"diff_id", "created_by", "empty"}``: the layer a step made (or
+that it made none). The key covers the parent layers, the Env/WorkingDir/User/Shell the step
+sees, ARG values for RUN, the instruction text, and for COPY/ADD the content of its sources or
+the source stage's layers. An entry whose layer was freed since is stale and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import secrets
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from aiorun.core.safepath import resolve_in_root
+from aiorun.errors import NotFound
+from aiorun.images.build.context import DockerIgnore
+from aiorun.images.build.copyfiles import match_sources
+from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
+from aiorun.images.build.stage import Stage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.drivers.storage import StorageDriver
+    from aiorun.core.interfaces import Images
+
+
+def cache_key(st: Stage, ins: Instruction, copy: bool, extra: str) -> str:
+    """The key of layer-making step ``ins`` on stage ``st``; ``extra`` is the content digest
+    of a COPY/ADD's sources (or the layers of its ``--from`` source)."""
+    c = st.config
+    key = {"parent": st.layers, "env": c.get("Env"), "workdir": c.get("WorkingDir"),
+           "user": c.get("User"), "shell": c.get("Shell"), "ins": ins.original,
+           "args": sorted(st.args.items()) if not copy else None, "extra": extra}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class BuildCache:
+    """The cache entries under ``root``; the methods do file I/O (call them in a thread)."""
+
+    def __init__(self, root: Path, images: Images, storage: StorageDriver,
+                 context: Path, ignore: DockerIgnore) -> None:
+        self.root = root
+        self.images = images
+        self.storage = storage
+        self.context = context
+        self.ignore = ignore
+
+    def sources_digest(self, st: Stage, ins: Instruction) -> str:
+        """The content of a COPY/ADD's context sources (paths, modes, link targets, bytes)."""
+        h = hashlib.sha256()
+        env = st.substitution_env()
+        words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
+            else expand_words(ins.rest, env)
+        for pat in words[:-1]:
+            if "://" in pat:
+                continue
+            for rel in match_sources(pat, self.context, self.ignore):
+                top = resolve_in_root(self.context, rel)
+                for path in walk_sorted(top):
+                    r = os.path.relpath(path, top)
+                    if r != "." and self.ignore.excluded(posixpath.join(rel, r)):
+                        continue
+                    try:
+                        st_ = os.lstat(path)
+                    except FileNotFoundError:
+                        continue
+                    h.update(f"{rel}/{r}\0{st_.st_mode:o}\0{st_.st_size}\0".encode())
+                    if stat.S_ISLNK(st_.st_mode):
+                        h.update(os.readlink(path).encode())
+                    elif stat.S_ISREG(st_.st_mode):
+                        with open(path, "rb") as f:
+                            for chunk in iter(lambda: f.read(1 << 20), b""):
+                                h.update(chunk)
+        return h.hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        f = self.root / key
+        try:
+            entry = json.loads(f.read_text())
+            if entry.get("empty"):
+                return entry
+            self.images.layer_tar(entry["diff_id"])
+            if not self.storage.has_layer(entry["diff_id"]):
+                raise NotFound(entry["diff_id"])
+            return entry
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, NotFound):
+            f.unlink(missing_ok=True)   # its layer was freed: the entry is stale
+            return None
+
+    def put(self, key: str, diff_id: str, created_by: str, empty: bool = False) -> None:
+        self.root.mkdir(exist_ok=True)
+        tmp = self.root / f".{key}.{secrets.token_hex(4)}"
+        tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by,
+                                   "empty": empty}))
+        os.replace(tmp, self.root / key)
+
+
+def walk_sorted(top: Path) -> Iterator[str]:
+    """``top`` itself, then everything below it, in a stable order; links not followed."""
+    yield str(top)
+    if top.is_dir() and not top.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for n in sorted(dirnames + filenames):
+                yield os.path.join(dirpath, n)

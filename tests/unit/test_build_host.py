@@ -1,0 +1,171 @@
+"""The builder against a fake BuildHost: it needs nothing from the engine but the interface."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from aiorun.images.build.builder import Builder
+from aiorun.images.build.dockerfile import parse
+from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
+from aiorun.images.build.stage import Stage
+from aiorun.images.build.workdirs import ACTIVE, SNAPSHOTS, sweep_stale
+
+
+@dataclass
+class FakeImage:
+    id: str
+    repo_tags: list[str]
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.created: list[tuple[dict[str, Any], list[str]]] = []
+
+    async def create_image(self, config: dict[str, Any], tags: list[str]) -> FakeImage:
+        self.created.append((config, list(tags)))
+        return FakeImage("sha256:" + "ab" * 32, list(tags))
+
+    def release_layer(self, diff_id: str) -> None:
+        pass
+
+    async def gc_layers(self, diff_ids: list[str]) -> None:
+        pass
+
+
+@dataclass
+class FakeStorage:
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def unmount(self, sid: str) -> None:
+        self.calls.append(("unmount", sid))
+
+    def remove_container(self, sid: str) -> None:
+        self.calls.append(("remove", sid))
+
+
+class FakeProcess:
+    def __init__(self, output: list[bytes], code: int) -> None:
+        self._output, self._code = output, code
+
+    async def output(self) -> AsyncIterator[bytes]:
+        for chunk in self._output:
+            yield chunk
+
+    async def wait(self) -> int:
+        return self._code
+
+
+class FakeHost:
+    def __init__(self, root: Path, *, output: list[bytes] = (), code: int = 0,
+                 fail: Exception | None = None) -> None:
+        self.work_root = root / "tmp"
+        self.cache_root = root / "buildcache"
+        self.images = FakeImages()
+        self.storage = FakeStorage()
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.discarded: list[str] = []
+        self.steps: list[RunStep] = []
+        self._output, self._code, self._fail = list(output), code, fail
+
+    @asynccontextmanager
+    async def run_command(self, step: RunStep) -> AsyncIterator[FakeProcess]:
+        self.steps.append(step)
+        if self._fail is not None:
+            raise self._fail
+        yield FakeProcess(self._output, self._code)
+
+    async def discard_process(self, id: str) -> None:
+        self.discarded.append(id)
+
+    def emit_image_event(self, action: str, image_id: str, attrs: dict[str, Any]) -> None:
+        self.events.append((action, image_id, attrs))
+
+
+def _builder(host: FakeHost, tmp_path: Path, dockerfile: str, **kw: Any) -> Builder:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    return Builder(host, ctx, parse(dockerfile), **kw)  # type: ignore[arg-type]
+
+
+def test_stage_envs_follow_dockers_precedence():
+    st = Stage()
+    st.args = {"A": "arg", "B": "arg"}
+    st.config["Env"] = ["B=env", "C=env"]
+    assert st.substitution_env() == {"A": "arg", "B": "env", "C": "env"}
+    assert st.run_env() == ["B=env", "C=env", "A=arg"]
+
+
+@pytest.mark.anyio
+async def test_a_metadata_only_build_makes_an_image_and_emits_events(tmp_path):
+    host = FakeHost(tmp_path)
+    b = _builder(host, tmp_path, "FROM scratch\nENV X=1\nCMD [\"x\"]\n", tags=["t:1"])
+    msgs = [m async for m in b.run()]
+    assert b.image_id == "sha256:" + "ab" * 32
+    (cfg, tags), = host.images.created
+    assert tags == ["t:1"] and cfg["config"]["Env"] == ["X=1"] and cfg["config"]["Cmd"] == ["x"]
+    assert [h.get("empty_layer") for h in cfg["history"]] == [True, True]
+    assert [e[0] for e in host.events] == ["build", "tag"]
+    assert {"stream": "Successfully tagged t:1\n"} in msgs
+    assert not (host.work_root / b.work.name).exists()   # the work dir is gone
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fail, code, message", [
+    (CommandDidNotRun("exec: nope: not found", 127), 0,
+     "The command '/bin/sh -c nope' could not run: exec: nope: not found (exit code 127)"),
+    (None, 3, "The command '/bin/sh -c nope' returned a non-zero code: 3"),
+    (BuildError("RUN needs the runtime, which is not running"), 0,
+     "RUN needs the runtime, which is not running"),
+])
+async def test_run_step_failures_become_build_errors(tmp_path, fail, code, message):
+    host = FakeHost(tmp_path, output=[b"hello\n"], code=code, fail=fail)
+    b = _builder(host, tmp_path, "FROM scratch\nRUN nope\n")
+    b.work.mkdir(parents=True)
+    msgs = []
+    with pytest.raises(BuildError) as exc:
+        async for m in b._run_cmd(Stage(), "c" * 64, tmp_path, ["/bin/sh", "-c", "nope"],
+                                  "c" * 12):
+            msgs.append(m)
+    assert exc.value.message == message
+    step, = host.steps
+    assert step.argv == ["/bin/sh", "-c", "nope"] and step.cwd == "/"
+    assert step.state_dir == b.work / ("c" * 12)
+    assert msgs == ([] if fail else [{"stream": "hello\n"}])
+
+
+@pytest.mark.anyio
+async def test_sweep_stale_removes_what_a_crashed_build_left(tmp_path):
+    host = FakeHost(tmp_path)
+    stale = host.work_root / "build-dead"
+    stale.mkdir(parents=True)
+    (stale / SNAPSHOTS).write_text("s1\ns2\n")
+    running = host.work_root / "build-live"
+    running.mkdir()
+    (running / SNAPSHOTS).write_text("s3\n")
+    other = host.work_root / "unrelated"
+    other.mkdir()
+    ACTIVE.add(running.name)
+    try:
+        assert await sweep_stale(host) == ["build-dead"]   # type: ignore[arg-type]
+    finally:
+        ACTIVE.discard(running.name)
+    assert host.discarded == ["s1", "s2"]
+    assert host.storage.calls == [("unmount", "s1"), ("remove", "s1"),
+                                  ("unmount", "s2"), ("remove", "s2")]
+    assert not stale.exists() and running.exists() and other.exists()
+
+
+def test_the_images_layer_imports_nothing_above_it():
+    """The builder and the store reach the engine only through interfaces (BuildHost)."""
+    import subprocess
+    import sys
+    code = ("import sys, aiorun.images.build.builder, aiorun.images.store, aiorun.images.archive\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('aiorun.engine', 'aiorun.api',"
+            " 'aiorun.cli', 'aiorun.runtime'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,94 @@
+"""The run/create flag → create-body table (aiorun.cli.createbody.BODY_FIELDS), row by row."""
+
+import pytest
+
+from aiorun.cli.containers import cmd_run
+from aiorun.cli.createbody import BODY_FIELDS, build_create
+
+
+def body_of(*flags):
+    opts, rest = cmd_run.command.parse(list(flags) + ["busybox"])
+    return build_create(opts, rest)[0]
+
+
+# (flags, body path, value): at least one row per table entry (checked below)
+ROWS = [
+    (["--entrypoint", "/bin/sh"], "Entrypoint", ["/bin/sh"]),
+    (["--entrypoint", ""], "Entrypoint", [""]),
+    (["-e", "A=1", "--env=B=2"], "Env", ["A=1", "B=2"]),
+    (["-w", "/w"], "WorkingDir", "/w"),
+    (["-u", "1:2"], "User", "1:2"),
+    (["-h", "box"], "Hostname", "box"),
+    (["--stop-signal", "SIGINT"], "StopSignal", "SIGINT"),
+    (["--stop-timeout", "3"], "StopTimeout", 3),
+    (["-l", "a=b", "--label", "c"], "Labels", {"a": "b", "c": ""}),
+    (["-m", "64m"], "HostConfig.Memory", 64 << 20),
+    (["--memory-swap", "-1"], "HostConfig.MemorySwap", -1),
+    (["--memory-swap", "1g"], "HostConfig.MemorySwap", 1 << 30),
+    (["--cpus", "1.5"], "HostConfig.NanoCpus", 1_500_000_000),
+    (["-c", "512"], "HostConfig.CpuShares", 512),
+    (["--pids-limit", "9"], "HostConfig.PidsLimit", 9),
+    (["--restart", "always"], "HostConfig.RestartPolicy",
+     {"Name": "always", "MaximumRetryCount": 0}),
+    (["--rm"], "HostConfig.AutoRemove", True),
+    (["--network", "net1"], "HostConfig.NetworkMode", "net1"),
+    (["--net-alias", "web", "--ip", "10.0.0.5", "--mac-address", "02:42:ac:11:00:02"],
+     "NetworkingConfig", {"EndpointsConfig": {"bridge": {
+         "Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.0.0.5"},
+         "MacAddress": "02:42:ac:11:00:02"}}}),
+    (["-p", "8080:80"], "HostConfig.PortBindings",
+     {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}),
+    (["--expose", "53/udp", "-p", "80"], "ExposedPorts", {"53/udp": {}, "80/tcp": {}}),
+    (["-P"], "HostConfig.PublishAllPorts", True),
+    (["-v", "/a:/b"], "HostConfig.Binds", ["/a:/b"]),
+    (["--tmpfs", "/run"], "HostConfig.Mounts.0.Target", "/run"),
+    (["--privileged"], "HostConfig.Privileged", True),
+    (["--cap-add", "NET_ADMIN"], "HostConfig.CapAdd", ["NET_ADMIN"]),
+    (["--cap-drop", "ALL"], "HostConfig.CapDrop", ["ALL"]),
+    (["--cgroup-parent", "/p"], "HostConfig.CgroupParent", "/p"),
+    (["--read-only"], "HostConfig.ReadonlyRootfs", True),
+    (["--dns", "1.1.1.1"], "HostConfig.Dns", ["1.1.1.1"]),
+    (["--add-host", "h:1.2.3.4"], "HostConfig.ExtraHosts", ["h:1.2.3.4"]),
+    (["--init"], "HostConfig.Init", True),
+]
+
+
+def _at(body, path):
+    for part in path.split("."):
+        body = body[int(part)] if part.isdigit() else body[part]
+    return body
+
+
+@pytest.mark.parametrize("flags,path,value", ROWS, ids=[" ".join(r[0]) for r in ROWS])
+def test_row(flags, path, value):
+    assert _at(body_of(*flags), path) == value
+
+
+def test_every_table_row_is_tested_and_names_declared_options():
+    declared = {o.dest for o in cmd_run.command.options}
+    tested = {r[1].split(".0")[0] for r in ROWS}
+    for dests, path, _ in BODY_FIELDS:
+        assert set(dests) <= declared, dests
+        assert path in tested, path
+
+
+def test_defaults_leave_fields_out():
+    body = body_of()
+    assert body == {"Image": "busybox", "Tty": False, "OpenStdin": False, "StdinOnce": False,
+                    "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+                    "HostConfig": {}}
+    for empty in (["-w", ""], ["-m", ""], ["--network", ""], ["-c", ""]):
+        assert body_of(*empty) == body, empty
+
+
+def test_attach_fields_follow_detach_and_interactive():
+    b = body_of("-it")
+    assert b["Tty"] and b["OpenStdin"] and b["StdinOnce"] and b["AttachStdin"]
+    b = body_of("-d", "-i")
+    assert b["OpenStdin"] and not b["StdinOnce"] and not b["AttachStdout"]
+
+
+def test_name_and_command():
+    opts, rest = cmd_run.command.parse(["--name", "web", "busybox", "echo", "-x"])
+    body, name = build_create(opts, rest)
+    assert name == "web" and body["Cmd"] == ["echo", "-x"]
