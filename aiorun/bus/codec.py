@@ -167,5 +167,6 @@ class Decoder:
     def __iter__(self) -> Iterator[Any]:
         try:
             yield from self._u
-        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
+                TypeError) as exc:  # TypeError: a map key that is a list (unhashable)
             raise InvalidArgument(f"malformed msgpack on the event bus: {exc}") from None

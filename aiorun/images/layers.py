@@ -181,14 +181,14 @@ def iter_members(fileobj: BinaryIO) -> Iterator[tuple[tarfile.TarFile, tarfile.T
     try:
         tar = tarfile.open(fileobj=io.BufferedReader(counter, CHUNK), mode="r|",
                            errorlevel=2)
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, ValueError) as exc:  # ValueError: bad PAX numbers
         raise InvalidArgument(f"not a valid tar archive: {exc}") from None
     seen = 0
     try:
         while True:
             try:
                 m = tar.next()
-            except tarfile.TarError as exc:
+            except (tarfile.TarError, ValueError) as exc:
                 raise InvalidArgument(f"corrupt or truncated tar archive: {exc}") from None
             if m is None:
                 break
@@ -247,6 +247,7 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
     size = 0
     try:
         for tar, m in iter_members(fileobj):
+            _check_header(m)
             rel = clean_name(m.name)
             if rel == "":
                 if m.isdir():  # the layer root itself: take its mode/owner
@@ -256,6 +257,8 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
             parent, _, base = rel.rpartition("/")
             if base in AUFS_META:
                 continue
+            if f"/{parent}".count(f"/{WHITEOUT_PREFIX}"):  # a whiteout is never a directory
+                raise InvalidArgument(f"layer entry {m.name!r} is inside a whiteout")
             pfd = walker.open_dir(parent, True, m.name)
             if base.startswith(WHITEOUT_PREFIX):
                 if base == OPAQUE:
@@ -284,6 +287,18 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
         walker.close()
         os.close(root_fd)
     return size
+
+
+def _check_header(m: tarfile.TarInfo) -> None:
+    """Reject header values the kernel cannot take (found by tests/fuzz/test_fuzz_layers.py)."""
+    if "\0" in m.name or "\0" in m.linkname:
+        raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its name or link")
+    if (m.issym() or m.islnk()) and not m.linkname:
+        raise InvalidArgument(f"layer entry {m.name!r} is a link with an empty target")
+    if not (0 <= m.uid < 2**32 and 0 <= m.gid < 2**32):
+        raise InvalidArgument(f"layer entry {m.name!r} has an invalid owner {m.uid}:{m.gid}")
+    if not -2**62 < m.mtime < 2**62:  # also NaN; seconds as ns must fit the kernel's time
+        raise InvalidArgument(f"layer entry {m.name!r} has an invalid mtime {m.mtime!r}")
 
 
 def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, pfd: int, base: str,

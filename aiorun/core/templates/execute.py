@@ -154,7 +154,7 @@ class Template:
         fn = self.funcs.get(a[1])
         if fn is None:
             raise TemplateError(f'template: function "{a[1]}" not defined')
-        return fn()
+        return self._cmd([a], dot, scopes, None)  # wrong arity: TemplateError, as there
 
     @staticmethod
     def _describe(op: tuple) -> str:

@@ -157,11 +157,11 @@ def _operand(t: str, src: str, pos: int) -> tuple:
         try:
             return ("lit", json.loads(t))
         except ValueError:
-            return ("lit", t[1:-1].encode().decode("unicode_escape"))
+            return ("lit", _unescape(t, src, pos))
     if t[0] == "`":
         return ("lit", t[1:-1])
     if t[0] == "'":
-        return ("lit", ord(t[1:-1].encode().decode("unicode_escape")))
+        return ("lit", ord(_unescape(t, src, pos)))
     if t in ("true", "false"):
         return ("lit", t == "true")
     if t == "nil":
@@ -173,3 +173,16 @@ def _operand(t: str, src: str, pos: int) -> tuple:
     if "." in t:
         raise TemplateError(f"template: :{line_of(src, pos)}: unexpected {t!r}")
     return ("ident", t)
+
+
+def _unescape(t: str, src: str, pos: int) -> str:
+    """A quoted literal's body; a bad escape (backslash-x) or a character literal not one
+    character ('é' here) is a TemplateError (found by tests/fuzz/test_fuzz_templates.py)."""
+    bad = TemplateError(f"template: :{line_of(src, pos)}: bad literal {t}")
+    try:
+        v = t[1:-1].encode().decode("unicode_escape")
+    except UnicodeDecodeError:
+        raise bad from None
+    if t[0] == "'" and len(v) != 1:
+        raise bad
+    return v

@@ -345,7 +345,7 @@ def parse_duration(text: str, line: int | None = None) -> int:
             break
         total += float(m.group(1)) * _DUR_NS[m.group(2)]
         pos = m.end()
-    if pos != len(text):
+    if pos != len(text) or not total < 2**63:  # Go's durations are int64 ns (and no inf)
         raise DockerfileError(f"invalid duration {text!r} (use e.g. 30s, 1m30s, 500ms)", line)
     return int(total)
 
