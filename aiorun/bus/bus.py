@@ -243,17 +243,23 @@ class EventBus:
         neither numbered nor delivered (see the module docstring)."""
         wake: set[Subscription] = set()
         made: list[Event] = []
-        with self._lock:
-            if self._journal_error is not None:
-                # the first event after an outage says what the outage cost
-                made.append(self._record("daemon", "journal-recovered", "journal", {
-                    "failedEvents": self._failed_since_ok, "lastError": self._journal_error},
-                    wake))
-                log.warning("event journal writable again after %d failed events",
-                            self._failed_since_ok)
-                self._journal_error = None
-                self._failed_since_ok = 0
-            made.append(self._record(type, action, actor_id, attrs, wake))
+        try:
+            with self._lock:
+                if self._journal_error is not None:
+                    # the first event after an outage says what the outage cost
+                    made.append(self._record("daemon", "journal-recovered", "journal", {
+                        "failedEvents": self._failed_since_ok,
+                        "lastError": self._journal_error}, wake))
+                    log.warning("event journal writable again after %d failed events",
+                                self._failed_since_ok)
+                    self._journal_error = None
+                    self._failed_since_ok = 0
+                made.append(self._record(type, action, actor_id, attrs, wake))
+        finally:   # a notice that made it goes out even when the event after it did not
+            self._deliver(made, wake)
+        return made[-1]
+
+    def _deliver(self, made: list[Event], wake: set[Subscription]) -> None:
         # Outside the lock: listeners may emit, and waking may touch the event loop.
         for ev in made:
             for fn in list(self._listeners):
@@ -263,7 +269,6 @@ class EventBus:
                     log.exception("event listener %r failed on %s %s", fn, ev.type, ev.action)
         for sub in wake:
             sub._notify()
-        return made[-1]
 
     def _record(self, type: str, action: str, actor_id: str,
                 attrs: dict[str, object] | None, wake: set[Subscription]) -> Event:

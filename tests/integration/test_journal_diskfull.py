@@ -6,9 +6,7 @@ a real ENOSPC from the kernel, no mocks.
 
 from __future__ import annotations
 
-import errno
 import os
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +16,7 @@ from aiorun.bus.bus import EventBus
 from aiorun.bus.codec import Lost
 from aiorun.core.events import Event
 from aiorun.errors import Unavailable
+from aiorun.testing.diskfull import fill, small_tmpfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -25,32 +24,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs need
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs, unmounted afterwards."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path / "fs") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def fill(fs: Path) -> Path:
-    """Write a file until the filesystem says ENOSPC; return it (delete it to free space)."""
-    filler = fs / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 65536
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                chunk = chunk[: len(chunk) // 2]
-                if not chunk:
-                    return filler
-    finally:
-        os.close(fd)
 
 
 def journal_seqs(directory: Path) -> list[int]:
