@@ -188,10 +188,10 @@ class VolumeManager:
         try:
             self.engine.events.emit("volume", action, name,
                                     dict({"driver": DRIVER}, **(attrs or {})))
-        except Unavailable:
+        except Unavailable as exc:
             if strict:
                 raise
-            log.exception("volume %s %s: event not recorded", action, name)
+            log.error("volume %s %s: event not recorded: %s", action, name, exc)
 
     # --- volume records ----------------------------------------------------------------
     def _dir(self, name: str) -> Path:

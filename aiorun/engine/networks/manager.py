@@ -154,10 +154,10 @@ class NetworkManager:
             self.engine.events.emit("network", action, n.config.id,
                                     {"name": n.config.name, "type": n.config.driver,
                                      **(attrs or {})})
-        except Unavailable:
+        except Unavailable as exc:
             if strict:
                 raise
-            log.exception("network %s %s: event not recorded", action, n.config.name)
+            log.error("network %s %s: event not recorded: %s", action, n.config.name, exc)
 
     def get(self, ref: str) -> Network:
         """By exact name, full id, or unique id prefix."""
