@@ -39,7 +39,7 @@ from aiorun.api.server import ApiServer
 from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
 from aiorun.engine.daemon import Engine
-from aiorun.errors import AiorunError, Conflict
+from aiorun.errors import AiorunError, Conflict, Unavailable
 
 log = logging.getLogger("aiorun.daemon")
 
@@ -143,9 +143,12 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                     # service started again; it never ends the daemon.
                     await engine.supervisor.start_service("event bus socket", serve_bus, engine)
                     await engine.supervisor.start_service("api", server.serve, paths.socket)
-                    engine.events.emit("daemon", "start", engine.id, {
-                        "name": platform.node(), "backend": backend,
-                        "storage-driver": engine.storage.name})
+                    try:
+                        engine.events.emit("daemon", "start", engine.id, {
+                            "name": platform.node(), "backend": backend,
+                            "storage-driver": engine.storage.name})
+                    except Unavailable as exc:   # a full disk must not keep us down
+                        log.error("daemon start event not recorded: %s", exc)
                     log.info("API listening on %s", paths.socket)
                     if ready is not None:
                         ready()

@@ -10,6 +10,15 @@ A subscription whose buffer is full does not slow anything down: further matchin
 counted instead of queued, and the subscriber later receives one ``Lost`` marker (count and
 seq range, ``reason="overflow"``) in the place of the missing events, from which it can
 replay them out of the journal. Nothing it asked for is dropped silently.
+
+An event is numbered only once it is in the journal. When the journal cannot be written
+(disk full, I/O error) ``emit`` raises :class:`~aiorun.errors.Unavailable` and the event does
+not exist: no number is used, nobody receives it, and the operation that wanted to announce
+something decides whether to undo it or go on without the event. :meth:`EventBus.health`
+says ``failing`` (shown in ``GET /info`` as ``EventJournal``) until an ``emit`` succeeds
+again: every ``emit`` retries, so the bus recovers by itself once space returns, and the
+first event after an outage is a ``daemon journal-recovered`` event that says how many
+events could not be recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import anyio
 from aiorun.bus.codec import End, Lost, ReplayDone
 from aiorun.bus.filters import EventFilter
 from aiorun.core.events import Event
+from aiorun.errors import Unavailable
 
 if TYPE_CHECKING:
     from aiorun.bus.journal import Journal
@@ -162,6 +172,10 @@ class EventBus:
         self._subs: list[Subscription] = []
         self._recent: deque[Event] = deque(maxlen=RECENT)
         self.journal: "Journal | None" = None
+        #: the journal's last write error while it keeps failing, else None
+        self._journal_error: str | None = None
+        self._failed_since_ok = 0
+        self.failed_writes = 0
         if journal is not None:
             self.attach_journal(journal)
 
@@ -223,29 +237,80 @@ class EventBus:
 
     def emit(self, type: str, action: str, actor_id: str,
              attrs: dict[str, object] | None = None) -> Event:
-        wake: list[Subscription] = []
-        with self._lock:
-            ev = Event(self._next_seq, time.time_ns(), type, action, actor_id,
-                       {k: str(v) for k, v in (attrs or {}).items() if v is not None})
-            if self.journal is not None:
-                try:
-                    self.journal.append(ev)
-                except OSError as exc:  # disk full etc.: keep the engine running, say so
-                    log.error("event journal write failed (seq %d): %s", ev.seq, exc)
-            self._next_seq += 1
-            self._recent.append(ev)
-            for sub in self._subs:
-                if sub._push(ev):
-                    wake.append(sub)
+        """Number, journal and deliver one event.
+
+        Raises :class:`Unavailable` when the journal cannot be written: then the event was
+        neither numbered nor delivered (see the module docstring)."""
+        wake: set[Subscription] = set()
+        made: list[Event] = []
+        try:
+            with self._lock:
+                if self._journal_error is not None:
+                    # the first event after an outage says what the outage cost
+                    made.append(self._record("daemon", "journal-recovered", "journal", {
+                        "failedEvents": self._failed_since_ok,
+                        "lastError": self._journal_error}, wake))
+                    log.warning("event journal writable again after %d failed events",
+                                self._failed_since_ok)
+                    self._journal_error = None
+                    self._failed_since_ok = 0
+                made.append(self._record(type, action, actor_id, attrs, wake))
+        finally:   # a notice that made it goes out even when the event after it did not
+            self._deliver(made, wake)
+        return made[-1]
+
+    def _deliver(self, made: list[Event], wake: set[Subscription]) -> None:
         # Outside the lock: listeners may emit, and waking may touch the event loop.
-        for fn in list(self._listeners):
-            try:
-                fn(ev)
-            except Exception:
-                log.exception("event listener %r failed on %s %s", fn, type, action)
+        for ev in made:
+            for fn in list(self._listeners):
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("event listener %r failed on %s %s", fn, ev.type, ev.action)
         for sub in wake:
             sub._notify()
+
+    def _record(self, type: str, action: str, actor_id: str,
+                attrs: dict[str, object] | None, wake: set[Subscription]) -> Event:
+        """Journal one event and queue it for subscribers (under the lock)."""
+        ev = Event(self._next_seq, time.time_ns(), type, action, actor_id,
+                   {k: str(v) for k, v in (attrs or {}).items() if v is not None})
+        if self.journal is not None:
+            try:
+                self.journal.append(ev)
+            except OSError as exc:
+                self._journal_failed(ev, exc)
+            self._next_seq = self.journal.last_seq + 1
+        else:
+            self._next_seq += 1
+        self._recent.append(ev)
+        for sub in self._subs:
+            if sub._push(ev):
+                wake.add(sub)
         return ev
+
+    def _journal_failed(self, ev: Event, exc: OSError) -> None:
+        reason = (exc.strerror or str(exc)).lower()
+        if self._journal_error is None:   # loud once per outage, not once per event
+            log.error("event journal write failed (%s %s): %s; events are refused until it "
+                      "can be written again", ev.type, ev.action, exc)
+        self._journal_error = f"{reason}: {exc.filename or self._journal_dir()}"
+        self._failed_since_ok += 1
+        self.failed_writes += 1
+        raise Unavailable(f"{reason}: the event journal cannot be written "
+                          f"({self._journal_dir()})") from exc
+
+    def _journal_dir(self) -> str:
+        return str(self.journal.dir) if self.journal is not None else ""
+
+    def health(self) -> dict[str, object]:
+        """``GET /info``'s ``EventJournal``: ``Status`` is ok, failing or none (no journal)."""
+        with self._lock:
+            status = ("none" if self.journal is None
+                      else "failing" if self._journal_error is not None else "ok")
+            return {"Status": status, "LastError": self._journal_error,
+                    "FailedWrites": self.failed_writes, "LastSeq": self._next_seq - 1,
+                    "Directory": self._journal_dir() or None}
 
     # --- consumers ------------------------------------------------------------------------
     def subscribe(self, flt: EventFilter | None = None, buffer: int = DEFAULT_BUFFER

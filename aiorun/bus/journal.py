@@ -19,8 +19,21 @@ Durability (the fsync policy): every event is written with a single ``write(2)``
 SIGKILL) loses nothing. ``fsync`` is ``"rotate"`` by default: a segment is fsynced when it is
 closed (rotation, daemon stop); ``"always"`` fsyncs each event (slow; for the paranoid) and
 ``"never"`` leaves it all to the kernel. After a power loss the tail of the open segment may be
-torn: opening the journal truncates it back to the last complete record, and the sequence
-continues from there.
+torn: opening the journal truncates it back to the last complete record.
+
+Write errors (disk full, EIO): ``append`` either writes the whole record or raises the
+``OSError`` and leaves the journal as it was (a short write is truncated away), so
+``last_seq`` only ever counts records that are in the file and the caller may simply retry.
+
+Numbers are never handed out twice, not even after a power loss that drops records the
+daemon had already published: before a seq beyond the *high-water mark* is written, the
+journal reserves the next ``RESERVE`` numbers in ``hwm.json`` (``{"boot_id", "reserved"}``,
+written atomically and fsynced). On open, when the kernel was rebooted since the mark was
+written (``/proc/sys/kernel/random/boot_id`` differs) the unsynced tail may be gone, so the
+sequence continues after ``reserved``; replay shows the skipped range as ``Lost(expired)``.
+Within one boot the page cache keeps every completed ``write(2)`` (even across ``kill -9``),
+so the journal continues right after its last readable record. A clean ``close`` lowers the
+mark to ``last_seq`` so a reboot after a clean stop skips nothing.
 
 Thread safety: ``append`` is called under the bus's lock; ``replay`` may run concurrently in
 a worker thread (it opens its own descriptors; a segment deleted under it counts as expired).
@@ -28,6 +41,8 @@ a worker thread (it opens its own descriptors; a segment deleted under it counts
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import re
@@ -37,12 +52,24 @@ from typing import Iterator
 import msgpack
 
 from aiorun.bus.codec import Lost, pack_event
+from aiorun.core.atomicfile import write_atomic
 from aiorun.core.events import Event
 
 log = logging.getLogger(__name__)
 
 _SEG = re.compile(r"^seg-(\d{16})\.msgpack$")
 FSYNC_POLICIES = ("never", "rotate", "always")
+#: How many numbers one high-water-mark write reserves.
+RESERVE = 1024
+HWM_FILE = "hwm.json"
+
+
+def current_boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _seg_name(first_seq: int) -> str:
@@ -76,7 +103,8 @@ def _read_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 class Journal:
     def __init__(self, directory: Path, *, segment_bytes: int = 8 << 20,
-                 max_segments: int = 8, fsync: str = "rotate") -> None:
+                 max_segments: int = 8, fsync: str = "rotate",
+                 boot_id: str | None = None) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
         if segment_bytes < 1 or max_segments < 1:
@@ -89,7 +117,9 @@ class Journal:
         self._fd: int | None = None
         self._size = 0
         self.last_seq = 0
+        self.boot_id = current_boot_id() if boot_id is None else boot_id
         self._recover()
+        self._reserved = self._continue_after_mark()
 
     # --- segments ---------------------------------------------------------------------
     def segments(self) -> list[tuple[int, Path]]:
@@ -131,6 +161,35 @@ class Journal:
             path.unlink()
             segs.pop()
 
+    # --- the high-water mark -------------------------------------------------------------
+    def _read_mark(self) -> tuple[str, int] | None:
+        try:
+            d = json.loads((self.dir / HWM_FILE).read_bytes())
+            return str(d["boot_id"]), int(d["reserved"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("event journal: unreadable high-water mark %s (%s)",
+                        self.dir / HWM_FILE, exc)
+            return None
+
+    def _write_mark(self, reserved: int) -> None:
+        write_atomic(self.dir / HWM_FILE, json.dumps(
+            {"boot_id": self.boot_id, "reserved": reserved}).encode(), mode=0o600)
+
+    def _continue_after_mark(self) -> int:
+        """Skip numbers a previous boot may have published but lost; return the reservation."""
+        mark = self._read_mark()
+        if mark is None:
+            return self.last_seq
+        boot, reserved = mark
+        if reserved > self.last_seq and boot != self.boot_id:
+            log.warning("event journal: the kernel restarted since seqs up to %d were "
+                        "reserved and the journal ends at %d; continuing after %d so no "
+                        "number is used twice", reserved, self.last_seq, reserved)
+            self.last_seq = reserved
+        return max(reserved, self.last_seq)
+
     def _open_segment(self, first_seq: int) -> None:
         path = self.dir / _seg_name(first_seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -155,9 +214,12 @@ class Journal:
 
     # --- writing ----------------------------------------------------------------------
     def append(self, ev: Event) -> None:
-        """Write one event (seq must be last_seq + 1)."""
+        """Write one event (seq must be last_seq + 1). On OSError nothing was written."""
         if ev.seq != self.last_seq + 1:
             raise ValueError(f"journal seq gap: expected {self.last_seq + 1}, got {ev.seq}")
+        if ev.seq > self._reserved:
+            self._write_mark(ev.seq + RESERVE - 1)
+            self._reserved = ev.seq + RESERVE - 1
         if self._fd is None:
             segs = self.segments()
             if segs and segs[-1][1].stat().st_size < self.segment_bytes:
@@ -168,18 +230,42 @@ class Journal:
             self._rotate(ev.seq)
         data = pack_event(ev)
         assert self._fd is not None
-        os.write(self._fd, data)   # one write(2): a crash leaves whole records or a torn tail
+        try:
+            # one write(2): a crash leaves whole records or a torn tail
+            n = os.write(self._fd, data)
+            if n != len(data):   # a full disk can take part of it: that is a failure too
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if self.fsync == "always":
+                os.fsync(self._fd)
+        except OSError:
+            self._undo_partial_write()
+            raise
         self._size += len(data)
         self.last_seq = ev.seq
-        if self.fsync == "always":
-            os.fsync(self._fd)
+
+    def _undo_partial_write(self) -> None:
+        """Cut the segment back to its last complete record (shrinking needs no space)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:   # cannot even truncate: reopen (and re-read the size) next time
+            log.exception("event journal: cannot truncate a partial record")
+            os.close(self._fd)
+            self._fd = None
 
     def sync(self) -> None:
         if self._fd is not None:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        """Sync and close; a clean stop lowers the high-water mark to ``last_seq``."""
         self._close_fd()
+        if self._reserved > self.last_seq:
+            try:
+                self._write_mark(self.last_seq)
+                self._reserved = self.last_seq
+            except OSError as exc:   # the reservation stays: a later boot skips a little
+                log.warning("event journal: cannot lower the high-water mark: %s", exc)
 
     # --- reading ----------------------------------------------------------------------
     def replay(self, from_seq: int | None = None, since_ns: int | None = None,

@@ -60,7 +60,10 @@ class EventSink(Protocol):
     """Where state changes are announced (journaled, numbered, fanned out)."""
 
     def emit(self, type: str, action: str, actor_id: str,
-             attrs: dict[str, object] | None = None) -> Event: ...
+             attrs: dict[str, object] | None = None) -> Event:
+        """Raises ``Unavailable`` when the journal cannot be written: the event then does not
+        exist (no seq, not delivered); the caller undoes its change or goes on without it."""
+        ...
 
     @property
     def last_seq(self) -> int: ...

@@ -4,15 +4,19 @@ driver, runtime, event bus), so the builder never imports the engine."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 import anyio
 
+from aiorun.errors import Unavailable
 from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
 from aiorun.runtime.api import ExecFailed
 from aiorun.runtime.spec import ContainerSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
@@ -119,7 +123,10 @@ class EngineBuildHost:
     def emit_image_event(self, action: str, image_id: str, attrs: dict[str, Any]) -> None:
         events = self._engine.events
         if events is not None:   # an engine started without the bus (tests) has none
-            events.emit("image", action, image_id, attrs)
+            try:
+                events.emit("image", action, image_id, attrs)
+            except Unavailable as exc:   # the image exists; the bus's health tells the loss
+                log.error("image %s %s: event not recorded: %s", action, image_id, exc)
 
 
 if TYPE_CHECKING:  # pragma: no cover

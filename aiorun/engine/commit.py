@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
-from aiorun.errors import InvalidArgument
+from aiorun.errors import InvalidArgument, Unavailable
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
 from aiorun.images.diff import filter_diff, has_excluded
 from aiorun.images.oci import now_rfc3339 as now_rfc3339nano  # the same format
@@ -184,7 +184,10 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             await engine.images.gc_layers([diff_id])
         raise
     image_id = img.id
-    engine.events.emit("container", "commit", cid, {
-        "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
-        "name": c.name.lstrip("/"), "image": c.image_id})
+    try:
+        engine.events.emit("container", "commit", cid, {
+            "comment": message, "imageID": image_id, "imageRef": tags[0] if tags else "",
+            "name": c.name.lstrip("/"), "image": c.image_id})
+    except Unavailable as exc:   # the image exists: report it; the bus's health tells the loss
+        log.error("commit of %s: event not recorded: %s", cid, exc)
     return image_id

@@ -32,6 +32,7 @@ and is committed, while the volume content never is).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -49,8 +50,10 @@ from aiorun.core.timefmt import now_rfc3339
 from aiorun.core.volumes import (DRIVER, check_local_options, docker_shape, matches,
                                  prune_includes_named)
 from aiorun.engine.volume_mounts import bind_spec, tmpfs_spec, volume_spec
-from aiorun.errors import Conflict, InvalidArgument, NotFound
+from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.runtime.spec import MountSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
@@ -178,8 +181,17 @@ class VolumeManager:
                 shutil.rmtree(d, ignore_errors=True)
 
     # --- the emit helper ---------------------------------------------------------------
-    def _emit(self, action: str, name: str, attrs: dict[str, object] | None = None) -> None:
-        self.engine.events.emit("volume", action, name, dict({"driver": DRIVER}, **(attrs or {})))
+    def _emit(self, action: str, name: str, attrs: dict[str, object] | None = None, *,
+              strict: bool = False) -> None:
+        """Announce a change; only ``strict`` callers (who can undo) see a journal failure:
+        the others' change is done, and the bus reports the lost event in its health."""
+        try:
+            self.engine.events.emit("volume", action, name,
+                                    dict({"driver": DRIVER}, **(attrs or {})))
+        except Unavailable as exc:
+            if strict:
+                raise
+            log.error("volume %s %s: event not recorded: %s", action, name, exc)
 
     # --- volume records ----------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -241,7 +253,13 @@ class VolumeManager:
             meta, created = await anyio.to_thread.run_sync(
                 self._create_sync, name, dict(labels or {}), opts)
         if created:
-            self._emit("create", meta["Name"])
+            try:
+                self._emit("create", meta["Name"], strict=True)
+            except Unavailable:
+                # no volume without its event (the journal is failing): undo, then report
+                async with self._lock:
+                    await anyio.to_thread.run_sync(self._remove_dir, meta["Name"])
+                raise
         return self._docker_shape(meta)
 
     async def inspect(self, name: str) -> dict[str, Any]:

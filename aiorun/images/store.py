@@ -32,6 +32,7 @@ import builtins
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -41,7 +42,7 @@ import anyio.to_thread
 
 from aiorun.config import Paths
 from aiorun.drivers.storage import StorageDriver
-from aiorun.errors import Conflict, InvalidArgument, NotFound
+from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.images import oci
 # the layer files (and the store's file helpers) live in .layerfiles; importable from here
 from aiorun.images.layerfiles import (SPOOL_PREFIX, TMP_MARK, LayerFiles,  # noqa: F401
@@ -127,14 +128,9 @@ class ImageStore:
             self._raw["sha256:" + e.name] = raw
             self._images["sha256:" + e.name] = self._make_image("sha256:" + e.name, cfg)
         # tags
-        try:
-            repos = json.loads(self.repos_file.read_text()).get("Repositories", {})
-        except FileNotFoundError:
-            repos = {}
-        for tags in repos.values():
-            for name, iid in tags.items():
-                if iid in self._images:
-                    self._tags[name] = iid
+        for name, iid in self._read_repos().items():
+            if iid in self._images:
+                self._tags[name] = iid
         # an image whose creation did not finish (no tag written): remove it
         for e in os.scandir(self.pending_dir):
             iid = "sha256:" + e.name
@@ -142,7 +138,10 @@ class ImageStore:
                 self._forget_image(iid)
             os.unlink(e.path)
         self._refresh_tags()
-        self._save_repos()
+        try:
+            self._save_repos(self._tags)
+        except OSError as exc:   # the file on disk is still valid; the next change retries
+            log.error("cannot rewrite %s at start: %s", self.repos_file, exc)
         # layers: remove orphans, re-apply referenced layers the driver lacks
         referenced = self._referenced()
         on_disk = self._layers.on_disk()
@@ -235,12 +234,13 @@ class ImageStore:
                 raise NotFound(f"image config lists layer sha256:{missing[0]} that is not in "
                                "the store (add it with add_layer first)")
             await anyio.to_thread.run_sync(self._write_image_sync, iid, raw, bool(names))
+            if names:
+                # tags on disk first: if that fails the image stays pending (start() drops
+                # it) and the store in memory is unchanged
+                await self._commit_tags({**self._tags, **{n: iid for n in names}})
             self._raw[iid] = raw
             self._images[iid] = self._make_image(iid, config)
-            for n in names:
-                self._tags[n] = iid
             self._refresh_tags()
-            await anyio.to_thread.run_sync(self._save_repos)
             (self.pending_dir / iid[7:]).unlink(missing_ok=True)
             for h in hexes:
                 self.release_layer(h)
@@ -259,9 +259,8 @@ class ImageStore:
         name = R.parse(new_ref).name_tag
         async with self._lock:
             img = self.resolve(ref)
-            self._tags[name] = img.id
+            await self._commit_tags({**self._tags, name: img.id})
             self._refresh_tags()
-            await anyio.to_thread.run_sync(self._save_repos)
         if emit:
             self._emit("tag", img.id, name=name)
         return name
@@ -286,18 +285,15 @@ class ImageStore:
                 name = ""
             tags = self._tags_of(img.id)
             used = self.in_use(img.id)
+            delete = False
             if by_name and len(tags) > 1:
-                del self._tags[name]
-                out.append({"Untagged": name})
+                untag = [name]
             elif by_name:
                 if used and not force:
                     raise Conflict(f'conflict: unable to remove repository reference "{ref}" '
                                    f"(must force) - container is using its referenced image "
                                    f"{img.short_id}")
-                del self._tags[name]
-                out.append({"Untagged": name})
-                if not used:
-                    out += await self._delete(img)
+                untag, delete = [name], not used
             else:
                 if len(tags) > 1 and not force:
                     raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) "
@@ -305,13 +301,14 @@ class ImageStore:
                 if used and not force:
                     raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) "
                                    "- image is being used by a container")
-                for t in tags:
-                    del self._tags[t]
-                    out.append({"Untagged": t})
-                if not used:
-                    out += await self._delete(img)
+                untag, delete = tags, not used
+            # the tags on disk change first; a failure there leaves everything as it was
+            if untag:
+                await self._commit_tags({n: i for n, i in self._tags.items() if n not in untag})
+            out += [{"Untagged": t} for t in untag]
+            if delete:
+                out += await self._delete(img)
             self._refresh_tags()
-            await anyio.to_thread.run_sync(self._save_repos)
         for entry in out:
             if "Untagged" in entry:
                 self._emit("untag", img.id, name=entry["Untagged"])
@@ -447,9 +444,40 @@ class ImageStore:
             refs.update(img.layers)
         return refs
 
-    def _save_repos(self) -> None:
+    async def _commit_tags(self, tags: dict[str, str]) -> None:
+        """Make ``tags`` the store's tags: written atomically first, then adopted in memory.
+        If the write fails nothing changes and the caller gets a clear error."""
+        try:
+            await anyio.to_thread.run_sync(self._save_repos, tags)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise Unavailable(f"{reason}: cannot save the image tags "
+                              f"({self.repos_file}); nothing was changed") from exc
+        self._tags = tags
+
+    def _save_repos(self, tags: dict[str, str]) -> None:
         repos: dict[str, dict[str, str]] = {}
-        for name, iid in sorted(self._tags.items()):
+        for name, iid in sorted(tags.items()):
             repo = name.rpartition(":")[0]
             repos.setdefault(repo, {})[name] = iid
         write_atomic(self.repos_file, json.dumps({"Repositories": repos}, indent=1).encode())
+
+    def _read_repos(self) -> dict[str, str]:
+        """``repositories.json`` as {"repo:tag": id}. A corrupt file does not stop the
+        daemon: it is moved aside (``.corrupt-<time>``), logged, and the tags start empty."""
+        try:
+            raw = self.repos_file.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            repos = json.loads(raw)["Repositories"]
+            return {str(name): str(iid) for tags in repos.values()
+                    for name, iid in tags.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self.repos_file.with_name(
+                f"{self.repos_file.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            os.replace(self.repos_file, aside)
+            log.error("image tags file %s is corrupt (%s: %s); moved it to %s and started "
+                      "with no tags (the images are kept: tag them again)",
+                      self.repos_file, type(exc).__name__, exc, aside)
+            return {}

@@ -39,7 +39,7 @@ import anyio.abc
 
 from aiorun.core import ports as portmod
 from aiorun.drivers.network import Endpoint, EndpointRequest, NetworkConfig, NetworkDriver
-from aiorun.errors import AiorunError, Conflict, InvalidArgument
+from aiorun.errors import AiorunError, Conflict, InvalidArgument, Unavailable
 
 from . import views
 from .connect import Connections
@@ -146,10 +146,18 @@ class NetworkManager:
     def _driver(self, name: str) -> NetworkDriver:
         return self._drivers.get(name)
 
-    def _emit(self, action: str, n: Network, attrs: dict[str, str] | None = None) -> None:
-        self.engine.events.emit("network", action, n.config.id,
-                                {"name": n.config.name, "type": n.config.driver,
-                                 **(attrs or {})})
+    def _emit(self, action: str, n: Network, attrs: dict[str, str] | None = None, *,
+              strict: bool = False) -> None:
+        """Announce a change; only ``strict`` callers (who can undo) see a journal failure:
+        the others' change is done, and the bus reports the lost event in its health."""
+        try:
+            self.engine.events.emit("network", action, n.config.id,
+                                    {"name": n.config.name, "type": n.config.driver,
+                                     **(attrs or {})})
+        except Unavailable as exc:
+            if strict:
+                raise
+            log.error("network %s %s: event not recorded: %s", action, n.config.name, exc)
 
     def get(self, ref: str) -> Network:
         """By exact name, full id, or unique id prefix."""
@@ -316,7 +324,16 @@ class NetworkManager:
                 self.networks.pop(cfg.id, None)
                 raise
         await self.names.start_dns(n)
-        self._emit("create", n)
+        try:
+            self._emit("create", n, strict=True)
+        except Unavailable:
+            # no network without its event (the journal is failing): undo it, then report
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await self.names.stop_dns(cfg.id, tell_driver=False)
+                    await drv.delete_network(cfg)
+                    self.records.delete_network(cfg.id)
+            raise
         return {"Id": cfg.id, "Warning": ""}
 
     async def remove(self, ref: str) -> None:
