@@ -35,6 +35,7 @@ from typing import Callable
 
 import anyio
 
+from aiorun.api.limits import ServerLimits
 from aiorun.api.server import ApiServer
 from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
@@ -137,7 +138,7 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 await engine.start(storage_driver)
                 server: ApiServer | None = None
                 try:
-                    server = ApiServer(engine)
+                    server = ApiServer(engine, limits=ServerLimits.from_env(os.environ))
                     # The bus socket first: once the API socket accepts, everything is ready.
                     # Supervised: a later failure of either is logged, reported and the
                     # service started again; it never ends the daemon.
