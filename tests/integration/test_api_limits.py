@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -65,6 +66,12 @@ def read_until_closed(s: socket.socket) -> bytes:
         if not chunk:
             return out
         out += chunk
+
+
+def docker(d, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    return subprocess.run(["docker", "-H", f"unix://{d.socket}", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
 
 
 def ping(path) -> bool:
@@ -119,6 +126,8 @@ def test_fd_exhaustion_keeps_the_api_serving(aiorun_paths, backend):
         held.clear()
         first.close()
         out = run_cli(aiorun_paths, "ps", "-a")
+        assert out.returncode == 0, out.stderr
+        out = docker(d, "ps", "-a")
         assert out.returncode == 0, out.stderr
         assert "service api failed" not in d.log()
         assert d.alive()
@@ -180,6 +189,8 @@ def test_connection_cap_and_timeouts(aiorun_paths, backend):
         cli = run_cli(aiorun_paths, "ps")
         assert cli.returncode != 0 and "too many connections (limit 4)" in cli.stderr, cli
         assert "Traceback" not in cli.stderr
+        cli = docker(d, "ps")
+        assert cli.returncode != 0 and "too many connections (limit 4)" in cli.stderr, cli
         events.close()
         for s in idle:
             s.close()
