@@ -40,7 +40,7 @@ import anyio.abc
 import h11
 
 from aiorun.api.connection import (BROKEN, MAX_BUFFERED_BODY, BodyReader, ClientGone,
-                                   Connection, HeadTimeout, unwrap_error)
+                                   Connection, HeadTimeout, safe_receive, unwrap_error)
 from aiorun.api.http import Request, Response, Router, error_response, json_response
 from aiorun.api.limits import (ACCEPT_BACKOFF, MAX_REFUSING, REFUSE_LINGER, ServerLimits,
                                accept_error_kind, refusal_body)
@@ -118,6 +118,11 @@ class ApiServer:
             if path.is_socket():
                 path.unlink()  # stale: the caller holds the daemon lock, nobody else serves it
             listener = await anyio.create_unix_listener(path, mode=0o660)
+            lim = self.limits
+            log.info("API limits: %d connections, request head within %g s, idle keep-alive "
+                     "%g s, head %d bytes, buffered body %d bytes", lim.max_connections,
+                     lim.header_timeout, lim.idle_timeout, lim.max_head_size,
+                     lim.max_buffered_body)
             async with anyio.create_task_group() as tg:
                 async with listener:
                     with self._accept_scope:
@@ -171,10 +176,14 @@ class ApiServer:
                 await stream.send_eof()
                 # Discard what the client sends until it closes, so it reads our answer
                 # instead of a reset while still writing its request.
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
                 received = 0
                 while received <= self.limits.max_head_size:
-                    received += len(await stream.receive())
-        except (anyio.EndOfStream,) + BROKEN:
+                    data = await safe_receive(stream, raw)
+                    if not data:
+                        break
+                    received += len(data)
+        except BROKEN:
             pass
         finally:
             self._refusing -= 1

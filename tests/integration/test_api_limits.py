@@ -198,3 +198,13 @@ def test_connection_cap_and_timeouts(aiorun_paths, backend):
         assert d.alive()
     finally:
         d.stop_all()
+
+
+def test_bad_limit_settings_fail_clearly(aiorun_paths):
+    r = run_cli(aiorun_paths, "serve", timeout=30,
+                extra_env={"AIORUN_API_IDLE_TIMEOUT": "soon"})
+    assert r.returncode == 1, r
+    assert "invalid AIORUN_API_IDLE_TIMEOUT='soon': must be a positive number of seconds" \
+        in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not aiorun_paths.pidfile.exists() and not aiorun_paths.socket.exists()
