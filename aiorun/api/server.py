@@ -42,8 +42,8 @@ import h11
 from aiorun.api.connection import (BROKEN, MAX_BUFFERED_BODY, BodyReader, ClientGone,
                                    Connection, HeadTimeout, safe_receive, unwrap_error)
 from aiorun.api.http import Request, Response, Router, error_response, json_response
-from aiorun.api.limits import (ACCEPT_BACKOFF, MAX_REFUSING, REFUSE_LINGER, ServerLimits,
-                               accept_error_kind, refusal_body)
+from aiorun.api.limits import (ACCEPT_BACKOFF, DEFAULT_IDLE_TIMEOUT, MAX_REFUSING,
+                               REFUSE_LINGER, ServerLimits, accept_error_kind, refusal_body)
 from aiorun.api.responses import hijack, media_type, reason, respond
 from aiorun.errors import AiorunError, InvalidArgument
 
@@ -57,7 +57,7 @@ log = logging.getLogger("aiorun.api")
 
 #: Kept for callers of the old name: the default idle keep-alive timeout (see
 #: :class:`aiorun.api.limits.ServerLimits` for the header and idle timeouts in force).
-REQUEST_HEAD_TIMEOUT = ServerLimits.idle_timeout
+REQUEST_HEAD_TIMEOUT = DEFAULT_IDLE_TIMEOUT
 #: Content types that are uploads: never buffered, handed to the handler as ``req.stream``.
 STREAM_TYPES = frozenset({
     "application/x-tar", "application/tar", "application/octet-stream", "application/gzip",
