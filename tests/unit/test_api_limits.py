@@ -1,6 +1,6 @@
 """The API server's limits (:mod:`aiorun.api.limits`): settings and accept-error decisions,
 and the in-process server under asyncio and trio with a tiny cap and sub-second timeouts.
-The fd-exhaustion path runs against a real daemon in tests/integration/test_api_limits.py."""
+The fd-exhaustion path runs against a real daemon in tests/integration/test_api_limits_daemon.py."""
 
 from __future__ import annotations
 
