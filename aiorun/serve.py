@@ -35,6 +35,7 @@ from typing import Callable
 
 import anyio
 
+from aiorun.api.limits import ServerLimits
 from aiorun.api.server import ApiServer
 from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
@@ -118,6 +119,7 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                      backend: str = "asyncio", ready: Callable[[], None] | None = None,
                      debug: bool = False) -> None:
     """Run the daemon until SIGTERM/SIGINT. Call inside ``anyio.run(..., backend=backend)``."""
+    limits = ServerLimits.from_env(os.environ)   # a bad AIORUN_API_* value: fail before anything
     try:
         paths.ensure()
     except OSError as exc:
@@ -137,7 +139,7 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                 await engine.start(storage_driver)
                 server: ApiServer | None = None
                 try:
-                    server = ApiServer(engine)
+                    server = ApiServer(engine, limits=limits)
                     # The bus socket first: once the API socket accepts, everything is ready.
                     # Supervised: a later failure of either is logged, reported and the
                     # service started again; it never ends the daemon.

@@ -14,12 +14,13 @@ import anyio
 import anyio.abc
 import h11
 
+from aiorun.api.limits import MAX_BUFFERED_BODY, MAX_HEAD_SIZE
 from aiorun.errors import AiorunError, InvalidArgument
 
-#: Bodies up to this size that are not uploads are read before the handler runs (``req.body``).
-MAX_BUFFERED_BODY = 8 * 1024 * 1024
-#: Request line + headers.
-MAX_HEAD_SIZE = 64 * 1024
+__all__ = ["BROKEN", "MAX_BUFFERED_BODY", "MAX_HEAD_SIZE", "READ_SIZE", "BodyReader",
+           "ClientGone", "Connection", "HeadTimeout", "HijackedStream", "safe_receive",
+           "unwrap_error"]
+
 READ_SIZE = 65536
 #: What a vanished client looks like from our side of the socket.
 BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
@@ -27,6 +28,15 @@ BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStrea
 
 class ClientGone(Exception):
     """The client closed the connection in the middle of a request."""
+
+
+class HeadTimeout(Exception):
+    """No complete request head in time: ``idle`` (nothing of a next request arrived) or
+    ``header`` (a head was started but not finished)."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(which)
+        self.which = which
 
 
 def unwrap_error(exc: BaseException) -> BaseException:
@@ -71,9 +81,10 @@ async def safe_receive(stream: anyio.abc.ByteStream, raw: socket.socket | None,
 class Connection:
     """One client connection: the byte stream and its h11 state machine."""
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, max_head_size: int = MAX_HEAD_SIZE) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.max_head_size = max_head_size
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
         self.scope: anyio.CancelScope | None = None
         self.busy = False          # a request is being handled
         self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
@@ -116,6 +127,33 @@ class Connection:
             except BROKEN:
                 data = b""
             self.h11.receive_data(data)
+
+    async def next_request(self, idle_timeout: float, header_timeout: float) -> Any:
+        """The next h11 event at the start of a request cycle (a ``Request``, or
+        ``ConnectionClosed``/``PAUSED``), waiting at most ``idle_timeout`` for its first byte
+        and then at most ``header_timeout`` for the rest of the head; raises
+        :class:`HeadTimeout` past either. Bytes already buffered (a pipelined request) count
+        as a started head."""
+        started = self._has_buffered_bytes()
+        first = header_timeout if started else idle_timeout
+        with anyio.CancelScope(deadline=anyio.current_time() + first) as scope:
+            while True:
+                ev = self.h11.next_event()
+                if ev is not h11.NEED_DATA:
+                    return ev
+                try:
+                    data = await self.receive()
+                except BROKEN:
+                    data = b""
+                if data and not started:
+                    started = True
+                    scope.deadline = anyio.current_time() + header_timeout
+                self.h11.receive_data(data)
+        raise HeadTimeout("header" if started else "idle")
+
+    def _has_buffered_bytes(self) -> bool:
+        data, _closed = self.h11.trailing_data
+        return bool(data)
 
     async def send(self, event: Any) -> None:
         data = self.h11.send(event)

@@ -135,7 +135,9 @@ async def _watch_hangup(conn: Connection, scope: anyio.CancelScope) -> None:
             data = await conn.receive()
         except BROKEN:
             data = b""
-        if not data:
+        if not data or len(conn.h11.trailing_data[0]) + len(data) > conn.max_head_size:
+            # Gone, or sending more during a stream than a pipelined request head may be:
+            # end the connection rather than buffer without bound.
             conn.hung_up = True
             scope.cancel()
             return

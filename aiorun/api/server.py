@@ -6,7 +6,12 @@ request body stream, the hijacked stream) is in :mod:`aiorun.api.connection`, wr
 responses (buffered, streamed, hijacked) in :mod:`aiorun.api.responses`.
 
 * One task per connection (a slow or broken client only ever blocks its own task); keep-alive
-  for ordinary requests; a connection idle for ``REQUEST_HEAD_TIMEOUT`` is closed.
+  for ordinary requests. Limits (:mod:`aiorun.api.limits`): at most ``max_connections`` are
+  served at once, later ones get a 503 and are closed; a request head must arrive within
+  ``header_timeout`` of its first byte, the next request within ``idle_timeout``; streams and
+  hijacked connections are never timed out.
+* Running out of fds (or memory) in ``accept()`` never ends the server: it logs once per
+  burst, pauses ``ACCEPT_BACKOFF`` and accepts again; served connections carry on.
 * ``/v1.NN`` prefixes are stripped and the path is percent-decoded before routing through the
   ``router`` of every module in :data:`aiorun.api.routes.ROUTE_MODULES`.
 * Errors: :class:`aiorun.errors.AiorunError` → ``{"message": ...}`` with its status; unknown
@@ -35,8 +40,10 @@ import anyio.abc
 import h11
 
 from aiorun.api.connection import (BROKEN, MAX_BUFFERED_BODY, BodyReader, ClientGone,
-                                   Connection, unwrap_error)
+                                   Connection, HeadTimeout, safe_receive, unwrap_error)
 from aiorun.api.http import Request, Response, Router, error_response, json_response
+from aiorun.api.limits import (ACCEPT_BACKOFF, DEFAULT_IDLE_TIMEOUT, MAX_REFUSING,
+                               REFUSE_LINGER, ServerLimits, accept_error_kind, refusal_body)
 from aiorun.api.responses import hijack, media_type, reason, respond
 from aiorun.errors import AiorunError, InvalidArgument
 
@@ -48,9 +55,9 @@ __all__ = ["ApiServer", "ClientGone", "MAX_BUFFERED_BODY", "REQUEST_HEAD_TIMEOUT
 
 log = logging.getLogger("aiorun.api")
 
-#: A connection must deliver a complete request head within this many seconds (idle keep-alive
-#: connections are closed after it, slow-loris clients too).
-REQUEST_HEAD_TIMEOUT = 120.0
+#: Kept for callers of the old name: the default idle keep-alive timeout (see
+#: :class:`aiorun.api.limits.ServerLimits` for the header and idle timeouts in force).
+REQUEST_HEAD_TIMEOUT = DEFAULT_IDLE_TIMEOUT
 #: Content types that are uploads: never buffered, handed to the handler as ``req.stream``.
 STREAM_TYPES = frozenset({
     "application/x-tar", "application/tar", "application/octet-stream", "application/gzip",
@@ -80,11 +87,18 @@ def load_routers(modules: Iterable[str] | None = None) -> list[Router]:
 class ApiServer:
     """Serves the route modules for one engine on a unix socket."""
 
-    def __init__(self, engine: Engine, routers: list[Router] | None = None) -> None:
+    def __init__(self, engine: Engine, routers: list[Router] | None = None,
+                 limits: ServerLimits | None = None) -> None:
         self.engine = engine
         self.routers = load_routers() if routers is None else routers
+        self.limits = ServerLimits() if limits is None else limits
         self.draining = False
         self._conns: set[Connection] = set()
+        self._refusing = 0
+        #: Counters for ``info``/tests: connections refused over the cap, accept() failures
+        #: from fd/memory exhaustion, connections closed by the header and idle timeouts.
+        self.stats = {"refused": 0, "accept_exhausted": 0, "header_timeouts": 0,
+                      "idle_timeouts": 0}
         self._accept_scope = anyio.CancelScope()
         self._stopped = anyio.Event()
         self._serving = False
@@ -104,18 +118,76 @@ class ApiServer:
             if path.is_socket():
                 path.unlink()  # stale: the caller holds the daemon lock, nobody else serves it
             listener = await anyio.create_unix_listener(path, mode=0o660)
+            lim = self.limits
+            log.info("API limits: %d connections, request head within %g s, idle keep-alive "
+                     "%g s, head %d bytes, buffered body %d bytes", lim.max_connections,
+                     lim.header_timeout, lim.idle_timeout, lim.max_head_size,
+                     lim.max_buffered_body)
             async with anyio.create_task_group() as tg:
                 async with listener:
                     with self._accept_scope:
                         task_status.started()
-                        while True:
-                            stream = await listener.accept()
-                            tg.start_soon(self._connection, stream)
+                        await self._accept_loop(listener, tg)
                 _unlink(path)
         finally:
             if self._accept_scope.cancel_called or path.is_socket():
                 _unlink(path)
             self._stopped.set()
+
+    async def _accept_loop(self, listener: anyio.abc.SocketListener,
+                           tg: anyio.abc.TaskGroup) -> None:
+        failures = 0   # exhaustion errors in the current burst
+        while True:
+            try:
+                stream = await listener.accept()
+            except (anyio.BrokenResourceError, OSError) as exc:
+                kind = accept_error_kind(exc)
+                if kind == "fatal":
+                    raise
+                if kind == "exhausted":
+                    self.stats["accept_exhausted"] += 1
+                    if failures == 0:
+                        log.warning("API: cannot accept connections (%s; %d served): pausing "
+                                    "and retrying", exc.__cause__ or exc, len(self._conns))
+                    failures += 1
+                    await anyio.sleep(ACCEPT_BACKOFF)
+                continue
+            if failures:
+                log.warning("API: accepting connections again after %d failed attempts",
+                            failures)
+                failures = 0
+            if len(self._conns) >= self.limits.max_connections:
+                self.stats["refused"] += 1
+                if self._refusing >= MAX_REFUSING:
+                    await _close_quietly(stream)   # refusals pile up: no answer at all
+                else:
+                    self._refusing += 1
+                    tg.start_soon(self._refuse, stream)
+                continue
+            conn = Connection(stream, self.limits.max_head_size)
+            self._conns.add(conn)   # counted from now: the cap holds against a burst
+            tg.start_soon(self._connection, conn)
+
+    async def _refuse(self, stream: anyio.abc.ByteStream) -> None:
+        """503 and close, without waiting for the client for more than ``REFUSE_LINGER``."""
+        try:
+            with anyio.move_on_after(REFUSE_LINGER):
+                await stream.send(refusal_body(self.limits.max_connections))
+                await stream.send_eof()
+                # Discard what the client sends until it closes, so it reads our answer
+                # instead of a reset while still writing its request.
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                received = 0
+                while received <= self.limits.max_head_size:
+                    data = await safe_receive(stream, raw)
+                    if not data:
+                        break
+                    received += len(data)
+        except BROKEN:
+            pass
+        finally:
+            self._refusing -= 1
+            await _close_quietly(stream)
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish for ``grace`` seconds, then cut."""
@@ -133,8 +205,7 @@ class ApiServer:
         await self._stopped.wait()
 
     # -- one connection --------------------------------------------------------------------
-    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
-        conn = Connection(stream)
+    async def _connection(self, conn: Connection) -> None:
         with anyio.CancelScope() as scope:
             conn.scope = scope
             self._conns.add(conn)
@@ -144,29 +215,28 @@ class ApiServer:
                 await self._requests(conn)
             except BROKEN + (ClientGone,):
                 pass
+            except HeadTimeout as exc:
+                self.stats[f"{exc.which}_timeouts"] += 1
+                log.debug("API: closing a connection: no request head within the %s timeout",
+                          exc.which)
             except Exception:
                 log.exception("connection handler failed")
             finally:
                 self._conns.discard(conn)
-        with anyio.CancelScope(shield=True):
-            try:
-                await stream.aclose()
-            except BROKEN:
-                pass
+        await _close_quietly(conn.stream)
 
     async def _requests(self, conn: Connection) -> None:
         while True:
             conn.busy = conn.long_lived = False
             try:
-                with anyio.move_on_after(REQUEST_HEAD_TIMEOUT):
-                    ev = await conn.next_event()
-                    if isinstance(ev, h11.Request):
-                        conn.busy = True
-                if not conn.busy:
-                    return  # closed, timed out, or paused
+                ev = await conn.next_request(self.limits.idle_timeout,
+                                             self.limits.header_timeout)
             except h11.RemoteProtocolError as exc:
                 await self._protocol_error(conn, exc)
                 return
+            if not isinstance(ev, h11.Request):
+                return  # closed or paused
+            conn.busy = True
             keep = await self._one_request(conn, ev)
             if (not keep or self.draining or conn.hung_up
                     or conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE):
@@ -222,29 +292,28 @@ class ApiServer:
                   (time.monotonic() - started) * 1000)
         return True
 
-    @staticmethod
-    async def _prepare_body(conn: Connection, req: Request) -> Response | None:
+    async def _prepare_body(self, conn: Connection, req: Request) -> Response | None:
         """Set ``req.body``/``req.stream`` (see :mod:`aiorun.api.http`); an error response
         when the body is refused before any handler runs."""
+        limit = self.limits.max_buffered_body
         reader = BodyReader(conn)
         req.stream = reader
         media = media_type(req.headers)
         length = req.headers.get("content-length", "")
-        too_big = length.isdigit() and int(length) > MAX_BUFFERED_BODY
+        too_big = length.isdigit() and int(length) > limit
         if media in STREAM_TYPES or too_big:
             if "json" in media:
-                return error_response(413, f"JSON request body larger than "
-                                           f"{MAX_BUFFERED_BODY} bytes")
+                return error_response(413, f"JSON request body larger than {limit} bytes")
             return None
         try:
-            data, complete = await reader.read_upto(MAX_BUFFERED_BODY)
+            data, complete = await reader.read_upto(limit)
         except InvalidArgument as exc:
             return error_response(exc.status, exc.message)
         if complete:
             req.body = data
             req.stream = BodyReader(conn, data, done=True)
         elif "json" in media:
-            return error_response(413, f"JSON request body larger than {MAX_BUFFERED_BODY} bytes")
+            return error_response(413, f"JSON request body larger than {limit} bytes")
         else:
             req.stream = BodyReader(conn, data)  # larger than the limit: stream the rest
         return None
@@ -280,6 +349,14 @@ class ApiServer:
         if result is None:
             return Response(204, content_type="")
         return json_response(result)
+
+
+async def _close_quietly(stream: anyio.abc.ByteStream) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            await stream.aclose()
+        except BROKEN:
+            pass
 
 
 def _unlink(path: Path) -> None:

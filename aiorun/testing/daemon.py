@@ -15,12 +15,13 @@ daemons are stopped by PID only.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiorun.api.client import Client
 from aiorun.config import Paths
@@ -115,8 +116,12 @@ def _pings(socket: Path) -> bool:
 
 def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | None = None,
                  extra_env: dict[str, str] | None = None, debug: bool = True,
-                 timeout: float = START_TIMEOUT) -> DaemonProcess:
-    """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``."""
+                 timeout: float = START_TIMEOUT,
+                 rlimit_nofile: int | None = None) -> DaemonProcess:
+    """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``.
+
+    ``rlimit_nofile`` sets the daemon's ``RLIMIT_NOFILE`` (soft and hard) before it starts
+    (fd-exhaustion tests)."""
     paths.ensure()
     env = _env(paths, extra_env)
     socket = Path(env["AIORUN_SOCKET"]) if env.get("AIORUN_SOCKET") else paths.run / "aiorun.sock"
@@ -128,7 +133,8 @@ def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | N
         cmd.append("--debug")
     with open(paths.daemon_log, "ab") as logf:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=logf, start_new_session=True)
+                                stderr=logf, start_new_session=True,
+                                preexec_fn=_nofile_limiter(rlimit_nofile))
     d = DaemonProcess(proc, paths, socket)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,6 +147,15 @@ def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | N
     d.stop()
     raise RuntimeError(f"aiorun serve did not answer within {timeout} s:\n"
                        f"{_tail(paths.daemon_log)}")
+
+
+def _nofile_limiter(limit: int | None) -> Callable[[], None] | None:
+    if limit is None:
+        return None
+
+    def limit_fds() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    return limit_fds
 
 
 def run_cli(paths: Paths, *args: str, input: str | bytes | None = None, timeout: float = 60,
