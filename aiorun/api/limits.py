@@ -30,6 +30,8 @@ import resource
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from aiorun.core.accept import (ACCEPT_BACKOFF, EXHAUSTION_ERRNOS,  # noqa: F401
+                                TRANSIENT_ERRNOS, accept_error_kind)
 from aiorun.errors import InvalidArgument
 
 #: Upper bound of the default connection cap.
@@ -46,16 +48,6 @@ MAX_REFUSING = 64
 #: A refusal reads (and discards) at most this long for the client's request before closing,
 #: so the client sees the 503 instead of a reset while it is still writing.
 REFUSE_LINGER = 1.0
-#: Pause of the accept loop after an fd/memory exhaustion error (the pending connection stays
-#: in the backlog; retrying at once would spin).
-ACCEPT_BACKOFF = 0.1
-
-#: accept() errors that mean "out of fds or memory right now": wait and retry.
-EXHAUSTION_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: accept() errors about one connection that vanished before it was accepted: retry at once.
-TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN,
-                              errno.EPERM})
-
 ENV_MAX_CONNECTIONS = "AIORUN_API_MAX_CONNECTIONS"
 ENV_HEADER_TIMEOUT = "AIORUN_API_HEADER_TIMEOUT"
 ENV_IDLE_TIMEOUT = "AIORUN_API_IDLE_TIMEOUT"
@@ -114,21 +106,6 @@ def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> floa
     if not value > 0 or value == float("inf"):
         raise InvalidArgument(f"invalid {name}={raw!r}: must be a positive number of seconds")
     return value
-
-
-def accept_error_kind(exc: BaseException) -> str:
-    """What an exception from ``listener.accept()`` means for the accept loop:
-    ``"exhausted"`` (out of fds/memory: back off, retry), ``"transient"`` (that one
-    connection is gone: retry at once) or ``"fatal"`` (let it propagate).
-
-    anyio wraps the ``OSError`` in ``BrokenResourceError`` (``__cause__``) on both backends."""
-    err = exc if isinstance(exc, OSError) else exc.__cause__
-    if isinstance(err, OSError):
-        if err.errno in EXHAUSTION_ERRNOS:
-            return "exhausted"
-        if err.errno in TRANSIENT_ERRNOS:
-            return "transient"
-    return "fatal"
 
 
 def refusal_body(limit: int) -> bytes:

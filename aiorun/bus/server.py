@@ -18,7 +18,7 @@ import socket
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Protocol
 
 import anyio
 import anyio.abc
@@ -28,6 +28,7 @@ from aiorun.bus.bus import DEFAULT_BUFFER, EventBus, StreamItem, stream_batches
 from aiorun.bus.codec import End, Lost, ReplayDone
 from aiorun.bus.filters import EventFilter
 from aiorun.bus.sockio import raw_socket, recv_some, send_all
+from aiorun.core.accept import ACCEPT_BACKOFF, accept_error_kind
 from aiorun.core.events import Event
 from aiorun.errors import AiorunError, InvalidArgument
 
@@ -166,6 +167,33 @@ def _remove_stale_socket(path: Path) -> None:
     raise AiorunError(f"another process is already serving the event bus at {path}")
 
 
+async def _accept_forever(listener: anyio.abc.SocketListener,
+                          handle: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+                          tg: anyio.abc.TaskGroup) -> None:
+    """``listener.serve`` that survives fd exhaustion: on EMFILE and friends it logs once per
+    burst, backs off and accepts again; connected subscribers carry on."""
+    failures = 0
+    while True:
+        try:
+            stream = await listener.accept()
+        except (anyio.BrokenResourceError, OSError) as exc:
+            kind = accept_error_kind(exc)
+            if kind == "fatal":
+                raise
+            if kind == "exhausted":
+                if failures == 0:
+                    log.warning("event bus: cannot accept subscribers (%s): pausing and "
+                                "retrying", exc.__cause__ or exc)
+                failures += 1
+                await anyio.sleep(ACCEPT_BACKOFF)
+            continue
+        if failures:
+            log.warning("event bus: accepting subscribers again after %d failed attempts",
+                        failures)
+            failures = 0
+        tg.start_soon(handle, stream)
+
+
 async def serve_bus(engine: BusHost, *, task_status: anyio.abc.TaskStatus[Path] =
                     anyio.TASK_STATUS_IGNORED, plugins: list[str] | None = None) -> None:
     """Serve ``engine.events`` on ``engine.paths.bus_socket`` until cancelled.
@@ -194,7 +222,7 @@ async def serve_bus(engine: BusHost, *, task_status: anyio.abc.TaskStatus[Path] 
                 from aiorun.bus.subscribers import start_plugins
                 await start_plugins(bus, plugins, tg)
             task_status.started(path)
-            await listener.serve(partial(handle_connection, bus), task_group=tg)
+            await _accept_forever(listener, partial(handle_connection, bus), tg)
     finally:
         with anyio.CancelScope(shield=True):
             await listener.aclose()
