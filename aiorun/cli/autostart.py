@@ -14,6 +14,7 @@ import sys
 import time
 
 from aiorun.api.client import Client, DaemonUnreachable
+from aiorun.errors import AiorunError
 
 #: How long to wait for an auto-started daemon to answer ``/_ping``.
 START_TIMEOUT = 10.0
@@ -73,11 +74,41 @@ def daemon_command(ctx) -> list[str]:
     return cmd + ["serve"]
 
 
+class StateDirUnusable(AiorunError):
+    """The state root or the run directory cannot be created or written: the CLI's own
+    failure, found before a daemon is started (which would only fail the same way, out of
+    sight, in its log)."""
+
+    status = 0
+
+
+def _dir_error(what: str, path: object, exc: OSError) -> StateDirUnusable:
+    # the deepest path mkdir could not make, else the directory itself (not the probe)
+    where = exc.filename if exc.filename and "aiorun-probe" not in str(exc.filename) else path
+    return StateDirUnusable(f"cannot use {where} as the daemon's {what}: "
+                            f"{exc.strerror or exc}")
+
+
+def prepare_dirs(paths) -> None:
+    """Create the state root and the run directory, and check the root takes daemon.log:
+    StateDirUnusable naming the path and the OS error otherwise."""
+    for what, path, env in (("state root", paths.root, "AIORUN_ROOT/--root"),
+                            ("run directory", paths.run, "AIORUN_RUN/--run-root")):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            # mkdir succeeds on an existing directory of a read-only mount: write to know
+            probe = os.path.join(path, f".aiorun-probe-{os.getpid()}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            raise _dir_error(f"{what} ({env})", path, exc) from None
+
+
 def start_daemon_process(ctx):
     """Start ``aiorun serve`` fully detached (new session, output appended to daemon.log)."""
     import subprocess
     paths = ctx.paths
-    paths.root.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(paths)
     env = dict(os.environ)
     env["AIORUN_ROOT"], env["AIORUN_RUN"] = str(paths.root), str(paths.run)
     with open(paths.daemon_log, "ab") as logf:
