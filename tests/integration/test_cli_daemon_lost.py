@@ -185,6 +185,31 @@ def test_an_answer_that_is_not_http(fake, aiorun_paths):
     assert r.stderr == "aiorun: the daemon's answer is not HTTP: 'SSH-2.0-OpenSSH_9.6'\n"
 
 
+def dies_while_attached(conn: socket.socket, head: bytes) -> None:
+    """Create, attach, start answer; the wait answer is cut short: the daemon died while
+    the container ran."""
+    line = head.split(b"\r\n", 1)[0]
+    if b"/containers/create" in line:
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 11\r\n\r\n{\"Id\":\"c1\"}")
+    elif b"/attach" in line:
+        conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+                     b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n")
+    elif b"/wait" in line:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+    elif b"/start" in line:
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+def test_daemon_gone_while_run_is_attached(fake, aiorun_paths):
+    """Before: the cut wait answer became exit status 125 with no word about why."""
+    fake(dies_while_attached)
+    r = run_cli(aiorun_paths, "run", "busybox", "echo", "hi")
+    assert r.stdout == "hi\n"
+    check_lost(r, aiorun_paths, 125)
+
+
 def test_explicit_host_names_no_log(fake, aiorun_paths):
     """With -H the socket may be another engine's: no daemon.log is named."""
     fake(no_answer)
