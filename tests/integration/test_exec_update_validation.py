@@ -4,6 +4,9 @@ the CLI itself."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from aiorun.api.client import ApiError
@@ -93,3 +96,24 @@ def test_run_init_refused_by_the_cli(aiorun_paths):
     # refused before any daemon is needed: none was started
     assert not aiorun_paths.pidfile.exists()
     assert "Not supported (refused)" in run_cli(aiorun_paths, "run", "--help").stdout
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+def test_docker_cli_exec_and_update_bodies(running):
+    """The docker CLI's full zero-valued exec and update bodies pass; a value aiorun would
+    ignore is refused."""
+    d, cid = running
+
+    def dk(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "-H", f"unix://{d.socket}", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = dk("exec", "-e", "A=1", cid, "sh", "-c", "echo $A")
+    assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr
+    r = dk("update", "--pids-limit", "40", "--restart", "always", cid)
+    assert r.returncode == 0, r.stderr
+    hc = d.client().get(f"/containers/{cid}/json")["HostConfig"]
+    assert hc["PidsLimit"] == 40 and hc["RestartPolicy"]["Name"] == "always"
+    r = dk("update", "--cpuset-cpus", "0", cid)
+    assert r.returncode != 0
+    assert 'updating CpusetCpus is not supported by aiorun (got "0")' in r.stderr, r.stderr
