@@ -33,6 +33,11 @@ class DaemonUnreachable(AiorunError):
     status = 0
 
 
+class ConnectFailed(DaemonUnreachable):
+    """The daemon's socket does not take the connection (ECONNREFUSED: the daemon died and
+    left its socket; ENOENT: no socket)."""
+
+
 class ConnectionLost(DaemonUnreachable):
     """The daemon closed or reset the connection before its answer was complete: mid-upload
     (EPIPE/ECONNRESET on the socket), before the response head, or inside a body or stream.
@@ -173,8 +178,8 @@ class Client:
             s.connect(self.socket_path)
         except OSError as exc:          # ENOENT, ECONNREFUSED, EACCES, ENOTSOCK...
             s.close()
-            raise DaemonUnreachable(f"cannot reach the aiorun daemon at {self.socket_path}: {exc}") \
-                from None
+            raise ConnectFailed(f"cannot reach the aiorun daemon at {self.socket_path}: "
+                                f"{exc.strerror or exc}") from None
         return s
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,

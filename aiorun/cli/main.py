@@ -203,7 +203,7 @@ def _main(argv: list[str]) -> int:
 def error_line(ctx: Context, exc: BaseException) -> str:
     """The one line the CLI prints for a failure: the daemon's error answer, a lost
     connection (with where to look), or the CLI's own failure."""
-    from aiorun.api.client import ConnectionLost
+    from aiorun.api.client import ConnectFailed, ConnectionLost
     from aiorun.errors import AiorunError
     if not isinstance(exc, AiorunError):
         return f"aiorun: {exc}\n"
@@ -212,6 +212,8 @@ def error_line(ctx: Context, exc: BaseException) -> str:
     if isinstance(exc, ConnectionLost):
         detail = f" [{exc.detail}]" if ctx.debug and exc.detail else ""
         return f"aiorun: {exc.message} ({ctx.lost_hint()}){detail}\n"
+    if isinstance(exc, ConnectFailed):  # it answered a moment ago (autostart checked)
+        return f"aiorun: {exc.message} ({ctx.lost_hint()})\n"
     return f"aiorun: {exc.message}\n"
 
 

@@ -74,7 +74,10 @@ class FakeDaemon:
                     pass
 
     def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass                                # closed already
         self.sock.close()
         self.thread.join(5)
         self.path.unlink(missing_ok=True)
@@ -208,6 +211,23 @@ def test_daemon_gone_while_run_is_attached(fake, aiorun_paths):
     r = run_cli(aiorun_paths, "run", "busybox", "echo", "hi")
     assert r.stdout == "hi\n"
     check_lost(r, aiorun_paths, 125)
+
+
+def test_daemon_gone_between_two_requests(fake, aiorun_paths):
+    """`run -d`: the create is answered, then the daemon is gone (its socket file left
+    behind, as after kill -9): the start's connect is refused."""
+    holder: list[FakeDaemon] = []
+
+    def create_then_die(conn: socket.socket, head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 11\r\n\r\n{\"Id\":\"c1\"}")
+        holder[0].sock.close()          # stop listening; the socket file stays
+    holder.append(fake(create_then_die))
+    r = run_cli(aiorun_paths, "run", "-d", "busybox", "true")
+    assert "Traceback" not in r.stderr and r.returncode == 125
+    assert r.stderr == (f"aiorun: cannot reach the aiorun daemon at {aiorun_paths.socket}: "
+                        "Connection refused (is it still running? see "
+                        f"{aiorun_paths.daemon_log})\n")
 
 
 def test_explicit_host_names_no_log(fake, aiorun_paths):
