@@ -53,6 +53,17 @@ def log_tail(path: os.PathLike[str] | str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def start_failure(status: int, log: os.PathLike[str] | str) -> str:
+    """Why an auto-started daemon exited: its own one-line reason (``aiorun serve: ...``,
+    what it writes to stderr, hence to daemon.log) when it gave one, else the log's end."""
+    tail = log_tail(log)
+    reasons = [line for line in tail.splitlines() if line.startswith("aiorun serve: ")]
+    if reasons:
+        return (f"the aiorun daemon failed to start (exit status {status}): "
+                f"{reasons[-1].removeprefix('aiorun serve: ')} (see {log})")
+    return f"the aiorun daemon failed to start (exit status {status}); end of {log}:\n{tail}"
+
+
 def _pid_alive(pidfile: os.PathLike[str] | str) -> bool:
     try:
         with open(pidfile) as f:
@@ -142,9 +153,7 @@ def connect(ctx, autostart: bool = True) -> Client:
             # lock: it failed.
             if _accepts(path) and _pings(client):
                 return client
-            raise DaemonUnreachable(
-                f"the aiorun daemon failed to start (exit status {proc.returncode}); "
-                f"end of {ctx.paths.daemon_log}:\n{log_tail(ctx.paths.daemon_log)}")
+            raise DaemonUnreachable(start_failure(proc.returncode, ctx.paths.daemon_log))
         time.sleep(delay)
         delay = min(delay * 1.5, 0.1)
     raise DaemonUnreachable(
