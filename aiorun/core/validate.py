@@ -1,4 +1,5 @@
-"""Refuse a bad ``POST /containers/create`` body before anything is created.
+"""Refuse a bad ``POST /containers/create`` body before anything is created (and a bad exec
+create or update body: :func:`validate_exec`, :func:`validate_update`, at the end).
 
 Pure and I/O free. :func:`validate_create` checks the whole Docker create body up front, so
 that input the engine would choke on later (a NUL byte reaching ``execve``, Env sent as an
