@@ -27,7 +27,34 @@ class ApiError(AiorunError):
 
 
 class DaemonUnreachable(AiorunError):
-    pass
+    """No usable answer from the daemon: the CLI's own failure, not an error answer (so the
+    CLI prints ``aiorun: ...``, never "Error response from daemon")."""
+
+    status = 0
+
+
+class ConnectFailed(DaemonUnreachable):
+    """The daemon's socket does not take the connection (ECONNREFUSED: the daemon died and
+    left its socket; ENOENT: no socket)."""
+
+
+class ConnectionLost(DaemonUnreachable):
+    """The daemon closed or reset the connection before its answer was complete: mid-upload
+    (EPIPE/ECONNRESET on the socket), before the response head, or inside a body or stream.
+
+    Never a :class:`BrokenPipeError`: the CLI treats that one as "stdout went away" (a quiet
+    exit), and a dead daemon must be reported, not mistaken for a closed pipe.
+    """
+
+    MESSAGE = "the daemon closed the connection during the request"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(self.MESSAGE)
+        self.detail = detail            # what exactly happened, for --debug
+
+
+class BadAnswer(DaemonUnreachable):
+    """The daemon's answer is not the HTTP/JSON it should be."""
 
 
 class HTTPResponse:
@@ -41,8 +68,14 @@ class HTTPResponse:
         self._done = False
 
     # -- low-level reading ---------------------------------------------------------
+    def _recv(self) -> bytes:
+        try:
+            return self.sock.recv(65536)
+        except OSError as exc:          # ECONNRESET & co.: the daemon went away mid-answer
+            raise ConnectionLost(f"reading the answer: {exc}") from None
+
     def _fill(self) -> bool:
-        data = self.sock.recv(65536)
+        data = self._recv()
         if not data:
             return False
         self._buf += data
@@ -56,12 +89,12 @@ class HTTPResponse:
                 del self._buf[: i + 2]
                 return line
             if not self._fill():
-                raise ConnectionError("connection closed inside a chunk header")
+                raise ConnectionLost("connection closed inside a chunk header")
 
     def _read_exact(self, n: int) -> bytes:
         while len(self._buf) < n:
             if not self._fill():
-                raise ConnectionError("connection closed inside a response body")
+                raise ConnectionLost("connection closed inside a response body")
         data = bytes(self._buf[:n])
         del self._buf[:n]
         return data
@@ -75,7 +108,7 @@ class HTTPResponse:
             pass  # no body by definition (RFC 9112 §6.3); don't wait for the close
         elif "chunked" in te:
             while True:
-                size = int(self._read_line().split(b";")[0], 16)
+                size = _number(self._read_line().split(b";")[0], 16, "chunk size")
                 if size == 0:
                     self._read_line()
                     break
@@ -83,7 +116,7 @@ class HTTPResponse:
                 self._read_exact(2)
                 yield data
         elif "content-length" in self.headers:
-            n = int(self.headers["content-length"])
+            n = _number(self.headers["content-length"].encode(), 10, "Content-Length")
             if n:
                 yield self._read_exact(n)
         else:  # until close
@@ -91,7 +124,7 @@ class HTTPResponse:
                 yield bytes(self._buf)
                 self._buf.clear()
             while True:
-                data = self.sock.recv(65536)
+                data = self._recv()
                 if not data:
                     break
                 yield data
@@ -113,10 +146,24 @@ class HTTPResponse:
 
     def json(self) -> Any:
         body = self.read()
-        return json.loads(body) if body.strip() else None
+        try:
+            return json.loads(body) if body.strip() else None
+        except ValueError:              # an answer cut short where no length told us so
+            raise BadAnswer(f"the daemon's answer is not valid JSON: "
+                            f"{body[:80].decode(errors='replace')!r}") from None
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _number(text: bytes, base: int, what: str) -> int:
+    try:
+        n = int(text, base)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise BadAnswer(f"the daemon's answer has an invalid {what}: {text[:40]!r}")
+    return n
 
 
 class Client:
@@ -129,10 +176,10 @@ class Client:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(self.socket_path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except OSError as exc:          # ENOENT, ECONNREFUSED, EACCES, ENOTSOCK...
             s.close()
-            raise DaemonUnreachable(f"cannot reach the aiorun daemon at {self.socket_path}: {exc}") \
-                from None
+            raise ConnectFailed(f"cannot reach the aiorun daemon at {self.socket_path}: "
+                                f"{exc.strerror or exc}") from None
         return s
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,
@@ -172,16 +219,26 @@ class Client:
         hdrs.update(headers or {})
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
         sock = self.connect()
-        sock.sendall(head.encode() + b"\r\n" + payload)
-        if chunks is not None:
-            for c in chunks:
-                if c:
-                    sock.sendall(b"%x\r\n%s\r\n" % (len(c), c))
-            sock.sendall(b"0\r\n\r\n")
-        resp = self._read_head(sock)
+        try:
+            sent = self._send(sock, head.encode() + b"\r\n" + payload, chunks)
+            if sent is None:
+                resp = self._read_head(sock)
+            else:
+                # The daemon hung up mid-request. It may have answered first (a refusal of
+                # an upload, say): report that answer if there is one, else the lost
+                # connection.
+                try:
+                    resp = self._read_head(sock)
+                except ConnectionLost:
+                    raise ConnectionLost(f"sending the request: {sent}") from None
+        except BaseException:
+            sock.close()
+            raise
         if check and resp.status >= 400:
-            body_bytes = resp.read()
-            resp.close()
+            try:
+                body_bytes = resp.read()
+            finally:
+                resp.close()
             try:
                 msg = json.loads(body_bytes)["message"]
             except Exception:
@@ -190,16 +247,48 @@ class Client:
         return resp
 
     @staticmethod
+    def _send(sock: socket.socket, first: bytes,
+              chunks: Iterator[bytes] | None) -> OSError | None:
+        """Send the request; the socket error that cut it short, if any. Reading the local
+        body (a file, stdin) is outside the ``try``: its errors are not the daemon's."""
+        try:
+            sock.sendall(first)
+        except OSError as exc:
+            return exc
+        if chunks is None:
+            return None
+        for c in chunks:
+            if not c:
+                continue
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(c), c))
+            except OSError as exc:
+                return exc
+        try:
+            sock.sendall(b"0\r\n\r\n")
+        except OSError as exc:
+            return exc
+        return None
+
+    @staticmethod
     def _read_head(sock: socket.socket) -> HTTPResponse:
         buf = bytearray()
         while b"\r\n\r\n" not in buf:
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except OSError as exc:
+                raise ConnectionLost(f"reading the answer's head: {exc}") from None
             if not data:
-                raise DaemonUnreachable("the aiorun daemon closed the connection without answering")
+                raise ConnectionLost("closed before a complete answer's head"
+                                     + (f" (got {bytes(buf[:60])!r})" if buf else ""))
             buf += data
         head, _, rest = bytes(buf).partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        _, status, *reason = lines[0].split(" ", 2)
+        version, _, status_reason = lines[0].partition(" ")
+        status, _, reason_text = status_reason.partition(" ")
+        if not version.startswith("HTTP/") or not (status.isdigit() and len(status) == 3):
+            raise BadAnswer(f"the daemon's answer is not HTTP: {lines[0][:60]!r}")
+        reason = [reason_text] if reason_text else []
         headers: dict[str, str] = {}
         for line in lines[1:]:
             k, _, v = line.partition(":")

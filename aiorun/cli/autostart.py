@@ -14,6 +14,7 @@ import sys
 import time
 
 from aiorun.api.client import Client, DaemonUnreachable
+from aiorun.errors import AiorunError
 
 #: How long to wait for an auto-started daemon to answer ``/_ping``.
 START_TIMEOUT = 10.0
@@ -52,6 +53,17 @@ def log_tail(path: os.PathLike[str] | str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def start_failure(status: int, log: os.PathLike[str] | str) -> str:
+    """Why an auto-started daemon exited: its own one-line reason (``aiorun serve: ...``,
+    what it writes to stderr, hence to daemon.log) when it gave one, else the log's end."""
+    tail = log_tail(log)
+    reasons = [line for line in tail.splitlines() if line.startswith("aiorun serve: ")]
+    if reasons:
+        return (f"the aiorun daemon failed to start (exit status {status}): "
+                f"{reasons[-1].removeprefix('aiorun serve: ')} (see {log})")
+    return f"the aiorun daemon failed to start (exit status {status}); end of {log}:\n{tail}"
+
+
 def _pid_alive(pidfile: os.PathLike[str] | str) -> bool:
     try:
         with open(pidfile) as f:
@@ -73,11 +85,41 @@ def daemon_command(ctx) -> list[str]:
     return cmd + ["serve"]
 
 
+class StateDirUnusable(AiorunError):
+    """The state root or the run directory cannot be created or written: the CLI's own
+    failure, found before a daemon is started (which would only fail the same way, out of
+    sight, in its log)."""
+
+    status = 0
+
+
+def _dir_error(what: str, path: object, exc: OSError) -> StateDirUnusable:
+    # the deepest path mkdir could not make, else the directory itself (not the probe)
+    where = exc.filename if exc.filename and "aiorun-probe" not in str(exc.filename) else path
+    return StateDirUnusable(f"cannot use {where} as the daemon's {what}: "
+                            f"{exc.strerror or exc}")
+
+
+def prepare_dirs(paths) -> None:
+    """Create the state root and the run directory, and check the root takes daemon.log:
+    StateDirUnusable naming the path and the OS error otherwise."""
+    for what, path, env in (("state root", paths.root, "AIORUN_ROOT/--root"),
+                            ("run directory", paths.run, "AIORUN_RUN/--run-root")):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            # mkdir succeeds on an existing directory of a read-only mount: write to know
+            probe = os.path.join(path, f".aiorun-probe-{os.getpid()}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            raise _dir_error(f"{what} ({env})", path, exc) from None
+
+
 def start_daemon_process(ctx):
     """Start ``aiorun serve`` fully detached (new session, output appended to daemon.log)."""
     import subprocess
     paths = ctx.paths
-    paths.root.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(paths)
     env = dict(os.environ)
     env["AIORUN_ROOT"], env["AIORUN_RUN"] = str(paths.root), str(paths.run)
     with open(paths.daemon_log, "ab") as logf:
@@ -111,9 +153,7 @@ def connect(ctx, autostart: bool = True) -> Client:
             # lock: it failed.
             if _accepts(path) and _pings(client):
                 return client
-            raise DaemonUnreachable(
-                f"the aiorun daemon failed to start (exit status {proc.returncode}); "
-                f"end of {ctx.paths.daemon_log}:\n{log_tail(ctx.paths.daemon_log)}")
+            raise DaemonUnreachable(start_failure(proc.returncode, ctx.paths.daemon_log))
         time.sleep(delay)
         delay = min(delay * 1.5, 0.1)
     raise DaemonUnreachable(

@@ -96,9 +96,8 @@ def run_attached(client: Any, cid: str, tty: bool, interactive: bool, auto_remov
             copy_output(sock, first, tty)
         sock.close()
         try:
+            # a daemon gone mid-wait raises ConnectionLost: reported by main, status 125
             result = waiter.json() or {}
-        except (ConnectionError, ValueError):
-            result = {}
         finally:
             waiter.close()
         err_msg = (result.get("Error") or {}).get("Message") \

@@ -62,7 +62,7 @@ CREATE_OPTIONS = (
     Option("--stop-timeout", STR, "Seconds to wait for a stop before killing", metavar="int"),
     Option("--dns", LIST, "DNS servers"),
     Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip)"),
-    Option("--init", BOOL, "Run an init inside the container that reaps processes"),
+    Option("--init", BOOL, "Not supported (refused): aiorun has no init to run as PID 1"),
     Option("-a --attach", LIST, "Attach to STDIN, STDOUT or STDERR (accepted)"),
     Option("--sig-proxy", BOOL, "Proxy received signals to the process (accepted)"),
     Option("--pull", STR, "Pull image before running (accepted; aiorun does not pull)"),
@@ -126,6 +126,15 @@ def _copy(values: list[str]) -> Any:
 
 def _true(value: bool) -> Any:
     return True if value else SKIP
+
+
+def _refused(flag: str, why: str) -> Callable[[Any], Any]:
+    """An option docker has and aiorun does not: refused here, with the reason, rather
+    than sent for the daemon to refuse (or, worse, to ignore)."""
+    def convert(value: Any) -> Any:
+        from aiorun.errors import InvalidArgument
+        raise InvalidArgument(f"{flag} is not supported by aiorun: {why}")
+    return convert
 
 
 def _int(flag: str, empty_is_unset: bool = True) -> Callable[[str], Any]:
@@ -263,7 +272,8 @@ BODY_FIELDS: tuple[tuple[tuple[str, ...], str, Callable[..., Any]], ...] = (
     (("read_only",), "HostConfig.ReadonlyRootfs", _true),
     (("dns",), "HostConfig.Dns", _copy),
     (("add_host",), "HostConfig.ExtraHosts", _copy),
-    (("init",), "HostConfig.Init", _true),
+    (("init",), "HostConfig.Init",
+     _refused("--init", "it has no init to run as PID 1 (the command is PID 1)")),
 )
 
 

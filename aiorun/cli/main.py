@@ -108,6 +108,12 @@ class Context:
         run = self._run_root or os.environ.get("AIORUN_RUN") or "/run/aiorun"
         return os.path.join(os.path.abspath(run), "aiorun.sock")
 
+    def lost_hint(self) -> str:
+        """What to check when the daemon hung up on a request."""
+        if self.host:                   # another engine's socket: its log is not ours to name
+            return "is it still running?"
+        return f"is it still running? see {self.paths.daemon_log}"
+
     def client(self, autostart: bool = True) -> Client:
         """A client for the daemon, starting ``aiorun serve`` in the background if needed."""
         from aiorun.cli.autostart import connect
@@ -168,18 +174,55 @@ def _main(argv: list[str]) -> int:
     modname, func = target.split(":")
     import importlib
     from aiorun.errors import AiorunError
+    failed = 125 if verb in ("run", "create") else 1     # docker's statuses
     try:
         mod = importlib.import_module(f"aiorun.cli.{modname}")
         return int(getattr(mod, func)(ctx, args) or 0)
     except AiorunError as exc:
-        sys.stderr.write(f"Error response from daemon: {exc.message}\n"
-                         if exc.status else f"aiorun: {exc.message}\n")
-        return 125 if verb in ("run", "create") else 1
+        sys.stderr.write(error_line(ctx, exc))
+        return failed
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # stdout's reader went away (`aiorun images | head -1`): a quiet exit, like any Unix
+        # tool. The daemon's socket never gets here: the client raises ConnectionLost.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except ConnectionError as exc:
+        # A reset the client did not see (a verb's own use of a hijacked socket): it can
+        # only be the daemon's connection.
+        from aiorun.api.client import ConnectionLost
+        sys.stderr.write(error_line(ctx, ConnectionLost(str(exc))))
+        return failed
+    except OSError as exc:
+        # A path the CLI could not use (the state root, a file argument): one sentence.
+        sys.stderr.write(f"aiorun: {os_error_sentence(exc)}\n")
+        return failed
+
+
+def error_line(ctx: Context, exc: BaseException) -> str:
+    """The one line the CLI prints for a failure: the daemon's error answer, a lost
+    connection (with where to look), or the CLI's own failure."""
+    from aiorun.api.client import ConnectFailed, ConnectionLost
+    from aiorun.errors import AiorunError
+    if not isinstance(exc, AiorunError):
+        return f"aiorun: {exc}\n"
+    if exc.status:
+        return f"Error response from daemon: {exc.message}\n"
+    if isinstance(exc, ConnectionLost):
+        detail = f" [{exc.detail}]" if ctx.debug and exc.detail else ""
+        return f"aiorun: {exc.message} ({ctx.lost_hint()}){detail}\n"
+    if isinstance(exc, ConnectFailed):  # it answered a moment ago (autostart checked)
+        return f"aiorun: {exc.message} ({ctx.lost_hint()})\n"
+    return f"aiorun: {exc.message}\n"
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """``cannot use /path: Not a directory``: the path and the OS's reason, no errno noise."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    return f"cannot use {exc.filename}: {reason}"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Refuse a bad ``POST /containers/create`` body before anything is created.
+"""Refuse a bad ``POST /containers/create`` body before anything is created (and a bad exec
+create or update body: :func:`validate_exec`, :func:`validate_update`, at the end).
 
 Pure and I/O free. :func:`validate_create` checks the whole Docker create body up front, so
 that input the engine would choke on later (a NUL byte reaching ``execve``, Env sent as an
@@ -325,3 +326,60 @@ def validate_create(body: Any, name: str | None = None) -> None:
     if host_config.get("CgroupParent"):
         check_cgroup_parent(host_config["CgroupParent"])
     check_log_config(host_config.get("LogConfig") or {})
+
+
+# --------------------------------------------------------------------------- exec / update
+
+#: ``POST /containers/{id}/exec`` (Docker's ExecConfig), with the type each field must have.
+EXEC_FIELDS: dict[str, Kind] = {
+    "User": STR, "Privileged": BOOL, "Tty": BOOL, "ConsoleSize": INT_LIST,
+    "AttachStdin": BOOL, "AttachStdout": BOOL, "AttachStderr": BOOL, "Detach": BOOL,
+    "DetachKeys": STR, "Env": STR_LIST, "WorkingDir": STR, "Cmd": STR_OR_STR_LIST,
+}
+
+
+def validate_exec(body: Any) -> None:
+    """InvalidArgument (400) for anything wrong in an exec create body, before the exec is
+    recorded: a NUL byte would otherwise reach ``execve`` at start (a raw ValueError)."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the exec request body must be a JSON object")
+    check_depth(body)
+    check_no_nul(body)
+    _check_fields(body, EXEC_FIELDS, "")
+    cmd = body.get("Cmd")
+    if not cmd or not [a for a in ([cmd] if isinstance(cmd, str) else cmd) if a]:
+        raise InvalidArgument("No exec command specified")
+    check_env(body.get("Env") or [])
+    workdir = body.get("WorkingDir") or ""
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be "
+                              "an absolute path")
+
+
+#: The fields ``POST /containers/{id}/update`` changes (the engine's
+#: ``core.host_config.UPDATABLE``), typed as at create.
+UPDATE_FIELDS: dict[str, Kind] = {
+    key: HOST_FIELDS[key] for key in ("Memory", "MemorySwap", "NanoCpus", "CpuQuota",
+                                      "CpuPeriod", "CpuShares", "PidsLimit", "RestartPolicy")}
+RESTART_POLICY_FIELDS: dict[str, Kind] = {"Name": STR, "MaximumRetryCount": INT}
+
+
+def validate_update(body: Any) -> None:
+    """InvalidArgument (400) for anything wrong in an update body. Docker's UpdateConfig
+    carries every resource field; the docker CLI sends the ones nobody set as zero values,
+    which are accepted. Any other field with a value would be silently ignored: refused."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the update body must be a JSON object")
+    check_depth(body)
+    check_no_nul(body)
+    _check_fields(body, UPDATE_FIELDS, "")
+    policy = body.get("RestartPolicy")
+    if policy:
+        _check_fields(policy, RESTART_POLICY_FIELDS, "RestartPolicy.")
+    for key, value in body.items():
+        if key in UPDATE_FIELDS or value is None or value in SAME_AS_AIORUN.get(key, ()):
+            continue
+        if _is_zero(value) and key not in ZERO_IS_A_VALUE:
+            continue
+        raise InvalidArgument(f"updating {key} is not supported by aiorun (got "
+                              f"{_short(json.dumps(value))})")

@@ -22,7 +22,7 @@ import anyio.abc
 
 from aiorun.api.http import Request, Response, Router, json_response
 from aiorun.core import state as st
-from aiorun.core.validate import validate_create
+from aiorun.core.validate import validate_create, validate_update
 from aiorun.errors import Conflict, InvalidArgument, NotModified
 
 if TYPE_CHECKING:
@@ -252,7 +252,9 @@ async def prune(req: Request, engine: Engine) -> Any:
 
 @router.route("POST", "/containers/{id}/update")
 async def update(req: Request, engine: Engine) -> Any:
-    return await engine.containers.update(req.params["id"], req.json())
+    body = req.json()
+    validate_update(body)               # types, NUL bytes, fields update cannot change
+    return await engine.containers.update(req.params["id"], body)
 
 
 @router.route("POST", "/containers/{id}/pause")

@@ -14,6 +14,7 @@ import anyio.abc
 
 from aiorun.api.http import Request, Response, Router, json_response
 from aiorun.api.routes.containers import MULTIPLEXED, RAW, frame, pump_stdin, settle_delay
+from aiorun.core.validate import validate_exec
 from aiorun.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -25,8 +26,7 @@ router = Router()
 @router.route("POST", "/containers/{id}/exec")
 async def exec_create(req: Request, engine: Engine) -> Response:
     body = req.json()
-    if not isinstance(body, dict):
-        raise InvalidArgument("the exec request body must be a JSON object")
+    validate_exec(body)                 # types, NUL bytes, Cmd, Env, WorkingDir: 400 first
     eid = engine.containers.exec_create(req.params["id"], body)
     return json_response({"Id": eid}, 201)
 
