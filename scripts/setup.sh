@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # skopeo: the peer tool the image save/load interop tests check our archives with.
-for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static skopeo:skopeo unshare:util-linux; do
+# docker-registry (+ htpasswd from apache2-utils): the real registry the registry tests run.
+for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static skopeo:skopeo unshare:util-linux \
+            docker-registry:docker-registry htpasswd:apache2-utils; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   if [[ $cmd == /* ]]; then [[ -x $cmd ]] || need_apt+=("$pkg")
   else command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg"); fi

@@ -1,0 +1,214 @@
+"""One registry on the wire: :class:`RegistryClient`.
+
+Transport rules, as Docker's:
+
+* HTTPS with the system CAs, plus a per-registry CA directory
+  ``<certs_dir>/<host[:port]>/*.crt`` (Docker's ``/etc/docker/certs.d`` layout; aiorun's
+  default is ``/etc/aiorun/certs.d``, and ``/etc/docker/certs.d`` is read too);
+* plain HTTP only for insecure registries: loopback ones by default, plus those the daemon
+  is configured with (``insecure``);
+* on a 401 the client answers the challenge (:mod:`.auth`) and retries once; a bearer token
+  is cached per scope for the client's lifetime.
+
+Errors name the fix: unauthorized → "run `aiorun login <registry>`"; TLS failures → configure
+the CA or mark the registry insecure; unreachable → the registry's address. Credentials never
+appear in messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aiorun.errors import AiorunError, InvalidArgument, NotFound
+from aiorun.registry.auth import (Challenge, Credentials, parse_challenge, token_from_response,
+                                  token_params)
+from aiorun.registry.remote import is_loopback
+
+log = logging.getLogger("aiorun.registry")
+
+CERTS_DIRS = (Path("/etc/aiorun/certs.d"), Path("/etc/docker/certs.d"))
+#: Connect/read timeouts (seconds); whole downloads are not bounded, only stalls.
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class RegistryUnauthorized(AiorunError):
+    """The registry refused the credentials (or their absence)."""
+    status = 401
+
+
+class RegistryUnavailable(AiorunError):
+    """The registry cannot be reached (network, TLS)."""
+    status = 502
+
+
+class RegistryClient:
+    """HTTP to one registry's v2 API. Use as ``async with RegistryClient(...) as rc``.
+
+    ``registry`` is ``host[:port]`` as the user wrote it (``api_host`` for Docker Hub);
+    ``credentials`` are used for basic auth and for the token request; ``insecure`` allows
+    plain HTTP (None: only for loopback registries)."""
+
+    def __init__(self, registry: str, *, credentials: Credentials | None = None,
+                 insecure: bool | None = None, certs_dirs: tuple[Path, ...] = CERTS_DIRS,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.registry = registry
+        self.credentials = credentials
+        self.insecure = is_loopback(registry) if insecure is None else insecure
+        scheme = "http" if self.insecure else "https"
+        self.base_url = f"{scheme}://{registry}"
+        self._tokens: dict[str, str] = {}     # scope → bearer token
+        self._basic = False                    # the registry asked for basic auth
+        self._http = httpx.AsyncClient(timeout=TIMEOUT, verify=self._ssl_context(certs_dirs),
+                                       follow_redirects=True, transport=transport)
+
+    def _ssl_context(self, certs_dirs: tuple[Path, ...]) -> ssl.SSLContext | bool:
+        if self.insecure:
+            return False
+        ctx = ssl.create_default_context()
+        for d in certs_dirs:
+            for ca in sorted((d / self.registry).glob("*.crt")):
+                ctx.load_verify_locations(cafile=str(ca))
+        return ctx
+
+    async def __aenter__(self) -> "RegistryClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    # -- requests ----------------------------------------------------------------------------
+    async def request(self, method: str, path: str, *, scope: str = "",
+                      headers: dict[str, str] | None = None, content: Any = None,
+                      stream: bool = False) -> httpx.Response:
+        """``method path`` with authentication (retried once after a 401 challenge).
+
+        With ``stream=True`` the body is not read: the caller iterates
+        ``response.aiter_bytes()`` and must ``await response.aclose()``. Raises
+        :class:`RegistryUnauthorized` when credentials are refused and
+        :class:`RegistryUnavailable` when the registry cannot be reached; other statuses are
+        returned for the caller to interpret (see :meth:`check`)."""
+        for attempt in (1, 2):
+            h = dict(headers or {})
+            auth = self._auth_header(scope)
+            if auth:
+                h["Authorization"] = auth
+            resp = await self._send(method, path, h, content, stream)
+            if resp.status_code != 401 or attempt == 2:
+                break
+            challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
+            await resp.aclose()
+            if challenge is None:
+                break
+            await self._answer(challenge, scope)
+        if resp.status_code == 401:
+            await resp.aclose()
+            who = f" as {self.credentials.username}" if self.credentials else ""
+            raise RegistryUnauthorized(
+                f"unauthorized: authentication required{who} for {self.registry} "
+                f"(run `aiorun login {self.registry}`)")
+        return resp
+
+    async def _send(self, method: str, path: str, headers: dict[str, str], content: Any,
+                    stream: bool) -> httpx.Response:
+        try:
+            req = self._http.build_request(method, self.url(path), headers=headers,
+                                           content=content)
+            return await self._http.send(req, stream=stream)
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc):
+                raise RegistryUnavailable(
+                    f"TLS handshake with {self.registry} failed ({exc}): install its CA in "
+                    f"{CERTS_DIRS[0]}/{self.registry}/ca.crt or list it as an insecure "
+                    "registry") from None
+            raise RegistryUnavailable(f"cannot reach the registry {self.registry}: "
+                                      f"{exc}") from None
+        except httpx.TimeoutException:
+            raise RegistryUnavailable(f"the registry {self.registry} did not answer in "
+                                      "time") from None
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"connection to the registry {self.registry} failed: "
+                                      f"{exc}") from None
+
+    def _auth_header(self, scope: str) -> str | None:
+        tok = self._tokens.get(scope)
+        if tok:
+            return f"Bearer {tok}"
+        if self._basic and self.credentials is not None:
+            return self.credentials.basic_header()
+        return None
+
+    async def _answer(self, ch: Challenge, scope: str) -> None:
+        if ch.scheme == "basic":
+            self._basic = True
+            return
+        if not ch.realm:
+            return
+        headers = {}
+        if self.credentials is not None:
+            headers["Authorization"] = self.credentials.basic_header()
+        try:
+            resp = await self._http.get(ch.realm, params=token_params(ch, scope),
+                                        headers=headers)
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"cannot reach the token server of {self.registry}: "
+                                      f"{exc}") from None
+        if resp.status_code in (401, 403):
+            raise RegistryUnauthorized(
+                f"unauthorized: the token server of {self.registry} refused the "
+                f"{'credentials' if self.credentials else 'anonymous request'} "
+                f"(run `aiorun login {self.registry}`)")
+        try:
+            token = token_from_response(resp.json())
+        except ValueError:
+            token = None
+        if resp.status_code != 200 or token is None:
+            raise RegistryUnavailable(f"the token server of {self.registry} answered "
+                                      f"{resp.status_code} without a token")
+        self._tokens[scope] = token
+
+    # -- helpers for callers -----------------------------------------------------------------
+    async def ping(self) -> None:
+        """``GET /v2/``: the registry speaks v2 and (after login) accepts the credentials."""
+        resp = await self.request("GET", "/v2/")
+        await resp.aclose()
+        if resp.status_code != 200:
+            raise RegistryUnavailable(f"{self.registry} does not speak the registry v2 API "
+                                      f"(GET /v2/ answered {resp.status_code})")
+
+    @staticmethod
+    async def check(resp: httpx.Response, what: str) -> httpx.Response:
+        """Return ``resp`` if 2xx; else read the registry's error list and raise the matching
+        error (NotFound for unknown manifests/blobs/repositories)."""
+        if 200 <= resp.status_code < 300:
+            return resp
+        await resp.aread()
+        detail = _error_detail(resp)
+        await resp.aclose()
+        if resp.status_code == 404:
+            raise NotFound(f"{what}: not found{detail}")
+        if resp.status_code == 403:
+            raise RegistryUnauthorized(f"{what}: denied{detail}")
+        if resp.status_code == 400:
+            raise InvalidArgument(f"{what}: refused by the registry{detail}")
+        raise RegistryUnavailable(f"{what}: the registry answered {resp.status_code}{detail}")
+
+
+def _error_detail(resp: httpx.Response) -> str:
+    """``: CODE message`` of a registry's ``{"errors": [{code, message}]}`` body, if any."""
+    try:
+        errs = resp.json().get("errors") or []
+        first = errs[0]
+        return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
