@@ -444,6 +444,17 @@ def freeze(dirs: list[CgroupDir], frozen: bool, timeout: float = 5.0) -> None:
         time.sleep(0.002)
 
 
+def is_frozen(dirs: list[CgroupDir]) -> bool:
+    """Whether the container's freezer says frozen (v1 ``freezer.state`` FROZEN or
+    FREEZING, else v2 ``cgroup.events`` "frozen 1"): the truth a restarted spawner reports
+    for a container it re-adopts."""
+    d = _find(dirs, "freezer")
+    if d is not None:
+        return _read(os.path.join(d.path, "freezer.state")).strip() in ("FROZEN", "FREEZING")
+    v2 = next((x for x in dirs if x.version == 2), None)
+    return v2 is not None and "frozen 1" in _read(os.path.join(v2.path, "cgroup.events"))
+
+
 def stats(dirs: list[CgroupDir]) -> dict:
     """Resource usage: memory usage/limit (bytes), cpu usage (ns), pids (host pids)."""
     out: dict = {"memory_usage": None, "memory_limit": None, "cpu_usage_ns": None,

@@ -93,10 +93,16 @@ class CreateStart(SpawnerBase):
         except ValueError as e:
             raise RequestError("InvalidArgument", str(e)) from None
         cg = CgroupLimits(spec.get("cgroup", {}))
+        # The re-adoption record before the cgroups exist: a spawner killed from here on
+        # leaves a record naming them, so its successor reports the container (exited) and
+        # the daemon's delete removes them. (After the reply it is rewritten with the pid.)
+        self._save_record(p)
         try:
             cgroups.create(p.cgroups, cg,
                            not spec.get("security", {}).get("privileged", False))
         except OSError as e:
+            cgroups.remove(p.cgroups)
+            self._drop_record(cid)
             bad_input = e.errno in (errno.EINVAL, errno.ENOTSUP, errno.ERANGE)
             raise RequestError("InvalidArgument" if bad_input else "Error",
                                f"creating cgroups for {cid}: {e.strerror or e}") from None
@@ -280,6 +286,8 @@ class CreateStart(SpawnerBase):
             p.pidfd = -1
         self._close_fds(p)
         cgroups.remove(p.cgroups)
+        if p.id not in self.procs:
+            self._drop_record(p.id)
 
     def start(self, id: str, client: Client | None = None, rid: int = 0):
         """Let PID 1 execve; the reply comes once it did (status pipe EOF) or failed."""
