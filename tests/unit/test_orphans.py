@@ -42,3 +42,22 @@ def test_sweep_spools_removes_only_commit_spools(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aiorun-layer-import-1",
                                                           "buildctx-1"]
     assert sweep_spools(tmp_path / "missing") == []
+
+
+def test_is_frozen_reads_v1_freezer_and_v2_events(tmp_path):
+    """What a restarted spawner reports for a container it re-adopts (item 3)."""
+    from aiorun.runtime import cgroups
+    v1 = tmp_path / "freezer"
+    v1.mkdir()
+    d1 = cgroups.CgroupDir(1, ("freezer",), str(v1), str(tmp_path))
+    for state, frozen in (("FROZEN\n", True), ("FREEZING\n", True), ("THAWED\n", False)):
+        (v1 / "freezer.state").write_text(state)
+        assert cgroups.is_frozen([d1]) is frozen
+    v2 = tmp_path / "unified"
+    v2.mkdir()
+    d2 = cgroups.CgroupDir(2, (), str(v2), str(tmp_path))
+    (v2 / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    assert cgroups.is_frozen([d2])
+    (v2 / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert not cgroups.is_frozen([d2])
+    assert not cgroups.is_frozen([])

@@ -3,9 +3,16 @@ what the runtime still runs; stop supervising at shutdown; ``system reset``.
 
 A ``.creating`` marker exists while a container is being created: at daemon start a
 directory that still has it is removed with its storage (a create interrupted by a crash
-leaves nothing). Containers the runtime still knows get a new supervisor; containers that
-were running but are gone are marked exited and cleaned (unmount, network detach, cgroup
-delete).
+leaves nothing); so is a ``.removed-<id>`` directory (a removal renames the record away
+before deleting it). Each saved status is then brought in line with the runtime's truth
+(``runtime.states()``: running, paused or gone) through the state machine
+(:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
+a running container (a commit that could not save its unpause) becomes running, and the
+reverse; containers the runtime still has get a new supervisor; containers that were
+running but are gone are marked exited and cleaned (unmount, network detach, cgroup
+delete); a removal cut short is marked dead and left removable (Docker's choice), as is a
+record whose state file was lost; a process the runtime still has for a created/exited
+container (a start cut short) is killed.
 """
 
 from __future__ import annotations
