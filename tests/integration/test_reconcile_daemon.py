@@ -192,6 +192,30 @@ def test_spawner_killed_after_cgroups_leaves_no_cgroups(env, tmp_path):
     env.ok("rm", "-f", cid)
 
 
+def test_cgroups_of_a_cut_short_create_are_swept_at_start(env):
+    """The state older spawners left (the record came only after the reply): empty cgroup
+    directories of a container the runtime does not know. The restarted daemon removes
+    them, and logs it."""
+    from aiorun.runtime import cgroups
+    cid = env.ok("create", "busybox", "sleep", "300").strip()
+    env.daemon.kill9()
+    made = [d.path for d in cgroups.plan(cgroups.read_layout(), cid)]
+    for path in made:
+        os.makedirs(path)
+    try:
+        _restart(env)
+        assert _cgroups_of(cid) == []
+        assert not [p for p in made if os.path.isdir(p)]
+        assert f"of container {cid} (left by a crash)" in \
+            env.paths.daemon_log.read_text(errors="replace")
+        env.ok("start", cid)
+        env.ok("rm", "-f", cid)
+    finally:
+        for path in made:
+            if os.path.isdir(path) and not Path(path, "cgroup.procs").read_text().strip():
+                os.rmdir(path)
+
+
 def test_build_killed_leaves_nothing(env, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()

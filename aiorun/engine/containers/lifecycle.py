@@ -26,6 +26,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
+from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import TRASH_PREFIX, Container
 from aiorun.errors import AiorunError
@@ -86,6 +87,8 @@ class LifecycleRoom(RoomBase):
         for c in list(self._by_id.values()):
             info = actual.get(c.id)
             truth = _truth(info)
+            if info is None:
+                await self._remove_cgroup_leftovers(c)
             saved = c.state.status
             fixes = st.reconcile_events(saved, truth)
             if saved == st.REMOVING:
@@ -137,6 +140,16 @@ class LifecycleRoom(RoomBase):
                     await self._kill_and_delete(c.id)
                 await self._cleanup_after_exit(c, runtime=False)
                 await self._save(c, config=True)
+
+    async def _remove_cgroup_leftovers(self, c: Container) -> None:
+        """Cgroup directories of a container the runtime does not know: left by a spawner
+        killed mid-create before it recorded them (the record now comes first; this also
+        covers a record that could not be written, and older leftovers)."""
+        parent = c.host_config.get("CgroupParent") or ""
+        removed = await anyio.to_thread.run_sync(cgroups.remove_leftovers, c.id,
+                                                 parent if isinstance(parent, str) else "")
+        for path in removed:
+            log.warning("removed cgroup %s of container %s (left by a crash)", path, c.id)
 
     async def _load(self) -> None:
         """Read every container directory; remove those a crash left half-created."""
