@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -98,6 +100,53 @@ def test_saved_paused_while_running_is_reconciled(env):
     env.ok("stop", "-t", "1", cid)
     assert _status(env, cid) == "exited"
     env.ok("rm", cid)
+
+
+def test_commit_on_a_full_disk_then_restart_is_not_stuck_paused(env):
+    """The issue's repro on a real full filesystem: the container records and the commit
+    spool on an 8 MiB tmpfs; the commit fills it, unpauses the container and cannot save
+    that. After a crash and a restart the container must be running, not "Up (Paused)"."""
+    cid = env.ok("run", "-d", "busybox", "sh", "-c",
+                 "head -c 12000000 /dev/zero > /big && touch /done; sleep 300").strip()
+    wait_until(lambda: env.cli("exec", cid, "test", "-e", "/done").returncode == 0, 30,
+               "the container's big file")
+    env.daemon.stop()                     # the container keeps running
+    small = env.paths.root / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    moved = ("containers", "tmp")
+    try:
+        for name in moved:
+            real = env.paths.root / name
+            shutil.copytree(real, small / name, symlinks=True)
+            shutil.rmtree(real)
+            real.symlink_to(small / name)
+        _restart(env)
+        r = env.cli("commit", cid, "snap")
+        assert r.returncode != 0, "the commit did not run out of space"
+        state = env.paths.containers / cid / "state.json"
+        assert json.loads(state.read_text())["status"] == "paused"   # the failed save
+        assert _status(env, cid) == "running"
+        env.daemon.kill9()
+        _restart(env)
+        assert _status(env, cid) == "running"
+        assert "(Paused)" not in env.ok("ps")
+        env.ok("pause", cid)
+        env.ok("unpause", cid)
+        env.ok("stop", "-t", "1", cid)
+        env.ok("rm", cid)
+    finally:
+        if env.daemon.alive():
+            env.cli("rm", "-f", cid)
+            env.daemon.stop()
+        for name in moved:
+            real = env.paths.root / name
+            if real.is_symlink():
+                real.unlink()
+                shutil.copytree(small / name, real, symlinks=True)
+        subprocess.run(["umount", str(small)], check=True)
+        small.rmdir()
+        _restart(env)                     # for the env fixture's teardown checks
 
 
 def test_paused_container_stays_paused_across_spawner_restart(env):
