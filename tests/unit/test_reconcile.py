@@ -151,3 +151,22 @@ def test_reconcile_events_table(saved, actual):
         status = st.next_status(status, e)
     if saved in st.WITH_PROCESS and actual != st.ACTUAL_GONE:
         assert status == actual
+
+
+@pytest.mark.anyio
+async def test_restart_cut_short_mid_start_kills_the_stray_process(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.stop()
+        # the daemon died inside a policy restart: "restarting" saved, the process made
+        _save_status(eng, cid, "restarting")
+        await eng.runtime.create(type("S", (), {"id": cid})())
+        mgr2 = cm.ContainerManager(eng)
+        eng.containers = mgr2
+        await mgr2.start()
+        assert mgr2.get(cid).state.status == "exited"
+        assert cid not in eng.runtime.procs
+        await mgr2.start(cid)
+        assert mgr2.get(cid).state.status == "running"
+        tg.cancel_scope.cancel()

@@ -126,6 +126,8 @@ class LifecycleRoom(RoomBase):
                 self._emit("die", c, {"exitCode": 255})
                 await self._after_exit(c, restart_allowed=True)
             elif c.state.status == st.RESTARTING:
+                if info is not None and rt is not None:
+                    await self._kill_and_delete(c.id)   # a restart cut short mid-start
                 c.state.cancel_restart()
                 await self._save(c)
                 await self._after_exit(c, restart_allowed=True)
