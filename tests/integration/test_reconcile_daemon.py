@@ -241,6 +241,29 @@ def test_spawner_killed_after_cgroups_leaves_no_cgroups(env, tmp_path):
     env.ok("rm", "-f", cid)
 
 
+@pytest.mark.parametrize("point", ["start.spawned", "start.network", "spawner.create.replied"])
+def test_start_killed_at_a_named_point_leaves_nothing(env, tmp_path, point):
+    """kill -9 of the daemon (``start.*``) or of the spawner (``spawner.*``) inside a start:
+    after a restart the container is startable, and nothing of the cut-short start is left
+    (the env fixture checks cgroups, mounts and processes after the test)."""
+    cid = env.ok("create", "busybox", "sleep", "300").strip()
+    spawner_point = point.startswith("spawner.")
+    once = _armed(env, tmp_path, point, fresh_spawner=spawner_point)
+    env.cli("start", cid)
+    if spawner_point:
+        assert once.exists(), "the spawner's fault point was not reached"
+        env.daemon.kill9()
+    else:
+        _crashed(env, once)
+    _restart(env)
+    assert _status(env, cid) in ("created", "exited")
+    assert _cgroups_of(cid) == []
+    assert not own_mounts(env.paths)
+    env.ok("start", cid)
+    assert _status(env, cid) == "running"
+    env.ok("rm", "-f", cid)
+
+
 def test_cgroups_of_a_cut_short_create_are_swept_at_start(env):
     """The state older spawners left (the record came only after the reply): empty cgroup
     directories of a container the runtime does not know. The restarted daemon removes
