@@ -393,14 +393,15 @@ def remove(dirs: list[CgroupDir], timeout: float = 2.0) -> list[str]:
     return left
 
 
-def remove_leftovers(container_id: str, parent: str = "") -> list[str]:
+def remove_leftovers(container_id: str, parent: str = "",
+                     layout: list[Hierarchy] | None = None) -> list[str]:
     """Remove the empty cgroup directories of a container the runtime does not know (a
     create cut short by a spawner killed before it recorded them); returns those removed.
     Never waits and never touches one with tasks in it. Called by the daemon at start, for
     its own containers only, before it asks the runtime for anything (so no create of that
     id can race it)."""
     try:
-        dirs = plan(read_layout(), container_id, parent)
+        dirs = plan(read_layout() if layout is None else layout, container_id, parent)
     except (OSError, ValueError):
         return []
     found = [d.path for d in dirs if os.path.isdir(d.path)]

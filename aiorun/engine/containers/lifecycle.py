@@ -78,78 +78,95 @@ class LifecycleRoom(RoomBase):
         (:func:`aiorun.core.state.reconcile_events`); each correction is logged."""
         rt = self.engine.runtime
         actual: dict[str, dict[str, Any]] = {}
+        asked = False
         if rt is not None:
             try:
                 actual = await rt.states()
+                asked = True
             except Exception:
                 log.exception("runtime.states failed; treating every container as gone")
         await self._load()
+        layout: list[cgroups.Hierarchy] | None = None
+        # only with the runtime's word that it does not know them: no cgroup of a
+        # container it may still run is ever touched
+        if asked and any(c.id not in actual for c in self._by_id.values()):
+            try:
+                layout = await anyio.to_thread.run_sync(cgroups.read_layout)
+            except OSError as exc:
+                log.warning("cannot read the cgroup layout (%s): no cgroup sweep", exc)
         for c in list(self._by_id.values()):
-            info = actual.get(c.id)
-            truth = _truth(info)
-            if info is None:
-                await self._remove_cgroup_leftovers(c)
-            saved = c.state.status
-            fixes = st.reconcile_events(saved, truth)
-            if saved == st.REMOVING:
-                # Docker's choice: a removal cut short is shown dead and left to the user
-                # (``rm`` works on it); whether the volumes were to go too is not known
-                log.warning("container %s: its removal was cut short by a crash; marked "
-                            "dead (remove it again)", c.id)
-                if info is not None and rt is not None:
-                    await self._kill_and_delete(c.id)
-                await self._cleanup_after_exit(c, runtime=False)
-                c.state.to_dead()
-                await self._save(c, config=True)
-            elif c.state.has_process and info is not None:
-                if st.PAUSE in fixes:
-                    log.warning("container %s: saved as running but the runtime has it "
-                                "paused; now paused", c.id)
-                    c.state.to_paused()
-                elif st.UNPAUSE in fixes:
-                    log.warning("container %s: saved as paused but the runtime has it "
-                                "running; now running", c.id)
-                    c.state.to_unpaused()
-                if fixes:
-                    await self._save(c)
-                log.info("re-adopting running container %s", c.id)
-                c.hub.running.set()
-                self._start_pump(c)       # attach works again for re-adopted ones
-                self._start_supervisor(c)
-            elif c.state.has_process:
-                log.warning("container %s: saved as %s but its process was lost while the "
-                            "daemon was down; now exited (255)", c.id, saved)
-                await self._cleanup_after_exit(c)
-                c.state.to_exited(255, error="the container's process was lost while "
-                                             "the daemon was down")
-                await self._save(c, config=True)
-                self._emit("die", c, {"exitCode": 255})
-                await self._after_exit(c, restart_allowed=True)
-            elif c.state.status == st.RESTARTING:
-                if info is not None and rt is not None:
-                    await self._kill_and_delete(c.id)   # a restart cut short mid-start
-                c.state.cancel_restart()
-                await self._save(c)
-                await self._after_exit(c, restart_allowed=True)
-            else:
-                # created/exited/dead: a start may have been cut short by a crash after the
-                # rootfs was mounted, the process made or the network attached: undo it all
-                # (every step is idempotent; the runtime only when it knows the id)
-                if info is not None and rt is not None:
-                    if truth != st.ACTUAL_GONE:
-                        log.warning("container %s: saved as %s but the runtime still runs "
-                                    "a process for it; killed", c.id, saved)
-                    await self._kill_and_delete(c.id)
-                await self._cleanup_after_exit(c, runtime=False)
-                await self._save(c, config=True)
+            await self._reconcile(c, actual.get(c.id), layout)
 
-    async def _remove_cgroup_leftovers(self, c: Container) -> None:
+    async def _reconcile(self, c: Container, info: dict[str, Any] | None,
+                         layout: "list[cgroups.Hierarchy] | None") -> None:
+        """One saved record against the runtime's ``state`` of it (None: unknown)."""
+        rt = self.engine.runtime
+        truth = _truth(info)
+        if info is None and layout is not None:
+            await self._remove_cgroup_leftovers(c, layout)
+        saved = c.state.status
+        fixes = st.reconcile_events(saved, truth)
+        if saved == st.REMOVING:
+            # Docker's choice: a removal cut short is shown dead and left to the user
+            # (``rm`` works on it); whether the volumes were to go too is not known
+            log.warning("container %s: its removal was cut short by a crash; marked "
+                        "dead (remove it again)", c.id)
+            if info is not None and rt is not None:
+                await self._kill_and_delete(c.id)
+            await self._cleanup_after_exit(c, runtime=False)
+            c.state.to_dead()
+            await self._save(c, config=True)
+        elif c.state.has_process and info is not None:
+            if st.PAUSE in fixes:
+                log.warning("container %s: saved as running but the runtime has it "
+                            "paused; now paused", c.id)
+                c.state.to_paused()
+            elif st.UNPAUSE in fixes:
+                log.warning("container %s: saved as paused but the runtime has it "
+                            "running; now running", c.id)
+                c.state.to_unpaused()
+            if fixes:
+                await self._save(c)
+            log.info("re-adopting running container %s", c.id)
+            c.hub.running.set()
+            self._start_pump(c)       # attach works again for re-adopted ones
+            self._start_supervisor(c)
+        elif c.state.has_process:
+            log.warning("container %s: saved as %s but its process was lost while the "
+                        "daemon was down; now exited (255)", c.id, saved)
+            await self._cleanup_after_exit(c)
+            c.state.to_exited(255, error="the container's process was lost while "
+                                         "the daemon was down")
+            await self._save(c, config=True)
+            self._emit("die", c, {"exitCode": 255})
+            await self._after_exit(c, restart_allowed=True)
+        elif c.state.status == st.RESTARTING:
+            if info is not None and rt is not None:
+                await self._kill_and_delete(c.id)   # a restart cut short mid-start
+            c.state.cancel_restart()
+            await self._save(c)
+            await self._after_exit(c, restart_allowed=True)
+        else:
+            # created/exited/dead: a start may have been cut short by a crash after the
+            # rootfs was mounted, the process made or the network attached: undo it all
+            # (every step is idempotent; the runtime only when it knows the id)
+            if info is not None and rt is not None:
+                if truth != st.ACTUAL_GONE:
+                    log.warning("container %s: saved as %s but the runtime still runs "
+                                "a process for it; killed", c.id, saved)
+                await self._kill_and_delete(c.id)
+            await self._cleanup_after_exit(c, runtime=False)
+            await self._save(c, config=True)
+
+    async def _remove_cgroup_leftovers(self, c: Container,
+                                       layout: "list[cgroups.Hierarchy]") -> None:
         """Cgroup directories of a container the runtime does not know: left by a spawner
         killed mid-create before it recorded them (the record now comes first; this also
         covers a record that could not be written, and older leftovers)."""
         parent = c.host_config.get("CgroupParent") or ""
         removed = await anyio.to_thread.run_sync(cgroups.remove_leftovers, c.id,
-                                                 parent if isinstance(parent, str) else "")
+                                                 parent if isinstance(parent, str) else "",
+                                                 layout)
         for path in removed:
             log.warning("removed cgroup %s of container %s (left by a crash)", path, c.id)
 
