@@ -398,8 +398,8 @@ def remove_leftovers(container_id: str, parent: str = "",
     """Remove the empty cgroup directories of a container the runtime does not know (a
     create cut short by a spawner killed before it recorded them); returns those removed.
     Never waits and never touches one with tasks in it. Called by the daemon at start, for
-    its own containers only, before it asks the runtime for anything (so no create of that
-    id can race it)."""
+    its own containers the runtime just said it does not know, before it serves anyone (so
+    no create of that id can race it)."""
     try:
         dirs = plan(read_layout() if layout is None else layout, container_id, parent)
     except (OSError, ValueError):
