@@ -23,7 +23,8 @@ import pytest
 from aiorun.testing.daemon import start_daemon, stop_spawner
 from aiorun.testing.util import wait_until
 
-from test_containers import cgroup_dirs, env, host_guard, own_mounts  # noqa: F401 (fixtures)
+from test_containers import (BOTH, cgroup_dirs, env, host_guard,  # noqa: F401 (fixtures)
+                             own_mounts)
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,7 @@ def _cgroups_of(cid: str) -> list[str]:
 
 # --------------------------------------------------------------------------- item 3
 
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
 def test_saved_paused_while_running_is_reconciled(env):
     """A commit on a full disk thawed the container but could not save "running": after a
     restart it must show running, and pause/unpause/stop must work."""
@@ -169,6 +171,7 @@ def test_paused_container_stays_paused_across_spawner_restart(env):
 
 # --------------------------------------------------------------------------- item 11
 
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
 def test_rm_f_cut_short_is_dead_and_removable(env, tmp_path):
     cid = env.ok("run", "-d", "busybox", "sleep", "300").strip()
     once = _armed(env, tmp_path, "rm.storage")
