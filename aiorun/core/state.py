@@ -91,6 +91,32 @@ WITH_PROCESS = frozenset({RUNNING, PAUSED})
 #: Docker's ``State.Running``: true while running, paused or restarting.
 UP = WITH_PROCESS | {RESTARTING}
 
+#: What the runtime says of a container's process when the daemon starts (its truth).
+ACTUAL_RUNNING = "running"
+ACTUAL_PAUSED = "paused"
+ACTUAL_GONE = "gone"
+ACTUALS = (ACTUAL_RUNNING, ACTUAL_PAUSED, ACTUAL_GONE)
+
+
+def reconcile_events(saved: str, actual: str) -> tuple[str, ...]:
+    """The lifecycle events that bring a saved status in line with the runtime's truth at
+    daemon start (empty: they agree). A save that failed after the runtime acted (a commit
+    unfreezing a container on a full disk) leaves "paused" on disk while it runs; a removal
+    cut short by a crash is shown dead and removable, as Docker does (it cannot know whether
+    the volumes were to go too). A process the runtime still has for a container whose
+    status says it has none is killed by the caller, not recorded."""
+    if saved == REMOVING:
+        return (FAIL,)
+    if saved in WITH_PROCESS:
+        if actual == ACTUAL_GONE:
+            return (EXIT,)
+        if saved == RUNNING and actual == ACTUAL_PAUSED:
+            return (PAUSE,)
+        if saved == PAUSED and actual == ACTUAL_RUNNING:
+            return (UNPAUSE,)
+    return ()
+
+
 def next_status(current: str, event: str, what: str = "container") -> str:
     """The status ``event`` moves ``current`` to; Conflict if the table forbids it."""
     new = TABLE.get((current, event))

@@ -28,12 +28,14 @@ import logging
 import os
 import secrets
 import tarfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
+from aiorun.core.faultpoint import fault_point
 from aiorun.errors import InvalidArgument, Unavailable
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
 from aiorun.images.diff import filter_diff, has_excluded
@@ -43,6 +45,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
 
 log = logging.getLogger(__name__)
+
+#: ``<root>/tmp/commit-<hex>.tar`` (and ``.filtered.tar``): a commit's diff on its way into
+#: the store; removed when the commit ends, and by :func:`sweep_spools` at daemon start
+#: after a crash (no commit runs then).
+SPOOL_PREFIX = "commit-"
+
+
+def sweep_spools(tmpdir: Path) -> list[str]:
+    """Remove the spool files commits cut short by a crash left; returns their names."""
+    removed = []
+    try:
+        entries = list(os.scandir(tmpdir))
+    except FileNotFoundError:
+        return []
+    for e in entries:
+        if e.name.startswith(SPOOL_PREFIX) and e.name.endswith(".tar"):
+            try:
+                os.unlink(e.path)
+            except FileNotFoundError:
+                continue
+            removed.append(e.name)
+    return removed
 
 #: The image-config keys an image keeps from a container's Config.
 IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir",
@@ -116,7 +140,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
 
     tmpdir = engine.paths.tmp
     tmpdir.mkdir(parents=True, exist_ok=True)
-    raw = tmpdir / f"commit-{secrets.token_hex(6)}.tar"
+    raw = tmpdir / f"{SPOOL_PREFIX}{secrets.token_hex(6)}.tar"
     filtered = raw.with_suffix(".filtered.tar")
     # Docker's Running (restarting counts): pausing one without a process fails and is logged
     undo = await _pause(engine, cid) if (pause and c.state.running
@@ -126,6 +150,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             def _diff() -> None:
                 with open(raw, "wb") as f:
                     engine.storage.diff(cid, f)
+                    fault_point("commit.spooled")
             await anyio.to_thread.run_sync(_diff)
         finally:
             if undo is not None:

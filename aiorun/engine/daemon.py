@@ -106,6 +106,8 @@ class Engine:
             await self._start_part("volumes", self.volumes)
             self.containers = make.containers(self)
             await self._start_part("containers", self.containers)
+            from aiorun.engine.orphans import sweep_orphans
+            await sweep_orphans(self)     # what a crash left: spool files, builds, mounts
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.stop()

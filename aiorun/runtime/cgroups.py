@@ -393,6 +393,24 @@ def remove(dirs: list[CgroupDir], timeout: float = 2.0) -> list[str]:
     return left
 
 
+def remove_leftovers(container_id: str, parent: str = "",
+                     layout: list[Hierarchy] | None = None) -> list[str]:
+    """Remove the empty cgroup directories of a container the runtime does not know (a
+    create cut short by a spawner killed before it recorded them); returns those removed.
+    Never waits and never touches one with tasks in it. Called by the daemon at start, for
+    its own containers the runtime just said it does not know, before it serves anyone (so
+    no create of that id can race it)."""
+    try:
+        dirs = plan(read_layout() if layout is None else layout, container_id, parent)
+    except (OSError, ValueError):
+        return []
+    found = [d.path for d in dirs if os.path.isdir(d.path)]
+    if not found:
+        return []
+    left = remove(dirs, timeout=0)
+    return [p for p in found if p not in left]
+
+
 def _read(path: str) -> str:
     try:
         with open(path) as f:
@@ -442,6 +460,17 @@ def freeze(dirs: list[CgroupDir], frozen: bool, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise OSError(errno.ETIMEDOUT, f"cgroup did not reach {want}")
         time.sleep(0.002)
+
+
+def is_frozen(dirs: list[CgroupDir]) -> bool:
+    """Whether the container's freezer says frozen (v1 ``freezer.state`` FROZEN or
+    FREEZING, else v2 ``cgroup.events`` "frozen 1"): the truth a restarted spawner reports
+    for a container it re-adopts."""
+    d = _find(dirs, "freezer")
+    if d is not None:
+        return _read(os.path.join(d.path, "freezer.state")).strip() in ("FROZEN", "FREEZING")
+    v2 = next((x for x in dirs if x.version == 2), None)
+    return v2 is not None and "frozen 1" in _read(os.path.join(v2.path, "cgroup.events"))
 
 
 def stats(dirs: list[CgroupDir]) -> dict:

@@ -142,6 +142,25 @@ def mount_in_root(rootfd: int, dest: str, fstype: str, source: str = "",
         os.close(fd)
 
 
+def own_top_dir(rootfd: int, name: str) -> None:
+    """Make ``/<name>`` (proc, dev, sys) a real directory of the container's rootfs. An
+    image may ship it as a symlink (``/dev -> /``): resolved in the root, the mount would
+    cover the whole tree ("sh: not found"). Like runc, the symlink is replaced by a
+    directory, in the container's own writable layer; anything else that is not a
+    directory is refused by name."""
+    import stat as _stat
+    try:
+        st = os.lstat(name, dir_fd=rootfd)
+    except FileNotFoundError:
+        return                            # mount_in_root makes it
+    if _stat.S_ISDIR(st.st_mode):
+        return
+    if not _stat.S_ISLNK(st.st_mode):
+        raise InitError(f"mount destination /{name} is not a directory in the image")
+    os.unlink(name, dir_fd=rootfd)
+    os.mkdir(name, 0o755, dir_fd=rootfd)
+
+
 def _setup_dev(rootfd: int) -> None:
     """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
     instance), shm, mqueue and the usual symlinks. (TTY mode: :func:`open_console` adds
@@ -278,6 +297,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        for top in ("proc", "dev", "sys"):
+            own_top_dir(rootfd, top)
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         _setup_dev(rootfd)

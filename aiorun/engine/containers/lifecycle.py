@@ -3,9 +3,16 @@ what the runtime still runs; stop supervising at shutdown; ``system reset``.
 
 A ``.creating`` marker exists while a container is being created: at daemon start a
 directory that still has it is removed with its storage (a create interrupted by a crash
-leaves nothing). Containers the runtime still knows get a new supervisor; containers that
-were running but are gone are marked exited and cleaned (unmount, network detach, cgroup
-delete).
+leaves nothing); so is a ``.removed-<id>`` directory (a removal renames the record away
+before deleting it). Each saved status is then brought in line with the runtime's truth
+(``runtime.states()``: running, paused or gone) through the state machine
+(:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
+a running container (a commit that could not save its unpause) becomes running, and the
+reverse; containers the runtime still has get a new supervisor; containers that were
+running but are gone are marked exited and cleaned (unmount, network detach, cgroup
+delete); a removal cut short is marked dead and left removable (Docker's choice), as is a
+record whose state file was lost; a process the runtime still has for a created/exited
+container (a start cut short) is killed.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
+from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
-from aiorun.engine.containers.records import Container
+from aiorun.engine.containers.records import TRASH_PREFIX, Container
 from aiorun.errors import AiorunError
 
 log = logging.getLogger("aiorun.containers")
@@ -64,44 +73,102 @@ class LifecycleRoom(RoomBase):
                 log.warning("reset: removing %s failed: %s", c.id, exc)
 
     async def _load_and_reconcile(self) -> None:
+        """Bring every saved record in line with the runtime's truth (``runtime.states()``:
+        running, paused or gone), through the state machine's transitions
+        (:func:`aiorun.core.state.reconcile_events`); each correction is logged."""
         rt = self.engine.runtime
-        known: set[str] = set()
+        actual: dict[str, dict[str, Any]] = {}
+        asked = False
         if rt is not None:
             try:
-                known = set(await rt.list())
+                actual = await rt.states()
+                asked = True
             except Exception:
-                log.exception("runtime.list failed; treating every container as gone")
+                log.exception("runtime.states failed; treating every container as gone")
         await self._load()
+        layout: list[cgroups.Hierarchy] | None = None
+        # only with the runtime's word that it does not know them: no cgroup of a
+        # container it may still run is ever touched
+        if asked and any(c.id not in actual for c in self._by_id.values()):
+            try:
+                layout = await anyio.to_thread.run_sync(cgroups.read_layout)
+            except OSError as exc:
+                log.warning("cannot read the cgroup layout (%s): no cgroup sweep", exc)
         for c in list(self._by_id.values()):
-            if c.state.status == st.REMOVING:
-                c.state.to_dead()              # its removal was cut short: finish it
-                await self._remove_now(c, volumes=False)
-            elif c.state.has_process:
-                if c.id in known:
-                    log.info("re-adopting running container %s", c.id)
-                    c.hub.running.set()
-                    self._start_pump(c)       # attach works again for re-adopted ones
-                    self._start_supervisor(c)
-                else:
-                    log.info("container %s died while the daemon was down", c.id)
-                    await self._cleanup_after_exit(c)
-                    c.state.to_exited(255, error="the container's process was lost while "
-                                                 "the daemon was down")
-                    await self._save(c, config=True)
-                    self._emit("die", c, {"exitCode": 255})
-                    await self._after_exit(c, restart_allowed=True)
-            elif c.state.status == st.RESTARTING:
-                c.state.cancel_restart()
+            await self._reconcile(c, actual.get(c.id), layout)
+
+    async def _reconcile(self, c: Container, info: dict[str, Any] | None,
+                         layout: "list[cgroups.Hierarchy] | None") -> None:
+        """One saved record against the runtime's ``state`` of it (None: unknown)."""
+        rt = self.engine.runtime
+        truth = _truth(info)
+        if info is None and layout is not None:
+            await self._remove_cgroup_leftovers(c, layout)
+        saved = c.state.status
+        fixes = st.reconcile_events(saved, truth)
+        if saved == st.REMOVING:
+            # Docker's choice: a removal cut short is shown dead and left to the user
+            # (``rm`` works on it); whether the volumes were to go too is not known
+            log.warning("container %s: its removal was cut short by a crash; marked "
+                        "dead (remove it again)", c.id)
+            if info is not None and rt is not None:
+                await self._kill_and_delete(c.id)
+            await self._cleanup_after_exit(c, runtime=False)
+            c.state.to_dead()
+            await self._save(c, config=True)
+        elif c.state.has_process and info is not None:
+            if st.PAUSE in fixes:
+                log.warning("container %s: saved as running but the runtime has it "
+                            "paused; now paused", c.id)
+                c.state.to_paused()
+            elif st.UNPAUSE in fixes:
+                log.warning("container %s: saved as paused but the runtime has it "
+                            "running; now running", c.id)
+                c.state.to_unpaused()
+            if fixes:
                 await self._save(c)
-                await self._after_exit(c, restart_allowed=True)
-            else:
-                # created/exited/dead: a start may have been cut short by a crash after the
-                # rootfs was mounted, the process made or the network attached: undo it all
-                # (every step is idempotent; the runtime only when it knows the id)
-                if c.id in known and rt is not None:
-                    await self._kill_and_delete(c.id)
-                await self._cleanup_after_exit(c, runtime=False)
-                await self._save(c, config=True)
+            log.info("re-adopting running container %s", c.id)
+            c.hub.running.set()
+            self._start_pump(c)       # attach works again for re-adopted ones
+            self._start_supervisor(c)
+        elif c.state.has_process:
+            log.warning("container %s: saved as %s but its process was lost while the "
+                        "daemon was down; now exited (255)", c.id, saved)
+            await self._cleanup_after_exit(c)
+            c.state.to_exited(255, error="the container's process was lost while "
+                                         "the daemon was down")
+            await self._save(c, config=True)
+            self._emit("die", c, {"exitCode": 255})
+            await self._after_exit(c, restart_allowed=True)
+        elif c.state.status == st.RESTARTING:
+            if info is not None and rt is not None:
+                await self._kill_and_delete(c.id)   # a restart cut short mid-start
+            c.state.cancel_restart()
+            await self._save(c)
+            await self._after_exit(c, restart_allowed=True)
+        else:
+            # created/exited/dead: a start may have been cut short by a crash after the
+            # rootfs was mounted, the process made or the network attached: undo it all
+            # (every step is idempotent; the runtime only when it knows the id)
+            if info is not None and rt is not None:
+                if truth != st.ACTUAL_GONE:
+                    log.warning("container %s: saved as %s but the runtime still runs "
+                                "a process for it; killed", c.id, saved)
+                await self._kill_and_delete(c.id)
+            await self._cleanup_after_exit(c, runtime=False)
+            await self._save(c, config=True)
+
+    async def _remove_cgroup_leftovers(self, c: Container,
+                                       layout: "list[cgroups.Hierarchy]") -> None:
+        """Cgroup directories of a container the runtime does not know: left by a spawner
+        killed mid-create before it recorded them (the record now comes first; this also
+        covers a record that could not be written, and older leftovers)."""
+        parent = c.host_config.get("CgroupParent") or ""
+        removed = await anyio.to_thread.run_sync(cgroups.remove_leftovers, c.id,
+                                                 parent if isinstance(parent, str) else "",
+                                                 layout)
+        for path in removed:
+            log.warning("removed cgroup %s of container %s (left by a crash)", path, c.id)
 
     async def _load(self) -> None:
         """Read every container directory; remove those a crash left half-created."""
@@ -109,6 +176,12 @@ class LifecycleRoom(RoomBase):
             if not d.is_dir():
                 continue
             cid = d.name
+            if cid.startswith(TRASH_PREFIX):
+                # a removal renames the directory first: this one's rmtree was cut short
+                log.warning("removing the leftovers of removed container %s",
+                            cid[len(TRASH_PREFIX):])
+                await anyio.to_thread.run_sync(shutil.rmtree, d, True)
+                continue
             cfg, stf = d / "config.v2.json", d / "state.json"
             if (d / ".creating").exists() or not cfg.exists():
                 log.warning("removing container %s left half-created by a crash", cid)
@@ -121,5 +194,17 @@ class LifecycleRoom(RoomBase):
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("cannot load container %s: %s (skipped)", cid, exc)
                 continue
+            if not stf.exists():
+                # its state was lost (never "created": that would hide a removal or a
+                # crash mid-write): dead, and removable
+                log.warning("container %s has no saved state; marked dead", cid)
+                c.state.to_dead()
             self._by_id[c.id] = c
             self._names[c.name] = c.id
+
+
+def _truth(info: dict[str, Any] | None) -> str:
+    """The runtime's word on a container's process (its ``state`` dict, None = unknown)."""
+    if info is None or not info.get("running"):
+        return st.ACTUAL_GONE
+    return st.ACTUAL_PAUSED if info.get("paused") else st.ACTUAL_RUNNING

@@ -23,6 +23,11 @@ from aiorun.core.container_views import default_network_settings
 
 log = logging.getLogger("aiorun.containers")
 
+#: A removal first renames ``<containers>/<id>`` to ``<containers>/<TRASH_PREFIX><id>``
+#: (atomic), then deletes it: a crash mid-delete never leaves a record that loads as a
+#: different container (a config without its state looked "Created").
+TRASH_PREFIX = ".removed-"
+
 SUBSCRIBER_STALL = 30.0      # seconds an attached client may stop reading before it is dropped
 
 

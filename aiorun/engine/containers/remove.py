@@ -13,8 +13,9 @@ import anyio.to_thread
 
 from aiorun.core import container_views as views
 from aiorun.core import state as st
+from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
-from aiorun.engine.containers.records import Container
+from aiorun.engine.containers.records import TRASH_PREFIX, Container
 from aiorun.errors import AiorunError, Conflict
 
 log = logging.getLogger("aiorun.containers")
@@ -69,8 +70,9 @@ class RemoveRoom(RoomBase):
                 await self.engine.volumes.release(c.id, remove_anonymous=volumes)
             except Exception:
                 log.exception("releasing volumes of %s failed", c.id)
+        fault_point("rm.storage")
         await self._discard_storage(c.id)
-        await anyio.to_thread.run_sync(shutil.rmtree, self._dir(c.id), True)
+        await anyio.to_thread.run_sync(self._delete_dir, c.id)
         await self._teardown_finished(c)
         c.gone = True
         self._by_id.pop(c.id, None)
@@ -80,6 +82,20 @@ class RemoveRoom(RoomBase):
             self._execs.pop(eid, None)
         c.removed.set()
         self._emit("destroy", c)
+
+    def _delete_dir(self, cid: str) -> None:
+        """Rename the record away first (atomic), then delete it: a crash in between leaves
+        a trash directory the next start removes, never a half-deleted record."""
+        d = self._dir(cid)
+        trash = self.home / f"{TRASH_PREFIX}{cid}"
+        try:
+            os.rename(d, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("renaming %s before removal: %s", d, exc)
+            trash = d
+        shutil.rmtree(trash, ignore_errors=True)
 
     async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
         deleted, reclaimed = [], 0

@@ -58,6 +58,9 @@ class SpawnerBase:
     def _save_record(self, p: Proc) -> None:
         raise NotImplementedError
 
+    def _drop_record(self, id: str) -> None:
+        raise NotImplementedError
+
     def _exited(self, p: Proc, code: int) -> None:
         raise NotImplementedError
 

@@ -18,6 +18,7 @@ from .. import cgroups
 from .. import syscalls as sc
 from ..init import container_child
 from ..logfile import JsonLog
+from ...core.faultpoint import fault_point
 from .base import SpawnerBase
 from .common import (DEFERRED, MIN_MEMORY, CgroupLimits, Client, PendingOp, Proc,
                      RequestError, StatusPipe, check_id, describe, error_reply, phase_ms,
@@ -93,14 +94,21 @@ class CreateStart(SpawnerBase):
         except ValueError as e:
             raise RequestError("InvalidArgument", str(e)) from None
         cg = CgroupLimits(spec.get("cgroup", {}))
+        # The re-adoption record before the cgroups exist: a spawner killed from here on
+        # leaves a record naming them, so its successor reports the container (exited) and
+        # the daemon's delete removes them. (After the reply it is rewritten with the pid.)
+        self._save_record(p)
         try:
             cgroups.create(p.cgroups, cg,
                            not spec.get("security", {}).get("privileged", False))
         except OSError as e:
+            cgroups.remove(p.cgroups)
+            self._drop_record(cid)
             bad_input = e.errno in (errno.EINVAL, errno.ENOTSUP, errno.ERANGE)
             raise RequestError("InvalidArgument" if bad_input else "Error",
                                f"creating cgroups for {cid}: {e.strerror or e}") from None
         t_cg = time.perf_counter_ns()
+        fault_point("spawner.cgroups")
         close_after: list[int] = []
         try:
             if spec.get("log_path"):
@@ -188,6 +196,7 @@ class CreateStart(SpawnerBase):
         c = op.client
         if c is not None and self.clients.get(c.sock.fileno()) is c:
             self._send(c, reply)
+        fault_point(f"spawner.{op.kind}.replied")
         # The re-adoption record after the reply: it is off the daemon's critical path.
         if ok or (op.kind == "start" and error is None):
             self._save_record(op.p)
@@ -280,6 +289,8 @@ class CreateStart(SpawnerBase):
             p.pidfd = -1
         self._close_fds(p)
         cgroups.remove(p.cgroups)
+        if p.id not in self.procs:
+            self._drop_record(p.id)
 
     def start(self, id: str, client: Client | None = None, rid: int = 0):
         """Let PID 1 execve; the reply comes once it did (status pipe EOF) or failed."""

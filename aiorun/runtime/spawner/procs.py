@@ -38,6 +38,12 @@ class Bookkeeping(SpawnerBase):
         except OSError as e:
             print(f"aiorun-spawner: record of {p.id}: {e}", file=sys.stderr, flush=True)
 
+    def _drop_record(self, id: str) -> None:
+        try:
+            os.unlink(self._record_path(id))
+        except FileNotFoundError:
+            pass
+
     def _write_record(self, p: Proc) -> None:
         rec = {"id": p.id, "kind": p.kind, "pid": p.pid, "start": proc_starttime(p.pid),
                "spec": p.spec, "status": p.status, "started": p.started,
@@ -146,10 +152,7 @@ class Bookkeeping(SpawnerBase):
             os.close(p.pidfd)
             p.pidfd = -1
         self.procs.pop(p.id, None)
-        try:
-            os.unlink(self._record_path(p.id))
-        except FileNotFoundError:
-            pass
+        self._drop_record(p.id)
 
     def _readopt(self) -> None:
         """Take over the containers a previous spawner left records of. A record that
@@ -191,6 +194,8 @@ class Bookkeeping(SpawnerBase):
         if alive and proc_starttime(p.pid) == rec.get("start"):
             self.sel.register(p.pidfd, selectors.EVENT_READ, ("pidfd", p))
             self.by_fd[p.pidfd] = ("pidfd", p)
+            if p.kind == "container":
+                p.frozen = cgroups.is_frozen(p.cgroups)   # paused before we took over
         else:
             if p.pidfd >= 0:
                 os.close(p.pidfd)

@@ -1,0 +1,172 @@
+"""Daemon start reconciles saved container records with the runtime's truth (issue 11,
+items 3 and 11): a "paused" record of a running container, a removal cut short by a crash,
+a record whose state file was lost, a removal's trash directory. Against the in-memory
+fakes of ``test_container_manager``; the real-kernel version is in
+``tests/integration/test_reconcile_daemon.py``."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from aiorun.core import state as st
+from aiorun.engine import containers as cm
+from aiorun.engine.containers.records import TRASH_PREFIX
+from aiorun.errors import Conflict
+
+from test_container_manager import make
+
+
+async def _restart(eng, mgr):
+    """A daemon restart: the old manager stops supervising, a new one loads the records."""
+    await mgr.stop()
+    mgr2 = cm.ContainerManager(eng)
+    eng.containers = mgr2
+    await mgr2.start()
+    return mgr2
+
+
+def _save_status(eng, cid: str, status: str) -> None:
+    f = eng.paths.containers / cid / "state.json"
+    d = json.loads(f.read_text())
+    d["status"] = status
+    f.write_text(json.dumps(d))
+
+
+@pytest.mark.anyio
+async def test_saved_paused_but_running_is_running_again(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.start(cid)
+        await mgr.pause(cid)
+        # a commit on a full disk: the runtime thawed it, the "running" save failed
+        await eng.runtime.resume(cid)
+        await mgr.stop()
+        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
+                          )["status"] == "paused"
+        mgr2 = await _restart(eng, mgr)
+        assert mgr2.get(cid).state.status == "running"
+        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
+                          )["status"] == "running"
+        with pytest.raises(Conflict):
+            await mgr2.unpause(cid)
+        await mgr2.pause(cid)
+        await mgr2.unpause(cid)
+        await mgr2.stop(cid, timeout=1)
+        assert mgr2.get(cid).state.status == "exited"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_saved_running_but_frozen_is_paused(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.start(cid)
+        await eng.runtime.pause(cid)          # frozen, but the record was never saved
+        mgr2 = await _restart(eng, mgr)
+        assert mgr2.get(cid).state.status == "paused"
+        await mgr2.unpause(cid)
+        assert not eng.runtime.procs[cid].paused
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_removal_cut_short_is_dead_and_removable(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.start(cid)
+        await mgr.kill(cid)
+        with anyio.fail_after(5):
+            await mgr.wait(cid)
+        # rm killed the daemon after it saved "removing" (the real-daemon test has rm -f
+        # of a running one)
+        await mgr.stop()
+        _save_status(eng, cid, "removing")
+        mgr2 = cm.ContainerManager(eng)
+        eng.containers = mgr2
+        await mgr2.start()
+        c = mgr2.get(cid)
+        assert c.state.status == "dead"
+        assert c.state.describe() == "Dead"
+        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
+                          )["status"] == "dead"
+        await mgr2.remove(cid)
+        assert not (eng.paths.containers / cid).exists()
+        assert not list(eng.paths.containers.iterdir())
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_lost_state_file_is_dead_not_created(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.stop()
+        (eng.paths.containers / cid / "state.json").unlink()
+        mgr2 = cm.ContainerManager(eng)
+        await mgr2.start()
+        assert mgr2.get(cid).state.status == "dead"
+        await mgr2.remove(cid)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_removal_renames_first_and_trash_is_swept(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        keep = await mgr.create({"Image": "busybox"}, "keep")
+        await mgr.remove(cid)
+        assert sorted(p.name for p in eng.paths.containers.iterdir()) == [keep]
+        # a crash inside the delete leaves the renamed directory, half emptied
+        trash = eng.paths.containers / f"{TRASH_PREFIX}{'f' * 64}"
+        trash.mkdir()
+        (trash / "config.v2.json").write_text("{}")
+        await mgr.stop()
+        mgr2 = cm.ContainerManager(eng)
+        await mgr2.start()
+        assert not trash.exists()
+        assert [c.id for c in mgr2.all()] == [keep]
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("saved", st.STATUSES)
+@pytest.mark.parametrize("actual", st.ACTUALS)
+def test_reconcile_events_table(saved, actual):
+    events = st.reconcile_events(saved, actual)
+    expected = {
+        (st.RUNNING, st.ACTUAL_PAUSED): (st.PAUSE,),
+        (st.PAUSED, st.ACTUAL_RUNNING): (st.UNPAUSE,),
+        (st.RUNNING, st.ACTUAL_GONE): (st.EXIT,),
+        (st.PAUSED, st.ACTUAL_GONE): (st.EXIT,),
+    }.get((saved, actual), (st.FAIL,) if saved == st.REMOVING else ())
+    assert events == expected
+    status = saved
+    for e in events:                     # every correction is a legal step of the table
+        status = st.next_status(status, e)
+    if saved in st.WITH_PROCESS and actual != st.ACTUAL_GONE:
+        assert status == actual
+
+
+@pytest.mark.anyio
+async def test_restart_cut_short_mid_start_kills_the_stray_process(tmp_path):
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.stop()
+        # the daemon died inside a policy restart: "restarting" saved, the process made
+        _save_status(eng, cid, "restarting")
+        await eng.runtime.create(type("S", (), {"id": cid})())
+        mgr2 = cm.ContainerManager(eng)
+        eng.containers = mgr2
+        await mgr2.start()
+        assert mgr2.get(cid).state.status == "exited"
+        assert cid not in eng.runtime.procs
+        await mgr2.start(cid)
+        assert mgr2.get(cid).state.status == "running"
+        tg.cancel_scope.cancel()
