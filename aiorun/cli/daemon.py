@@ -68,7 +68,9 @@ def cmd_serve(ctx: Any, argv: list[str]) -> int:
     except UsageError as exc:
         return usage_fail("serve", exc, 1)
     import os
-    os.environ.update(opts["layer_limits_env"])  # type: ignore[arg-type]
+    limits_env = opts["layer_limits_env"]
+    assert isinstance(limits_env, dict)
+    os.environ.update(limits_env)
     from aiorun.serve import main
     from aiorun.errors import AiorunError
     try:

@@ -160,3 +160,13 @@ def test_layer_files_refuse_and_leave_nothing(tmp_path, bomb):
     # a layer within the limit still goes in
     hex_, size = files.add(make_tar([("f", "file", b"a" * 100)]), LayerLimits(MiB))
     assert size == 100 and driver.has_layer(hex_)
+
+
+def test_default_limit_refuses_a_petabyte_sparse_entry(tmp_path):
+    """No --max-layer-size: a third of the free space (checked at import start) still holds."""
+    driver = CopyDriver(tmp_path / "storage")
+    files = LayerFiles(tmp_path / "layers", tmp_path / "tmp", driver)
+    (tmp_path / "layers").mkdir()
+    with pytest.raises(LayerTooLarge, match="a third of the free space of"):
+        files.add(sparse_tar(1 << 50), LimitSettings().resolve(tmp_path))
+    assert driver.layers() == [] and os.listdir(tmp_path / "tmp") == []
