@@ -33,23 +33,23 @@ def parse_serve_args(argv: list[str]) -> dict[str, object]:
         "debug": opts.debug}
     if settings["backend"] not in ("asyncio", "trio"):
         raise UsageError(f"unknown backend {settings['backend']!r}: use asyncio or trio")
-    # The layer limits reach the image store through its environment variables (the
-    # flag wins over an inherited value); checked here so a bad value is a usage error.
+    # The layer limits reach the image store through its environment variables (a flag
+    # wins over an inherited value); checked here so a bad value is a usage error.
     from aiorun.errors import InvalidArgument
     from aiorun.images import limits
-    env = dict(os.environ)
+    given: dict[str, str] = {}
     try:
         if opts.max_layer_size:
             limits.parse_size(opts.max_layer_size, limits.SIZE_FLAG)
-            env[limits.SIZE_ENV] = opts.max_layer_size
+            given[limits.SIZE_ENV] = opts.max_layer_size
         if opts.max_layer_entries:
             limits.parse_count(opts.max_layer_entries, limits.ENTRIES_FLAG)
-            env[limits.ENTRIES_ENV] = opts.max_layer_entries
-        limits.LimitSettings.from_env(env)
+            given[limits.ENTRIES_ENV] = opts.max_layer_entries
+        limits.LimitSettings.from_env({**os.environ, **given})
     except InvalidArgument as exc:
         raise UsageError(exc.message) from None
-    settings["layer_limits_env"] = {k: env[k] for k in (limits.SIZE_ENV, limits.ENTRIES_ENV)
-                                    if k in env}
+    if given:
+        settings["layer_limits_env"] = given
     return settings
 
 
@@ -68,7 +68,7 @@ def cmd_serve(ctx: Any, argv: list[str]) -> int:
     except UsageError as exc:
         return usage_fail("serve", exc, 1)
     import os
-    limits_env = opts["layer_limits_env"]
+    limits_env = opts.get("layer_limits_env") or {}
     assert isinstance(limits_env, dict)
     os.environ.update(limits_env)
     from aiorun.serve import main
