@@ -127,5 +127,46 @@ async def test_logs_read_across_rotated_files(tmp_path):
     assert everything[-1].startswith("line 0000999 ")
     assert len(await read(3)) == 3 and (await read(3))[-1].startswith("line 0000999 ")
     current = len(entries(str(path)))
+    assert len(everything) == current + sum(len(entries(p)) for p in rotated_paths(str(path)))
+    assert len(everything) > current
     # a tail longer than the current file reaches into the rotated ones
     assert await read(current + 5) == everything[-(current + 5):]
+
+
+class _Running:
+    """A container that runs until the test says so."""
+
+    def __init__(self) -> None:
+        self.state = type("State", (), {"running": True})()
+        self.gone = False
+
+
+@pytest.mark.anyio
+async def test_follow_goes_on_across_rotations(tmp_path):
+    """``logs -f`` keeps reading when the spawner rotates the file under it: the rest of the
+    old file (now ``.1``) first, then the new one. The writer waits for the reader after
+    each batch, so no rotation can outrun the poll."""
+    import anyio
+    path = tmp_path / "c-json.log"
+    log = JsonLog(str(path), max_size=3_000, max_file=2)
+    c = _Running()
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for _s, line, _t in read_log(c, path, True, True, True, None, 0, 0):  # type: ignore[arg-type]
+            seen.append(line)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow)
+        n = 0
+        for _batch in range(12):            # ~1.2 KB per batch: a rotation every ~2 batches
+            for _ in range(12):
+                log.write(1, f"line {n:07d} {'x' * 40}\n".encode())
+                n += 1
+            with anyio.fail_after(30):
+                while len(seen) < n:
+                    await anyio.sleep(0.01)
+        c.state.running = False
+    log.close()
+    assert [int(s.split()[1]) for s in seen] == list(range(n))
+    assert os.path.exists(f"{path}.1")
