@@ -242,7 +242,15 @@ def parse_oom_kills(text: str) -> int:
 
 # --- effectful part (spawner only) ---------------------------------------------------------
 
+#: ``GET /info``'s warning (and the daemon log's, at start) when containers get no cgroup.
+NO_CGROUP_WARNING = ("WARNING: No cgroup hierarchy found: containers run without resource "
+                     "accounting or limits")
+
+
 def read_layout() -> list[Hierarchy]:
+    """The hierarchies this process can use. One whose cgroup directory is not reachable
+    (its mount is covered, e.g. by a tmpfs over ``/sys/fs/cgroup``: mountinfo still lists
+    it) is left out: creating "cgroups" there would only make plain directories."""
     with open("/proc/self/cgroup") as f:
         pc = f.read()
     with open("/proc/self/mountinfo") as f:
@@ -256,7 +264,22 @@ def read_layout() -> list[Hierarchy]:
                     v2 = tuple(f.read().split())
             except OSError:
                 v2 = ()
-    return parse_layout(pc, mi, v2)
+    return [h for h in parse_layout(pc, mi, v2)
+            if os.path.exists(os.path.join(h.mountpoint, h.own.lstrip("/"), "cgroup.procs"))]
+
+
+def layout_warnings(layout: list[Hierarchy]) -> list[str]:
+    """What ``info`` and the daemon log say about a layout (pure)."""
+    return [] if layout else [NO_CGROUP_WARNING]
+
+
+def warnings() -> list[str]:
+    """Warnings about this process's cgroups (the daemon's mount namespace is the
+    spawner's: it starts the spawner)."""
+    try:
+        return layout_warnings(read_layout())
+    except OSError:
+        return [NO_CGROUP_WARNING]
 
 
 def _write(path: str, value: str) -> None:
