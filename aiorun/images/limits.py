@@ -83,11 +83,12 @@ class LayerLimits:
     max_size: int
     max_entries: int = DEFAULT_MAX_ENTRIES
     origin: str = SIZE_FLAG
+    what: str = "layer"             # "image archive" for load's spool of the whole archive
 
     def check_size(self, n: int) -> None:
         if n > self.max_size:
-            raise LayerTooLarge(f"layer expands past the limit of {format_size(self.max_size)} "
-                                f"({self.origin})")
+            raise LayerTooLarge(f"{self.what} expands past the limit of "
+                                f"{format_size(self.max_size)} ({self.origin})")
 
     def check_entries(self, n: int) -> None:
         if n > self.max_entries:
@@ -110,6 +111,14 @@ class LimitSettings:
         entries = environ.get(ENTRIES_ENV, "").strip()
         return cls(parse_size(size, SIZE_ENV) if size else None,
                    parse_count(entries, ENTRIES_ENV) if entries else DEFAULT_MAX_ENTRIES)
+
+    def archive_limits(self, root: str | os.PathLike[str]) -> LayerLimits:
+        """For ``load``'s spool of a whole (possibly compressed) archive, which holds many
+        layers: bounded by the free-space default only; each layer is then checked on its
+        own."""
+        default = LimitSettings(None, self.max_entries).resolve(root)
+        return LayerLimits(default.max_size, default.max_entries,
+                           f"a third of the free space of {os.fspath(root)}", "image archive")
 
     def resolve(self, root: str | os.PathLike[str]) -> LayerLimits:
         """The limits for an import starting now (statvfs of ``root`` for the default)."""

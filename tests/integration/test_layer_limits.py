@@ -5,12 +5,17 @@ limit) with an error naming the limit, and the store and the disk are as before.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.images import oci
 from aiorun.testing.tars import sparse_tar
 
 pytestmark = pytest.mark.integration
@@ -87,3 +92,31 @@ def test_commit_past_the_limit_refused(limited, busybox_tar):
         assert listing(paths) == files
     finally:
         ok(run_cli(paths, "rm", "-f", "big"))
+
+
+def docker_archive(layer: bytes, tag: str) -> bytes:
+    """A one-image docker-archive (``docker save`` layout) around ``layer``."""
+    cfg = oci.canonical_json(oci.new_config([hashlib.sha256(layer).hexdigest()],
+                                            [{"created_by": "test"}]))
+    members = {"layer.tar": layer, "config.json": cfg,
+               "manifest.json": json.dumps([{"Config": "config.json", "RepoTags": [tag],
+                                              "Layers": ["layer.tar"]}]).encode()}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_load_of_a_sparse_layer_refused(limited, tmp_path):
+    paths = limited
+    archive = tmp_path / "bomb-archive.tar"
+    archive.write_bytes(docker_archive(sparse_tar(64 * MiB), "bomb:1"))
+    files, used = listing(paths), used_bytes(*store_dirs(paths))
+    r = run_cli(paths, "load", "-i", str(archive))
+    assert r.returncode == 1
+    assert "layer expands past the limit of 8.0 MiB (--max-layer-size)" in r.stderr
+    assert ok(run_cli(paths, "images", "-q")) == ""
+    assert listing(paths) == files and used_bytes(*store_dirs(paths)) == used

@@ -170,3 +170,11 @@ def test_default_limit_refuses_a_petabyte_sparse_entry(tmp_path):
     with pytest.raises(LayerTooLarge, match="a third of the free space of"):
         files.add(sparse_tar(1 << 50), LimitSettings().resolve(tmp_path))
     assert driver.layers() == [] and os.listdir(tmp_path / "tmp") == []
+
+
+def test_archive_spool_bound_is_the_free_space_default(tmp_path):
+    lim = LimitSettings(MiB).archive_limits(tmp_path)
+    st = os.statvfs(tmp_path)
+    assert lim.max_size <= st.f_bavail * st.f_frsize // 3 + 1
+    with pytest.raises(LayerTooLarge, match="image archive expands past the limit of 2.0 KiB"):
+        LayerLimits(2048, what="image archive", origin="x").check_size(4096)
