@@ -248,9 +248,8 @@ NO_CGROUP_WARNING = ("WARNING: No cgroup hierarchy found: containers run without
 
 
 def read_layout() -> list[Hierarchy]:
-    """The hierarchies this process can use. One whose cgroup directory is not reachable
-    (its mount is covered, e.g. by a tmpfs over ``/sys/fs/cgroup``: mountinfo still lists
-    it) is left out: creating "cgroups" there would only make plain directories."""
+    """The usable hierarchies: one whose directory is unreachable (its mount covered, e.g. by
+    a tmpfs over /sys/fs/cgroup, yet still in mountinfo) is left out, never faked."""
     with open("/proc/self/cgroup") as f:
         pc = f.read()
     with open("/proc/self/mountinfo") as f:
@@ -269,13 +268,11 @@ def read_layout() -> list[Hierarchy]:
 
 
 def layout_warnings(layout: list[Hierarchy]) -> list[str]:
-    """What ``info`` and the daemon log say about a layout (pure)."""
     return [] if layout else [NO_CGROUP_WARNING]
 
 
 def warnings() -> list[str]:
-    """Warnings about this process's cgroups (the daemon's mount namespace is the
-    spawner's: it starts the spawner)."""
+    """This process's (the daemon starts the spawner: same mount namespace)."""
     try:
         return layout_warnings(read_layout())
     except OSError:
