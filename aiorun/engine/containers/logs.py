@@ -53,8 +53,9 @@ async def read_log(c: Container, path: Path, follow: bool, stdout: bool, stderr:
         """(entries from ``pos`` on, the new position, the file's inode (0: missing))."""
         try:
             with open(p, "rb") as f:
-                ino = os.fstat(f.fileno()).st_ino
-                if os.fstat(f.fileno()).st_size < pos:
+                st_ = os.fstat(f.fileno())
+                ino = st_.st_ino
+                if st_.st_size < pos:
                     pos = 0                   # truncated (max-file 1 rotates in place)
                 f.seek(pos)
                 data = f.read()
