@@ -41,6 +41,7 @@ from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
 from aiorun.engine.daemon import Engine
 from aiorun.errors import AiorunError, Conflict, Unavailable
+from aiorun.runtime import cgroups
 
 log = logging.getLogger("aiorun.daemon")
 
@@ -133,6 +134,8 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
         engine = Engine(paths, backend, debug)
         log.info("aiorun daemon starting (pid %d, backend %s, root %s, run %s)",
                  os.getpid(), backend, paths.root, paths.run)
+        for warning in cgroups.warnings():   # e.g. no cgroup hierarchy in this mount ns
+            log.warning("%s", warning)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as tg:
                 engine.task_group = tg

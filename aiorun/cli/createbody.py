@@ -63,6 +63,8 @@ CREATE_OPTIONS = (
     Option("--dns", LIST, "DNS servers"),
     Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip)"),
     Option("--init", BOOL, "Not supported (refused): aiorun has no init to run as PID 1"),
+    Option("--log-driver", STR, "Logging driver for the container (json-file)"),
+    Option("--log-opt", LIST, "Log driver options (max-size=10m, max-file=3)"),
     Option("-a --attach", LIST, "Attach to STDIN, STDOUT or STDERR (accepted)"),
     Option("--sig-proxy", BOOL, "Proxy received signals to the process (accepted)"),
     Option("--pull", STR, "Pull image before running (accepted; aiorun does not pull)"),
@@ -210,6 +212,16 @@ def _endpoint(aliases: list[str], ip: str | None, mac: str | None,
     return {"EndpointsConfig": {network or "bridge": ep}}
 
 
+def _log_config(driver: str | None, options: list[str]) -> Any:
+    config = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid log-opt {item!r}: expected key=value")
+        config[key] = value
+    return {"Type": driver or "", "Config": config}
+
+
 def _port_bindings(publish: list[str]) -> Any:
     from aiorun.core import ports
     maps = []
@@ -274,6 +286,7 @@ BODY_FIELDS: tuple[tuple[tuple[str, ...], str, Callable[..., Any]], ...] = (
     (("add_host",), "HostConfig.ExtraHosts", _copy),
     (("init",), "HostConfig.Init",
      _refused("--init", "it has no init to run as PID 1 (the command is PID 1)")),
+    (("log_driver", "log_opt"), "HostConfig.LogConfig", _log_config),
 )
 
 

@@ -13,6 +13,10 @@ SERVE = Command(
             "$AIORUN_STORAGE_DRIVER, else the first available)"),
      Option("--backend", STR, "async backend: asyncio or trio (default: $AIORUN_BACKEND, "
             "else asyncio)"),
+     Option("--max-layer-size", STR, "largest size a layer may expand to, e.g. 2g "
+            "(default: $AIORUN_MAX_LAYER_SIZE, else a third of the state root's free space)"),
+     Option("--max-layer-entries", STR, "most entries a layer may have (default: "
+            "$AIORUN_MAX_LAYER_ENTRIES, else 1000000)"),
      Option("-D --debug", BOOL, "log every request")])
 
 
@@ -29,6 +33,23 @@ def parse_serve_args(argv: list[str]) -> dict[str, object]:
         "debug": opts.debug}
     if settings["backend"] not in ("asyncio", "trio"):
         raise UsageError(f"unknown backend {settings['backend']!r}: use asyncio or trio")
+    # The layer limits reach the image store through its environment variables (a flag
+    # wins over an inherited value); checked here so a bad value is a usage error.
+    from aiorun.errors import InvalidArgument
+    from aiorun.images import limits
+    given: dict[str, str] = {}
+    try:
+        if opts.max_layer_size:
+            limits.parse_size(opts.max_layer_size, limits.SIZE_FLAG)
+            given[limits.SIZE_ENV] = opts.max_layer_size
+        if opts.max_layer_entries:
+            limits.parse_count(opts.max_layer_entries, limits.ENTRIES_FLAG)
+            given[limits.ENTRIES_ENV] = opts.max_layer_entries
+        limits.LimitSettings.from_env({**os.environ, **given})
+    except InvalidArgument as exc:
+        raise UsageError(exc.message) from None
+    if given:
+        settings["layer_limits_env"] = given
     return settings
 
 
@@ -46,6 +67,10 @@ def cmd_serve(ctx: Any, argv: list[str]) -> int:
         return 0
     except UsageError as exc:
         return usage_fail("serve", exc, 1)
+    import os
+    limits_env = opts.get("layer_limits_env") or {}
+    assert isinstance(limits_env, dict)
+    os.environ.update(limits_env)
     from aiorun.serve import main
     from aiorun.errors import AiorunError
     try:

@@ -91,6 +91,9 @@ def cmd_info(ctx: Any, opts: Opts, rest: list[str]) -> int:
     as_json = want_json(opts.format)
     d = ctx.client().get("/info")
     sys.stdout.write(json.dumps(d) + "\n" if as_json else render_info(d))
+    if not as_json:
+        for warning in d.get("Warnings") or []:     # as docker info: on stderr, at the end
+            sys.stderr.write(f"{warning}\n")
     return 0
 
 

@@ -276,8 +276,8 @@ async def load(store: Any, stream: bytes | BinaryIO | os.PathLike[str] | str) ->
                 src = open(stream, "rb")
             else:
                 src = stream
-            with open(tmp, "wb") as f:
-                L.spool(src, f)
+            with open(tmp, "wb") as f:   # a gzip bomb stops at the free-space bound
+                L.spool(src, f, store.layer_limits.archive_limits(store.paths.root))
         await anyio.to_thread.run_sync(spool)
         ar = await anyio.to_thread.run_sync(_Archive, tmp)
         try:

@@ -17,10 +17,10 @@ import lzma
 from typing import BinaryIO
 
 from aiorun.errors import InvalidArgument
+from aiorun.images.limits import LayerLimits
 
 #: Read/copy chunk size for layer streams.
 CHUNK = 1 << 20
-
 
 
 class _ErrorMapping(io.RawIOBase):
@@ -153,8 +153,12 @@ class HashingReader(io.RawIOBase):
         return self.sha.hexdigest()
 
 
-def spool(stream: BinaryIO, out: BinaryIO) -> tuple[str, int]:
-    """Decompress ``stream`` into ``out``; return ``(sha256 hex, size)`` of the tar bytes."""
+def spool(stream: BinaryIO, out: BinaryIO,
+          limits: LayerLimits | None = None) -> tuple[str, int]:
+    """Decompress ``stream`` into ``out``; return ``(sha256 hex, size)`` of the tar bytes.
+
+    With ``limits``, a tar that expands past ``limits.max_size`` is refused
+    (:class:`~aiorun.images.limits.LayerTooLarge`) before that much is written."""
     src, _ = open_decompressed(stream)
     sha = hashlib.sha256()
     n = 0
@@ -162,6 +166,8 @@ def spool(stream: BinaryIO, out: BinaryIO) -> tuple[str, int]:
         data = src.read(CHUNK)
         if not data:
             break
+        if limits is not None:
+            limits.check_size(n + len(data))
         sha.update(data)
         out.write(data)
         n += len(data)

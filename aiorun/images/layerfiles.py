@@ -27,6 +27,7 @@ from aiorun.core.faultpoint import fault_point
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import NotFound
 from aiorun.images import layers as L
+from aiorun.images.limits import LayerLimits, LayerTooLarge, enforce  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,12 @@ class LayerFiles:
             self.pins[h] = n
 
     # ------------------------------------------------------------------ file work (threads)
-    def add(self, src: LayerSource) -> tuple[str, int]:
+    def add(self, src: LayerSource, limits: LayerLimits | None = None) -> tuple[str, int]:
         """Spool ``src`` (sniffed, decompressed) to the layers directory and have the driver
-        unpack it, unless it already has it; return ``(diff_id hex, size)``."""
+        unpack it, unless it already has it; return ``(diff_id hex, size)``.
+
+        With ``limits``, a layer past them is refused (:class:`LayerTooLarge`) and nothing of
+        it is kept: the spool is removed, and the driver's ``apply_layer`` is atomic."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         spool = self.tmp_dir / f"{SPOOL_PREFIX}{secrets.token_hex(8)}"
         close = None
@@ -130,7 +134,7 @@ class LayerFiles:
             stream = src
         try:
             with open(spool, "w+b") as f:
-                hex_, _ = L.spool(stream, f)
+                hex_, _ = L.spool(stream, f, limits)
                 final = self.dir / f"{hex_}.tar"
                 size_file = self.dir / f"{hex_}.json"
                 skipped: list[str] = []
@@ -138,7 +142,7 @@ class LayerFiles:
                     size = self.storage.layer_size(hex_)
                 else:
                     f.seek(0)
-                    with L.collect_skipped() as skipped:
+                    with L.collect_skipped() as skipped, enforce(limits):
                         size = self.storage.apply_layer(hex_, f)
                         fault_point("import.layer")
                 f.flush()

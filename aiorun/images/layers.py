@@ -28,6 +28,9 @@ Extraction policy (:func:`extract_tar`)
     * OCI whiteouts (``.wh.NAME`` and ``.wh..wh..opq``) are handed to the driver's callbacks.
     * The stream must end with the tar end-of-archive marker: a tar cut at a block boundary
       is reported as truncated, not silently accepted.
+    * The :mod:`aiorun.images.limits` in force for the thread (``limits.enforce``) bound the
+      entry count and the content size, regular files counted at their apparent size (a
+      sparse entry's real size): checked before a file is written.
     On any error the caller removes its (temporary) layer directory: this module only
     guarantees that nothing lands outside it.
 """
@@ -45,6 +48,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from aiorun.errors import InvalidArgument
+from aiorun.images import limits as limits_
 # Decompression and digesting live in .compression; importable from here as before.
 from aiorun.images.compression import (CHUNK, HashingReader, open_decompressed,  # noqa: F401
                                        sniff, spool)
@@ -245,9 +249,17 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
     dir_times: list[tuple[str, int]] = []
     devices: set[str] = set()  # skipped device nodes (cleaned names): hard links to them too
     size = 0
+    limits = limits_.current()
+    entries = apparent = 0
     try:
         for tar, m in iter_members(fileobj):
             _check_header(m)
+            if limits is not None:
+                entries += 1
+                limits.check_entries(entries)
+                if m.isreg():
+                    apparent += m.size   # a sparse entry's size is its real (expanded) size
+                    limits.check_size(apparent)
             rel = clean_name(m.name)
             if rel == "":
                 if m.isdir():  # the layer root itself: take its mode/owner

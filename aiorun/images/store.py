@@ -44,6 +44,7 @@ from aiorun.config import Paths
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.images import oci
+from aiorun.images.limits import LimitSettings
 # the layer files (and the store's file helpers) live in .layerfiles; importable from here
 from aiorun.images.layerfiles import (SPOOL_PREFIX, TMP_MARK, LayerFiles,  # noqa: F401
                                       LayerSource, remove_path, write_atomic)
@@ -81,6 +82,8 @@ class ImageStore:
         self.configs_dir = self.root / "configs" / "sha256"
         self.layers_dir = self.root / "layers"
         self._layers = LayerFiles(self.layers_dir, paths.tmp, storage)
+        #: how big a layer may expand (``serve --max-layer-size``; see aiorun.images.limits)
+        self.layer_limits = LimitSettings.from_env()
         self.pending_dir = self.root / "pending"
         self.repos_file = self.root / "repositories.json"
         #: set by the engine: True when a container uses the image id ("sha256:<hex>")
@@ -200,7 +203,9 @@ class ImageStore:
         """Store an uncompressed (or compressed: it is sniffed) layer tar; return its diff_id
         hex. Atomic and deduplicated by digest. The layer stays pinned until
         ``create_image`` lists it."""
-        hex_, size = await anyio.to_thread.run_sync(self._layers.add, tar_stream)
+        def add() -> tuple[str, int]:
+            return self._layers.add(tar_stream, self.layer_limits.resolve(self.paths.root))
+        hex_, size = await anyio.to_thread.run_sync(add)
         self._layers.sizes[hex_] = size
         self._layers.pin(hex_)
         return hex_

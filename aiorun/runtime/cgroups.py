@@ -242,7 +242,14 @@ def parse_oom_kills(text: str) -> int:
 
 # --- effectful part (spawner only) ---------------------------------------------------------
 
+#: ``GET /info``'s warning (and the daemon log's, at start) when containers get no cgroup.
+NO_CGROUP_WARNING = ("WARNING: No cgroup hierarchy found: containers run without resource "
+                     "accounting or limits")
+
+
 def read_layout() -> list[Hierarchy]:
+    """The usable hierarchies: one whose directory is unreachable (its mount covered, e.g. by
+    a tmpfs over /sys/fs/cgroup, yet still in mountinfo) is left out, never faked."""
     with open("/proc/self/cgroup") as f:
         pc = f.read()
     with open("/proc/self/mountinfo") as f:
@@ -256,7 +263,20 @@ def read_layout() -> list[Hierarchy]:
                     v2 = tuple(f.read().split())
             except OSError:
                 v2 = ()
-    return parse_layout(pc, mi, v2)
+    return [h for h in parse_layout(pc, mi, v2)
+            if os.path.exists(os.path.join(h.mountpoint, h.own.lstrip("/"), "cgroup.procs"))]
+
+
+def layout_warnings(layout: list[Hierarchy]) -> list[str]:
+    return [] if layout else [NO_CGROUP_WARNING]
+
+
+def warnings() -> list[str]:
+    """This process's (the daemon starts the spawner: same mount namespace)."""
+    try:
+        return layout_warnings(read_layout())
+    except OSError:
+        return [NO_CGROUP_WARNING]
 
 
 def _write(path: str, value: str) -> None:

@@ -70,6 +70,9 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False               # keep stdin open (-i)
     log_path: str = ""                # JSON-lines log written by the runtime
+    #: json-file rotation (``--log-opt max-size/max-file``): 0 = one file without limit
+    log_max_size: int = 0
+    log_max_file: int = 1
     state_dir: str = ""               # per-container runtime files (exit status, pids)
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,6 +51,9 @@ ROWS = [
     (["--dns", "1.1.1.1"], "HostConfig.Dns", ["1.1.1.1"]),
     (["--add-host", "h:1.2.3.4"], "HostConfig.ExtraHosts", ["h:1.2.3.4"]),
     (["--init"], "HostConfig.Init", "refused: --init is not supported by aiorun"),
+    (["--log-opt", "max-size=10m", "--log-opt", "max-file=2"], "HostConfig.LogConfig",
+     {"Type": "", "Config": {"max-size": "10m", "max-file": "2"}}),
+    (["--log-driver", "json-file"], "HostConfig.LogConfig", {"Type": "json-file", "Config": {}}),
 ]
 
 

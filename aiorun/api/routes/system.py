@@ -16,6 +16,7 @@ from aiorun.api.routes.images import summary
 from aiorun.core.timefmt import rfc3339nano
 from aiorun.drivers.registry import NETWORK_GROUP, discover
 from aiorun.errors import Unavailable
+from aiorun.runtime import cgroups
 
 if TYPE_CHECKING:
     from aiorun.engine.daemon import Engine
@@ -170,7 +171,7 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         "InitBinary": "",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         "SecurityOptions": [],
-        "Warnings": None,
+        "Warnings": await anyio.to_thread.run_sync(cgroups.warnings) or None,
         # aiorun's own
         "Backend": engine.backend,
         "Python": sys.version.split()[0],

@@ -1,5 +1,6 @@
 """Reading what the kernel and the spawner wrote: the container's json-file log (``logs``,
-with ``--tail`` read from the end of a possibly huge file and ``--follow``), and the
+with ``--tail`` read from the end of a possibly huge file, ``--follow``, and the rotated
+files of ``--log-opt max-size/max-file`` read oldest first), and the
 processes of its PID namespace from ``/proc`` (``top``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import anyio.to_thread
 from aiorun.core import state as st
 from aiorun.engine.containers.records import Container
 from aiorun.errors import Conflict
+from aiorun.runtime.logfile import rotated_paths
 
 
 async def read_log(c: Container, path: Path, follow: bool, stdout: bool, stderr: bool,
@@ -32,16 +34,11 @@ async def read_log(c: Container, path: Path, follow: bool, stdout: bool, stderr:
                 return False
         return True
 
-    def read_from(pos: int) -> tuple[list[dict[str, Any]], int]:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-        except FileNotFoundError:
-            return [], pos
+    def parse(data: bytes) -> tuple[list[dict[str, Any]], int]:
+        """Entries of the complete lines in ``data`` and how many bytes they took."""
         end = data.rfind(b"\n")
         if end < 0:
-            return [], pos
+            return [], 0
         out = []
         for line in data[:end].split(b"\n"):
             if not line.strip():
@@ -50,13 +47,57 @@ async def read_log(c: Container, path: Path, follow: bool, stdout: bool, stderr:
                 out.append(json.loads(line))
             except ValueError:
                 continue
-        return out, pos + end + 1
+        return out, end + 1
+
+    def read_from(p: Path | str, pos: int) -> tuple[list[dict[str, Any]], int, int]:
+        """(entries from ``pos`` on, the new position, the file's inode (0: missing))."""
+        try:
+            with open(p, "rb") as f:
+                st_ = os.fstat(f.fileno())
+                ino = st_.st_ino
+                if st_.st_size < pos:
+                    pos = 0                   # truncated (max-file 1 rotates in place)
+                f.seek(pos)
+                data = f.read()
+        except FileNotFoundError:
+            return [], pos, 0
+        out, n = parse(data)
+        return out, pos + n, ino
+
+    def read_older() -> list[dict[str, Any]]:
+        """The rotated files (``--log-opt max-file``), oldest first."""
+        out: list[dict[str, Any]] = []
+        for p in rotated_paths(str(path)):
+            out += read_from(p, 0)[0]
+        return out
+
+    def follow_rotation(ino: int, pos: int) -> tuple[list[dict[str, Any]], int, int]:
+        """What was added since ``pos``; if the file was rotated, the rest of the old one
+        (now ``.1``) first."""
+        try:
+            now = os.stat(path).st_ino
+        except FileNotFoundError:
+            return [], pos, ino
+        if ino and now != ino:
+            old = f"{path}.1"
+            rest: list[dict[str, Any]] = []
+            try:
+                if os.stat(old).st_ino == ino:
+                    rest = read_from(old, pos)[0]
+            except FileNotFoundError:
+                pass
+            new, pos, ino = read_from(path, 0)
+            return rest + new, pos, ino
+        new, pos, ino = read_from(path, pos)
+        return new, pos, ino
 
     start = 0
     if tail is not None and tail >= 0 and stdout and stderr and not since and not until:
         # every entry counts: read only the end of a possibly huge log
         start = await anyio.to_thread.run_sync(_tail_offset, path, tail)
-    entries, pos = await anyio.to_thread.run_sync(read_from, start)
+    entries, pos, ino = await anyio.to_thread.run_sync(read_from, path, start)
+    if start == 0:                            # the current file is not enough: older ones too
+        entries = await anyio.to_thread.run_sync(read_older) + entries
     entries = [e for e in entries if want(e)]
     if tail is not None and tail >= 0:
         entries = entries[-tail:] if tail else []
@@ -66,7 +107,7 @@ async def read_log(c: Container, path: Path, follow: bool, stdout: bool, stderr:
         return
     while True:
         running = c.state.running and not c.gone
-        new, pos = await anyio.to_thread.run_sync(read_from, pos)
+        new, pos, ino = await anyio.to_thread.run_sync(follow_rotation, ino, pos)
         for e in new:
             if want(e):
                 yield e.get("stream", "stdout"), e.get("log", ""), e.get("time", "")

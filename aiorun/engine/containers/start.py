@@ -20,6 +20,7 @@ import anyio.to_thread
 from aiorun.core import etc_files
 from aiorun.core import host_config as hcfg
 from aiorun.core.faultpoint import fault_point
+from aiorun.core.validate import parse_log_size
 from aiorun.errors import AiorunError, Conflict, NotModified
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
@@ -28,6 +29,17 @@ from aiorun.core.container_views import default_network_settings
 from aiorun.runtime.spec import CgroupSpec, ContainerSpec, MountSpec, SecuritySpec
 
 log = logging.getLogger("aiorun.containers")
+
+
+def log_rotation(log_config: Any) -> dict[str, int]:
+    """``ContainerSpec``'s rotation fields from a (create-time validated) ``LogConfig``."""
+    options = (log_config or {}).get("Config") or {}
+    out = {}
+    if options.get("max-size"):
+        out["log_max_size"] = parse_log_size(options["max-size"])
+        # Docker: max-file only counts when max-size is set
+        out["log_max_file"] = int(options.get("max-file") or 1)
+    return out
 
 #: The init files every container gets (bind mounts of files in its directory).
 ETC_FILES = (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"),
@@ -172,7 +184,8 @@ class StartRoom(NetworkRoom):
             cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc)),
             security=SecuritySpec(**hcfg.security_options(hc)),
             tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-            log_path=str(self.log_path(c.id)), state_dir=str(self._dir(c.id) / "runtime"))
+            log_path=str(self.log_path(c.id)), state_dir=str(self._dir(c.id) / "runtime"),
+            **log_rotation(hc.get("LogConfig")))
 
     def _etc_mounts(self, c: Container) -> list[MountSpec]:
         d = self._dir(c.id)

@@ -112,7 +112,8 @@ class CreateStart(SpawnerBase):
         close_after: list[int] = []
         try:
             if spec.get("log_path"):
-                p.log = JsonLog(spec["log_path"])
+                p.log = JsonLog(spec["log_path"], int(spec.get("log_max_size") or 0),
+                                int(spec.get("log_max_file") or 1))
             if spec.get("state_dir"):
                 os.makedirs(spec["state_dir"], exist_ok=True)
                 try:
