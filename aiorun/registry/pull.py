@@ -55,7 +55,6 @@ ATTEMPTS = 5
 MAX_DOCUMENT = 8 << 20
 #: A progress message every this many bytes of a layer.
 PROGRESS_STEP = 512 << 10
-CHUNK = 1 << 20
 
 
 class DigestMismatch(InvalidArgument):
@@ -336,17 +335,28 @@ class Puller:
                         await anyio.to_thread.run_sync(f.seek, 0)
                         await anyio.to_thread.run_sync(f.truncate)
                     reported = 0
-                    async for chunk in resp.aiter_bytes(CHUNK):
-                        done += len(chunk)
-                        if done > desc.size:
-                            raise DigestMismatch(f"layer {desc.digest}: the registry sent "
-                                                 f"more than its size ({desc.size} bytes); "
-                                                 "the partial layer was discarded")
-                        sha.update(chunk)
-                        await anyio.to_thread.run_sync(f.write, chunk)
-                        if done - reported >= PROGRESS_STEP or done == desc.size:
-                            reported = done
-                            await send.send(_progress("Downloading", ident, done, desc.size))
+                    # what arrived is kept even when the connection drops mid-way (the
+                    # resume starts after it), written in batches of PROGRESS_STEP
+                    pending: list[bytes] = []
+                    try:
+                        async for chunk in resp.aiter_raw():
+                            done += len(chunk)
+                            if done > desc.size:
+                                raise DigestMismatch(
+                                    f"layer {desc.digest}: the registry sent more than its "
+                                    f"size ({desc.size} bytes); the partial layer was "
+                                    "discarded")
+                            sha.update(chunk)
+                            pending.append(chunk)
+                            if done - reported >= PROGRESS_STEP or done == desc.size:
+                                reported = done
+                                await anyio.to_thread.run_sync(f.write, b"".join(pending))
+                                pending.clear()
+                                await send.send(_progress("Downloading", ident, done,
+                                                          desc.size))
+                    finally:
+                        if pending:
+                            await anyio.to_thread.run_sync(f.write, b"".join(pending))
                     break
                 except httpx.TransportError as exc:
                     if attempt == ATTEMPTS:

@@ -111,7 +111,7 @@ def push_image(url: str, repo: str, tag: str, layers: list[bytes], *,
                    for b, k in zip(blobs, kinds)],
     }
     body = json.dumps(manifest).encode()
-    return put_manifest(url, repo, tag, body, manifest["mediaType"], auth), manifest
+    return put_manifest(url, repo, tag, body, str(manifest["mediaType"]), auth), manifest
 
 
 def push_index(url: str, repo: str, tag: str, entries: dict[str, tuple[str, int]], *,
