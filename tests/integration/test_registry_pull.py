@@ -348,3 +348,26 @@ def test_skopeo_copy_then_pull(daemon, aiorun_paths, registry, busybox_tar, tmp_
     assert inspect(paths, f"{registry.host}/fromskopeo:1")["Id"] == iid
     assert ok(run_cli(paths, "run", "--rm", f"{registry.host}/fromskopeo:1")) == \
         "from skopeo\n"
+
+
+def test_build_pulls_a_missing_from_and_pull_forces_it(daemon, aiorun_paths, registry,
+                                                       busybox_tar, tmp_path):
+    paths = aiorun_paths
+    push_image(registry.url, "base", "1", [busybox_tar.read_bytes(),
+                                           tar_of({"hello.txt": b"v1\n"})])
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {registry.host}/base:1\n"
+                                    'CMD ["cat", "/hello.txt"]\n')
+    ok(run_cli(paths, "build", "-t", "built:1", str(ctx)))
+    assert ok(run_cli(paths, "run", "--rm", "built:1")) == "v1\n"
+    # a newer base in the registry: a plain build keeps the local one, --pull takes the new
+    push_image(registry.url, "base", "1", [busybox_tar.read_bytes(),
+                                           tar_of({"hello.txt": b"v2\n"})])
+    ok(run_cli(paths, "build", "-t", "built:2", str(ctx)))
+    assert ok(run_cli(paths, "run", "--rm", "built:2")) == "v1\n"
+    ok(run_cli(paths, "build", "--pull", "-t", "built:3", str(ctx)))
+    assert ok(run_cli(paths, "run", "--rm", "built:3")) == "v2\n"
+    (ctx / "Dockerfile").write_text(f"FROM {registry.host}/base:missing\n")
+    out = fails(run_cli(paths, "build", str(ctx)))
+    assert "pulling it failed: manifest for" in out
