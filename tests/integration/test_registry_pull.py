@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from aiorun.testing.daemon import run_cli
+from aiorun.testing.daemon import run_cli, start_daemon
 from aiorun.testing.regimages import manifest_size, push_image, push_index, tar_of
 from aiorun.testing.registry import start_registry
+from aiorun.testing.util import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +135,10 @@ def test_index_picks_the_host_platform(daemon, aiorun_paths, registry, busybox_t
         "linux/arm64": (arm, manifest_size(registry.url, "multi", arm)),
         "linux/amd64": (amd, manifest_size(registry.url, "multi", amd))})
     ref = f"{registry.host}/multi:1"
+    dist = daemon.client().get(f"/distribution/{ref}/json")
+    assert dist["Descriptor"]["digest"] == index
+    assert dist["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert {p["architecture"] for p in dist["Platforms"]} == {"amd64", "arm64"}
     out = ok(run_cli(paths, "pull", ref))
     assert f"Digest: {index}" in out          # the index's digest, as Docker records it
     assert inspect(paths, ref)["Architecture"] == "amd64"
@@ -162,8 +167,9 @@ def test_unknown_images_name_the_problem(daemon, aiorun_paths, registry, busybox
 
 class CuttingProxy:
     """A loopback TCP proxy in front of the registry. For the first blob response larger
-    than ``threshold`` it either cuts the connection half-way (``mode="cut"``, once) or
-    flips one byte of the body (``mode="corrupt"``, every time)."""
+    than ``threshold`` it either cuts the connection half-way (``mode="cut"``, once), flips
+    one byte of the body (``mode="corrupt"``, every time) or sends half and then nothing
+    until stopped (``mode="stall"``)."""
 
     def __init__(self, upstream_port: int, mode: str, threshold: int = 100_000) -> None:
         self.upstream = upstream_port
@@ -177,6 +183,8 @@ class CuttingProxy:
         self.port = self.sock.getsockname()[1]
         self.conns: list[socket.socket] = []
         self.stopped = False
+        self.stalled = threading.Event()       # mode "stall": half a blob sent, then nothing
+        self.release = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -185,6 +193,7 @@ class CuttingProxy:
 
     def stop(self) -> None:
         self.stopped = True
+        self.release.set()
         self.sock.close()
         for c in self.conns:
             try:
@@ -229,6 +238,11 @@ class CuttingProxy:
                     dst.sendall(data[: len(data) // 2])
                     dst.shutdown(socket.SHUT_RDWR)
                     dst.close()
+                    return
+                if big and self.mode == "stall" and body_seen > 50_000:
+                    dst.sendall(data[: len(data) // 2])
+                    self.stalled.set()
+                    self.release.wait()
                     return
                 if big and self.mode == "corrupt" and body_seen > 0:
                     i = max(0, len(data) - body_seen) + 10
@@ -371,3 +385,51 @@ def test_build_pulls_a_missing_from_and_pull_forces_it(daemon, aiorun_paths, reg
     (ctx / "Dockerfile").write_text(f"FROM {registry.host}/base:missing\n")
     out = fails(run_cli(paths, "build", str(ctx)))
     assert "pulling it failed: manifest for" in out
+
+
+def test_daemon_killed_mid_pull_leaves_nothing(daemon, aiorun_paths, registry, busybox_tar):
+    """kill -9 while one layer is stored and another half downloaded: after the restart no
+    image, no tag, no layer and no spool file is left."""
+    paths = aiorun_paths
+    push_image(registry.url, "crash", "1", [tar_of({"small": b"s"}), busybox_tar.read_bytes()],
+               compressions=["gzip", "tar"])
+    proxy = CuttingProxy(registry.port, "stall")
+    puller = threading.Thread(target=run_cli, args=(paths, "pull", f"{proxy.host}/crash:1"),
+                              kwargs={"timeout": 60}, daemon=True)
+    try:
+        puller.start()
+        wait_until(lambda: proxy.stalled.is_set() and layer_files(paths), 30,
+                   "one layer stored while the other stalls")
+        wait_until(lambda: spool_files(paths), 10, "the stalled layer's spool file")
+        daemon.kill9()
+        puller.join(30)
+    finally:
+        proxy.stop()
+    again = start_daemon(paths)
+    try:
+        assert ok(run_cli(paths, "images", "-q", "-a")) == ""
+        assert not layer_files(paths), "a layer of the interrupted pull survived"
+        assert not spool_files(paths), "a spool file of the interrupted pull survived"
+    finally:
+        again.stop_all()
+
+
+def test_client_hanging_up_mid_pull_leaves_nothing(daemon, aiorun_paths, registry,
+                                                   busybox_tar):
+    """The client goes away while a layer is stored and another stalls: the pull is
+    cancelled, its layers freed, its spool file removed, no image registered."""
+    paths = aiorun_paths
+    push_image(registry.url, "gone", "1", [tar_of({"small": b"s"}), busybox_tar.read_bytes()],
+               compressions=["gzip", "tar"])
+    proxy = CuttingProxy(registry.port, "stall")
+    try:
+        resp = daemon.client().request("POST", "/images/create",
+                                       {"fromImage": f"{proxy.host}/gone", "tag": "1"})
+        wait_until(lambda: proxy.stalled.is_set() and layer_files(paths), 30,
+                   "one layer stored while the other stalls")
+        resp.close()
+        wait_until(lambda: not layer_files(paths) and not spool_files(paths), 30,
+                   "the cancelled pull's layers and spool files removed")
+        assert ok(run_cli(paths, "images", "-q", "-a")) == ""
+    finally:
+        proxy.stop()
