@@ -45,7 +45,7 @@ def cmd_run(ctx: Any, opts: Opts, rest: list[str]) -> int:
     from aiorun.api.client import ApiError
     client = ctx.client()
     from aiorun.cli.pull import create_pulling      # a missing image is pulled (Docker's)
-    cid = create_pulling(client, body, name)["Id"]
+    cid = create_pulling(client, body, name, opts)["Id"]
     if opts.detach:
         try:
             call(client, "POST", f"/containers/{cid}/start")
@@ -63,7 +63,7 @@ def cmd_create(ctx: Any, opts: Opts, rest: list[str]) -> int:
     opts["detach"] = True
     body, name = _create_body(opts, rest)
     from aiorun.cli.pull import create_pulling
-    cid = create_pulling(ctx.client(), body, name)["Id"]
+    cid = create_pulling(ctx.client(), body, name, opts)["Id"]
     sys.stdout.write(cid + "\n")
     return 0
 

@@ -129,20 +129,33 @@ def cmd_pull(ctx: Any, args: Opts, argv: list[str]) -> int:
     return code
 
 
-def create_pulling(client: Any, body: dict[str, Any], name: str | None,
-                   platform: str | None = None) -> Any:
+def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Opts) -> Any:
     """``POST /containers/create``; when the image is missing, pull it (progress on stderr)
-    and create again — what the docker CLI does."""
+    and create again — what the docker CLI does. ``--pull always|missing|never``,
+    ``--platform`` and ``-q`` as docker's."""
     from aiorun.api.client import ApiError
     from aiorun.cli.common import call
+    from aiorun.cli.options import UsageError
+    policy = (opts.pull or "missing").lower()
+    if policy not in ("always", "missing", "never"):
+        raise UsageError(f'invalid pull option: "{opts.pull}": must be one of "always", '
+                         '"missing" or "never"')
+    image = str(body.get("Image") or "")
+    out: TextIO = sys.stderr
+    if opts.quiet:
+        import io
+        out = io.StringIO()
+    if policy == "always":
+        if stream_pull(client, image, out, opts.platform or None) != 0:
+            raise SystemExit(125)
+        return call(client, "POST", "/containers/create", body, name=name)
     try:
         return call(client, "POST", "/containers/create", body, name=name)
     except ApiError as exc:
-        if exc.status != 404 or "No such image" not in exc.message:
+        if policy == "never" or exc.status != 404 or "No such image" not in exc.message:
             raise
-    image = str(body.get("Image") or "")
     shown = image if ("@" in image or ":" in image.rpartition("/")[2]) else f"{image}:latest"
     err(f"Unable to find image '{shown}' locally")
-    if stream_pull(client, image, sys.stderr, platform) != 0:
+    if stream_pull(client, image, out, opts.platform or None) != 0:
         raise SystemExit(125)
     return call(client, "POST", "/containers/create", body, name=name)

@@ -122,6 +122,16 @@ def test_run_pulls_a_missing_image_and_emits_pull_event(daemon, aiorun_paths, re
                         "--filter",
                         "type=image", "--format", "{{.Action}} {{.Actor.ID}}"))
     assert f"pull {registry.host}/auto:latest" in events.splitlines()
+    # --pull never: a missing image is an error; --pull always: the registry's newer image
+    push_image(registry.url, "auto", "latest", [busybox_tar.read_bytes()],
+               cmd=["echo", "newer"])
+    r = run_cli(paths, "run", "--rm", "--pull", "never", f"{registry.host}/auto:other")
+    assert r.returncode == 125 and "No such image" in fails(r)
+    assert ok(run_cli(paths, "run", "--rm", f"{registry.host}/auto")) == "pulled by run\n"
+    assert ok(run_cli(paths, "run", "--rm", "-q", "--pull", "always",
+                      f"{registry.host}/auto")) == "newer\n"
+    r = run_cli(paths, "run", "--rm", "--pull", "sometimes", f"{registry.host}/auto")
+    assert r.returncode == 125 and "invalid pull option" in fails(r)
 
 
 def test_index_picks_the_host_platform(daemon, aiorun_paths, registry, busybox_tar):
