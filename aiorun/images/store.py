@@ -44,11 +44,11 @@ from aiorun.config import Paths
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.images import oci
-from aiorun.images.distribution import DistributionMeta
 # the layer files (and the store's file helpers) live in .layerfiles; importable from here
 from aiorun.images.layerfiles import (SPOOL_PREFIX, TMP_MARK, LayerFiles,  # noqa: F401
                                       LayerSource, remove_path, write_atomic)
 from aiorun.images import reference as R
+from aiorun.images.distribution import DistributionMeta
 
 log = logging.getLogger(__name__)
 
