@@ -46,7 +46,7 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
       Option("--no-cache", BOOL, "Do not use the build cache"),
       Option("--rm", STR, "Accepted; intermediates are always removed", default="true",
              metavar="bool"),
-      Option("--pull", BOOL, "Accepted; aiorun does not pull"))
+      Option("--pull", BOOL, "Always attempt to pull a newer version of the image"))
 def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
     need(args, "build", 1, 1)
     path = args[0]
@@ -100,7 +100,8 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                  "buildargs": _kv(a.build_arg, "build-arg", from_env=True) or None,
                  "labels": _kv(a.label, "label") or None,
                  "q": True if a.quiet else None, "rm": True,
-                 "nocache": True if a.no_cache else None, "target": a.target or None}
+                 "nocache": True if a.no_cache else None, "target": a.target or None,
+                 "pull": True if a.pull else None}
         resp = ctx.client().request("POST", "/build", query, body=tmp,
                                     headers={"Content-Type": "application/x-tar"})
         rc = 0

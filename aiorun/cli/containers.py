@@ -44,7 +44,8 @@ def cmd_run(ctx: Any, opts: Opts, rest: list[str]) -> int:
     body, name = _create_body(opts, rest)
     from aiorun.api.client import ApiError
     client = ctx.client()
-    cid = call(client, "POST", "/containers/create", body, name=name)["Id"]
+    from aiorun.cli.pull import create_pulling      # a missing image is pulled (Docker's)
+    cid = create_pulling(client, body, name, opts)["Id"]
     if opts.detach:
         try:
             call(client, "POST", f"/containers/{cid}/start")
@@ -61,7 +62,8 @@ def cmd_run(ctx: Any, opts: Opts, rest: list[str]) -> int:
 def cmd_create(ctx: Any, opts: Opts, rest: list[str]) -> int:
     opts["detach"] = True
     body, name = _create_body(opts, rest)
-    cid = call(ctx.client(), "POST", "/containers/create", body, name=name)["Id"]
+    from aiorun.cli.pull import create_pulling
+    cid = create_pulling(ctx.client(), body, name, opts)["Id"]
     sys.stdout.write(cid + "\n")
     return 0
 

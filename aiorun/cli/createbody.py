@@ -67,9 +67,10 @@ CREATE_OPTIONS = (
     Option("--log-opt", LIST, "Log driver options (max-size=10m, max-file=3)"),
     Option("-a --attach", LIST, "Attach to STDIN, STDOUT or STDERR (accepted)"),
     Option("--sig-proxy", BOOL, "Proxy received signals to the process (accepted)"),
-    Option("--pull", STR, "Pull image before running (accepted; aiorun does not pull)"),
-    Option("--platform", STR, "Set platform (accepted)"),
-    Option("-q --quiet", BOOL, "Suppress the pull output (accepted)"),
+    Option("--pull", STR, 'Pull image before running ("always", "missing", "never")',
+           default="missing"),
+    Option("--platform", STR, "Set platform (of an image pulled)"),
+    Option("-q --quiet", BOOL, "Suppress the pull output"),
 )
 
 #: A converter's answer for "leave this field out of the body".

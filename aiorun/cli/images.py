@@ -82,7 +82,7 @@ def _print_json_stream(resp: Any, quiet: bool = False) -> int:
       Option("-a --all", BOOL, "Show all images"),
       Option("-q --quiet", BOOL, "Only show image IDs"),
       Option("--no-trunc", BOOL, "Don't truncate output"),
-      Option("--digests", BOOL, "Show digests (accepted)"),
+      Option("--digests", BOOL, "Show digests"),
       Option("-f --filter", LIST, "Filter output based on conditions provided (KEY=VALUE)"),
       Option("--format", STR, "Format output using a Go template"))
 def cmd_images(ctx: Any, args: Opts, argv: list[str]) -> int:
@@ -95,6 +95,10 @@ def cmd_images(ctx: Any, args: Opts, argv: list[str]) -> int:
     rows = []
     for im in images:
         tags = im.get("RepoTags") or []
+        # RepoDigests: "repo@sha256:..."; a repository without a tag shows as "repo <none>"
+        digests = dict(d.split("@", 1) for d in im.get("RepoDigests") or [] if "@" in d)
+        tagged = {t.rpartition(":")[0] for t in tags}
+        tags = tags + [f"{r}:<none>" for r in digests if r not in tagged]
         if not tags:
             tags = ["<none>:<none>"]
         for t in tags:
@@ -103,7 +107,8 @@ def cmd_images(ctx: Any, args: Opts, argv: list[str]) -> int:
                          "CreatedSince": since(im.get("Created", 0), now),
                          "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC",
                                                     time.gmtime(im.get("Created", 0))),
-                         "Size": human_size(im.get("Size", 0)), "Digest": "<none>",
+                         "Size": human_size(im.get("Size", 0)),
+                         "Digest": digests.get(repo, "<none>"),
                          "Containers": "N/A"})
     if args.quiet:
         seen: list[str] = []
@@ -112,7 +117,9 @@ def cmd_images(ctx: Any, args: Opts, argv: list[str]) -> int:
                 seen.append(r["ID"])
         sys.stdout.write("".join(f"{i}\n" for i in seen))
         return 0
-    sys.stdout.write(_render(args.format or IMAGES_TABLE, rows, IMAGES_HEADERS))
+    table = IMAGES_TABLE.replace("\t{{.ID}}", "\t{{.Digest}}\t{{.ID}}") if args.digests \
+        else IMAGES_TABLE
+    sys.stdout.write(_render(args.format or table, rows, IMAGES_HEADERS))
     return 0
 
 

@@ -31,6 +31,7 @@ VERBS: dict[str, str] = {
     "history": "images:cmd_history",
     "save": "images:cmd_save",
     "load": "images:cmd_load",
+    "pull": "pull:cmd_pull",
     "build": "build:cmd_build",
     # containers (issue 3)
     "run": "containers:cmd_run",
@@ -68,7 +69,7 @@ USAGE = """usage: aiorun [--root DIR] [--run-root DIR] [-H SOCKET] COMMAND [ARGS
 A container engine on an async core. Commands:
   run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec,
   attach, pause, unpause, update
-  build, import, images, tag, rmi, history, save, load, commit
+  build, pull, import, images, tag, rmi, history, save, load, commit
   network, port, volume, events, info, version, system, serve
 Run 'aiorun COMMAND --help' for a command's options.
 """

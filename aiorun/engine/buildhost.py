@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
     from aiorun.engine.daemon import Engine
     from aiorun.core.interfaces import Images, Runtime
+    from aiorun.images.store import Image
 
 #: ``<root>/buildcache/<key>``: the layer a layer-making step produced, by a key of the parent
 #: layers, the config the step sees, the instruction and the content of its sources.
@@ -127,6 +128,19 @@ class EngineBuildHost:
                 events.emit("image", action, image_id, attrs)
             except Unavailable as exc:   # the image exists; the bus's health tells the loss
                 log.error("image %s %s: event not recorded: %s", action, image_id, exc)
+
+    async def pull_image(self, ref: str) -> Image:
+        from aiorun.registry.pull import Puller
+        puller = Puller(self._engine.images, self._engine.paths.tmp, ref)
+        progress = puller.run()
+        try:
+            async for _msg in progress:
+                pass
+        finally:
+            await progress.aclose()
+        assert puller.image is not None
+        self.emit_image_event("pull", puller.target.display, {"name": puller.target.ref.repo})
+        return puller.image
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -49,6 +49,7 @@ from aiorun.images.limits import LimitSettings
 from aiorun.images.layerfiles import (SPOOL_PREFIX, TMP_MARK, LayerFiles,  # noqa: F401
                                       LayerSource, remove_path, write_atomic)
 from aiorun.images import reference as R
+from aiorun.images.distribution import DistributionMeta
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class ImageStore:
         self._images: dict[str, Image] = {}
         self._raw: dict[str, bytes] = {}
         self._tags: dict[str, str] = {}            # "repo:tag" -> image id
+        #: RepoDigests and blob digest -> diff_id (registry pulls and pushes)
+        self.dist = DistributionMeta(self.root / "distribution.json")
         self._lock = anyio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -156,6 +159,8 @@ class ImageStore:
             self._layers.reapply(hex_)
         for iid, img in self._images.items():
             img.size = self._image_size(img.layers)
+        self.dist.load(set(self._images), referenced)
+        self._refresh_tags()
 
     # ------------------------------------------------------------------ queries
     def resolve(self, ref_or_id: str) -> Image:
@@ -169,7 +174,11 @@ class ImageStore:
             r = R.parse(ref)
         except InvalidArgument:
             r = None
-        if r is not None and r.tag is not None:
+        if r is not None and r.digest is not None:
+            iid = self.dist.find(f"{r.repo}@{r.digest}")
+            if iid is not None and iid in self._images:
+                return self._images[iid]
+        elif r is not None and r.tag is not None:
             iid = self._tags.get(r.name_tag)
             if iid is not None:
                 return self._images[iid]
@@ -209,6 +218,28 @@ class ImageStore:
         self._layers.sizes[hex_] = size
         self._layers.pin(hex_)
         return hex_
+
+    def pin_layer(self, diff_id: str) -> bool:
+        """Pin a stored layer as ``add_layer`` would (a pull that needs it does not fetch it
+        again); False when the store does not have it."""
+        h = diff_id.removeprefix("sha256:")
+        if not self._layers.has_tar(h):
+            return False
+        self._layers.pin(h)
+        self._layers.remember_size(h)
+        return True
+
+    async def add_repo_digest(self, image_id: str, repo_digest: str,
+                              blobs: dict[str, str] | None = None) -> None:
+        """Record ``repo@sha256:<manifest digest>`` for an image (a pull or push), and
+        ``blobs`` (compressed digest -> diff_id hex) of its layers."""
+        async with self._lock:
+            if image_id not in self._images:
+                raise NotFound(f"No such image: {image_id}")
+            self.dist.add_repo_digest(image_id, repo_digest)
+            self.dist.blobs.update(blobs or {})
+            await anyio.to_thread.run_sync(self.dist.save)
+            self._refresh_tags()
 
     def release_layer(self, diff_id: str) -> None:
         """Unpin a layer added with ``add_layer`` that will not be used after all."""
@@ -326,10 +357,16 @@ class ImageStore:
         await anyio.to_thread.run_sync(lambda: (self.configs_dir / img.hex).unlink(missing_ok=True))
         out = [{"Deleted": img.id}]
         referenced = self._referenced()
+        self.dist.forget_image(img.id)
         for h in dict.fromkeys(img.layers):
             if h not in referenced:
                 await anyio.to_thread.run_sync(self._layers.drop, h)
+                self.dist.forget_layer(h)
                 out.append({"Deleted": f"sha256:{h}"})
+        try:
+            await anyio.to_thread.run_sync(self.dist.save)
+        except OSError as exc:   # stale entries are dropped at the next start
+            log.warning("cannot save %s: %s", self.dist.path, exc)
         return out
 
     async def prune(self, all_images: bool = False) -> dict[str, Any]:
@@ -434,6 +471,7 @@ class ImageStore:
     def _refresh_tags(self) -> None:
         for iid, img in self._images.items():
             img.repo_tags = self._tags_of(iid)
+            img.repo_digests = self.dist.of(iid)
 
     def _forget_image(self, iid: str, unlink: bool = True) -> None:
         self._images.pop(iid, None)

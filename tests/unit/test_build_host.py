@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from aiorun.errors import NotFound
 from aiorun.images.build.builder import Builder
 from aiorun.images.build.dockerfile import parse
 from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
@@ -84,6 +85,9 @@ class FakeHost:
 
     def emit_image_event(self, action: str, image_id: str, attrs: dict[str, Any]) -> None:
         self.events.append((action, image_id, attrs))
+
+    async def pull_image(self, ref: str) -> Any:
+        raise NotFound(f"manifest for {ref} not found (no registry in this test)")
 
 
 def _builder(host: FakeHost, tmp_path: Path, dockerfile: str, **kw: Any) -> Builder:

@@ -3,6 +3,7 @@
 ROUTE_MODULES = [
     "aiorun.api.routes.system",
     "aiorun.api.routes.images",
+    "aiorun.api.routes.pull",
     "aiorun.api.routes.containers",
     "aiorun.api.routes.exec",
     "aiorun.api.routes.networks",

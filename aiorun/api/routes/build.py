@@ -122,7 +122,8 @@ async def build(req: Request, engine: Any):
         raise
     builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
-                      no_cache=req.flag("nocache"), target=req.arg("target") or None)
+                      no_cache=req.flag("nocache"), target=req.arg("target") or None,
+                      pull=req.flag("pull"))
 
     async def stream() -> AsyncIterator[bytes]:
         try:

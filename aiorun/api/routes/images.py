@@ -3,6 +3,7 @@
 ``GET /images/json`` · ``GET /images/{name}/json`` · ``GET /images/{name}/history`` ·
 ``POST /images/{name}/tag?repo=&tag=`` (201) · ``DELETE /images/{name}?force=`` ·
 ``POST /images/create?fromSrc=-&repo=&tag=&message=&changes=`` (import; tar body; JSON lines) ·
+``POST /images/create?fromImage=&tag=&platform=`` (pull: :mod:`aiorun.api.routes.pull`) ·
 ``GET /images/get?names=`` and ``GET /images/{name}/get`` (save: a tar stream) ·
 ``POST /images/load`` (tar body; JSON lines ``{"stream": "Loaded image: x\\n"}``) ·
 ``POST /images/prune?filters=``.
@@ -170,8 +171,8 @@ def _list_arg(req: Request, name: str) -> list[str]:
 async def create(req: Request, engine: Any):
     src = req.arg("fromSrc")
     if req.arg("fromImage"):
-        raise NotFound(f"pull access denied for {req.arg('fromImage')}: aiorun has no registry "
-                       "client; use `aiorun load` or `aiorun import`")
+        from aiorun.api.routes.pull import pull_response
+        return await pull_response(req, engine)
     if src != "-":
         raise InvalidArgument("only fromSrc=- (the request body) is supported for import")
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""

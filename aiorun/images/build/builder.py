@@ -68,8 +68,11 @@ class Builder:
     def __init__(self, host: BuildHost, context_dir: Path, instructions: list[Instruction],
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
-                 no_cache: bool = False, target: str | None = None) -> None:
+                 no_cache: bool = False, target: str | None = None,
+                 pull: bool = False) -> None:
         self.host = host
+        self.pull = pull                            # --pull: FROM images pulled again
+        self._pulled: set[str] = set()
         self.target = (target or "").lower() or None
         self.context = Path(context_dir)
         self.instructions = instructions
@@ -260,11 +263,18 @@ class Builder:
         return None
 
     async def _resolve_image(self, name: str, ins: Instruction) -> Image:
+        """The image ``name``: pulled when missing (or with ``--pull``, once per build)."""
+        if not (self.pull and name not in self._pulled):
+            try:
+                return self.host.images.resolve(name)
+            except NotFound:
+                pass
+        self._pulled.add(name)
         try:
-            return self.host.images.resolve(name)
-        except NotFound:
+            return await self.host.pull_image(name)
+        except AiorunError as exc:
             raise BuildError(f"{ins.cmd} {name} (Dockerfile line {ins.line}): no such image "
-                             "(aiorun build does not pull: import or load it first)") from None
+                             f"here, and pulling it failed: {exc.message}") from None
 
     def _arg(self, st: Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
         name, eq, default = ins.rest.partition("=")

@@ -19,6 +19,7 @@ from aiorun.errors import AiorunError
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
     from aiorun.core.interfaces import Images
+    from aiorun.images.store import Image
 
 
 class BuildError(AiorunError):
@@ -98,4 +99,9 @@ class BuildHost(Protocol):
 
     def emit_image_event(self, action: str, image_id: str, attrs: dict[str, Any]) -> None:
         """Publish an ``image`` event (``build``, ``tag``)."""
+        ...
+
+    async def pull_image(self, ref: str) -> Image:
+        """Pull ``ref`` from its registry into the image store (a ``FROM`` image that is
+        missing, or every one with ``--pull``) and return it; the pull's error otherwise."""
         ...

@@ -1,0 +1,99 @@
+"""Registry pulls over the API (Docker's routes).
+
+``POST /images/create?fromImage=&tag=&platform=`` (reached through the images router's
+``create``) streams Docker's pull progress as JSON lines; ``X-Registry-Auth`` (base64url JSON
+``{username, password, serveraddress}`` or ``{identitytoken}``, as the docker CLI sends it)
+carries credentials. An image that does not exist (or may not be read) is an HTTP error before
+anything streams, as with Docker; failures later are ``{"error", "errorDetail"}`` lines.
+``GET /distribution/{name}/json`` answers what a reference names on its registry.
+
+Emits Docker's ``image pull`` event (actor: the reference pulled).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from aiorun.api.http import Request, Response, Router
+from aiorun.errors import AiorunError, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+router = Router()
+
+
+def registry_auth(req: Request) -> Any:
+    """The ``Credentials`` of an ``X-Registry-Auth`` header, or None (anonymous)."""
+    from aiorun.registry.auth import Credentials
+    raw = (req.headers.get("x-registry-auth") or "").strip()
+    if not raw:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidArgument("X-Registry-Auth is not base64url-encoded JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("X-Registry-Auth is not a JSON object")
+    token = doc.get("identitytoken") or ""
+    user, secret = str(doc.get("username") or ""), str(doc.get("password") or token or "")
+    if not user and not secret:
+        return None               # docker sends "{}" (encoded) for anonymous pulls
+    return Credentials(user or "<token>", secret)
+
+
+def pull_reference(image: str, tag: str) -> str:
+    """Docker's ``fromImage`` + ``tag`` (a tag, or a digest) → one reference."""
+    if not tag:
+        return image
+    if tag.startswith("sha256:"):
+        return f"{image}@{tag}"
+    return f"{image}:{tag}"
+
+
+def _line(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg).encode() + b"\r\n"
+
+
+async def pull_response(req: Request, engine: Any) -> Response:
+    from aiorun.registry.pull import Puller
+    ref = pull_reference(req.arg("fromImage") or "", req.arg("tag") or "")
+    puller = Puller(engine.images, engine.paths.tmp, ref, credentials=registry_auth(req),
+                    platform=req.arg("platform") or None)
+    progress = puller.run()
+    try:
+        first = await progress.__anext__()      # the image exists: now stream
+    except BaseException:
+        await progress.aclose()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield _line(first)
+            async for msg in progress:
+                yield _line(msg)
+        except AiorunError as exc:
+            yield _line({"error": exc.message, "errorDetail": {"message": exc.message}})
+        except Exception as exc:
+            log.exception("pull of %s failed", ref)
+            text = f"{type(exc).__name__}: {exc}"
+            yield _line({"error": text, "errorDetail": {"message": text}})
+        else:
+            try:
+                engine.events.emit("image", "pull", puller.target.display,
+                                   {"name": puller.target.ref.repo})
+            except AiorunError as exc:
+                log.warning("image pull event not recorded: %s", exc)
+        finally:
+            await progress.aclose()
+
+    return Response(200, stream=stream())
+
+
+@router.route("GET", "/distribution/{name:path}/json")
+async def distribution(req: Request, engine: Any):
+    from aiorun.registry.pull import distribution_inspect
+    return await distribution_inspect(req.params["name"], credentials=registry_auth(req))
