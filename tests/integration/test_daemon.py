@@ -62,6 +62,9 @@ def test_system_endpoints(daemon, host_state):
                 "DockerRootDir", "ServerVersion", "Backend"):
         assert key in info, key
     assert info["DockerRootDir"] == str(daemon.paths.root)
+    services = info["Supervisor"]["Services"]      # the supervised services are running
+    assert services["api"]["Status"] == "running" and services["api"]["Failures"] == 0
+    assert services["event bus socket"]["Status"] == "running"
     assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o660"
 
 

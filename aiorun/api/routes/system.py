@@ -178,6 +178,9 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         "Managers": list(PARTS),
         # ok | failing (events are refused until the journal can be written) | none
         "EventJournal": engine.events.health(),
+        # the supervised services (api, event bus socket) with their failures and restarts,
+        # and the failures of contained one-shot tasks (per kind)
+        "Supervisor": engine.supervisor.health(),
     }
 
 
