@@ -45,7 +45,7 @@ HEALTHY_AFTER = 60.0
 class ServiceHealth:
     """What ``aiorun info`` shows of one service."""
 
-    status: str = "starting"        # starting | running | restarting | stopped
+    status: str = "starting"        # starting | running | restarting
     failures: int = 0
     last_error: str = ""
 
@@ -110,7 +110,9 @@ class Supervisor:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, self._max)
                 continue
-            health.status = "stopped"  # returned by itself: nothing to restart
+            # Returned by itself (e.g. a network's name server after its network went away):
+            # nothing to restart, and the name may be supervised again later.
+            del self._services[name]
             return
 
     # -- one-shot tasks ----------------------------------------------------------------------

@@ -123,6 +123,7 @@ class FakeEngine:
         self.events = Recorder()
         self.containers = None
         self.task_group = None
+        self.supervisor = None      # set with the task group, to run name servers
 
 
 class Recorder:

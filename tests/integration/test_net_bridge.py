@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from aiorun.engine.networks import NetworkManager
+from aiorun.engine.supervisor import Supervisor
 from aiorun.errors import Conflict
 from netns_util import FakeEngine, Netns, free_port, http_get, owned_state
 
@@ -335,6 +336,7 @@ async def test_dns_names_on_user_network(aiorun_paths, no_leaks):
     host_if = f"aiorot{octet}"
     async with anyio.create_task_group() as tg:
         eng.task_group = tg
+        eng.supervisor = Supervisor(tg)
         m = NetworkManager(eng)
         await m.start()
         try:

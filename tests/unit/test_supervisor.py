@@ -83,3 +83,16 @@ async def test_cancellation_still_stops_services():
             sup = Supervisor(tg)
             await sup.start_service("dns", forever)
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_service_that_returns_is_forgotten_and_can_start_again():
+    async def once(*, task_status=anyio.TASK_STATUS_IGNORED):
+        task_status.started()
+
+    async with anyio.create_task_group() as tg:
+        sup = Supervisor(tg)
+        await sup.start_service("dns net1", once)
+        await anyio.sleep(0.01)
+        assert "dns net1" not in sup.health()["Services"]
+        await sup.start_service("dns net1", once)     # the same name again: no error

@@ -51,6 +51,7 @@ from .records import (DEFAULT_DRIVER, DEFAULT_NETWORK, NAME_RE, PREDEFINED, Forb
                       Network, Records, now)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.engine.supervisor import Supervisor
     from aiorun.engine.daemon import Engine
 
 log = logging.getLogger("aiorun.networks")
@@ -68,13 +69,15 @@ class NetworkManager:
         self._drivers = DriverTable(self.dir)
         self.drivers = self._drivers.loaded
         self.names = NameService(self.records, self._drivers, self.paths.containers,
-                                 self._task_group)
+                                 self._supervisor)
         self.connections = Connections(self)
         self._lock = anyio.Lock()          # network create/remove and default materialisation
         self._gc_done = False
 
-    def _task_group(self) -> anyio.abc.TaskGroup | None:
-        return self.engine.task_group
+    def _supervisor(self) -> Supervisor | None:
+        """The daemon's supervisor (None in tests that run the manager without a daemon:
+        then user networks get no name server)."""
+        return self.engine.supervisor
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

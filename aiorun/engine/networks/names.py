@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import anyio
 import anyio.abc
@@ -25,18 +25,29 @@ from .drivers import DriverTable
 from .hostsfile import write_hosts_section
 from .records import Network, Records
 
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.engine.supervisor import Supervisor
+
 log = logging.getLogger("aiorun.networks")
+
+
+class _Server:
+    """One network's name server: the cancel scope of its current run (None between a
+    failure and its restart)."""
+
+    def __init__(self) -> None:
+        self.scope: anyio.CancelScope | None = None
 
 
 class NameService:
     def __init__(self, records: Records, drivers: DriverTable, containers_dir: Path,
-                 task_group: Callable[[], anyio.abc.TaskGroup | None]) -> None:
+                 supervisor: Callable[[], Supervisor | None]) -> None:
         self.records = records
         self.drivers = drivers
         self.containers_dir = containers_dir
-        #: the daemon's task group, asked at each start (it may come after the manager)
-        self.task_group = task_group
-        self.servers: dict[str, anyio.CancelScope] = {}   # network id → its name server task
+        #: the daemon's supervisor, asked at each start (None: no daemon, no name servers)
+        self.supervisor = supervisor
+        self.servers: dict[str, _Server] = {}   # network id → its name server
 
     # -- hosts files -------------------------------------------------------------------------
     def hosts_entries(self, container_id: str) -> list[tuple[str, str]]:
@@ -103,26 +114,31 @@ class NameService:
     async def start_dns(self, n: Network) -> None:
         """Serve names on a user network's gateway:53 (needs the daemon's task group;
         skipped with a log line if the port cannot be bound; AIORUN_DNS=0 disables it)."""
-        tg = self.task_group()
+        sup = self.supervisor()
         c = n.config
         cls = self.drivers.driver_class(c.driver)
-        if (tg is None or n.predefined or cls is None or not cls.supports_dns or not c.gateway
+        if (sup is None or n.predefined or cls is None or not cls.supports_dns or not c.gateway
                 or c.id in self.servers or os.environ.get("AIORUN_DNS") == "0"):
             return
         drv = self.drivers.get(c.driver)
         from aiorun.net import dns
-        scope = anyio.CancelScope()
+        server = self.servers[c.id] = _Server()
 
         async def run(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-            with scope:
+            # A supervised service: should the server fail, the supervisor logs it and runs
+            # this again after a backoff — unless the network's DNS was stopped meanwhile.
+            if self.servers.get(c.id) is not server:
+                task_status.started()
+                return
+            with anyio.CancelScope() as server.scope:
                 await dns.serve(c.gateway, lambda name: self.dns_lookup(c.id, name),
                                 task_status=task_status)
         try:
-            await tg.start(run)
+            await sup.start_service(f"dns {c.name} ({c.id[:12]})", run)
         except OSError as exc:
+            self.servers.pop(c.id, None)
             log.warning("no DNS for network %s: cannot bind %s:53: %s", c.name, c.gateway, exc)
             return
-        self.servers[c.id] = scope
         try:
             await drv.set_dns(c.id, True)
         except AiorunError as exc:
@@ -130,9 +146,9 @@ class NameService:
             await self.stop_dns(c.id, tell_driver=False)
 
     async def stop_dns(self, net_id: str, tell_driver: bool = True) -> None:
-        scope = self.servers.pop(net_id, None)
-        if scope is not None:
-            scope.cancel()
+        server = self.servers.pop(net_id, None)
+        if server is not None and server.scope is not None:
+            server.scope.cancel()
         n = self.records.networks.get(net_id)
         if tell_driver and n is not None:
             drv = self.drivers.loaded.get(n.config.driver)
