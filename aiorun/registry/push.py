@@ -80,13 +80,16 @@ class PushCache:
         e = self.layers.get(diff_id) or {}
         return list((e.get("repos") or {}).get(registry) or [])
 
-    def record(self, diff_id: str, digest: str, size: int, registry: str, repo: str) -> None:
+    def record(self, diff_id: str, digest: str, size: int, registry: str = "",
+               repo: str = "") -> None:
+        """Remember ``diff_id``'s blob, and (when given) that ``registry``'s ``repo`` has it."""
         e = self.layers.get(diff_id)
         if not isinstance(e, dict) or e.get("digest") != digest:
             e = {"digest": digest, "size": size, "repos": {}}
-        repos = e.setdefault("repos", {}).setdefault(registry, [])
-        if repo not in repos:
-            repos.append(repo)
+        if registry:
+            repos = e.setdefault("repos", {}).setdefault(registry, [])
+            if repo not in repos:
+                repos.append(repo)
         self.layers[diff_id] = e
         try:
             write_json_atomic(self.path, self.layers, durable=False)
@@ -150,6 +153,15 @@ class Pusher:
 
     def _blob_path(self, digest: str) -> str:
         return f"/v2/{self.repo}/blobs/{digest}"
+
+    async def check_access(self) -> None:
+        """Fail before any work when the registry refuses to let us push here (unauthorized
+        names ``aiorun login``); a repository that does not exist yet is fine."""
+        resp = await self.rc.request("GET", f"/v2/{self.repo}/tags/list",
+                                     scope=self.remote.scope("pull,push"))
+        await resp.aclose()
+        if resp.status_code not in (200, 404):
+            await RegistryClient.check(resp, f"access to {self.repo}")
 
     async def blob_exists(self, digest: str) -> bool:
         resp = await self.rc.request("HEAD", self._blob_path(digest),
@@ -251,6 +263,7 @@ class Pusher:
         tar = self.images.layer_tar(diff_id)
         log.info("compressing layer %s for push", short)
         spool, digest, size = await anyio.to_thread.run_sync(compress_layer, tar, self.paths.tmp)
+        self.cache.record(diff_id, digest, size)     # even if the upload fails below
         try:
             if known is None and await self.blob_exists(digest):
                 self.cache.record(diff_id, digest, size, registry, self.repo)
@@ -309,6 +322,7 @@ async def push(images: Images, paths: Paths, ref: str, *, credentials: Credentia
     async with RegistryClient(remote.api_host, credentials=credentials,
                               insecure=insecure) as rc:
         p = Pusher(images, paths, rc, remote)
+        await p.check_access()
         descriptors = []
         for d in layers:
             async for msg in p.push_layer(d):
