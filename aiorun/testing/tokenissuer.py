@@ -77,8 +77,7 @@ class TokenIssuer:
 
     @property
     def realm(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/token"
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
 
     def registry_config(self) -> dict[str, Any]:
         """``extra_config`` for :func:`aiorun.testing.registry.start_registry`."""

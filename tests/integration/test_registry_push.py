@@ -32,10 +32,12 @@ USERS = {"alice": "s3cret-pw"}
 
 
 @pytest.fixture
-def served(aiorun_paths, tmp_path):
+def served(request, aiorun_paths, tmp_path):
+    """(paths, daemon, the daemon's DOCKER_CONFIG dir); backend by indirect param (asyncio)."""
     docker_cfg = tmp_path / "daemon-docker-config"
     docker_cfg.mkdir()
-    d = start_daemon(aiorun_paths, extra_env={"DOCKER_CONFIG": str(docker_cfg)})
+    d = start_daemon(aiorun_paths, backend=getattr(request, "param", None) or "asyncio",
+                     extra_env={"DOCKER_CONFIG": str(docker_cfg)})
     yield aiorun_paths, d, docker_cfg
     d.stop_all()
 
@@ -148,6 +150,7 @@ def test_push_login_logout(served, registry, busybox_tar):
         assert r.returncode == 1 and f"aiorun login {host}" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("served", ["trio"], indirect=True)
 def test_push_unknown_image_and_docker_config_credentials(served, tmp_path, busybox_tar):
     """Credentials from Docker's config.json of the daemon's user are used as they are."""
     paths, d, docker_cfg = served
