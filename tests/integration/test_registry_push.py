@@ -215,3 +215,36 @@ def test_auth_file_mode_after_hand_edit(served, tmp_path):
 
 
 
+
+
+@pytest.mark.anyio
+async def test_chunked_upload_reassembles(tmp_path, monkeypatch):
+    """A blob larger than one PATCH goes up in several chunks (each continuing at the
+    Location the registry answered) and the registry stores exactly its bytes."""
+    import hashlib
+
+    from aiorun.config import Paths
+    from aiorun.registry import push as P
+    from aiorun.registry.remote import parse_remote
+    from aiorun.registry.transport import RegistryClient
+
+    monkeypatch.setattr(P, "UPLOAD_CHUNK", 1 << 20)
+    reg = start_registry(tmp_path)
+    try:
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom((5 << 19) + 123))        # 2.5 MiB + a bit: 3 PATCHes
+        data = blob.read_bytes()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        paths = Paths(root=tmp_path / "root", run=tmp_path / "run")
+        paths.root.mkdir()
+        async with RegistryClient(reg.host) as rc:
+            pusher = P.Pusher(None, paths, rc, parse_remote(f"{reg.host}/chunks:1"))
+            loc = await pusher.start_upload()
+            msgs = [m async for m in pusher.upload_file(blob, digest, len(data), loc, "x")]
+            assert [m["progressDetail"]["current"] for m in msgs] == \
+                [1 << 20, 2 << 20, len(data)]
+            assert await pusher.blob_exists(digest)
+            resp = await rc.request("GET", f"/v2/chunks/blobs/{digest}")
+            assert resp.content == data
+    finally:
+        reg.stop()
