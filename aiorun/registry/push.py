@@ -258,8 +258,7 @@ class Pusher:
                            "progressDetail": {}}
                     return
                 break     # the registry declined the mount: upload (a fresh session below)
-        yield {"status": "Pushing", "id": short,
-               "progressDetail": {"current": 0, "total": self.images.layer_size(diff_id)}}
+        yield {"status": "Pushing", "id": short, "progressDetail": {}}
         tar = self.images.layer_tar(diff_id)
         log.info("compressing layer %s for push", short)
         spool, digest, size = await anyio.to_thread.run_sync(compress_layer, tar, self.paths.tmp)
