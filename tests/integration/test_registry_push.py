@@ -248,3 +248,59 @@ async def test_chunked_upload_reassembles(tmp_path, monkeypatch):
             assert resp.content == data
     finally:
         reg.stop()
+
+
+def _two_layer_archive(tmp_path, busybox_tar) -> tuple[bytes, str]:
+    """A docker-archive of a two-layer image (busybox + one file); (tar bytes, image id)."""
+    import hashlib
+    import io
+    import tarfile
+
+    top = io.BytesIO()
+    with tarfile.open(fileobj=top, mode="w") as t:
+        info = tarfile.TarInfo("hello.txt")
+        payload = b"second layer\n"
+        info.size = len(payload)
+        t.addfile(info, io.BytesIO(payload))
+    layers = [busybox_tar.read_bytes(), top.getvalue()]
+    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                         "history": [{"created_by": "busybox"}, {"created_by": "hello"}]
+                         }).encode()
+    cfg_hex = hashlib.sha256(config).hexdigest()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        add(f"{cfg_hex}.json", config)
+        for i, b in enumerate(layers):
+            add(f"l{i}/layer.tar", b)
+        add("manifest.json", json.dumps([{"Config": f"{cfg_hex}.json", "RepoTags": None,
+                                          "Layers": ["l0/layer.tar", "l1/layer.tar"]}]).encode())
+    return out.getvalue(), "sha256:" + cfg_hex
+
+
+def test_two_layers_pushed_in_order_and_read_back_by_skopeo(served, tmp_path, busybox_tar):
+    """skopeo copies what aiorun pushed back to a docker-archive; loading it gives the very
+    same image (config bytes, layers in order, each diff_id checked by load)."""
+    paths, d, _ = served
+    reg = start_registry(tmp_path)
+    try:
+        archive, iid = _two_layer_archive(tmp_path, busybox_tar)
+        ok(run_cli(paths, "load", input=archive))
+        ok(run_cli(paths, "tag", iid, f"{reg.host}/two:1"))
+        out = ok(run_cli(paths, "push", f"{reg.host}/two:1"))
+        assert len(re.findall(r"^[0-9a-f]{12}: Pushed$", out, re.M)) == 2, out
+        back = tmp_path / "back.tar"
+        r = subprocess.run(["skopeo", "copy", "--src-tls-verify=false",
+                            f"docker://{reg.host}/two:1", f"docker-archive:{back}"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        ok(run_cli(paths, "rmi", f"{reg.host}/two:1"))
+        ok(run_cli(paths, "load", "-i", str(back)))
+        assert json.loads(ok(run_cli(paths, "image", "inspect", iid)))[0]["Id"] == iid
+    finally:
+        reg.stop()
