@@ -160,8 +160,8 @@ class Pusher:
         resp = await self.rc.request("GET", f"/v2/{self.repo}/tags/list",
                                      scope=self.remote.scope("pull,push"))
         await resp.aclose()
-        if resp.status_code not in (200, 404):
-            await RegistryClient.check(resp, f"access to {self.repo}")
+        if resp.status_code == 403:     # 401 was raised by the client; other answers vary
+            await RegistryClient.check(resp, f"push access to {self.repo}")
 
     async def blob_exists(self, digest: str) -> bool:
         resp = await self.rc.request("HEAD", self._blob_path(digest),
