@@ -62,6 +62,10 @@ VERBS: dict[str, str] = {
     # events (issue 6)
     "events": "events:cmd_events",
     "subscriber": "events:cmd_subscriber",
+    # registry (issue 12)
+    "push": "registry:cmd_push",
+    "login": "registry:cmd_login",
+    "logout": "registry:cmd_logout",
 }
 
 USAGE = """usage: aiorun [--root DIR] [--run-root DIR] [-H SOCKET] COMMAND [ARGS...]
@@ -70,6 +74,7 @@ A container engine on an async core. Commands:
   run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec,
   attach, pause, unpause, update
   build, pull, import, images, tag, rmi, history, save, load, commit
+  push, login, logout
   network, port, volume, events, info, version, system, serve
 Run 'aiorun COMMAND --help' for a command's options.
 """

@@ -10,4 +10,5 @@ ROUTE_MODULES = [
     "aiorun.api.routes.volumes",
     "aiorun.api.routes.events",
     "aiorun.api.routes.build",
+    "aiorun.api.routes.registry",
 ]
