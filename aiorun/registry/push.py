@@ -337,9 +337,8 @@ async def push(images: Images, paths: Paths, ref: str, *, credentials: Credentia
             "config": {"mediaType": MT_CONFIG, "size": len(raw), "digest": config_digest},
             "layers": descriptors}, indent=3).encode()
         digest = await p.put_manifest(tag, manifest)
-    repo_digest = f"{parsed.repo}@{digest}"
-    if repo_digest not in img.repo_digests:
-        img.repo_digests.append(repo_digest)
+    # Recorded by the store (persisted with the image, as a pull's are).
+    await images.add_repo_digest(img.id, f"{parsed.repo}@{digest}")
     yield {"status": f"{tag}: digest: {digest} size: {len(manifest)}"}
     yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(manifest)}}
 

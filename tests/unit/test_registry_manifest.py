@@ -140,21 +140,18 @@ def test_pull_reference_and_split():
 
 
 def test_x_registry_auth():
-    from aiorun.api.http import Request
-    from aiorun.api.routes.pull import registry_auth
-
-    def req(value: str | None) -> Request:
-        headers = {"x-registry-auth": value} if value is not None else {}
-        return Request.from_target("POST", "/images/create", headers, b"")
+    from aiorun.registry.credentials import decode_registry_auth
 
     def enc(doc: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
-    assert registry_auth(req(None)) is None
-    assert registry_auth(req(enc({}))) is None
-    creds = registry_auth(req(enc({"username": "alice", "password": "pw",
-                                   "serveraddress": "h"})))
-    assert (creds.username, creds.secret) == ("alice", "pw") and "pw" not in repr(creds)
-    assert registry_auth(req(enc({"identitytoken": "tok"}))).secret == "tok"
+    assert decode_registry_auth(None) == (None, "")
+    assert decode_registry_auth(enc({})) == (None, "")
+    creds, server = decode_registry_auth(enc({"username": "alice", "password": "pw",
+                                              "serveraddress": "h"}))
+    assert creds is not None and (creds.username, creds.secret, server) == ("alice", "pw", "h")
+    assert "pw" not in repr(creds)
+    creds, _ = decode_registry_auth(enc({"identitytoken": "tok"}))
+    assert creds is not None and creds.secret == "tok"
     with pytest.raises(InvalidArgument, match="X-Registry-Auth"):
-        registry_auth(req("%%%"))
+        decode_registry_auth("%%%")

@@ -12,37 +12,30 @@ Emits Docker's ``image pull`` event (actor: the reference pulled).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from typing import Any, AsyncIterator
 
+import anyio
+
 from aiorun.api.http import Request, Response, Router
-from aiorun.errors import AiorunError, InvalidArgument
+from aiorun.errors import AiorunError
 
 log = logging.getLogger(__name__)
 
 router = Router()
 
 
-def registry_auth(req: Request) -> Any:
-    """The ``Credentials`` of an ``X-Registry-Auth`` header, or None (anonymous)."""
-    from aiorun.registry.auth import Credentials
-    raw = (req.headers.get("x-registry-auth") or "").strip()
-    if not raw:
-        return None
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
-        raise InvalidArgument("X-Registry-Auth is not base64url-encoded JSON") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("X-Registry-Auth is not a JSON object")
-    token = doc.get("identitytoken") or ""
-    user, secret = str(doc.get("username") or ""), str(doc.get("password") or token or "")
-    if not user and not secret:
-        return None               # docker sends "{}" (encoded) for anonymous pulls
-    return Credentials(user or "<token>", secret)
+async def registry_credentials(req: Request, engine: Any, ref: str) -> Any:
+    """The credentials for pulling ``ref``: those of the ``X-Registry-Auth`` header, else
+    those saved by ``aiorun login`` (or in Docker's config.json), else None (anonymous)."""
+    from aiorun.registry import credentials as C
+    from aiorun.registry.remote import parse_remote
+    creds, _server = C.decode_registry_auth(req.headers.get("x-registry-auth"))
+    if creds is None:
+        creds = await anyio.to_thread.run_sync(C.lookup, engine.paths,
+                                               parse_remote(ref).registry)
+    return creds
 
 
 def pull_reference(image: str, tag: str) -> str:
@@ -61,7 +54,7 @@ def _line(msg: dict[str, Any]) -> bytes:
 async def pull_response(req: Request, engine: Any) -> Response:
     from aiorun.registry.pull import Puller
     ref = pull_reference(req.arg("fromImage") or "", req.arg("tag") or "")
-    puller = Puller(engine.images, engine.paths.tmp, ref, credentials=registry_auth(req),
+    puller = Puller(engine.images, engine.paths.tmp, ref, credentials=await registry_credentials(req, engine, ref),
                     platform=req.arg("platform") or None)
     progress = puller.run()
     try:
@@ -96,4 +89,6 @@ async def pull_response(req: Request, engine: Any) -> Response:
 @router.route("GET", "/distribution/{name:path}/json")
 async def distribution(req: Request, engine: Any):
     from aiorun.registry.pull import distribution_inspect
-    return await distribution_inspect(req.params["name"], credentials=registry_auth(req))
+    name = req.params["name"]
+    return await distribution_inspect(name,
+                                      credentials=await registry_credentials(req, engine, name))
