@@ -34,6 +34,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
+from aiorun.core.faultpoint import fault_point
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile import apply_metadata, parse_changes
 from aiorun.images.diff import filter_diff, has_excluded
@@ -126,6 +127,7 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             def _diff() -> None:
                 with open(raw, "wb") as f:
                     engine.storage.diff(cid, f)
+                    fault_point("commit.spooled")
             await anyio.to_thread.run_sync(_diff)
         finally:
             if undo is not None:

@@ -43,6 +43,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core.atomicfile import write_json_atomic
+from aiorun.core.faultpoint import fault_point
 from aiorun.core.mounts import VOLUME_NAME_RE, MountRequest, collect
 from aiorun.core.safepath import resolve_in_root
 from aiorun.core.timefmt import now_rfc3339
@@ -218,6 +219,7 @@ class VolumeManager:
             meta = {"Name": name, "CreatedAt": now_rfc3339(), "Labels": dict(labels),
                     "Options": dict(options), "Anonymous": anonymous, "Populated": False}
             write_json_atomic(tmp / "volume.json", meta)
+            fault_point("volume.create")
             os.rename(tmp, self._dir(name))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aiorun.core.atomicfile import TMP_MARK, fsync_dir, write_atomic  # noqa: F401 (re-exported)
+from aiorun.core.faultpoint import fault_point
 from aiorun.drivers.storage import StorageDriver
 from aiorun.errors import NotFound
 from aiorun.images import layers as L
@@ -139,6 +140,7 @@ class LayerFiles:
                     f.seek(0)
                     with L.collect_skipped() as skipped:
                         size = self.storage.apply_layer(hex_, f)
+                        fault_point("import.layer")
                 f.flush()
                 os.fsync(f.fileno())
             if not final.exists():

@@ -15,6 +15,7 @@ import anyio.to_thread
 from aiorun.core import mounts as cmounts
 from aiorun.core import ports as cports
 from aiorun.core import spec as cspec
+from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.errors import InvalidArgument, NotFound, Unavailable
@@ -86,6 +87,7 @@ class CreateRoom(RoomBase):
         d.mkdir(parents=True)
         (d / ".creating").touch()
         self.engine.storage.create_container(c.id, layers, {p: b"" for p in INIT_FILES})
+        fault_point("create.storage")
         for f in ("hosts", "hostname", "resolv.conf"):
             (d / f).touch()
         self.log_path(c.id).touch()

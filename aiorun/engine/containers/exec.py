@@ -9,6 +9,7 @@ from typing import Any
 
 from aiorun.core import spec as cspec
 from aiorun.core import state as st
+from aiorun.core.faultpoint import fault_point
 from aiorun.core.host_config import DEFAULT_PATH
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container, ExecRecord
@@ -102,6 +103,7 @@ class ExecRoom(RoomBase):
         self._spawn(pump)
         try:
             rec.pid = int(await rt.exec_start(rec.id) or 0)
+            fault_point("exec.started")
         except Exception as exc:
             rec.exit_code = exit_code_for_start_error(exc)
             rec.done.set()

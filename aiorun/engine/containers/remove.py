@@ -13,6 +13,7 @@ import anyio.to_thread
 
 from aiorun.core import container_views as views
 from aiorun.core import state as st
+from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.errors import AiorunError, Conflict
@@ -69,6 +70,7 @@ class RemoveRoom(RoomBase):
                 await self.engine.volumes.release(c.id, remove_anonymous=volumes)
             except Exception:
                 log.exception("releasing volumes of %s failed", c.id)
+        fault_point("rm.storage")
         await self._discard_storage(c.id)
         await anyio.to_thread.run_sync(shutil.rmtree, self._dir(c.id), True)
         await self._teardown_finished(c)

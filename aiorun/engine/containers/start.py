@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from aiorun.core import etc_files
 from aiorun.core import host_config as hcfg
+from aiorun.core.faultpoint import fault_point
 from aiorun.errors import AiorunError, Conflict, NotModified
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
@@ -115,10 +116,12 @@ class StartRoom(NetworkRoom):
             rspec = self._runtime_spec(c, mounts, self._runtime_network(c, plan))
             mark("files")
             pid = int(await rt.create(rspec))
+            fault_point("start.spawned")
             mark("spawn")
             undo.append(("runtime", lambda: self._kill_and_delete(c.id)))
             self._start_pump(c)
             detach = await self._connect_network(c, plan, pid)
+            fault_point("start.network")
             if detach is not None:
                 undo.append(("network", detach))
                 await anyio.to_thread.run_sync(self._write_etc_files, c,

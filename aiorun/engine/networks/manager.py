@@ -38,6 +38,7 @@ import anyio
 import anyio.abc
 
 from aiorun.core import ports as portmod
+from aiorun.core.faultpoint import fault_point
 from aiorun.drivers.network import Endpoint, EndpointRequest, NetworkConfig, NetworkDriver
 from aiorun.errors import AiorunError, Conflict, InvalidArgument
 
@@ -307,6 +308,7 @@ class NetworkManager:
             if gateway and not subnet:
                 raise InvalidArgument("a gateway needs a subnet (--subnet)")
             cfg = await drv.create_network(cfg)
+            fault_point("network.create")
             n = Network(cfg, now(), dict(labels or {}), attachable)
             try:
                 self.records.save_network(n)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import anyio
 import anyio.to_thread
 
+from aiorun.core.faultpoint import fault_point
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images.build.cache import BuildCache, cache_key
 from aiorun.images.build.context import DockerIgnore
@@ -397,6 +398,7 @@ class Builder:
                     if not self.quiet:
                         yield self._msg(data.decode(errors="replace"))
                 exit_code = await proc.wait()
+                fault_point("build.step")
         except BuildError:
             raise
         except AiorunError as exc:

@@ -18,6 +18,7 @@ from .. import cgroups
 from .. import syscalls as sc
 from ..init import container_child
 from ..logfile import JsonLog
+from ...core.faultpoint import fault_point
 from .base import SpawnerBase
 from .common import (DEFERRED, MIN_MEMORY, CgroupLimits, Client, PendingOp, Proc,
                      RequestError, StatusPipe, check_id, describe, error_reply, phase_ms,
@@ -101,6 +102,7 @@ class CreateStart(SpawnerBase):
             raise RequestError("InvalidArgument" if bad_input else "Error",
                                f"creating cgroups for {cid}: {e.strerror or e}") from None
         t_cg = time.perf_counter_ns()
+        fault_point("spawner.cgroups")
         close_after: list[int] = []
         try:
             if spec.get("log_path"):
@@ -188,6 +190,7 @@ class CreateStart(SpawnerBase):
         c = op.client
         if c is not None and self.clients.get(c.sock.fileno()) is c:
             self._send(c, reply)
+        fault_point(f"spawner.{op.kind}.replied")
         # The re-adoption record after the reply: it is off the daemon's critical path.
         if ok or (op.kind == "start" and error is None):
             self._save_record(op.p)
