@@ -115,8 +115,10 @@ def _pings(socket: Path) -> bool:
 
 def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | None = None,
                  extra_env: dict[str, str] | None = None, debug: bool = True,
-                 timeout: float = START_TIMEOUT) -> DaemonProcess:
-    """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``."""
+                 timeout: float = START_TIMEOUT, wrapper: list[str] | None = None
+                 ) -> DaemonProcess:
+    """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``.
+    ``wrapper``: an argv prefix that ends by exec'ing the rest (e.g. into a cgroup)."""
     paths.ensure()
     env = _env(paths, extra_env)
     socket = Path(env["AIORUN_SOCKET"]) if env.get("AIORUN_SOCKET") else paths.run / "aiorun.sock"
@@ -126,6 +128,7 @@ def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | N
         cmd += ["--storage-driver", storage_driver]
     if debug:
         cmd.append("--debug")
+    cmd = [*(wrapper or []), *cmd]
     with open(paths.daemon_log, "ab") as logf:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
                                 stderr=logf, start_new_session=True)
