@@ -33,18 +33,31 @@ class Ledger:
         self.rm_sent: set[str] = set()          # a DELETE was sent (it may or may not be done)
         self.cycles = 0
         self.errors = 0
+        self.stuck: list[str] = []              # calls that kept failing with the daemon up
+
+
+STUCK_AFTER = 30.0     # a call failing this long while the daemon answers: it is wedged
 
 
 def _retry(fn, stop: threading.Event, ledger: Ledger):
     """``fn()`` until it works: while the daemon is down the call fails; an ApiError during
-    a restart too (e.g. the container's state is being re-adopted)."""
+    a restart too (e.g. the container's state is being re-adopted). A call that keeps
+    failing with an ApiError for STUCK_AFTER seconds is recorded and stops everything."""
+    since = time.monotonic()
     while not stop.is_set():
         try:
             return fn()
-        except (ApiError, DaemonUnreachable, OSError):
-            with ledger.lock:
-                ledger.errors += 1
-            time.sleep(0.05)
+        except (DaemonUnreachable, OSError):
+            since = time.monotonic()            # the daemon is down: that is expected
+        except ApiError as exc:
+            if time.monotonic() - since > STUCK_AFTER:
+                with ledger.lock:
+                    ledger.stuck.append(f"{exc.status}: {exc}")
+                stop.set()
+                return None
+        with ledger.lock:
+            ledger.errors += 1
+        time.sleep(0.05)
     return None
 
 
@@ -80,7 +93,7 @@ def worker(lab: Lab, cycles: list[int], ledger: Ledger, stop: threading.Event,
 
 
 def killer(lab: Lab, schedule: list[str] | None, stop: threading.Event, done: list[str],
-           todo: list[int], kills_done: threading.Event) -> None:
+           todo: list[int], kills_done: threading.Event, failed: list[str]) -> None:
     """kill -9 the daemon or the spawner at random moments, then start a clean daemon: the
     victims of ``schedule`` in turn, or (None) random victims (3 in 4 the daemon) until the
     cycles are used up."""
@@ -93,6 +106,9 @@ def killer(lab: Lab, schedule: list[str] | None, stop: threading.Event, done: li
             victim = (schedule[len(done)] if schedule is not None else
                       "daemon" if random.random() < 0.75 else "spawner")
             kill_once(lab, victim, done)
+    except Exception as exc:                    # e.g. the daemon did not come back
+        failed.append(f"killer: {exc!r}")
+        stop.set()
     finally:
         kills_done.set()
 
@@ -104,12 +120,16 @@ def kill_once(lab: Lab, victim: str, done: list[str]) -> None:
         done.append("daemon")
     else:
         for pid in lab.spawner_pids():
-            os.kill(pid, 9)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass                            # e.g. a fork of the spawner already gone
         done.append("spawner")
         lab.daemon.stop()                       # the new daemon starts a new spawner
     lab.start()
 
 
+@pytest.mark.timeout(4000)      # the --soak run; the bounded one ends in a few seconds
 def test_create_start_rm_under_random_kills(lab: Lab, soak: bool) -> None:
     schedule = None if soak else random.sample(["daemon", "daemon", "daemon", "spawner"], 4)
     workers, cycles = (8, 1000) if soak else (4, 40)
@@ -119,9 +139,11 @@ def test_create_start_rm_under_random_kills(lab: Lab, soak: bool) -> None:
     todo = list(range(cycles))
     done: list[str] = []
     kills_done = threading.Event()
+    failed: list[str] = []
     threads = [threading.Thread(target=worker, args=(lab, todo, ledger, stop, kills_done))
                for _ in range(workers)]
-    kt = threading.Thread(target=killer, args=(lab, schedule, stop, done, todo, kills_done))
+    kt = threading.Thread(target=killer, args=(lab, schedule, stop, done, todo, kills_done,
+                                                    failed))
     for t in threads:
         t.start()
     kt.start()
@@ -133,6 +155,8 @@ def test_create_start_rm_under_random_kills(lab: Lab, soak: bool) -> None:
     for t in threads:
         t.join(60)
     FIGURES.injected += len(done)
+    assert not failed and not ledger.stuck, (
+        f"{failed} {ledger.stuck[:5]}\n--- daemon log ---\n{lab.log_tail()}")
     assert lab.daemon is not None and lab.daemon.alive()
 
     problems = lab.lost()
