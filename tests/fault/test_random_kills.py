@@ -43,14 +43,16 @@ def _retry(fn, stop: threading.Event, ledger: Ledger):
     """``fn()`` until it works: while the daemon is down the call fails; an ApiError during
     a restart too (e.g. the container's state is being re-adopted). A call that keeps
     failing with an ApiError for STUCK_AFTER seconds is recorded and stops everything."""
-    since = time.monotonic()
+    first_refusal: float | None = None
     while not stop.is_set():
         try:
             return fn()
         except (DaemonUnreachable, OSError):
-            since = time.monotonic()            # the daemon is down: that is expected
+            pass                                # the daemon is down: that is expected
         except ApiError as exc:
-            if time.monotonic() - since > STUCK_AFTER:
+            # refused by a daemon that answers; kills in between do not reset the clock
+            first_refusal = first_refusal or time.monotonic()
+            if time.monotonic() - first_refusal > STUCK_AFTER:
                 with ledger.lock:
                     ledger.stuck.append(f"{exc.status}: {exc}")
                 stop.set()
@@ -140,10 +142,10 @@ def test_create_start_rm_under_random_kills(lab: Lab, soak: bool) -> None:
     done: list[str] = []
     kills_done = threading.Event()
     failed: list[str] = []
-    threads = [threading.Thread(target=worker, args=(lab, todo, ledger, stop, kills_done))
-               for _ in range(workers)]
+    threads = [threading.Thread(target=worker, args=(lab, todo, ledger, stop, kills_done),
+                                daemon=True) for _ in range(workers)]
     kt = threading.Thread(target=killer, args=(lab, schedule, stop, done, todo, kills_done,
-                                                    failed))
+                                                    failed), daemon=True)
     for t in threads:
         t.start()
     kt.start()
