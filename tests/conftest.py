@@ -22,6 +22,13 @@ from aiorun.testing import hostguard
 from aiorun.testing.images import write_busybox_rootfs_tar
 
 
+def pytest_addoption(parser):
+    # The long variants of the fault suite (tests/fault) and of the DNS burst: 1,000
+    # create/start/rm with random kills, 10,000 DNS queries. CI runs the bounded ones.
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="run the long fault-suite and DNS-burst variants")
+
+
 def pytest_configure(config):
     # Before any test (and any import-time code) can start aiorun: never the default roots.
     config._aiorun_session = hostguard.isolate_environment()
