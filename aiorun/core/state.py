@@ -204,6 +204,10 @@ class State:
     #: set by an explicit stop/kill from the user: the restart policy must not restart it
     #: (and ``unless-stopped`` remembers it across daemon restarts).
     stopped_by_user: bool = False
+    #: paused by the engine itself for a moment (a commit's diff), not by the user: a daemon
+    #: restarted after dying in that moment resumes the container instead of leaving it
+    #: paused.
+    paused_by_engine: bool = False
 
     # -- transitions: every status change goes through :meth:`_apply` ------------------
     def _apply(self, event: str) -> None:

@@ -105,7 +105,7 @@ async def _pause(engine: "Engine", cid: str) -> Callable[[], Awaitable[None]] | 
     not be paused (the commit then goes on unpaused)."""
     containers = engine.containers
     try:
-        await containers.pause(cid)
+        await containers.pause(cid, by_engine=True)
     except Exception as exc:  # paused already, or no freezer: commit anyway
         log.info("commit: could not pause %s (%s); committing unpaused", cid[:12], exc)
         return None

@@ -167,8 +167,11 @@ class Lab:
         return inventory(self.paths, self.scope, self.live_ids())
 
     # --- the checks after a fault ---------------------------------------------------------
-    def lost(self) -> list[str]:
-        """Containers made before the fault that are gone or in the wrong state."""
+    def lost(self, dead_ok: bool = False) -> list[str]:
+        """Containers made before the fault that are gone or in the wrong state.
+
+        ``dead_ok``: the fault cut a removal short, which Docker (and aiorun) shows as Dead —
+        a state ``rm`` removes (:meth:`remove_extras` then proves it can)."""
         problems = []
         listed = {c["Id"]: c for c in self.client().get("/containers/json", all=1)}
         for cid, want in ((self.witness, "running"), (self.witness_exited, "exited")):
@@ -181,7 +184,7 @@ class Lab:
         if frozen not in ("", "THAWED"):
             problems.append(f"{self.witness[:12]} runs but its cgroup is {frozen}")
         for cid, c in listed.items():
-            if c["State"] not in ("created", "running", "exited"):
+            if c["State"] not in ("created", "running", "exited") + (("dead",) if dead_ok else ()):
                 problems.append(f"{cid[:12]} is in state {c['State']} ({c['Status']})")
         return problems
 

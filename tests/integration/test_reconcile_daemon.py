@@ -222,8 +222,12 @@ def test_commit_killed_leaves_no_spool_file(env, tmp_path):
     _restart(env)
     assert not list(env.paths.tmp.glob("commit-*"))
     assert "commit spool file" in env.paths.daemon_log.read_text(errors="replace")
-    # the commit had paused it: the reconcile agrees with the freezer, and it can go on
-    assert _status(env, cid) == "paused"
+    # the commit had paused it for its diff: the restarted daemon finishes what the commit
+    # would have done and resumes it (a user's own pause stays, see the tests above)
+    assert _status(env, cid) == "running"
+    assert "paused by a commit the daemon did not finish" in \
+        env.paths.daemon_log.read_text(errors="replace")
+    env.ok("pause", cid)
     env.ok("unpause", cid)
     env.ok("rm", "-f", cid)
 

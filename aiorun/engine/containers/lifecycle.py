@@ -102,6 +102,18 @@ class LifecycleRoom(RoomBase):
         """One saved record against the runtime's ``state`` of it (None: unknown)."""
         rt = self.engine.runtime
         truth = _truth(info)
+        if c.state.paused_by_engine and truth == st.ACTUAL_PAUSED and rt is not None:
+            # the daemon died inside a commit's pause: finish what the commit would have
+            log.warning("container %s: was paused by a commit the daemon did not finish; "
+                        "resuming it", c.id)
+            try:
+                await rt.resume(c.id)
+                truth = st.ACTUAL_RUNNING
+            except AiorunError as exc:
+                log.warning("container %s: resume failed (%s); it stays paused", c.id, exc)
+        if c.state.paused_by_engine and truth != st.ACTUAL_PAUSED:
+            c.state.paused_by_engine = False
+            await self._save(c)
         if info is None and layout is not None:
             await self._remove_cgroup_leftovers(c, layout)
         saved = c.state.status

@@ -122,14 +122,18 @@ class VerbsRoom(RoomBase):
         return {"Warnings": []}
 
     # -- pause ----------------------------------------------------------------------------
-    async def pause(self, ref: str) -> None:
-        """Freeze every process of the container (cgroup freezer, through the runtime)."""
+    async def pause(self, ref: str, *, by_engine: bool = False) -> None:
+        """Freeze every process of the container (cgroup freezer, through the runtime).
+        ``by_engine``: a pause of the engine's own (commit), undone by a restarted daemon
+        if it died before unpausing."""
         c = self.get(ref)
         async with c.lock:
             if c.state.status == st.PAUSED:
                 raise Conflict(f"Container {c.id} is already paused")
             if not c.state.can_pause():
                 raise Conflict(f"Container {c.id} is not running")
+            c.state.paused_by_engine = by_engine   # saved before the freeze: a crash right
+            await self._save(c)                    # after it still knows whose pause it is
             await self._need_runtime().pause(c.id)
             c.state.to_paused()
             await self._save(c)
@@ -147,6 +151,7 @@ class VerbsRoom(RoomBase):
         await self._need_runtime().resume(c.id)
         if c.state.status == st.PAUSED:
             c.state.to_unpaused()
+        c.state.paused_by_engine = False
         await self._save(c)
 
     # -- wait ---------------------------------------------------------------------------
