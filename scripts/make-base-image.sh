@@ -15,6 +15,7 @@
 #   MIRROR    Debian mirror                        (http://deb.debian.org/debian)
 #   CACHE_DIR where the tarballs are kept          (/var/cache/aiorun-demo; ~/.cache/aiorun-demo
 #                                                   when that is not writable)
+#   CACHED_ONLY=1  only print the cached tarball's path; exit 3 (no debootstrap) if there is none
 #
 # Why python3-pip: the walkthrough's Dockerfile runs `pip install -r requirements.txt`. Flask
 # comes from Debian (python3-flask), so pip finds it already satisfied and needs no network.
@@ -48,6 +49,10 @@ if [[ -s $out ]]; then
   exit 0
 fi
 
+if [[ ${CACHED_ONLY:-0} == 1 ]]; then
+  say "no cached tarball $out (run scripts/make-base-image.sh once to make it)"
+  exit 3
+fi
 if ((EUID != 0)); then
   say "debootstrap needs root (run as root, or put a cached tarball at $out)"
   exit 1
