@@ -66,7 +66,13 @@ fi
 
 mkdir -p "$CACHE_DIR"
 work=$(mktemp -d "$CACHE_DIR/.build.XXXXXX")
-cleanup() { rm -rf "$work"; }
+cleanup() {
+  # debootstrap mounts proc and sys in the target while it configures packages; an interrupted
+  # run can leave them, and rm must never walk into them.
+  awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r |
+    while IFS= read -r m; do umount -l "$m" || true; done
+  rm -rf --one-file-system "$work"
+}
 trap cleanup EXIT
 root=$work/rootfs
 
