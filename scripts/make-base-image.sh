@@ -79,10 +79,27 @@ root=$work/rootfs
 started=$SECONDS
 say "debootstrap $RELEASE ($VARIANT) + $sorted_packages from $MIRROR into $root"
 say "(first run only: downloads ~60 MB of packages; the result is cached in $CACHE_DIR)"
-# debootstrap's own "I: Retrieving/Validating/Unpacking/Configuring ..." lines are the progress;
-# each gets the elapsed time so a slow mirror is visible as such.
+# debootstrap's own "I: Retrieving/Validating/Unpacking/Configuring ..." lines are the progress,
+# each with the elapsed time so a slow mirror shows as such: on a terminal one status line
+# rewritten in place (warnings and errors stay), otherwise plain lines (~600 of them).
+progress() {
+  local line tty=0 status_open=0
+  [[ -t 2 ]] && tty=1
+  while IFS= read -r line; do
+    if ((tty)) && [[ $line == I:* ]]; then
+      printf '\r\033[K  [%4ds] %.100s' $((SECONDS - started)) "$line" >&2
+      status_open=1
+    else
+      ((status_open)) && printf '\r\033[K' >&2
+      printf '  [%4ds] %s\n' $((SECONDS - started)) "$line" >&2
+      status_open=0
+    fi
+  done
+  ((status_open)) && printf '\n' >&2
+  return 0
+}
 if ! debootstrap --variant="$VARIANT" --include="$sorted_packages" "$RELEASE" "$root" "$MIRROR" 2>&1 |
-     while IFS= read -r line; do printf '  [%4ds] %s\n' $((SECONDS - started)) "$line" >&2; done
+     progress
 then
   say "debootstrap failed (see the lines above)"
   exit 1
