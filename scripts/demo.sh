@@ -99,15 +99,7 @@ if [[ $DEMO == flask ]]; then
   skopeo --insecure-policy copy -q docker-archive:"$WORK/base.tar" "docker://$REF" --dest-tls-verify=false
   echo "pushed $REF"
   step "aiorun pull $REF"
-  if $A pull --help >/dev/null 2>&1; then
-    $A pull "$REF"
-  else
-    # Until `aiorun pull` lands: load the same archive and name it as the registry does.
-    # (Delete this branch once pull is on main.)
-    note "this aiorun has no 'pull' verb yet: loading base.tar instead and tagging it $REF"
-    $A load -i "$WORK/base.tar"
-    $A tag "$BASE_NAME" "$REF"
-  fi
+  $A pull "$REF"
   rm -f "$WORK/base.tar"
   step "aiorun build --build-arg BASE=$REF -t helloworld $APP"
   $A build --build-arg "BASE=$REF" -t helloworld "$APP"

@@ -2,7 +2,7 @@
 
 * ``test_demo_registry_route_on_busybox`` (always): the Flask demo's whole route — import the
   base rootfs, save it as a docker-archive, start Debian's ``docker-registry`` on loopback,
-  ``skopeo copy`` the base into it, ``aiorun pull`` it (or the load fallback until pull lands),
+  ``skopeo copy`` the base into it, ``aiorun pull`` it,
   ``build`` FROM the registry's reference, run, curl, exec, commit, volumes, clean up — with
   a busybox rootfs as the base and examples/helloworld as the app, so it takes seconds and
   downloads nothing.
@@ -57,11 +57,9 @@ def test_demo_registry_route_on_busybox(aiorun_paths: Paths, busybox_tar: Path) 
     out = run_demo(aiorun_paths, DEMO="flask", DEMO_BASE_ROOTFS=str(busybox_tar),
                    DEMO_BASE_NAME="busybox:demo", DEMO_APP="examples/helloworld")
     ref = re.search(r"pushed (127\.0\.0\.1:\d+/busybox:demo)", out).group(1)
-    # The base came back from the registry through `aiorun pull` (or, on a tree without the
-    # pull verb, through demo.sh's announced load fallback).
-    assert f"Status: Downloaded newer image for {ref}" in out or \
-        "this aiorun has no 'pull' verb yet" in out, out
-    # The build's FROM named the registry's reference, and found the pulled (or loaded) base.
+    # The base came back from the registry through `aiorun pull`.
+    assert f"Status: Downloaded newer image for {ref}" in out, out
+    # The build's FROM named the registry's reference, and found the pulled base.
     assert f"aiorun build --build-arg BASE={ref} -t helloworld examples/helloworld" in out
     assert "Successfully tagged helloworld:latest" in out
     # The app answered through the published port and on the container's own address,
