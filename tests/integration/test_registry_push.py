@@ -140,6 +140,14 @@ def test_push_login_logout(served, registry, busybox_tar):
                         "--format", "{{.Actor.ID}}"))
     assert events.split() == [f"{host}/bb:1", f"{host}/bb:1", f"{host}/other/bb:2"]
 
+    # pull it back (the credentials saved by login, the registry's own auth flow: open,
+    # basic or bearer token) and run it
+    ok(run_cli(paths, "rmi", f"{host}/bb:1", f"{host}/other/bb:2"))
+    out = ok(run_cli(paths, "pull", f"{host}/bb:1"))
+    assert f"Digest: {digest}" in out and "Downloaded newer image" in out, out
+    assert ok(run_cli(paths, "run", "--rm", f"{host}/bb:1", "echo", "round trip")).strip() \
+        == "round trip"
+
     if users:
         assert USERS["alice"] not in paths.daemon_log.read_text()
         out = ok(run_cli(paths, "logout", host))
