@@ -18,6 +18,7 @@ appear in messages.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,19 @@ class RegistryUnavailable(AiorunError):
     status = 502
 
 
+#: Set (to anything but "" or "0") in the daemon's environment: only loopback registries may
+#: be contacted — an air-gapped host's guard, and the test suite's proof that no test ever
+#: sends traffic (not even a DNS lookup) off the machine.
+LOOPBACK_ONLY_ENV = "AIORUN_REGISTRY_LOOPBACK_ONLY"
+
+
+def check_allowed(registry: str) -> None:
+    """Refuse a non-loopback registry when :data:`LOOPBACK_ONLY_ENV` is set."""
+    if os.environ.get(LOOPBACK_ONLY_ENV, "") not in ("", "0") and not is_loopback(registry):
+        raise RegistryUnavailable(f"cannot reach the registry {registry}: only loopback "
+                                  f"registries are allowed here ({LOOPBACK_ONLY_ENV} is set)")
+
+
 class RegistryClient:
     """HTTP to one registry's v2 API. Use as ``async with RegistryClient(...) as rc``.
 
@@ -56,6 +70,7 @@ class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
                  insecure: bool | None = None, certs_dirs: tuple[Path, ...] = CERTS_DIRS,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        check_allowed(registry)
         self.registry = registry
         self.credentials = credentials
         self.insecure = is_loopback(registry) if insecure is None else insecure

@@ -42,6 +42,9 @@ def isolate_environment() -> tuple[str, Path]:
     os.environ["AIORUN_ROOT"] = str(base / "root")
     os.environ["AIORUN_RUN"] = str(base / "run")
     os.environ.pop("AIORUN_SOCKET", None)
+    # Every daemon the tests start (directly or auto-started by the CLI) inherits this: no
+    # test can make it contact a registry off the machine (not even resolve its name).
+    os.environ["AIORUN_REGISTRY_LOOPBACK_ONLY"] = "1"
     return token, base
 
 

@@ -192,8 +192,11 @@ def test_walkthrough(env):
     assert r.returncode == 127 and "executable file not found" in r.stderr
     r = env.cli("run", "--rm", "busybox", "/etc/passwd")
     assert r.returncode == 126 and "permission denied" in r.stderr
-    r = env.cli("run", "--rm", "no-such-image", "true")
+    r = env.cli("run", "--rm", "--pull", "never", "no-such-image", "true")
     assert r.returncode == 125 and "No such image: no-such-image" in r.stderr
+    # the default (--pull missing) tries the registry, here refused before any traffic
+    r = env.cli("run", "--rm", "no-such-image", "true")
+    assert r.returncode == 125 and "only loopback registries are allowed" in r.stderr, r.stderr
     assert env.ok("ps", "-aq") == ""          # --rm removed even the failed ones
 
     # detached run, ps, logs, inspect

@@ -63,3 +63,14 @@ def test_credentials_never_show_their_secret():
     c = Credentials("alice", "s3cret")
     assert "s3cret" not in repr(c) and "s3cret" not in str(c)
     assert c.basic_header() == "Basic YWxpY2U6czNjcmV0"
+
+
+def test_loopback_only_guard(monkeypatch):
+    from aiorun.registry.transport import (LOOPBACK_ONLY_ENV, RegistryUnavailable,
+                                           check_allowed)
+    monkeypatch.setenv(LOOPBACK_ONLY_ENV, "1")
+    check_allowed("127.0.0.1:5000")
+    with pytest.raises(RegistryUnavailable, match="only loopback registries"):
+        check_allowed("registry-1.docker.io")
+    monkeypatch.setenv(LOOPBACK_ONLY_ENV, "0")
+    check_allowed("registry-1.docker.io")
