@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["start_latency", "concurrent", "footprint", "events", "layers"]
+SECTIONS = ["start_latency", "concurrent", "footprint", "events", "layers", "registry"]
 PEERS = ["crun", "runc", "podman", "docker"]
 
 
@@ -42,6 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--debian-rootfs", metavar="TAR",
                     help="a Debian minbase+python3 rootfs tarball for the layers section "
                          "(see README; without it that part is skipped)")
+    ap.add_argument("--registry-scale", type=float, default=1.0, metavar="F",
+                    help="multiply the registry section's image sizes by F (the CI smoke "
+                         "test uses 0.001)")
     ap.add_argument("--inner-workdir", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -195,12 +198,32 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
         from bench import layers
         results.setdefault("layers", {})[eng.name] = layers.measure(
             eng, args.quick, args.debian_rootfs or os.environ.get("AIORUN_BENCH_DEBIAN_TAR"))
+    if "registry" in sections and not light:
+        run_registry(eng, args, results)
     if hasattr(eng, "phase_breakdown") and "start_latency" in sections:
         _log(f"{eng.name}: per-phase breakdown")
         try:
             results.setdefault("phases", {})[eng.name] = eng.phase_breakdown(min(runs, 5))
         except Exception as exc:
             results.setdefault("phases", {})[eng.name] = f"could not measure: {exc}"
+
+
+def run_registry(eng, args, results: dict) -> None:
+    """Pull/push of the registry section for this engine, and skopeo's once (it needs no
+    engine, so it is measured in the first engine's turn)."""
+    from bench import registry
+    runs = args.runs or (3 if args.quick else 5)
+    got = results.setdefault("registry", {})
+    for who, engine in (("skopeo", None), (eng.name, eng)):
+        if who in got:
+            continue
+        _log(f"{who}: registry pull/push ({runs} runs)")
+        try:
+            r = registry.measure(engine, eng.ws, args.quick, runs, args.registry_scale)
+        except Exception as exc:
+            r = {"error": f"{type(exc).__name__}: {exc}"}
+        if r is not None:
+            got[who] = r
 
 
 def sweep(engine: str, results: dict) -> None:

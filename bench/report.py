@@ -174,6 +174,10 @@ def render(results: dict) -> str:
         for n in sorted(notes):
             parts.append(f"  note: {n}")
 
+    reg = results.get("registry") or {}
+    if reg:
+        parts.append(render_registry(reg))
+
     ph = results.get("phases") or {}
     if ph:
         parts.append("\n== where aiorun's start time goes (medians, ms)")
@@ -213,3 +217,39 @@ def render(results: dict) -> str:
             parts.append(f"  [{t['verdict']:>4}] {t['what']}: {t['measured']} "
                          f"(target {t['target']})")
     return "\n".join(parts) + "\n"
+
+
+REGISTRY_PEERS = ("skopeo", "docker", "podman")
+
+
+def render_registry(reg: dict) -> str:
+    """Section 6: one row per (client, image, op); 'vs X' = X's median / this median."""
+    peers = [p for p in REGISTRY_PEERS if (reg.get(p) or {}).get("ops")]
+    medians = {(who, r["image"], r["op"]): r["stats"].get("median")
+               for who, v in reg.items() for r in (v.get("ops") or [])}
+    images: dict = {}
+    for v in reg.values():
+        images.update(v.get("images") or {})
+    rows, notes = [], []
+    for who, v in reg.items():
+        for key in ("missing", "error"):
+            if key in v:
+                notes.append(f"  ! {who}: {v[key]}")
+        for e in v.get("errors") or []:
+            notes.append(f"  ! {who}: {e[:200]}")
+        for r in v.get("ops") or []:
+            s = r["stats"]
+            row = [who, r["image"], r["op"], s.get("n", 0), fmt_ms(s.get("min")),
+                   fmt_ms(s.get("median")), fmt_ms(s.get("max")),
+                   f"{r['mb_per_s']:.1f}" if r.get("mb_per_s") else "-"]
+            for p in peers:
+                row.append("" if who == p else fmt_ratio(ratio(
+                    s.get("median"), medians.get((p, r["image"], r["op"])))))
+            rows.append(row)
+    what = ", ".join(f"{k}: {v['layers']} layer(s), {v['mb']:.1f} MB compressed"
+                     for k, v in images.items())
+    head = ("\n== 6. registry pull / push (loopback docker-registry; whole CLI processes; "
+            f"'vs X' = X's median / this median, >1 = faster than X)\n  images: {what}")
+    headers = ["client", "image", "op", "n", "min", "median", "max", "MB/s"] + \
+        [f"vs {p}" for p in peers]
+    return "\n".join([head, _table(headers, rows)] + notes)

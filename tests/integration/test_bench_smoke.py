@@ -1,5 +1,5 @@
-"""Smoke test of the bench end to end: ``python -m bench --quick --only start_latency`` with
-3 runs against aiorun only. Timings are printed, never asserted; what is checked is that the
+"""Smoke tests of the bench end to end: ``python -m bench --quick --only start_latency`` with
+3 runs against aiorun only, and ``--only registry`` with KB-sized images and one run. Timings are printed, never asserted; what is checked is that the
 bench runs, produces its table and JSON, and leaves nothing behind on the host."""
 
 from __future__ import annotations
@@ -34,3 +34,29 @@ def test_quick_start_latency_against_aiorun(tmp_path, host_state):
     # nothing left on the host: scratch dir, bench cgroups
     assert set(Path("/tmp").glob("aiorun-bench-*")) == before
     assert not list(Path("/sys/fs/cgroup").glob("*/aiorun-bench"))
+
+
+def test_registry_section_smallest(tmp_path, host_state):
+    """The registry section with images of a few KB and one run: pull cold/warm and push
+    first/again, for aiorun and skopeo, every op measured once without error."""
+    import shutil
+    if not (shutil.which("docker-registry") and shutil.which("skopeo")):
+        pytest.fail("docker-registry and skopeo are needed (scripts/setup.sh installs them)")
+    out = tmp_path / "bench.json"
+    before = set(Path("/tmp").glob("aiorun-bench-*"))
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "registry",
+                        "--engines", "aiorun", "--runs", "1", "--registry-scale", "0.001",
+                        "--json", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["engines"]["aiorun[overlay]"]["present"], res["engines"]
+    reg = res["registry"]
+    for who in ("skopeo", "aiorun[overlay]"):
+        assert not reg[who]["errors"], reg[who]
+        ops = {(r["image"], r["op"]): r["stats"]["n"] for r in reg[who]["ops"]}
+        assert ops == {(i, op): 1 for i in ("many", "big")
+                       for op in ("pull cold", "pull warm", "push first", "push again")}
+    assert reg["skopeo"]["images"]["many"]["layers"] == 20
+    assert "== 6. registry pull / push" in p.stdout and "vs skopeo" in p.stdout
+    assert set(Path("/tmp").glob("aiorun-bench-*")) == before
