@@ -132,7 +132,7 @@ class Puller:
         """Pull; yield Docker's progress messages. Errors are raised (AiorunError)."""
         t = self.target
         remote = t.remote
-        async with RegistryClient(remote.registry, credentials=self.credentials,
+        async with RegistryClient(remote.api_host, credentials=self.credentials,
                                   insecure=self.insecure) as rc:
             try:
                 mdigest, man = await self._resolve_manifest(rc)
@@ -405,7 +405,7 @@ async def distribution_inspect(ref: str, *, credentials: Credentials | None = No
     p = Puller.__new__(Puller)       # only the manifest helpers are used
     p.target, p.credentials = target(ref), credentials
     remote = p.target.remote
-    async with RegistryClient(remote.registry, credentials=credentials,
+    async with RegistryClient(remote.api_host, credentials=credentials,
                               insecure=insecure) as rc:
         body, ctype = await p._get_manifest(rc, remote.reference)
         doc = M.parse(body, ctype)
