@@ -40,6 +40,7 @@ chunk once the process exited.
 
 from __future__ import annotations
 
+import logging
 import signal as _signal
 from typing import Any, AsyncIterator
 
@@ -55,6 +56,8 @@ from .ops import Op
 from .output import OutputBacklog, OutputReader
 from .proto import FrameDecoder, encode
 from .spec import CgroupSpec, ContainerSpec, ExecSpec, ExitStatus
+
+log = logging.getLogger("aiorun.runtime")
 
 #: Error types of the spawner's replies (see :mod:`.proto`); others become AiorunError.
 _ERRORS = {"NotFound": NotFound, "Conflict": Conflict, "InvalidArgument": InvalidArgument}
@@ -112,6 +115,7 @@ class Runtime:
         self._reader_done: anyio.Event | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._reconnecting = False       # a request is connecting afresh (see _connected_stream)
         self.spawner_pid = 0
 
     # --- connection ------------------------------------------------------------------------
@@ -315,9 +319,36 @@ class Runtime:
         if self._reader_done is not None:
             await self._reader_done.wait()
 
-    async def _request(self, op: Op, **kw: object) -> Any:
+    async def _connected_stream(self) -> anyio.abc.SocketStream:
+        """The spawner connection, reconnecting on demand: while the reader is reopening a
+        lost connection, wait for it; if it gave up (no spawner could be started for a
+        moment), connect afresh — a daemon never stays without a runtime because its
+        spawner died once."""
+        if self._stream is not None:
+            return self._stream
+        if self._closing or self._tg is None or self._reconnecting:
+            raise Unavailable("not connected to the runtime spawner")
+        self._reconnecting = True
+        try:
+            with anyio.move_on_after(5):
+                while self._stream is None and not (self._reader_done is None
+                                                    or self._reader_done.is_set()):
+                    await anyio.sleep(0.02)       # the reader is reopening: give it a moment
+            if self._stream is None and not self._closing:
+                log.warning("runtime spawner connection lost: connecting again")
+                await self.connect(self._tg)
+        except (OSError, TimeoutError) as exc:
+            raise Unavailable(f"cannot reach the runtime spawner: {exc}") from None
+        finally:
+            self._reconnecting = False
         if self._stream is None:
-            raise Unavailable("not connected to the runtime spawner (call connect first)")
+            raise Unavailable("not connected to the runtime spawner")
+        return self._stream
+
+    async def _request(self, op: Op, **kw: object) -> Any:
+        # One stream for the whole request: the connection may be lost (and replaced)
+        # while this task waits for the send lock.
+        stream = await self._connected_stream()
         self._rid += 1
         rid = self._rid
         slot: list = [anyio.Event(), None]
@@ -325,7 +356,7 @@ class Runtime:
         try:
             assert self._send_lock is not None
             async with self._send_lock:
-                await self._stream.send(encode({"op": op.value, "rid": rid, **kw}))
+                await stream.send(encode({"op": op.value, "rid": rid, **kw}))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as e:
             self._pending.pop(rid, None)
             raise Unavailable(f"runtime spawner connection: {e!r}") from None
