@@ -36,6 +36,7 @@ from typing import Callable
 import anyio
 
 from aiorun.api.limits import ServerLimits
+from aiorun.registry.remote import MIRRORS_ENV, parse_mirrors
 from aiorun.api.server import ApiServer
 from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
@@ -121,6 +122,7 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                      debug: bool = False) -> None:
     """Run the daemon until SIGTERM/SIGINT. Call inside ``anyio.run(..., backend=backend)``."""
     limits = ServerLimits.from_env(os.environ)   # a bad AIORUN_API_* value: fail before anything
+    parse_mirrors(os.environ.get(MIRRORS_ENV, ""))   # and so does a malformed mirror list
     try:
         paths.ensure()
     except OSError as exc:

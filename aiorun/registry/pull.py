@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from aiorun.images import reference as R
 from aiorun.images.layerfiles import SPOOL_PREFIX
 from aiorun.registry import manifest as M
 from aiorun.registry.auth import Credentials
-from aiorun.registry.remote import Remote, parse_remote
+from aiorun.registry.remote import DOCKER_HUB, MIRRORS_ENV, Remote, parse_mirrors, parse_remote
 from aiorun.registry.transport import RegistryClient, RegistryUnauthorized, RegistryUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,10 +133,9 @@ class Puller:
         """Pull; yield Docker's progress messages. Errors are raised (AiorunError)."""
         t = self.target
         remote = t.remote
-        async with RegistryClient(remote.api_host, credentials=self.credentials,
-                                  insecure=self.insecure) as rc:
+        rc, mdigest, man = await self._open()
+        async with rc:
             try:
-                mdigest, man = await self._resolve_manifest(rc)
                 # the first message comes once the image is known to exist: the API route
                 # waits for it, so an unknown image is an HTTP error, as with Docker
                 yield {"status": f"Pulling from {remote.repository}", "id": remote.reference}
@@ -189,6 +189,38 @@ class Puller:
             await self.store.gc_layers(pinned)
 
     # ------------------------------------------------------------------ manifests
+    async def _open(self) -> tuple[RegistryClient, str, M.ImageManifest]:
+        """A client on the registry that serves the image, and its manifest. Docker Hub
+        images are asked of the daemon's mirrors first (``AIORUN_REGISTRY_MIRRORS``, as
+        Docker's ``registry-mirrors``; no credentials are sent to a mirror); a mirror that
+        fails or lacks the image is skipped, with a log line."""
+        remote = self.target.remote
+        hosts: list[tuple[str, bool | None, Credentials | None]] = []
+        if remote.registry == DOCKER_HUB:
+            hosts += [(m.host, m.insecure, None)
+                      for m in parse_mirrors(os.environ.get(MIRRORS_ENV, ""))]
+        hosts.append((remote.api_host, self.insecure, self.credentials))
+        for i, (host, insecure, creds) in enumerate(hosts):
+            last = i == len(hosts) - 1
+            try:
+                rc = RegistryClient(host, credentials=creds, insecure=insecure)
+            except RegistryUnavailable:
+                if last:
+                    raise
+                continue
+            try:
+                mdigest, man = await self._resolve_manifest(rc)
+                return rc, mdigest, man
+            except (RegistryUnavailable, RegistryUnauthorized, NotFound) as exc:
+                await rc.aclose()
+                if last:
+                    raise
+                log.warning("registry mirror %s: %s; trying the next", host, exc)
+            except BaseException:
+                await rc.aclose()
+                raise
+        raise AssertionError("unreachable: the last host raises")
+
     async def _resolve_manifest(self, rc: RegistryClient) -> tuple[str, M.ImageManifest]:
         """The image manifest to pull and the digest recorded in RepoDigests (the list's
         digest when the reference named a list, as Docker records it)."""

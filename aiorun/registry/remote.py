@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiorun.errors import InvalidArgument
 from aiorun.images import reference
 
 DOCKER_HUB = "docker.io"
@@ -54,6 +55,33 @@ def parse_remote(ref: str) -> Remote:
     r = reference.parse(ref)
     registry, path = split_registry(r.repo)
     return Remote(registry, path, r.tag, r.digest)
+
+
+#: Docker's ``registry-mirrors`` for the daemon: a comma-separated list of URLs
+#: (``https://mirror.example``, ``http://127.0.0.1:5000``) tried in order for Docker Hub
+#: images before Docker Hub itself.
+MIRRORS_ENV = "AIORUN_REGISTRY_MIRRORS"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    host: str            # host[:port]
+    insecure: bool       # an http:// mirror
+
+
+def parse_mirrors(value: str) -> list[Mirror]:
+    """``AIORUN_REGISTRY_MIRRORS`` → mirrors; InvalidArgument names a malformed entry."""
+    out = []
+    for raw in (v.strip() for v in value.split(",")):
+        if not raw:
+            continue
+        scheme, sep, rest = raw.partition("://")
+        host = rest.split("/", 1)[0] if sep else ""
+        if scheme not in ("http", "https") or not host:
+            raise InvalidArgument(f"invalid registry mirror {raw!r}: expected "
+                                  "http(s)://host[:port]")
+        out.append(Mirror(host, scheme == "http"))
+    return out
 
 
 def is_loopback(registry: str) -> bool:

@@ -443,3 +443,31 @@ def test_client_hanging_up_mid_pull_leaves_nothing(daemon, aiorun_paths, registr
         assert ok(run_cli(paths, "images", "-q", "-a")) == ""
     finally:
         proxy.stop()
+
+
+def test_docker_hub_images_come_from_the_mirrors(aiorun_paths, tmp_path, busybox_tar):
+    """``AIORUN_REGISTRY_MIRRORS`` (Docker's ``registry-mirrors``): a Docker Hub reference is
+    pulled from the first mirror that has it; a dead mirror before it is skipped. (The
+    session's AIORUN_REGISTRY_LOOPBACK_ONLY would refuse Docker Hub itself, so a pull that
+    succeeds came from the loopback mirror.)"""
+    from aiorun.testing.daemon import start_daemon
+    from aiorun.testing.util import free_port
+    mirror = start_registry(tmp_path)
+    try:
+        digest, _ = push_image(mirror.url, "library/busybox", "latest",
+                               [busybox_tar.read_bytes()], compressions=["gzip"],
+                               cmd=["echo", "from the mirror"])
+        dead = f"http://127.0.0.1:{free_port()}"
+        d = start_daemon(aiorun_paths, extra_env={
+            "AIORUN_REGISTRY_MIRRORS": f"{dead},{mirror.url}"})
+        try:
+            out = ok(run_cli(aiorun_paths, "pull", "busybox"))
+            assert f"Digest: {digest}" in out
+            assert "Status: Downloaded newer image for busybox:latest" in out
+            assert ok(run_cli(aiorun_paths, "run", "--rm", "busybox")).strip() == \
+                "from the mirror"
+            assert "trying the next" in aiorun_paths.daemon_log.read_text(errors="replace")
+        finally:
+            d.stop_all()
+    finally:
+        mirror.stop()

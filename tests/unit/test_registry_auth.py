@@ -74,3 +74,13 @@ def test_loopback_only_guard(monkeypatch):
         check_allowed("registry-1.docker.io")
     monkeypatch.setenv(LOOPBACK_ONLY_ENV, "0")
     check_allowed("registry-1.docker.io")
+
+
+def test_parse_mirrors():
+    from aiorun.errors import InvalidArgument
+    from aiorun.registry.remote import Mirror, parse_mirrors
+    assert parse_mirrors("") == []
+    assert parse_mirrors("https://mirror.example, http://127.0.0.1:5000/") == [
+        Mirror("mirror.example", False), Mirror("127.0.0.1:5000", True)]
+    with pytest.raises(InvalidArgument, match="invalid registry mirror 'mirror.example'"):
+        parse_mirrors("mirror.example")
