@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from aiorun.runtime import cgroups
 from aiorun.engine.containers.records import Container, ExecRecord, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,8 +137,22 @@ class RoomBase:
     async def _runtime_delete(self, cid: str, force: bool = False) -> None:
         try:
             await self.engine.runtime.delete(cid, force=force)
+        except NotFound:
+            # The runtime does not know it: a spawner killed mid-create may have left its
+            # cgroups (removing the record would orphan them for good). The container is
+            # being removed, so no create of this id can race the sweep.
+            c = self._by_id.get(cid)
+            parent = c.host_config.get("CgroupParent") if c is not None else ""
+            await self._sweep_cgroups(cid, parent if isinstance(parent, str) else "")
         except Exception as exc:
             log.debug("runtime.delete(%s): %s", cid, exc)
+
+    async def _sweep_cgroups(self, cid: str, parent: str = "") -> None:
+        """Remove the empty cgroup directories of ``cid`` (one the runtime does not know, or
+        whose record a crash cut short); directories with tasks are never touched."""
+        removed = await anyio.to_thread.run_sync(cgroups.remove_leftovers, cid, parent)
+        for path in removed:
+            log.warning("removed cgroup %s of container %s (left by a crash)", path, cid)
 
     async def _discard_storage(self, cid: str) -> None:
         s = self.engine.storage

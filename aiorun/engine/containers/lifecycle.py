@@ -193,12 +193,14 @@ class LifecycleRoom(RoomBase):
                 log.warning("removing the leftovers of removed container %s",
                             cid[len(TRASH_PREFIX):])
                 await anyio.to_thread.run_sync(shutil.rmtree, d, True)
+                await self._sweep_cgroups(cid[len(TRASH_PREFIX):])
                 continue
             cfg, stf = d / "config.v2.json", d / "state.json"
             if (d / ".creating").exists() or not cfg.exists():
                 log.warning("removing container %s left half-created by a crash", cid)
                 await self._discard_storage(cid)
                 await anyio.to_thread.run_sync(shutil.rmtree, d, True)
+                await self._sweep_cgroups(cid)
                 continue
             try:
                 c = Container.from_disk(json.loads(cfg.read_text()),
