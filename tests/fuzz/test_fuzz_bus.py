@@ -17,7 +17,6 @@ Budget: see ``fuzzing.py`` (``AIORUN_FUZZ_EXAMPLES`` raises the number of exampl
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
 from aiorun.errors import InvalidArgument
 
-from fuzzing import budget
+from fuzzing import ErrorLog, budget, exchange
 
 # --- strategies --------------------------------------------------------------------------------
 
@@ -100,21 +99,12 @@ class BusHost:
     events: EventBus
 
 
-class _Failures(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def bus_server(request, tmp_path_factory):
     run = Path(tempfile.mkdtemp(prefix="aiorun-fz-", dir="/tmp"))  # short: a unix socket path
     paths = Paths(root=tmp_path_factory.mktemp("busroot"), run=run)
     paths.ensure()
-    failures = _Failures()
+    failures = ErrorLog()
     logging.getLogger("aiorun.bus").addHandler(failures)
     bus = EventBus.open(paths.events)
     try:
@@ -136,25 +126,6 @@ async def _serve(host: BusHost, scope: anyio.CancelScope, *,
                  task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED) -> None:
     with scope:
         await serve_bus(host, plugins=[], task_status=task_status)
-
-
-def exchange(path: Path, data: bytes) -> bytes:
-    """Send ``data``, close our side, read until the server closes (bounded: never hangs)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(15)
-        s.connect(str(path))
-        try:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before reading everything
-        out = bytearray()
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except ConnectionResetError:
-            pass
-        return bytes(out)
 
 
 @budget(150)

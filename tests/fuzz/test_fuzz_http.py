@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from hypothesis import strategies as st
 from aiorun.api.http import Response, Router
 from aiorun.api.server import ApiServer
 
-from fuzzing import budget
+from fuzzing import ErrorLog, budget, exchange
 
 
 def make_router() -> Router:
@@ -58,20 +57,11 @@ def make_router() -> Router:
     return r
 
 
-class _Failures(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def api_server(request):
     d = Path(tempfile.mkdtemp(prefix="aiorun-fz-", dir="/tmp"))
     path = d / "api.sock"
-    failures = _Failures()
+    failures = ErrorLog()
     logging.getLogger("aiorun.api").addHandler(failures)
     try:
         with start_blocking_portal(request.param) as portal:
@@ -154,25 +144,6 @@ wire = st.one_of(st.binary(max_size=300), requests(), posts,
                  st.lists(requests(), min_size=2, max_size=3).map(b"".join))
 
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3}) ")
-
-
-def exchange(path: Path, data: bytes) -> bytes:
-    """Send ``data``, close our side, read until the server closes (bounded: never hangs)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(15)
-        s.connect(str(path))
-        try:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before reading everything
-        out = bytearray()
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except ConnectionResetError:
-            pass
-        return bytes(out)
 
 
 @budget(200)
