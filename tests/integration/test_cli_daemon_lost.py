@@ -219,9 +219,11 @@ def test_daemon_gone_between_two_requests(fake, aiorun_paths):
     holder: list[FakeDaemon] = []
 
     def create_then_die(conn: socket.socket, head: bytes) -> None:
+        # Stop listening (the socket file stays) before answering: closed after the answer,
+        # the CLI's next connect could land in the backlog first and be reset, not refused.
+        holder[0].sock.close()
         conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 11\r\n\r\n{\"Id\":\"c1\"}")
-        holder[0].sock.close()          # stop listening; the socket file stays
     holder.append(fake(create_then_die))
     r = run_cli(aiorun_paths, "run", "-d", "busybox", "true")
     assert "Traceback" not in r.stderr and r.returncode == 125

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,8 +181,11 @@ def _unescape(t: str, src: str, pos: int) -> str:
     character ('é' here) is a TemplateError (found by tests/fuzz/test_fuzz_templates.py)."""
     bad = TemplateError(f"template: :{line_of(src, pos)}: bad literal {t}")
     try:
-        v = t[1:-1].encode().decode("unicode_escape")
-    except UnicodeDecodeError:
+        with warnings.catch_warnings():
+            # Python only warns about an unknown escape ("\\q"); Go refuses it.
+            warnings.simplefilter("error", DeprecationWarning)
+            v = t[1:-1].encode().decode("unicode_escape")
+    except (UnicodeDecodeError, DeprecationWarning):
         raise bad from None
     if t[0] == "'" and len(v) != 1:
         raise bad
