@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # skopeo: the peer tool the image save/load interop tests check our archives with.
 # docker-registry (+ htpasswd from apache2-utils): the real registry the registry tests run.
+# docker.io (the docker CLI; dockerd only inside a test's own netns), containerd, runc, crun,
+# podman, tini, docker-compose (v1): the real peers the tests drive or compare against.
 for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static skopeo:skopeo unshare:util-linux \
-            docker-registry:docker-registry htpasswd:apache2-utils; do
+            docker-registry:docker-registry htpasswd:apache2-utils \
+            dockerd:docker.io containerd:containerd runc:runc crun:crun podman:podman \
+            tini-static:tini docker-compose:docker-compose iptables:iptables; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   if [[ $cmd == /* ]]; then [[ -x $cmd ]] || need_apt+=("$pkg")
   else command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg"); fi
@@ -16,8 +20,16 @@ done
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The peers (dockerd, containerd) must not start as host services on install: a host
+  # dockerd sets the FORWARD policy to DROP; tests start them themselves (dockerd only in a
+  # netns of their own). policy-rc.d answering 101 tells the package scripts "do not start".
+  made_policy=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [[ -z $made_policy ]] || rm -f /usr/sbin/policy-rc.d
 fi
 
 PY=${PYTHON:-python3}
