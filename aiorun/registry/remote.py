@@ -8,6 +8,7 @@ is ``localhost`` — Docker's rule.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from aiorun.errors import InvalidArgument
@@ -84,10 +85,22 @@ def parse_mirrors(value: str) -> list[Mirror]:
     return out
 
 
+def registry_hostname(registry: str) -> str:
+    """``host[:port]`` → host (``[v6]:port`` → ``v6``)."""
+    if registry.startswith("["):
+        return registry[1:registry.find("]")]
+    return registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+
+
 def is_loopback(registry: str) -> bool:
-    """Loopback registries are insecure (plain HTTP allowed) by default, as in Docker."""
-    if registry.startswith("["):                 # [v6]:port
-        host = registry[1:registry.find("]")]
-    else:
-        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Loopback registries are insecure (plain HTTP allowed) by default, as in Docker.
+
+    By name alone, never resolved: ``localhost`` or a loopback IP literal (``127.0.0.0/8``,
+    ``::1``). A DNS name that merely starts like one (``127.0.0.1.nip.io``) is not."""
+    host = registry_hostname(registry)
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -4,9 +4,12 @@ Transport rules, as Docker's:
 
 * HTTPS with the system CAs, plus a per-registry CA directory
   ``<certs_dir>/<host[:port]>/*.crt`` (Docker's ``/etc/docker/certs.d`` layout; aiorun's
-  default is ``/etc/aiorun/certs.d``, and ``/etc/docker/certs.d`` is read too);
-* plain HTTP only for insecure registries: loopback ones by default, plus those the daemon
-  is configured with (``insecure``);
+  default is ``/etc/aiorun/certs.d``, and ``/etc/docker/certs.d`` is read too;
+  ``AIORUN_REGISTRY_CERTS_DIR`` — one directory or a ``:``-separated list — replaces both);
+* plain HTTP only for insecure registries: loopback ones by default, plus those listed in
+  ``AIORUN_INSECURE_REGISTRIES`` (Docker's ``insecure-registries``: ``host[:port]`` entries
+  or CIDRs, comma-separated). A registry that has a CA directory is spoken to over TLS even
+  when it is insecure by default (loopback): configuring its CA is asking for TLS;
 * on a 401 the client answers the challenge (:mod:`.auth`) and retries once; a bearer token
   is cached per scope for the client's lifetime.
 
@@ -17,6 +20,7 @@ appear in messages.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import ssl
@@ -28,11 +32,15 @@ import httpx
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.registry.auth import (Challenge, Credentials, parse_challenge, token_from_response,
                                   token_params)
-from aiorun.registry.remote import is_loopback
+from aiorun.registry.remote import is_loopback, registry_hostname
 
 log = logging.getLogger("aiorun.registry")
 
 CERTS_DIRS = (Path("/etc/aiorun/certs.d"), Path("/etc/docker/certs.d"))
+#: Replaces :data:`CERTS_DIRS` (``os.pathsep``-separated): tests and non-root daemons.
+CERTS_DIR_ENV = "AIORUN_REGISTRY_CERTS_DIR"
+#: Docker's ``insecure-registries``: plain HTTP allowed (comma-separated host[:port]/CIDR).
+INSECURE_ENV = "AIORUN_INSECURE_REGISTRIES"
 #: Connect/read timeouts (seconds); whole downloads are not bounded, only stalls.
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -54,41 +62,98 @@ LOOPBACK_ONLY_ENV = "AIORUN_REGISTRY_LOOPBACK_ONLY"
 
 
 def check_allowed(registry: str) -> None:
-    """Refuse a non-loopback registry when :data:`LOOPBACK_ONLY_ENV` is set."""
+    """Refuse a non-loopback registry when :data:`LOOPBACK_ONLY_ENV` is set. The test is on
+    the name alone (no lookup): a name that resolves to 127.0.0.1 is still refused."""
     if os.environ.get(LOOPBACK_ONLY_ENV, "") not in ("", "0") and not is_loopback(registry):
         raise RegistryUnavailable(f"cannot reach the registry {registry}: only loopback "
                                   f"registries are allowed here ({LOOPBACK_ONLY_ENV} is set)")
+
+
+def certs_dirs() -> tuple[Path, ...]:
+    """Where per-registry CA directories are looked for (:data:`CERTS_DIR_ENV` or the
+    defaults)."""
+    value = os.environ.get(CERTS_DIR_ENV, "")
+    if value:
+        return tuple(Path(p) for p in value.split(os.pathsep) if p)
+    return CERTS_DIRS
+
+
+def registry_cas(registry: str, dirs: tuple[Path, ...]) -> list[Path]:
+    """The ``*.crt`` files of ``registry``'s CA directories (Docker's ``certs.d`` layout)."""
+    out: list[Path] = []
+    for d in dirs:
+        try:
+            out += sorted((d / registry).glob("*.crt"))
+        except OSError:        # an unreadable directory: as if absent (logged by the caller)
+            log.warning("cannot read the CA directory %s", d / registry)
+    return out
+
+
+def is_insecure(registry: str, listed: str | None = None) -> bool:
+    """Loopback registries, and those of :data:`INSECURE_ENV` (or ``listed``), may be spoken
+    to in plain HTTP. An entry is ``host[:port]`` (the port, when given, must match) or a
+    CIDR matching the registry's IP address."""
+    if is_loopback(registry):
+        return True
+    value = os.environ.get(INSECURE_ENV, "") if listed is None else listed
+    host = registry_hostname(registry)
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        if entry in (registry, host):
+            return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 class RegistryClient:
     """HTTP to one registry's v2 API. Use as ``async with RegistryClient(...) as rc``.
 
     ``registry`` is ``host[:port]`` as the user wrote it (``api_host`` for Docker Hub);
-    ``credentials`` are used for basic auth and for the token request; ``insecure`` allows
-    plain HTTP (None: only for loopback registries)."""
+    ``credentials`` are used for basic auth and for the token request; ``insecure`` True
+    forces plain HTTP, False TLS; None decides by the module's rules (a CA directory → TLS,
+    else loopback or listed in :data:`INSECURE_ENV` → plain HTTP, else TLS). ``certs``
+    replaces :func:`certs_dirs`."""
 
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
-                 insecure: bool | None = None, certs_dirs: tuple[Path, ...] = CERTS_DIRS,
+                 insecure: bool | None = None, certs: tuple[Path, ...] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         check_allowed(registry)
         self.registry = registry
         self.credentials = credentials
-        self.insecure = is_loopback(registry) if insecure is None else insecure
+        self.certs_dirs = certs_dirs() if certs is None else certs
+        cas = registry_cas(registry, self.certs_dirs)
+        if insecure is None:
+            insecure = not cas and is_insecure(registry)
+        self.insecure = insecure
         scheme = "http" if self.insecure else "https"
         self.base_url = f"{scheme}://{registry}"
         self._tokens: dict[str, str] = {}     # scope → bearer token
         self._basic = False                    # the registry asked for basic auth
-        self._http = httpx.AsyncClient(timeout=TIMEOUT, verify=self._ssl_context(certs_dirs),
+        self._http = httpx.AsyncClient(timeout=TIMEOUT, verify=self._ssl_context(cas),
                                        follow_redirects=True, transport=transport)
 
-    def _ssl_context(self, certs_dirs: tuple[Path, ...]) -> ssl.SSLContext | bool:
+    def _ssl_context(self, cas: list[Path]) -> ssl.SSLContext | bool:
         if self.insecure:
             return False
         ctx = ssl.create_default_context()
-        for d in certs_dirs:
-            for ca in sorted((d / self.registry).glob("*.crt")):
+        for ca in cas:
+            try:
                 ctx.load_verify_locations(cafile=str(ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise RegistryUnavailable(f"cannot load the CA certificate {ca} for "
+                                          f"{self.registry}: {exc}") from None
         return ctx
+
+    @property
+    def ca_hint(self) -> str:
+        """Where this registry's CA goes (the first CA directory)."""
+        return f"{self.certs_dirs[0] if self.certs_dirs else CERTS_DIRS[0]}/{self.registry}/ca.crt"
 
     async def __aenter__(self) -> "RegistryClient":
         return self
@@ -139,13 +204,12 @@ class RegistryClient:
         try:
             req = self._http.build_request(method, self.url(path), headers=headers,
                                            content=content)
-            return await self._http.send(req, stream=stream)
+            resp = await self._http.send(req, stream=stream)
         except httpx.ConnectError as exc:
             if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc):
                 raise RegistryUnavailable(
                     f"TLS handshake with {self.registry} failed ({exc}): install its CA in "
-                    f"{CERTS_DIRS[0]}/{self.registry}/ca.crt or list it as an insecure "
-                    "registry") from None
+                    f"{self.ca_hint} or list it in {INSECURE_ENV}") from None
             raise RegistryUnavailable(f"cannot reach the registry {self.registry}: "
                                       f"{exc}") from None
         except httpx.TimeoutException:
@@ -154,6 +218,16 @@ class RegistryClient:
         except httpx.TransportError as exc:
             raise RegistryUnavailable(f"connection to the registry {self.registry} failed: "
                                       f"{exc}") from None
+        if self.insecure and resp.status_code == 400:
+            # Go's TLS server answers plain HTTP with this 400: the registry wants TLS
+            await resp.aread()
+            if b"HTTP request to an HTTPS server" in resp.content:
+                await resp.aclose()
+                raise RegistryUnavailable(
+                    f"the registry {self.registry} speaks TLS (https) but aiorun used plain "
+                    f"HTTP (it is insecure by default here): install its CA in "
+                    f"{self.ca_hint} to use TLS")
+        return resp
 
     def _auth_header(self, scope: str) -> str | None:
         tok = self._tokens.get(scope)

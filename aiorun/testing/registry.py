@@ -3,6 +3,7 @@ free loopback port, its storage in a temporary directory, stopped by PID.
 
     reg = start_registry(tmp_path)                          # open
     reg = start_registry(tmp_path, users={"alice": "pw"})   # htpasswd basic auth
+    reg = start_registry(tmp_path, tls=(cert, key, ca))      # served over TLS only
     ...
     reg.stop()
 
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,6 +36,7 @@ class Registry:
     proc: subprocess.Popen[bytes]
     port: int
     root: Path
+    tls: bool = False
 
     @property
     def host(self) -> str:
@@ -42,7 +45,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def log(self) -> str:
         try:
@@ -77,8 +80,12 @@ def _htpasswd(path: Path, users: dict[str, str]) -> None:
 
 def start_registry(tmp: Path, *, users: dict[str, str] | None = None,
                    extra_config: dict[str, Any] | None = None,
+                   tls: tuple[Path, Path, Path] | None = None,
                    timeout: float = 20.0) -> Registry:
-    """Start a registry; return once ``GET /v2/`` answers (200, or 401 with auth)."""
+    """Start a registry; return once ``GET /v2/`` answers (200, or 401 with auth).
+
+    ``tls``: (server certificate, its key, the CA that signed it) — the registry then serves
+    HTTPS only, and the readiness probe trusts that CA."""
     root = Path(tmp) / f"registry-{os.getpid()}-{time.monotonic_ns()}"
     (root / "data").mkdir(parents=True)
     port = free_port()
@@ -89,6 +96,10 @@ def start_registry(tmp: Path, *, users: dict[str, str] | None = None,
                     "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": "aiorun-test"},
     }
+    context = None
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
+        context = ssl.create_default_context(cafile=str(tls[2]))
     if users:
         _htpasswd(root / "htpasswd", users)
         config["auth"] = {"htpasswd": {"realm": "aiorun-test", "path": str(root / "htpasswd")}}
@@ -99,13 +110,13 @@ def start_registry(tmp: Path, *, users: dict[str, str] | None = None,
     proc = subprocess.Popen([BINARY, "serve", str(root / "config.yml")], stdout=logf,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     logf.close()
-    reg = Registry(proc, port, root)
+    reg = Registry(proc, port, root, tls is not None)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited ({proc.returncode}): {reg.log()}")
         try:
-            urllib.request.urlopen(f"{reg.url}/v2/", timeout=2).close()
+            urllib.request.urlopen(f"{reg.url}/v2/", timeout=2, context=context).close()
             return reg
         except urllib.error.HTTPError as exc:
             if exc.code == 401:

@@ -23,9 +23,45 @@ def test_parse_remote(ref, registry, repo, reference, api):
 
 @pytest.mark.parametrize("host,loop", [("127.0.0.1:5000", True), ("localhost", True),
                                        ("localhost:80", True), ("[::1]:5000", True),
-                                       ("ghcr.io", False), ("10.0.0.1:5000", False)])
+                                       ("ghcr.io", False), ("10.0.0.1:5000", False),
+                                       ("127.9.9.9:5000", True), ("LOCALHOST:5000", True),
+                                       # names that only look like loopback: not loopback
+                                       ("127.0.0.1.nip.io:5000", False),
+                                       ("127.example.com", False), ("localhost.evil:1", False),
+                                       ("[::2]:5000", False)])
 def test_loopback_is_insecure_by_default(host, loop):
     assert is_loopback(host) is loop
+
+
+@pytest.mark.parametrize("registry,listed,insecure", [
+    ("127.0.0.1:5000", "", True),                       # loopback: always
+    ("reg.lan:5000", "", False),
+    ("reg.lan:5000", "reg.lan:5000", True),
+    ("reg.lan:5000", "reg.lan", True),                  # any port of a listed host
+    ("reg.lan:5000", "reg.lan:6000", False),
+    ("10.1.2.3:5000", "10.0.0.0/8, other:1", True),    # CIDR on an IP literal
+    ("10.1.2.3:5000", "192.168.0.0/16", False),
+    ("reg.lan:5000", "10.0.0.0/8", False),              # never resolved
+    ("[fd00::1]:5000", "fd00::/8", True),
+])
+def test_insecure_registries(registry, listed, insecure):
+    from aiorun.registry.transport import is_insecure
+    assert is_insecure(registry, listed) is insecure
+
+
+def test_certs_dirs_from_the_environment(monkeypatch, tmp_path):
+    from aiorun.registry.transport import (CERTS_DIR_ENV, CERTS_DIRS, certs_dirs,
+                                           registry_cas)
+    monkeypatch.delenv(CERTS_DIR_ENV, raising=False)
+    assert certs_dirs() == CERTS_DIRS
+    a, b = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv(CERTS_DIR_ENV, f"{a}:{b}")
+    assert certs_dirs() == (a, b)
+    (b / "reg:5000").mkdir(parents=True)
+    (b / "reg:5000" / "ca.crt").write_text("x")
+    (b / "reg:5000" / "client.key").write_text("x")
+    assert registry_cas("reg:5000", (a, b)) == [b / "reg:5000" / "ca.crt"]
+    assert registry_cas("other:5000", (a, b)) == []
 
 
 @pytest.mark.parametrize("header,scheme,params", [
@@ -72,6 +108,9 @@ def test_loopback_only_guard(monkeypatch):
     check_allowed("127.0.0.1:5000")
     with pytest.raises(RegistryUnavailable, match="only loopback registries"):
         check_allowed("registry-1.docker.io")
+    for looks_local in ("127.0.0.1.nip.io:5000", "localhost.example:443", "127.evil"):
+        with pytest.raises(RegistryUnavailable, match="only loopback registries"):
+            check_allowed(looks_local)
     monkeypatch.setenv(LOOPBACK_ONLY_ENV, "0")
     check_allowed("registry-1.docker.io")
 
