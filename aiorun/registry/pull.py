@@ -244,9 +244,16 @@ class Puller:
 
     async def _get_manifest(self, rc: RegistryClient, reference: str) -> tuple[bytes, str]:
         remote = self.target.remote
-        resp = await rc.request("GET", f"/v2/{remote.repository}/manifests/{reference}",
-                                scope=remote.scope("pull"), headers={"Accept": M.ACCEPT},
-                                stream=True)
+        try:
+            resp = await rc.request("GET", f"/v2/{remote.repository}/manifests/{reference}",
+                                    scope=remote.scope("pull"), headers={"Accept": M.ACCEPT},
+                                    stream=True)
+        except RegistryUnauthorized:
+            if self.credentials is not None:      # credentials given and refused: say so
+                raise
+            # anonymous and refused: Docker cannot tell a private repository from a
+            # missing one either, and says so (a 404 docker-py maps to ImageNotFound)
+            raise self._access_denied("unauthorized: authentication required") from None
         try:
             if resp.status_code in (404, 403):
                 raise await self._not_found(resp)
@@ -257,23 +264,30 @@ class Puller:
             await resp.aclose()
 
     async def _not_found(self, resp: httpx.Response) -> AiorunError:
-        """Docker's wording: an unknown repository is "pull access denied", an unknown tag
-        "manifest for X not found"."""
+        """Docker's wording: an unknown or forbidden repository is "pull access denied", an
+        unknown tag "manifest for X not found"."""
         await resp.aread()
-        code = ""
+        code = message = ""
         try:
-            code = str(resp.json()["errors"][0]["code"])
+            first = resp.json()["errors"][0]
+            code, message = str(first["code"]), str(first.get("message") or "")
         except (ValueError, KeyError, IndexError, TypeError):
             pass
         t = self.target
         if code == "MANIFEST_UNKNOWN":
             return NotFound(f"manifest for {t.display} not found: manifest unknown: "
                             "manifest unknown")
-        return RegistryUnauthorized(
-            f"pull access denied for {t.ref.repo}, repository does not exist or may require "
-            f"authorization (run `aiorun login {t.remote.registry}`)") \
-            if resp.status_code == 403 or code in ("NAME_UNKNOWN", "DENIED", "UNAUTHORIZED") \
-            else NotFound(f"manifest for {t.display} not found")
+        if resp.status_code == 403 or code in ("NAME_UNKNOWN", "DENIED", "UNAUTHORIZED"):
+            detail = f"{code.lower()}: {message}" if code else "denied: requested access to " \
+                "the resource is denied"
+            return self._access_denied(detail)
+        return NotFound(f"manifest for {t.display} not found")
+
+    def _access_denied(self, detail: str) -> NotFound:
+        t = self.target
+        return NotFound(f"pull access denied for {t.ref.repo}, repository does not exist or "
+                        f"may require 'docker login' (run `aiorun login {t.remote.registry}`)"
+                        f": {detail}")
 
     async def _fetch_small(self, rc: RegistryClient, digest: str, what: str,
                            size: int) -> bytes:
