@@ -1,6 +1,7 @@
 """``push``: one local image to a registry, as Docker schema 2, with Docker's progress messages.
 
-For each layer (bottom first; the messages list them top first, as docker does):
+For each layer (at most :data:`PARALLEL` at once, as Docker's ``max-concurrent-uploads``;
+the messages list them top first, as docker does, and the manifest keeps their order):
 
 1. its compressed digest, if this daemon compressed it before, comes from the push cache
    (``<state root>/push-cache.json``: diff_id → gzip digest and size, plus the repositories
@@ -31,6 +32,7 @@ from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectSendStream
 
 from aiorun.config import Paths
 from aiorun.core.atomicfile import write_json_atomic
@@ -47,6 +49,8 @@ log = logging.getLogger("aiorun.registry")
 MT_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_CONFIG = "application/vnd.docker.container.image.v1+json"
 MT_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#: Layers uploaded at once (Docker's default ``max-concurrent-uploads`` is 5).
+PARALLEL = 5
 #: Size of one PATCH of a chunked upload.
 UPLOAD_CHUNK = 8 << 20
 #: gzip level: Go's DefaultCompression (what docker pushes with).
@@ -276,6 +280,29 @@ class Pusher:
         self.cache.record(diff_id, digest, size, registry, self.repo)
         yield {"status": "Pushed", "id": short, "progressDetail": {}}
 
+    async def push_layers(self, layers: list[str],
+                          send: MemoryObjectSendStream[Message | BaseException]) -> None:
+        """Every layer, at most :data:`PARALLEL` at once (each compressed and uploaded as
+        soon as a slot is free); their messages, then the first error if any, go to
+        ``send``. Layers already in the registry cost a HEAD each."""
+        limit = anyio.Semaphore(PARALLEL)
+
+        async def one(diff_id: str) -> None:
+            async with limit:
+                async for msg in self.push_layer(diff_id):
+                    await send.send(msg)
+
+        async with send:
+            try:
+                async with anyio.create_task_group() as tg:
+                    for d in layers:
+                        tg.start_soon(one, d)
+            except Exception as exc:      # the first failure ends the push
+                err: BaseException = exc
+                while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+                    err = err.exceptions[0]
+                await send.send(err)
+
     async def push_config(self, raw: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         if not await self.blob_exists(digest):
@@ -322,10 +349,21 @@ async def push(images: Images, paths: Paths, ref: str, *, credentials: Credentia
                               insecure=insecure) as rc:
         p = Pusher(images, paths, rc, remote)
         await p.check_access()
+        send, recv = anyio.create_memory_object_stream[Message | BaseException](64)
+        failed: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.push_layers, layers, send)
+            async with recv:
+                async for item in recv:
+                    if isinstance(item, BaseException):
+                        failed = item
+                        tg.cancel_scope.cancel()
+                        break
+                    yield item
+        if failed is not None:
+            raise failed
         descriptors = []
         for d in layers:
-            async for msg in p.push_layer(d):
-                yield msg
             blob = p.cache.blob(d)
             assert blob is not None    # push_layer recorded it
             descriptors.append({"mediaType": MT_LAYER_GZIP, "size": blob[1],

@@ -312,3 +312,88 @@ def test_two_layers_pushed_in_order_and_read_back_by_skopeo(served, tmp_path, bu
         assert json.loads(ok(run_cli(paths, "image", "inspect", iid)))[0]["Id"] == iid
     finally:
         reg.stop()
+
+
+class _Store:
+    """Just what ``push`` reads of the image store: one image, its layers' tars, its config."""
+
+    def __init__(self, tmp_path, layers: list[bytes]) -> None:
+        import hashlib
+        from types import SimpleNamespace
+        self.tars: dict[str, object] = {}
+        for i, data in enumerate(layers):
+            h = hashlib.sha256(data).hexdigest()
+            path = tmp_path / f"layer{i}.tar"
+            path.write_bytes(data)
+            self.tars[h] = path
+        self.config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+            "type": "layers", "diff_ids": [f"sha256:{h}" for h in self.tars]}}).encode()
+        self.image = SimpleNamespace(id="sha256:" + hashlib.sha256(self.config).hexdigest(),
+                                     layers=list(self.tars))
+        self.digests: list[str] = []
+
+    def resolve(self, ref: str):
+        return self.image
+
+    def layer_tar(self, diff_id: str):
+        return self.tars[diff_id]
+
+    def config_bytes(self, image_id: str) -> bytes:
+        return self.config
+
+    async def add_repo_digest(self, image_id: str, repo_digest: str, blobs=None) -> None:
+        self.digests.append(repo_digest)
+
+
+@pytest.mark.anyio
+async def test_layers_are_pushed_in_parallel_bounded(tmp_path, monkeypatch):
+    """Uploads overlap, never more than PARALLEL at once, and the manifest keeps the layers'
+    order. (The first two uploads wait for each other: a serial push would never let the
+    first one finish — the fail_after turns that into a failure, it measures no speed.)"""
+    import anyio
+
+    from aiorun.config import Paths
+    from aiorun.registry import push as P
+
+    monkeypatch.setattr(P, "PARALLEL", 2)
+    layers = [os.urandom(4096) for _ in range(5)]
+    store = _Store(tmp_path, layers)
+    paths = Paths(root=tmp_path / "root", run=tmp_path / "run")
+    paths.root.mkdir()
+    paths.tmp.mkdir(parents=True, exist_ok=True)
+    in_flight = 0
+    peak = 0
+    two = anyio.Event()
+    real_upload = P.Pusher.upload_file
+
+    async def counting_upload(self, *args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 2:
+            two.set()
+        await two.wait()
+        try:
+            async for msg in real_upload(self, *args, **kwargs):
+                yield msg
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(P.Pusher, "upload_file", counting_upload)
+    reg = start_registry(tmp_path)
+    try:
+        with anyio.fail_after(60):
+            msgs = [m async for m in P.push(store, paths, f"{reg.host}/par:1",
+                                            credentials=None)]
+        assert peak == 2, peak
+        assert sum(m.get("status") == "Pushed" for m in msgs) == 5
+        digest = msgs[-1]["aux"]["Digest"]
+        r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                            f"docker://{reg.host}/par@{digest}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        pushed = [d["digest"] for d in json.loads(r.stdout)["layers"]]
+        cache = P.PushCache(paths)
+        assert pushed == [cache.blob(h)[0] for h in store.image.layers]
+    finally:
+        reg.stop()
