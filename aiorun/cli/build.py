@@ -93,7 +93,11 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                                  f"{os.path.join(path, 'Dockerfile')}\n")
                 return 1
             write_context_tar(root, tmp, keep=(dockerfile_name, ".dockerignore"), extra=extra)
+        size = tmp.seek(0, os.SEEK_END)
         tmp.seek(0)
+        from aiorun.cli.progress import Transfer, reading, stderr_printer
+        body = reading(tmp, Transfer(stderr_printer(bool(a.quiet)), "build context",
+                                     "Sending", "Sent", size))
         query = {"dockerfile": dockerfile_name,
                  # tags can never contain ',', so several fit in one parameter
                  "t": ",".join(a.tag) or None,
@@ -102,7 +106,7 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                  "q": True if a.quiet else None, "rm": True,
                  "nocache": True if a.no_cache else None, "target": a.target or None,
                  "pull": True if a.pull else None}
-        resp = ctx.client().request("POST", "/build", query, body=tmp,
+        resp = ctx.client().request("POST", "/build", query, body=body,
                                     headers={"Content-Type": "application/x-tar"})
         rc = 0
         try:

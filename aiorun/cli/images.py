@@ -76,6 +76,14 @@ def _print_json_stream(resp: Any, quiet: bool = False) -> int:
     return code
 
 
+def _uploading(src: Any, ident: str, quiet: bool) -> Any:
+    """``src`` as a request body whose upload is shown on stderr (a bar on a terminal, a
+    line at the start and the end otherwise; nothing when ``quiet``)."""
+    from aiorun.cli.progress import Transfer, file_size, reading, stderr_printer
+    return reading(src, Transfer(stderr_printer(quiet), ident, "Uploading", "Uploaded",
+                                 file_size(src)))
+
+
 # ------------------------------------------------------------------ verbs
 
 @verb("images", "[REPOSITORY[:TAG]]", "List images",
@@ -144,7 +152,8 @@ def cmd_import(ctx: Any, args: Opts, argv: list[str]) -> int:
             return 1
     query = {"fromSrc": "-", "repo": reference or None, "message": args.message or None,
              "changes": args.change or None}
-    resp = ctx.client().request("POST", "/images/create", query, body=src)
+    body = _uploading(src, "stdin" if file == "-" else os.path.basename(file), quiet=False)
+    resp = ctx.client().request("POST", "/images/create", query, body=body)
     try:
         return _print_json_stream(resp)
     finally:
@@ -238,10 +247,15 @@ def cmd_save(ctx: Any, args: Opts, images: list[str]) -> int:
             out: Any = open(tmp, "wb")
         else:
             out = sys.stdout.buffer
+        from aiorun.cli.progress import Transfer, stderr_printer
+        transfer = Transfer(stderr_printer(), os.path.basename(args.output) if args.output
+                            else "stdout", "Saving", "Saved")
         try:
             for chunk in resp.iter_chunks():
                 out.write(chunk)
+                transfer.advance(len(chunk))
             out.flush()
+            transfer.finish()
         finally:
             if args.output:
                 out.close()
@@ -275,7 +289,9 @@ def cmd_load(ctx: Any, args: Opts, argv: list[str]) -> int:
             err("aiorun: requested load from stdin, but stdin is empty")
             return 1
         src = sys.stdin.buffer
-    resp = ctx.client().request("POST", "/images/load", {"quiet": args.quiet or None}, body=src)
+    body = _uploading(src, os.path.basename(args.input) if args.input else "stdin",
+                      quiet=bool(args.quiet))
+    resp = ctx.client().request("POST", "/images/load", {"quiet": args.quiet or None}, body=body)
     try:
         return _print_json_stream(resp, quiet=False)
     finally:

@@ -1,19 +1,18 @@
 """``aiorun pull NAME[:TAG|@DIGEST]``, and the pull ``run``/``create`` do for a missing image.
 
 A thin client: ``POST /images/create?fromImage=&tag=&platform=`` and the rendering of
-Docker's JSON progress stream. On a terminal each layer keeps one line, rewritten in place
-(``<id>: Downloading [=====>     ] 1.2MB/3.4MB``); otherwise every status change is one
-plain line (progress updates without a status change are not repeated).
+Docker's JSON progress stream (:mod:`aiorun.cli.progress`: per-layer bars on a terminal,
+plain lines otherwise).
 
 Imports only the standard library and the API client: the CLI's start-up stays lean.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 
 from aiorun.cli.options import BOOL, STR, Option, err, need, verb
+from aiorun.cli.progress import ProgressPrinter, render_stream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,49 +33,6 @@ def split_reference(ref: str) -> tuple[str, str]:
     return name, "latest"
 
 
-class ProgressPrinter:
-    """Renders Docker's JSON messages: in place on a terminal, plain lines otherwise."""
-
-    def __init__(self, out: TextIO, tty: bool) -> None:
-        self.out = out
-        self.tty = tty
-        self.rows: list[str] = []          # layer ids, in the order first seen (tty)
-        self.last: dict[str, str] = {}     # layer id -> last status printed
-
-    def show(self, msg: dict[str, Any]) -> None:
-        status = str(msg.get("status") or "")
-        ident = str(msg.get("id") or "")
-        if not status:
-            return
-        if not ident or not self._is_layer(msg):
-            self.out.write(f"{ident}: {status}\n" if ident else f"{status}\n")
-            self.out.flush()
-            return
-        line = f"{ident}: {status}"
-        if msg.get("progress") and self.tty:
-            line += f" {msg['progress']}"
-        if self.tty:
-            self._draw(ident, line)
-        elif self.last.get(ident) != status:
-            self.last[ident] = status
-            self.out.write(line + "\n")
-            self.out.flush()
-
-    @staticmethod
-    def _is_layer(msg: dict[str, Any]) -> bool:
-        return "progressDetail" in msg
-
-    def _draw(self, ident: str, line: str) -> None:
-        if ident not in self.rows:
-            self.rows.append(ident)
-            self.out.write(line + "\n")
-        else:
-            up = len(self.rows) - self.rows.index(ident)
-            # up to the layer's row, rewrite it, back down
-            self.out.write(f"\x1b[{up}A\r\x1b[2K{line}\x1b[{up}B\r")
-        self.out.flush()
-
-
 def stream_pull(client: Any, ref: str, out: TextIO, platform: str | None = None) -> int:
     """Pull ``ref`` through the daemon, printing progress on ``out``; 0 or 1."""
     from aiorun.api.client import ApiError
@@ -87,22 +43,10 @@ def stream_pull(client: Any, ref: str, out: TextIO, platform: str | None = None)
     except ApiError as exc:
         err(f"Error response from daemon: {exc.message}")
         return 1
-    printer = ProgressPrinter(out, out.isatty())
-    code = 0
     try:
-        for line in resp.iter_lines():
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("error"):
-                err(str(msg["error"]))
-                code = 1
-            else:
-                printer.show(msg)
+        return render_stream(resp, ProgressPrinter(out, out.isatty()))
     finally:
         resp.close()
-    return code
 
 
 @verb("pull", "NAME[:TAG|@DIGEST]", "Download an image from a registry",

@@ -9,63 +9,9 @@ import sys
 from typing import Any
 
 from aiorun.cli.options import BOOL, STR, Opts, Option, UsageError, err, need, verb
+from aiorun.cli.progress import ProgressPrinter, render_stream
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-
-
-# ------------------------------------------------------------------ progress rendering
-
-class ProgressPrinter:
-    """Docker's JSON message stream as docker prints it: on a terminal one line per layer,
-    rewritten in place (progress bars); otherwise plain lines, progress updates skipped."""
-
-    def __init__(self, out: Any, terminal: bool) -> None:
-        self.out = out
-        self.terminal = terminal
-        self.lines: list[str] = []        # ids, in the order of their first message
-
-    def show(self, msg: dict[str, Any]) -> None:
-        status = msg.get("status") or ""
-        if not status:
-            return
-        ident = msg.get("id") or ""
-        progress = msg.get("progress") or ""
-        if not self.terminal:
-            if progress:                  # docker: no progress bars off a terminal
-                return
-            self.out.write(f"{ident}: {status}\n" if ident else f"{status}\n")
-            return
-        text = f"{ident}: {status} {progress}".rstrip() if ident else status
-        if not ident:
-            self.out.write(text + "\n")
-            return
-        if ident not in self.lines:
-            self.lines.append(ident)
-            self.out.write(text + "\n")
-        else:
-            up = len(self.lines) - self.lines.index(ident)
-            self.out.write(f"\x1b[{up}A\r\x1b[2K{text}\r\x1b[{up}B")
-        self.out.flush()
-
-
-def render_stream(resp: Any, terminal: bool) -> int:
-    """Print a push/pull JSON stream; 1 if it carried an error (printed on stderr)."""
-    printer = ProgressPrinter(sys.stdout, terminal)
-    code = 0
-    for line in resp.iter_lines():
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict):
-            continue
-        if msg.get("error"):
-            sys.stdout.flush()
-            err(str(msg["error"]))
-            code = 1
-        else:
-            printer.show(msg)
-    return code
 
 
 # ------------------------------------------------------------------ verbs
@@ -91,7 +37,7 @@ def cmd_push(ctx: Any, args: Opts, argv: list[str]) -> int:
             if code == 0:
                 print(f"{name}:{tag}" if tag else name)
             return code
-        return render_stream(resp, sys.stdout.isatty())
+        return render_stream(resp, ProgressPrinter(sys.stdout, sys.stdout.isatty()))
     finally:
         resp.close()
 
