@@ -214,6 +214,7 @@ def run_registry(eng, args, results: dict) -> None:
     from bench import registry
     runs = args.runs or (3 if args.quick else 5)
     got = results.setdefault("registry", {})
+    got.setdefault("docker", {"missing": registry.DOCKER_SKIPPED})    # never started here
     for who, engine in (("skopeo", None), (eng.name, eng)):
         if who in got:
             continue

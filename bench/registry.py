@@ -36,6 +36,14 @@ from bench.base import Engine, Workspace, run, which
 from bench.regimages import Layout, write_layout
 from bench.stats import summarize_ns
 
+#: Why docker has no rows (printed under the table; its client stays wired in
+#: :func:`client_for` for a machine where dockerd may run).
+DOCKER_SKIPPED = ("not measured: dockerd is not started on this shared host (the project's "
+                  "rule: dockerd only in a network namespace a test made, and it loads "
+                  "host-wide kernel modules such as br_netfilter); `docker pull/push` "
+                  "against aiorun serve is covered by tests/integration/"
+                  "test_registry_docker_peers.py")
+
 MANY_LAYERS = 20
 MANY_LAYER_MB = 4.0
 BIG_MB = {True: 128.0, False: 200.0}      # by --quick

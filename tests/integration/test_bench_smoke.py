@@ -38,25 +38,31 @@ def test_quick_start_latency_against_aiorun(tmp_path, host_state):
 
 def test_registry_section_smallest(tmp_path, host_state):
     """The registry section with images of a few KB and one run: pull cold/warm and push
-    first/again, for aiorun and skopeo, every op measured once without error."""
+    first/again, for aiorun, podman and skopeo, every op measured once without error;
+    docker's absence is explained."""
     import shutil
-    if not (shutil.which("docker-registry") and shutil.which("skopeo")):
-        pytest.fail("docker-registry and skopeo are needed (scripts/setup.sh installs them)")
+    if not (shutil.which("docker-registry") and shutil.which("skopeo")
+            and shutil.which("podman")):
+        pytest.fail("docker-registry, skopeo and podman are needed (scripts/setup.sh "
+                    "installs them)")
     out = tmp_path / "bench.json"
     before = set(Path("/tmp").glob("aiorun-bench-*"))
     p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "registry",
-                        "--engines", "aiorun", "--runs", "1", "--registry-scale", "0.001",
+                        "--engines", "aiorun", "podman", "--runs", "1",
+                        "--registry-scale", "0.001",
                         "--json", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["engines"]["aiorun[overlay]"]["present"], res["engines"]
     reg = res["registry"]
-    for who in ("skopeo", "aiorun[overlay]"):
+    for who in ("skopeo", "aiorun[overlay]", "podman"):
         assert not reg[who]["errors"], reg[who]
         ops = {(r["image"], r["op"]): r["stats"]["n"] for r in reg[who]["ops"]}
         assert ops == {(i, op): 1 for i in ("many", "big")
                        for op in ("pull cold", "pull warm", "push first", "push again")}
     assert reg["skopeo"]["images"]["many"]["layers"] == 20
     assert "== 6. registry pull / push" in p.stdout and "vs skopeo" in p.stdout
+    assert "vs podman" in p.stdout and "! docker: not measured: dockerd is not started" \
+        in p.stdout
     assert set(Path("/tmp").glob("aiorun-bench-*")) == before

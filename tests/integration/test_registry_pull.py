@@ -475,3 +475,48 @@ def test_docker_hub_images_come_from_the_mirrors(aiorun_paths, tmp_path, busybox
             d.stop_all()
     finally:
         mirror.stop()
+
+
+@pytest.mark.anyio
+async def test_layers_are_downloaded_in_parallel_bounded(aiorun_paths, registry, monkeypatch,
+                                                          host_state):
+    """Downloads overlap, never more than PARALLEL at once (an in-process Puller on the real
+    image store, "copy" driver). The first two downloads wait for each other: a serial pull
+    would never let the first finish — fail_after turns that into a failure; it measures no
+    speed."""
+    import anyio
+
+    from aiorun.bus.bus import EventBus
+    from aiorun.drivers.select import select_storage
+    from aiorun.images.store import ImageStore
+    from aiorun.registry import pull as P
+
+    layers = [tar_of({f"f{i}": os.urandom(2048)}) for i in range(5)]
+    push_image(registry.url, "par", "1", layers)
+    monkeypatch.setattr(P, "PARALLEL", 2)
+    in_flight = peak = 0
+    two = anyio.Event()
+    real_download = P.Puller._download
+
+    async def counting_download(self, *args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 2:
+            two.set()
+        try:
+            await two.wait()
+            await real_download(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(P.Puller, "_download", counting_download)
+    storage, _ = select_storage(aiorun_paths, "copy")
+    store = ImageStore(aiorun_paths, storage, EventBus())
+    await store.start()
+    puller = P.Puller(store, aiorun_paths.tmp, f"{registry.host}/par:1")
+    with anyio.fail_after(60):
+        msgs = [m async for m in puller.run()]
+    assert peak == 2, peak
+    assert sum(m.get("status") == "Pull complete" for m in msgs) == 5
+    assert puller.image is not None and len(puller.image.layers) == 5
