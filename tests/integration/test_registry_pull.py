@@ -478,8 +478,7 @@ def test_docker_hub_images_come_from_the_mirrors(aiorun_paths, tmp_path, busybox
 
 
 @pytest.mark.anyio
-async def test_layers_are_downloaded_in_parallel_bounded(aiorun_paths, registry, monkeypatch,
-                                                          host_state):
+async def test_layers_are_downloaded_in_parallel_bounded(aiorun_paths, registry, monkeypatch):
     """Downloads overlap, never more than PARALLEL at once (an in-process Puller on the real
     image store, "copy" driver). The first two downloads wait for each other: a serial pull
     would never let the first finish — fail_after turns that into a failure; it measures no
