@@ -45,6 +45,8 @@ def isolate_environment() -> tuple[str, Path]:
     # Every daemon the tests start (directly or auto-started by the CLI) inherits this: no
     # test can make it contact a registry off the machine (not even resolve its name).
     os.environ["AIORUN_REGISTRY_LOOPBACK_ONLY"] = "1"
+    # ... nor trust (or depend on) the host's /etc/{aiorun,docker}/certs.d: an empty dir
+    os.environ["AIORUN_REGISTRY_CERTS_DIR"] = str(base / "certs.d")
     return token, base
 
 
