@@ -55,14 +55,20 @@ def _render(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> st
 
 
 def _print_json_stream(resp: Any, quiet: bool = False) -> int:
-    """Docker's JSON message stream: print ``stream``/``status`` lines, fail on ``error``."""
+    """Docker's JSON message stream: print ``stream``/``status`` lines, fail on ``error``;
+    per-item progress (``Loading layer``) goes to the stderr progress renderer."""
+    from aiorun.cli.progress import stderr_printer
+    progress = None
     code = 0
     for line in resp.iter_lines():
         try:
             msg = json.loads(line)
         except ValueError:
             continue
-        if msg.get("error"):
+        if "progressDetail" in msg and msg.get("id"):
+            progress = progress or stderr_printer(quiet)
+            progress.show(msg)
+        elif msg.get("error"):
             err(msg["error"])
             code = 1
         elif isinstance(msg.get("aux"), dict) and msg["aux"].get("SkippedDeviceNodes"):

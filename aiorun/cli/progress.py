@@ -20,33 +20,15 @@ from __future__ import annotations
 import json
 import sys
 
+from aiorun.core.progressbar import bar, human
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Iterator, TextIO
 
-#: Width of a bar between the brackets (docker's).
-BAR_WIDTH = 50
 #: Read/write size of a transfer, and the least progress worth a message.
 CHUNK = 1 << 16
 MIN_STEP = 256 << 10
-
-
-def human(n: float) -> str:
-    """Decimal units, 3 significant digits, as docker's progress shows sizes."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{int(n)}B" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n}B"   # pragma: no cover — the loop always returns
-
-
-def bar(current: int, total: int | None) -> str:
-    """``[====>    ] 1.2MB/3.4MB``; just the size when the total is unknown."""
-    if not total:
-        return human(current)
-    filled = min(BAR_WIDTH, current * BAR_WIDTH // total)
-    arrow = "=" * max(0, filled - 1) + (">" if filled else "")
-    return f"[{arrow:<{BAR_WIDTH}}] {human(current)}/{human(total)}"
 
 
 class ProgressPrinter:

@@ -24,11 +24,12 @@ import os
 import secrets
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, Awaitable, BinaryIO, Callable, Iterable
 
 import anyio
 import anyio.to_thread
 
+from aiorun.core.progressbar import bar
 from aiorun.errors import InvalidArgument
 from aiorun.images import layers as L
 from aiorun.images import oci
@@ -184,6 +185,11 @@ class _Archive:
             raise InvalidArgument(f"invalid image archive: cannot read {name!r}")
         return f  # type: ignore[return-value]
 
+    def size(self, name: str) -> int | None:
+        """The member's size in bytes (None for a hard link: its target holds the bytes)."""
+        m = self.members.get(L.clean_name(name))
+        return m.size if m is not None and m.isreg() else None
+
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         f = self.open(name)
         data = f.read(limit + 1)
@@ -263,8 +269,20 @@ def _plan_oci(ar: _Archive) -> list[tuple[bytes, list[str], list[str]]]:
     return plan
 
 
-async def load(store: Any, stream: bytes | BinaryIO | os.PathLike[str] | str) -> list[str]:
-    """Load an archive; return Docker's lines ("Loaded image: x:latest" / "Loaded image ID: ...")."""
+def _loading(diff_id: str, current: int, total: int | None) -> dict[str, Any]:
+    """Docker's ``Loading layer`` progress message (the id: the diff_id's first 12)."""
+    detail = {"current": current, **({"total": total} if total else {})}
+    return {"status": "Loading layer", "id": diff_id[:12], "progressDetail": detail,
+            "progress": bar(current, total)}
+
+
+async def load(store: Any, stream: bytes | BinaryIO | os.PathLike[str] | str,
+               progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+               ) -> list[str]:
+    """Load an archive; return Docker's lines ("Loaded image: x:latest" / "Loaded image ID: ...").
+
+    ``progress`` (optional) is awaited with Docker's ``Loading layer`` message before and
+    after each layer is stored."""
     tmp = store.paths.tmp / f"aiorun-layer-load-{secrets.token_hex(6)}.tar"
     added: list[str] = []
     try:
@@ -303,12 +321,17 @@ async def load(store: Any, stream: bytes | BinaryIO | os.PathLike[str] | str) ->
                                           f"layers, the manifest {len(layer_names)}")
                 for i, (name, expect) in enumerate(zip(layer_names, want)):
                     f = await anyio.to_thread.run_sync(ar.open, name)
+                    total = ar.size(name)
+                    if progress is not None:
+                        await progress(_loading(expect, 0, total))
                     got = await store.add_layer(f)
                     added.append(got)
                     if got != expect:
                         raise InvalidArgument(
                             f"invalid image archive: layer {i} ({name}) has diff_id sha256:{got}, "
                             f"the config says sha256:{expect}")
+                    if progress is not None:
+                        await progress(_loading(expect, total or 0, total))
                 norm = []
                 for t in tags:
                     try:

@@ -33,6 +33,7 @@ import anyio.to_thread
 import httpx
 from anyio.streams.memory import MemoryObjectSendStream
 
+from aiorun.core.progressbar import bar
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images import oci
 from aiorun.images import reference as R
@@ -92,26 +93,10 @@ def _progress(status: str, ident: str, current: int | None = None,
         if total:
             detail["total"] = total
         msg["progressDetail"] = detail
-        msg["progress"] = _bar(current, total)
+        msg["progress"] = bar(current, total)
     else:
         msg["progressDetail"] = {}
     return msg
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}B"
-
-
-def _bar(current: int, total: int | None) -> str:
-    if not total:
-        return _human(current)
-    filled = min(50, current * 50 // total) if total else 0
-    arrow = "=" * max(0, filled - 1) + (">" if filled else "")
-    return f"[{arrow:<50}] {_human(current)}/{_human(total)}"
 
 
 class Puller:

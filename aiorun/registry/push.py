@@ -37,6 +37,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from aiorun.config import Paths
 from aiorun.core.atomicfile import write_json_atomic
 from aiorun.core.interfaces import Images
+from aiorun.core.progressbar import bar
 from aiorun.errors import NotFound
 from aiorun.images import reference as R
 from aiorun.images.layerfiles import SPOOL_PREFIX
@@ -127,21 +128,6 @@ def compress_layer(tar: Path, spool_dir: Path) -> tuple[Path, str, int]:
     return out, "sha256:" + h.hexdigest(), size
 
 
-def _progress_bar(current: int, total: int) -> str:
-    width = 50
-    filled = width * current // total if total else width
-    arrow = "=" * max(filled - 1, 0) + (">" if filled < width else "=")
-    return f"[{arrow:<{width}}] {_human(current)}/{_human(total)}"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
-
-
 # ------------------------------------------------------------------ the push
 
 class Pusher:
@@ -228,7 +214,7 @@ class Pusher:
                 offset = end + 1
                 yield {"status": "Pushing", "id": short,
                        "progressDetail": {"current": offset, "total": size},
-                       "progress": _progress_bar(offset, size)}
+                       "progress": bar(offset, size)}
         finally:
             await anyio.to_thread.run_sync(f.close)
         await self.finish_upload(loc, digest, b"", f"layer {short}")

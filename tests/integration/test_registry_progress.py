@@ -5,6 +5,7 @@ stderr (stdout keeps their results: an id, "Loaded image: …", the tar)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -83,8 +84,15 @@ def test_import_load_save_build_progress(daemon, aiorun_paths, busybox_tar, tmp_
     assert re.fullmatch(rb"stdout: Saving\nstdout: Saved [\d.]+MB\n", r.stderr), r.stderr
 
     # load: from a file and from stdin; -q shows nothing
+    layer = json.loads(run_cli(paths, "image", "inspect", "prog:1").stdout)[0]["RootFS"][
+        "Layers"][0].removeprefix("sha256:")[:12]
     code, tty, _ = on_terminal(paths, "load", "-i", str(out))
     assert code == 0 and "saved.tar: Uploading [" in tty and "Loaded image: prog:1" in tty, tty
+    # then the daemon's per-layer rows (Docker's "Loading layer"), the last one complete
+    assert re.search(rf"{layer}: Loading layer \[=+>\] [\d.]+MB/[\d.]+MB", tty), tty
+    r = run_cli(paths, "load", "-i", str(out))          # not a terminal: plain lines
+    assert r.returncode == 0 and r.stdout == "Loaded image: prog:1\n", r.stdout
+    assert f"{layer}: Loading layer\n" in r.stderr and ESC not in r.stderr, r.stderr
     code, tty, _ = on_terminal(paths, "load", stdin=out.read_bytes())
     assert code == 0 and "stdin: Uploading" in tty and "stdin: Uploaded" in tty, tty
     r = run_cli(paths, "load", "-q", "-i", str(out))

@@ -13,7 +13,7 @@ from aiorun.cli.progress import (ProgressPrinter, Transfer, bar, file_size, huma
 
 
 @pytest.mark.parametrize("n,text", [(0, "0B"), (999, "999B"), (1000, "1kB"),
-                                    (1234567, "1.23MB"), (5 * 10**9, "5GB")])
+                                    (1234567, "1.235MB"), (1048576, "1.049MB"), (5 * 10**9, "5GB")])
 def test_human(n, text):
     assert human(n) == text
 
@@ -89,10 +89,10 @@ def test_transfer_of_a_file(tmp_path, tty):
     text = out.getvalue()
     if tty:
         assert text.startswith("img.tar: Uploading [")
-        assert "img.tar: Uploading [" + "=" * 49 + ">] 1.05MB/1.05MB" in text
-        assert text.endswith("\x1b[2Kimg.tar: Uploaded 1.05MB\x1b[1B\r")
+        assert "img.tar: Uploading [" + "=" * 49 + ">] 1.049MB/1.049MB" in text
+        assert text.endswith("\x1b[2Kimg.tar: Uploaded 1.049MB\x1b[1B\r")
     else:    # one line per status: start and end
-        assert text == "img.tar: Uploading\nimg.tar: Uploaded 1.05MB\n"
+        assert text == "img.tar: Uploading\nimg.tar: Uploaded 1.049MB\n"
 
 
 def test_file_size_of_a_pipe_is_unknown():

@@ -5,7 +5,8 @@
 ``POST /images/create?fromSrc=-&repo=&tag=&message=&changes=`` (import; tar body; JSON lines) ·
 ``POST /images/create?fromImage=&tag=&platform=`` (pull: :mod:`aiorun.api.routes.pull`) ·
 ``GET /images/get?names=`` and ``GET /images/{name}/get`` (save: a tar stream) ·
-``POST /images/load`` (tar body; JSON lines ``{"stream": "Loaded image: x\\n"}``) ·
+``POST /images/load`` (tar body; JSON lines ``{"stream": "Loaded image: x\\n"}``, after
+``Loading layer`` progress unless ``quiet``) ·
 ``POST /images/prune?filters=``.
 
 Upload bodies are spooled to ``<root>/tmp`` (named so that a crash leaves nothing that the
@@ -199,12 +200,24 @@ async def load(req: Request, engine: Any):
     from aiorun.images import archive
     store = _store(engine)
     body = await _spool_body(req, engine, "loadbody")
-    try:
-        lines = await archive.load(store, body)
-    finally:
-        body.unlink(missing_ok=True)
-    out = b"".join(json.dumps({"stream": line + "\n"}).encode() + b"\r\n" for line in lines)
-    return Response(200, out)
+    if req.flag("quiet"):
+        try:
+            lines = await archive.load(store, body)
+        finally:
+            body.unlink(missing_ok=True)
+        out = b"".join(json.dumps({"stream": line + "\n"}).encode() + b"\r\n" for line in lines)
+        return Response(200, out)
+    # not quiet: Docker's "Loading layer" progress per layer, streamed as it happens
+    from aiorun.api.jsonstream import reported, respond
+
+    async def work(report: Any) -> list[dict[str, Any]]:
+        try:
+            lines = await archive.load(store, body, progress=report)
+        finally:
+            body.unlink(missing_ok=True)
+        return [{"stream": line + "\n"} for line in lines]
+    # answered at once (Docker's too): a bad archive is the stream's last, error, line
+    return await respond(reported(work), "load", wait_first=False)
 
 
 async def _save_response(engine: Any, names: list[str]) -> Response:

@@ -12,9 +12,8 @@ Emits Docker's ``image pull`` event (actor: the reference pulled).
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 
@@ -47,43 +46,24 @@ def pull_reference(image: str, tag: str) -> str:
     return f"{image}:{tag}"
 
 
-def _line(msg: dict[str, Any]) -> bytes:
-    return json.dumps(msg).encode() + b"\r\n"
-
-
 async def pull_response(req: Request, engine: Any) -> Response:
+    from aiorun.api.jsonstream import respond
     from aiorun.registry.pull import Puller
     ref = pull_reference(req.arg("fromImage") or "", req.arg("tag") or "")
-    puller = Puller(engine.images, engine.paths.tmp, ref, credentials=await registry_credentials(req, engine, ref),
+    puller = Puller(engine.images, engine.paths.tmp, ref,
+                    credentials=await registry_credentials(req, engine, ref),
                     platform=req.arg("platform") or None)
-    progress = puller.run()
-    try:
-        first = await progress.__anext__()      # the image exists: now stream
-    except BaseException:
-        await progress.aclose()
-        raise
 
-    async def stream() -> AsyncIterator[bytes]:
+    def pulled() -> None:
         try:
-            yield _line(first)
-            async for msg in progress:
-                yield _line(msg)
+            engine.events.emit("image", "pull", puller.target.display,
+                               {"name": puller.target.ref.repo})
         except AiorunError as exc:
-            yield _line({"error": exc.message, "errorDetail": {"message": exc.message}})
-        except Exception as exc:
-            log.exception("pull of %s failed", ref)
-            text = f"{type(exc).__name__}: {exc}"
-            yield _line({"error": text, "errorDetail": {"message": text}})
-        else:
-            try:
-                engine.events.emit("image", "pull", puller.target.display,
-                                   {"name": puller.target.ref.repo})
-            except AiorunError as exc:
-                log.warning("image pull event not recorded: %s", exc)
-        finally:
-            await progress.aclose()
+            log.warning("image pull event not recorded: %s", exc)
 
-    return Response(200, stream=stream())
+    # the first message comes once the image is known to exist: an unknown one is an HTTP
+    # error, as with Docker
+    return await respond(puller.run(), f"pull of {ref}", on_success=pulled)
 
 
 @router.route("GET", "/distribution/{name:path}/json")
