@@ -6,7 +6,8 @@ Per configuration: ``docker login`` (refused with a wrong password, then accepte
 ``docker push``, ``docker rmi`` + ``docker pull``, the image run; docker-py's
 ``images.pull`` / ``images.push`` with an ``auth_config``; an anonymous pull of a name that
 does not exist is docker-py's ``ImageNotFound`` (Docker's "repository does not exist or may
-require 'docker login'" on a 404); the ``image pull`` / ``image push`` events in ``/events``.
+require 'docker login'" on a 404); the ``image pull`` / ``image push`` events in ``/events``
+and on the msgpack bus.
 
 The daemon and both clients get their own ``DOCKER_CONFIG`` in the test's temporary
 directory: the host's ``~/.docker/config.json`` is neither read nor written."""
@@ -131,3 +132,10 @@ def test_docker_cli_and_docker_py(setup, tmp_path, busybox_tar):
     assert events == [("push", f"{host}/dk:1"), ("pull", f"{host}/dk:1"),
                       ("push", f"{host}/py:2"), ("pull", f"{host}/py:2")], events
     client.close()
+    # the same on the msgpack bus (replayed from its journal up to now)
+    from aiorun.bus.client import BusClient
+    from aiorun.core.events import Event
+    on_bus = [(ev.action, ev.id) for ev in BusClient(paths.bus_socket).subscribe(
+        {"type": ["image"], "event": ["pull", "push"]}, from_seq=1,
+        until_ns=time.time_ns()) if isinstance(ev, Event)]
+    assert on_bus == events, on_bus
