@@ -296,6 +296,15 @@ class NetworkManager:
         """IPs of the container called ``name`` (name, alias or short id) on ``net_id``."""
         return self.names.dns_lookup(net_id, name)
 
+    def host_firewall(self) -> dict[str, Any]:
+        """Per loaded driver, its :meth:`NetworkDriver.firewall_status` (``info``)."""
+        out = {}
+        for name, drv in sorted(self._drivers.loaded.items()):
+            st = drv.firewall_status()
+            if st is not None:
+                out[name] = st
+        return out
+
     # -- network objects (API) ---------------------------------------------------------------
     async def create(self, name: str, driver: str = DEFAULT_DRIVER, *, subnet: str = "",
                      gateway: str = "", options: dict[str, str] | None = None,
