@@ -82,7 +82,7 @@ class FwHost:
 
 def firewall_text(host: FwHost) -> str:
     """Every rule of the namespace, without counters (to compare before/after)."""
-    out = [host.sh("nft", "list", "ruleset")]
+    out = [host.sh("nft", "-s", "list", "ruleset")]  # -s: no counters
     for binary in ("iptables-nft", "iptables-legacy"):
         names = host.sh("cat", "/proc/net/ip_tables_names", check=False)
         if binary.endswith("legacy") and "filter" not in names:
