@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Callable
@@ -183,8 +184,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
 
     One bad query never ends the server: a failing lookup, relay or send is logged and that
     query alone goes unanswered (or gets SERVFAIL). UDP replies are written one at a time:
-    the relays finish concurrently (a resolver asks A and AAAA together) and anyio refuses
-    two tasks sending on one socket at once (``BusyResourceError``)."""
+    the relays finish concurrently (a resolver asks A and AAAA together) and trio refuses
+    two tasks waiting on one socket at once (``BusyResourceError``)."""
     relays = anyio.CapacityLimiter(MAX_RELAYS)
 
     def resolve(q: Query) -> bytes | None:
@@ -192,76 +193,106 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
         ips = lookup(q.name) if q.qclass == QCLASS_IN else []
         return answer(q, ips) if ips else None
 
-    async with await anyio.create_udp_socket(local_host=bind_ip, local_port=port,
-                                             reuse_port=False) as sock, \
-            await anyio.create_tcp_listener(local_host=bind_ip, local_port=port,
-                                            reuse_port=False) as listener:
-        task_status.started()
-        send_lock = anyio.Lock()
-        tcp_clients = anyio.CapacityLimiter(MAX_TCP_CLIENTS)
+    # A plain non-blocking socket, not anyio's UDP socket: on asyncio that one queues at most
+    # 100 datagrams and silently drops older ones under a burst; this way the kernel's
+    # receive buffer (1 MiB) is the queue, on asyncio and trio alike.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((bind_ip, port))
+        listener = await anyio.create_tcp_listener(local_host=bind_ip, local_port=port)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        async with listener:
+            task_status.started()
+            send_lock = anyio.Lock()
+            tcp_clients = anyio.CapacityLimiter(MAX_TCP_CLIENTS)
 
-        async def reply(payload: bytes, host: str, port: int) -> None:
-            async with send_lock:
+            async def reply(payload: bytes, host: str, port: int) -> None:
+                async with send_lock:   # one waiter per socket (trio refuses two)
+                    while True:
+                        try:
+                            sock.sendto(payload, (host, port))
+                            return
+                        except BlockingIOError:
+                            await anyio.wait_writable(sock)
+                        except OSError as exc:  # e.g. the client's namespace is gone
+                            log.debug("DNS reply to %s:%d failed: %s", host, port, exc)
+                            return
+
+            async def relay(data: bytes, q: Query, host: str, port: int) -> None:
                 try:
-                    await sock.sendto(payload, host, port)
-                except OSError as exc:  # e.g. the client's namespace is gone
-                    log.debug("DNS reply to %s:%d failed: %s", host, port, exc)
-
-        async def relay(data: bytes, q: Query, host: str, port: int) -> None:
-            try:
-                async with relays:
-                    answer_ = await _forward(data, upstreams(), upstream_port)
-                await reply(answer_ or error_reply(q, RCODE_SERVFAIL), host, port)
-            except Exception:
-                log.exception("DNS relay of %r failed", q.name)
-
-        async def tcp_client(stream: anyio.abc.SocketStream) -> None:
-            async with tcp_clients, stream:
-                buf = bytearray()
-                while True:
-                    data = None
-                    with anyio.move_on_after(TCP_IDLE):
-                        data = await _read_msg(stream, buf)
-                    if data is None:
-                        return
-                    q = parse_query(data)
-                    if q is None:
-                        return       # not DNS: drop the connection
-                    try:
-                        out = resolve(q)
-                    except Exception:
-                        log.exception("DNS lookup of %r failed", q.name)
-                        out = error_reply(q, RCODE_SERVFAIL)
-                    if out is None:
-                        async with relays:
-                            out = await _forward_tcp(data, upstreams(), upstream_port)
-                        out = out or error_reply(q, RCODE_SERVFAIL)
-                    try:
-                        await stream.send(len(out).to_bytes(2, "big") + out)
-                    except (anyio.BrokenResourceError, OSError):
-                        return
-
-        async def tcp_serve() -> None:
-            async def handle(stream: anyio.abc.SocketStream) -> None:
-                try:
-                    await tcp_client(stream)
+                    async with relays:
+                        answer_ = await _forward(data, upstreams(), upstream_port)
+                    await reply(answer_ or error_reply(q, RCODE_SERVFAIL), host, port)
                 except Exception:
-                    log.exception("DNS TCP client failed")
-            await listener.serve(handle)
+                    log.exception("DNS relay of %r failed", q.name)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(tcp_serve)
-            async for data, (host, port) in sock:
+            async def tcp_client(stream: anyio.abc.SocketStream) -> None:
+                async with tcp_clients, stream:
+                    buf = bytearray()
+                    while True:
+                        data = None
+                        with anyio.move_on_after(TCP_IDLE):
+                            data = await _read_msg(stream, buf)
+                        if data is None:
+                            return
+                        q = parse_query(data)
+                        if q is None:
+                            return       # not DNS: drop the connection
+                        try:
+                            out = resolve(q)
+                        except Exception:
+                            log.exception("DNS lookup of %r failed", q.name)
+                            out = error_reply(q, RCODE_SERVFAIL)
+                        if out is None:
+                            async with relays:
+                                out = await _forward_tcp(data, upstreams(), upstream_port)
+                            out = out or error_reply(q, RCODE_SERVFAIL)
+                        try:
+                            await stream.send(len(out).to_bytes(2, "big") + out)
+                        except (anyio.BrokenResourceError, OSError):
+                            return
+
+            async def tcp_serve() -> None:
+                async def handle(stream: anyio.abc.SocketStream) -> None:
+                    try:
+                        await tcp_client(stream)
+                    except Exception:
+                        log.exception("DNS TCP client failed")
+                await listener.serve(handle)
+
+            async def datagram(tg: anyio.abc.TaskGroup, data: bytes, host: str,
+                               port: int) -> None:
                 q = parse_query(data)
                 if q is None:
-                    continue
+                    return
                 try:
                     out = resolve(q)
                 except Exception:
                     log.exception("DNS lookup of %r failed", q.name)
                     await reply(error_reply(q, RCODE_SERVFAIL), host, port)
-                    continue
+                    return
                 if out is None:
                     tg.start_soon(relay, data, q, host, port)
                 else:
                     await reply(out if len(out) <= q.udp_size else truncated(q), host, port)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tcp_serve)
+                while True:
+                    await anyio.wait_readable(sock)
+                    while True:      # drain what is queued, then wait again
+                        try:
+                            data, (host, port) = sock.recvfrom(65535)
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        except OSError as exc:   # e.g. an ICMP error queued on the socket
+                            log.debug("DNS receive: %s", exc)
+                            break
+                        await datagram(tg, data, host, port)
+    finally:
+        sock.close()

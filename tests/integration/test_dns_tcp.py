@@ -198,3 +198,15 @@ async def test_garbage_does_not_stop_the_server(server):
     assert parse(await ask_udp(ip, port, query("web")))[3] == ["10.77.0.2"]
     [r] = await ask_tcp(ip, port, query("web"))
     assert parse(r)[3] == ["10.77.0.2"]
+
+
+def test_bench_runs_short():
+    """``python -m bench.dns_burst`` end to end, small (timings printed, never asserted)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-m", "bench.dns_burst", "--queries", "600",
+                        "--tcp", "40"], cwd=Path(__file__).resolve().parents[2],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "600/600 UDP queries answered" in r.stdout and "TCP 40 in" in r.stdout
