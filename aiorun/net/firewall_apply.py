@@ -101,6 +101,7 @@ class Firewall:
         self._lock = threading.Lock()
         self._found: fw.HostFirewall | None = None
         self._done: list[str] = []          # what the last sync added (for info)
+        self._key: tuple | None = None      # what the last successful sync saw and did
 
     # -- API -------------------------------------------------------------------------------
     async def sync(self, bridges: list[fw.FwBridge], strict: bool = False) -> None:
@@ -134,10 +135,18 @@ class Firewall:
                 log.warning("host firewall: %s", " ".join(found.problems))
             done: list[str] = []
             add = self.mode != "off" and bool(bridges)
+            inserts = fw.render_nft_inserts(found.nft_chains, bridges, self.tag) if add else ""
+            current = fw.tagged_rules(ruleset, self.tag)
+            key = (tuple(sorted(bridges)), tuple(found.nft_chains), self.mode,
+                   tuple((s.binary, s.forward_drops, s.input_drops, s.docker_user)
+                         for s in found.iptables))
+            if (key == self._key and len(current) == inserts.count("\n")
+                    and all(s.ours == (add and found.needs_iptables(s))
+                            for s in found.iptables if s.binary not in missing)):
+                return                      # nothing changed since the last sync (re-checks)
+            self._key = None
             # nftables: drop ours, insert the current set; one transaction
-            text = fw.render_nft_deletes(fw.tagged_rules(ruleset, self.tag))
-            if add:
-                text += fw.render_nft_inserts(found.nft_chains, bridges, self.tag)
+            text = fw.render_nft_deletes(current) + inserts
             if text:
                 res = _run(["nft", "-f", "-"], text)
                 if res.returncode != 0:
@@ -157,6 +166,7 @@ class Firewall:
                 elif st.ours:
                     self._iptables_remove(st)
             self._done = done
+            self._key = key
 
     def _ipt(self, st: fw.IptablesState, *args: str) -> subprocess.CompletedProcess[str]:
         return _run([st.binary, "-w", *args])

@@ -155,3 +155,34 @@ def test_network_suites_in_dockers_namespace(host, request):
         assert "-P FORWARD DROP" in host.sh("iptables", "-S", "FORWARD")
     finally:
         docker.stop()
+
+
+def test_firewall_started_later_is_met(host, busybox_tar):
+    """A firewall that appears after the network exists (a drop policy set later, as by a
+    dockerd started after aiorun) is found by the periodic re-check and let through."""
+    import time
+    host.start(busybox_tar, env={"AIORUN_FIREWALL_RECHECK": "0.5"})
+    host.cli("network", "create", "--subnet", "10.253.77.0/24", "late")
+    web = host.cli("run", "-d", "--network", "late", "--name", "web",
+                   "busybox", "httpd", "-f", "-p", "80", "-h", "/var/www").stdout.strip()
+
+    def wait_for(what: str, cond) -> None:
+        deadline = time.monotonic() + 20
+        while not cond():
+            assert time.monotonic() < deadline, f"no re-check: {what}"
+            time.sleep(0.2)
+
+    host.ns.run("nft", "-f", "-", input=FWTABLE, check=True)
+    wait_for("nft", lambda: 'comment "aiorun:' in host.sh("nft", "list", "table", "inet",
+                                                          "aiortestfw"))
+    host.sh("iptables-nft", "-P", "FORWARD", "DROP")
+    wait_for("iptables", lambda: "AIORUN-" in host.sh("iptables-nft", "-S", "FORWARD"))
+    r = host.cli("run", "--rm", "--network", "late", "busybox", "wget", "-q", "-O", "-",
+                 "http://web/")
+    assert r.stdout.strip()
+    info = host.daemon.client().get("/info") if host.daemon else {}
+    assert info["Firewall"]["bridge"]["Rules"]
+    host.cli("rm", "-f", web)
+    host.cli("network", "rm", "late")
+    assert "AIORUN" not in host.sh("iptables-nft", "-S")
+    assert "aiorun:" not in host.sh("nft", "list", "ruleset")

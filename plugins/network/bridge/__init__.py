@@ -133,6 +133,10 @@ class BridgeDriver(NetworkDriver):
         except AiorunError as exc:
             log.error("host firewall: %s", exc.message)
 
+    async def refresh_firewall(self) -> None:
+        if self._nets:
+            await self._fw_sync()
+
     def firewall_status(self) -> dict | None:
         return self.firewall.status()
 
