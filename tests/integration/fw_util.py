@@ -161,8 +161,9 @@ class Dockerd:
         deadline = time.monotonic() + 60
         while True:
             rules = ns.run("iptables", "-S", "FORWARD").stdout
-            if (d / "docker.sock").exists() and "-P FORWARD DROP" in rules \
-                    and "DOCKER-USER" in rules:
+            # "API listen on": its init is done (the rules are final, not being rearranged)
+            if "API listen on" in (d / "dockerd.log").read_text(errors="replace") \
+                    and "-P FORWARD DROP" in rules and "DOCKER-USER" in rules:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
@@ -190,11 +191,19 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in pids[1:]:
+        for pid in pids[1:]:               # its containerd: exits after dockerd
             deadline = time.monotonic() + 10
-            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            while _is(pid, "containerd") and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if os.path.exists(f"/proc/{pid}"):
+            if _is(pid, "containerd"):
                 os.kill(pid, signal.SIGKILL)
         self.log.close()
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.dir)])
+
+
+def _is(pid: int, comm: str) -> bool:
+    """``pid`` is (still) a process named ``comm`` (not a recycled PID)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == comm
+    except OSError:
+        return False
