@@ -96,8 +96,9 @@ class Firewall:
         self.tag = f"aiorun:{table}"
         self.mode = (mode if mode is not None else os.environ.get("AIORUN_FIREWALL", "auto")
                      ).strip().lower() or "auto"
-        if self.mode not in ("auto", "off"):
-            raise ValueError(f"AIORUN_FIREWALL must be auto or off, not {self.mode!r}")
+        # a bad value refuses every network change, never silently means "auto"
+        self._mode_error = "" if self.mode in ("auto", "off") else \
+            f"AIORUN_FIREWALL must be auto or off, not {self.mode!r}"
         self._lock = threading.Lock()
         self._found: fw.HostFirewall | None = None
         self._done: list[str] = []          # what the last sync added (for info)
@@ -125,6 +126,16 @@ class Firewall:
 
     # -- work (worker thread) --------------------------------------------------------------
     def _sync(self, bridges: list[fw.FwBridge], strict: bool) -> None:
+        try:
+            self._sync_locked(bridges, strict)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            # a command that hangs or is missing, output that does not parse
+            self._key = None
+            raise FirewallError(f"cannot inspect or update the host's firewall: {exc}") from exc
+
+    def _sync_locked(self, bridges: list[fw.FwBridge], strict: bool) -> None:
+        if self._mode_error:
+            raise FirewallError(self._mode_error)
         with self._lock:
             found, ruleset, missing = detect(self.table)
             found.problems = fw.problems(found, self.mode, missing)

@@ -183,3 +183,12 @@ def test_problems(mode, chains, save, missing, want):
     assert len(got) == len(want)
     for sentence, fragment in zip(got, want):
         assert fragment in sentence
+
+
+def test_bad_mode_refuses():
+    import anyio
+
+    from aiorun.net.firewall_apply import Firewall, FirewallError
+    f = Firewall("aiorun_ab12", mode="maybe")
+    with pytest.raises(FirewallError, match="AIORUN_FIREWALL must be auto or off, not 'maybe'"):
+        anyio.run(f.sync, [fw.FwBridge("aior-1")], True)
