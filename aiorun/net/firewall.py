@@ -14,14 +14,19 @@ What aiorun adds, and nothing else (other rules and policies are never changed):
 
 * iptables (each backend, nft and legacy, IPv4 and IPv6, whose ``filter`` table would drop
   forwarded traffic, or that has Docker's ``DOCKER-USER`` chain): a chain of its own
-  (``AIORUN-FWD``, scoped like its nft table) holding the accept rules, and one jump to it at
-  the top of ``DOCKER-USER`` (Docker's documented place for user rules) or, without Docker,
-  of ``FORWARD`` (where libvirt puts its chains too). Same for ``INPUT`` (``AIORUN-IN``) when
-  its policy drops, so containers reach the network's DNS server on the gateway.
+  (``AIORUN-FWD``, scoped like its nft table) holding the accept rules, and one jump to it in
+  ``DOCKER-USER`` (Docker's documented place for user rules) or, without Docker, in
+  ``FORWARD``. Same for ``INPUT`` (``AIORUN-IN``) when it drops, so containers reach the
+  network's DNS server on the gateway.
 * another program's nftables table whose ``forward``/``input`` base chain drops (policy
-  ``drop`` or a final unconditional ``drop``/``reject``): the same accept rules inserted at
-  the head of that chain, each carrying the comment ``aiorun:<table>`` by which they are found
-  and deleted again (the approach of netbird and libvirt for foreign tables).
+  ``drop`` or a final unconditional ``drop``/``reject``): the same accept rules, each carrying
+  the comment ``aiorun:<table>`` by which they are found and deleted again (as netbird does
+  for foreign tables).
+
+Placement: as late as possible, so every rule the owner wrote is still evaluated first (an
+explicit drop of some container traffic keeps working); only what would fall through to the
+final drop (the policy, or a final unconditional ``drop``/``reject``/``RETURN`` rule) is
+accepted: appended, or inserted just before that final rule.
 * firewalld's table is not edited (firewalld owns it, newer versions refuse edits, and a
   reload would drop them): network creation fails and says to add the bridges to the
   ``trusted`` zone, as libvirt and podman's netavark do.
@@ -62,6 +67,7 @@ class ForeignChain:
     chain: str
     hook: str              # forward | input
     why: str               # "policy drop" | "ends in drop" | "ends in reject"
+    before: int = 0        # handle of a final unconditional drop/reject (0: append)
 
 
 @dataclass(frozen=True, order=True)
@@ -72,6 +78,12 @@ class IptablesState:
     input_drops: str       # "" or why INPUT drops
     docker_user: bool      # Docker's DOCKER-USER chain exists
     ours: bool = False     # aiorun's chains are there (from an earlier run)
+    #: where a jump goes in each chain (1-based ``-I`` position before its final
+    #: DROP/REJECT/RETURN; 0 = append), for DOCKER-USER, FORWARD, INPUT
+    positions: tuple[tuple[str, int], ...] = ()
+
+    def position(self, chain: str) -> int:
+        return dict(self.positions).get(chain, 0)
 
 
 @dataclass
@@ -108,27 +120,26 @@ def foreign_chains(ruleset: dict[str, Any], own_prefix: str = "aiorun") -> list[
     starting with ``own_prefix``) nor iptables-nft's, that drop what reaches their end.
     ``ruleset`` is the parsed output of ``nft -j list ruleset``."""
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
-    last: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
     for item in ruleset.get("nftables", []):
         if "chain" in item:
             c = item["chain"]
             chains[(c["family"], c["table"], c["name"])] = c
         elif "rule" in item:
             r = item["rule"]
-            last[(r["family"], r["table"], r["chain"])] = r.get("expr", [])
+            if not str(r.get("comment", "")).startswith("aiorun:"):   # ours are replaced
+                last[(r["family"], r["table"], r["chain"])] = r
     out = []
     for key, c in chains.items():
         family, table, name = key
         if (c.get("hook") not in ("forward", "input") or family not in ("ip", "ip6", "inet")
                 or table.startswith(own_prefix) or (family, table) in IPTABLES_NFT_TABLES):
             continue
-        why = ""
-        if c.get("policy") == "drop":
-            why = "policy drop"
-        elif key in last and _terminal(last[key]):
-            why = f"ends in {_terminal(last[key])}"
+        final = _terminal(last[key].get("expr", [])) if key in last else ""
+        before = int(last[key].get("handle", 0)) if final else 0
+        why = f"ends in {final}" if final else "policy drop" if c.get("policy") == "drop" else ""
         if why:
-            out.append(ForeignChain(family, table, name, c["hook"], why))
+            out.append(ForeignChain(family, table, name, c["hook"], why, before))
     return sorted(out)
 
 
@@ -150,17 +161,19 @@ def _nft_rules(hook: str, family: str, b: FwBridge) -> list[str]:
 
 def render_nft_inserts(chains: Iterable[ForeignChain], bridges: Iterable[FwBridge],
                        tag: str) -> str:
-    """``nft -f`` commands inserting the accept rules for ``bridges`` at the head of each
-    chain, every rule commented ``tag`` (how they are found again)."""
+    """``nft -f`` commands adding the accept rules for ``bridges`` to each chain, at its end
+    or just before its final drop/reject, every rule commented ``tag`` (how they are found
+    again)."""
     out = []
     brs = sorted(set(bridges))
     for c in sorted(set(chains)):
         if c.table == FIREWALLD_TABLE:
             continue
+        verb = f"insert rule {c.family} {c.table} {c.chain} position {c.before}" if c.before \
+            else f"add rule {c.family} {c.table} {c.chain}"
         for b in brs:
             for rule in _nft_rules(c.hook, c.family, b):
-                out.append(f'insert rule {c.family} {c.table} {c.chain} {rule} '
-                           f'comment "{tag}"')
+                out.append(f'{verb} {rule} comment "{tag}"')
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -203,25 +216,43 @@ def parse_iptables_save(text: str) -> tuple[dict[str, str], dict[str, list[str]]
     return policies, rules
 
 
+def _final(rules: list[str]) -> str:
+    """The target of an unconditional last rule ("-A FORWARD -j REJECT [--reject-with X]")."""
+    if rules:
+        parts = rules[-1].split()
+        if len(parts) >= 4 and parts[2] == "-j" and parts[3] in ("DROP", "REJECT", "RETURN"):
+            return parts[3]
+    return ""
+
+
 def iptables_drops(policies: dict[str, str], rules: dict[str, list[str]], chain: str) -> str:
     """Why the built-in ``chain`` drops what reaches its end ("" = it does not)."""
+    final = _final(rules.get(chain) or [])
+    if final in ("DROP", "REJECT"):
+        return f"ends in -j {final}"
     if policies.get(chain) == "DROP":
         return "policy DROP"
-    tail = rules.get(chain) or []
-    if tail:
-        parts = tail[-1].split()
-        # an unconditional final rule: "-A FORWARD -j REJECT [--reject-with X]"
-        if len(parts) >= 4 and parts[2] == "-j" and parts[3] in ("DROP", "REJECT"):
-            return f"ends in -j {parts[3]}"
     return ""
+
+
+def jump_position(rules: list[str], ours: Iterable[str]) -> int:
+    """Where aiorun's jump goes in a chain with ``rules``: before a final unconditional
+    DROP/REJECT/RETURN (its 1-based position), else 0 (append). Our own jumps are not
+    counted (they are only added when absent)."""
+    mine = {f"-j {c}" for c in ours}
+    others = [r for r in rules if not any(r.endswith(m) for m in mine)]
+    return len(others) if _final(others) else 0
 
 
 def iptables_state(binary: str, save_output: str, table: str) -> IptablesState:
     """The state of ``binary``'s filter table; ``table``: aiorun's nft table (its scope)."""
     policies, rules = parse_iptables_save(save_output)
+    names = chain_names(table)
     return IptablesState(binary, iptables_drops(policies, rules, "FORWARD"),
                          iptables_drops(policies, rules, "INPUT"), "DOCKER-USER" in rules,
-                         ours=bool(set(chain_names(table)) & rules.keys()))
+                         ours=bool(set(names) & rules.keys()),
+                         positions=tuple((c, jump_position(rules.get(c, []), names))
+                                         for c in ("DOCKER-USER", "FORWARD", "INPUT")))
 
 
 def chain_names(table: str) -> tuple[str, str]:

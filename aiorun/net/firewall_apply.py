@@ -200,7 +200,9 @@ class Firewall:
             self._drop_chain(st, "INPUT", inp)
         for chain, target in jumps:
             if self._ipt(st, "-C", chain, "-j", target).returncode != 0:
-                res = self._ipt(st, "-I", chain, "1", "-j", target)
+                pos = st.position(chain)   # before the final DROP/REJECT/RETURN, else append
+                where = ["-I", chain, str(pos)] if pos else ["-A", chain]
+                res = self._ipt(st, *where, "-j", target)
                 if res.returncode != 0:
                     raise FirewallError(f"{st.binary} refused the jump {chain} -> {target}: "
                                         f"{res.stderr.strip()}")

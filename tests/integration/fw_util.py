@@ -99,10 +99,16 @@ def wget(url: str) -> list[str]:
     return ["busybox", "wget", "-q", "-O", "-", url]  # (-T crashes this busybox)
 
 
+#: The firewall conditions of the tests add a rule of "the owner" rejecting forwarded TCP to
+#: this port: aiorun's accept rules come after the owner's, so it must stay rejected.
+BLOCKED_PORT = 9999
+
+
 def exercise(host: FwHost, www: Path) -> dict:
     """Every path the issue names, on a user network of the daemon in ``host``: published
     port from outside and via 127.0.0.1, container↔container by IP and by name (hosts file
-    and DNS), hairpin, and a container reaching the outside machine. Returns ``/info``."""
+    and DNS), hairpin, and a container reaching the outside machine — but not on
+    :data:`BLOCKED_PORT`, which the firewall's owner rejects. Returns ``/info``."""
     sub = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
     port = random.randint(20000, 40000)
     host.cli("network", "create", "--subnet", f"{sub}.0/24", "fwnet")
@@ -135,6 +141,12 @@ def exercise(host: FwHost, www: Path) -> dict:
             break
         time.sleep(0.2)
     assert "outside" in out
+    host.outside.spawn(BUSYBOX, "httpd", "-f", "-p", str(BLOCKED_PORT), "-h", str(www))
+    assert "outside" in host.outside.run(BUSYBOX, *wget(f"http://127.0.0.1:{BLOCKED_PORT}/")[1:]
+                                         ).stdout               # it is served...
+    r = host.cli("run", "--rm", "--network", "fwnet",
+                 *wget(f"http://{host.outside_ip}:{BLOCKED_PORT}/"), ok=False)
+    assert r.returncode != 0 and "outside" not in r.stdout      # ...but the owner's rule holds
     info = host.daemon.client().get("/info") if host.daemon else {}
     host.cli("rm", "-f", web)
     host.cli("network", "rm", "fwnet")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fw_util import Dockerd, FwHost, exercise, firewall_text
+from fw_util import BLOCKED_PORT, Dockerd, FwHost, exercise, firewall_text
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,10 @@ table inet aiortestfw {
     }
     chain forward {
         type filter hook forward priority filter; policy drop;
+        tcp dport %d reject with tcp reset
     }
 }
-"""
+""" % BLOCKED_PORT
 
 
 @pytest.fixture
@@ -67,6 +68,8 @@ def test_forward_drop_with_br_netfilter(host, busybox_tar, tmp_path, binary):
     assert _brnf(host) == "1"
     host.sh(binary, "-P", "FORWARD", "DROP")
     host.sh(binary, "-A", "FORWARD", "-i", "lan0", "-o", "lan0", "-j", "DROP")  # someone's
+    host.sh(binary, "-A", "FORWARD", "-p", "tcp", "--dport", str(BLOCKED_PORT), "-j", "REJECT",
+            "--reject-with", "tcp-reset")
     before = firewall_text(host)
     host.start(busybox_tar)
     info = exercise(host, tmp_path / "www")
@@ -120,6 +123,8 @@ def test_with_real_dockerd(host, busybox_tar, tmp_path):
     docker = Dockerd(host.ns)
     try:
         assert _brnf(host) == "1"
+        host.sh("iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", str(BLOCKED_PORT),
+                "-j", "REJECT", "--reject-with", "tcp-reset")   # the admin's own rule
         before = firewall_text(host)
         host.start(busybox_tar)
         info = exercise(host, tmp_path / "www")

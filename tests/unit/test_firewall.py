@@ -101,6 +101,7 @@ def test_foreign_chains():
         ("inet", "fwtest", "input", "input", "policy drop"),
         ("ip", "counted", "fwd", "forward", "ends in drop"),
     ]
+    assert [c.before for c in fw.foreign_chains(RULESET)] == [7, 0, 0, 7]   # handles
     assert fw.tagged_rules(RULESET, "aiorun:aiorun_ab12") == [("inet", "fwtest", "forward", 12)]
     assert fw.render_nft_deletes([("inet", "fwtest", "forward", 12)]) == \
         "delete rule inet fwtest forward handle 12\n"
@@ -114,15 +115,19 @@ def test_nft_inserts_are_scoped_and_skip_firewalld():
     assert not any("firewalld" in ln for ln in lines)
     assert all(ln.endswith('comment "aiorun:t"') for ln in lines)
     assert all('"aior-1"' in ln or '"aior-2"' in ln for ln in lines)   # nothing unscoped
-    assert ('insert rule inet fwtest forward iifname "aior-1" accept comment "aiorun:t"'
+    # a chain with a drop policy: appended, after every rule of its owner
+    assert ('add rule inet fwtest forward iifname "aior-1" accept comment "aiorun:t"'
             in lines)
-    assert ('insert rule inet fwtest forward oifname "aior-1" ct status dnat accept '
+    assert ('add rule inet fwtest forward oifname "aior-1" ct status dnat accept '
             'comment "aiorun:t"' in lines)
+    # a chain ending in an unconditional drop: just before that rule (handle 7)
+    assert ('insert rule ip counted fwd position 7 iifname "aior-1" accept comment "aiorun:t"'
+            in lines)
     # an internal network: only inside its bridge
     assert [ln for ln in lines if "fwtest forward" in ln and "aior-2" in ln] == [
-        'insert rule inet fwtest forward iifname "aior-2" oifname "aior-2" accept '
+        'add rule inet fwtest forward iifname "aior-2" oifname "aior-2" accept '
         'comment "aiorun:t"']
-    assert ('insert rule inet fwtest input iifname "aior-1" ip daddr 10.9.0.1 udp dport 53 '
+    assert ('add rule inet fwtest input iifname "aior-1" ip daddr 10.9.0.1 udp dport 53 '
             'accept comment "aiorun:t"' in lines)
     assert fw.render_nft_inserts([], [fw.FwBridge("aior-1")], "t") == ""
 
@@ -158,10 +163,24 @@ def test_bad_interface_names_refused(name):
         fw.render_nft_inserts(fw.foreign_chains(RULESET), [fw.FwBridge(name)], "t")
 
 
-def test_jump_parent():
+def test_jump_parent_and_position():
     st = fw.iptables_state("iptables-nft", DOCKER_SAVE, "aiorun")
     assert fw.jump_parent(st) == "DOCKER-USER"
-    assert fw.jump_parent(fw.iptables_state("iptables-nft", RHEL_SAVE, "aiorun")) == "FORWARD"
+    assert st.position("DOCKER-USER") == 1          # before Docker's "-j RETURN"
+    assert st.position("FORWARD") == 0              # policy DROP: appended
+    rhel = fw.iptables_state("iptables-nft", RHEL_SAVE, "aiorun")
+    assert fw.jump_parent(rhel) == "FORWARD" and rhel.position("FORWARD") == 2
+
+
+@pytest.mark.parametrize("rules, want", [
+    ([], 0),
+    (["-A DOCKER-USER -j RETURN"], 1),
+    (["-A DOCKER-USER -i eth0 -j DROP", "-A DOCKER-USER -j RETURN"], 2),
+    (["-A FORWARD -i eth0 -j DROP"], 0),                       # conditional: append
+    (["-A FORWARD -j AIORUN-FWD", "-A FORWARD -j REJECT --reject-with x"], 1),  # ours ignored
+])
+def test_jump_position(rules, want):
+    assert fw.jump_position(rules, fw.chain_names("aiorun")) == want
 
 
 @pytest.mark.parametrize("mode, chains, save, missing, want", [
