@@ -306,14 +306,19 @@ def problems(found: HostFirewall, mode: str, missing_binaries: Iterable[str] = (
     """Sentences for what would drop aiorun's traffic and cannot be handled (each says what
     to do). ``mode`` "off": aiorun may not add rules anywhere but its own table."""
     out = []
+    firewalld = [c for c in found.nft_chains if c.table == FIREWALLD_TABLE]
+    if firewalld:
+        chains = ", ".join(f"{c.chain} ({c.why})" for c in firewalld)
+        out.append(f"firewalld is active and its nftables chains {chains} would drop traffic "
+                   "that aiorun's own table cannot let through, and aiorun does not edit "
+                   "firewalld's table: add aiorun's bridges to the trusted zone "
+                   "(firewall-cmd --permanent --zone=trusted --add-interface=aior+ && "
+                   "firewall-cmd --reload)")
     for c in found.nft_chains:
         where = f"the {c.hook} chain {c.chain!r} of the nftables table {c.family} {c.table}"
         if c.table == FIREWALLD_TABLE:
-            out.append(f"firewalld is active and {where} drops traffic ({c.why}) that "
-                       "aiorun's own table cannot let through: add aiorun's bridges to the "
-                       "trusted zone (firewall-cmd --zone=trusted --add-interface=aior+ "
-                       "--permanent && firewall-cmd --reload)")
-        elif mode == "off":
+            continue
+        if mode == "off":
             out.append(f"{where} drops traffic ({c.why}) that aiorun's own table cannot let "
                        f"through, and AIORUN_FIREWALL=off forbids adding accept rules there: "
                        f"accept interfaces aior* in that chain, or unset AIORUN_FIREWALL")
@@ -327,7 +332,7 @@ def problems(found: HostFirewall, mode: str, missing_binaries: Iterable[str] = (
                        f"'-i aior+ -j ACCEPT' rules to {jump_parent(st)}, or unset "
                        "AIORUN_FIREWALL")
         elif mode != "off" and st.binary in set(missing_binaries):
-            out.append(f"the {st.binary.split('-')[-1]} iptables filter table drops "
-                       f"forwarded traffic ({what}) but the {st.binary} command is not "
-                       f"installed: install the iptables package")
+            out.append(f"an {st.binary} filter table exists but the {st.binary}-save command "
+                       "is not installed, so aiorun cannot tell whether it drops forwarded "
+                       "traffic nor add accept rules to it: install the iptables package")
     return out

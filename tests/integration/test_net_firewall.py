@@ -191,3 +191,30 @@ def test_firewall_started_later_is_met(host, busybox_tar):
     host.cli("network", "rm", "late")
     assert "AIORUN" not in host.sh("iptables-nft", "-S")
     assert "aiorun:" not in host.sh("nft", "list", "ruleset")
+
+
+FIREWALLD_LIKE = """
+table inet firewalld {
+    chain filter_FORWARD {
+        type filter hook forward priority filter + 10; policy accept;
+        ct state established,related accept
+        reject with icmpx admin-prohibited
+    }
+}
+"""
+
+
+def test_firewalld_table_is_not_edited(host, busybox_tar):
+    """firewalld's own table (as firewalld lays it out: policy accept, final reject) is
+    never edited: the create fails and says to use the trusted zone; nothing is left."""
+    host.ns.run("nft", "-f", "-", input=FIREWALLD_LIKE, check=True)
+    table = ("nft", "-s", "list", "table", "inet", "firewalld")
+    before = host.sh(*table)
+    host.start(busybox_tar)
+    links = host.sh("ip", "-o", "link")
+    r = host.cli("network", "create", "fwd", ok=False)
+    assert r.returncode != 0
+    assert "firewalld is active" in r.stderr and "--zone=trusted" in r.stderr, r.stderr
+    assert "filter_FORWARD (ends in reject)" in r.stderr
+    assert host.sh("ip", "-o", "link") == links                 # no bridge left behind
+    assert host.sh(*table) == before

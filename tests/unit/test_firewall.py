@@ -185,7 +185,7 @@ def test_jump_position(rules, want):
 
 @pytest.mark.parametrize("mode, chains, save, missing, want", [
     ("auto", [], DOCKER_SAVE, [], []),
-    ("auto", [], DOCKER_SAVE, ["iptables-nft"], ["iptables-nft command is not installed"]),
+    ("auto", [], DOCKER_SAVE, ["iptables-nft"], ["iptables-nft-save command is not installed"]),
     ("off", [], DOCKER_SAVE, [], ["AIORUN_FIREWALL=off forbids"]),
     ("off", [], OPEN_SAVE, [], []),
     ("auto", [fw.ForeignChain("inet", "fwtest", "forward", "forward", "policy drop")], "",
@@ -193,7 +193,9 @@ def test_jump_position(rules, want):
     ("off", [fw.ForeignChain("inet", "fwtest", "forward", "forward", "policy drop")], "",
      [], ["nftables table inet fwtest drops traffic (policy drop)"]),
     ("auto", [fw.ForeignChain("inet", "firewalld", "filter_FORWARD", "forward",
-                              "ends in reject")], "", [], ["--zone=trusted"]),
+                              "ends in reject"),
+              fw.ForeignChain("inet", "firewalld", "filter_INPUT", "input",
+                              "ends in reject")], "", [], ["--zone=trusted"]),   # one sentence
 ])
 def test_problems(mode, chains, save, missing, want):
     found = fw.HostFirewall(iptables=[fw.iptables_state("iptables-nft", save, "aiorun")],
