@@ -137,9 +137,13 @@ def test_with_real_dockerd(host, busybox_tar, tmp_path):
         docker.stop()
 
 
+NETWORK_SUITES = ["test_net_bridge.py", "test_net_e2e.py", "test_net_docker_cli.py",
+                  "test_dns_burst.py", "test_dns_tcp.py", "test_compose_twice.py"]
+
+
 def test_network_suites_in_dockers_namespace(host, request):
-    """The bridge and end-to-end network suites, run whole inside a namespace where dockerd
-    runs with its default rules (a pytest subprocess under ``nsenter --net``)."""
+    """aiorun's network suites, run whole inside a namespace where dockerd runs with its
+    default rules (a pytest subprocess under ``nsenter --net``)."""
     if not shutil.which("dockerd"):
         pytest.skip("dockerd is not installed")
     if os.environ.get("AIORUN_IN_DOCKER_NETNS"):
@@ -151,8 +155,7 @@ def test_network_suites_in_dockers_namespace(host, request):
         host.sh("ip", "link", "set", "lo", "up")
         r = subprocess.run(host.ns.cmd(sys.executable, "-m", "pytest", "-q", "-x",
                                        "-p", "no:cacheprovider",
-                                       str(here / "test_net_bridge.py"),
-                                       str(here / "test_net_e2e.py")),
+                                       *(str(here / f) for f in NETWORK_SUITES)),
                            env=env, capture_output=True, text=True, timeout=900,
                            cwd=here.parent.parent)
         print(r.stdout[-3000:])
