@@ -213,3 +213,21 @@ def test_bad_mode_refuses():
     f = Firewall("aiorun_ab12", mode="maybe")
     with pytest.raises(FirewallError, match="AIORUN_FIREWALL must be auto or off, not 'maybe'"):
         anyio.run(f.sync, [fw.FwBridge("aior-1")], True)
+
+
+def test_info_rendering():
+    from aiorun.cli.system import render_firewall
+    assert render_firewall({"bridge": {"Checked": False}}) == [
+        " Host Firewall (bridge): not checked yet (no network created)"]
+    st = {"Checked": True, "Mode": "auto", "BridgeNfIptables": True,
+          "Iptables": [{"binary": "iptables-nft", "forward_drops": "policy DROP",
+                        "docker_user": True}],
+          "NftablesChains": [{"family": "inet", "table": "fw", "chain": "forward",
+                              "hook": "forward", "why": "policy drop"}],
+          "Rules": ["iptables-nft: DOCKER-USER -> AIORUN-FWD (policy DROP)"],
+          "Problems": []}
+    assert render_firewall({"bridge": st}) == [
+        " Host Firewall (bridge): mode auto, br_netfilter on",
+        "  iptables-nft: FORWARD policy DROP, Docker's DOCKER-USER",
+        "  nftables inet fw forward (forward): policy drop",
+        "  added: iptables-nft: DOCKER-USER -> AIORUN-FWD (policy DROP)"]
