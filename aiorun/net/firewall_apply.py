@@ -1,8 +1,9 @@
 """Detect the host's other firewalls and keep aiorun's scoped accept rules in them
 (the rules and the reasons: :mod:`aiorun.net.firewall`).
 
-Everything here runs in a worker thread (``nft``/``iptables`` commands), and only when
-networks are created, removed or restored: never per container. ``AIORUN_FIREWALL=off``
+Everything here runs in a worker thread (``nft``/``iptables`` commands, ~10 ms), when
+networks are created, removed or restored and at the engine's periodic re-check (which
+changes nothing when nothing changed): never per container. ``AIORUN_FIREWALL=off``
 makes aiorun add nothing outside its own table; a network create then fails where the host
 would drop its traffic, saying what to allow.
 """
@@ -61,6 +62,8 @@ def detect(table: str) -> tuple[fw.HostFirewall, dict[str, Any], list[str]]:
         res = _run(["nft", "-j", "list", "ruleset"])
         if res.returncode == 0 and res.stdout.strip():
             ruleset = json.loads(res.stdout)
+        elif res.returncode != 0:
+            log.warning("nft -j list ruleset failed: %s", res.stderr.strip())
     found.nft_chains = fw.foreign_chains(ruleset, own_prefix="aiorun")
     nft_tables = {(i["table"]["family"], i["table"]["name"])
                   for i in ruleset.get("nftables", []) if "table" in i}
@@ -72,7 +75,7 @@ def detect(table: str) -> tuple[fw.HostFirewall, dict[str, Any], list[str]]:
                 continue
             binary = f"ip{v}tables-{backend}"
             if not shutil.which(binary + "-save"):
-                # we cannot read it: assume the worst only if it is Docker-like, i.e. unknown
+                # a table we cannot read (nor write): a problem, said as such
                 missing.append(binary)
                 found.iptables.append(fw.IptablesState(binary, "unknown (cannot read it)",
                                                        "", False))
