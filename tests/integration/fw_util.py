@@ -142,8 +142,13 @@ def exercise(host: FwHost, www: Path) -> dict:
         time.sleep(0.2)
     assert "outside" in out
     host.outside.spawn(BUSYBOX, "httpd", "-f", "-p", str(BLOCKED_PORT), "-h", str(www))
-    assert "outside" in host.outside.run(BUSYBOX, *wget(f"http://127.0.0.1:{BLOCKED_PORT}/")[1:]
-                                         ).stdout               # it is served...
+    for _ in range(50):                                                   # it is served...
+        if "outside" in host.outside.run(
+                BUSYBOX, *wget(f"http://127.0.0.1:{BLOCKED_PORT}/")[1:]).stdout:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"httpd on port {BLOCKED_PORT} of the outside namespace")
     r = host.cli("run", "--rm", "--network", "fwnet",
                  *wget(f"http://{host.outside_ip}:{BLOCKED_PORT}/"), ok=False)
     assert r.returncode != 0 and "outside" not in r.stdout      # ...but the owner's rule holds
