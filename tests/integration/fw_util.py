@@ -121,7 +121,12 @@ def exercise(host: FwHost, www: Path) -> dict:
     def from_ctr(*cmd: str) -> str:
         return host.cli("run", "--rm", "--network", "fwnet", *cmd).stdout
 
-    assert from_ctr(*wget(f"http://{ip}/")).strip()                       # by IP
+    for _ in range(20):                                                   # by IP
+        r = host.cli("run", "--rm", "--network", "fwnet", *wget(f"http://{ip}/"), ok=False)
+        if r.returncode == 0 and r.stdout.strip():
+            break                     # (the first try may come before httpd listens)
+        time.sleep(0.2)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
     assert from_ctr(*wget("http://web/")).strip()                         # by name
     assert ip in from_ctr("busybox", "nslookup", "web", f"{sub}.1")       # DNS on the gateway
     assert from_ctr(*wget(f"http://{host.host_ip}:{port}/")).strip()      # hairpin
