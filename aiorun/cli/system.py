@@ -63,7 +63,32 @@ def render_info(d: dict[str, Any]) -> str:
     ]
     if d.get("Managers") is not None:
         lines.append(f" Managers: {', '.join(d['Managers']) or '(none)'}")
+    lines += render_firewall(d.get("Firewall") or {})
     return "\n".join(lines) + "\n"
+
+
+def render_firewall(fw: dict[str, Any]) -> list[str]:
+    """The ``Firewall`` part of ``info``: per network driver, the host's other firewalls
+    found and aiorun's accept rules in them."""
+    out = []
+    for driver, st in sorted(fw.items()):
+        if not st.get("Checked"):
+            out.append(f" Host Firewall ({driver}): not checked yet (no network created)")
+            continue
+        out.append(f" Host Firewall ({driver}): mode {st.get('Mode')}, br_netfilter "
+                   f"{'on' if st.get('BridgeNfIptables') else 'off'}")
+        for ipt in st.get("Iptables") or []:
+            drops = ipt.get("forward_drops") or "accepts"
+            docker = ", Docker's DOCKER-USER" if ipt.get("docker_user") else ""
+            out.append(f"  {ipt['binary']}: FORWARD {drops}{docker}")
+        for c in st.get("NftablesChains") or []:
+            out.append(f"  nftables {c['family']} {c['table']} {c['chain']} "
+                       f"({c['hook']}): {c['why']}")
+        for r in st.get("Rules") or []:
+            out.append(f"  added: {r}")
+        for p in st.get("Problems") or []:
+            out.append(f"  problem: {p}")
+    return out
 
 
 def render_df(d: dict[str, Any]) -> str:

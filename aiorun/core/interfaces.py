@@ -199,6 +199,10 @@ class Networks(Service, Resettable, Protocol):
 
     def plan(self, network_mode: str) -> NetworkPlan: ...
 
+    def host_firewall(self) -> dict[str, Any]:
+        """Per driver, what it found in the host's other firewalls and did there (info)."""
+        ...
+
     # -- for the API -------------------------------------------------------------------------
     async def create(self, name: str, driver: str = "bridge", *, subnet: str = "",
                      gateway: str = "", options: dict[str, str] | None = None,

@@ -110,6 +110,17 @@ class NetworkDriver(abc.ABC):
         over the empty NetworkSettings). Default: nothing to add."""
         return {}
 
+    def firewall_status(self) -> dict[str, Any] | None:
+        """What the driver found in the host's other firewalls and did there (``info``);
+        None when it deals with none."""
+        return None
+
+    async def refresh_firewall(self) -> None:
+        """Re-check the host's other firewalls (the engine calls it every
+        ``AIORUN_FIREWALL_RECHECK`` seconds: a firewall started after the networks were made,
+        e.g. dockerd, is met). Default: nothing."""
+        return None
+
     async def create_network(self, net: NetworkConfig) -> NetworkConfig:
         """Make host state for ``net``; return it with subnet/gateway/options filled in."""
         return net

@@ -12,7 +12,7 @@ What the table does (IPv4, family ``ip``):
   127.0.0.1) jump to ``published``, which DNATs each published host port to its container.
   ``output`` covers locally generated traffic (``curl 127.0.0.1:4000``); ``prerouting`` covers
   traffic from other hosts/namespaces and from containers (hairpin).
-* ``prerouting`` also sends UDP DNS queries leaving a user network to that network's name
+* ``prerouting`` also sends DNS queries (UDP and TCP) leaving a user network to that network's name
   server on its gateway (:mod:`aiorun.net.dns`), whatever resolver the container asked.
 * ``postrouting`` (nat, srcnat): masquerade traffic from a bridge subnet leaving through any
   other interface; masquerade 127.0.0.0/8 sources leaving through a bridge (the DNAT'd
@@ -83,7 +83,8 @@ def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPo
     for b in brs:
         if b.dns:
             out.append(f"\t\tiifname {_q(b.ifname)} ip saddr {ipaddress.IPv4Network(b.subnet)} "
-                       f"udp dport 53 dnat to {ipaddress.IPv4Address(b.dns)}:53")
+                       f"meta l4proto {{ tcp, udp }} th dport 53 "
+                       f"dnat to {ipaddress.IPv4Address(b.dns)}:53")
     out += ["\t\tfib daddr type local jump published",
             "\t}",
             "\tchain output {",

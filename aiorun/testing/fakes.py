@@ -215,6 +215,9 @@ class FakeNetworks:
     def hosts_entries(self, container_id: str) -> list[tuple[str, str]]:
         return []
 
+    def host_firewall(self) -> dict[str, Any]:
+        return {}
+
     def plan(self, network_mode: str) -> NetworkPlan:
         if network_mode.startswith("container:"):
             return SHARED_WITH_CONTAINER

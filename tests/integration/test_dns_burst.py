@@ -87,6 +87,21 @@ print(json.dumps({"sent": len(todo), "answered": len(answers), "resent": resent,
 """
 
 
+TCP_CLIENT = r"""
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+msg = struct.pack("!HHHHHH", 5, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", 1, 1)
+s = socket.create_connection((server, 53), timeout=10)
+s.sendall(len(msg).to_bytes(2, "big") + msg)
+data = b""
+while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+    data += s.recv(4096)
+resp = data[2:]
+print(struct.unpack_from("!H", resp, 2)[0] & 0xF, socket.inet_ntoa(resp[-4:]))
+"""
+
+
 class Upstream:
     """A resolver on a loopback address: A → 192.0.2.<n>, anything else → empty NOERROR."""
 
@@ -199,6 +214,19 @@ def test_dns_burst_every_query_answered(busybox_tar, request):
         assert d.alive(), "the daemon died during the DNS burst:\n" + d.log()
         assert sent == total and answered == sent and not wrong, wrong[:20]
         assert upstream.queries > 0
+        # TCP from a container to another of the host's own addresses (so that, were the
+        # DNAT missing, the query still could not leave the host): DNAT'd to the gateway's
+        # server too
+        local = [a["local"] for ln in json.loads(subprocess.run(
+                     ["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True,
+                     text=True).stdout) for a in ln.get("addr_info", [])
+                 if not a["local"].startswith(subnet + ".")]
+        assert local, "the host has no other global IPv4 address"
+        r = subprocess.run(["nsenter", f"--net=/proc/{pids[0]}/ns/net", sys.executable, "-c",
+                            TCP_CLIENT, local[0], "dnsc1"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["0", ips["dnsc1"]], r.stdout
         assert "BusyResourceError" not in paths.daemon_log.read_text()
         c.request("GET", "/_ping").close()
     finally:

@@ -123,6 +123,7 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         driver_status = [[str(k), str(v)] for k, v in storage.status()]
     except Exception as exc:  # a driver's status must never break `info`
         driver_status = [["Error", str(exc)]]
+    firewall = engine.networks.host_firewall()
     return {
         "ID": engine.id,
         **_counts(engine),
@@ -135,7 +136,8 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
                     "Authorization": None, "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
-        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": engine.debug,
+        "BridgeNfIptables": any(f.get("BridgeNfIptables") for f in firewall.values()),
+        "BridgeNfIp6tables": False, "Debug": engine.debug,
         "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
         "NGoroutines": 0,
         "SystemTime": rfc3339nano(time.time_ns()),
@@ -181,6 +183,8 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
         # the supervised services (api, event bus socket) with their failures and restarts,
         # and the failures of contained one-shot tasks (per kind)
         "Supervisor": engine.supervisor.health(),
+        # per network driver: the host's other firewalls and aiorun's rules in them
+        "Firewall": firewall,
     }
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -55,6 +56,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
 
 log = logging.getLogger("aiorun.networks")
+
+
+def firewall_recheck() -> float:
+    """Seconds between re-checks of the host's other firewalls (``AIORUN_FIREWALL_RECHECK``,
+    default 30; 0 turns them off)."""
+    try:
+        return float(os.environ.get("AIORUN_FIREWALL_RECHECK", "30"))
+    except ValueError:
+        return 30.0
 
 
 class NetworkManager:
@@ -104,6 +114,21 @@ class NetworkManager:
                 log.exception("restoring %s networks failed", dname)
         for n in list(self.networks.values()):
             await self.names.start_dns(n)
+        sup = self._supervisor()
+        if sup is not None and firewall_recheck() > 0:
+            await sup.start_service("network firewall re-check", self._firewall_watch)
+
+    async def _firewall_watch(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Every :func:`firewall_recheck` seconds, each driver re-checks the host's other
+        firewalls (one started after ours, e.g. dockerd, would otherwise drop our traffic)."""
+        task_status.started()
+        while True:
+            await anyio.sleep(firewall_recheck())
+            for drv in list(self.drivers.values()):
+                try:
+                    await drv.refresh_firewall()
+                except Exception:
+                    log.exception("re-checking the host firewall (%s) failed", drv.name)
 
     async def stop(self) -> None:
         """Keep all host state: running containers keep their network across a restart.
@@ -295,6 +320,15 @@ class NetworkManager:
     def dns_lookup(self, net_id: str, name: str) -> list[str]:
         """IPs of the container called ``name`` (name, alias or short id) on ``net_id``."""
         return self.names.dns_lookup(net_id, name)
+
+    def host_firewall(self) -> dict[str, Any]:
+        """Per loaded driver, its :meth:`NetworkDriver.firewall_status` (``info``)."""
+        out = {}
+        for name, drv in sorted(self._drivers.loaded.items()):
+            st = drv.firewall_status()
+            if st is not None:
+                out[name] = st
+        return out
 
     # -- network objects (API) ---------------------------------------------------------------
     async def create(self, name: str, driver: str = DEFAULT_DRIVER, *, subnet: str = "",

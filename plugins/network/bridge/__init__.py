@@ -38,10 +38,12 @@ import anyio
 from aiorun.config import DEFAULT_ROOT
 from aiorun.drivers.network import (Endpoint, EndpointRequest, NetworkConfig, NetworkDriver,
                                     PortMapping)
-from aiorun.errors import InvalidArgument
+from aiorun.errors import AiorunError, InvalidArgument
 from aiorun.net import netlink as nl
 from aiorun.net.hostports import Claim, PortRegistry
 from aiorun.net.ipam import Pool, choose_subnet, mac_for
+from aiorun.net.firewall import FwBridge
+from aiorun.net.firewall_apply import Firewall
 from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reason
 
 log = logging.getLogger("aiorun.network.bridge")
@@ -83,6 +85,7 @@ class BridgeDriver(NetworkDriver):
         self._ports = PortRegistry()
         self._create_lock = anyio.Lock()
         self.nft = NftApplier(self.table, self._nft_state)
+        self.firewall = Firewall(self.table)
         self._forwarding = False
 
     @classmethod
@@ -114,6 +117,28 @@ class BridgeDriver(NetworkDriver):
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
                                          p.container_port))
         return bridges, ports
+
+    def _fw_bridges(self) -> list[FwBridge]:
+        return [FwBridge(n.bridge, n.config.internal, str(n.pool.gateway))
+                for n in self._nets.values()]
+
+    async def _fw_sync(self, strict: bool = False) -> None:
+        """Keep aiorun's accept rules in the host's other firewalls in step with our bridges
+        (:mod:`aiorun.net.firewall`); outside network creation a failure is only logged."""
+        if strict:
+            await self.firewall.sync(self._fw_bridges(), strict=True)
+            return
+        try:
+            await self.firewall.sync(self._fw_bridges())
+        except AiorunError as exc:
+            log.error("host firewall: %s", exc.message)
+
+    async def refresh_firewall(self) -> None:
+        if self._nets:
+            await self._fw_sync()
+
+    def firewall_status(self) -> dict | None:
+        return self.firewall.status()
 
     def port_owner(self, owner: str) -> str:
         net_id, _, cid = owner.partition("/")
@@ -170,15 +195,18 @@ class BridgeDriver(NetworkDriver):
             subnet, gateway, idx = await nl.run(self._create_sync, net, bridge)
             try:
                 pool = Pool.load_or_create(self._pool_path(net.id), subnet, gateway)
-                cfg = replace(net, subnet=subnet, gateway=gateway,
-                              options={**net.options, BRIDGE_NAME_OPT: bridge})
+                # Options stay what the user set: the bridge name is derived again from the
+                # network's id (docker-compose recreates a network whose Options changed)
+                cfg = replace(net, subnet=subnet, gateway=gateway)
                 self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx)
                 await self.nft.sync()
+                await self._fw_sync(strict=True)
             except BaseException:
                 self._nets.pop(net.id, None)
                 with anyio.CancelScope(shield=True):
                     await nl.run(nl.delete_link, bridge)
                     await self.nft.sync()
+                    await self._fw_sync()
                 raise
             log.info("network %s: bridge %s subnet %s", net.name, bridge, subnet)
             return cfg
@@ -195,6 +223,7 @@ class BridgeDriver(NetworkDriver):
             if bridge in await nl.run(nl.links_with_alias, self.alias):
                 await nl.run(nl.delete_link, bridge)
             await self.nft.sync()
+            await self._fw_sync()
             try:
                 self._pool_path(net.id).unlink()
             except FileNotFoundError:
@@ -316,6 +345,7 @@ class BridgeDriver(NetworkDriver):
                 await nl.run(nl.delete_link, port)
             await nl.run(nl.delete_link, name)
         await self.nft.sync()
+        await self._fw_sync()
 
     async def reset(self) -> None:
         """Remove our bridges (those carrying our alias) with every veth on them, the nft
@@ -329,6 +359,7 @@ class BridgeDriver(NetworkDriver):
             self._nets.clear()
             self._ports = PortRegistry()
             await self.nft.sync()
+            await self._fw_sync()
             for p in self.state_dir.glob("*.ipam.json"):
                 p.unlink(missing_ok=True)
 
@@ -347,6 +378,7 @@ class BridgeDriver(NetworkDriver):
                 await nl.run(nl.delete_link, n.bridge)
             self._nets.clear()
             await self.nft.sync()
+            await self._fw_sync()
 
     async def set_dns(self, net_id: str, enabled: bool) -> None:
         """Send (or stop sending) the network's UDP DNS queries to a name server listening on
