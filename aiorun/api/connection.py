@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import h11
+from anyio.streams.tls import TLSAttribute
 
 from aiorun.api.limits import MAX_BUFFERED_BODY, MAX_HEAD_SIZE
 from aiorun.errors import AiorunError, InvalidArgument
@@ -90,6 +91,12 @@ class Connection:
         self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
         self.hung_up = False
         self.raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    def use_tls(self, stream: anyio.abc.ByteStream) -> None:
+        """Carry on over the TLS stream wrapped around this connection. Reads no longer wait
+        on the raw socket first: TLS may hold decrypted bytes while the socket is idle."""
+        self.stream = stream
+        self.raw = None
 
     def hang_up(self) -> None:
         """End the connection from outside its task.
@@ -217,7 +224,9 @@ class HijackedStream(anyio.abc.ByteStream):
     def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix
-        self._raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        # not under TLS: decrypted bytes may wait in the TLS object, not in the socket
+        tls = stream.extra(TLSAttribute.ssl_object, None) is not None
+        self._raw = None if tls else stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._prefix:
