@@ -42,7 +42,8 @@ import h11
 from anyio.streams.tls import TLSStream
 
 from aiorun.api.connection import (BROKEN, MAX_BUFFERED_BODY, BodyReader, ClientGone,
-                                   Connection, HeadTimeout, safe_receive, unwrap_error)
+                                   Connection, HeadTimeout, safe_receive, unwrap_error,
+                                   waitable_socket)
 from aiorun.api.http import Request, Response, Router, error_response, json_response
 from aiorun.api.limits import (ACCEPT_BACKOFF, DEFAULT_IDLE_TIMEOUT, MAX_REFUSING,
                                REFUSE_LINGER, ServerLimits, accept_error_kind, refusal_body)
@@ -205,7 +206,7 @@ class ApiServer:
                 await stream.send_eof()
                 # Discard what the client sends until it closes, so it reads our answer
                 # instead of a reset while still writing its request.
-                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                raw = waitable_socket(stream)
                 received = 0
                 while received <= self.limits.max_head_size:
                     data = await safe_receive(stream, raw)
