@@ -65,9 +65,14 @@ def settle_delay(req: Request) -> float:
 
 
 async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str,
-                     running: anyio.Event, keys: bytes = b"") -> bool:
+                     running: anyio.Event, keys: bytes = b"", close_on_eof: bool = True) -> bool:
     """Client bytes → the process's stdin once it runs (until then they wait in the socket
-    buffer); the client's half-close → close stdin. Ends quietly when the process is gone.
+    buffer); the client's half-close → close stdin when ``close_on_eof``. Ends quietly when
+    the process is gone.
+
+    Docker's rule for ``close_on_eof``: never for a TTY session (a client that goes away,
+    or detaches, leaves the shell running); for attach when the container has
+    ``StdinOnce``; for exec always.
 
     With ``keys`` (a TTY session), returns True when the client typed the detach sequence:
     stdin stays open then. False otherwise."""
@@ -81,7 +86,8 @@ async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str,
             data = b""
         try:
             if not data:
-                await mgr.close_stdin(pid_id)
+                if close_on_eof:
+                    await mgr.close_stdin(pid_id)
                 return False
             data, detached = matcher.feed(data)
             if data:

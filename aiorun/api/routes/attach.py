@@ -3,7 +3,8 @@
 Query parameters as in Docker:
 
 * ``stdin``/``stdout``/``stderr``: which streams; bytes the client sends go to the
-  container's stdin (when it has ``OpenStdin``), its half-close closes stdin.
+  container's stdin (when it has ``OpenStdin``); its half-close closes stdin when the
+  container has ``StdinOnce`` and no TTY (Docker's rule).
 * ``logs=1``: first the container's log history (the json-file log), then
 * ``stream=1``: the live output until the process exits (attaching to a container that is not
   running waits for its next start, which is how ``docker start -a`` works). With
@@ -56,7 +57,8 @@ async def attach(req: Request, engine: Engine) -> Response:
         await stream.send(data if tty else frame(s, data))
 
     async def pump_then_detach(stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
-        if await pump_stdin(stream, mgr, c.id, hub.running, keys):
+        once = bool(c.config.get("StdinOnce")) and not tty
+        if await pump_stdin(stream, mgr, c.id, hub.running, keys, close_on_eof=once):
             mgr._emit("detach", c)
             scope.cancel()
 

@@ -75,7 +75,8 @@ async def exec_start(req: Request, engine: Engine) -> Response | None:
         await stream.send(frame(s, data) if framed else data)
 
     async def pump_then_detach(stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
-        if await pump_stdin(stream, mgr, rec.id, rec.hub.running, keys):
+        if await pump_stdin(stream, mgr, rec.id, rec.hub.running, keys,
+                            close_on_eof=not rec.tty):
             scope.cancel()     # the exec goes on, its stdin stays open
 
     async def session(stream: anyio.abc.ByteStream) -> None:
