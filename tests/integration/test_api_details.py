@@ -88,6 +88,9 @@ def test_exec_framing_follows_the_start_request(env):
     assert api.exec_start(eid, demux=True) == (b"out\n", b"err\n")
     eid = api.exec_create("ex", cmd)["Id"]
     assert api.exec_start(eid, tty=True) == b"out\nerr\n"        # raw: no frame headers
+    for binary in (DOCKER, DOCKER20):       # API 1.47 and 1.41: the same demultiplexed output
+        r = dk(paths, "exec", "ex", *cmd, binary=binary)
+        assert (r.stdout, r.stderr) == ("out\n", "err\n")
     # the media type of the hijacked stream: multiplexed for API >= 1.42, raw otherwise
     for version, tty, ctype in (("1.47", False, "multiplexed-stream"),
                                 ("1.41", False, "raw-stream"), ("1.47", True, "raw-stream")):

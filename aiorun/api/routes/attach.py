@@ -69,8 +69,6 @@ async def attach(req: Request, engine: Engine) -> Response:
             async for name, text, _when in history:
                 await send(stream, _STREAMS.get(name, 1), text.encode())
         if not live:
-            if recv is not None:
-                await recv.aclose()
             return
         async with anyio.create_task_group() as tg:
             if want_in and c.config.get("OpenStdin"):
