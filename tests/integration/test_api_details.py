@@ -4,6 +4,8 @@ behaviour depends on the API version) and docker-py against a real ``aiorun serv
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -287,3 +289,32 @@ def test_started_containers_still_attach_and_exec(env):
     dk(paths, "run", "-d", "--network", "none", "--name", "ex3", "busybox", "sleep", "600")
     r = dk(paths, "exec", "-i", "ex3", "sh", "-c", "read x; echo got-$x", input="it\n")
     assert r.stdout == "got-it\n"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose")
+def test_compose_up_after_create_shows_networks(env, tmp_path):
+    """docker-compose v1 disconnects a just-created container from the networks inspect
+    shows (now filled in at create) and connects it again: that must work."""
+    paths, _d = env
+    (tmp_path / "docker-compose.yml").write_text(
+        'version: "2.4"\nservices:\n  web:\n    image: busybox\n    command: [sleep, "600"]\n'
+        '  db:\n    image: busybox\n    command: [sleep, "600"]\n')
+    envv = dict(os.environ, DOCKER_HOST=f"unix://{paths.socket}")
+
+    def compose(*args: str) -> str:
+        r = subprocess.run(["docker-compose", "-p", "apidc", *args], cwd=tmp_path, env=envv,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"docker-compose {' '.join(args)}: {r.stdout}{r.stderr}"
+        return r.stdout + r.stderr
+    try:
+        compose("up", "-d")
+        for svc in ("web", "db"):
+            info = json.loads(dk(paths, "inspect", f"apidc_{svc}_1").stdout)[0]
+            assert info["State"]["Running"]
+            assert list(info["NetworkSettings"]["Networks"]) == ["apidc_default"]
+        compose("stop")
+        compose("start")
+        assert dk(paths, "inspect", "-f", "{{.State.Running}}",
+                  "apidc_web_1").stdout.strip() == "true"
+    finally:
+        compose("down")
