@@ -11,9 +11,10 @@ Start-up, in order:
 2. log to ``<root>/daemon.log`` (and to stderr when it is a terminal);
 3. open the root task group (``engine.task_group``) and start the engine's parts
    (:meth:`aiorun.engine.daemon.Engine.start`);
-4. serve the event bus on ``paths.bus_socket``, then the HTTP API on ``paths.socket`` — so a
-   socket that accepts means a daemon that is fully up; emit ``daemon start``; call
-   ``ready()``.
+4. with ``--metrics-addr``, serve the Prometheus metrics (:mod:`aiorun.bus.subscribers.metrics`);
+   serve the event bus on ``paths.bus_socket``, the API on the ``-H`` listeners (unix, TCP,
+   TLS: :mod:`aiorun.api.listen`), then on ``paths.socket`` — so a socket that accepts means
+   a daemon that is fully up; emit ``daemon start``; call ``ready()``.
 
 On SIGTERM/SIGINT (SIGHUP is logged and ignored): stop accepting, give requests in flight a
 short grace, stop the engine's parts in reverse order (each shielded from cancellation; a
@@ -30,14 +31,17 @@ import os
 import platform
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import anyio
 
 from aiorun.api.limits import ServerLimits
 from aiorun.registry.remote import MIRRORS_ENV, parse_mirrors
-from aiorun.api.server import ApiServer
+from aiorun.api.listen import ListenAddress, TlsSettings, check_listen, server_ssl_context
+from aiorun.api.server import ApiServer, load_routers
+from aiorun.bus.subscribers.metrics import parse_listen, serve_metrics
 from aiorun.bus.server import serve_bus
 from aiorun.config import Paths
 from aiorun.engine.daemon import Engine
@@ -117,12 +121,65 @@ def setup_logging(paths: Paths, debug: bool = False) -> logging.Handler:
     return handler
 
 
+@dataclass(frozen=True)
+class Listeners:
+    """``serve``'s ``-H``, TLS and ``--metrics-addr`` settings (see :mod:`aiorun.api.listen`).
+    The daemon's own unix socket is served whatever ``hosts`` says."""
+
+    hosts: tuple[ListenAddress, ...] = ()
+    tls: TlsSettings = TlsSettings()
+    metrics_addr: str = ""
+
+
+def _api_servers(engine: Engine, paths: Paths, limits: ServerLimits,
+                 listen: Listeners) -> list[tuple[str, ApiServer, Callable[..., Any], tuple[Any, ...]]]:
+    """(service name, server, serve function, its arguments) for every API listener; the
+    daemon's own socket last, so that once it accepts every other listener is up. Raises
+    InvalidArgument for an address or TLS setting that must not be served."""
+    ctx = None
+    if listen.tls.enabled or listen.tls.verify:
+        ctx = server_ssl_context(listen.tls)
+    routers = load_routers()
+    out: list[tuple[str, ApiServer, Callable[..., Any], tuple[Any, ...]]] = []
+    for addr in listen.hosts:
+        warning = check_listen(addr, listen.tls)
+        if warning:
+            log.warning("%s", warning)
+        if addr.kind == "unix":
+            if Path(addr.path) == paths.socket:
+                continue
+            srv = ApiServer(engine, routers, limits=limits)
+            out.append((f"api {addr}", srv, srv.serve, (addr.path,)))
+        else:
+            srv = ApiServer(engine, routers, limits=limits, ssl_context=ctx)
+            out.append((f"api {addr}", srv, srv.serve_tcp, (addr.host, addr.port)))
+    own = ApiServer(engine, routers, limits=limits)
+    out.append(("api", own, own.serve, (paths.socket,)))
+    return out
+
+
+def _engine_info(engine: Engine, backend: str) -> dict[str, str]:
+    """Labels of dockerd's ``engine_daemon_engine_info`` metric."""
+    from aiorun import __version__
+    uname = os.uname()
+    return {"architecture": uname.machine, "daemon_id": engine.id,
+            "graphdriver": engine.storage.name, "kernel": uname.release,
+            "os": platform.system(), "os_type": "linux", "version": __version__,
+            "backend": backend}
+
+
 async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                      backend: str = "asyncio", ready: Callable[[], None] | None = None,
-                     debug: bool = False) -> None:
+                     debug: bool = False, listen: Listeners | None = None) -> None:
     """Run the daemon until SIGTERM/SIGINT. Call inside ``anyio.run(..., backend=backend)``."""
+    listen = listen or Listeners()
     limits = ServerLimits.from_env(os.environ)   # a bad AIORUN_API_* value: fail before anything
     parse_mirrors(os.environ.get(MIRRORS_ENV, ""))   # and so does a malformed mirror list
+    for addr in listen.hosts:                        # and an address that must not be served
+        check_listen(addr, listen.tls)
+    if listen.tls.enabled or listen.tls.verify:
+        server_ssl_context(listen.tls)               # and certificates that do not load
+    metrics_at = parse_listen(listen.metrics_addr) if listen.metrics_addr else None
     try:
         paths.ensure()
     except OSError as exc:
@@ -142,14 +199,23 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
             async with anyio.create_task_group() as tg:
                 engine.task_group = tg
                 await engine.start(storage_driver)
-                server: ApiServer | None = None
+                servers: list[ApiServer] = []
                 try:
-                    server = ApiServer(engine, limits=limits)
+                    if metrics_at is not None:
+                        await engine.supervisor.start_service(
+                            "metrics", serve_metrics, engine.events, *metrics_at,
+                            _engine_info(engine, backend))
                     # The bus socket first: once the API socket accepts, everything is ready.
                     # Supervised: a later failure of either is logged, reported and the
                     # service started again; it never ends the daemon.
                     await engine.supervisor.start_service("event bus socket", serve_bus, engine)
-                    await engine.supervisor.start_service("api", server.serve, paths.socket)
+                    for name, server, serve_fn, args in _api_servers(engine, paths, limits,
+                                                                     listen):
+                        servers.append(server)
+                        await engine.supervisor.start_service(name, serve_fn, *args)
+                        if name != "api":
+                            log.info("API listening on %s%s", name[4:],
+                                     " (TLS)" if server.ssl_context else "")
                     try:
                         engine.events.emit("daemon", "start", engine.id, {
                             "name": platform.node(), "backend": backend,
@@ -167,8 +233,9 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
                         break
                 finally:
                     with anyio.CancelScope(shield=True):
-                        if server is not None:
-                            await server.shutdown(SHUTDOWN_GRACE)
+                        async with anyio.create_task_group() as stopping:
+                            for server in servers:
+                                stopping.start_soon(server.shutdown, SHUTDOWN_GRACE)
                         await engine.stop()
                     tg.cancel_scope.cancel()
     except BaseException as exc:
@@ -189,9 +256,9 @@ async def run_daemon(paths: Paths, *, storage_driver: str | None = None,
 
 
 def main(paths: Paths, *, storage_driver: str | None = None, backend: str = "asyncio",
-         debug: bool = False) -> None:
+         debug: bool = False, listen: Listeners | None = None) -> None:
     """Blocking entry point: ``anyio.run`` on the chosen backend."""
     if backend not in ("asyncio", "trio"):
         raise AiorunError(f"unknown backend {backend!r}: use asyncio or trio")
     anyio.run(lambda: run_daemon(paths, storage_driver=storage_driver, backend=backend,
-                                 debug=debug), backend=backend)
+                                 debug=debug, listen=listen), backend=backend)

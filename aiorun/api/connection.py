@@ -13,13 +13,14 @@ from typing import Any
 import anyio
 import anyio.abc
 import h11
+from anyio.streams.tls import TLSAttribute
 
 from aiorun.api.limits import MAX_BUFFERED_BODY, MAX_HEAD_SIZE
 from aiorun.errors import AiorunError, InvalidArgument
 
 __all__ = ["BROKEN", "MAX_BUFFERED_BODY", "MAX_HEAD_SIZE", "READ_SIZE", "BodyReader",
            "ClientGone", "Connection", "HeadTimeout", "HijackedStream", "safe_receive",
-           "unwrap_error"]
+           "unwrap_error", "waitable_socket"]
 
 READ_SIZE = 65536
 #: What a vanished client looks like from our side of the socket.
@@ -58,6 +59,16 @@ def unwrap_error(exc: BaseException) -> BaseException:
     return leaves[0] if leaves else exc
 
 
+def waitable_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    """The socket :func:`safe_receive` may wait on: a unix socket's, not under TLS (decrypted
+    bytes may wait in the TLS object) and not TCP's (anyio's asyncio TCP streams are
+    transports: waiting on their socket too clashes with the event loop's own reader)."""
+    if stream.extra(TLSAttribute.ssl_object, None) is not None:
+        return None
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    return raw if raw is not None and raw.family == socket.AF_UNIX else None
+
+
 async def safe_receive(stream: anyio.abc.ByteStream, raw: socket.socket | None,
                        max_bytes: int = READ_SIZE) -> bytes:
     """``stream.receive`` that may be cancelled safely.
@@ -89,7 +100,16 @@ class Connection:
         self.busy = False          # a request is being handled
         self.long_lived = False    # streaming or hijacked: cancelled at once on shutdown
         self.hung_up = False
-        self.raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self.raw: socket.socket | None = waitable_socket(stream)
+        #: the socket to shut down on :meth:`hang_up` (any family)
+        self.sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket,
+                                                       None)
+
+    def use_tls(self, stream: anyio.abc.ByteStream) -> None:
+        """Carry on over the TLS stream wrapped around this connection. Reads no longer wait
+        on the raw socket first: TLS may hold decrypted bytes while the socket is idle."""
+        self.stream = stream
+        self.raw = None
 
     def hang_up(self) -> None:
         """End the connection from outside its task.
@@ -98,12 +118,12 @@ class Connection:
         own; cancelling a receive instead races with anyio's asyncio reader callback
         ("Future.set_result: invalid state" in the log). Cancel only without a socket.
         """
-        raw = self.raw
-        if raw is None:
+        sock = self.sock
+        if sock is None:
             self.cancel()
             return
         try:
-            raw.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -217,7 +237,7 @@ class HijackedStream(anyio.abc.ByteStream):
     def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix
-        self._raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self._raw = waitable_socket(stream)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._prefix:

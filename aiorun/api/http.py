@@ -31,8 +31,9 @@ Responses
 * ``Response(stream=agen)`` — chunked body; headers go out at once, each chunk is flushed as
   it is produced. If the client hangs up, the iterator is cancelled/closed.
 * ``Response(hijack=coro)`` — the server answers ``101 UPGRADED`` (``Connection: Upgrade``,
-  ``Upgrade: tcp``) when the client asked to upgrade, else ``200`` with ``Content-Type:
-  application/vnd.docker.raw-stream``, then awaits ``coro(stream)`` with the raw
+  ``Upgrade: tcp``) when the client asked to upgrade, else ``200``, with the response's
+  ``content_type`` when it is Docker's raw or multiplexed stream type (else the raw one;
+  :mod:`aiorun.api.streams` picks), then awaits ``coro(stream)`` with the raw
   ``anyio.abc.ByteStream`` (bytes the server had already read are re-delivered first;
   ``send_eof()`` half-closes). The connection is closed when the coroutine returns.
 """

@@ -24,6 +24,7 @@ from aiorun.errors import AiorunError
 log = logging.getLogger("aiorun.api")
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
+STREAM_MEDIA_TYPES = frozenset({RAW_STREAM, "application/vnd.docker.multiplexed-stream"})
 
 
 def reason(status: int) -> bytes:
@@ -152,11 +153,14 @@ async def hijack(conn: Connection, req: Request, resp: Response) -> None:
         await req.stream.drain(MAX_BUFFERED_BODY)
     wants_upgrade = ("upgrade" in req.headers.get("connection", "").lower()
                      and bool(req.headers.get("upgrade")))
+    # The handler picks raw or multiplexed (aiorun.api.streams.media_type_for); anything
+    # else is not a stream type, so the raw one.
+    ctype = resp.content_type if resp.content_type in STREAM_MEDIA_TYPES else RAW_STREAM
     if wants_upgrade:
-        lines = ["HTTP/1.1 101 UPGRADED", f"Content-Type: {RAW_STREAM}",
+        lines = ["HTTP/1.1 101 UPGRADED", f"Content-Type: {ctype}",
                  "Connection: Upgrade", "Upgrade: tcp"]
     else:
-        lines = ["HTTP/1.1 200 OK", f"Content-Type: {RAW_STREAM}"]
+        lines = ["HTTP/1.1 200 OK", f"Content-Type: {ctype}"]
     fixed = ("content-type", "connection", "upgrade", "content-length", "transfer-encoding")
     own = [(k, v) for k, v in resp.headers if k.lower() not in fixed]
     names = {k.lower() for k, _ in own}

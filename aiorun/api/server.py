@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
@@ -38,9 +39,11 @@ from urllib.parse import unquote
 import anyio
 import anyio.abc
 import h11
+from anyio.streams.tls import TLSStream
 
 from aiorun.api.connection import (BROKEN, MAX_BUFFERED_BODY, BodyReader, ClientGone,
-                                   Connection, HeadTimeout, safe_receive, unwrap_error)
+                                   Connection, HeadTimeout, safe_receive, unwrap_error,
+                                   waitable_socket)
 from aiorun.api.http import Request, Response, Router, error_response, json_response
 from aiorun.api.limits import (ACCEPT_BACKOFF, DEFAULT_IDLE_TIMEOUT, MAX_REFUSING,
                                REFUSE_LINGER, ServerLimits, accept_error_kind, refusal_body)
@@ -88,8 +91,12 @@ class ApiServer:
     """Serves the route modules for one engine on a unix socket."""
 
     def __init__(self, engine: Engine, routers: list[Router] | None = None,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.engine = engine
+        #: TLS for a TCP listener (:mod:`aiorun.api.listen`): each connection's handshake
+        #: runs in its own task, within the header timeout
+        self.ssl_context = ssl_context
         self.routers = load_routers() if routers is None else routers
         self.limits = ServerLimits() if limits is None else limits
         self.draining = False
@@ -134,6 +141,29 @@ class ApiServer:
                 _unlink(path)
             self._stopped.set()
 
+    async def serve_tcp(self, host: str, port: int, *,
+                        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+                        ) -> None:
+        """Listen on ``host:port`` (TLS when the server has an ``ssl_context``) until
+        :meth:`shutdown`; ``task_status.started`` gets the bound port."""
+        self._serving = True
+        try:
+            multi = await anyio.create_tcp_listener(local_host=host, local_port=port,
+                                                    reuse_port=False)
+            async with anyio.create_task_group() as tg:
+                async with multi:
+                    with self._accept_scope:
+                        # a name may bind more than one address (IPv4 and IPv6)
+                        listeners = multi.listeners
+                        task_status.started(
+                            listeners[0].extra(anyio.abc.SocketAttribute.local_port))
+                        async with anyio.create_task_group() as accepting:
+                            for one in listeners:
+                                assert isinstance(one, anyio.abc.SocketListener)
+                                accepting.start_soon(self._accept_loop, one, tg)
+        finally:
+            self._stopped.set()
+
     async def _accept_loop(self, listener: anyio.abc.SocketListener,
                            tg: anyio.abc.TaskGroup) -> None:
         failures = 0   # exhaustion errors in the current burst
@@ -176,7 +206,7 @@ class ApiServer:
                 await stream.send_eof()
                 # Discard what the client sends until it closes, so it reads our answer
                 # instead of a reset while still writing its request.
-                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                raw = waitable_socket(stream)
                 received = 0
                 while received <= self.limits.max_head_size:
                     data = await safe_receive(stream, raw)
@@ -212,7 +242,8 @@ class ApiServer:
             if self.draining:
                 conn.hang_up()
             try:
-                await self._requests(conn)
+                if self.ssl_context is None or await self._handshake(conn):
+                    await self._requests(conn)
             except BROKEN + (ClientGone,):
                 pass
             except HeadTimeout as exc:
@@ -224,6 +255,25 @@ class ApiServer:
             finally:
                 self._conns.discard(conn)
         await _close_quietly(conn.stream)
+
+    async def _handshake(self, conn: Connection) -> bool:
+        """TLS server handshake on ``conn`` (client certificate checked by the context);
+        False (logged) when the client fails it or takes longer than the header timeout."""
+        assert self.ssl_context is not None
+        peer = conn.stream.extra(anyio.abc.SocketAttribute.remote_address, "?")
+        try:
+            with anyio.fail_after(self.limits.header_timeout):
+                tls = await TLSStream.wrap(conn.stream, server_side=True,
+                                           ssl_context=self.ssl_context,
+                                           standard_compatible=False)
+        except TimeoutError:
+            log.info("API: TLS handshake with %s timed out", peer)
+            return False
+        except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+            log.info("API: TLS handshake with %s failed: %s", peer, exc.__cause__ or exc)
+            return False
+        conn.use_tls(tls)
+        return True
 
     async def _requests(self, conn: Connection) -> None:
         while True:

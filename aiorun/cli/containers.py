@@ -17,9 +17,9 @@ import sys
 
 from aiorun.cli.common import api_error, call, start_error_code
 from aiorun.cli.createbody import CREATE_OPTIONS, build_create
-from aiorun.cli.options import BOOL, Option, UsageError, err, verb
-from aiorun.cli.terminal import (Null, RawTerminal, copy_output, forward_signals, on_winch,
-                                 pump_stdin, raw_stream, resize)
+from aiorun.cli.options import BOOL, STR, Option, UsageError, err, verb
+from aiorun.cli.terminal import (Null, RawTerminal, copy_output, detach_sequence,
+                                 forward_signals, on_winch, pump_stdin, raw_stream, resize)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
@@ -38,9 +38,14 @@ def _create_body(opts: Opts, rest: list[str]) -> tuple[dict[str, Any], str | Non
         raise UsageError(exc.message) from None
 
 
+DETACH_KEYS = Option("--detach-keys", STR, "Override the key sequence for detaching a "
+                     "container (default ctrl-p,ctrl-q)")
+
+
 @verb("run", "IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image",
-      *CREATE_OPTIONS, interspersed=False, usage_status=125)
+      *CREATE_OPTIONS, DETACH_KEYS, interspersed=False, usage_status=125)
 def cmd_run(ctx: Any, opts: Opts, rest: list[str]) -> int:
+    keys = detach_sequence(opts.detach_keys) if opts.tty and opts.interactive else b""
     body, name = _create_body(opts, rest)
     from aiorun.api.client import ApiError
     client = ctx.client()
@@ -54,7 +59,7 @@ def cmd_run(ctx: Any, opts: Opts, rest: list[str]) -> int:
             return start_error_code(exc.message)
         sys.stdout.write(cid + "\n")
         return 0
-    return run_attached(client, cid, opts.tty, opts.interactive, bool(opts.rm))
+    return run_attached(client, cid, opts.tty, opts.interactive, bool(opts.rm), keys=keys)
 
 
 @verb("create", "IMAGE [COMMAND] [ARG...]", "Create a new container",
@@ -69,9 +74,10 @@ def cmd_create(ctx: Any, opts: Opts, rest: list[str]) -> int:
 
 
 def run_attached(client: Any, cid: str, tty: bool, interactive: bool, auto_remove: bool,
-                 start: bool = True) -> int:
+                 start: bool = True, keys: bytes = b"") -> int:
     """Attach to the container (starting it when ``start``), copy its output (and feed it
-    stdin when ``interactive``) until it exits; its exit status."""
+    stdin when ``interactive``) until it exits; its exit status. Typing the detach ``keys``
+    (a TTY session) leaves it running: status 0."""
     from aiorun.api.client import ApiError
     attach = client.request("POST", f"/containers/{cid}/attach",
                             {"stream": True, "stdout": True, "stderr": True,
@@ -93,10 +99,12 @@ def run_attached(client: Any, cid: str, tty: bool, interactive: bool, auto_remov
             if tty:
                 resize(client, f"/containers/{cid}/resize")
                 on_winch(lambda: resize(client, f"/containers/{cid}/resize"))
-            if interactive:
-                pump_stdin(sock)
+            detached = pump_stdin(sock, keys if tty else b"") if interactive else None
             copy_output(sock, first, tty)
         sock.close()
+        if detached is not None and detached.is_set():
+            waiter.close()
+            return 0
         try:
             # a daemon gone mid-wait raises ConnectionLost: reported by main, status 125
             result = waiter.json() or {}
@@ -115,7 +123,7 @@ def run_attached(client: Any, cid: str, tty: bool, interactive: bool, auto_remov
 
 @verb("start", "CONTAINER [CONTAINER...]", "Start one or more stopped containers",
       Option("-a --attach", BOOL, "Attach STDOUT/STDERR and forward signals"),
-      Option("-i --interactive", BOOL, "Attach container's STDIN"))
+      Option("-i --interactive", BOOL, "Attach container's STDIN"), DETACH_KEYS)
 def cmd_start(ctx: Any, opts: Opts, refs: list[str]) -> int:
     if not refs:
         raise UsageError("requires at least 1 argument")
@@ -125,8 +133,9 @@ def cmd_start(ctx: Any, opts: Opts, refs: list[str]) -> int:
         if len(refs) > 1:
             raise UsageError("you cannot start and attach multiple containers at once")
         info = client.get(f"/containers/{refs[0]}/json")
-        return run_attached(client, info["Id"], bool(info["Config"].get("Tty")),
-                            bool(opts.interactive), False)
+        tty = bool(info["Config"].get("Tty"))
+        return run_attached(client, info["Id"], tty, bool(opts.interactive), False,
+                            keys=detach_sequence(opts.detach_keys) if tty else b"")
     rc = 0
     for ref in refs:
         try:
@@ -148,7 +157,8 @@ def cmd_start(ctx: Any, opts: Opts, refs: list[str]) -> int:
 @verb("attach", "CONTAINER",
       "Attach local standard input, output, and error streams to a running container",
       Option("--no-stdin", BOOL, "Do not attach STDIN"),
-      Option("--sig-proxy", BOOL, "Proxy all received signals to the process (accepted)"))
+      Option("--sig-proxy", BOOL, "Proxy all received signals to the process (accepted)"),
+      DETACH_KEYS)
 def cmd_attach(ctx: Any, opts: Opts, refs: list[str]) -> int:
     """Stream a running container's output (and feed it stdin when it was started with -i)
     until it exits; its exit code."""
@@ -160,8 +170,10 @@ def cmd_attach(ctx: Any, opts: Opts, refs: list[str]) -> int:
         err("You cannot attach to a stopped container, start it first")
         return 1
     cfg = info["Config"]
-    return run_attached(client, info["Id"], bool(cfg.get("Tty")),
-                        bool(cfg.get("OpenStdin")) and not opts.no_stdin, False, start=False)
+    tty = bool(cfg.get("Tty"))
+    return run_attached(client, info["Id"], tty,
+                        bool(cfg.get("OpenStdin")) and not opts.no_stdin, False, start=False,
+                        keys=detach_sequence(opts.detach_keys) if tty else b"")
 
 
 # --------------------------------------------------------------------------- container group

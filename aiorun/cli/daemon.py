@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from aiorun.cli.options import BOOL, STR, Command, HelpRequested, Option, UsageError, usage_fail
+from aiorun.cli.options import (BOOL, LIST, STR, Command, HelpRequested, Option, UsageError,
+                                usage_fail)
 
 SERVE = Command(
     "serve", "", "Run the aiorun daemon in the foreground (other commands start it on demand)",
@@ -17,6 +18,17 @@ SERVE = Command(
             "(default: $AIORUN_MAX_LAYER_SIZE, else a third of the state root's free space)"),
      Option("--max-layer-entries", STR, "most entries a layer may have (default: "
             "$AIORUN_MAX_LAYER_ENTRIES, else 1000000)"),
+     Option("-H --host", LIST, "also serve the API on unix:///PATH or tcp://HOST:PORT "
+            "(repeatable; plain TCP on loopback only; the daemon's own socket is always "
+            "served)"),
+     Option("--tls", BOOL, "use TLS on tcp:// listeners (implied by --tlsverify)"),
+     Option("--tlsverify", BOOL, "use TLS and require client certificates signed by "
+            "--tlscacert (mutual TLS, as dockerd)"),
+     Option("--tlscacert", STR, "trust certificates signed by this CA (PEM)"),
+     Option("--tlscert", STR, "path to the server's TLS certificate (PEM)"),
+     Option("--tlskey", STR, "path to the server's TLS key (PEM)"),
+     Option("--metrics-addr", STR, "serve Prometheus metrics at HOST:PORT/metrics "
+            "(dockerd's flag; e.g. 127.0.0.1:9323)"),
      Option("-D --debug", BOOL, "log every request")])
 
 
@@ -50,7 +62,34 @@ def parse_serve_args(argv: list[str]) -> dict[str, object]:
         raise UsageError(exc.message) from None
     if given:
         settings["layer_limits_env"] = given
+    settings["listen"] = _listeners(opts)
     return settings
+
+
+def _listeners(opts: Any) -> Any:
+    """``-H``/TLS/``--metrics-addr`` → :class:`aiorun.serve.Listeners` (UsageError when an
+    address is malformed or must not be served)."""
+    from aiorun.api.listen import TlsSettings, check_listen, parse_host
+    from aiorun.bus.subscribers.metrics import parse_listen
+    from aiorun.errors import InvalidArgument
+    from aiorun.serve import Listeners
+    verify = bool(opts.tlsverify)
+    tls = TlsSettings(enabled=bool(opts.tls) or verify, verify=verify,
+                      cacert=opts.tlscacert or "", cert=opts.tlscert or "",
+                      key=opts.tlskey or "")
+    if not tls.enabled and (tls.cacert or tls.cert or tls.key):
+        raise UsageError("--tlscacert, --tlscert and --tlskey need --tls or --tlsverify")
+    try:
+        hosts = tuple(parse_host(h, tls.enabled) for h in opts.host)
+        for h in hosts:
+            check_listen(h, tls)
+        if tls.enabled and not any(h.kind == "tcp" for h in hosts):
+            raise InvalidArgument("--tls/--tlsverify need a tcp:// address (-H)")
+        if opts.metrics_addr:
+            parse_listen(opts.metrics_addr)
+    except InvalidArgument as exc:
+        raise UsageError(exc.message) from None
+    return Listeners(hosts, tls, opts.metrics_addr or "")
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -75,7 +114,8 @@ def cmd_serve(ctx: Any, argv: list[str]) -> int:
     from aiorun.errors import AiorunError
     try:
         main(ctx.paths, storage_driver=opts["storage_driver"],  # type: ignore[arg-type]
-             backend=str(opts["backend"]), debug=bool(opts["debug"] or ctx.debug))
+             backend=str(opts["backend"]), debug=bool(opts["debug"] or ctx.debug),
+             listen=opts["listen"])  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiorun.cli.common import api_error, call, start_error_code
 from aiorun.cli.createbody import env_files, env_values
 from aiorun.cli.options import BOOL, LIST, STR, Option, UsageError, err, verb
-from aiorun.cli.terminal import (Null, RawTerminal, copy_output, on_winch, pump_stdin,
-                                 raw_stream, resize)
+from aiorun.cli.terminal import (Null, RawTerminal, copy_output, detach_sequence, on_winch,
+                                 pump_stdin, raw_stream, resize)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
@@ -29,19 +29,22 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI
       Option("-w --workdir", STR, "Working directory inside the container"),
       Option("-u --user", STR, 'Username or UID (format: "<name|uid>[:<group|gid>]")'),
       Option("--privileged", BOOL, "Give extended privileges to the command"),
-      Option("--detach-keys", STR, "Override the key sequence for detaching (accepted)"),
+      Option("--detach-keys", STR, "Override the key sequence for detaching a container "
+             "(default ctrl-p,ctrl-q)"),
       interspersed=False)
 def cmd_exec(ctx: Any, opts: Opts, rest: list[str]) -> int:
     if len(rest) < 2:
         raise UsageError('"exec" requires at least 2 arguments: CONTAINER COMMAND [ARG...]')
     env = env_values(env_files(opts.env_file) + opts.env)
+    keys = detach_sequence(opts.detach_keys) if opts.tty and opts.interactive else b""
     from aiorun.api.client import ApiError
     ref, cmd = rest[0], rest[1:]
     client = ctx.client()
     body = {"AttachStdin": opts.interactive and not opts.detach,
             "AttachStdout": not opts.detach, "AttachStderr": not opts.detach,
             "Tty": opts.tty, "Env": env, "WorkingDir": opts.workdir or "",
-            "User": opts.user or "", "Privileged": opts.privileged, "Cmd": cmd}
+            "User": opts.user or "", "Privileged": opts.privileged, "Cmd": cmd,
+            "DetachKeys": opts.detach_keys or ""}
     try:
         eid = call(client, "POST", f"/containers/{ref}/exec", body)["Id"]
     except ApiError as exc:
@@ -66,6 +69,7 @@ def cmd_exec(ctx: Any, opts: Opts, rest: list[str]) -> int:
             code = None
         return int(code) if isinstance(code, int) and code > 0 else start_error_code(exc.message)
     sock, first = raw_stream(resp)
+    detached = None
     # Docker does not forward signals to exec processes: default handling (the CLI exits,
     # the exec goes on).
     try:
@@ -73,11 +77,12 @@ def cmd_exec(ctx: Any, opts: Opts, rest: list[str]) -> int:
             if opts.tty:
                 resize(client, f"/exec/{eid}/resize")
                 on_winch(lambda: resize(client, f"/exec/{eid}/resize"))
-            if opts.interactive:
-                pump_stdin(sock)
+            detached = pump_stdin(sock, keys) if opts.interactive else None
             copy_output(sock, first, bool(opts.tty))
     finally:
         sock.close()
+    if detached is not None and detached.is_set():
+        return 0                # the exec goes on
     info = client.get(f"/exec/{eid}/json") or {}
     code = info.get("ExitCode")
     return int(code) if isinstance(code, int) else 126

@@ -204,6 +204,15 @@ def _main(argv: list[str]) -> int:
         # A path the CLI could not use (the state root, a file argument): one sentence.
         sys.stderr.write(f"aiorun: {os_error_sentence(exc)}\n")
         return failed
+    except Exception as exc:
+        # A bug of ours: still one line (the traceback only with --debug), never a dump.
+        if ctx.debug:
+            import traceback
+            traceback.print_exc()
+        detail = str(exc) or type(exc).__name__
+        sys.stderr.write(f"aiorun: internal error in '{verb}': {type(exc).__name__}: {detail} "
+                         "(run with --debug for the traceback)\n")
+        return failed
 
 
 def error_line(ctx: Context, exc: BaseException) -> str:

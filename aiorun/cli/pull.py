@@ -78,7 +78,7 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
     and create again — what the docker CLI does. ``--pull always|missing|never``,
     ``--platform`` and ``-q`` as docker's."""
     from aiorun.api.client import ApiError
-    from aiorun.cli.common import call
+    from aiorun.cli.common import api_error, call
     from aiorun.cli.options import UsageError
     policy = (opts.pull or "missing").lower()
     if policy not in ("always", "missing", "never"):
@@ -93,13 +93,27 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
         if stream_pull(client, image, out, opts.platform or None) != 0:
             raise SystemExit(125)
         return call(client, "POST", "/containers/create", body, name=name)
+    shown = image if ("@" in image or ":" in image.rpartition("/")[2]) else f"{image}:latest"
     try:
         return call(client, "POST", "/containers/create", body, name=name)
     except ApiError as exc:
-        if policy == "never" or exc.status != 404 or "No such image" not in exc.message:
+        if exc.status != 404 or "No such image" not in exc.message:
             raise
-    shown = image if ("@" in image or ":" in image.rpartition("/")[2]) else f"{image}:latest"
+        if policy == "never":
+            err(api_error(exc))
+            err(missing_image_hint(shown, pulled=False))
+            raise SystemExit(125) from None
     err(f"Unable to find image '{shown}' locally")
     if stream_pull(client, image, out, opts.platform or None) != 0:
+        err(missing_image_hint(shown))
         raise SystemExit(125)
     return call(client, "POST", "/containers/create", body, name=name)
+
+
+def missing_image_hint(shown: str, pulled: bool = True) -> str:
+    """What to do about an image that is neither stored nor pullable."""
+    why = "could not be pulled" if pulled else "--pull never forbids pulling it"
+    return (f"aiorun: image '{shown}' is not stored here and {why}. Get it "
+            "with `aiorun pull` from a registry that has it, `aiorun load -i FILE` (a "
+            "`docker save` archive) or `aiorun import FILE NAME` (a root filesystem tarball); "
+            "`aiorun images` lists what is stored")

@@ -65,29 +65,59 @@ def copy_output(sock: Any, first: bytes, tty: bool,
             target.flush()
 
 
-def pump_stdin(sock: Any) -> threading.Thread:
+def pump_stdin(sock: Any, detach_keys: bytes = b"") -> threading.Event:
+    """Copy stdin to ``sock`` in a thread; at EOF half-close it (the process's stdin closes).
+
+    With ``detach_keys`` (a TTY session: Docker's ctrl-p ctrl-q or ``--detach-keys``), the
+    sequence is never sent: the connection is shut down, so the output copy ends, and the
+    returned event is set: the caller leaves the process running."""
+    import socket as _s
+    detached = threading.Event()
+
     def run() -> None:
+        from aiorun.core.detachkeys import EscapeMatcher
+        matcher = EscapeMatcher(detach_keys)
         fd = sys.stdin.fileno()
         try:
             while True:
                 data = os.read(fd, 65536)
                 if not data:
                     break
-                sock.sendall(data)
+                data, hit = matcher.feed(data)
+                if data:
+                    sock.sendall(data)
+                if hit:
+                    detached.set()
+                    sock.shutdown(_s.SHUT_RDWR)
+                    return
         except OSError:
             pass
         try:
-            import socket as _s
             sock.shutdown(_s.SHUT_WR)
         except OSError:
             pass
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+    threading.Thread(target=run, daemon=True).start()
+    return detached
+
+
+def detach_sequence(spec: str | None) -> bytes:
+    """The detach keys of a TTY session (``--detach-keys``, else ctrl-p ctrl-q); a malformed
+    spec is a usage error in Docker's words."""
+    from aiorun.cli.options import UsageError
+    from aiorun.core.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
+    from aiorun.errors import InvalidArgument
+    try:
+        return parse_detach_keys(spec or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as exc:
+        raise UsageError(exc.message) from None
 
 
 class RawTerminal:
-    """Put the local terminal in raw mode for ``-t`` with a terminal on stdin."""
+    """Put the local terminal in raw mode for ``-t`` with a terminal on stdin.
+
+    The change takes effect at once (``TCSANOW``) and keeps what the user typed before it:
+    ``tty.setraw``'s default ``TCSAFLUSH`` would discard the keys typed while the container
+    was starting (the docker CLI keeps them too)."""
 
     def __init__(self) -> None:
         self.saved: list[Any] | None = None
@@ -98,7 +128,7 @@ class RawTerminal:
             import tty
             fd = sys.stdin.fileno()
             self.saved = termios.tcgetattr(fd)
-            tty.setraw(fd)
+            tty.setraw(fd, termios.TCSANOW)
         return self
 
     def __exit__(self, *exc: Any) -> None:

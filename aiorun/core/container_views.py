@@ -37,6 +37,30 @@ def default_network_settings() -> dict[str, Any]:
             "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}}
 
 
+def planned_networks(host_config: dict[str, Any], networking_config: dict[str, Any],
+                     network_id: Callable[[str], str]) -> dict[str, Any]:
+    """``NetworkSettings.Networks`` of a container that was created but never attached: one
+    entry per network it will join (``NetworkMode`` first, then ``EndpointsConfig``), with
+    the network's id (``network_id(name)``, "" when unknown) and empty addresses, as Docker
+    shows right after create. A ``container:`` mode has none of its own."""
+    mode = host_config.get("NetworkMode") or "bridge"
+    if mode.startswith("container:"):
+        return {}
+    endpoints = dict((networking_config or {}).get("EndpointsConfig") or {})
+    if "default" in endpoints:          # the docker CLI's name for the default network
+        endpoints.setdefault(mode, endpoints.pop("default"))
+    out: dict[str, Any] = {}
+    for name in [mode, *(n for n in endpoints if n != mode)]:
+        cfg = endpoints.get(name) or {}
+        out[name] = {
+            "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
+            "Aliases": cfg.get("Aliases"), "MacAddress": "", "DriverOpts": None,
+            "NetworkID": network_id(name), "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+    return out
+
+
 def inspect_view(c: ContainerFacts, *, files: dict[str, str], graph: dict[str, Any],
                  mounts: list[dict[str, Any]],
                  network_settings: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiorun.core.spec import process_env
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: The HostConfig keys ``docker update`` may change.
@@ -51,14 +53,15 @@ def updated_host_config(hc: dict[str, Any], body: dict[str, Any]) -> tuple[dict[
 
 def container_env(cfg: dict[str, Any]) -> list[str]:
     """PID 1's environment: Docker's defaults (PATH, HOSTNAME, TERM with a tty) first, then
-    ``Config.Env``; a default the config sets itself is not added."""
+    ``Config.Env``; a default the config sets itself is not added, and a bare "K" in the
+    config unsets K (:func:`aiorun.core.spec.process_env`)."""
     env = list(cfg.get("Env") or [])
     keys = {e.partition("=")[0] for e in env}
     extra = [] if "PATH" in keys else [f"PATH={DEFAULT_PATH}"]
     extra.append(f"HOSTNAME={cfg.get('Hostname', '')}")
     if cfg.get("Tty") and "TERM" not in keys:
         extra.append("TERM=xterm")
-    return extra + env
+    return process_env(extra, env)
 
 
 def security_options(hc: dict[str, Any]) -> dict[str, Any]:

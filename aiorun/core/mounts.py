@@ -9,7 +9,7 @@ Accepted forms (Docker's)::
     -v NAME:/dst[:OPTS]          named volume (created on first use)
     -v /host/path:/dst[:OPTS]    bind mount of a host path (created as a directory if missing)
     --mount type=bind,source=/h,target=/dst[,readonly][,bind-propagation=rslave]
-    --mount type=volume[,source=NAME],target=/dst[,readonly][,volume-nocopy]
+    --mount type=volume[,source=NAME],target=/dst[,readonly][,volume-nocopy][,volume-subpath=DIR]
     --mount type=tmpfs,target=/dst[,tmpfs-size=64m][,tmpfs-mode=1777]
 
 ``OPTS`` is a comma list of ``ro``/``rw``, ``z``/``Z`` (accepted, no SELinux here), ``nocopy``
@@ -53,6 +53,8 @@ class MountRequest:
     tmpfs_size: int | None = None
     tmpfs_mode: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: volume only: mount this directory of the volume (``VolumeOptions.Subpath``), relative
+    subpath: str = ""
 
     @property
     def anonymous(self) -> bool:
@@ -191,6 +193,8 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
             bind_opts["NonRecursive"] = _flag_bool(val, key, spec)
         elif key == "volume-nocopy":
             vol_opts["NoCopy"] = _flag_bool(val, key, spec)
+        elif key == "volume-subpath":
+            vol_opts["Subpath"] = val or ""
         elif key == "volume-label":
             k, _, v = (val or "").partition("=")
             labels[k] = v
@@ -222,6 +226,19 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
     return out
 
 
+def check_subpath(subpath: Any, spec: str) -> str:
+    """A volume's ``Subpath``: relative, inside the volume (no ``..``), normalised."""
+    if not isinstance(subpath, str):
+        raise InvalidArgument(f"invalid mount spec {spec!r}: Subpath must be a string")
+    if not subpath:
+        return ""
+    clean = posixpath.normpath(subpath)
+    if subpath.startswith("/") or clean == ".." or clean.startswith("../"):
+        raise InvalidArgument(f"invalid mount config: subpath {subpath!r} must be a relative "
+                              "path within the volume")
+    return "" if clean == "." else clean
+
+
 def from_api_mount(m: dict[str, Any]) -> MountRequest:
     """``HostConfig.Mounts`` entry → MountRequest (validating like Docker does)."""
     spec = ",".join(f"{k}={v}" for k, v in m.items())
@@ -247,7 +264,8 @@ def from_api_mount(m: dict[str, Any]) -> MountRequest:
             _check_volume_name(source, spec)
         vo = m.get("VolumeOptions") or {}
         return MountRequest("volume", target, source, ro, nocopy=bool(vo.get("NoCopy")),
-                            labels=dict(vo.get("Labels") or {}))
+                            labels=dict(vo.get("Labels") or {}),
+                            subpath=check_subpath(vo.get("Subpath") or "", spec))
     if typ == "tmpfs":
         if source:
             raise InvalidArgument(f"invalid mount spec {spec!r}: tmpfs takes no source")

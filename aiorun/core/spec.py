@@ -197,10 +197,27 @@ def parse_env_list(entries: Iterable[str], what: str = "environment variable") -
 
 
 def merge_env(image_env: Iterable[str], user_env: Iterable[str]) -> list[str]:
-    """Docker's ``ReplaceOrAppendEnvValues``: user entries replace by key, "K" deletes K."""
-    result: list[str | None] = list(image_env or ())
-    index = {e.partition("=")[0]: i for i, e in enumerate(image_env or ())}
+    """``Config.Env`` from the image's and the user's: user entries replace by key; a bare
+    "K" is kept as given (Docker keeps it in ``Config.Env``; it unsets K in the process's
+    environment, see :func:`process_env`)."""
+    result: list[str] = list(image_env or ())
+    index = {e.partition("=")[0]: i for i, e in enumerate(result)}
     for e in user_env or ():
+        key = e.partition("=")[0]
+        if key in index:
+            result[index[key]] = e
+        else:
+            index[key] = len(result)
+            result.append(e)
+    return result
+
+
+def process_env(defaults: Iterable[str], env: Iterable[str]) -> list[str]:
+    """Docker's ``ReplaceOrAppendEnvValues``: ``env`` entries replace ``defaults`` by key or
+    are appended; a bare "K" removes K and is itself dropped."""
+    result: list[str | None] = list(defaults)
+    index = {e.partition("=")[0]: i for i, e in enumerate(result) if e is not None}
+    for e in env:
         key, sep, _ = e.partition("=")
         if key in index:
             result[index[key]] = e if sep else None
@@ -259,6 +276,9 @@ class CreateSpec:
 #: ``ContainerSpec`` is the name the design uses; ``CreateSpec`` avoids a clash with
 #: :class:`aiorun.runtime.spec.ContainerSpec` in modules that import both.
 ContainerSpec = CreateSpec
+
+#: The runtime's name in ``HostConfig.Runtime`` and ``info``'s ``DefaultRuntime``.
+DEFAULT_RUNTIME = "aiorun"
 
 _HOST_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
@@ -362,6 +382,8 @@ def _host_config(raw: dict[str, Any], ncpu: int | None) -> dict[str, Any]:
     hc = copy.deepcopy(_HOST_DEFAULTS)
     hc.update(copy.deepcopy(raw))
     hc["LogConfig"] = normalized_log_config(hc.get("LogConfig"))
+    if not hc.get("Runtime"):           # inspect names it, as Docker's does ("runc" there)
+        hc["Runtime"] = DEFAULT_RUNTIME
     if hc.get("NetworkMode") in (None, "", "default"):
         hc["NetworkMode"] = "bridge"
     hc["RestartPolicy"] = validate_restart_policy(hc.get("RestartPolicy"))

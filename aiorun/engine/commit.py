@@ -193,6 +193,9 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
         "created": created,
         "config": new_cfg,
         "container": cid,
+        # Docker's image config records the image the container ran ("parent"): inspect's
+        # Parent and the list's ParentId
+        "parent": image.id,
         "rootfs": {"type": "layers", "diff_ids": base_ids + ([] if empty_dup else [diff_id])},
         "history": list(base.get("history") or []) + [entry],
     }

@@ -6,13 +6,28 @@ from __future__ import annotations
 from typing import Any
 
 from aiorun.core.mounts import MountRequest
+from aiorun.core.safepath import resolve_in_root
+from aiorun.errors import InvalidArgument
 from aiorun.runtime.spec import MountSpec
 
 
 def volume_spec(meta: dict[str, Any], r: MountRequest, data: str) -> MountSpec:
-    """How a volume is mounted: its ``_data`` dir, or what its local-driver options say."""
+    """How a volume is mounted: its ``_data`` dir, or what its local-driver options say;
+    with a ``subpath``, that directory of it (resolved inside the volume: a symlink in the
+    volume never leads out of it; it must exist, as in Docker)."""
     ro = ["ro"] if r.readonly else []
     o = meta.get("Options") or {}
+    if r.subpath:
+        if o.get("type") == "tmpfs":
+            raise InvalidArgument(f"cannot mount a subpath of volume {meta['Name']}: it is a "
+                                  "tmpfs, created empty at each mount")
+        top = o["device"] if o.get("type") == "none" else data
+        src = resolve_in_root(top, r.subpath)
+        if not src.is_dir():
+            raise InvalidArgument(f"cannot mount volume {meta['Name']} at {r.destination}: "
+                                  f"subpath {r.subpath!r} is not a directory in the volume")
+        return MountSpec(r.destination, "bind", str(src), ["rbind", "rprivate"] + ro,
+                         r.readonly)
     if o.get("type") == "tmpfs":
         return MountSpec(r.destination, "tmpfs", "tmpfs",
                          [x for x in o.get("o", "").split(",") if x] + ["nosuid", "nodev"]

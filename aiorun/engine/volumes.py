@@ -346,6 +346,9 @@ class VolumeManager:
             self._users[container_id] = records
         for name in created:
             self._emit("create", name)
+        if rootfs is None:      # at container create: made and recorded, not mounted yet
+            return specs, [{k: v for k, v in r.items() if not k.startswith("_")}
+                           for r in records]
         for rec in records:
             if rec["Type"] == "volume":
                 self._emit("mount", rec["Name"], {
@@ -397,7 +400,8 @@ class VolumeManager:
                         meta["Populated"] = True
                         write_json_atomic(self._dir(meta["Name"]) / "volume.json", meta)
                     data = str(self._dir(meta["Name"]) / "_data")
-                    specs.append(volume_spec(meta, r, data))
+                    if rootfs is not None or not r.subpath:   # a subpath is checked at mount
+                        specs.append(volume_spec(meta, r, data))
                     records.append({"Type": "volume", "Name": meta["Name"], "Source": data,
                                     "Destination": r.destination, "Driver": DRIVER,
                                     "Mode": r.mode, "RW": not r.readonly,

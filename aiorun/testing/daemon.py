@@ -117,12 +117,13 @@ def _pings(socket: Path) -> bool:
 def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | None = None,
                  extra_env: dict[str, str] | None = None, debug: bool = True,
                  timeout: float = START_TIMEOUT, rlimit_nofile: int | None = None,
-                 wrapper: list[str] | None = None) -> DaemonProcess:
+                 wrapper: list[str] | None = None,
+                 serve_args: list[str] | None = None) -> DaemonProcess:
     """Launch ``aiorun serve`` on ``paths`` and wait until it answers ``/_ping``.
 
     ``rlimit_nofile`` sets the daemon's ``RLIMIT_NOFILE`` (soft and hard) before it starts
     (fd-exhaustion tests). ``wrapper``: an argv prefix that ends by exec'ing the rest (e.g.
-    into a cgroup)."""
+    into a cgroup). ``serve_args``: more ``serve`` options (``-H``, ``--tlsverify``, ...)."""
     paths.ensure()
     env = _env(paths, extra_env)
     socket = Path(env["AIORUN_SOCKET"]) if env.get("AIORUN_SOCKET") else paths.run / "aiorun.sock"
@@ -132,6 +133,7 @@ def start_daemon(paths: Paths, backend: str = "asyncio", storage_driver: str | N
         cmd += ["--storage-driver", storage_driver]
     if debug:
         cmd.append("--debug")
+    cmd += serve_args or []
     cmd = [*(wrapper or []), *cmd]
     with open(paths.daemon_log, "ab") as logf:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=logf,

@@ -94,9 +94,20 @@ def test_merge_entrypoint_rules():
 
 
 def test_merge_env():
-    s = merge({"Env": ["A=2", "B=3", "PATH"]})
-    assert s.config["Env"] == ["A=2", "B=3"]
+    # Config.Env keeps a bare "PATH" as given (Docker does); the process env drops it
+    s = merge({"Env": ["A=2", "B=3", "PATH", "FOO"]})
+    assert s.config["Env"] == ["PATH", "A=2", "B=3", "FOO"]
     assert spec.merge_env(["X=1"], ["Y=2", "X=3"]) == ["X=3", "Y=2"]
+
+
+@pytest.mark.parametrize("defaults,env,expected", [
+    ([], ["A=1", "B"], ["A=1"]),
+    (["PATH=/bin", "HOSTNAME=h"], ["PATH", "X=1"], ["HOSTNAME=h", "X=1"]),
+    (["PATH=/bin"], ["PATH=/usr/bin", "PATH=/sbin"], ["PATH=/sbin"]),
+    (["A=1"], ["A", "A=2"], ["A=2"]),
+])
+def test_process_env(defaults, env, expected):
+    assert spec.process_env(defaults, env) == expected
     with pytest.raises(InvalidArgument, match="environment"):
         merge({"Env": ["=x"]})
 

@@ -7,46 +7,25 @@ Streams:
   condition is met.
 * ``GET /containers/{id}/logs``: non-TTY containers get docker's multiplexed frames
   (``[stream, 0, 0, 0, uint32 BE length] + payload``), TTY containers the raw bytes.
-* ``POST /containers/{id}/attach``: hijacked connection, same framing as logs; bytes the client
-  sends go to the container's stdin, its half-close closes stdin; the server closes the
-  connection when the container's output ends (the process exited).
+* ``POST /containers/{id}/attach`` is in :mod:`aiorun.api.routes.attach`.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import anyio
-import anyio.abc
-
 from aiorun.api.http import Request, Response, Router, json_response
+from aiorun.api.streams import frame, media_type_for
 from aiorun.core import state as st
 from aiorun.core.validate import validate_create, validate_update
-from aiorun.errors import Conflict, InvalidArgument, NotModified
+from aiorun.errors import InvalidArgument, NotModified
 
 if TYPE_CHECKING:
     from aiorun.engine.daemon import Engine
 
 router = Router()
 
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-RAW = "application/vnd.docker.raw-stream"
 _STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
-
-
-def frame(stream: int, data: bytes) -> bytes:
-    return struct.pack(">BxxxL", stream, len(data)) + data
-
-
-def settle_delay(req: Request) -> float:
-    """Seconds to wait between the 101 head and the first stream bytes.
-
-    docker-py reads the upgrade response through a buffered reader and then takes the raw
-    socket: bytes that arrived together with the head are lost to it. Output that is already
-    waiting (a fast ``exec_run``) must not be sent in the same breath, for that client only.
-    """
-    return 0.05 if req.headers.get("user-agent", "").startswith("docker-sdk-python") else 0.0
 
 
 def _time_arg(req: Request, name: str) -> float:
@@ -161,66 +140,7 @@ async def logs(req: Request, engine: Engine) -> Response:
         async for stream, text, when in it:
             data = (f"{when} {text}" if ts else text).encode()
             yield data if tty else frame(_STREAMS.get(stream, 1), data)
-    return Response(200, stream=body(), content_type=RAW if tty else MULTIPLEXED)
-
-
-@router.route("POST", "/containers/{id}/attach")
-async def attach(req: Request, engine: Engine) -> Response:
-    mgr = engine.containers
-    c = mgr.get(req.params["id"])
-    if c.state.status in (st.REMOVING, st.DEAD):
-        raise Conflict(f"cannot attach to container {c.id}: it is {c.state.status}")
-    want_in, want_out, want_err = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
-    tty = bool(c.config.get("Tty"))
-    if want_out or want_err:
-        recv = c.hub.subscribe()
-    else:
-        recv = None
-    hub = c.hub
-    mgr._emit("attach", c)
-
-    delay = settle_delay(req)
-
-    async def session(stream: anyio.abc.ByteStream) -> None:
-        if delay:
-            await anyio.sleep(delay)
-        async with anyio.create_task_group() as tg:
-            if want_in and c.config.get("OpenStdin"):
-                tg.start_soon(pump_stdin, stream, mgr, c.id, hub.running)
-            if recv is not None:
-                async with recv:
-                    async for item in recv:
-                        if item is None:
-                            break
-                        s, data = item
-                        if (s == 1 and not want_out) or (s == 2 and not want_err):
-                            continue
-                        await stream.send(data if tty else frame(s, data))
-            else:
-                await c.waiter.event.wait()
-            tg.cancel_scope.cancel()
-    return Response(200, hijack=session, content_type=RAW if tty else MULTIPLEXED)
-
-
-async def pump_stdin(stream: anyio.abc.ByteStream, mgr: Any, pid_id: str,
-                     running: anyio.Event) -> None:
-    """Client bytes → the process's stdin once it runs (until then they wait in the socket
-    buffer); the client's half-close → close stdin. Ends quietly when the process is gone."""
-    from aiorun.errors import AiorunError
-    await running.wait()
-    while True:
-        try:
-            data = await stream.receive(65536)
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError,
-                OSError):
-            data = b""
-        try:
-            if not data:
-                await mgr.close_stdin(pid_id)
-                return
-            await mgr.write_stdin(pid_id, data)
-        except AiorunError:
-            return
+    return Response(200, stream=body(), content_type=media_type_for(req, tty))
 
 
 @router.route("POST", "/containers/{id}/resize")

@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.api.http import Request, Response, Router
-from aiorun.errors import InvalidArgument, NotFound
+from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images import oci
 from aiorun.images import reference as R
 
@@ -51,8 +51,8 @@ def _store(engine: Engine) -> Images:
 def summary(img: Image) -> dict[str, Any]:
     """One entry of ``GET /images/json``."""
     return {
-        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags),
-        "RepoDigests": list(img.repo_digests),
+        "Id": img.id, "ParentId": img.config.get("parent") or "",
+        "RepoTags": list(img.repo_tags), "RepoDigests": list(img.repo_digests),
         "Created": int(oci.parse_time(img.created)), "Size": img.size, "SharedSize": -1,
         "VirtualSize": img.size,
         "Labels": (img.config.get("config") or {}).get("Labels") or {}, "Containers": -1,
@@ -66,7 +66,7 @@ def inspect(img: Image, engine: Engine) -> dict[str, Any]:
     storage = engine.storage
     return {
         "Id": img.id, "RepoTags": list(img.repo_tags),
-        "RepoDigests": list(img.repo_digests), "Parent": "",
+        "RepoDigests": list(img.repo_digests), "Parent": cfg.get("parent") or "",
         "Comment": cfg.get("comment", ""), "Created": cfg.get("created", ""),
         "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
         "Config": ccfg, "Architecture": cfg.get("architecture", ""),
@@ -203,6 +203,12 @@ async def load(req: Request, engine: Any):
     if req.flag("quiet"):
         try:
             lines = await archive.load(store, body)
+        except AiorunError as exc:
+            # Docker answers 200 and reports a failed load in the JSON stream (the CLI prints
+            # the message and exits 1; docker-py raises APIError)
+            msg = exc.message
+            return Response(200, json.dumps({"errorDetail": {"message": msg},
+                                             "error": msg}).encode() + b"\r\n")
         finally:
             body.unlink(missing_ok=True)
         out = b"".join(json.dumps({"stream": line + "\n"}).encode() + b"\r\n" for line in lines)

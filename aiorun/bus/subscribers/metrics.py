@@ -17,7 +17,14 @@ front to expose it). Metrics, all derived from events:
 ``aiorun_last_event_seq``                  gauge      the last seq seen
 =========================================  =========  =========================================
 
+The same facts are also rendered under dockerd's names, so what scrapes ``dockerd
+--metrics-addr`` reads aiorun too: ``engine_daemon_engine_info`` (when given),
+``engine_daemon_container_states_containers{state=running|paused|stopped}``,
+``engine_daemon_container_actions_seconds{action="start"}`` and
+``engine_daemon_events_total``.
+
 At start it replays the journal so the gauges describe containers made before it started.
+``aiorun serve --metrics-addr HOST:PORT`` runs it in the daemon (:func:`serve_metrics`).
 """
 
 from __future__ import annotations
@@ -59,7 +66,9 @@ def _esc(v: str) -> str:
 class Metrics:
     """Pure state: feed events with ``handle``, read ``render()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine_info: dict[str, str] | None = None) -> None:
+        #: labels of dockerd's ``engine_daemon_engine_info`` (version, kernel, ...)
+        self.engine_info = dict(engine_info or {})
         self.state: dict[str, str] = {}
         self.created_at: dict[str, int] = {}
         self.starts = 0
@@ -153,7 +162,40 @@ class Metrics:
         out.append(f"aiorun_events_lost_total {self.lost}")
         head("aiorun_last_event_seq", "gauge", "Sequence number of the last event seen.")
         out.append(f"aiorun_last_event_seq {self.last_seq}")
+        self._render_dockerd(out, by_state)
         return "\n".join(out) + "\n"
+
+    def _render_dockerd(self, out: list[str], by_state: Counter[str]) -> None:
+        """The same facts under dockerd's names (``--metrics-addr`` scrapers and dashboards
+        made for Docker read these): ``engine_daemon_*``."""
+        if self.engine_info:
+            labels = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(self.engine_info.items()))
+            out.append("# HELP engine_daemon_engine_info The information related to the engine "
+                       "and the OS it is running on")
+            out.append("# TYPE engine_daemon_engine_info gauge")
+            out.append(f"engine_daemon_engine_info{{{labels}}} 1")
+        out.append("# HELP engine_daemon_container_states_containers The count of containers "
+                   "in various states")
+        out.append("# TYPE engine_daemon_container_states_containers gauge")
+        stopped = by_state.get("created", 0) + by_state.get("exited", 0)
+        for state, n in (("paused", by_state.get("paused", 0)),
+                         ("running", by_state.get("running", 0)), ("stopped", stopped)):
+            out.append(f'engine_daemon_container_states_containers{{state="{state}"}} {n}')
+        out.append("# HELP engine_daemon_container_actions_seconds The number of seconds it "
+                   "takes to process each container action")
+        out.append("# TYPE engine_daemon_container_actions_seconds histogram")
+        for b, n in zip(BUCKETS, self.latency_counts):
+            out.append(f'engine_daemon_container_actions_seconds_bucket{{action="start",'
+                       f'le="{b}"}} {n}')
+        out.append(f'engine_daemon_container_actions_seconds_bucket{{action="start",'
+                   f'le="+Inf"}} {self.latency_n}')
+        out.append(f'engine_daemon_container_actions_seconds_sum{{action="start"}} '
+                   f"{self.latency_sum:.6f}")
+        out.append(f'engine_daemon_container_actions_seconds_count{{action="start"}} '
+                   f"{self.latency_n}")
+        out.append("# HELP engine_daemon_events_total The number of events logged")
+        out.append("# TYPE engine_daemon_events_total counter")
+        out.append(f"engine_daemon_events_total {sum(self.events.values())}")
 
 
 async def _http(conn: anyio.abc.ByteStream, metrics: Metrics) -> None:
@@ -183,9 +225,10 @@ async def _http(conn: anyio.abc.ByteStream, metrics: Metrics) -> None:
 
 
 class MetricsSubscriber(Subscriber):
-    def __init__(self, host: str = "127.0.0.1", port: int = 9323) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 9323,
+                 engine_info: dict[str, str] | None = None) -> None:
         self.host, self.port = host, port
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine_info)
         self.bound_port: int | None = None
 
     def handle(self, item: Event | Lost) -> None:
@@ -230,3 +273,16 @@ class MetricsSubscriber(Subscriber):
             await self.serve(task_status=task_status)
         finally:
             remove()
+
+
+async def serve_metrics(bus: EventBus, host: str, port: int,
+                        engine_info: dict[str, str] | None = None, *,
+                        task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
+                        ) -> None:
+    """``--metrics-addr``: a fresh subscriber per run (a supervised restart replays the
+    journal again rather than counting twice); started once the port is bound."""
+    sub = MetricsSubscriber(host, port, engine_info)
+    try:
+        await sub.run_plugin(bus, task_status=task_status)
+    finally:
+        sub.close()

@@ -208,3 +208,6 @@ class RoomBase:
 
     def _current_network_settings(self, c: Container) -> dict[str, Any]:      # network.py
         raise NotImplementedError
+
+    def _idle_network_settings(self, c: Container) -> dict[str, Any]:         # network.py
+        raise NotImplementedError

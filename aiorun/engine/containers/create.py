@@ -69,11 +69,15 @@ class CreateRoom(RoomBase):
                       config=spec.config, host_config=spec.host_config, path=spec.path,
                       args=spec.args, driver=self.engine.storage.name,
                       networking_config=spec.networking_config)
+        c.network_settings = self._idle_network_settings(c)
         try:
             await anyio.to_thread.run_sync(self._create_sync, c, list(image.layers))
+            await self._create_mounts(c)
         except BaseException:
             self._names.pop(name, None)
             with anyio.CancelScope(shield=True):
+                if self.engine.volumes is not None:
+                    await self.engine.volumes.release(cid, remove_anonymous=True)
                 await self._discard_storage(cid)
                 await anyio.to_thread.run_sync(shutil.rmtree, self._dir(cid), True)
             raise
@@ -81,6 +85,18 @@ class CreateRoom(RoomBase):
         log.info("container %s created (name %s, image %s)", cid, name, image.id)
         self._emit("create", c)
         return cid
+
+    async def _create_mounts(self, c: Container) -> None:
+        """Volumes are made at create, so inspect shows ``Mounts`` before the first start
+        (seeded from the image at that start)."""
+        vm = self.engine.volumes
+        hc = c.host_config
+        if vm is None or not (hc.get("Binds") or hc.get("Mounts") or c.config.get("Volumes")):
+            return
+        _specs, c.mounts = await vm.mounts_for(
+            c.id, binds=hc.get("Binds") or None, mounts=hc.get("Mounts") or None,
+            image_volumes=c.config.get("Volumes") or None, rootfs=None)
+        await anyio.to_thread.run_sync(self._save_sync, c)
 
     def _create_sync(self, c: Container, layers: list[str]) -> None:
         d = self._dir(c.id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiorun.core import spec as cspec
 from aiorun.core import state as st
+from aiorun.core.detachkeys import parse_detach_keys
 from aiorun.core.faultpoint import fault_point
 from aiorun.core.host_config import DEFAULT_PATH
 from aiorun.engine.containers.base import RoomBase
@@ -41,13 +42,17 @@ class ExecRoom(RoomBase):
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to "
                                   "be an absolute path")
+        keys = body.get("DetachKeys") or ""
+        if keys:
+            parse_detach_keys(keys)             # Docker refuses a bad sequence at create
         eid = secrets.token_hex(32)
         rec = ExecRecord(id=eid, container_id=c.id, argv=list(cmd), env=env, workdir=workdir,
                          user=body.get("User") or "", tty=bool(body.get("Tty")),
                          privileged=bool(body.get("Privileged")),
                          attach_stdin=bool(body.get("AttachStdin")),
                          attach_stdout=bool(body.get("AttachStdout", True)),
-                         attach_stderr=bool(body.get("AttachStderr", True)))
+                         attach_stderr=bool(body.get("AttachStderr", True)),
+                         detach_keys=keys)
         self._execs[eid] = rec
         c.exec_ids.append(eid)
         # Docker's action strings carry the command: "exec_create: sh -c ..."
@@ -80,8 +85,7 @@ class ExecRoom(RoomBase):
         rt = self._need_runtime()
         if tty is not None:
             rec.tty = rec.tty or tty
-        env = list(c.config.get("Env") or [])
-        env = cspec.merge_env(env, rec.env)
+        env = cspec.process_env(cspec.process_env([], c.config.get("Env") or []), rec.env)
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, f"PATH={DEFAULT_PATH}")
         espec = ExecSpec(id=rec.id, container_id=c.id, args=rec.argv, env=env,

@@ -15,7 +15,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from aiorun.core import state as st
-from aiorun.core.container_views import default_network_settings
+from aiorun.core.container_views import default_network_settings, planned_networks
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.engine.networks.plan import NetworkPlan
@@ -72,6 +72,20 @@ def endpoint_options(networking_config: dict[str, Any], mode: str) -> dict[str, 
 
 class NetworkRoom(RoomBase):
     """The container rooms' calls into the network manager."""
+
+    def _idle_network_settings(self, c: Container) -> dict[str, Any]:
+        """``NetworkSettings`` of a container that is not attached (created or exited): no
+        addresses, but ``Networks`` names what it joins, as in Docker."""
+        net = default_network_settings()
+        net["Networks"] = planned_networks(c.host_config, c.networking_config,
+                                           self._network_id)
+        return net
+
+    def _network_id(self, name: str) -> str:
+        try:
+            return str(self.engine.networks.inspect(name, verbose=False).get("Id") or "")
+        except Exception:       # unknown (or no network manager): Docker shows ""
+            return ""
 
     def _network_plan(self, c: Container) -> NetworkPlan:
         return self.engine.networks.plan(network_mode(c.host_config))

@@ -204,6 +204,8 @@ class ExecRecord:
     attach_stdin: bool
     attach_stdout: bool
     attach_stderr: bool
+    #: ``DetachKeys`` as given at create ("" = the default), shown by inspect
+    detach_keys: str = ""
     running: bool = False
     started: bool = False
     exit_code: int | None = None
@@ -218,4 +220,5 @@ class ExecRecord:
                                   "user": self.user},
                 "OpenStdin": self.attach_stdin, "OpenStderr": self.attach_stderr,
                 "OpenStdout": self.attach_stdout, "CanRemove": False,
-                "ContainerID": self.container_id, "DetachKeys": "", "Pid": self.pid}
+                "ContainerID": self.container_id, "DetachKeys": self.detach_keys,
+                "Pid": self.pid}

@@ -26,6 +26,9 @@ class RemoveRoom(RoomBase):
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
+        if c.state.status == st.RESTARTING and not force:
+            raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the "
+                           "container before attempting removal or force remove")
         if c.state.has_process and not force:
             raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                            "container before attempting removal or force remove")

@@ -25,7 +25,6 @@ from aiorun.errors import AiorunError, Conflict, NotModified
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
     rewrite_in_place
-from aiorun.core.container_views import default_network_settings
 from aiorun.runtime.spec import CgroupSpec, ContainerSpec, MountSpec, SecuritySpec
 
 log = logging.getLogger("aiorun.containers")
@@ -149,7 +148,7 @@ class StartRoom(NetworkRoom):
                     except Exception:
                         log.exception("undoing %s for %s failed", what, c.id)
                 c.rootfs = None
-                c.network_settings = default_network_settings()
+                c.network_settings = self._idle_network_settings(c)
                 c.hub.close()
                 c.hub = OutputHub()
                 if isinstance(exc, Exception):

@@ -21,7 +21,6 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
-from aiorun.core.container_views import default_network_settings
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, Teardown
 
@@ -119,7 +118,7 @@ class SuperviseRoom(NetworkRoom):
             if c.state.can_exit():
                 c.state.to_exited(code, oom, err, now_ns=finished)
             # what the teardown below resets, as the saved state should already show it
-            c.network_settings = default_network_settings()
+            c.network_settings = self._idle_network_settings(c)
             c.rootfs = None
             await self._save(c, config=True)
             if oom:
@@ -180,7 +179,7 @@ class SuperviseRoom(NetworkRoom):
             tg.start_soon(self._detach_network, c.id)
             await self._cleanup_local(c, runtime)
         c.rootfs = None
-        c.network_settings = default_network_settings()
+        c.network_settings = self._idle_network_settings(c)
 
     async def _cleanup_local(self, c: Container, runtime: bool) -> None:
         """Volumes, runtime state and rootfs of an exited container (network aside)."""

@@ -89,7 +89,13 @@ class VerbsRoom(RoomBase):
             if c.restart_scope is not None:
                 c.restart_scope.cancel()
         self._emit("kill", c, {"signal": sig})
+        waiter = c.waiter
         await self._need_runtime().kill(c.id, sig)
+        if sig == _signal.SIGKILL:
+            # Docker's kill -9 returns once the container is dead: an inspect that follows
+            # must say exited (bounded, as rm's wait: a process stuck in D state)
+            with anyio.move_on_after(30):
+                await waiter.event.wait()
 
     async def restart(self, ref: str, timeout: int | None = None) -> None:
         c = self.get(ref)

@@ -114,7 +114,9 @@ class Connections:
         m = self.records.members.get(cid)
         ep = next((e for e in (m.endpoints if m else []) if e.network_id == n.config.id), None)
         if ep is None:
-            if force or had_record:
+            # a container that is not running may be disconnected from a network it is set
+            # to join (Docker allows it; docker-compose does it right after create)
+            if force or had_record or self._joins_at_start(cid, n.config.name, n.config.id):
                 return
             raise Forbidden(f"container {container} is not connected to network "
                             f"{n.config.name}")
@@ -123,6 +125,18 @@ class Connections:
         self._refresh_container_view(cid)
 
     # -- containers (through the engine) -----------------------------------------------------
+    def _joins_at_start(self, cid: str, name: str, net_id: str) -> bool:
+        containers = self.manager.engine.containers
+        if containers is None:
+            return False
+        try:
+            c = containers.get(cid)
+        except NotFound:
+            return False
+        wanted = {c.host_config.get("NetworkMode") or "bridge",
+                  *((c.networking_config or {}).get("EndpointsConfig") or {})}
+        return bool(wanted & {name, net_id})
+
     def _container_id(self, ref: str) -> str:
         containers = self.manager.engine.containers
         if containers is not None:
