@@ -75,7 +75,7 @@ def parse_subnet6(text: str) -> IPv6Network:
     return net
 
 
-def choose_subnet(in_use: Iterable[IPv4Network], requested: str = "",
+def choose_subnet(in_use: Iterable[IPNetwork], requested: str = "",
                   candidates: Iterable[IPv4Network] | None = None) -> IPv4Network:
     """A subnet overlapping none of ``in_use``.
 

@@ -57,14 +57,16 @@ def unattached_settings(plan: NetworkPlan) -> dict[str, Any]:
 
 def endpoint_options(networking_config: dict[str, Any], mode: str) -> dict[str, Any]:
     """``NetworkingConfig.EndpointsConfig[mode]`` → ``NetworkManager.attach``'s aliases,
-    static IP and MAC keyword arguments."""
+    static IPv4/IPv6 address and MAC keyword arguments."""
     ep = ((networking_config or {}).get("EndpointsConfig") or {}).get(mode) or {}
     opts: dict[str, Any] = {}
     if ep.get("Aliases"):
         opts["aliases"] = list(ep["Aliases"])
-    ip = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
-    if ip:
-        opts["ip_address"] = ip
+    ipam = ep.get("IPAMConfig") or {}
+    if ipam.get("IPv4Address"):
+        opts["ip_address"] = ipam["IPv4Address"]
+    if ipam.get("IPv6Address"):
+        opts["ipv6_address"] = ipam["IPv6Address"]
     if ep.get("MacAddress"):
         opts["mac_address"] = ep["MacAddress"]
     return opts

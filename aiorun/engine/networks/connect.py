@@ -56,12 +56,14 @@ class Connections:
             cfg = await mgr._materialize(n, drv)
             ep = await drv.attach(cfg, EndpointRequest(
                 container_id=cid, netns_path=m.netns_path, hostname=m.hostname,
-                aliases=list(conn.get("aliases") or []), ip_address=conn.get("ip") or ""))
+                aliases=list(conn.get("aliases") or []), ip_address=conn.get("ip") or "",
+                ipv6_address=conn.get("ip6") or "", mac_address=conn.get("mac") or ""))
             m.endpoints.append(ep)
             m.aliases[cfg.id] = list(conn.get("aliases") or [])
 
     async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
-                      ip_address: str = "") -> None:
+                      ip_address: str = "", ipv6_address: str = "",
+                      mac_address: str = "") -> None:
         mgr = self.manager
         n = mgr.get(ref)
         cls = mgr._drivers.driver_class(n.config.driver)
@@ -88,14 +90,17 @@ class Connections:
             cfg = await mgr._materialize(n, drv)
             ep = await drv.attach(cfg, EndpointRequest(container_id=cid, netns_path=netns,
                                                        hostname="", aliases=aliases,
-                                                       ip_address=ip_address))
+                                                       ip_address=ip_address,
+                                                       ipv6_address=ipv6_address,
+                                                       mac_address=mac_address))
             if m is None:
                 m = Member(cid, cname, "", netns)
             m.endpoints.append(ep)
             m.aliases[cfg.id] = aliases
             self.records.save_member(m)
         self.records.connected.setdefault(cid, []).append(
-            {"network": n.config.id, "aliases": aliases, "ip": ip_address})
+            {"network": n.config.id, "aliases": aliases, "ip": ip_address,
+             "ip6": ipv6_address, "mac": mac_address})
         self.records.save_connected(cid)
         mgr._emit("connect", n, {"container": cid})
         if netns:

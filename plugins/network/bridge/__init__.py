@@ -8,7 +8,16 @@ Host state it makes, and how it recognises it again (also after a daemon restart
   ``reset``/``restore`` find exactly this daemon's links (our bridges and their ports);
 * the nftables table ``ip aiorun`` (re-rendered whole on every change, removed with the last
   network);
-* sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``.
+* sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``;
+  with an IPv6 network also ``net.ipv6.conf.all.forwarding=1`` and the bridge's v6 gateway
+  address (:mod:`aiorun.net.netlink6`), the ``ip6`` table (:mod:`aiorun.net.nft6`) and
+  ``[::1]`` listeners for published TCP ports (:mod:`aiorun.net.proxy6`).
+
+IPv6 (``network create --ipv6``; the default network with ``AIORUN_BRIDGE_IPV6_SUBNET``, the
+``fixed-cidr-v6`` of Docker's daemon): a second pool per network (``<net id>.ipam6.json``),
+an IPv6 address and default route for every endpoint, published ports DNAT'd over IPv6 too,
+and the subnet masqueraded on the way out unless the option
+``com.docker.network.bridge.gateway_mode_ipv6=routed`` asks for plain routing.
 
 Scopes: a daemon on the default state root (``/var/lib/aiorun``) uses the names above. A daemon
 on any other root (tests, several daemons side by side) derives a 4-hex scope from its state
@@ -38,15 +47,18 @@ import anyio
 from aiorun.config import DEFAULT_ROOT
 from aiorun.drivers.network import (Endpoint, EndpointRequest, NetworkConfig, NetworkDriver,
                                     PortMapping)
-from aiorun.errors import InvalidArgument
+from aiorun.errors import AiorunError, InvalidArgument
 from aiorun.net import netlink as nl
 from aiorun.net.hostports import Claim, PortRegistry
-from aiorun.net.ipam import Pool, choose_subnet, mac_for
+from aiorun.net import netlink6 as nl6
+from aiorun.net.ipam import Pool, choose_subnet, choose_subnet6, mac_for
 from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reason
+from aiorun.net.proxy6 import LoopbackProxies
 
 log = logging.getLogger("aiorun.network.bridge")
 
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+GATEWAY_MODE6_OPT = "com.docker.network.bridge.gateway_mode_ipv6"
 DEFAULT_NETWORK = "bridge"
 
 
@@ -62,6 +74,11 @@ class _Net:
     ifindex: int = 0
     dns: bool = False
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id → endpoint
+    pool6: Pool | None = None      # IPv6 networks only
+
+    @property
+    def nat6(self) -> bool:
+        return self.config.options.get(GATEWAY_MODE6_OPT, "nat") != "routed"
 
 
 class BridgeDriver(NetworkDriver):
@@ -79,6 +96,9 @@ class BridgeDriver(NetworkDriver):
         self.default_bridge = os.environ.get("AIORUN_BRIDGE") or (
             "aiorun0" if default_scope else f"aior{self.scope}0")
         self.default_subnet = os.environ.get("AIORUN_BRIDGE_SUBNET", "")
+        #: the default network's IPv6 subnet (Docker's fixed-cidr-v6); "" = IPv4 only
+        self.default_subnet6 = os.environ.get("AIORUN_BRIDGE_IPV6_SUBNET", "")
+        self._proxies = LoopbackProxies()
         self._nets: dict[str, _Net] = {}
         self._ports = PortRegistry()
         self._create_lock = anyio.Lock()
@@ -108,11 +128,13 @@ class BridgeDriver(NetworkDriver):
         bridges, ports = [], []
         for n in self._nets.values():
             bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal,
-                                     str(n.pool.gateway) if n.dns else ""))
+                                     str(n.pool.gateway) if n.dns else "",
+                                     subnet6=str(n.pool6.subnet) if n.pool6 else "",
+                                     nat6=n.nat6))
             for ep in n.endpoints.values():
                 for p in ep.ports:
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
-                                         p.container_port))
+                                         p.container_port, container_ip6=ep.ipv6_address))
         return bridges, ports
 
     def port_owner(self, owner: str) -> str:
@@ -123,6 +145,38 @@ class BridgeDriver(NetworkDriver):
     def _pool_path(self, net_id: str) -> Path:
         return self.state_dir / f"{net_id}.ipam.json"
 
+    def _pool6_path(self, net_id: str) -> Path:
+        return self.state_dir / f"{net_id}.ipam6.json"
+
+    def _wants_ipv6(self, net: NetworkConfig) -> tuple[bool, str]:
+        """(IPv6 on?, requested v6 subnet) — the default network's come from the daemon."""
+        if net.name == DEFAULT_NETWORK and self.default_subnet6 and not net.subnet6:
+            return True, self.default_subnet6
+        return net.enable_ipv6, net.subnet6
+
+    def _create_v6_sync(self, net: NetworkConfig, bridge: str, idx: int,
+                        exists: bool) -> tuple[str, str]:
+        """Under the subnet lock: the v6 subnet and gateway, on the bridge."""
+        reason = nl6.ipv6_unavailable_reason()
+        if reason:
+            raise InvalidArgument(reason)
+        _, requested = self._wants_ipv6(net)
+        if exists and requested:
+            subnet6 = ipaddress.IPv6Network(requested)
+        else:
+            in_use = nl6.host_networks6() + [n.pool6.subnet for n in self._nets.values()
+                                             if n.pool6 is not None]
+            subnet6 = choose_subnet6(in_use, requested, seed=self.alias)
+        gateway6 = net.gateway6 or str(subnet6.network_address + 1)
+        try:
+            if ipaddress.ip_address(gateway6) not in subnet6:
+                raise ValueError
+        except ValueError:
+            raise InvalidArgument(f"gateway {gateway6} is not inside subnet {subnet6}") from None
+        nl6.bridge_add_v6(bridge, idx, f"{gateway6}/{subnet6.prefixlen}")
+        nl6.enable_forwarding()
+        return str(subnet6), gateway6
+
     def _subnet_lock(self) -> int:
         # Several daemons (tests, side-by-side roots) may pick subnets at the same moment;
         # a host-wide lock makes "choose a free subnet, then create the bridge" atomic.
@@ -131,7 +185,8 @@ class BridgeDriver(NetworkDriver):
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    def _create_sync(self, net: NetworkConfig, bridge: str) -> tuple[str, str, int]:
+    def _create_sync(self, net: NetworkConfig,
+                     bridge: str) -> tuple[str, str, int, tuple[str, str] | None]:
         fd = self._subnet_lock()
         try:
             exists = nl.link_index(bridge) is not None
@@ -152,10 +207,18 @@ class BridgeDriver(NetworkDriver):
             if ipaddress.IPv4Address(gateway) not in subnet:
                 raise InvalidArgument(f"gateway {gateway} is not inside subnet {subnet}")
             idx = nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
+            v6 = None
+            if self._wants_ipv6(net)[0]:
+                try:
+                    v6 = self._create_v6_sync(net, bridge, idx, exists)
+                except BaseException:
+                    if not exists:
+                        nl.delete_link(bridge)
+                    raise
             if not self._forwarding:
                 nl.set_sysctl("net/ipv4/ip_forward", "1")
                 self._forwarding = True
-            return str(subnet), gateway, idx
+            return str(subnet), gateway, idx, v6
         finally:
             os.close(fd)
 
@@ -167,12 +230,16 @@ class BridgeDriver(NetworkDriver):
             bridge = self.bridge_name(net)
             if any(n.bridge == bridge for n in self._nets.values()):
                 raise InvalidArgument(f"bridge {bridge} is already used by another network")
-            subnet, gateway, idx = await nl.run(self._create_sync, net, bridge)
+            subnet, gateway, idx, v6 = await nl.run(self._create_sync, net, bridge)
             try:
                 pool = Pool.load_or_create(self._pool_path(net.id), subnet, gateway)
                 cfg = replace(net, subnet=subnet, gateway=gateway,
                               options={**net.options, BRIDGE_NAME_OPT: bridge})
-                self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx)
+                pool6 = None
+                if v6 is not None:
+                    cfg = replace(cfg, enable_ipv6=True, subnet6=v6[0], gateway6=v6[1])
+                    pool6 = Pool.load_or_create(self._pool6_path(net.id), v6[0], v6[1])
+                self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx, pool6=pool6)
                 await self.nft.sync()
             except BaseException:
                 self._nets.pop(net.id, None)
@@ -190,15 +257,14 @@ class BridgeDriver(NetworkDriver):
             if n is not None:
                 for ep in list(n.endpoints.values()):
                     self._ports.release(f"{net.id}/{ep.container_id}")
+                    self._proxies.close(f"{net.id}/{ep.container_id}")
                     await nl.run(nl.delete_link, ep.data.get("host_ifname", ""))
             # only a bridge carrying our alias (never a foreign link that has the name)
             if bridge in await nl.run(nl.links_with_alias, self.alias):
                 await nl.run(nl.delete_link, bridge)
             await self.nft.sync()
-            try:
-                self._pool_path(net.id).unlink()
-            except FileNotFoundError:
-                pass
+            self._pool_path(net.id).unlink(missing_ok=True)
+            self._pool6_path(net.id).unlink(missing_ok=True)
 
     # -- endpoints ---------------------------------------------------------------------------
     async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint:
@@ -212,23 +278,34 @@ class BridgeDriver(NetworkDriver):
                                   f"{net.name}")
         owner = f"{net.id}/{cid}"
         ports: list[PortMapping] = []
-        ip = ""
+        ip = ip6 = ""
+        if req.ipv6_address and n.pool6 is None:
+            raise InvalidArgument(f"network {net.name} does not have IPv6 enabled: cannot "
+                                  f"assign the IPv6 address {req.ipv6_address}")
         host_if = self.veth_name(net.id, cid)
         wired = False
         try:
             # Ports first: the cheapest thing to refuse, and nothing to undo on host state.
             ports = self._ports.reserve(owner, list(req.ports), self.port_owner)
             ip = n.pool.allocate(cid, req.ip_address, save=False)
+            if n.pool6 is not None:
+                ip6 = n.pool6.allocate(cid, req.ipv6_address, save=False)
             mac = req.mac_address or mac_for(ip)
             await nl.run(nl.attach_veth, bridge=n.ifindex or n.bridge, host_ifname=host_if,
                          netns_path=req.netns_path, cidr=f"{ip}/{n.pool.prefix_len}",
                          gateway=str(n.pool.gateway), mac=mac,
-                         default_route=not net.internal)
+                         default_route=not net.internal,
+                         cidr6=f"{ip6}/{n.pool6.prefix_len}" if n.pool6 and ip6 else "",
+                         gateway6=str(n.pool6.gateway) if n.pool6 else "")
             wired = True
             ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
                           prefix_len=n.pool.prefix_len, gateway=str(n.pool.gateway),
                           mac_address=mac, ports=ports,
-                          data={"host_ifname": host_if, "bridge": n.bridge})
+                          data={"host_ifname": host_if, "bridge": n.bridge},
+                          ipv6_address=ip6,
+                          ipv6_prefix_len=n.pool6.prefix_len if n.pool6 else 0,
+                          ipv6_gateway=str(n.pool6.gateway) if n.pool6 else "")
+            self._open_proxies(owner, ep)
             n.endpoints[cid] = ep
             if ports:
                 await self.nft.sync()
@@ -237,8 +314,11 @@ class BridgeDriver(NetworkDriver):
             with anyio.CancelScope(shield=True):
                 had = n.endpoints.pop(cid, None)
                 self._ports.release(owner)
+                self._proxies.close(owner)
                 if ip:
                     n.pool.release(ip, cid, save=False)
+                if ip6 and n.pool6 is not None:
+                    n.pool6.release(ip6, cid, save=False)
                 if wired:
                     await nl.run(nl.delete_link, host_if)
                 if had is not None and ports:
@@ -252,6 +332,7 @@ class BridgeDriver(NetworkDriver):
         n = self._nets.get(net.id)
         cid = ep.container_id
         self._ports.release(f"{net.id}/{cid}")
+        self._proxies.close(f"{net.id}/{cid}")
         with anyio.CancelScope(shield=True):
             had = n.endpoints.pop(cid, None) if n else None
             if had is not None and had.ports:
@@ -260,6 +341,17 @@ class BridgeDriver(NetworkDriver):
             await nl.run(nl.delete_link, host_if)
             if n is not None and ep.ip_address:
                 n.pool.release(ep.ip_address, cid, save=False)
+            if n is not None and n.pool6 is not None and ep.ipv6_address:
+                n.pool6.release(ep.ipv6_address, cid, save=False)
+
+    def _open_proxies(self, owner: str, ep: Endpoint) -> None:
+        """``[::1]`` listeners for the TCP ports an IPv6 endpoint publishes on every address
+        (or on ::1), relaying to its IPv6 address (see :mod:`aiorun.net.proxy6`)."""
+        if not ep.ipv6_address:
+            return
+        for p in ep.ports:
+            if p.protocol == "tcp" and p.host_ip in ("", "::1"):
+                self._proxies.open(owner, p.host_port, ep.ipv6_address, p.container_port)
 
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Re-adopt networks and the endpoints whose veth still exists; drop the rest.
@@ -283,7 +375,17 @@ class BridgeDriver(NetworkDriver):
                 log.error("network %s not restored: %s", net.name, exc.message)
                 continue
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
-            self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx)
+            pool6 = None
+            if net.enable_ipv6 and net.subnet6:
+                try:
+                    await nl.run(nl6.bridge_add_v6, bridge, idx,
+                                 f"{net.gateway6}/{net.subnet6.split('/')[1]}")
+                    await nl.run(nl6.enable_forwarding)
+                except (nl.NetlinkFailure, OSError) as exc:
+                    log.error("network %s: IPv6 not restored: %s", net.name, exc)
+                pool6 = Pool.load_or_create(self._pool6_path(net.id), net.subnet6,
+                                            net.gateway6)
+            self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx, pool6=pool6)
             our_bridges.discard(bridge)
         live_links: set[str] = set()
         for n in self._nets.values():
@@ -296,6 +398,7 @@ class BridgeDriver(NetworkDriver):
             by_net.setdefault(ep.network_id, []).append(ep)
         for net_id, n in self._nets.items():
             keep: dict[str, str] = {}
+            keep6: dict[str, str] = {}
             for ep in by_net.get(net_id, []):
                 host_if = ep.data.get("host_ifname", "")
                 if host_if in live_links:
@@ -305,10 +408,20 @@ class BridgeDriver(NetworkDriver):
                         self._ports.add(Claim(p.protocol, p.host_ip, p.host_port,
                                               f"{net_id}/{ep.container_id}"))
                     keep[ep.ip_address] = ep.container_id
+                    if ep.ipv6_address:
+                        keep6[ep.ipv6_address] = ep.container_id
+                    try:
+                        self._open_proxies(f"{net_id}/{ep.container_id}", ep)
+                    except AiorunError as exc:
+                        log.error("container %s: [::1] ports not restored: %s",
+                                  ep.container_id[:12], exc.message)
             # The engine's endpoint records are the durable truth for allocations; the pool
             # file only carries the subnet and the next-fit cursor between restarts.
             n.pool.allocations = {ip: cid for ip, cid in keep.items()}
             n.pool.save()
+            if n.pool6 is not None:
+                n.pool6.allocations = keep6
+                n.pool6.save()
         for name in live_links:  # a port of our bridge that no endpoint explains
             await nl.run(nl.delete_link, name)
         for name in our_bridges:  # a bridge of ours whose network is gone
@@ -328,9 +441,11 @@ class BridgeDriver(NetworkDriver):
                 await nl.run(nl.delete_link, name)
             self._nets.clear()
             self._ports = PortRegistry()
+            self._proxies.close_all()
             await self.nft.sync()
-            for p in self.state_dir.glob("*.ipam.json"):
-                p.unlink(missing_ok=True)
+            for pattern in ("*.ipam.json", "*.ipam6.json"):
+                for p in self.state_dir.glob(pattern):
+                    p.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Daemon stop. With endpoints alive, keep everything (running containers keep their
@@ -338,6 +453,9 @@ class BridgeDriver(NetworkDriver):
         host state; network configs and pools stay, and ``restore`` re-creates the bridges."""
         for n in self._nets.values():
             n.pool.save()
+            if n.pool6 is not None:
+                n.pool6.save()
+        self._proxies.close_all()
         if any(n.endpoints for n in self._nets.values()):
             return
         with anyio.CancelScope(shield=True):
@@ -363,4 +481,5 @@ class BridgeDriver(NetworkDriver):
         if n is None:
             return None
         return {"bridge": n.bridge, "subnet": str(n.pool.subnet), "gateway": str(n.pool.gateway),
+                "subnet6": str(n.pool6.subnet) if n.pool6 else "",
                 "endpoints": {cid: ep.ip_address for cid, ep in n.endpoints.items()}}
