@@ -96,13 +96,18 @@ class Rtnl:
         self.broken = False
 
     @classmethod
-    def in_netns(cls, netns_path: str) -> "Rtnl":
+    def in_netns(cls, netns_path: str, sysctls: dict[str, str] | None = None) -> "Rtnl":
+        """A socket in ``netns_path``; ``sysctls`` (``/proc/sys`` path → value) are written
+        there on the way (``/proc/sys/net`` resolves to the namespace of the opening
+        thread)."""
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 _setns(target)
                 try:
+                    for path, value in (sysctls or {}).items():
+                        set_sysctl(path, value)
                     sock = socket.socket(socket.AF_NETLINK,
                                          socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
                 finally:
@@ -396,7 +401,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             # network namespace of its own. (The slave data cannot ride on the creation
             # request: the kernel ignores it there.)
             _check(r.call(_hairpin_msg(host_ifname, True)), [f"hairpin on {host_ifname}"])
-        c = Rtnl.in_netns(netns_path)
+        # IPv6 in the container's namespace: on for this interface, and no duplicate
+        # address detection (its link-local address would stay "tentative" a second or more)
+        v6 = {f"net/ipv6/conf/{ifname}/disable_ipv6": "0",
+              f"net/ipv6/conf/{ifname}/accept_dad": "0"} if cidr6 else None
+        c = Rtnl.in_netns(netns_path, v6)
         try:
             ((err, payload),) = c.call((_msg_link(attrs=[("IFLA_IFNAME", ifname)]),
                                         RTM_GETLINK, 0))

@@ -1,0 +1,166 @@
+"""IPv6 networks and live connect/disconnect through the docker v28 CLI and docker-py.
+
+The daemon runs inside a network namespace this test makes (``nsenter --net``): its
+bridges, ``ip``/``ip6`` tables and the ``net.ipv6.conf.all.forwarding`` it sets live and die
+with that namespace, so the shared host's own IPv6 settings are never touched. All traffic
+stays inside that namespace and the containers' namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from aiorun.config import Paths
+from aiorun.testing.daemon import DaemonProcess, run_cli, start_daemon
+from netns_util import Netns, free_port, owned_state, remove_all_and_stop
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI"),
+              pytest.mark.skipif(not Path("/proc/sys/net/ipv6").is_dir(),
+                                 reason="kernel without IPv6")]
+
+DOCKER = "/usr/local/bin/docker" if Path("/usr/local/bin/docker").exists() else "docker"
+V6GET = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(b"GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(data.decode(errors="replace"))
+"""
+
+
+class Env:
+    def __init__(self, ns: Netns, paths: Paths, d: DaemonProcess) -> None:
+        self.ns, self.paths, self.d = ns, paths, d
+        self.host = [DOCKER, "-H", f"unix://{paths.socket}"]
+
+    def dk(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run(self.host + list(args), capture_output=True, text=True, timeout=90)
+        if ok:
+            assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr}"
+        return r
+
+    def out(self, *args: str) -> str:
+        return self.dk(*args).stdout.strip()
+
+    def get_in_daemon_ns(self, ip: str, port: int) -> str:
+        """GET from the daemon's namespace (where published ports are published)."""
+        r = self.ns.run(sys.executable, "-c", V6GET, ip, str(port))
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+@pytest.fixture
+def env(busybox_tar) -> Iterator[Env]:
+    base = Path(tempfile.mkdtemp(prefix="aiorun-v6-"))
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(base / "root", run)
+    before = owned_state(paths)
+    ns = Netns()
+    assert ns.run("ip", "link", "set", "lo", "up").returncode == 0
+    d = start_daemon(paths, wrapper=["nsenter", f"--net={ns.path}"])
+    left: set[str] = set()
+    try:
+        assert run_cli(paths, "import", str(busybox_tar), "busybox").returncode == 0
+        yield Env(ns, paths, d)
+    finally:
+        try:
+            left = remove_all_and_stop(d, paths, before, base, run)
+        finally:
+            tables = ns.run("nft", "list", "tables").stdout
+            ns.close()
+    assert not left, f"left behind on the host: {sorted(left)}"
+    assert "aiorun" not in tables, f"tables left in the daemon's namespace: {tables}"
+
+
+def test_ipv6_network_containers_and_published_port(env: Env):
+    dk, out = env.dk, env.out
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:61::/64", "--subnet",
+       "10.252.61.0/24", "v6net")
+    info = json.loads(out("network", "inspect", "v6net"))[0]
+    assert info["EnableIPv6"] is True
+    assert {"Subnet": "fd5a:61::/64", "Gateway": "fd5a:61::1"} in info["IPAM"]["Config"]
+    assert {"Subnet": "10.252.61.0/24", "Gateway": "10.252.61.1"} in info["IPAM"]["Config"]
+
+    port = free_port()
+    dk("run", "-d", "--network", "v6net", "--name", "web", "-p", f"{port}:80",
+       "busybox", "sh", "-c", "echo hello-v6 > /tmp/index.html && "
+       "exec httpd -f -p 80 -h /tmp")
+    dk("run", "-d", "--network", "v6net", "--name", "cli", "--ip6", "fd5a:61::99",
+       "busybox", "sleep", "1000")
+    web = json.loads(out("inspect", "web"))[0]["NetworkSettings"]
+    ip6 = web["GlobalIPv6Address"]
+    assert ip6 == "fd5a:61::2" and web["GlobalIPv6PrefixLen"] == 64
+    assert web["IPv6Gateway"] == "fd5a:61::1"
+    per = web["Networks"]["v6net"]
+    assert (per["GlobalIPv6Address"], per["GlobalIPv6PrefixLen"], per["IPv6Gateway"]) == \
+        ("fd5a:61::2", 64, "fd5a:61::1")
+    assert out("inspect", "-f", "{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}",
+               "cli") == "fd5a:61::99"
+    members = json.loads(out("network", "inspect", "v6net"))[0]["Containers"]
+    assert sorted(m["IPv6Address"] for m in members.values()) == \
+        ["fd5a:61::2/64", "fd5a:61::99/64"]
+
+    # inside: the address is usable at once (no DAD), a v6 default route via the gateway
+    addrs = out("exec", "cli", "ip", "-6", "addr", "show", "dev", "eth0")
+    assert "fd5a:61::99/64" in addrs and "tentative" not in addrs
+    assert "default via fd5a:61::1" in out("exec", "cli", "ip", "-6", "route")
+    # container to container over IPv6, by address and by name
+    assert "0% packet loss" in out("exec", "cli", "ping", "-6", "-c", "1", "-W", "3", ip6)
+    assert "hello-v6" in out("exec", "cli", "wget", "-q", "-O", "-", f"http://[{ip6}]:80/")
+    assert "hello-v6" in out("exec", "cli", "wget", "-q", "-O", "-", "http://web:80/")
+    assert "fd5a:61::2\tweb" in out("exec", "cli", "cat", "/etc/hosts")
+    # the gateway answers over v6 (forwarding on in the daemon's namespace)
+    assert "0% packet loss" in out("exec", "cli", "ping", "-6", "-c", "1", "-W", "3",
+                                   "fd5a:61::1")
+
+    # the published port: [::1] (userland proxy), the bridge's v6 address (ip6 DNAT) and v4
+    assert "hello-v6" in env.get_in_daemon_ns("::1", port)
+    assert "hello-v6" in env.get_in_daemon_ns("fd5a:61::1", port)
+    assert "hello-v6" in env.get_in_daemon_ns("127.0.0.1", port)
+    ruleset = env.ns.run("nft", "list", "ruleset").stdout
+    assert f"tcp dport {port} dnat to [fd5a:61::2]:80" in ruleset
+    assert "ip6 saddr fd5a:61::/64 masquerade" in ruleset
+
+    dk("rm", "-f", "web", "cli")
+    assert f"dport {port}" not in env.ns.run("nft", "list", "ruleset").stdout
+    r = env.ns.run(sys.executable, "-c", V6GET, "::1", str(port))
+    assert r.returncode != 0, "the [::1] proxy outlived its container"
+    dk("network", "rm", "v6net")
+    assert "ip6" not in env.ns.run("nft", "list", "tables").stdout
+
+
+def test_ipv6_bad_input_docker_wording(env: Env):
+    dk = env.dk
+    cases = [
+        (["network", "create", "--subnet", "fd5a:62::/64", "nov6"],
+         "IPv6 is not enabled on this network (use --ipv6)"),
+        (["network", "create", "--ipv6", "--subnet", "fd5a:62::/64", "--subnet",
+          "fd5a:63::/64", "twov6"], "more than one IPv6 subnet"),
+        (["network", "connect", "nosuchnet", "x"], "network nosuchnet not found"),
+    ]
+    for args, want in cases:
+        r = dk(*args, ok=False)
+        assert r.returncode != 0 and want in r.stderr, (args, r.stderr)
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:64::/64", "v6a")
+    r = dk("network", "create", "--ipv6", "--subnet", "fd5a:64::/80", "v6b", ok=False)
+    assert "Pool overlaps with other one on this address space" in r.stderr
+    r = dk("run", "-d", "--network", "v6a", "--ip6", "fd5a:99::5", "--name", "badip",
+           "busybox", "sleep", "100", ok=False)
+    assert "no configured subnet or ip-range contain the IP address fd5a:99::5" in r.stderr
+    assert env.out("ps", "-q") == ""
+    names = env.out("network", "ls", "--format", "{{.Name}}").split()
+    assert sorted(names) == ["bridge", "host", "none", "v6a"]
+    dk("network", "rm", "v6a")
+    links = env.ns.run("ip", "-o", "link").stdout
+    assert "aior-" not in links and "aiorv" not in links, links
