@@ -12,6 +12,7 @@ since it involves no network at all.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiorun.core import state as st
@@ -19,7 +20,7 @@ from aiorun.core.container_views import default_network_settings
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.engine.networks.plan import NetworkPlan
-from aiorun.errors import Conflict
+from aiorun.errors import AiorunError, Conflict
 
 log = logging.getLogger("aiorun.containers")
 
@@ -113,6 +114,29 @@ class NetworkRoom(RoomBase):
             await self.engine.networks.detach(cid)
         except Exception:
             log.exception("network detach of %s failed", cid)
+
+    def _etc_dir(self, c: Container) -> Path:
+        """Where the container's /etc/hosts, hostname and resolv.conf come from: its own
+        directory, or for ``container:<ref>`` the joined container's (as Docker: sharers
+        see the same files, kept current by the owner's network changes)."""
+        ref = joined_container(network_mode(c.host_config))
+        return self._dir(self.get(ref).id if ref is not None else c.id)
+
+    def _host_gateway(self, c: Container) -> str:
+        """What ``--add-host name:host-gateway`` resolves to: the host's address on the
+        container's (primary) network — its gateway; 127.0.0.1 with the host's network.
+        "" while not known (not attached yet)."""
+        plan = self._network_plan(c)
+        if plan.netns == "host":
+            return "127.0.0.1"
+        gw = str(c.network_settings.get("Gateway") or "")
+        ref = joined_container(network_mode(c.host_config))
+        if not gw and ref is not None:
+            try:
+                gw = str(self.get(ref).network_settings.get("Gateway") or "")
+            except AiorunError:
+                gw = ""
+        return gw
 
     def _hosts_peers(self, c: Container) -> list[tuple[str, str]]:
         """The other containers of its networks, for /etc/hosts."""
