@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -164,3 +165,114 @@ def test_ipv6_bad_input_docker_wording(env: Env):
     dk("network", "rm", "v6a")
     links = env.ns.run("ip", "-o", "link").stdout
     assert "aior-" not in links and "aiorv" not in links, links
+
+
+def test_live_connect_disconnect_and_etc_files(env: Env):
+    dk, out = env.dk, env.out
+    dk("network", "create", "--subnet", "10.252.65.0/24", "front")
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:66::/64", "--subnet",
+       "10.252.66.0/24", "back")
+    dk("run", "-d", "--network", "back", "--name", "db", "busybox", "sleep", "1000")
+    dk("run", "-d", "--network", "front", "--name", "app",
+       "--add-host", "gw:host-gateway", "--add-host", "static=10.9.9.9",
+       "--add-host", "six:[fd5a:99::1]", "--dns", "10.252.65.53",
+       "--dns-search", "corp.example", "--dns-option", "ndots:3",
+       "--mac-address", "02:42:0a:fc:41:77", "busybox", "sleep", "1000")
+    since = str(int(time.time()) - 1)
+    hosts = out("exec", "app", "cat", "/etc/hosts")
+    assert "10.252.65.1\tgw" in hosts and "10.9.9.9\tstatic" in hosts
+    assert "fd5a:99::1\tsix" in hosts
+    resolv = out("exec", "app", "cat", "/etc/resolv.conf")
+    assert "nameserver 10.252.65.53" in resolv and "search corp.example" in resolv
+    assert "options ndots:3" in resolv
+    assert "02:42:0a:fc:41:77" in out("exec", "app", "cat", "/sys/class/net/eth0/address")
+    assert out("inspect", "-f", "{{.NetworkSettings.Networks.front.MacAddress}}", "app") == \
+        "02:42:0a:fc:41:77"
+    assert "eth1" not in out("exec", "app", "ip", "-o", "link")
+
+    # connect the running container: a new interface at once, with the asked addresses
+    dk("network", "connect", "--ip", "10.252.66.50", "--ip6", "fd5a:66::50",
+       "--alias", "api", "back", "app")
+    links = out("exec", "app", "ip", "-o", "addr", "show", "dev", "eth1")
+    assert "10.252.66.50/24" in links and "fd5a:66::50/64" in links
+    ns = json.loads(out("inspect", "app"))[0]["NetworkSettings"]["Networks"]
+    assert ns["back"]["IPAddress"] == "10.252.66.50"
+    assert ns["back"]["GlobalIPv6Address"] == "fd5a:66::50"
+    assert ns["back"]["Aliases"] == ["api"]
+    # peers find it by name and alias (hosts files rewritten, DNS names updated) ...
+    db_hosts = out("exec", "db", "cat", "/etc/hosts")
+    assert "10.252.66.50\tapp" in db_hosts and "10.252.66.50\tapi" in db_hosts
+    assert "fd5a:66::50\tapi" in db_hosts
+    assert "0% packet loss" in out("exec", "db", "ping", "-c", "1", "-W", "3", "api")
+    assert "0% packet loss" in out("exec", "db", "ping", "-6", "-c", "1", "-W", "3", "app")
+    # ... and it reaches its new peer by name
+    assert "db" in out("exec", "app", "cat", "/etc/hosts")
+    assert "0% packet loss" in out("exec", "app", "ping", "-c", "1", "-W", "3", "db")
+
+    ev = out("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+             "type=network", "--filter", "event=connect", "--format",
+             "{{.Actor.Attributes.name}} {{.Actor.Attributes.container}}")
+    assert f"back {out('inspect', '-f', '{{.Id}}', 'app')}" in ev.splitlines()
+
+    # bad input: Docker's words, nothing changed
+    for args, want in [
+        (["network", "connect", "back", "app"], "endpoint with name app already exists"),
+        (["network", "connect", "--ip", "10.99.0.5", "front", "db"],
+         "no configured subnet or ip-range contain the IP address 10.99.0.5"),
+        (["network", "connect", "missing", "app"], "network missing not found"),
+        (["network", "disconnect", "front", "db"], "is not connected to network front"),
+    ]:
+        r = dk(*args, ok=False)
+        assert r.returncode != 0 and want in r.stderr, (args, r.stderr)
+    assert "eth1" not in out("exec", "db", "ip", "-o", "link")
+
+    # disconnect: the interface is gone at once, and the peers forget the name
+    dk("network", "disconnect", "back", "app")
+    assert "eth1" not in out("exec", "app", "ip", "-o", "link")
+    assert "app" not in out("exec", "db", "cat", "/etc/hosts")
+    assert "back" not in json.loads(out("inspect", "app"))[0]["NetworkSettings"]["Networks"]
+    r = dk("exec", "db", "ping", "-c", "1", "-W", "1", "10.252.66.50", ok=False)
+    assert r.returncode != 0
+
+    # docker-py: connect with an alias, disconnect
+    import docker
+    client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
+    try:
+        net = client.networks.get("back")
+        net.connect("app", aliases=["py"])
+        assert "eth1" in out("exec", "app", "ip", "-o", "link")
+        net.reload()
+        assert {c.name for c in net.containers} == {"app", "db"}
+        net.disconnect("app")
+        assert "eth1" not in out("exec", "app", "ip", "-o", "link")
+    finally:
+        client.close()
+
+
+def test_shared_network_namespace(env: Env):
+    dk, out = env.dk, env.out
+    dk("network", "create", "--subnet", "10.252.67.0/24", "sharenet")
+    dk("run", "-d", "--network", "sharenet", "--name", "owner",
+       "--add-host", "extra:10.1.2.3", "busybox", "sh", "-c",
+       "echo shared > /tmp/index.html && exec httpd -f -p 8080 -h /tmp")
+    owner_id = out("inspect", "-f", "{{.Id}}", "owner")
+    dk("run", "-d", "--network", "container:owner", "--name", "sharer", "busybox",
+       "sleep", "1000")
+    # the same namespace: same interfaces, and the owner's server on the sharer's loopback
+    assert out("exec", "sharer", "ip", "-o", "addr", "show", "dev", "eth0") == \
+        out("exec", "owner", "ip", "-o", "addr", "show", "dev", "eth0")
+    assert "shared" in out("exec", "sharer", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
+    assert "10.1.2.3\textra" in out("exec", "sharer", "cat", "/etc/hosts")
+    mode = out("inspect", "-f", "{{.HostConfig.NetworkMode}}", "sharer")
+    assert mode in ("container:owner", f"container:{owner_id}")
+    r = dk("run", "-d", "--network", "container:owner", "--dns", "1.1.1.1", "busybox",
+           "true", ok=False)
+    assert "conflicting options: dns and the network mode" in r.stderr
+    r = dk("run", "-d", "--network", "container:owner", "-p", "9999:80", "busybox", "true",
+           ok=False)
+    assert "conflicting options: port publishing" in r.stderr
+    # the owner stopped: the sharer cannot start again without it (Docker's rule)
+    dk("stop", "-t", "1", "sharer")
+    dk("stop", "-t", "1", "owner")
+    r = dk("start", "sharer", ok=False)
+    assert "cannot join network of a non running container" in r.stderr
