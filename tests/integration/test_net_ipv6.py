@@ -62,21 +62,26 @@ class Env:
 
 
 @pytest.fixture
-def env(busybox_tar) -> Iterator[Env]:
+def env(busybox_tar, request) -> Iterator[Env]:
+    extra_env = getattr(request, "param", None)
     base = Path(tempfile.mkdtemp(prefix="aiorun-v6-"))
     run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
     paths = Paths(base / "root", run)
     before = owned_state(paths)
     ns = Netns()
     assert ns.run("ip", "link", "set", "lo", "up").returncode == 0
-    d = start_daemon(paths, wrapper=["nsenter", f"--net={ns.path}"])
+    wrapper = ["nsenter", f"--net={ns.path}"]
+    d = start_daemon(paths, wrapper=wrapper, extra_env=extra_env)
+    e = Env(ns, paths, d)
     left: set[str] = set()
     try:
         assert run_cli(paths, "import", str(busybox_tar), "busybox").returncode == 0
-        yield Env(ns, paths, d)
+        e.restart = lambda: setattr(e, "d", start_daemon(paths, wrapper=wrapper,  # type: ignore
+                                                          extra_env=extra_env))
+        yield e
     finally:
         try:
-            left = remove_all_and_stop(d, paths, before, base, run)
+            left = remove_all_and_stop(e.d, paths, before, base, run)
         finally:
             tables = ns.run("nft", "list", "tables").stdout
             ns.close()
@@ -276,3 +281,29 @@ def test_shared_network_namespace(env: Env):
     dk("stop", "-t", "1", "owner")
     r = dk("start", "sharer", ok=False)
     assert "cannot join network of a non running container" in r.stderr
+
+
+@pytest.mark.parametrize("env", [{"AIORUN_BRIDGE_IPV6_SUBNET": "fd5a:68::/64"}], indirect=True)
+def test_default_bridge_ipv6_and_daemon_restart(env: Env):
+    """The default network with a fixed IPv6 subnet (Docker's fixed-cidr-v6), and a restart
+    of the daemon: v6 endpoints, their NAT and the [::1] proxy come back."""
+    dk, out = env.dk, env.out
+    port = free_port()
+    dk("run", "-d", "--name", "web", "-p", f"{port}:80", "busybox", "sh", "-c",
+       "echo default-v6 > /tmp/index.html && exec httpd -f -p 80 -h /tmp")
+    info = json.loads(out("network", "inspect", "bridge"))[0]
+    assert info["EnableIPv6"] is True
+    assert {"Subnet": "fd5a:68::/64", "Gateway": "fd5a:68::1"} in info["IPAM"]["Config"]
+    assert out("inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", "web") ==         "fd5a:68::2"
+    assert "default-v6" in env.get_in_daemon_ns("::1", port)
+
+    env.d.stop()
+    env.restart()  # type: ignore[attr-defined]
+    assert out("inspect", "-f", "{{.State.Running}} {{.NetworkSettings.GlobalIPv6Address}}",
+               "web") == "true fd5a:68::2"
+    assert "default-v6" in env.get_in_daemon_ns("::1", port)
+    assert "default-v6" in env.get_in_daemon_ns("fd5a:68::1", port)
+    dk("run", "--rm", "busybox", "wget", "-q", "-O", "-", "http://[fd5a:68::2]:80/")
+    r = dk("run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "dev", "eth0")
+    assert "inet6 fd5a:68::" in r.stdout
+    assert "fd5a:68::2/" not in r.stdout     # the restored pool still knows ::2 is taken
