@@ -51,8 +51,8 @@ def enable_forwarding() -> list[str]:
             return []
     affected = []
     for name in sorted(os.listdir(f"{IPV6_PROC}/conf")):
-        if name in ("all", "default", "lo"):
-            continue
+        if name in ("all", "default", "lo") or name.startswith("aior"):
+            continue  # (aiorun's own bridges and veths take no router advertisements)
         try:
             with open(f"{IPV6_PROC}/conf/{name}/accept_ra") as f:
                 if f.read().strip() == "1":

@@ -158,7 +158,12 @@ def test_ipv6_bad_input_docker_wording(env: Env):
     for args, want in cases:
         r = dk(*args, ok=False)
         assert r.returncode != 0 and want in r.stderr, (args, r.stderr)
-    dk("network", "create", "--ipv6", "--subnet", "fd5a:64::/64", "v6a")
+    # (aiorun's own CLI makes this one: repeatable --subnet/--gateway, --ipv6)
+    r = run_cli(env.paths, "network", "create", "--ipv6", "--subnet", "10.252.64.0/24",
+                "--subnet", "fd5a:64::/64", "--gateway", "10.252.64.254", "v6a")
+    assert r.returncode == 0, r.stderr
+    assert {"Subnet": "fd5a:64::/64", "Gateway": "fd5a:64::1"} in \
+        json.loads(env.out("network", "inspect", "v6a"))[0]["IPAM"]["Config"]
     r = dk("network", "create", "--ipv6", "--subnet", "fd5a:64::/80", "v6b", ok=False)
     assert "Pool overlaps with other one on this address space" in r.stderr
     r = dk("run", "-d", "--network", "v6a", "--ip6", "fd5a:99::5", "--name", "badip",
