@@ -274,7 +274,11 @@ def test_shared_network_namespace(env: Env):
     assert "shared" in out("exec", "sharer", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
     assert "10.1.2.3\textra" in out("exec", "sharer", "cat", "/etc/hosts")
     mode = out("inspect", "-f", "{{.HostConfig.NetworkMode}}", "sharer")
-    assert mode in ("container:owner", f"container:{owner_id}")
+    assert mode == f"container:{owner_id}"      # pinned to the id at create
+    r = dk("run", "-d", "--network", "container:nosuch", "--name", "orphan", "busybox",
+           "true", ok=False)
+    assert "No such container: nosuch" in r.stderr
+    dk("rm", "orphan")
     r = dk("run", "-d", "--network", "container:owner", "--dns", "1.1.1.1", "busybox",
            "true", ok=False)
     assert "conflicting options: dns and the network mode" in r.stderr

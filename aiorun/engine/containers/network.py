@@ -20,7 +20,7 @@ from aiorun.core.container_views import default_network_settings
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.engine.networks.plan import NetworkPlan
-from aiorun.errors import AiorunError, Conflict
+from aiorun.errors import AiorunError, Conflict, NotFound
 
 log = logging.getLogger("aiorun.containers")
 
@@ -36,6 +36,20 @@ def network_mode(host_config: dict[str, Any]) -> str:
 def joined_container(mode: str) -> str | None:
     """``container:<ref>`` → ``ref``; None for other modes."""
     return mode.partition(":")[2] if mode.startswith(CONTAINER_PREFIX) else None
+
+
+def pin_joined_container(host_config: dict[str, Any],
+                         get: Callable[[str], Container]) -> None:
+    """At create: ``container:<name or short id>`` → ``container:<full id>``, so a later
+    rename of the owner changes nothing. An unknown ref is left as given: like Docker, the
+    start then fails with ``No such container`` (a 404 at create would make the docker CLI
+    think the image is missing and try to pull it)."""
+    ref = joined_container(network_mode(host_config))
+    if ref is not None:
+        try:
+            host_config["NetworkMode"] = CONTAINER_PREFIX + get(ref).id
+        except NotFound:
+            pass
 
 
 def runtime_namespace(plan: NetworkPlan, joined_pid: int = 0) -> str:
