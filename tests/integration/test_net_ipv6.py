@@ -316,3 +316,24 @@ def test_default_bridge_ipv6_and_daemon_restart(env: Env):
     r = dk("run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "dev", "eth0")
     assert "inet6 fd5a:68::" in r.stdout
     assert "fd5a:68::2/" not in r.stdout     # the restored pool still knows ::2 is taken
+
+
+def test_publish_on_ipv6_host_addresses(env: Env):
+    dk, out = env.dk, env.out
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:69::/64", "pub6")
+    p1, p2 = free_port(), free_port()
+    dk("run", "-d", "--network", "pub6", "--name", "only6", "-p", f"[::1]:{p1}:80",
+       "-p", f"[fd5a:69::1]:{p2}:80", "busybox", "sh", "-c",
+       "echo only-v6 > /tmp/index.html && exec httpd -f -p 80 -h /tmp")
+    assert "only-v6" in env.get_in_daemon_ns("::1", p1)
+    assert "only-v6" in env.get_in_daemon_ns("fd5a:69::1", p2)
+    r = env.ns.run(sys.executable, "-c", V6GET, "127.0.0.1", str(p1))
+    assert r.returncode != 0, "published on [::1] only, yet answered on 127.0.0.1"
+    ports = out("port", "only6")
+    assert f"[::1]:{p1}" in ports or f"::1:{p1}" in ports
+    # an IPv6 host address on a network without IPv6: refused, nothing left behind
+    r = dk("run", "-d", "--name", "v4only", "-p", f"[::1]:{free_port()}:80", "busybox",
+           "sleep", "100", ok=False)
+    assert "needs an IPv6 network" in r.stderr
+    assert out("ps", "-q", "--filter", "name=v4only") == ""
+    dk("rm", "-f", "v4only")

@@ -282,6 +282,11 @@ class BridgeDriver(NetworkDriver):
         if req.ipv6_address and n.pool6 is None:
             raise InvalidArgument(f"network {net.name} does not have IPv6 enabled: cannot "
                                   f"assign the IPv6 address {req.ipv6_address}")
+        v6_host = next((p.host_ip for p in req.ports
+                        if ":" in p.host_ip and p.host_ip != "::"), "")
+        if v6_host and n.pool6 is None:
+            raise InvalidArgument(f"publishing on IPv6 host address {v6_host} needs an IPv6 "
+                                  f"network; {net.name} has IPv6 disabled")
         host_if = self.veth_name(net.id, cid)
         wired = False
         try:
