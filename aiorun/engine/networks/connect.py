@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 from aiorun.drivers.network import EndpointRequest
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 
+from .ipv6 import check_static_ip
 from .records import Forbidden, Member
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +73,7 @@ class Connections:
                                   "together with other networks")
         cid, cname, netns = self._container(container)
         aliases = list(aliases)
+        check_static_ip(n.predefined, ip_address, ipv6_address, aliases)
         m = self.records.members.get(cid)
         recorded = any(c["network"] == n.config.id
                        for c in self.records.connected.get(cid, []))

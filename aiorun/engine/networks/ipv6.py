@@ -73,6 +73,17 @@ def check_ipv6_request(cfg: NetworkConfig) -> None:
                               "IPv4 one")
 
 
+def check_static_ip(n_predefined: bool, ip_address: str, ipv6_address: str,
+                    aliases: list[str] | tuple[str, ...] = ()) -> None:
+    """Docker refuses a static address or an alias on its predefined networks."""
+    if n_predefined and (ip_address or ipv6_address):
+        raise InvalidArgument("user specified IP address is supported on user defined "
+                              "networks only")
+    if n_predefined and aliases:
+        raise InvalidArgument("network-scoped alias is supported only for containers in "
+                              "user defined networks")
+
+
 def ipam_config(c: NetworkConfig) -> list[dict[str, str]]:
     """Network inspect ``IPAM.Config``: the IPv4 entry, then the IPv6 one."""
     out = [{"Subnet": c.subnet, "Gateway": c.gateway}] if c.subnet else []

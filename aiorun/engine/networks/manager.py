@@ -46,7 +46,7 @@ from . import views
 from .connect import Connections
 from .drivers import DriverTable
 from .names import NameService
-from .ipv6 import check_ipv6_request
+from .ipv6 import check_ipv6_request, check_static_ip
 from .plan import SHARED_WITH_CONTAINER, NetworkPlan, plan_for
 from .records import (DEFAULT_DRIVER, DEFAULT_NETWORK, NAME_RE, PREDEFINED, Forbidden, Member,
                       Network, Records, now)
@@ -208,6 +208,7 @@ class NetworkManager:
             # Shares another container's namespace: that container owns the endpoints.
             return self._settings(Member(container_id), netns_path, exposed)
         n = self._mode_network(mode)
+        check_static_ip(n.predefined, ip_address, ipv6_address, tuple(aliases))
         mappings = portmod.from_port_bindings(port_bindings)
         if publish_all:
             mappings += portmod.publish_all(exposed, mappings)

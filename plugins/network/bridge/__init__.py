@@ -287,6 +287,9 @@ class BridgeDriver(NetworkDriver):
         if v6_host and n.pool6 is None:
             raise InvalidArgument(f"publishing on IPv6 host address {v6_host} needs an IPv6 "
                                   f"network; {net.name} has IPv6 disabled")
+        if any(p.host_ip == "::1" and p.protocol != "tcp" for p in req.ports):
+            raise InvalidArgument("publishing a UDP/SCTP port on [::1] is not supported "
+                                  "(the [::1] proxy relays TCP only)")
         host_if = self.veth_name(net.id, cid)
         wired = False
         try:
