@@ -50,10 +50,11 @@ from aiorun.drivers.network import (Endpoint, EndpointRequest, NetworkConfig, Ne
 from aiorun.errors import AiorunError, InvalidArgument
 from aiorun.net import netlink as nl
 from aiorun.net.hostports import Claim, PortRegistry
-from aiorun.net import netlink6 as nl6
-from aiorun.net.ipam import Pool, choose_subnet, choose_subnet6, mac_for
+from aiorun.net.ipam import Pool, choose_subnet, mac_for
 from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reason
 from aiorun.net.proxy6 import LoopbackProxies
+
+from . import ipv6 as v6side
 
 log = logging.getLogger("aiorun.network.bridge")
 
@@ -154,29 +155,6 @@ class BridgeDriver(NetworkDriver):
             return True, self.default_subnet6
         return net.enable_ipv6, net.subnet6
 
-    def _create_v6_sync(self, net: NetworkConfig, bridge: str, idx: int,
-                        exists: bool) -> tuple[str, str]:
-        """Under the subnet lock: the v6 subnet and gateway, on the bridge."""
-        reason = nl6.ipv6_unavailable_reason()
-        if reason:
-            raise InvalidArgument(reason)
-        _, requested = self._wants_ipv6(net)
-        if exists and requested:
-            subnet6 = ipaddress.IPv6Network(requested)
-        else:
-            in_use = nl6.host_networks6() + [n.pool6.subnet for n in self._nets.values()
-                                             if n.pool6 is not None]
-            subnet6 = choose_subnet6(in_use, requested, seed=self.alias)
-        gateway6 = net.gateway6 or str(subnet6.network_address + 1)
-        try:
-            if ipaddress.ip_address(gateway6) not in subnet6:
-                raise ValueError
-        except ValueError:
-            raise InvalidArgument(f"gateway {gateway6} is not inside subnet {subnet6}") from None
-        nl6.bridge_add_v6(bridge, idx, f"{gateway6}/{subnet6.prefixlen}")
-        nl6.enable_forwarding()
-        return str(subnet6), gateway6
-
     def _subnet_lock(self) -> int:
         # Several daemons (tests, side-by-side roots) may pick subnets at the same moment;
         # a host-wide lock makes "choose a free subnet, then create the bridge" atomic.
@@ -208,9 +186,12 @@ class BridgeDriver(NetworkDriver):
                 raise InvalidArgument(f"gateway {gateway} is not inside subnet {subnet}")
             idx = nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
             v6 = None
-            if self._wants_ipv6(net)[0]:
+            wants6, requested6 = self._wants_ipv6(net)
+            if wants6:
                 try:
-                    v6 = self._create_v6_sync(net, bridge, idx, exists)
+                    v6 = v6side.setup_v6_sync(net, requested6, bridge, idx, exists,
+                                              [n.pool6.subnet for n in self._nets.values()
+                                               if n.pool6 is not None], seed=self.alias)
                 except BaseException:
                     if not exists:
                         nl.delete_link(bridge)
@@ -279,17 +260,7 @@ class BridgeDriver(NetworkDriver):
         owner = f"{net.id}/{cid}"
         ports: list[PortMapping] = []
         ip = ip6 = ""
-        if req.ipv6_address and n.pool6 is None:
-            raise InvalidArgument(f"network {net.name} does not have IPv6 enabled: cannot "
-                                  f"assign the IPv6 address {req.ipv6_address}")
-        v6_host = next((p.host_ip for p in req.ports
-                        if ":" in p.host_ip and p.host_ip != "::"), "")
-        if v6_host and n.pool6 is None:
-            raise InvalidArgument(f"publishing on IPv6 host address {v6_host} needs an IPv6 "
-                                  f"network; {net.name} has IPv6 disabled")
-        if any(p.host_ip == "::1" and p.protocol != "tcp" for p in req.ports):
-            raise InvalidArgument("publishing a UDP/SCTP port on [::1] is not supported "
-                                  "(the [::1] proxy relays TCP only)")
+        v6side.check_request(net, req, n.pool6 is not None)
         host_if = self.veth_name(net.id, cid)
         wired = False
         try:
@@ -313,7 +284,7 @@ class BridgeDriver(NetworkDriver):
                           ipv6_address=ip6,
                           ipv6_prefix_len=n.pool6.prefix_len if n.pool6 else 0,
                           ipv6_gateway=str(n.pool6.gateway) if n.pool6 else "")
-            self._open_proxies(owner, ep)
+            v6side.open_proxies(self._proxies, owner, ep)
             n.endpoints[cid] = ep
             if ports:
                 await self.nft.sync()
@@ -352,15 +323,6 @@ class BridgeDriver(NetworkDriver):
             if n is not None and n.pool6 is not None and ep.ipv6_address:
                 n.pool6.release(ep.ipv6_address, cid, save=False)
 
-    def _open_proxies(self, owner: str, ep: Endpoint) -> None:
-        """``[::1]`` listeners for the TCP ports an IPv6 endpoint publishes on every address
-        (or on ::1), relaying to its IPv6 address (see :mod:`aiorun.net.proxy6`)."""
-        if not ep.ipv6_address:
-            return
-        for p in ep.ports:
-            if p.protocol == "tcp" and p.host_ip in ("", "::1"):
-                self._proxies.open(owner, p.host_port, ep.ipv6_address, p.container_port)
-
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Re-adopt networks and the endpoints whose veth still exists; drop the rest.
 
@@ -385,12 +347,7 @@ class BridgeDriver(NetworkDriver):
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
             pool6 = None
             if net.enable_ipv6 and net.subnet6:
-                try:
-                    await nl.run(nl6.bridge_add_v6, bridge, idx,
-                                 f"{net.gateway6}/{net.subnet6.split('/')[1]}")
-                    await nl.run(nl6.enable_forwarding)
-                except (nl.NetlinkFailure, OSError) as exc:
-                    log.error("network %s: IPv6 not restored: %s", net.name, exc)
+                await nl.run(v6side.restore_v6_sync, net, bridge, idx)
                 pool6 = Pool.load_or_create(self._pool6_path(net.id), net.subnet6,
                                             net.gateway6)
             self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx, pool6=pool6)
@@ -419,7 +376,7 @@ class BridgeDriver(NetworkDriver):
                     if ep.ipv6_address:
                         keep6[ep.ipv6_address] = ep.container_id
                     try:
-                        self._open_proxies(f"{net_id}/{ep.container_id}", ep)
+                        v6side.open_proxies(self._proxies, f"{net_id}/{ep.container_id}", ep)
                     except AiorunError as exc:
                         log.error("container %s: [::1] ports not restored: %s",
                                   ep.container_id[:12], exc.message)
