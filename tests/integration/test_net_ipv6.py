@@ -214,6 +214,7 @@ def test_live_connect_disconnect_and_etc_files(env: Env):
     assert "10.252.66.50\tapp" in db_hosts and "10.252.66.50\tapi" in db_hosts
     assert "fd5a:66::50\tapi" in db_hosts
     assert "0% packet loss" in out("exec", "db", "ping", "-c", "1", "-W", "3", "api")
+    assert "10.252.66.50" in out("exec", "db", "nslookup", "api", "10.252.66.1")  # DNS too
     assert "0% packet loss" in out("exec", "db", "ping", "-6", "-c", "1", "-W", "3", "app")
     # ... and it reaches its new peer by name
     assert "db" in out("exec", "app", "cat", "/etc/hosts")
@@ -240,6 +241,8 @@ def test_live_connect_disconnect_and_etc_files(env: Env):
     dk("network", "disconnect", "back", "app")
     assert "eth1" not in out("exec", "app", "ip", "-o", "link")
     assert "app" not in out("exec", "db", "cat", "/etc/hosts")
+    assert "10.252.66.50" not in env.dk("exec", "db", "nslookup", "api", "10.252.66.1",
+                                        ok=False).stdout
     assert "back" not in json.loads(out("inspect", "app"))[0]["NetworkSettings"]["Networks"]
     r = dk("exec", "db", "ping", "-c", "1", "-W", "1", "10.252.66.50", ok=False)
     assert r.returncode != 0

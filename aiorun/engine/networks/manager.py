@@ -142,7 +142,8 @@ class NetworkManager:
             self.records.save_connected(cid)
         for nid, n in list(self.networks.items()):
             if n.predefined:
-                n.config = dataclasses.replace(n.config, subnet="", gateway="", options={})
+                n.config = dataclasses.replace(n.config, subnet="", gateway="", options={},
+                                               enable_ipv6=False, subnet6="", gateway6="")
                 self.records.save_network(n)
             else:
                 self.records.delete_network(nid)

@@ -346,6 +346,11 @@ class BridgeDriver(NetworkDriver):
                 continue
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
             pool6 = None
+            if net.name == DEFAULT_NETWORK and self.default_subnet6 and \
+                    net.subnet6 != v6side.canonical(self.default_subnet6):
+                log.warning("AIORUN_BRIDGE_IPV6_SUBNET=%s is not the default network's IPv6 "
+                            "subnet (%s): it applies once the network is re-made (aiorun "
+                            "system reset)", self.default_subnet6, net.subnet6 or "none")
             if net.enable_ipv6 and net.subnet6:
                 await nl.run(v6side.restore_v6_sync, net, bridge, idx)
                 pool6 = Pool.load_or_create(self._pool6_path(net.id), net.subnet6,

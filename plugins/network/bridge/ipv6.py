@@ -20,6 +20,14 @@ from aiorun.net.proxy6 import LoopbackProxies
 log = logging.getLogger("aiorun.network.bridge")
 
 
+def canonical(subnet: str) -> str:
+    """``subnet`` as IPAM records it (compressed, strict), or as given when it is not one."""
+    try:
+        return str(ipaddress.ip_network(subnet, strict=True))
+    except ValueError:
+        return subnet
+
+
 def setup_v6_sync(net: NetworkConfig, requested: str, bridge: str, idx: int, exists: bool,
                   ours: Iterable[IPNetwork], seed: str) -> tuple[str, str]:
     """Under the driver's subnet lock: choose (or re-take, when the bridge ``exists``) the
