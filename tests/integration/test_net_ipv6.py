@@ -288,6 +288,9 @@ def test_shared_network_namespace(env: Env):
     r = dk("run", "-d", "--network", "container:owner", "-p", "9999:80", "busybox", "true",
            ok=False)
     assert "conflicting options: port publishing" in r.stderr
+    r = dk("network", "connect", "sharenet", "sharer", ok=False)
+    assert "container sharing network namespace with another container" in r.stderr
+    assert "eth1" not in out("exec", "owner", "ip", "-o", "link")
     # the owner stopped: the sharer cannot start again without it (Docker's rule)
     dk("stop", "-t", "1", "sharer")
     dk("stop", "-t", "1", "owner")

@@ -148,6 +148,10 @@ class Connections:
         if containers is None:
             raise InvalidArgument("the container manager is not running")
         c = containers.get(ref)
+        if str((c.host_config or {}).get("NetworkMode") or "").startswith("container:"):
+            # its namespace is another container's: an interface would land in the owner's
+            raise InvalidArgument("container sharing network namespace with another container "
+                                  "or host cannot be connected to any other network")
         netns = f"/proc/{c.state.pid}/ns/net" if c.state.running and c.state.pid else ""
         return c.id, str(c.name).lstrip("/"), netns
 
