@@ -343,3 +343,54 @@ def test_publish_on_ipv6_host_addresses(env: Env):
     assert "needs an IPv6 network" in r.stderr
     assert out("ps", "-q", "--filter", "name=v4only") == ""
     dk("rm", "-f", "v4only")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose")
+def test_compose_dual_stack_project(env: Env, tmp_path: Path):
+    """docker-compose (Debian's 1.29) brings up a project on an IPv6 network: the services
+    reach each other over IPv6 by name, and the network shows the v6 subnet."""
+    (tmp_path / "docker-compose.yml").write_text("""
+version: "2.4"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo compose-v6 > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+    networks: [net6]
+  cli:
+    image: busybox
+    command: ["sleep", "1000"]
+    networks:
+      net6:
+        ipv6_address: fd5a:6a::77
+networks:
+  net6:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.252.106.0/24
+        - subnet: fd5a:6a::/64
+""")
+    compose = ["docker-compose", "-H", f"unix://{env.paths.socket}", "-p", "v6proj"]
+
+    def dc(*args: str) -> str:
+        r = subprocess.run(compose + list(args), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, f"docker-compose {' '.join(args)}: {r.stderr}"
+        return r.stdout
+    try:
+        dc("up", "-d")
+        info = json.loads(env.out("network", "inspect", "v6proj_net6"))[0]
+        assert info["EnableIPv6"] is True
+        assert "fd5a:6a::/64" in [c["Subnet"] for c in info["IPAM"]["Config"]]
+        assert "fd5a:6a::77/64" in dc("exec", "-T", "cli", "ip", "-6", "-o", "addr")
+        web6 = env.out("inspect", "-f",
+                       "{{.NetworkSettings.Networks.v6proj_net6.GlobalIPv6Address}}",
+                       "v6proj_web_1")
+        assert web6.startswith("fd5a:6a::")
+        assert "compose-v6" in dc("exec", "-T", "cli", "wget", "-q", "-O", "-",
+                                  f"http://[{web6}]/")
+        assert "0% packet loss" in dc("exec", "-T", "cli", "ping", "-6", "-c", "1", "-W", "3",
+                                      "web")
+    finally:
+        dc("down", "-t", "1")
+    assert "v6proj_net6" not in env.out("network", "ls", "--format", "{{.Name}}")
