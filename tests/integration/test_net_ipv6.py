@@ -173,6 +173,13 @@ def test_ipv6_bad_input_docker_wording(env: Env):
     names = env.out("network", "ls", "--format", "{{.Name}}").split()
     assert sorted(names) == ["bridge", "host", "none", "v6a"]
     dk("network", "rm", "v6a")
+    # --ipv6 without a v6 subnet: a /64 of the daemon's unique-local /48
+    dk("network", "create", "--ipv6", "auto6")
+    cfg = json.loads(env.out("network", "inspect", "auto6"))[0]["IPAM"]["Config"]
+    v6 = [c for c in cfg if ":" in c["Subnet"]]
+    assert len(v6) == 1 and v6[0]["Subnet"].startswith("fd") and \
+        v6[0]["Subnet"].endswith("::/64"), cfg
+    dk("network", "rm", "auto6")
     links = env.ns.run("ip", "-o", "link").stdout
     assert "aior-" not in links and "aiorv" not in links, links
 
