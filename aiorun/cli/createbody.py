@@ -48,6 +48,7 @@ CREATE_OPTIONS = (
     Option("--network-alias --net-alias", LIST, "Network-scoped alias",
            dest="network_alias"),
     Option("--ip", STR, "IPv4 address on the network"),
+    Option("--ip6", STR, "IPv6 address on the network"),
     Option("--mac-address", STR, "MAC address on the network"),
     Option("-v --volume", LIST, "Bind mount or volume (SRC:DST[:OPTS])"),
     Option("--mount", LIST, "Attach a filesystem mount (type=...,source=...,target=...)"),
@@ -61,6 +62,8 @@ CREATE_OPTIONS = (
     Option("--stop-signal", STR, "Signal to stop the container"),
     Option("--stop-timeout", STR, "Seconds to wait for a stop before killing", metavar="int"),
     Option("--dns", LIST, "DNS servers"),
+    Option("--dns-search", LIST, "DNS search domains"),
+    Option("--dns-option", LIST, "DNS resolver options"),
     Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip)"),
     Option("--init", BOOL, "Not supported (refused): aiorun has no init to run as PID 1"),
     Option("--log-driver", STR, "Logging driver for the container (json-file)"),
@@ -198,16 +201,17 @@ def _restart(value: str) -> Any:
         raise UsageError(exc.message) from None
 
 
-def _endpoint(aliases: list[str], ip: str | None, mac: str | None,
+def _endpoint(aliases: list[str], ip: str | None, ip6: str | None, mac: str | None,
               network: str | None) -> Any:
-    """``--network-alias``/``--ip``/``--mac-address`` configure the endpoint on ``--network``."""
-    if not (aliases or ip or mac):
+    """``--network-alias``/``--ip``/``--ip6``/``--mac-address`` configure the endpoint on
+    ``--network``."""
+    if not (aliases or ip or ip6 or mac):
         return SKIP
     ep: dict[str, Any] = {}
     if aliases:
         ep["Aliases"] = list(aliases)
-    if ip:
-        ep["IPAMConfig"] = {"IPv4Address": ip}
+    if ip or ip6:
+        ep["IPAMConfig"] = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
     if mac:
         ep["MacAddress"] = mac
     return {"EndpointsConfig": {network or "bridge": ep}}
@@ -272,7 +276,7 @@ BODY_FIELDS: tuple[tuple[tuple[str, ...], str, Callable[..., Any]], ...] = (
     (("restart",), "HostConfig.RestartPolicy", _restart),
     (("rm",), "HostConfig.AutoRemove", _true),
     (("network",), "HostConfig.NetworkMode", _nonempty),
-    (("network_alias", "ip", "mac_address", "network"), "NetworkingConfig", _endpoint),
+    (("network_alias", "ip", "ip6", "mac_address", "network"), "NetworkingConfig", _endpoint),
     (("publish",), "HostConfig.PortBindings", _port_bindings),
     (("expose", "publish"), "ExposedPorts", _exposed),
     (("publish_all",), "HostConfig.PublishAllPorts", _true),
@@ -284,6 +288,8 @@ BODY_FIELDS: tuple[tuple[tuple[str, ...], str, Callable[..., Any]], ...] = (
     (("cgroup_parent",), "HostConfig.CgroupParent", _nonempty),
     (("read_only",), "HostConfig.ReadonlyRootfs", _true),
     (("dns",), "HostConfig.Dns", _copy),
+    (("dns_search",), "HostConfig.DnsSearch", _copy),
+    (("dns_option",), "HostConfig.DnsOptions", _copy),
     (("add_host",), "HostConfig.ExtraHosts", _copy),
     (("init",), "HostConfig.Init",
      _refused("--init", "it has no init to run as PID 1 (the command is PID 1)")),

@@ -9,8 +9,8 @@ import json
 import sys
 from typing import Any
 
-from aiorun.cli.options import (BOOL, LIST, STR, Group, Opts, Option, filters, kv_pairs,
-                                need, verb)
+from aiorun.cli.options import (BOOL, LIST, STR, Group, Opts, Option, UsageError, filters,
+                                kv_pairs, need, verb)
 
 
 def _format(fmt: str, obj: Any) -> str:
@@ -38,8 +38,9 @@ def _each(names: list[str], fn: Any) -> int:
 
 @verb("network create", "NETWORK", "Create a network",
       Option("-d --driver", STR, "Driver to manage the network", default="bridge"),
-      Option("--subnet", STR, "Subnet in CIDR format", default=""),
-      Option("--gateway", STR, "IPv4 gateway for the subnet", default=""),
+      Option("--subnet", LIST, "Subnet in CIDR format (one IPv4 and, with --ipv6, one IPv6)"),
+      Option("--gateway", LIST, "Gateway for the subnet of the same position"),
+      Option("--ipv6", BOOL, "Enable IPv6 networking"),
       Option("--internal", BOOL, "Restrict external access to the network"),
       Option("--attachable", BOOL, "Enable manual container attachment"),
       Option("-o --opt", LIST, "Set driver specific options (K=V)"),
@@ -49,10 +50,14 @@ def cmd_network_create(ctx: Any, args: Opts, names: list[str]) -> int:
     body: dict[str, Any] = {"Name": names[0], "Driver": args.driver,
                             "Internal": args.internal, "Attachable": args.attachable,
                             "Options": kv_pairs(args.opt, "option"),
-                            "Labels": kv_pairs(args.label, "label")}
-    if args.subnet or args.gateway:
+                            "Labels": kv_pairs(args.label, "label"),
+                            "EnableIPv6": args.ipv6}
+    if len(args.gateway) > len(args.subnet):
+        raise UsageError("every --gateway needs a --subnet")
+    if args.subnet:
+        gws = list(args.gateway) + [""] * (len(args.subnet) - len(args.gateway))
         body["IPAM"] = {"Driver": "default",
-                        "Config": [{"Subnet": args.subnet, "Gateway": args.gateway}]}
+                        "Config": [{"Subnet": s, "Gateway": g} for s, g in zip(args.subnet, gws)]}
     print(ctx.client().post("/networks/create", body)["Id"])
     return 0
 
@@ -118,12 +123,13 @@ def cmd_network_rm(ctx: Any, args: Opts, names: list[str]) -> int:
 
 @verb("network connect", "NETWORK CONTAINER", "Connect a container to a network",
       Option("--alias", LIST, "Add network-scoped alias for the container"),
-      Option("--ip", STR, "IPv4 address (e.g. 172.30.100.104)", default=""))
+      Option("--ip", STR, "IPv4 address (e.g. 172.30.100.104)", default=""),
+      Option("--ip6", STR, "IPv6 address (e.g. 2001:db8::33)", default=""))
 def cmd_network_connect(ctx: Any, args: Opts, names: list[str]) -> int:
     need(names, "network connect", 2, 2)
     ep: dict[str, Any] = {"Aliases": args.alias}
-    if args.ip:
-        ep["IPAMConfig"] = {"IPv4Address": args.ip}
+    if args.ip or args.ip6:
+        ep["IPAMConfig"] = {"IPv4Address": args.ip, "IPv6Address": args.ip6}
     ctx.client().post(f"/networks/{names[0]}/connect",
                       {"Container": names[1], "EndpointConfig": ep})
     return 0

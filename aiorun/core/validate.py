@@ -34,6 +34,7 @@ import posixpath
 import re
 from typing import Any, Callable
 
+from aiorun.core import netopts
 from aiorun.errors import InvalidArgument
 
 #: Docker's container name rule (moby ``validContainerNamePattern``); a leading "/" is the
@@ -152,7 +153,8 @@ HOST_FIELDS: dict[str, Kind] = {
     "Memory": INT_OR_STR, "MemorySwap": INT_OR_STR, "NanoCpus": INT_OR_STR, "CpuShares": INT,
     "CpuPeriod": INT, "CpuQuota": INT, "PidsLimit": INT, "CgroupParent": STR,
     "CapAdd": STR_LIST, "CapDrop": STR_LIST, "Privileged": BOOL, "ReadonlyRootfs": BOOL,
-    "Dns": STR_LIST, "ExtraHosts": STR_LIST, "LogConfig": OBJECT,
+    "Dns": STR_LIST, "DnsSearch": STR_LIST, "DnsOptions": STR_LIST, "ExtraHosts": STR_LIST,
+    "LogConfig": OBJECT,
     "ContainerIDFile": STR, "ConsoleSize": INT_LIST,
 }
 
@@ -326,6 +328,7 @@ def validate_create(body: Any, name: str | None = None) -> None:
     if host_config.get("CgroupParent"):
         check_cgroup_parent(host_config["CgroupParent"])
     check_log_config(host_config.get("LogConfig") or {})
+    netopts.check_network_options(body)
 
 
 # --------------------------------------------------------------------------- exec / update

@@ -38,6 +38,9 @@ class NetworkConfig:
     gateway: str = ""
     options: dict[str, str] = field(default_factory=dict)
     internal: bool = False
+    enable_ipv6: bool = False
+    subnet6: str = ""         # with enable_ipv6: "" lets the driver choose a ULA /64
+    gateway6: str = ""
 
 
 @dataclass
@@ -49,6 +52,7 @@ class EndpointRequest:
     ports: list[PortMapping] = field(default_factory=list)
     mac_address: str = ""
     ip_address: str = ""      # "" = allocate
+    ipv6_address: str = ""    # on an IPv6 network: "" = allocate
 
 
 @dataclass
@@ -61,6 +65,9 @@ class Endpoint:
     mac_address: str = ""
     ports: list[PortMapping] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    ipv6_address: str = ""
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
 
 
 class NetworkDriver(abc.ABC):

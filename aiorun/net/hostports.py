@@ -9,6 +9,7 @@ concurrent attaches cannot both win a port.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -19,13 +20,14 @@ _SOCK = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 
 
 def normalize_host_ip(ip: str) -> str:
-    """"" for every address; IPv4 text otherwise. "::"/"0.0.0.0" mean every address."""
+    """"" for every address; the address's canonical text otherwise. "::"/"0.0.0.0" mean
+    every address. (An IPv6 host address needs an IPv6 network: the driver checks.)"""
     if ip in ("", "0.0.0.0", "::"):
         return ""
-    if ":" in ip:
-        raise InvalidArgument(f"publishing on IPv6 host address {ip} is not supported "
-                              "(aiorun's NAT is IPv4 only)")
-    return ip
+    try:
+        return str(ipaddress.ip_address(ip.strip("[]")))
+    except ValueError:
+        raise InvalidArgument(f"invalid host IP address {ip!r} for a published port") from None
 
 
 def probe(proto: str, host_ip: str, port: int) -> int:
@@ -37,7 +39,7 @@ def probe(proto: str, host_ip: str, port: int) -> int:
     kind = _SOCK.get(proto)
     if kind is None:  # sctp etc.: no cheap probe; trust the registry
         return port
-    s = socket.socket(socket.AF_INET, kind)
+    s = socket.socket(socket.AF_INET6 if ":" in host_ip else socket.AF_INET, kind)
     try:
         if kind == socket.SOCK_STREAM:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

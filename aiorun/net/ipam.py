@@ -5,7 +5,10 @@ networks already in use on the host (:func:`aiorun.net.netlink.host_networks`).
 
 * :func:`choose_subnet` picks the first candidate (172.18-31.0.0/16, then 192.168.x.0/20
   blocks, then 10.x.0.0/16) that overlaps nothing in use; a requested subnet is validated.
-* :class:`Pool` hands out addresses of one subnet: the gateway (first host address by
+* :func:`choose_subnet6` does the same for IPv6: a requested subnet (``/64`` … ``/120``) is
+  validated against what is in use, otherwise a ``/64`` of a unique-local ``/48`` derived from
+  a seed (the daemon's scope) is chosen, as Docker does for ``--ipv6`` without a subnet.
+* :class:`Pool` hands out addresses of one subnet (IPv4 or IPv6): the gateway (first host address by
   default) is reserved, allocation is next-fit from a cursor (a just-released address is not
   reused at once), an address is never handed out twice, and every change is persisted
   atomically (write temp + rename) so allocations survive a daemon restart.
@@ -13,6 +16,7 @@ networks already in use on the host (:func:`aiorun.net.netlink.host_networks`).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from pathlib import Path
@@ -23,6 +27,12 @@ from aiorun.errors import Conflict, InvalidArgument, Unavailable
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
+IPv6Network = ipaddress.IPv6Network
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Docker's words for a requested subnet that overlaps one in use.
+OVERLAP = "invalid pool request: Pool overlaps with other one on this address space"
 
 
 def default_candidates() -> Iterator[IPv4Network]:
@@ -35,19 +45,37 @@ def default_candidates() -> Iterator[IPv4Network]:
         yield IPv4Network(f"10.{b}.0.0/16")
 
 
-def parse_subnet(text: str) -> IPv4Network:
+def parse_any_subnet(text: str) -> IPNetwork:
+    """A v4 (/30 or larger) or v6 (/120 or larger) subnet in strict CIDR form."""
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
         raise InvalidArgument(f"invalid subnet {text!r}: {exc}") from None
-    if not isinstance(net, IPv4Network):
-        raise InvalidArgument(f"invalid subnet {text!r}: only IPv4 subnets are supported")
-    if net.prefixlen > 30:
+    if net.version == 4 and net.prefixlen > 30:
         raise InvalidArgument(f"invalid subnet {text!r}: too small (need /30 or larger)")
+    if net.version == 6 and net.prefixlen > 120:
+        raise InvalidArgument(f"invalid subnet {text!r}: too small (need /120 or larger)")
     return net
 
 
-def choose_subnet(in_use: Iterable[IPv4Network], requested: str = "",
+def parse_subnet(text: str) -> IPv4Network:
+    net = parse_any_subnet(text)
+    if not isinstance(net, IPv4Network):
+        raise InvalidArgument(f"invalid subnet {text!r}: not an IPv4 subnet")
+    return net
+
+
+def parse_subnet6(text: str) -> IPv6Network:
+    net = parse_any_subnet(text)
+    if not isinstance(net, IPv6Network):
+        raise InvalidArgument(f"invalid subnet {text!r}: not an IPv6 subnet")
+    if net.is_link_local or net.is_multicast or net.is_loopback:
+        raise InvalidArgument(f"invalid subnet {text!r}: link-local, multicast and loopback "
+                              "prefixes cannot be a network's subnet")
+    return net
+
+
+def choose_subnet(in_use: Iterable[IPNetwork], requested: str = "",
                   candidates: Iterable[IPv4Network] | None = None) -> IPv4Network:
     """A subnet overlapping none of ``in_use``.
 
@@ -59,7 +87,7 @@ def choose_subnet(in_use: Iterable[IPv4Network], requested: str = "",
         net = parse_subnet(requested)
         for u in used:
             if net.overlaps(u):
-                raise Conflict(f"subnet {net} overlaps {u}, which is already in use")
+                raise Conflict(f"{OVERLAP} (subnet {net} overlaps {u}, already in use)")
         return net
     for cand in candidates if candidates is not None else default_candidates():
         if not any(cand.overlaps(u) for u in used):
@@ -68,7 +96,33 @@ def choose_subnet(in_use: Iterable[IPv4Network], requested: str = "",
                       "pass --subnet explicitly")
 
 
-def default_gateway(net: IPv4Network) -> IPv4Address:
+def ula_candidates(seed: str) -> Iterator[IPv6Network]:
+    """``/64`` subnets of the unique-local ``/48`` ``fdXX:XXXX:XXXX::/48`` named by ``seed``
+    (a stable hash: the same daemon picks the same prefix after a restart)."""
+    h = hashlib.sha256(seed.encode()).digest()
+    base = (0xfd << 120) | (int.from_bytes(h[:5], "big") << 80)
+    for sub in range(1, 0x10000):
+        yield IPv6Network((base | (sub << 64), 64))
+
+
+def choose_subnet6(in_use: Iterable[IPNetwork], requested: str = "", seed: str = "",
+                   candidates: Iterable[IPv6Network] | None = None) -> IPv6Network:
+    """The IPv6 counterpart of :func:`choose_subnet` (only v6 entries of ``in_use`` count)."""
+    used = [n for n in in_use if n.version == 6 and n.prefixlen > 0]
+    if requested:
+        net = parse_subnet6(requested)
+        for u in used:
+            if net.overlaps(u):
+                raise Conflict(f"{OVERLAP} (subnet {net} overlaps {u}, already in use)")
+        return net
+    for cand in candidates if candidates is not None else ula_candidates(seed):
+        if not any(cand.overlaps(u) for u in used):
+            return cand
+    raise Unavailable("could not find an available, non-overlapping IPv6 address pool among "
+                      "the defaults to assign to the network; pass an IPv6 --subnet")
+
+
+def default_gateway(net: IPNetwork) -> IPAddress:
     return net.network_address + 1
 
 
@@ -87,20 +141,26 @@ def write_json_atomic(path: Path, obj: object) -> None:
 
 
 class Pool:
-    """Addresses of one subnet. ``allocations`` maps ip text → owner (an endpoint key)."""
+    """Addresses of one subnet (IPv4 or IPv6). ``allocations`` maps ip text → owner.
 
-    def __init__(self, subnet: IPv4Network | str, gateway: str = "",
+    Host addresses are those between the network address and (IPv4) the broadcast address;
+    an IPv6 subnet has no broadcast, so its last address is usable too."""
+
+    def __init__(self, subnet: IPNetwork | str, gateway: str = "",
                  path: Path | None = None) -> None:
-        self.subnet = subnet if isinstance(subnet, IPv4Network) else parse_subnet(subnet)
-        gw = IPv4Address(gateway) if gateway else default_gateway(self.subnet)
-        if gw not in self.subnet or gw in (self.subnet.network_address,
-                                           self.subnet.broadcast_address):
+        self.subnet = (subnet if isinstance(subnet, (IPv4Network, IPv6Network))
+                       else parse_any_subnet(subnet))
+        try:
+            gw = ipaddress.ip_address(gateway) if gateway else default_gateway(self.subnet)
+        except ValueError:
+            raise InvalidArgument(f"invalid gateway address {gateway!r}") from None
+        self._first = int(self.subnet.network_address) + 1
+        self._last = int(self.subnet.broadcast_address) - (1 if self.subnet.version == 4 else 0)
+        if gw not in self.subnet or not self._first <= int(gw) <= self._last:
             raise InvalidArgument(f"gateway {gw} is not a host address of subnet {self.subnet}")
         self.gateway = gw
         self.path = path
         self.allocations: dict[str, str] = {}
-        self._first = int(self.subnet.network_address) + 1
-        self._last = int(self.subnet.broadcast_address) - 1
         self.cursor = self._first
 
     # -- persistence --------------------------------------------------------------------
@@ -113,7 +173,7 @@ class Pool:
             pool = cls(subnet, gateway, path)
             pool.save()
             return pool
-        if d.get("subnet") != str(parse_subnet(subnet)):
+        if d.get("subnet") != str(parse_any_subnet(subnet)):
             raise Conflict(f"IPAM state {path} is for subnet {d.get('subnet')}, not {subnet}")
         pool = cls(d["subnet"], d.get("gateway", gateway), path)
         pool.allocations = {str(k): str(v) for k, v in d.get("allocations", {}).items()}
@@ -138,10 +198,14 @@ class Pool:
         """An address for ``owner``; ``requested`` pins it (Conflict if taken or invalid)."""
         if requested:
             try:
-                ip = IPv4Address(requested)
+                ip = ipaddress.ip_address(requested)
             except ValueError:
                 raise InvalidArgument(f"invalid IP address {requested!r}") from None
-            if ip not in self.subnet or not self._first <= int(ip) <= self._last:
+            if ip.version != self.subnet.version or ip not in self.subnet:
+                # Docker's words (endpoint settings / network connect)
+                raise InvalidArgument("no configured subnet or ip-range contain the IP "
+                                      f"address {ip}")
+            if not self._first <= int(ip) <= self._last:
                 raise InvalidArgument(f"IP address {ip} is not a host address of {self.subnet}")
             if ip == self.gateway:
                 raise Conflict(f"IP address {ip} is the gateway of {self.subnet}")
@@ -164,7 +228,8 @@ class Pool:
             n = self._first + (cur - self._first + i) % size
             if n == gw:
                 continue
-            key = str(IPv4Address(n))
+            key = str(ipaddress.ip_address(n) if self.subnet.version == 4
+                      else ipaddress.IPv6Address(n))
             if key not in self.allocations:
                 self.cursor = n + 1 if n < self._last else self._first
                 return key

@@ -96,13 +96,18 @@ class Rtnl:
         self.broken = False
 
     @classmethod
-    def in_netns(cls, netns_path: str) -> "Rtnl":
+    def in_netns(cls, netns_path: str, sysctls: dict[str, str] | None = None) -> "Rtnl":
+        """A socket in ``netns_path``; ``sysctls`` (``/proc/sys`` path → value) are written
+        there on the way (``/proc/sys/net`` resolves to the namespace of the opening
+        thread)."""
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 _setns(target)
                 try:
+                    for path, value in (sysctls or {}).items():
+                        set_sysctl(path, value)
                     sock = socket.socket(socket.AF_NETLINK,
                                          socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
                 finally:
@@ -335,7 +340,7 @@ class VethResult:
 
 def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: str,
                 gateway: str, mac: str, default_route: bool = True,
-                hairpin: bool = True) -> VethResult:
+                hairpin: bool = True, cidr6: str = "", gateway6: str = "") -> VethResult:
     """Wire a container namespace to ``bridge`` (a name or an ifindex).
 
     Creates veth ``host_ifname``, enslaved to the bridge and up from birth, whose peer is born
@@ -347,6 +352,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     Three round trips: the RTM_NEWLINK (master, up, peer name/netns/mac ride on it), a
     GETLINK of the peer inside the namespace, and one batch of address + link up + lo up +
     route. Hairpin mode is one more request on the host socket (bridge slave data).
+
+    ``cidr6``/``gateway6`` (an IPv6 network) add the v6 address in the same batch, flagged
+    NODAD (duplicate address detection off: IPAM guarantees uniqueness, and a tentative
+    address would be unusable for a second or more), and a v6 default route. A namespace
+    whose IPv6 is disabled (``disable_ipv6=1``) refuses the address: reported as such.
     """
     br = bridge if isinstance(bridge, int) else link_index(bridge)
     if br is None:
@@ -391,7 +401,11 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             # network namespace of its own. (The slave data cannot ride on the creation
             # request: the kernel ignores it there.)
             _check(r.call(_hairpin_msg(host_ifname, True)), [f"hairpin on {host_ifname}"])
-        c = Rtnl.in_netns(netns_path)
+        # IPv6 in the container's namespace: on for this interface, and no duplicate
+        # address detection (its link-local address would stay "tentative" a second or more)
+        v6 = {f"net/ipv6/conf/{ifname}/disable_ipv6": "0",
+              f"net/ipv6/conf/{ifname}/accept_dad": "0"} if cidr6 else None
+        c = Rtnl.in_netns(netns_path, v6)
         try:
             ((err, payload),) = c.call((_msg_link(attrs=[("IFLA_IFNAME", ifname)]),
                                         RTM_GETLINK, 0))
@@ -407,17 +421,31 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
                 (_msg_link(1, IFF_UP, IFF_UP), RTM_NEWLINK, 0),  # lo is ifindex 1 in a netns
             ]
             what = [f"address {cidr} on {ifname}", f"{ifname} up", "lo up"]
+            if cidr6:
+                iface6 = ipaddress.ip_interface(cidr6)
+                a6 = ifaddrmsg()
+                a6["family"], a6["prefixlen"], a6["index"] = 10, iface6.network.prefixlen, cidx
+                a6["flags"] = IFA_F_NODAD
+                a6["attrs"] = [("IFA_ADDRESS", str(iface6.ip))]
+                reqs.append((a6, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL))
+                what.append(f"address {cidr6} on {ifname}")
+            must = len(reqs)
             if default_route and gateway:
-                rt = rtmsg()
-                rt["family"], rt["dst_len"], rt["table"] = 2, 0, 254
-                rt["proto"], rt["scope"], rt["type"] = 4, 0, 1  # static, universe, unicast
-                rt["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", cidx)]
-                reqs.append((rt, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL))
+                reqs.append((_default_route(2, gateway, cidx), RTM_NEWROUTE,
+                             NLM_F_CREATE | NLM_F_EXCL))
                 what.append(f"default route via {gateway}")
+            if default_route and cidr6 and gateway6:
+                reqs.append((_default_route(10, gateway6, cidx), RTM_NEWROUTE,
+                             NLM_F_CREATE | NLM_F_EXCL))
+                what.append(f"IPv6 default route via {gateway6}")
             # an existing default route (joined a second network) is kept: EEXIST is fine
             res = c.call(*reqs)
-            _check(res[:3], what[:3])
-            _check(res[3:], what[3:], ok=(errno.EEXIST,))
+            if cidr6 and res[3][0] == errno.EACCES:
+                raise NetlinkFailure("IPv6 is disabled in the container's network namespace "
+                                     f"(net.ipv6.conf.{ifname}.disable_ipv6=1): cannot add "
+                                     f"{cidr6}")
+            _check(res[:must], what[:must])
+            _check(res[must:], what[must:], ok=(errno.EEXIST,))
         finally:
             c.close()
     except BaseException as exc:
@@ -429,6 +457,18 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
             raise NetlinkFailure(f"cannot configure {ifname} in {netns_path}: {exc}") from None
         raise
     return VethResult(host_ifname, ifname, mac)
+
+
+#: ifaddrmsg flag: no duplicate address detection (the address is usable at once)
+IFA_F_NODAD = 0x02
+
+
+def _default_route(family: int, gateway: str, oif: int) -> rtmsg:
+    rt = rtmsg()
+    rt["family"], rt["dst_len"], rt["table"] = family, 0, 254
+    rt["proto"], rt["scope"], rt["type"] = 4, 0, 1  # static, universe, unicast
+    rt["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
+    return rt
 
 
 def _hairpin_msg(ifname: str, on: bool) -> tuple[ifinfmsg, int, int]:

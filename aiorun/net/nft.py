@@ -41,6 +41,7 @@ from typing import Callable, Iterable
 import anyio
 
 from aiorun.errors import AiorunError, Unavailable
+from aiorun.net.nft6 import transaction6
 
 DEFAULT_TABLE = "aiorun"
 
@@ -55,6 +56,8 @@ class NftBridge:
     subnet: str
     internal: bool = False
     dns: str = ""          # gateway address of the network's DNS server ("" = none)
+    subnet6: str = ""      # IPv6 subnet ("" = IPv4 only); rendered by aiorun.net.nft6
+    nat6: bool = True      # masquerade the IPv6 subnet on the way out
 
 
 @dataclass(frozen=True, order=True)
@@ -64,6 +67,7 @@ class NftPort:
     host_ip: str           # "" = every local address
     container_ip: str
     container_port: int
+    container_ip6: str = ""  # the endpoint's IPv6 address (DNAT in the ip6 table)
 
 
 def _q(name: str) -> str:
@@ -93,6 +97,8 @@ def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPo
             "\t}",
             "\tchain published {"]
     for p in pts:
+        if ":" in p.host_ip:
+            continue  # published on one IPv6 address: the ip6 table's (aiorun.net.nft6)
         match = f"ip daddr {ipaddress.IPv4Address(p.host_ip)} " if p.host_ip else ""
         cip = ipaddress.IPv4Address(p.container_ip)
         out.append(f"\t\t{match}{p.protocol} dport {int(p.host_port)} "
@@ -126,12 +132,14 @@ def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPo
 
 def render_transaction(table: str, bridges: Iterable[NftBridge],
                        ports: Iterable[NftPort]) -> str:
-    """The ``nft -f`` input replacing our table atomically; just removal when no bridges."""
-    brs = list(bridges)
+    """The ``nft -f`` input replacing our tables (``ip`` and ``ip6``, see
+    :mod:`aiorun.net.nft6`) atomically; just their removal when no bridges."""
+    brs, pts = list(bridges), list(ports)
     head = f"table ip {table}\ndelete table ip {table}\n"
+    v6 = transaction6(table, brs, pts)
     if not brs:
-        return head
-    return head + render_table(table, brs, ports)
+        return head + v6
+    return head + render_table(table, brs, pts) + v6
 
 
 class _LibNft:
@@ -206,7 +214,7 @@ async def run_nft(text: str, lib: "_LibNft | None" = None) -> None:
 
 
 async def delete_table(table: str) -> None:
-    await run_nft(f"table ip {table}\ndelete table ip {table}\n")
+    await run_nft(f"table ip {table}\ndelete table ip {table}\n" + transaction6(table, [], []))
 
 
 async def table_exists(table: str) -> bool:

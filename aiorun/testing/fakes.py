@@ -197,7 +197,7 @@ class FakeNetworks:
                      port_bindings: dict[str, Any] | None = None, publish_all: bool = False,
                      exposed_ports: Iterable[str] | dict[str, Any] | None = None,
                      aliases: Iterable[str] = (), ip_address: str = "",
-                     mac_address: str = "") -> dict[str, Any]:
+                     mac_address: str = "", ipv6_address: str = "") -> dict[str, Any]:
         if self.fail:
             raise Conflict("port is already allocated")
         self.attached.add(container_id)
@@ -231,7 +231,8 @@ class FakeNetworks:
     async def create(self, name: str, driver: str = "bridge", *, subnet: str = "",
                      gateway: str = "", options: dict[str, str] | None = None,
                      labels: dict[str, str] | None = None, internal: bool = False,
-                     attachable: bool = False) -> dict[str, Any]:
+                     attachable: bool = False, enable_ipv6: bool = False,
+                     subnet6: str = "", gateway6: str = "") -> dict[str, Any]:
         raise NotImplementedError("FakeNetworks has only the containers' side")
 
     async def remove(self, ref: str) -> None:
@@ -247,7 +248,8 @@ class FakeNetworks:
         return []
 
     async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
-                      ip_address: str = "") -> None:
+                      ip_address: str = "", ipv6_address: str = "",
+                      mac_address: str = "") -> None:
         raise NotFound(f"network {ref} not found")
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:

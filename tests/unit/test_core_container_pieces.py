@@ -196,3 +196,54 @@ def test_summary_and_inspect_shapes():
 def test_command_line():
     assert views.command_line("sh", []) == "sh"
     assert views.command_line("sh", ["-c", "a b"]) == "sh -c 'a b'"
+
+
+@pytest.mark.parametrize("args,kw,tail", [
+    (("h", "10.0.0.2", [("10.0.0.3", "peer"), ("fd00::3", "peer")], []), {"ip6": "fd00::2"},
+     "10.0.0.2\th\nfd00::2\th\n10.0.0.3\tpeer\nfd00::3\tpeer\n"),
+    (("h", "10.0.0.2", [], ["gw:host-gateway", "db=10.1.1.1", "v6:[fd00::9]",
+                            "v6b=fd00::a"]), {"host_gateway": "10.0.0.1"},
+     "10.0.0.2\th\n10.0.0.1\tgw\n10.1.1.1\tdb\nfd00::9\tv6\nfd00::a\tv6b\n"),
+    (("h", "", [], ["gw:host-gateway"]), {}, ""),          # gateway not known yet: later
+])
+def test_hosts_text_v6_and_add_host_forms(args, kw, tail):
+    assert etc_files.hosts_text(*args, **kw) == etc_files.HOSTS_HEAD + tail
+
+
+@pytest.mark.parametrize("entry,err", [
+    ("nocolon", "bad format for add-host"),
+    (":10.0.0.1", "bad format for add-host"),
+    ("db:notanip", "invalid IP address in add-host: 'notanip'"),
+    ("db:10.0.0.300", "invalid IP address in add-host"),
+])
+def test_extra_host_bad_input(entry, err):
+    with pytest.raises(InvalidArgument, match=err):
+        etc_files.check_extra_hosts([entry])
+
+
+def test_host_gateway_needs_a_network():
+    etc_files.check_extra_hosts(["gw:host-gateway"], "bridge")
+    with pytest.raises(InvalidArgument, match="network mode none has no host gateway"):
+        etc_files.check_extra_hosts(["gw:host-gateway"], "none")
+
+
+HOST_RESOLV = "search lan corp\nnameserver 10.0.0.1\noptions edns0\n"
+
+
+@pytest.mark.parametrize("dns,search,options,want", [
+    ([], [], [], HOST_RESOLV),
+    (["1.1.1.1"], [], [], "nameserver 1.1.1.1\nsearch lan corp\noptions edns0\n"),
+    ([], ["a.example", "b.example"], [],
+     "nameserver 10.0.0.1\noptions edns0\nsearch a.example b.example\n"),
+    ([], ["."], [], "nameserver 10.0.0.1\noptions edns0\n"),
+    ([], [], ["ndots:2", "timeout:1"], "search lan corp\nnameserver 10.0.0.1\n"
+                                       "options ndots:2 timeout:1\n"),
+    (["fd00::53"], ["x"], ["ndots:0"], "nameserver fd00::53\nsearch x\noptions ndots:0\n"),
+])
+def test_resolv_conf_search_and_options(dns, search, options, want):
+    assert etc_files.resolv_conf_text(dns, HOST_RESOLV, search, options) == want
+
+
+def test_resolv_conf_bad_dns():
+    with pytest.raises(InvalidArgument, match="nope is not an ip address"):
+        etc_files.resolv_conf_text(["nope"], "")

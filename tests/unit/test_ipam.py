@@ -64,7 +64,8 @@ def test_pool_requested_ip():
         pool.allocate("b", "10.9.0.50")
     with pytest.raises(Conflict, match="gateway"):
         pool.allocate("b", "10.9.0.1")
-    with pytest.raises(InvalidArgument, match="not a host address"):
+    with pytest.raises(InvalidArgument, match="no configured subnet or ip-range contain the IP "
+                                              "address 10.9.1.5"):
         pool.allocate("b", "10.9.1.5")
     with pytest.raises(InvalidArgument, match="not a host address"):
         Pool("10.9.0.0/24", "10.9.0.255")

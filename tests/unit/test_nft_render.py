@@ -64,7 +64,8 @@ def test_transaction_replaces_or_removes_only_our_table():
     t = render_transaction("aiorun_x", BRIDGES, PORTS)
     assert t.startswith("table ip aiorun_x\ndelete table ip aiorun_x\ntable ip aiorun_x {")
     assert render_transaction("aiorun_x", [], PORTS) == \
-        "table ip aiorun_x\ndelete table ip aiorun_x\n"
+        "table ip aiorun_x\ndelete table ip aiorun_x\n" \
+        "table ip6 aiorun_x\ndelete table ip6 aiorun_x\n"
 
 
 def test_refuses_odd_names_and_addresses():

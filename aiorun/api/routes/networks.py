@@ -4,7 +4,8 @@
 ``POST /networks/create`` → 201 ``{"Id", "Warning"}``; ``DELETE /networks/{id}`` → 204
 (403 for the predefined networks or with active endpoints);
 ``POST /networks/{id}/connect`` ``{"Container", "EndpointConfig": {"Aliases",
-"IPAMConfig": {"IPv4Address"}}}``; ``POST /networks/{id}/disconnect`` ``{"Container",
+"IPAMConfig": {"IPv4Address", "IPv6Address"}, "MacAddress"}}``;
+``POST /networks/{id}/disconnect`` ``{"Container",
 "Force"}``; ``POST /networks/prune?filters=`` → ``{"NetworksDeleted": [...]}``.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiorun.api.http import Request, Router, json_response
+from aiorun.engine.networks.ipv6 import split_ipam_configs
 from aiorun.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -32,15 +34,11 @@ async def create_network(req: Request, engine: Engine):
     if not isinstance(body, dict):
         raise InvalidArgument("network create body must be a JSON object")
     ipam = body.get("IPAM") or {}
-    configs = ipam.get("Config") or []
-    if len(configs) > 1:
-        raise InvalidArgument("only one IPAM config (one IPv4 subnet) is supported")
-    cfg = configs[0] if configs else {}
-    if body.get("EnableIPv6"):
-        raise InvalidArgument("IPv6 networks are not supported")
+    enable_ipv6 = bool(body.get("EnableIPv6"))
+    nets = split_ipam_configs(list(ipam.get("Config") or []), enable_ipv6)
     res = await engine.networks.create(
         str(body.get("Name") or ""), str(body.get("Driver") or "bridge"),
-        subnet=str(cfg.get("Subnet") or ""), gateway=str(cfg.get("Gateway") or ""),
+        enable_ipv6=enable_ipv6, **nets,
         options={str(k): str(v) for k, v in (body.get("Options") or {}).items()},
         labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
         internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")))
@@ -72,7 +70,9 @@ async def connect_network(req: Request, engine: Engine):
     ep = body.get("EndpointConfig") or {}
     ipam = ep.get("IPAMConfig") or {}
     await engine.networks.connect(req.params["id"], container, aliases=ep.get("Aliases") or [],
-                              ip_address=str(ipam.get("IPv4Address") or ""))
+                                  ip_address=str(ipam.get("IPv4Address") or ""),
+                                  ipv6_address=str(ipam.get("IPv6Address") or ""),
+                                  mac_address=str(ep.get("MacAddress") or ""))
     return json_response("OK")
 
 

@@ -18,6 +18,7 @@ from aiorun.core import spec as cspec
 from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
+from aiorun.engine.containers.network import pin_joined_container
 from aiorun.errors import InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger("aiorun.containers")
@@ -59,6 +60,7 @@ class CreateRoom(RoomBase):
         cid = secrets.token_hex(32)
         spec = cspec.merge(body, image.config, container_id=cid, image_ref=ref)
         validate_mounts_and_ports(spec)
+        pin_joined_container(spec.host_config, self.get)
         if not name:
             name = cspec.random_name(self._names)
         self._check_name_free(name)

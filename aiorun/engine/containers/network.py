@@ -12,6 +12,7 @@ since it involves no network at all.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiorun.core import state as st
@@ -19,7 +20,7 @@ from aiorun.core.container_views import default_network_settings, planned_networ
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import Container
 from aiorun.engine.networks.plan import NetworkPlan
-from aiorun.errors import Conflict
+from aiorun.errors import AiorunError, Conflict, NotFound
 
 log = logging.getLogger("aiorun.containers")
 
@@ -35,6 +36,20 @@ def network_mode(host_config: dict[str, Any]) -> str:
 def joined_container(mode: str) -> str | None:
     """``container:<ref>`` → ``ref``; None for other modes."""
     return mode.partition(":")[2] if mode.startswith(CONTAINER_PREFIX) else None
+
+
+def pin_joined_container(host_config: dict[str, Any],
+                         get: Callable[[str], Container]) -> None:
+    """At create: ``container:<name or short id>`` → ``container:<full id>``, so a later
+    rename of the owner changes nothing. An unknown ref is left as given: like Docker, the
+    start then fails with ``No such container`` (a 404 at create would make the docker CLI
+    think the image is missing and try to pull it)."""
+    ref = joined_container(network_mode(host_config))
+    if ref is not None:
+        try:
+            host_config["NetworkMode"] = CONTAINER_PREFIX + get(ref).id
+        except NotFound:
+            pass
 
 
 def runtime_namespace(plan: NetworkPlan, joined_pid: int = 0) -> str:
@@ -57,14 +72,16 @@ def unattached_settings(plan: NetworkPlan) -> dict[str, Any]:
 
 def endpoint_options(networking_config: dict[str, Any], mode: str) -> dict[str, Any]:
     """``NetworkingConfig.EndpointsConfig[mode]`` → ``NetworkManager.attach``'s aliases,
-    static IP and MAC keyword arguments."""
+    static IPv4/IPv6 address and MAC keyword arguments."""
     ep = ((networking_config or {}).get("EndpointsConfig") or {}).get(mode) or {}
     opts: dict[str, Any] = {}
     if ep.get("Aliases"):
         opts["aliases"] = list(ep["Aliases"])
-    ip = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
-    if ip:
-        opts["ip_address"] = ip
+    ipam = ep.get("IPAMConfig") or {}
+    if ipam.get("IPv4Address"):
+        opts["ip_address"] = ipam["IPv4Address"]
+    if ipam.get("IPv6Address"):
+        opts["ipv6_address"] = ipam["IPv6Address"]
     if ep.get("MacAddress"):
         opts["mac_address"] = ep["MacAddress"]
     return opts
@@ -125,6 +142,29 @@ class NetworkRoom(RoomBase):
             await self.engine.networks.detach(cid)
         except Exception:
             log.exception("network detach of %s failed", cid)
+
+    def _etc_dir(self, c: Container) -> Path:
+        """Where the container's /etc/hosts, hostname and resolv.conf come from: its own
+        directory, or for ``container:<ref>`` the joined container's (as Docker: sharers
+        see the same files, kept current by the owner's network changes)."""
+        ref = joined_container(network_mode(c.host_config))
+        return self._dir(self.get(ref).id if ref is not None else c.id)
+
+    def _host_gateway(self, c: Container) -> str:
+        """What ``--add-host name:host-gateway`` resolves to: the host's address on the
+        container's (primary) network — its gateway; 127.0.0.1 with the host's network.
+        "" while not known (not attached yet)."""
+        plan = self._network_plan(c)
+        if plan.netns == "host":
+            return "127.0.0.1"
+        gw = str(c.network_settings.get("Gateway") or "")
+        ref = joined_container(network_mode(c.host_config))
+        if not gw and ref is not None:
+            try:
+                gw = str(self.get(ref).network_settings.get("Gateway") or "")
+            except AiorunError:
+                gw = ""
+        return gw
 
     def _hosts_peers(self, c: Container) -> list[tuple[str, str]]:
         """The other containers of its networks, for /etc/hosts."""

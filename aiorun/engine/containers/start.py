@@ -187,7 +187,7 @@ class StartRoom(NetworkRoom):
             **log_rotation(hc.get("LogConfig")))
 
     def _etc_mounts(self, c: Container) -> list[MountSpec]:
-        d = self._dir(c.id)
+        d = self._etc_dir(c)
         return [MountSpec(dest, "bind", str(d / src), ["rbind", "rprivate"])
                 for dest, src in ETC_FILES]
 
@@ -199,7 +199,9 @@ class StartRoom(NetworkRoom):
         d = self._dir(c.id)
         hostname = c.config.get("Hostname") or c.short_id
         hosts = etc_files.hosts_text(hostname, ip, self._hosts_peers(c) if ip else [],
-                                     c.host_config.get("ExtraHosts") or [])
+                                     c.host_config.get("ExtraHosts") or [],
+                                     ip6=c.network_settings.get("GlobalIPv6Address") or "",
+                                     host_gateway=self._host_gateway(c))
         rewrite_in_place(d / "hosts", hosts.encode())
         rewrite_in_place(d / "hostname", etc_files.hostname_text(hostname).encode())
         rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
@@ -214,7 +216,8 @@ class StartRoom(NetworkRoom):
                 host = Path("/etc/resolv.conf").read_text()
             except OSError:
                 pass
-        return etc_files.resolv_conf_text(dns, host)
+        return etc_files.resolv_conf_text(dns, host, c.host_config.get("DnsSearch") or [],
+                                          c.host_config.get("DnsOptions") or [])
 
     def _start_pump(self, c: Container) -> None:
         """Feed the process's output to ``c.hub`` until it ends (attach reads the hub)."""

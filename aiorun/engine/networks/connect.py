@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 from aiorun.drivers.network import EndpointRequest
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 
+from .ipv6 import check_static_ip
 from .records import Forbidden, Member
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,12 +57,14 @@ class Connections:
             cfg = await mgr._materialize(n, drv)
             ep = await drv.attach(cfg, EndpointRequest(
                 container_id=cid, netns_path=m.netns_path, hostname=m.hostname,
-                aliases=list(conn.get("aliases") or []), ip_address=conn.get("ip") or ""))
+                aliases=list(conn.get("aliases") or []), ip_address=conn.get("ip") or "",
+                ipv6_address=conn.get("ip6") or "", mac_address=conn.get("mac") or ""))
             m.endpoints.append(ep)
             m.aliases[cfg.id] = list(conn.get("aliases") or [])
 
     async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
-                      ip_address: str = "") -> None:
+                      ip_address: str = "", ipv6_address: str = "",
+                      mac_address: str = "") -> None:
         mgr = self.manager
         n = mgr.get(ref)
         cls = mgr._drivers.driver_class(n.config.driver)
@@ -70,6 +73,7 @@ class Connections:
                                   "together with other networks")
         cid, cname, netns = self._container(container)
         aliases = list(aliases)
+        check_static_ip(n.predefined, ip_address, ipv6_address, aliases)
         m = self.records.members.get(cid)
         recorded = any(c["network"] == n.config.id
                        for c in self.records.connected.get(cid, []))
@@ -88,14 +92,17 @@ class Connections:
             cfg = await mgr._materialize(n, drv)
             ep = await drv.attach(cfg, EndpointRequest(container_id=cid, netns_path=netns,
                                                        hostname="", aliases=aliases,
-                                                       ip_address=ip_address))
+                                                       ip_address=ip_address,
+                                                       ipv6_address=ipv6_address,
+                                                       mac_address=mac_address))
             if m is None:
                 m = Member(cid, cname, "", netns)
             m.endpoints.append(ep)
             m.aliases[cfg.id] = aliases
             self.records.save_member(m)
         self.records.connected.setdefault(cid, []).append(
-            {"network": n.config.id, "aliases": aliases, "ip": ip_address})
+            {"network": n.config.id, "aliases": aliases, "ip": ip_address,
+             "ip6": ipv6_address, "mac": mac_address})
         self.records.save_connected(cid)
         mgr._emit("connect", n, {"container": cid})
         if netns:
@@ -155,6 +162,10 @@ class Connections:
         if containers is None:
             raise InvalidArgument("the container manager is not running")
         c = containers.get(ref)
+        if str((c.host_config or {}).get("NetworkMode") or "").startswith("container:"):
+            # its namespace is another container's: an interface would land in the owner's
+            raise InvalidArgument("container sharing network namespace with another container "
+                                  "or host cannot be connected to any other network")
         netns = f"/proc/{c.state.pid}/ns/net" if c.state.running and c.state.pid else ""
         return c.id, str(c.name).lstrip("/"), netns
 

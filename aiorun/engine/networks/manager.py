@@ -47,6 +47,7 @@ from . import views
 from .connect import Connections
 from .drivers import DriverTable
 from .names import NameService
+from .ipv6 import check_ipv6_request, check_static_ip
 from .plan import SHARED_WITH_CONTAINER, NetworkPlan, plan_for
 from .records import (DEFAULT_DRIVER, DEFAULT_NETWORK, NAME_RE, PREDEFINED, Forbidden, Member,
                       Network, Records, now)
@@ -166,7 +167,8 @@ class NetworkManager:
             self.records.save_connected(cid)
         for nid, n in list(self.networks.items()):
             if n.predefined:
-                n.config = dataclasses.replace(n.config, subnet="", gateway="", options={})
+                n.config = dataclasses.replace(n.config, subnet="", gateway="", options={},
+                                               enable_ipv6=False, subnet6="", gateway6="")
                 self.records.save_network(n)
             else:
                 self.records.delete_network(nid)
@@ -223,7 +225,7 @@ class NetworkManager:
                      port_bindings: dict[str, Any] | None = None, publish_all: bool = False,
                      exposed_ports: Iterable[str] | dict[str, Any] | None = None,
                      aliases: Iterable[str] = (), ip_address: str = "",
-                     mac_address: str = "") -> dict[str, Any]:
+                     mac_address: str = "", ipv6_address: str = "") -> dict[str, Any]:
         """Connect a new container's namespace to its network (see the module docstring)."""
         mode = mode or DEFAULT_NETWORK
         name = name.lstrip("/")
@@ -232,6 +234,7 @@ class NetworkManager:
             # Shares another container's namespace: that container owns the endpoints.
             return self._settings(Member(container_id), netns_path, exposed)
         n = self._mode_network(mode)
+        check_static_ip(n.predefined, ip_address, ipv6_address, tuple(aliases))
         mappings = portmod.from_port_bindings(port_bindings)
         if publish_all:
             mappings += portmod.publish_all(exposed, mappings)
@@ -250,7 +253,8 @@ class NetworkManager:
         cfg = await self._materialize(n, drv)
         req = EndpointRequest(container_id=container_id, netns_path=netns_path,
                               hostname=hostname, aliases=list(aliases), ports=mappings,
-                              mac_address=mac_address, ip_address=ip_address)
+                              mac_address=mac_address, ip_address=ip_address,
+                              ipv6_address=ipv6_address)
         if not self._gc_done:
             self._gc_done = True
             self.connections.forget_removed_containers()
@@ -334,7 +338,8 @@ class NetworkManager:
     async def create(self, name: str, driver: str = DEFAULT_DRIVER, *, subnet: str = "",
                      gateway: str = "", options: dict[str, str] | None = None,
                      labels: dict[str, str] | None = None, internal: bool = False,
-                     attachable: bool = False) -> dict[str, Any]:
+                     attachable: bool = False, enable_ipv6: bool = False,
+                     subnet6: str = "", gateway6: str = "") -> dict[str, Any]:
         """``POST /networks/create``; returns ``{"Id": ..., "Warning": ""}``."""
         driver = driver or DEFAULT_DRIVER
         if not name or not NAME_RE.match(name):
@@ -349,9 +354,11 @@ class NetworkManager:
             drv = self._driver(driver)
             cfg = NetworkConfig(name=name, id=secrets.token_hex(32), driver=driver,
                                 subnet=subnet, gateway=gateway, options=dict(options or {}),
-                                internal=internal)
+                                internal=internal, enable_ipv6=enable_ipv6, subnet6=subnet6,
+                                gateway6=gateway6)
             if gateway and not subnet:
                 raise InvalidArgument("a gateway needs a subnet (--subnet)")
+            check_ipv6_request(cfg)
             cfg = await drv.create_network(cfg)
             fault_point("network.create")
             n = Network(cfg, now(), dict(labels or {}), attachable)
@@ -415,10 +422,12 @@ class NetworkManager:
 
     # -- `network connect` / `disconnect` (aiorun.engine.networks.connect) -------------------
     async def connect(self, ref: str, container: str, *, aliases: Iterable[str] = (),
-                      ip_address: str = "") -> None:
+                      ip_address: str = "", ipv6_address: str = "",
+                      mac_address: str = "") -> None:
         """``network connect``: join one more network now (running container) and at every
         later start (also for a container that is not running: it joins at its next start)."""
-        await self.connections.connect(ref, container, aliases=aliases, ip_address=ip_address)
+        await self.connections.connect(ref, container, aliases=aliases, ip_address=ip_address,
+                                       ipv6_address=ipv6_address, mac_address=mac_address)
 
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         await self.connections.disconnect(ref, container, force)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import anyio
 import anyio.abc
 
+from aiorun.drivers.network import Endpoint
 from aiorun.errors import AiorunError
 
 from .drivers import DriverTable
@@ -64,10 +65,14 @@ class NameService:
             for cid, peer, pep in self.records.peers(ep.network_id):
                 if cid == container_id:
                     continue
+                # the peer's IPv6 address too, when both ends are on the network with it
+                addrs = [pep.ip_address] + ([pep.ipv6_address]
+                                            if pep.ipv6_address and ep.ipv6_address else [])
                 for nm in [peer.name, *(peer.aliases.get(ep.network_id) or [])]:
-                    if nm and (pep.ip_address, nm) not in seen:
-                        seen.add((pep.ip_address, nm))
-                        out.append((pep.ip_address, nm))
+                    for addr in addrs:
+                        if nm and (addr, nm) not in seen:
+                            seen.add((addr, nm))
+                            out.append((addr, nm))
         return out
 
     async def refresh_hosts(self, net_id: str, gone: str = "") -> None:
@@ -85,10 +90,12 @@ class NameService:
         jobs = []
         for cid in cids:
             m = self.records.members.get(cid)
-            own = {e.ip_address for e in m.endpoints} if m else set()
-            subnets = [n.config.subnet] + [
-                networks[e.network_id].config.subnet for e in (m.endpoints if m else [])
+            own = {a for e in (m.endpoints if m else []) for a in (e.ip_address,
+                                                                   e.ipv6_address) if a}
+            user_nets = [n.config] + [
+                networks[e.network_id].config for e in (m.endpoints if m else [])
                 if e.network_id in networks and not networks[e.network_id].predefined]
+            subnets = [s for c in user_nets for s in (c.subnet, c.subnet6)]
             jobs.append((self.containers_dir / cid / "hosts", self.hosts_entries(cid), own,
                          [s for s in subnets if s]))
 
@@ -103,12 +110,19 @@ class NameService:
     # -- name servers ------------------------------------------------------------------------
     def dns_lookup(self, net_id: str, name: str) -> list[str]:
         """IPs of the container called ``name`` (name, alias or short id) on ``net_id``."""
+        return [ep.ip_address for ep in self._named(net_id, name)]
+
+    def dns_lookup6(self, net_id: str, name: str) -> list[str]:
+        """The IPv6 addresses (AAAA) of the container called ``name`` on ``net_id``."""
+        return [ep.ipv6_address for ep in self._named(net_id, name) if ep.ipv6_address]
+
+    def _named(self, net_id: str, name: str) -> list[Endpoint]:
         name = name.lower().rstrip(".")
         out = []
         for cid, m, ep in self.records.peers(net_id):
             names = {m.name.lower(), cid[:12], *(a.lower() for a in m.aliases.get(net_id, []))}
             if name in names:
-                out.append(ep.ip_address)
+                out.append(ep)
         return out
 
     async def start_dns(self, n: Network) -> None:

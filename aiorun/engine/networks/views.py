@@ -10,6 +10,7 @@ from aiorun.core import ports as portmod
 from aiorun.core.ports import PortMapping
 from aiorun.drivers.network import Endpoint
 
+from .ipv6 import endpoint_v6, ipam_config
 from .records import Member, Network
 
 
@@ -52,8 +53,7 @@ def network_settings(m: Member, netns_path: str, exposed: list[str],
             "MacAddress": ep.mac_address, "DriverOpts": None,
             "NetworkID": n.config.id, "EndpointID": endpoint_id(ep),
             "Gateway": ep.gateway, "IPAddress": ep.ip_address,
-            "IPPrefixLen": ep.prefix_len, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPPrefixLen": ep.prefix_len, **endpoint_v6(ep),
             "DNSNames": ([m.name] + (m.aliases.get(ep.network_id) or []) + [m.container_id[:12]])
             if (m.name and not n.predefined) else None,
         }
@@ -65,9 +65,8 @@ def network_settings(m: Member, netns_path: str, exposed: list[str],
         "Ports": portmod.to_network_ports(published, exposed) if m.endpoints else None,
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": endpoint_id(p) if p.ip_address else "",
-        "Gateway": p.gateway, "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "IPAddress": p.ip_address, "IPPrefixLen": p.prefix_len, "IPv6Gateway": "",
-        "MacAddress": p.mac_address, "Networks": nets,
+        "Gateway": p.gateway, "IPAddress": p.ip_address, "IPPrefixLen": p.prefix_len,
+        **endpoint_v6(p), "MacAddress": p.mac_address, "Networks": nets,
     }
 
 
@@ -82,11 +81,12 @@ def network_inspect(n: Network, members: list[Member], verbose: bool) -> dict[st
                     "Name": m.name, "EndpointID": endpoint_id(ep),
                     "MacAddress": ep.mac_address,
                     "IPv4Address": f"{ep.ip_address}/{ep.prefix_len}" if ep.ip_address else "",
-                    "IPv6Address": ""}
-    ipam_cfg = [{"Subnet": c.subnet, "Gateway": c.gateway}] if c.subnet else []
+                    "IPv6Address": f"{ep.ipv6_address}/{ep.ipv6_prefix_len}"
+                    if ep.ipv6_address else ""}
+    ipam_cfg = ipam_config(c)
     return {
         "Name": c.name, "Id": c.id, "Created": n.created, "Scope": "local",
-        "Driver": c.driver, "EnableIPv4": True, "EnableIPv6": False,
+        "Driver": c.driver, "EnableIPv4": True, "EnableIPv6": c.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": None, "Config": ipam_cfg},
         "Internal": c.internal, "Attachable": n.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,

@@ -8,7 +8,16 @@ Host state it makes, and how it recognises it again (also after a daemon restart
   ``reset``/``restore`` find exactly this daemon's links (our bridges and their ports);
 * the nftables table ``ip aiorun`` (re-rendered whole on every change, removed with the last
   network);
-* sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``.
+* sysctls ``net.ipv4.ip_forward=1`` and ``net.ipv4.conf.<bridge>.route_localnet=1``;
+  with an IPv6 network also ``net.ipv6.conf.all.forwarding=1`` and the bridge's v6 gateway
+  address (:mod:`aiorun.net.netlink6`), the ``ip6`` table (:mod:`aiorun.net.nft6`) and
+  ``[::1]`` listeners for published TCP ports (:mod:`aiorun.net.proxy6`).
+
+IPv6 (``network create --ipv6``; the default network with ``AIORUN_BRIDGE_IPV6_SUBNET``, the
+``fixed-cidr-v6`` of Docker's daemon): a second pool per network (``<net id>.ipam6.json``),
+an IPv6 address and default route for every endpoint, published ports DNAT'd over IPv6 too,
+and the subnet masqueraded on the way out unless the option
+``com.docker.network.bridge.gateway_mode_ipv6=routed`` asks for plain routing.
 
 Scopes: a daemon on the default state root (``/var/lib/aiorun``) uses the names above. A daemon
 on any other root (tests, several daemons side by side) derives a 4-hex scope from its state
@@ -45,10 +54,14 @@ from aiorun.net.ipam import Pool, choose_subnet, mac_for
 from aiorun.net.firewall import FwBridge
 from aiorun.net.firewall_apply import Firewall
 from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reason
+from aiorun.net.proxy6 import LoopbackProxies
+
+from . import ipv6 as v6side
 
 log = logging.getLogger("aiorun.network.bridge")
 
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+GATEWAY_MODE6_OPT = "com.docker.network.bridge.gateway_mode_ipv6"
 DEFAULT_NETWORK = "bridge"
 
 
@@ -64,6 +77,11 @@ class _Net:
     ifindex: int = 0
     dns: bool = False
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id → endpoint
+    pool6: Pool | None = None      # IPv6 networks only
+
+    @property
+    def nat6(self) -> bool:
+        return self.config.options.get(GATEWAY_MODE6_OPT, "nat") != "routed"
 
 
 class BridgeDriver(NetworkDriver):
@@ -81,6 +99,9 @@ class BridgeDriver(NetworkDriver):
         self.default_bridge = os.environ.get("AIORUN_BRIDGE") or (
             "aiorun0" if default_scope else f"aior{self.scope}0")
         self.default_subnet = os.environ.get("AIORUN_BRIDGE_SUBNET", "")
+        #: the default network's IPv6 subnet (Docker's fixed-cidr-v6); "" = IPv4 only
+        self.default_subnet6 = os.environ.get("AIORUN_BRIDGE_IPV6_SUBNET", "")
+        self._proxies = LoopbackProxies()
         self._nets: dict[str, _Net] = {}
         self._ports = PortRegistry()
         self._create_lock = anyio.Lock()
@@ -111,11 +132,13 @@ class BridgeDriver(NetworkDriver):
         bridges, ports = [], []
         for n in self._nets.values():
             bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal,
-                                     str(n.pool.gateway) if n.dns else ""))
+                                     str(n.pool.gateway) if n.dns else "",
+                                     subnet6=str(n.pool6.subnet) if n.pool6 else "",
+                                     nat6=n.nat6))
             for ep in n.endpoints.values():
                 for p in ep.ports:
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
-                                         p.container_port))
+                                         p.container_port, container_ip6=ep.ipv6_address))
         return bridges, ports
 
     def _fw_bridges(self) -> list[FwBridge]:
@@ -148,6 +171,15 @@ class BridgeDriver(NetworkDriver):
     def _pool_path(self, net_id: str) -> Path:
         return self.state_dir / f"{net_id}.ipam.json"
 
+    def _pool6_path(self, net_id: str) -> Path:
+        return self.state_dir / f"{net_id}.ipam6.json"
+
+    def _wants_ipv6(self, net: NetworkConfig) -> tuple[bool, str]:
+        """(IPv6 on?, requested v6 subnet) — the default network's come from the daemon."""
+        if net.name == DEFAULT_NETWORK and self.default_subnet6 and not net.subnet6:
+            return True, self.default_subnet6
+        return net.enable_ipv6, net.subnet6
+
     def _subnet_lock(self) -> int:
         # Several daemons (tests, side-by-side roots) may pick subnets at the same moment;
         # a host-wide lock makes "choose a free subnet, then create the bridge" atomic.
@@ -156,7 +188,8 @@ class BridgeDriver(NetworkDriver):
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    def _create_sync(self, net: NetworkConfig, bridge: str) -> tuple[str, str, int]:
+    def _create_sync(self, net: NetworkConfig,
+                     bridge: str) -> tuple[str, str, int, tuple[str, str] | None]:
         fd = self._subnet_lock()
         try:
             exists = nl.link_index(bridge) is not None
@@ -177,10 +210,21 @@ class BridgeDriver(NetworkDriver):
             if ipaddress.IPv4Address(gateway) not in subnet:
                 raise InvalidArgument(f"gateway {gateway} is not inside subnet {subnet}")
             idx = nl.ensure_bridge(bridge, f"{gateway}/{subnet.prefixlen}", self.alias)
+            v6 = None
+            wants6, requested6 = self._wants_ipv6(net)
+            if wants6:
+                try:
+                    v6 = v6side.setup_v6_sync(net, requested6, bridge, idx, exists,
+                                              [n.pool6.subnet for n in self._nets.values()
+                                               if n.pool6 is not None], seed=self.alias)
+                except BaseException:
+                    if not exists:
+                        nl.delete_link(bridge)
+                    raise
             if not self._forwarding:
                 nl.set_sysctl("net/ipv4/ip_forward", "1")
                 self._forwarding = True
-            return str(subnet), gateway, idx
+            return str(subnet), gateway, idx, v6
         finally:
             os.close(fd)
 
@@ -192,13 +236,17 @@ class BridgeDriver(NetworkDriver):
             bridge = self.bridge_name(net)
             if any(n.bridge == bridge for n in self._nets.values()):
                 raise InvalidArgument(f"bridge {bridge} is already used by another network")
-            subnet, gateway, idx = await nl.run(self._create_sync, net, bridge)
+            subnet, gateway, idx, v6 = await nl.run(self._create_sync, net, bridge)
             try:
                 pool = Pool.load_or_create(self._pool_path(net.id), subnet, gateway)
                 # Options stay what the user set: the bridge name is derived again from the
                 # network's id (docker-compose recreates a network whose Options changed)
                 cfg = replace(net, subnet=subnet, gateway=gateway)
-                self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx)
+                pool6 = None
+                if v6 is not None:
+                    cfg = replace(cfg, enable_ipv6=True, subnet6=v6[0], gateway6=v6[1])
+                    pool6 = Pool.load_or_create(self._pool6_path(net.id), v6[0], v6[1])
+                self._nets[net.id] = _Net(cfg, bridge, pool, ifindex=idx, pool6=pool6)
                 await self.nft.sync()
                 await self._fw_sync(strict=True)
             except BaseException:
@@ -218,16 +266,15 @@ class BridgeDriver(NetworkDriver):
             if n is not None:
                 for ep in list(n.endpoints.values()):
                     self._ports.release(f"{net.id}/{ep.container_id}")
+                    self._proxies.close(f"{net.id}/{ep.container_id}")
                     await nl.run(nl.delete_link, ep.data.get("host_ifname", ""))
             # only a bridge carrying our alias (never a foreign link that has the name)
             if bridge in await nl.run(nl.links_with_alias, self.alias):
                 await nl.run(nl.delete_link, bridge)
             await self.nft.sync()
             await self._fw_sync()
-            try:
-                self._pool_path(net.id).unlink()
-            except FileNotFoundError:
-                pass
+            self._pool_path(net.id).unlink(missing_ok=True)
+            self._pool6_path(net.id).unlink(missing_ok=True)
 
     # -- endpoints ---------------------------------------------------------------------------
     async def attach(self, net: NetworkConfig, req: EndpointRequest) -> Endpoint:
@@ -241,23 +288,32 @@ class BridgeDriver(NetworkDriver):
                                   f"{net.name}")
         owner = f"{net.id}/{cid}"
         ports: list[PortMapping] = []
-        ip = ""
+        ip = ip6 = ""
+        v6side.check_request(net, req, n.pool6 is not None)
         host_if = self.veth_name(net.id, cid)
         wired = False
         try:
             # Ports first: the cheapest thing to refuse, and nothing to undo on host state.
             ports = self._ports.reserve(owner, list(req.ports), self.port_owner)
             ip = n.pool.allocate(cid, req.ip_address, save=False)
+            if n.pool6 is not None:
+                ip6 = n.pool6.allocate(cid, req.ipv6_address, save=False)
             mac = req.mac_address or mac_for(ip)
             await nl.run(nl.attach_veth, bridge=n.ifindex or n.bridge, host_ifname=host_if,
                          netns_path=req.netns_path, cidr=f"{ip}/{n.pool.prefix_len}",
                          gateway=str(n.pool.gateway), mac=mac,
-                         default_route=not net.internal)
+                         default_route=not net.internal,
+                         cidr6=f"{ip6}/{n.pool6.prefix_len}" if n.pool6 and ip6 else "",
+                         gateway6=str(n.pool6.gateway) if n.pool6 else "")
             wired = True
             ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
                           prefix_len=n.pool.prefix_len, gateway=str(n.pool.gateway),
                           mac_address=mac, ports=ports,
-                          data={"host_ifname": host_if, "bridge": n.bridge})
+                          data={"host_ifname": host_if, "bridge": n.bridge},
+                          ipv6_address=ip6,
+                          ipv6_prefix_len=n.pool6.prefix_len if n.pool6 else 0,
+                          ipv6_gateway=str(n.pool6.gateway) if n.pool6 else "")
+            v6side.open_proxies(self._proxies, owner, ep)
             n.endpoints[cid] = ep
             if ports:
                 await self.nft.sync()
@@ -266,8 +322,11 @@ class BridgeDriver(NetworkDriver):
             with anyio.CancelScope(shield=True):
                 had = n.endpoints.pop(cid, None)
                 self._ports.release(owner)
+                self._proxies.close(owner)
                 if ip:
                     n.pool.release(ip, cid, save=False)
+                if ip6 and n.pool6 is not None:
+                    n.pool6.release(ip6, cid, save=False)
                 if wired:
                     await nl.run(nl.delete_link, host_if)
                 if had is not None and ports:
@@ -281,6 +340,7 @@ class BridgeDriver(NetworkDriver):
         n = self._nets.get(net.id)
         cid = ep.container_id
         self._ports.release(f"{net.id}/{cid}")
+        self._proxies.close(f"{net.id}/{cid}")
         with anyio.CancelScope(shield=True):
             had = n.endpoints.pop(cid, None) if n else None
             if had is not None and had.ports:
@@ -289,6 +349,8 @@ class BridgeDriver(NetworkDriver):
             await nl.run(nl.delete_link, host_if)
             if n is not None and ep.ip_address:
                 n.pool.release(ep.ip_address, cid, save=False)
+            if n is not None and n.pool6 is not None and ep.ipv6_address:
+                n.pool6.release(ep.ipv6_address, cid, save=False)
 
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Re-adopt networks and the endpoints whose veth still exists; drop the rest.
@@ -312,7 +374,17 @@ class BridgeDriver(NetworkDriver):
                 log.error("network %s not restored: %s", net.name, exc.message)
                 continue
             pool = Pool.load_or_create(self._pool_path(net.id), net.subnet, net.gateway)
-            self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx)
+            pool6 = None
+            if net.name == DEFAULT_NETWORK and self.default_subnet6 and \
+                    net.subnet6 != v6side.canonical(self.default_subnet6):
+                log.warning("AIORUN_BRIDGE_IPV6_SUBNET=%s is not the default network's IPv6 "
+                            "subnet (%s): it applies once the network is re-made (aiorun "
+                            "system reset)", self.default_subnet6, net.subnet6 or "none")
+            if net.enable_ipv6 and net.subnet6:
+                await nl.run(v6side.restore_v6_sync, net, bridge, idx)
+                pool6 = Pool.load_or_create(self._pool6_path(net.id), net.subnet6,
+                                            net.gateway6)
+            self._nets[net.id] = _Net(net, bridge, pool, ifindex=idx, pool6=pool6)
             our_bridges.discard(bridge)
         live_links: set[str] = set()
         for n in self._nets.values():
@@ -325,6 +397,7 @@ class BridgeDriver(NetworkDriver):
             by_net.setdefault(ep.network_id, []).append(ep)
         for net_id, n in self._nets.items():
             keep: dict[str, str] = {}
+            keep6: dict[str, str] = {}
             for ep in by_net.get(net_id, []):
                 host_if = ep.data.get("host_ifname", "")
                 if host_if in live_links:
@@ -334,10 +407,20 @@ class BridgeDriver(NetworkDriver):
                         self._ports.add(Claim(p.protocol, p.host_ip, p.host_port,
                                               f"{net_id}/{ep.container_id}"))
                     keep[ep.ip_address] = ep.container_id
+                    if ep.ipv6_address:
+                        keep6[ep.ipv6_address] = ep.container_id
+                    try:
+                        v6side.open_proxies(self._proxies, f"{net_id}/{ep.container_id}", ep)
+                    except AiorunError as exc:
+                        log.error("container %s: [::1] ports not restored: %s",
+                                  ep.container_id[:12], exc.message)
             # The engine's endpoint records are the durable truth for allocations; the pool
             # file only carries the subnet and the next-fit cursor between restarts.
             n.pool.allocations = {ip: cid for ip, cid in keep.items()}
             n.pool.save()
+            if n.pool6 is not None:
+                n.pool6.allocations = keep6
+                n.pool6.save()
         for name in live_links:  # a port of our bridge that no endpoint explains
             await nl.run(nl.delete_link, name)
         for name in our_bridges:  # a bridge of ours whose network is gone
@@ -358,10 +441,12 @@ class BridgeDriver(NetworkDriver):
                 await nl.run(nl.delete_link, name)
             self._nets.clear()
             self._ports = PortRegistry()
+            self._proxies.close_all()
             await self.nft.sync()
             await self._fw_sync()
-            for p in self.state_dir.glob("*.ipam.json"):
-                p.unlink(missing_ok=True)
+            for pattern in ("*.ipam.json", "*.ipam6.json"):
+                for p in self.state_dir.glob(pattern):
+                    p.unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Daemon stop. With endpoints alive, keep everything (running containers keep their
@@ -369,6 +454,9 @@ class BridgeDriver(NetworkDriver):
         host state; network configs and pools stay, and ``restore`` re-creates the bridges."""
         for n in self._nets.values():
             n.pool.save()
+            if n.pool6 is not None:
+                n.pool6.save()
+        self._proxies.close_all()
         if any(n.endpoints for n in self._nets.values()):
             return
         with anyio.CancelScope(shield=True):
@@ -395,4 +483,5 @@ class BridgeDriver(NetworkDriver):
         if n is None:
             return None
         return {"bridge": n.bridge, "subnet": str(n.pool.subnet), "gateway": str(n.pool.gateway),
+                "subnet6": str(n.pool6.subnet) if n.pool6 else "",
                 "endpoints": {cid: ep.ip_address for cid, ep in n.endpoints.items()}}
