@@ -5,6 +5,7 @@ ROUTE_MODULES = [
     "aiorun.api.routes.images",
     "aiorun.api.routes.pull",
     "aiorun.api.routes.containers",
+    "aiorun.api.routes.archive",
     "aiorun.api.routes.exec",
     "aiorun.api.routes.networks",
     "aiorun.api.routes.volumes",

@@ -1,0 +1,511 @@
+"""``docker cp``: stat, read (tar) and write (untar) paths of a container, running or not.
+
+The Docker API (``HEAD``/``GET``/``PUT /containers/{id}/archive``) and its semantics:
+
+* ``HEAD``/``GET`` resolve the parent of ``path`` in the container's scope and keep the last
+  component as it is (a symlink is reported and archived as a link) unless ``path`` ends
+  with ``/`` or ``/.``. The ``X-Docker-Container-Path-Stat`` header is base64 JSON
+  ``{name, size, mode (Go os.FileMode), mtime (RFC 3339), linkTarget}``; ``linkTarget`` is
+  where the link leads, resolved inside the container. The tar's top entry is named after
+  the last component of ``path`` (``.`` for ``dir/.``: ``./``, ``./file``...).
+* ``PUT`` extracts a tar into ``path``, which must be an existing directory (the last link
+  followed, in scope). Extraction never writes through a symlink (see
+  :func:`aiorun.images.layers.extract_tar`); ``..`` entries are refused. With
+  ``noOverwriteDirNonDir`` a directory never replaces a non-directory or the reverse; with
+  ``copyUIDGID`` every entry is owned by the container's user (``Config.User``), else the
+  tar's numeric owners are kept. A read-only rootfs (or read-only volume) answers 403.
+
+Volumes and bind mounts are laid over the rootfs as in the container (:mod:`.fsview`), on
+stopped containers too (their rootfs is mounted for the duration, under the container's
+lock, so a start waits). A tar that would cross a mount point below the destination is
+refused rather than written under the mount.
+
+Functions take the :class:`ContainerManager` (routes call them; they are not a room).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+import tarfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO, Callable
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from aiorun.core.timefmt import rfc3339nano
+from aiorun.engine.containers.fsview import FsView, Mount, Resolved
+from aiorun.errors import AiorunError, InvalidArgument, NotFound, Unavailable
+from aiorun.images.layers import clean_name, extract_tar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.engine.containers import ContainerManager
+    from aiorun.engine.containers.records import Container
+
+#: Docker's header carrying the stat of the path.
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+_ETC = (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"),
+        ("/etc/resolv.conf", "resolv.conf"))
+CHUNK = 1 << 16
+
+
+class Forbidden(AiorunError):
+    status = 403
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+def go_file_mode(st_mode: int) -> int:
+    """A stat mode as Go's ``os.FileMode`` (the docker CLI decodes the header with it)."""
+    m = st_mode & 0o777
+    kind = stat.S_IFMT(st_mode)
+    m |= {stat.S_IFDIR: 1 << 31, stat.S_IFLNK: 1 << 27, stat.S_IFIFO: 1 << 25,
+          stat.S_IFSOCK: 1 << 24, stat.S_IFBLK: 1 << 26,
+          stat.S_IFCHR: (1 << 26) | (1 << 21)}.get(kind, 0)
+    if st_mode & stat.S_ISUID:
+        m |= 1 << 23
+    if st_mode & stat.S_ISGID:
+        m |= 1 << 22
+    if st_mode & stat.S_ISVTX:
+        m |= 1 << 20
+    return m
+
+
+def stat_header(name: str, st: os.stat_result, link_target: str = "") -> str:
+    """The ``X-Docker-Container-Path-Stat`` value for ``st``."""
+    doc = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
+           "mtime": rfc3339nano(st.st_mtime_ns), "linkTarget": link_target}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def split_request_path(path: str) -> tuple[str, bool, str]:
+    """``(absolute path, follow the last component, archive base name)`` as Docker's
+    ``ResolvePath``: a trailing ``/`` or ``/.`` follows the last link; the base name is the
+    last component, ``.`` kept."""
+    if not path:
+        raise InvalidArgument("Path cannot be empty")
+    if "\0" in path:
+        raise InvalidArgument("path must not contain a NUL byte")
+    dot = path == "." or path.endswith("/.")
+    follow = path.endswith("/") or dot
+    norm = os.path.normpath("/" + path)
+    base = "." if dot else (os.path.basename(norm) or "/")
+    return norm, follow, base
+
+
+# --- the container's view ---------------------------------------------------------------
+
+def view_mounts(mgr: "ContainerManager", c: "Container") -> list[Mount]:
+    """The container's bind mounts and volumes (tmpfs have nothing on the host to read),
+    and the /etc files the daemon bind-mounts over the init layer's placeholders."""
+    out: list[Mount] = []
+    for m in c.mounts or []:
+        src, dest = m.get("Source") or "", m.get("Destination") or ""
+        if src and dest and m.get("Type") != "tmpfs" and os.path.exists(src):
+            out.append(Mount(os.path.normpath(dest), src, bool(m.get("RW", True))))
+    d = mgr._dir(c.id)
+    for dest, name in _ETC:
+        if (d / name).is_file() and not any(m.dest == dest for m in out):
+            out.append(Mount(dest, str(d / name), True))
+    return out
+
+
+@asynccontextmanager
+async def container_view(mgr: "ContainerManager", c: "Container") -> AsyncIterator[FsView]:
+    """The container's filesystem for the duration of the block: the running container's
+    mounted rootfs, or (stopped) its rootfs mounted now, under its lock, and unmounted after."""
+    storage = mgr.engine.storage
+    if storage is None:
+        raise Unavailable("no storage driver: container filesystems are not available")
+    if c.state.has_process and c.rootfs:
+        yield FsView(c.rootfs, view_mounts(mgr, c))
+        return
+    async with c.lock:
+        if c.state.has_process and c.rootfs:
+            yield FsView(c.rootfs, view_mounts(mgr, c))
+            return
+        await mgr._teardown_finished(c)
+        root = await anyio.to_thread.run_sync(storage.mount, c.id)
+        try:
+            yield FsView(str(root), view_mounts(mgr, c))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(storage.unmount, c.id)
+
+
+def _not_found(path: str, c: "Container") -> NotFound:
+    return NotFound(f"Could not find the file {path} in container {c.name.lstrip('/')}")
+
+
+def _stat(view: FsView, c: "Container", path: str) -> tuple[Resolved, os.stat_result, str]:
+    """(resolved, lstat, header) of the request path."""
+    norm, follow, base = split_request_path(path)
+    r = view.resolve(norm, follow_last=follow)
+    try:
+        st = view.lstat(r)
+    except (NotFound, FileNotFoundError, NotADirectoryError):
+        raise _not_found(path, c) from None
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        link = view.resolve(norm, follow_last=True).cpath
+    return r, st, stat_header(base, st, link)
+
+
+async def stat_path(mgr: "ContainerManager", ref: str, path: str) -> str:
+    """``HEAD /containers/{id}/archive``: the stat header of ``path``."""
+    c = mgr.get(ref)
+    async with container_view(mgr, c) as view:
+        _r, _st, header = await anyio.to_thread.run_sync(_stat, view, c, path)
+    return header
+
+
+async def get_archive(mgr: "ContainerManager", ref: str,
+                      path: str) -> tuple[str, AsyncIterator[bytes]]:
+    """``GET /containers/{id}/archive``: (stat header, tar stream). Errors about the path are
+    raised here, before any byte of the body."""
+    c = mgr.get(ref)
+    _, _, base = split_request_path(path)
+
+    async def produce() -> AsyncIterator[bytes]:
+        async with container_view(mgr, c) as view:
+            r, _st, header = await anyio.to_thread.run_sync(_stat, view, c, path)
+            yield header.encode()
+            mgr._emit("archive-path", c, {"path": path})
+            async for chunk in tar_stream(lambda out: write_tar(view, r, base, out)):
+                yield chunk
+
+    agen = produce()
+    header = (await agen.__anext__()).decode()
+    return header, agen
+
+
+async def tar_stream(write: Callable[[BinaryIO], None]) -> AsyncIterator[bytes]:
+    """Run ``write(fileobj)`` in a worker thread and yield what it writes, with
+    backpressure (the thread blocks while the client reads slowly)."""
+    send, recv = anyio.create_memory_object_stream[bytes](4)
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def write(self, b: bytes) -> int:
+            self.buf += b
+            if len(self.buf) >= CHUNK:
+                self.flush()
+            return len(b)
+
+        def flush(self) -> None:
+            if self.buf:
+                data, self.buf = bytes(self.buf), bytearray()
+                anyio.from_thread.run(send.send, data)
+
+    def work() -> None:
+        p = Pipe()
+        write(p)            # type: ignore[arg-type]
+        p.flush()
+
+    async def run() -> None:
+        async with send:
+            await anyio.to_thread.run_sync(work)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        async with recv:
+            async for chunk in recv:
+                yield chunk
+
+
+# --- writing a tar of a container path --------------------------------------------------
+
+class _Padded:
+    """Reads exactly ``size`` bytes from ``fd``: zeros if the file shrank meanwhile (a
+    running container may write to it), the rest ignored if it grew."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.left = fd, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = os.read(self.fd, n) if n else b""
+        if len(data) < n and not data:
+            data = b"\0" * n
+        self.left -= len(data)
+        return data
+
+
+def write_tar(view: FsView, r: Resolved, arcname: str, out: BinaryIO) -> None:
+    """Write resolved path ``r`` (and, for a directory, everything below it, mounts
+    included) as a PAX tar named ``arcname``; nothing is read through a symlink."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        links: dict[tuple[int, int], str] = {}
+        if not r.parts:     # a mount root (a volume, or a file bind-mounted)
+            st = os.stat(r.root)
+            if stat.S_ISDIR(st.st_mode):
+                fd = os.open(r.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    _add(tar, view, fd, None, st, r.cpath, arcname, links)
+                finally:
+                    os.close(fd)
+            else:
+                pfd = os.open(os.path.dirname(r.root), os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    _add(tar, view, pfd, os.path.basename(r.root), st, r.cpath, arcname, links)
+                finally:
+                    os.close(pfd)
+            return
+        parent = Resolved(r.cpath, r.root, r.parts[:-1], r.mount)
+        pfd = view.open_dir(parent)
+        try:
+            st = os.stat(r.parts[-1], dir_fd=pfd, follow_symlinks=False)
+            _add(tar, view, pfd, r.parts[-1], st, r.cpath, arcname, links)
+        finally:
+            os.close(pfd)
+
+
+def _add(tar: tarfile.TarFile, view: FsView, pfd: int, name: str | None, st: os.stat_result,
+         cpath: str, arc: str, links: dict[tuple[int, int], str]) -> None:
+    """Add one entry: ``name`` in directory ``pfd`` (or ``pfd`` itself when name is None)."""
+    ti = tarfile.TarInfo(arc)
+    ti.mode, ti.uid, ti.gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    ti.mtime = st.st_mtime
+    kind = stat.S_IFMT(st.st_mode)
+    if kind == stat.S_IFDIR:
+        ti.type = tarfile.DIRTYPE
+        ti.name = arc.rstrip("/") + "/"
+        tar.addfile(ti)
+        fd = pfd if name is None else os.open(name, os.O_RDONLY | os.O_DIRECTORY |
+                                              os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            for child in sorted(os.listdir(fd)):
+                ccpath = cpath.rstrip("/") + "/" + child
+                carc = f"{arc.rstrip('/')}/{child}"
+                if any(m.dest == ccpath for m in view.mounts):
+                    sub = view.locate([p for p in ccpath.split("/") if p])
+                    write_sub(tar, view, sub, carc, links)
+                    continue
+                try:
+                    cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue        # removed meanwhile (running container)
+                _add(tar, view, fd, child, cst, ccpath, carc, links)
+        finally:
+            if name is not None:
+                os.close(fd)
+        return
+    if kind == stat.S_IFSOCK:
+        return                      # as Docker's archiver: sockets are not archived
+    assert name is not None
+    if kind == stat.S_IFLNK:
+        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=pfd)
+    elif kind == stat.S_IFIFO:
+        ti.type = tarfile.FIFOTYPE
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+        ti.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif kind == stat.S_IFREG:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in links:
+            ti.type, ti.linkname = tarfile.LNKTYPE, links[key]
+            tar.addfile(ti)
+            return
+        links[key] = arc
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                return              # swapped meanwhile: skip it, never follow
+            ti.size = fst.st_size
+            tar.addfile(ti, _Padded(fd, fst.st_size))
+        finally:
+            os.close(fd)
+        return
+    tar.addfile(ti)
+
+
+def write_sub(tar: tarfile.TarFile, view: FsView, r: Resolved, arc: str,
+              links: dict[tuple[int, int], str]) -> None:
+    """A mount point met while walking a directory: its source's content under ``arc``."""
+    st = os.stat(r.root)
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.open(r.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _add(tar, view, fd, None, st, r.cpath, arc, links)
+        finally:
+            os.close(fd)
+    else:
+        pfd = os.open(os.path.dirname(r.root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _add(tar, view, pfd, os.path.basename(r.root), st, r.cpath, arc, links)
+        finally:
+            os.close(pfd)
+
+
+# --- extracting a tar into a container directory ----------------------------------------
+
+async def put_archive(mgr: "ContainerManager", ref: str, path: str, body: AsyncIterator[bytes],
+                      no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+    """``PUT /containers/{id}/archive``: extract the tar ``body`` into directory ``path``."""
+    c = mgr.get(ref)
+    if not path:
+        raise InvalidArgument("Path cannot be empty")
+    spool = mgr.engine.paths.tmp / f"aiorun-layer-cp-{secrets.token_hex(6)}"
+    try:
+        await _spool(body, spool)
+        async with container_view(mgr, c) as view:
+            await anyio.to_thread.run_sync(_extract, view, c, path, spool,
+                                           no_overwrite_dir_non_dir, copy_uid_gid)
+    finally:
+        for p in (spool, spool.with_suffix(".owned")):
+            p.unlink(missing_ok=True)
+    mgr._emit("extract-to-dir", c, {"path": path})
+
+
+async def _spool(body: AsyncIterator[bytes], path: Path) -> None:
+    f = await anyio.to_thread.run_sync(open, path, "wb")
+    try:
+        async for chunk in body:
+            await anyio.to_thread.run_sync(f.write, chunk)
+    finally:
+        await anyio.to_thread.run_sync(f.close)
+
+
+def _extract(view: FsView, c: "Container", path: str, spool: Path, no_overwrite: bool,
+             copy_owner: bool) -> None:
+    r = view.resolve(path, follow_last=True)
+    try:
+        st = view.lstat(r)
+    except (NotFound, FileNotFoundError, NotADirectoryError):
+        raise _not_found(path, c) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument("extraction point is not a directory")
+    if r.mount is None and c.host_config.get("ReadonlyRootfs"):
+        raise Forbidden("container rootfs is marked read-only")
+    if not r.writable:
+        raise Forbidden("mounted volume is marked read-only")
+    owner = user_ids(view, c) if copy_owner else None
+    src = _check_members(view, r, spool, no_overwrite, owner)
+    dfd = view.open_dir(r)
+    try:
+        with open(src, "rb") as f:
+            extract_tar(f, f"/proc/self/fd/{dfd}", whiteout=_no_whiteout, opaque=_no_opaque)
+    finally:
+        os.close(dfd)
+
+
+def _no_whiteout(_pfd: int, name: str) -> None:
+    raise InvalidArgument(f"cannot copy a whiteout entry (.wh.{name}) into a container")
+
+
+def _no_opaque(_dfd: int) -> None:
+    raise InvalidArgument("cannot copy an opaque-directory marker into a container")
+
+
+def _check_members(view: FsView, r: Resolved, spool: Path, no_overwrite: bool,
+                   owner: tuple[int, int] | None) -> Path:
+    """Check every entry before anything is written (escapes, mount crossings, dir/non-dir
+    overwrites); with ``owner``, write a copy owned by it. Returns the tar to extract."""
+    below = view.mounts_below(r.cpath)
+    out_path = spool.with_suffix(".owned")
+    try:
+        with tarfile.open(spool, "r:") as tin:
+            tout = tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) if owner else None
+            try:
+                for m in tin:
+                    try:
+                        rel = clean_name(m.name)
+                    except InvalidArgument:
+                        raise InvalidArgument(f"invalid tar entry {m.name!r}: it is outside "
+                                              f"of {r.cpath}") from None
+                    cpath = r.cpath.rstrip("/") + "/" + rel if rel else r.cpath
+                    for mnt in below:
+                        if cpath == mnt.dest or cpath.startswith(mnt.dest + "/"):
+                            raise InvalidArgument(
+                                f"cannot copy {m.name!r} across the mount point {mnt.dest}: "
+                                f"copy to {mnt.dest} itself")
+                    if no_overwrite and rel:
+                        _check_overwrite(view, cpath, m)
+                    if tout is not None and owner is not None:
+                        m.uid, m.gid = owner
+                        m.uname = m.gname = ""
+                        tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+            finally:
+                if tout is not None:
+                    tout.close()
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"invalid tar archive: {exc}") from None
+    return out_path if owner else spool
+
+
+def _check_overwrite(view: FsView, cpath: str, m: tarfile.TarInfo) -> None:
+    target = view.resolve(cpath, follow_last=False)
+    try:
+        existing = view.lstat(target)
+    except (NotFound, InvalidArgument, FileNotFoundError, NotADirectoryError):
+        return
+    is_dir = stat.S_ISDIR(existing.st_mode)
+    if is_dir and not m.isdir():
+        raise InvalidArgument(f"cannot overwrite directory {cpath!r} with non-directory "
+                              f"{m.name!r}")
+    if not is_dir and m.isdir():
+        raise InvalidArgument(f"cannot overwrite non-directory {cpath!r} with directory "
+                              f"{m.name!r}")
+
+
+def user_ids(view: FsView, c: "Container") -> tuple[int, int]:
+    """The container's ``Config.User`` as numeric ``(uid, gid)``, names looked up in the
+    container's /etc/passwd and /etc/group (root when unset)."""
+    user = str(c.config.get("User") or "")
+    if not user:
+        return 0, 0
+    u, _, g = user.partition(":")
+    uid = _lookup(view, "/etc/passwd", u, 2)
+    if uid is None:
+        raise InvalidArgument(f"unable to find user {u}: no matching entries in passwd file")
+    if g:
+        gid = _lookup(view, "/etc/group", g, 2)
+        if gid is None:
+            raise InvalidArgument(f"unable to find group {g}: no matching entries in group "
+                                  "file")
+    else:
+        gid = _lookup(view, "/etc/passwd", u, 3) if not u.isdigit() else uid
+        if gid is None:
+            gid = uid
+    return uid, gid
+
+
+def _lookup(view: FsView, file: str, name: str, col: int) -> int | None:
+    if name.isdigit():
+        return int(name)
+    r = view.resolve(file)
+    try:
+        fd = view.open_dir(Resolved(r.cpath, r.root, r.parts[:-1], r.mount))
+        try:
+            rfd = os.open(r.parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        finally:
+            os.close(fd)
+        with open(rfd, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except (OSError, AiorunError, IndexError):
+        return None
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) > col and fields[0] == name:
+            try:
+                return int(fields[col])
+            except ValueError:
+                return None
+    return None
+
+
+def stat_of(view: FsView, path: str) -> dict[str, Any]:
+    """The decoded stat header of ``path`` (tests and the CLI use it)."""
+    norm, follow, base = split_request_path(path)
+    r = view.resolve(norm, follow_last=follow)
+    st = view.lstat(r)
+    return json.loads(base64.b64decode(stat_header(base, st)))

@@ -1,0 +1,208 @@
+"""docker cp / diff / export / stats against a real ``aiorun serve``, driven by the docker CLI
+v28, docker-py and aiorun's own CLI (issue 14, "missing verbs and endpoints")."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from aiorun.config import Paths
+from aiorun.testing.daemon import DaemonProcess, run_cli, start_daemon
+from netns_util import owned_state, remove_all_and_stop
+
+DOCKER = "/usr/local/bin/docker"
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not os.path.exists(DOCKER), reason="no docker CLI v28")]
+
+
+class Env:
+    def __init__(self, d: DaemonProcess, paths: Paths, work: Path) -> None:
+        self.d, self.paths, self.work = d, paths, work
+
+    def dk(self, *args: str, ok: bool = True, input: bytes | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        r = subprocess.run([DOCKER, "-H", f"unix://{self.paths.socket}", *args],
+                           capture_output=True, input=input, timeout=timeout)
+        if ok:
+            assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr.decode()}"
+        return r
+
+    def out(self, *args: str) -> str:
+        return self.dk(*args).stdout.decode()
+
+    def cli(self, *args: str, ok: bool = True, input: bytes | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        r = run_cli(self.paths, *args, input=input)
+        if ok:
+            assert r.returncode == 0, f"aiorun {' '.join(args)}: {r.stderr}"
+        return r
+
+
+@pytest.fixture(scope="module")
+def env(busybox_tar: Path) -> Iterator[Env]:
+    root = Path(tempfile.mkdtemp(prefix="aiorun-cpst-"))
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root / "root", run)
+    before = owned_state(paths)
+    d = start_daemon(paths)
+    e = Env(d, paths, root / "work")
+    e.work.mkdir()
+    try:
+        assert run_cli(paths, "import", str(busybox_tar), "busybox").returncode == 0
+        yield e
+    finally:
+        left = remove_all_and_stop(d, paths, before, root, run)
+    assert not left, f"left behind: {sorted(left)}"
+
+
+def _stat_header(env: Env, cid: str, path: str) -> tuple[int, dict]:
+    c = env.d.client()
+    r = c.request("HEAD", f"/containers/{cid}/archive", {"path": path}, check=False)
+    try:
+        hdr = r.headers.get("x-docker-container-path-stat")
+        return r.status, json.loads(base64.b64decode(hdr)) if hdr else {}
+    finally:
+        r.close()
+
+
+def test_cp_files_dirs_symlinks_both_ways(env: Env):
+    env.dk("run", "-d", "--name", "cp1", "busybox", "sh", "-c",
+           "mkdir -p /data/sub && echo hello > /data/sub/f && ln -s /data/sub /data/lnk && "
+           "sleep 600")
+    time.sleep(0.5)
+    w = env.work
+    # container -> host: a directory, with its symlinks kept as links
+    env.dk("cp", "cp1:/data", str(w / "out"))
+    assert (w / "out/sub/f").read_text() == "hello\n"
+    assert os.readlink(w / "out/lnk") == "/data/sub"
+    # a symlink as it is, and followed (-L)
+    env.dk("cp", "cp1:/data/lnk", str(w / "lnk-copy"))
+    assert os.path.islink(w / "lnk-copy")
+    env.dk("cp", "-L", "cp1:/data/lnk", str(w / "lnk-followed"))
+    assert (w / "lnk-followed/f").read_text() == "hello\n"
+    # contents of a directory (dir/.)
+    env.dk("cp", "cp1:/data/sub/.", str(w / "contents"))
+    assert (w / "contents/f").read_text() == "hello\n"
+    # host -> container: a file, a directory, into a symlinked directory
+    (w / "up.txt").write_text("up\n")
+    (w / "updir/inner").mkdir(parents=True)
+    (w / "updir/inner/x").write_text("x\n")
+    os.symlink("inner/x", w / "updir/rel")
+    env.dk("cp", str(w / "up.txt"), "cp1:/data/up.txt")
+    env.dk("cp", str(w / "updir"), "cp1:/data/")
+    env.dk("cp", str(w / "up.txt"), "cp1:/data/lnk/")
+    assert env.out("exec", "cp1", "cat", "/data/up.txt", "/data/updir/inner/x",
+                   "/data/sub/up.txt") == "up\nx\nup\n"
+    assert env.out("exec", "cp1", "readlink", "/data/updir/rel").strip() == "inner/x"
+    # stdin / stdout as a tar stream ("-")
+    tar = env.dk("cp", "cp1:/data/sub/f", "-").stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        assert t.getnames() == ["f"] and t.extractfile("f").read() == b"hello\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        ti = tarfile.TarInfo("fromstdin")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"in\n"))
+    env.dk("cp", "-", "cp1:/tmp", input=buf.getvalue())
+    assert env.out("exec", "cp1", "cat", "/tmp/fromstdin") == "in\n"
+    # the stat header: Go file modes, link targets resolved inside the container
+    status, st = _stat_header(env, "cp1", "/data/lnk")
+    assert status == 200 and st["name"] == "lnk" and st["linkTarget"] == "/data/sub"
+    assert st["mode"] & (1 << 27)          # os.ModeSymlink
+    status, st = _stat_header(env, "cp1", "/data/sub")
+    assert st["mode"] & (1 << 31) and st["mode"] & 0o777 == 0o755   # os.ModeDir
+    assert _stat_header(env, "cp1", "/nope")[0] == 404
+
+
+def test_cp_hostile_symlink_stays_inside(env: Env):
+    """A link to / (or climbing with ..) in the container leads to the container's root, in
+    both directions; nothing on the host is read or written."""
+    marker = Path(tempfile.mkdtemp(prefix="aiorun-cpst-host-"))
+    try:
+        (marker / "secret").write_text("host secret\n")
+        env.dk("run", "-d", "--name", "cp2", "busybox", "sh", "-c",
+               f"ln -s / /rootlink && ln -s ../../../../..{marker} /climb && sleep 600")
+        time.sleep(0.5)
+        # read: the container has no such file; the host's is never reached
+        r = env.dk("cp", "cp2:/climb/secret", str(env.work / "stolen"), ok=False)
+        assert r.returncode != 0 and not (env.work / "stolen").exists()
+        assert b"Could not find the file" in r.stderr
+        # write through the links: lands in the container
+        (env.work / "evil").write_text("evil\n")
+        env.dk("cp", str(env.work / "evil"), "cp2:/rootlink/tmp/")
+        env.dk("exec", "cp2", "mkdir", "-p", str(marker))
+        env.dk("cp", str(env.work / "evil"), "cp2:/climb/")
+        assert not (marker / "evil").exists() and not Path("/tmp/evil").exists()
+        assert env.out("exec", "cp2", "cat", "/tmp/evil", f"{marker}/evil") == "evil\nevil\n"
+        # a tar whose entries climb out is refused
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            ti = tarfile.TarInfo("../../../../escape")
+            ti.size = 1
+            t.addfile(ti, io.BytesIO(b"x"))
+        c = env.d.client()
+        resp = c.request("PUT", "/containers/cp2/archive", {"path": "/tmp"},
+                         body=buf.getvalue(), headers={"Content-Type": "application/x-tar"},
+                         check=False)
+        assert resp.status == 400 and b"outside" in resp.read()
+        resp.close()
+        # a destination that is not a directory, a missing one
+        r = env.dk("cp", str(env.work / "evil"), "cp2:/nonexistent/dir/", ok=False)
+        assert r.returncode != 0
+    finally:
+        shutil.rmtree(marker)
+
+
+def test_cp_stopped_container_and_volume(env: Env):
+    vol = env.work / "bindsrc"
+    vol.mkdir()
+    (vol / "in-volume").write_text("vol\n")
+    env.dk("create", "--name", "cp3", "-v", f"{vol}:/mnt/b", "busybox", "cat",
+           "/etc/written", "/mnt/b/from-cp")
+    env.dk("start", "-a", "cp3", ok=False)       # mounts recorded at the first start
+    (env.work / "written").write_text("written while stopped\n")
+    env.dk("cp", str(env.work / "written"), "cp3:/etc/written")
+    env.dk("cp", str(env.work / "written"), "cp3:/mnt/b/from-cp")
+    assert (vol / "from-cp").read_text() == "written while stopped\n"     # the volume
+    env.dk("cp", "cp3:/mnt/b/in-volume", str(env.work / "got-vol"))
+    assert (env.work / "got-vol").read_text() == "vol\n"
+    assert env.out("start", "-a", "cp3") == "written while stopped\n" * 2
+    # read-only volume: refused with Docker's words
+    env.dk("create", "--name", "cp4", "-v", f"{vol}:/ro:ro", "--read-only", "busybox", "true")
+    env.dk("start", "-a", "cp4")
+    r = env.dk("cp", str(env.work / "written"), "cp4:/ro/", ok=False)
+    assert b"marked read-only" in r.stderr
+    r = env.dk("cp", str(env.work / "written"), "cp4:/tmp/", ok=False)
+    assert b"rootfs is marked read-only" in r.stderr
+
+
+def test_docker_py_archive(env: Env):
+    import docker
+    client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
+    try:
+        c = client.containers.run("busybox", ["sleep", "600"], name="cp5", detach=True)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            ti = tarfile.TarInfo("py/owned")
+            ti.size, ti.uid, ti.gid = 2, 1234, 4321
+            t.addfile(ti, io.BytesIO(b"p\n"))
+        assert c.put_archive("/tmp", buf.getvalue())
+        assert c.exec_run(["stat", "-c", "%u:%g", "/tmp/py/owned"]).output == b"1234:4321\n"
+        bits, st = c.get_archive("/tmp/py")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as t:
+            assert sorted(t.getnames()) == ["py", "py/owned"]
+        assert st["name"] == "py" and st["mode"] & (1 << 31)
+        c.remove(force=True)
+    finally:
+        client.close()
