@@ -206,3 +206,75 @@ def test_docker_py_archive(env: Env):
         c.remove(force=True)
     finally:
         client.close()
+
+
+def test_diff_and_export(env: Env):
+    env.dk("run", "--name", "df1", "busybox", "sh", "-c",
+           "echo new > /tmp/added && rm /bin/ls && echo changed >> /etc/passwd")
+    lines = env.out("diff", "df1").splitlines()
+    assert "A /tmp/added" in lines and "D /bin/ls" in lines and "C /etc/passwd" in lines
+    assert "C /tmp" in lines and "C /etc" in lines and "C /bin" in lines
+    assert not [ln for ln in lines if "hosts" in ln or "resolv.conf" in ln]
+    import docker
+    client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
+    try:
+        got = client.containers.get("df1").diff()
+        assert {"Path": "/tmp/added", "Kind": 1} in got and {"Path": "/bin/ls", "Kind": 2} in got
+    finally:
+        client.close()
+    out = env.work / "df1.tar"
+    env.dk("export", "-o", str(out), "df1")
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+        assert "tmp/added" in names and "bin/ls" not in names and "bin/sh" in names
+        assert t.extractfile("tmp/added").read() == b"new\n"
+    # the export imports back as an image that runs
+    env.dk("import", str(out), "df1img")
+    assert env.out("run", "--rm", "df1img", "cat", "/tmp/added") == "new\n"
+    assert env.dk("diff", "nosuch", ok=False).returncode != 0
+
+
+def _burn(env: Env, name: str) -> None:
+    env.dk("run", "-d", "--name", name, "busybox", "sh", "-c",
+           "while :; do :; done & sleep 600")
+
+
+def test_stats_real_numbers(env: Env):
+    _burn(env, "st1")
+    time.sleep(1.5)
+    fmt = "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}|{{.NetIO}}"
+    row = env.out("stats", "--no-stream", "--format", fmt, "st1").strip()
+    name, cpu, mem, pids, net = row.split("|")
+    assert name == "st1"
+    assert float(cpu.rstrip("%")) > 10.0, row       # one busy loop on a shared host
+    assert not mem.startswith("0B"), row
+    assert int(pids) >= 2, row                      # sh, the loop, sleep
+    assert "/" in net, row
+    # the JSON: docker-py, one-shot and streamed
+    import docker
+    client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
+    try:
+        c = client.containers.get("st1")
+        s = c.stats(stream=False)
+        assert s["cpu_stats"]["cpu_usage"]["total_usage"] > \
+            s["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert s["cpu_stats"]["system_cpu_usage"] > 0 and s["cpu_stats"]["online_cpus"] >= 1
+        assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] > 0
+        assert s["memory_stats"]["stats"] and s["pids_stats"]["current"] >= 2
+        assert set(s["networks"]["eth0"]) >= {"rx_bytes", "tx_bytes", "rx_packets",
+                                              "tx_dropped"}
+        one = c.stats(stream=False, one_shot=True)
+        assert one["precpu_stats"]["cpu_usage"]["total_usage"] == 0
+        gen = c.stats(stream=True, decode=True)
+        a, b = next(gen), next(gen)
+        assert b["precpu_stats"] == a["cpu_stats"]
+        gen.close()
+        # stopped: Docker's zero document; the CLI shows zeros
+        c.stop(timeout=0)
+        z = c.stats(stream=False)
+        assert z["read"].startswith("0001-01-01") and z["id"] == c.id
+    finally:
+        client.close()
+    row = env.out("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "st1").split()
+    assert row == ["0.00%", "0"]
+    assert env.dk("stats", "--no-stream", "nosuch", ok=False).returncode != 0
