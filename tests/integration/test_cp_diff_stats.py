@@ -278,3 +278,34 @@ def test_stats_real_numbers(env: Env):
     row = env.out("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "st1").split()
     assert row == ["0.00%", "0"]
     assert env.dk("stats", "--no-stream", "nosuch", ok=False).returncode != 0
+
+
+def test_image_prune_filters_and_system_prune(env: Env, busybox_tar: Path):
+    """``image prune -a --filter until=1h`` keeps an image made just now (it used to delete
+    every unused image); labels select; ``system prune`` reaches /build/prune."""
+    keeper = env.out("create", "busybox", "true").strip()      # busybox stays in use
+    env.cli("import", str(busybox_tar), "young:1")
+    env.dk("tag", "young:1", "young:labelled")
+    out = env.out("image", "prune", "-a", "-f", "--filter", "until=1h")
+    assert "young" not in out
+    assert "young:1" in env.out("images", "--format", "{{.Repository}}:{{.Tag}}")
+    # an image whose Created is before the cut is removed
+    env.out("image", "prune", "-a", "-f", "--filter", "until=-1m")   # a minute in the future
+    assert "young" not in env.out("images", "--format", "{{.Repository}}")
+    assert "busybox" in env.out("images", "--format", "{{.Repository}}")  # used: kept
+    r = env.dk("image", "prune", "-f", "--filter", "bogus=1", ok=False)
+    assert b"invalid filter 'bogus'" in r.stderr
+    # label: only images that carry it
+    cid = env.out("create", "--label", "x=y", "busybox", "true").strip()
+    env.dk("commit", "-c", "LABEL keep=no", cid, "lab:1")
+    env.dk("commit", cid, "nolab:1")
+    env.dk("rm", cid)
+    env.out("image", "prune", "-a", "-f", "--filter", "label=keep=no")
+    names = env.out("images", "--format", "{{.Repository}}")
+    assert "lab" not in names.split() and "nolab" in names.split()
+    env.dk("rmi", "nolab:1")
+    env.dk("rm", keeper)
+    out = env.out("system", "prune", "-f")
+    assert "Total reclaimed space" in out
+    r = env.dk("builder", "prune", "-f", "--filter", "label=a", ok=False)
+    assert b"invalid filter 'label'" in r.stderr

@@ -94,7 +94,7 @@ def split_request_path(path: str) -> tuple[str, bool, str]:
         raise InvalidArgument("path must not contain a NUL byte")
     dot = path == "." or path.endswith("/.")
     follow = path.endswith("/") or dot
-    norm = os.path.normpath("/" + path)
+    norm = os.path.normpath("/" + path.lstrip("/"))
     base = "." if dot else (os.path.basename(norm) or "/")
     return norm, follow, base
 
