@@ -280,6 +280,90 @@ def test_stats_real_numbers(env: Env):
     assert env.dk("stats", "--no-stream", "nosuch", ok=False).returncode != 0
 
 
+
+def test_aiorun_cli_verbs(env: Env):
+    """aiorun's own cp / diff / export / stats / completion against the same daemon."""
+    env.cli("run", "-d", "--name", "ac1", "busybox", "sh", "-c",
+            "mkdir -p /srv/d && echo one > /srv/d/f && ln -s /srv/d /srv/l && "
+            "while :; do :; done & sleep 600")
+    time.sleep(0.5)
+    w = env.work / "cli"
+    w.mkdir()
+    env.cli("cp", "ac1:/srv/d", str(w / "d"))
+    assert (w / "d/f").read_text() == "one\n"
+    env.cli("cp", "ac1:/srv/d/.", str(w))                  # contents into an existing dir
+    assert (w / "f").read_text() == "one\n"
+    env.cli("cp", "ac1:/srv/l", str(w / "l"))
+    assert os.readlink(w / "l") == "/srv/d"
+    env.cli("cp", "-L", "ac1:/srv/l", str(w / "lf"))
+    assert (w / "lf/f").read_text() == "one\n"
+    (w / "up").mkdir()
+    (w / "up/a").write_text("a\n")
+    env.cli("cp", str(w / "up"), "ac1:/srv/")
+    env.cli("cp", str(w / "up/a"), "ac1:/srv/renamed")
+    env.cli("cp", str(w / "up/a"), "ac1:/srv/l/")           # into the dir the link names
+    assert env.cli("exec", "ac1", "cat", "/srv/up/a", "/srv/renamed",
+                   "/srv/d/a").stdout == "a\na\na\n"
+    r = env.cli("cp", str(w / "up"), "ac1:/srv/renamed", ok=False)
+    assert r.returncode != 0 and "cannot copy a directory to a file" in r.stderr
+    r = env.cli("cp", "ac1:/nope", str(w / "x"), ok=False)
+    assert r.returncode != 0 and "Could not find the file /nope" in r.stderr
+    tar = subprocess.run([str(Path(os.sys.executable).with_name("aiorun")), "cp",
+                          "ac1:/srv/d/f", "-"], capture_output=True,
+                         env={**os.environ, "AIORUN_ROOT": str(env.paths.root),
+                              "AIORUN_RUN": str(env.paths.run)}).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        assert t.getnames() == ["f"]
+    lines = env.cli("diff", "ac1").stdout.splitlines()
+    assert "A /srv/up/a" in lines and "C /srv" not in lines and "A /srv" in lines
+    env.cli("export", "-o", str(w / "ac1.tar"), "ac1")
+    with tarfile.open(w / "ac1.tar") as t:
+        assert "srv/d/f" in t.getnames()
+    out = env.cli("stats", "--no-stream", "ac1").stdout.splitlines()
+    assert out[0].split()[:3] == ["CONTAINER", "ID", "NAME"]
+    cpu = float(out[1].split()[2].rstrip("%"))
+    assert cpu > 10.0, out
+    row = env.cli("stats", "--no-stream", "--format", "{{.Name}}:{{.PIDs}}", "ac1").stdout
+    assert row.startswith("ac1:") and int(row.strip().split(":")[1]) >= 2
+    env.cli("rm", "-f", "ac1")
+    comp = subprocess.run(["bash", "-c", "source <(\"$0\" completion bash); "
+                           "COMP_WORDS=(aiorun st); COMP_CWORD=1; _aiorun; "
+                           "echo \"${COMPREPLY[*]}\"",
+                           str(Path(os.sys.executable).with_name("aiorun"))],
+                          capture_output=True, text=True)
+    assert {"start", "stats", "stop"} <= set(comp.stdout.split()), comp
+    assert env.cli("--version").stdout.startswith("aiorun version ")
+
+
+def test_legacy_links(env: Env):
+    env.dk("run", "-d", "--name", "lk-db", "-e", "SECRET=s3", "--expose", "5432",
+           "busybox", "sleep", "600")
+    ip = env.out("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "lk-db").strip()
+    short = env.out("inspect", "-f", "{{.Id}}", "lk-db").strip()[:12]
+    out = env.out("run", "--name", "lk-web", "--link", "lk-db:database", "-e",
+                  "DATABASE_ENV_SECRET=mine", "busybox", "sh", "-c", "env; cat /etc/hosts")
+    lines = out.splitlines()
+    assert f"DATABASE_PORT=tcp://{ip}:5432" in lines
+    assert f"DATABASE_PORT_5432_TCP_ADDR={ip}" in lines
+    assert "DATABASE_PORT_5432_TCP_PORT=5432" in lines and "DATABASE_NAME=/lk-web/database" in lines
+    assert "DATABASE_ENV_SECRET=mine" in lines          # the container's own Env wins
+    assert not [ln for ln in lines if ln.startswith("DATABASE_ENV_PATH=")]
+    assert f"{ip}\tdatabase {short} lk-db" in lines
+    assert env.out("inspect", "-f", "{{json .HostConfig.Links}}", "lk-web").strip() == \
+        '["/lk-db:/lk-web/database"]'
+    env.dk("rm", "--link", "/lk-web/database")
+    assert env.out("inspect", "-f", "{{json .HostConfig.Links}}", "lk-web").strip() == "null"
+    env.dk("rm", "lk-web")
+    # the linked container must exist at create and run at start
+    r = env.dk("create", "--link", "nosuch:x", "busybox", "true", ok=False)
+    assert b"could not get container for nosuch" in r.stderr
+    env.dk("stop", "-t", "0", "lk-db")
+    r = env.dk("run", "--rm", "--link", "lk-db", "busybox", "true", ok=False)
+    assert b"Cannot link to a non running container: /lk-db AS" in r.stderr
+    r = env.dk("create", "--network", "none", "--link", "lk-db", "busybox", "true", ok=False)
+    assert b"only supported on the default bridge network" in r.stderr
+    env.dk("rm", "lk-db")
+
 def test_image_prune_filters_and_system_prune(env: Env, busybox_tar: Path):
     """``image prune -a --filter until=1h`` keeps an image made just now (it used to delete
     every unused image); labels select; ``system prune`` reaches /build/prune."""

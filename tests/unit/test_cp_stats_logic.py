@@ -228,3 +228,54 @@ def test_build_prune(tmp_path: Path):
                                                          "SpaceReclaimed": 0}
     with pytest.raises(InvalidArgument, match="invalid filter 'label'"):
         prune_cache(tmp_path, {"label": ["x"]}, NOW)
+
+
+@pytest.mark.parametrize("spec,want", [("db", ("db", "db")), ("db:data", ("db", "data")),
+                                       ("/db:/web/data", ("db", "data")),
+                                       ("/db", ("db", "db"))])
+def test_parse_link(spec, want):
+    from aiorun.engine.containers.links import parse_link
+    assert parse_link(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["", ":", "a/b:c", "/"])
+def test_parse_link_refuses(spec):
+    from aiorun.engine.containers.links import parse_link
+    with pytest.raises(InvalidArgument):
+        parse_link(spec)
+
+
+def test_link_env():
+    from aiorun.engine.containers.links import env_for
+    env = env_for("my-db", "/web", "10.0.0.2", {"80/tcp": {}, "53/udp": {}},
+                  ["PATH=/bin", "HOME=/root", "A=1=2", "NOVALUE"])
+    assert env == ["MY_DB_NAME=/web/my-db", "MY_DB_PORT=udp://10.0.0.2:53",
+                   "MY_DB_PORT_53_UDP=udp://10.0.0.2:53", "MY_DB_PORT_53_UDP_ADDR=10.0.0.2",
+                   "MY_DB_PORT_53_UDP_PORT=53", "MY_DB_PORT_53_UDP_PROTO=udp",
+                   "MY_DB_PORT_80_TCP=tcp://10.0.0.2:80", "MY_DB_PORT_80_TCP_ADDR=10.0.0.2",
+                   "MY_DB_PORT_80_TCP_PORT=80", "MY_DB_PORT_80_TCP_PROTO=tcp",
+                   "MY_DB_ENV_A=1=2"]
+
+
+@pytest.mark.parametrize("n,binary,decimal", [(0, "0B", "0B"), (1536, "1.5KiB", "1.54kB"),
+                                              (5 * 1024 ** 3, "5GiB", "5.37GB")])
+def test_stats_sizes(n, binary, decimal):
+    from aiorun.cli.stats import bytes_size, human_size
+    assert bytes_size(n) == binary and human_size(n) == decimal
+
+
+def test_stats_row():
+    from aiorun.cli.stats import row
+    prev = {"cpu_stats": {"cpu_usage": {"total_usage": 1_000}, "system_cpu_usage": 10_000}}
+    doc = {"id": "a" * 64, "name": "/web", "pids_stats": {"current": 3},
+           "cpu_stats": {"cpu_usage": {"total_usage": 3_000}, "system_cpu_usage": 20_000,
+                         "online_cpus": 2},
+           "memory_stats": {"usage": 2048, "limit": 4096,
+                            "stats": {"total_inactive_file": 1024}},
+           "networks": {"eth0": {"rx_bytes": 1000, "tx_bytes": 2000}},
+           "blkio_stats": {"io_service_bytes_recursive": [
+               {"op": "Read", "value": 5}, {"op": "write", "value": 7}]}}
+    r = row("web", doc, prev)
+    assert r == {"Container": "web", "ID": "a" * 12, "Name": "web", "CPUPerc": "40.00%",
+                 "MemUsage": "1KiB / 4KiB", "MemPerc": "25.00%", "NetIO": "1kB / 2kB",
+                 "BlockIO": "5B / 7B", "PIDs": "3"}
