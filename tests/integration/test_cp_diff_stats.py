@@ -178,6 +178,20 @@ def test_cp_stopped_container_and_volume(env: Env):
     env.dk("cp", "cp3:/mnt/b/in-volume", str(env.work / "got-vol"))
     assert (env.work / "got-vol").read_text() == "vol\n"
     assert env.out("start", "-a", "cp3") == "written while stopped\n" * 2
+    # a container never started: cp in, then start it (the docker create; cp; start idiom)
+    env.dk("create", "--name", "cp6", "busybox", "cat", "/conf/app.cfg")
+    (env.work / "app.cfg").write_text("cfg\n")
+    r = env.dk("cp", str(env.work / "app.cfg"), "cp6:/conf/app.cfg", ok=False)
+    assert r.returncode != 0                         # /conf does not exist: as docker
+    env.dk("cp", str(env.work / "app.cfg"), "cp6:/app.cfg")
+    env.dk("cp", str(env.work / "app.cfg"), "cp6:/etc/")
+    assert env.out("diff", "cp6") == "A /app.cfg\nC /etc\nA /etc/app.cfg\n"
+    # the docker 20.10 CLI speaks the same API
+    if os.path.exists("/usr/bin/docker"):
+        r = subprocess.run(["/usr/bin/docker", "-H", f"unix://{env.paths.socket}", "cp",
+                            "cp6:/app.cfg", str(env.work / "old-cli.cfg")], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        assert (env.work / "old-cli.cfg").read_text() == "cfg\n"
     # read-only volume: refused with Docker's words
     env.dk("create", "--name", "cp4", "-v", f"{vol}:/ro:ro", "--read-only", "busybox", "true")
     env.dk("start", "-a", "cp4")
