@@ -287,6 +287,9 @@ def test_stats_real_numbers(env: Env):
         c.stop(timeout=0)
         z = c.stats(stream=False)
         assert z["read"].startswith("0001-01-01") and z["id"] == c.id
+        gen = c.stats(stream=True, decode=True)             # streamed: zero documents
+        assert next(gen)["read"].startswith("0001-01-01")
+        gen.close()
     finally:
         client.close()
     row = env.out("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "st1").split()

@@ -7,8 +7,8 @@ the container's network counters (``/proc/<pid>/net/dev``: the interfaces of its
 namespace, the container side of its veth; ``lo`` left out, as Docker).
 
 * ``stream=1`` (default): one JSON document a second, ``precpu_stats`` being the previous
-  sample; it ends when the container stops. A container not running yet sends nothing
-  until it starts (Docker's collector does the same).
+  sample; while the container does not run, the zero document (Docker's collector
+  publishes the same); the stream ends when the container is removed.
 * ``stream=0``: one document with ``precpu_stats`` filled (two samples a second apart, as
   Docker, so the CLI's ``--no-stream`` can compute a CPU percentage).
 * ``one-shot=1`` (with ``stream=0``): one sample at once, ``precpu_stats`` zero.
@@ -193,10 +193,10 @@ async def stats_stream(mgr: "ContainerManager", ref: str, stream: bool = True,
         prev: dict[str, Any] | None = None
         while not c.gone:
             cur = await sample(mgr, c)
-            if cur is None and prev is not None:
-                return          # it stopped: Docker's collector ends the stream
-            if cur is not None:
+            if cur is None:     # not running: Docker's collector publishes the zero document
+                yield json.dumps(empty_stats(c)).encode() + b"\n"
+            else:
                 yield _frame(c, cur, prev)
-                prev = cur
+            prev = cur
             await anyio.sleep(interval)
     return body()
