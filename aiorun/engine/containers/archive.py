@@ -31,12 +31,12 @@ import os
 import secrets
 import stat
 import tarfile
-from contextlib import asynccontextmanager
+import threading
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, BinaryIO, Callable
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from aiorun.core.timefmt import rfc3339nano
@@ -177,48 +177,56 @@ async def get_archive(mgr: "ContainerManager", ref: str,
             r, _st, header = await anyio.to_thread.run_sync(_stat, view, c, path)
             yield header.encode()
             mgr._emit("archive-path", c, {"path": path})
-            async for chunk in tar_stream(lambda out: write_tar(view, r, base, out)):
-                yield chunk
+            async with aclosing(tar_stream(lambda out: write_tar(view, r, base, out))) as it:
+                async for chunk in it:
+                    yield chunk
 
     agen = produce()
     header = (await agen.__anext__()).decode()
     return header, agen
 
 
-async def tar_stream(write: Callable[[BinaryIO], None]) -> AsyncIterator[bytes]:
-    """Run ``write(fileobj)`` in a worker thread and yield what it writes, with
-    backpressure (the thread blocks while the client reads slowly)."""
-    send, recv = anyio.create_memory_object_stream[bytes](4)
+async def tar_stream(write: Callable[[BinaryIO], None]) -> AsyncGenerator[bytes, None]:
+    """Run ``write(fileobj)`` in a thread and yield what it writes through a pipe.
 
-    class Pipe:
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def write(self, b: bytes) -> int:
-            self.buf += b
-            if len(self.buf) >= CHUNK:
-                self.flush()
-            return len(b)
-
-        def flush(self) -> None:
-            if self.buf:
-                data, self.buf = bytes(self.buf), bytearray()
-                anyio.from_thread.run(send.send, data)
+    No task group (this is an async generator that callers close at any point): the thread
+    blocks on the pipe while the client reads slowly; when the consumer stops early the read
+    end is closed, the thread's next write fails with EPIPE and it ends; the generator waits
+    for it (shielded), so nothing reads the container's files after the caller's cleanup
+    (a stopped container's unmount). A failure of ``write`` is raised after the last byte."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    failed: list[BaseException] = []
 
     def work() -> None:
-        p = Pipe()
-        write(p)            # type: ignore[arg-type]
-        p.flush()
-
-    async def run() -> None:
-        async with send:
-            await anyio.to_thread.run_sync(work)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        async with recv:
-            async for chunk in recv:
-                yield chunk
+        try:
+            with open(w, "wb", buffering=CHUNK) as f:
+                write(f)
+        except BrokenPipeError:
+            pass                      # the consumer went away
+        except BaseException as exc:  # reported by the generator
+            failed.append(exc)
+    th = threading.Thread(target=work, name="aiorun-tar", daemon=True)
+    th.start()
+    try:
+        while True:
+            try:
+                data = os.read(r, CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(r)
+                continue
+            if not data:
+                break
+            yield data
+    finally:
+        os.close(r)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(th.join)
+    if failed:
+        exc = failed[0]
+        if isinstance(exc, AiorunError):
+            raise exc
+        raise AiorunError(f"copying from the container failed: {exc}") from exc
 
 
 # --- writing a tar of a container path --------------------------------------------------

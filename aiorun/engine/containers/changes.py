@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import tarfile
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
@@ -113,8 +114,9 @@ async def export(mgr: "ContainerManager", ref: str) -> AsyncIterator[bytes]:
             yield b""
             mgr._emit("export", c)
             rootfs = FsView(view.rootfs)      # volumes are not part of an export
-            async for chunk in tar_stream(lambda out: _write_rootfs(rootfs, out)):
-                yield chunk
+            async with aclosing(tar_stream(lambda out: _write_rootfs(rootfs, out))) as it:
+                async for chunk in it:
+                    yield chunk
 
     agen = produce()
     await agen.__anext__()
