@@ -109,3 +109,16 @@ def image_prune_plan(filters: dict[str, Any] | None, now: float) -> tuple[bool, 
             return False
         return True
     return all_images, matches
+
+
+def network_prune_until(filters: dict[str, Any], now: float) -> float | None:
+    """``POST /networks/prune``: the ``until`` cut (None: none); only ``until`` and
+    ``label`` are known (anything else, ``label!`` included, is refused) (``docker system prune --filter until=24h`` passes its filters
+    here too: an ignored ``until`` would remove every unused network)."""
+    for key in filters:
+        if key not in ("until", "label"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    untils = [parse_timestamp(u, now) for u in filter_values(filters, "until")]
+    if len(untils) > 1:
+        raise InvalidArgument("more than one until filter specified")
+    return untils[0] if untils else None

@@ -417,7 +417,11 @@ def test_image_prune_filters_and_system_prune(env: Env, busybox_tar: Path):
     assert "lab" not in names.split() and "nolab" in names.split()
     env.dk("rmi", "nolab:1")
     env.dk("rm", keeper)
+    env.dk("network", "create", "--subnet", "10.252.77.0/24", "aiorcp-net")
+    out = env.out("system", "prune", "-f", "--filter", "until=1h")   # young: all kept
+    assert "aiorcp-net" in env.out("network", "ls", "--format", "{{.Name}}")
     out = env.out("system", "prune", "-f")
     assert "Total reclaimed space" in out
+    assert "aiorcp-net" not in env.out("network", "ls", "--format", "{{.Name}}")
     r = env.dk("builder", "prune", "-f", "--filter", "label=a", ok=False)
     assert b"invalid filter 'label'" in r.stderr

@@ -279,3 +279,11 @@ def test_stats_row():
     assert r == {"Container": "web", "ID": "a" * 12, "Name": "web", "CPUPerc": "40.00%",
                  "MemUsage": "1KiB / 4KiB", "MemPerc": "25.00%", "NetIO": "1kB / 2kB",
                  "BlockIO": "5B / 7B", "PIDs": "3"}
+
+
+def test_network_prune_until():
+    from aiorun.images.prune_filters import network_prune_until
+    assert network_prune_until({}, NOW) is None
+    assert network_prune_until({"until": ["1h"], "label": ["a"]}, NOW) == NOW - 3600
+    with pytest.raises(InvalidArgument, match="invalid filter 'dangling'"):
+        network_prune_until({"dangling": ["true"]}, NOW)
