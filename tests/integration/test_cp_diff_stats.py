@@ -423,5 +423,12 @@ def test_image_prune_filters_and_system_prune(env: Env, busybox_tar: Path):
     out = env.out("system", "prune", "-f")
     assert "Total reclaimed space" in out
     assert "aiorcp-net" not in env.out("network", "ls", "--format", "{{.Name}}")
+    env.dk("create", "--name", "pr-left", "busybox", "true")
+    out = env.cli("system", "prune", "-f", "--filter", "until=1h").stdout   # aiorun's own
+    assert "Total reclaimed space" in out
+    assert "pr-left" in env.out("ps", "-a", "--format", "{{.Names}}")
+    out = env.cli("system", "prune", "-f", "-a").stdout
+    assert "Deleted Containers:" in out and "Deleted Images:" in out
+    assert "pr-left" not in env.out("ps", "-a", "--format", "{{.Names}}")
     r = env.dk("builder", "prune", "-f", "--filter", "label=a", ok=False)
     assert b"invalid filter 'label'" in r.stderr
