@@ -212,6 +212,25 @@ def test_cp_stopped_container_and_volume(env: Env):
     assert b"rootfs is marked read-only" in r.stderr
 
 
+
+def test_cp_owner_and_dir_nondir(env: Env):
+    """-a gives the container user's uid/gid (copyUIDGID), without it the owners stay root;
+    a file never replaces a directory (noOverwriteDirNonDir, which the CLI always sets)."""
+    env.dk("run", "-d", "--name", "cp7", "--user", "1234:4321", "busybox", "sh", "-c",
+           "mkdir -p /tmp/isdir && sleep 600")
+    time.sleep(0.3)
+    f = env.work / "owned.txt"
+    f.write_text("o\n")
+    env.dk("cp", "-a", str(f), "cp7:/tmp/a.txt")
+    env.dk("cp", str(f), "cp7:/tmp/b.txt")
+    assert env.out("exec", "cp7", "stat", "-c", "%u:%g", "/tmp/a.txt", "/tmp/b.txt") == \
+        "1234:4321\n0:0\n"
+    (env.work / "isdir").write_text("file\n")
+    r = env.dk("cp", str(env.work / "isdir"), "cp7:/tmp/", ok=False)
+    assert r.returncode != 0 and b"cannot overwrite directory" in r.stderr
+    assert env.out("exec", "cp7", "sh", "-c", "test -d /tmp/isdir && echo dir") == "dir\n"
+    env.dk("rm", "-f", "cp7")
+
 def test_docker_py_archive(env: Env):
     import docker
     client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
