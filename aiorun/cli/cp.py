@@ -161,6 +161,22 @@ def local_target(st: dict[str, Any], src: str, dest: str) -> str:
     return dest
 
 
+def rel_under(name: str, top: str) -> str | None:
+    """``name``'s path below the archive's top entry ``top`` ('' for the top itself; None
+    when it is not under it). The top is a name, ``.`` (``dir/.``) or ``/``."""
+    def norm(p: str) -> str:
+        p = p.strip("/")
+        while p.startswith("./"):
+            p = p[2:]
+        return "" if p == "." else p
+    n, t = norm(name), norm(top)
+    if not t:
+        return n
+    if n == t:
+        return ""
+    return n[len(t) + 1:] if n.startswith(t + "/") else None
+
+
 def extract_local(chunks: Iterator[bytes], st: dict[str, Any], src: str, dest: str) -> int:
     target = os.path.abspath(local_target(st, src, dest))
     top, new = st["name"], os.path.basename(target)
@@ -169,13 +185,10 @@ def extract_local(chunks: Iterator[bytes], st: dict[str, Any], src: str, dest: s
     stream = io.BufferedReader(_ChunkReader(chunks), 1 << 16)
     with tarfile.open(fileobj=stream, mode="r|") as t:
         for m in t:
-            name = m.name.rstrip("/") if m.name not in ("./", ".") else "."
-            if name == top:
-                m.name = new
-            elif name.startswith(top + "/"):
-                m.name = new + name[len(top):]
-            else:
+            rel = rel_under(m.name, top)
+            if rel is None:
                 continue        # not under the entry asked for: never written
+            m.name = f"{new}/{rel}" if rel else new
             size += m.size
             t.extract(m, parent, filter="tar")
     return size

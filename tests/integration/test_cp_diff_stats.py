@@ -338,6 +338,8 @@ def test_aiorun_cli_verbs(env: Env):
     w.mkdir()
     env.cli("cp", "ac1:/srv/d", str(w / "d"))
     assert (w / "d/f").read_text() == "one\n"
+    env.cli("cp", "ac1:/", str(w / "root"))                # the whole (merged) rootfs
+    assert (w / "root/bin/busybox").is_file() and (w / "root/srv/d/f").is_file()
     env.cli("cp", "ac1:/srv/d/.", str(w))                  # contents into an existing dir
     assert (w / "f").read_text() == "one\n"
     env.cli("cp", "ac1:/srv/l", str(w / "l"))

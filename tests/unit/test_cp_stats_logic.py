@@ -287,3 +287,12 @@ def test_network_prune_until():
     assert network_prune_until({"until": ["1h"], "label": ["a"]}, NOW) == NOW - 3600
     with pytest.raises(InvalidArgument, match="invalid filter 'dangling'"):
         network_prune_until({"dangling": ["true"]}, NOW)
+
+
+@pytest.mark.parametrize("name,top,rel", [("d", "d", ""), ("d/", "d", ""), ("d/x/y", "d", "x/y"),
+                                          ("dd/x", "d", None), ("./", ".", ""),
+                                          ("./x", ".", "x"), ("/", "/", ""), ("/bin", "/", "bin"),
+                                          ("other", "d", None)])
+def test_cli_cp_rel_under(name, top, rel):
+    from aiorun.cli.cp import rel_under
+    assert rel_under(name, top) == rel
