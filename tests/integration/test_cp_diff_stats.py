@@ -146,6 +146,9 @@ def test_cp_hostile_symlink_stays_inside(env: Env):
         env.dk("exec", "cp2", "mkdir", "-p", str(marker))
         env.dk("cp", str(env.work / "evil"), "cp2:/climb/")
         assert not (marker / "evil").exists() and not Path("/tmp/evil").exists()
+        env.dk("cp", str(env.work / "evil"), "cp2:/../../../../tmp/outside-aiorcp")
+        assert not Path("/tmp/outside-aiorcp").exists()
+        assert env.out("exec", "cp2", "cat", "/tmp/outside-aiorcp") == "evil\n"
         assert env.out("exec", "cp2", "cat", "/tmp/evil", f"{marker}/evil") == "evil\nevil\n"
         # a tar whose entries climb out is refused
         buf = io.BytesIO()
@@ -294,6 +297,15 @@ def test_stats_real_numbers(env: Env):
     assert not mem.startswith("0B"), row
     assert int(pids) >= 2, row                      # sh, the loop, sleep
     assert "/" in net, row
+    # the CLI's streamed table (stream=1): rows with real numbers, once a second
+    try:
+        subprocess.run([DOCKER, "-H", f"unix://{env.paths.socket}", "stats", "--format",
+                        "{{.Name}} {{.CPUPerc}}", "st1"], capture_output=True, timeout=4)
+        raise AssertionError("docker stats (streamed) ended by itself")
+    except subprocess.TimeoutExpired as exc:
+        shown = (exc.stdout or b"").decode()
+    cpus = [float(x.rstrip("%")) for x in shown.split() if x.endswith("%")]
+    assert "st1" in shown and cpus and max(cpus) > 10.0, shown
     # the JSON: docker-py, one-shot and streamed
     import docker
     client = docker.DockerClient(base_url=f"unix://{env.paths.socket}")
