@@ -99,6 +99,8 @@ def detail(dirs: list[CgroupDir]) -> dict[str, Any]:
                            "memory_failcnt": None, "pids_current": None, "pids_limit": None,
                            "blkio": [], "cgroup_version": 1}
     v2 = next((d for d in dirs if d.version == 2), None)
+    if dirs and all(d.version == 2 for d in dirs):
+        out["cgroup_version"] = 2
     tick = 1_000_000_000 // CLK_TCK
     cpuacct = _find(dirs, "cpuacct")
     if cpuacct is not None and cpuacct.version == 1:
@@ -126,8 +128,6 @@ def detail(dirs: list[CgroupDir]) -> dict[str, Any]:
             out["memory_max_usage"] = _int(_read(os.path.join(mem.path,
                                                               "memory.max_usage_in_bytes")))
             out["memory_failcnt"] = _int(_read(os.path.join(mem.path, "memory.failcnt")))
-        else:
-            out["cgroup_version"] = 2
     pids = _find(dirs, "pids")
     if pids is not None:
         out["pids_current"] = _int(_read(os.path.join(pids.path, "pids.current")))
