@@ -296,3 +296,47 @@ def test_network_prune_until():
 def test_cli_cp_rel_under(name, top, rel):
     from aiorun.cli.cp import rel_under
     assert rel_under(name, top) == rel
+
+
+def _files(d: Path, files: dict[str, str]) -> str:
+    d.mkdir(parents=True)
+    for k, v in files.items():
+        (d / k).write_text(v)
+    return str(d)
+
+
+def test_cgroup_detail_v1_and_v2(tmp_path: Path):
+    from aiorun.runtime.cgroup_layout import CgroupDir
+    from aiorun.runtime.cgroup_stats import CLK_TCK, detail
+    tick = 1_000_000_000 // CLK_TCK
+    v1 = [CgroupDir(1, ("cpuacct",), _files(tmp_path / "cpuacct", {
+              "cpuacct.stat": "user 10\nsystem 5\n", "cpuacct.usage_percpu": "7 8 \n"}), ""),
+          CgroupDir(1, ("cpu",), _files(tmp_path / "cpu", {
+              "cpu.stat": "nr_periods 4\nnr_throttled 1\nthrottled_time 99\n"}), ""),
+          CgroupDir(1, ("memory",), _files(tmp_path / "memory", {
+              "memory.stat": "cache 1\ntotal_inactive_file 2\n",
+              "memory.max_usage_in_bytes": "300\n", "memory.failcnt": "0\n"}), ""),
+          CgroupDir(1, ("pids",), _files(tmp_path / "pids", {"pids.current": "3\n",
+                                                              "pids.max": "max\n"}), ""),
+          CgroupDir(1, ("blkio",), _files(tmp_path / "blkio", {
+              "blkio.throttle.io_service_bytes_recursive": "8:0 Read 4\n8:0 Write 6\n"
+                                                           "8:0 Total 10\nTotal 10\n"}), "")]
+    d = detail(v1)
+    assert (d["cpu_user_ns"], d["cpu_system_ns"], d["percpu_ns"]) == (10 * tick, 5 * tick,
+                                                                      [7, 8])
+    assert d["throttling"] == {"periods": 4, "throttled_periods": 1, "throttled_time": 99}
+    assert d["memory_stat"]["total_inactive_file"] == 2 and d["memory_max_usage"] == 300
+    assert (d["pids_current"], d["pids_limit"], d["cgroup_version"]) == (3, None, 1)
+    assert [e["op"] for e in d["blkio"]] == ["Read", "Write"]
+    v2 = [CgroupDir(2, (), _files(tmp_path / "v2", {
+        "cpu.stat": "usage_usec 30\nuser_usec 20\nsystem_usec 10\nnr_periods 2\n"
+                    "nr_throttled 0\nthrottled_usec 5\n",
+        "memory.stat": "anon 5\ninactive_file 1\n", "pids.current": "2\n", "pids.max": "50\n",
+        "io.stat": "8:0 rbytes=7 wbytes=9 rios=1 wios=1\n"}), "", "",
+        ("cpu", "memory", "pids", "io"))]
+    d = detail(v2)
+    assert (d["cpu_user_ns"], d["cpu_system_ns"]) == (20_000, 10_000)
+    assert d["throttling"]["throttled_time"] == 5_000 and d["memory_stat"]["anon"] == 5
+    assert (d["pids_current"], d["pids_limit"], d["cgroup_version"]) == (2, 50, 2)
+    assert d["blkio"] == [{"major": 8, "minor": 0, "op": "read", "value": 7},
+                          {"major": 8, "minor": 0, "op": "write", "value": 9}]
