@@ -418,6 +418,10 @@ def test_legacy_links(env: Env):
     # the linked container must exist at create and run at start
     r = env.dk("create", "--link", "nosuch:x", "busybox", "true", ok=False)
     assert b"could not get container for nosuch" in r.stderr
+    # aiorun's own run --link
+    out = env.cli("run", "--rm", "--link", "lk-db:db2", "busybox", "sh", "-c",
+                  "echo $DB2_ENV_SECRET; grep -c db2 /etc/hosts").stdout
+    assert out == "s3\n1\n"
     env.dk("stop", "-t", "0", "lk-db")
     r = env.dk("run", "--rm", "--link", "lk-db", "busybox", "true", ok=False)
     assert b"Cannot link to a non running container: /lk-db AS" in r.stderr
