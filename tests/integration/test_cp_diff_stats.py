@@ -107,6 +107,10 @@ def test_cp_files_dirs_symlinks_both_ways(env: Env):
     assert env.out("exec", "cp1", "cat", "/data/up.txt", "/data/updir/inner/x",
                    "/data/sub/up.txt") == "up\nx\nup\n"
     assert env.out("exec", "cp1", "readlink", "/data/updir/rel").strip() == "inner/x"
+    # a bind-mounted file (/etc/hosts) is written through, as in the container
+    (w / "myhosts").write_text("127.0.0.1 localhost\n10.9.9.9 custom-host\n")
+    env.dk("cp", str(w / "myhosts"), "cp1:/etc/hosts")
+    assert "custom-host" in env.out("exec", "cp1", "cat", "/etc/hosts")
     # stdin / stdout as a tar stream ("-")
     tar = env.dk("cp", "cp1:/data/sub/f", "-").stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:

@@ -17,8 +17,9 @@ The Docker API (``HEAD``/``GET``/``PUT /containers/{id}/archive``) and its seman
 
 Volumes and bind mounts are laid over the rootfs as in the container (:mod:`.fsview`), on
 stopped containers too (their rootfs is mounted for the duration, under the container's
-lock, so a start waits). A tar that would cross a mount point below the destination is
-refused rather than written under the mount.
+lock, so a start waits). A file landing exactly on a bind-mounted file (``/etc/hosts``) is
+written into it; any other entry crossing a mount point below the destination is refused
+rather than written under the mount.
 
 Functions take the :class:`ContainerManager` (routes call them; they are not a room).
 """
@@ -34,7 +35,7 @@ import tarfile
 import threading
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, BinaryIO, Callable
+from typing import IO, TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, BinaryIO, Callable
 
 import anyio
 import anyio.to_thread
@@ -417,37 +418,60 @@ def _no_opaque(_dfd: int) -> None:
 def _check_members(view: FsView, r: Resolved, spool: Path, no_overwrite: bool,
                    owner: tuple[int, int] | None) -> Path:
     """Check every entry before anything is written (escapes, mount crossings, dir/non-dir
-    overwrites); with ``owner``, write a copy owned by it. Returns the tar to extract."""
+    overwrites). A regular file landing exactly on a file bind mount (``/etc/hosts``, a
+    bind-mounted file) is written into that file, as in the container; any other entry at
+    or below a mount point under the destination is refused. With ``owner`` (or such file
+    entries) a filtered copy is written, owned by ``owner``. Returns the tar to extract."""
     below = view.mounts_below(r.cpath)
-    out_path = spool.with_suffix(".owned")
+    onto: dict[str, Mount] = {}           # entry name -> the file mount it replaces
     try:
         with tarfile.open(spool, "r:") as tin:
-            tout = tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) if owner else None
-            try:
+            for m in tin:
+                try:
+                    rel = clean_name(m.name)
+                except InvalidArgument:
+                    raise InvalidArgument(f"invalid tar entry {m.name!r}: it is outside "
+                                          f"of {r.cpath}") from None
+                cpath = r.cpath.rstrip("/") + "/" + rel if rel else r.cpath
+                for mnt in below:
+                    if cpath == mnt.dest and m.isreg() and os.path.isfile(mnt.source):
+                        if not mnt.rw:
+                            raise Forbidden("mounted volume is marked read-only")
+                        onto[m.name] = mnt
+                    elif cpath == mnt.dest or cpath.startswith(mnt.dest + "/"):
+                        raise InvalidArgument(
+                            f"cannot copy {m.name!r} across the mount point {mnt.dest}: "
+                            f"copy to {mnt.dest} itself")
+                if no_overwrite and rel and m.name not in onto:
+                    _check_overwrite(view, cpath, m)
+            if owner is None and not onto:
+                return spool
+            out_path = spool.with_suffix(".owned")
+            with tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) as tout:
                 for m in tin:
-                    try:
-                        rel = clean_name(m.name)
-                    except InvalidArgument:
-                        raise InvalidArgument(f"invalid tar entry {m.name!r}: it is outside "
-                                              f"of {r.cpath}") from None
-                    cpath = r.cpath.rstrip("/") + "/" + rel if rel else r.cpath
-                    for mnt in below:
-                        if cpath == mnt.dest or cpath.startswith(mnt.dest + "/"):
-                            raise InvalidArgument(
-                                f"cannot copy {m.name!r} across the mount point {mnt.dest}: "
-                                f"copy to {mnt.dest} itself")
-                    if no_overwrite and rel:
-                        _check_overwrite(view, cpath, m)
-                    if tout is not None and owner is not None:
+                    data = tin.extractfile(m) if m.isreg() else None
+                    if m.name in onto:
+                        _write_file_mount(onto[m.name], data)
+                        continue
+                    if owner is not None:
                         m.uid, m.gid = owner
                         m.uname = m.gname = ""
-                        tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
-            finally:
-                if tout is not None:
-                    tout.close()
+                    tout.addfile(m, data)
+            return out_path
     except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
-    return out_path if owner else spool
+
+
+def _write_file_mount(mnt: Mount, data: IO[bytes] | None) -> None:
+    """Replace the content of a bind-mounted file (the inode stays: the container's mount
+    keeps pointing at it)."""
+    fd = os.open(mnt.source, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "wb") as f:
+        while data is not None:
+            chunk = data.read(CHUNK)
+            if not chunk:
+                break
+            f.write(chunk)
 
 
 def _check_overwrite(view: FsView, cpath: str, m: tarfile.TarInfo) -> None:
