@@ -301,6 +301,7 @@ def test_stats_real_numbers(env: Env):
     assert not mem.startswith("0B"), row
     assert int(pids) >= 2, row                      # sh, the loop, sleep
     assert "/" in net, row
+    assert "st1" in env.out("stats", "--no-stream", "--format", "{{.Name}}").split()
     # the CLI's streamed table (stream=1): rows with real numbers, once a second
     try:
         subprocess.run([DOCKER, "-H", f"unix://{env.paths.socket}", "stats", "--format",
@@ -340,6 +341,8 @@ def test_stats_real_numbers(env: Env):
         client.close()
     row = env.out("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}", "st1").split()
     assert row == ["0.00%", "0"]
+    assert "st1" not in env.out("stats", "--no-stream", "--format", "{{.Name}}").split()
+    assert "st1" in env.out("stats", "-a", "--no-stream", "--format", "{{.Name}}").split()
     assert env.dk("stats", "--no-stream", "nosuch", ok=False).returncode != 0
 
 
