@@ -471,6 +471,7 @@ def test_image_prune_filters_and_system_prune(env: Env, busybox_tar: Path):
     out = env.cli("system", "prune", "-f", "--filter", "until=1h").stdout   # aiorun's own
     assert "Total reclaimed space" in out
     assert "pr-left" in env.out("ps", "-a", "--format", "{{.Names}}")
+    env.cli("import", str(busybox_tar), "prunable:1")        # unused: -a removes it
     out = env.cli("system", "prune", "-f", "-a").stdout
     assert "Deleted Containers:" in out and "Deleted Images:" in out
     assert "pr-left" not in env.out("ps", "-a", "--format", "{{.Names}}")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from aiorun.engine.buildprune import prune_cache
-from aiorun.engine.containers.archive import go_file_mode, split_request_path, stat_header, \
-    write_tar
+from aiorun.engine.containers.archive import go_file_mode, split_request_path, stat_header
+from aiorun.engine.containers.tarwrite import write_tar
 from aiorun.engine.containers.changes import diff_changes, image_paths
 from aiorun.engine.containers.fsview import FsView, Mount
 from aiorun.engine.containers.stats import docker_sample, parse_net_dev, system_cpu_ns

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 import anyio
 import anyio.to_thread
 
-from aiorun.engine.containers.archive import _add, container_view, tar_stream
+from aiorun.engine.containers.archive import container_view
+from aiorun.engine.containers.tarwrite import add_entry, tar_stream
 from aiorun.engine.containers.fsview import FsView
 from aiorun.errors import Unavailable
 from aiorun.images.diff import INIT_FILES
@@ -133,6 +134,6 @@ def _write_rootfs(view: FsView, out: Any) -> None:
             for name in sorted(os.listdir(fd)):
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode) or not stat.S_ISSOCK(st.st_mode):
-                    _add(tar, view, fd, name, st, "/" + name, name, links)
+                    add_entry(tar, view, fd, name, st, "/" + name, name, links)
         finally:
             os.close(fd)
