@@ -393,6 +393,16 @@ def test_aiorun_cli_verbs(env: Env):
     assert cpu > 10.0, out
     row = env.cli("stats", "--no-stream", "--format", "{{.Name}}:{{.PIDs}}", "ac1").stdout
     assert row.startswith("ac1:") and int(row.strip().split(":")[1]) >= 2
+    # streamed: a table a second until interrupted (a terminal gets it redrawn in place)
+    try:
+        subprocess.run([str(Path(os.sys.executable).with_name("aiorun")), "stats", "ac1"],
+                       capture_output=True, timeout=3.5,
+                       env={**os.environ, "AIORUN_ROOT": str(env.paths.root),
+                            "AIORUN_RUN": str(env.paths.run)})
+        raise AssertionError("aiorun stats (streamed) ended by itself")
+    except subprocess.TimeoutExpired as exc:
+        shown = (exc.stdout or b"").decode()
+    assert shown.count("CONTAINER ID") >= 2 and "\033[2J" not in shown, shown
     env.cli("rm", "-f", "ac1")
     comp = subprocess.run(["bash", "-c", "source <(\"$0\" completion bash); "
                            "COMP_WORDS=(aiorun st); COMP_CWORD=1; _aiorun; "
