@@ -429,6 +429,8 @@ def test_legacy_links(env: Env):
     assert f"{ip}\tdatabase {short} lk-db" in lines
     assert env.out("inspect", "-f", "{{json .HostConfig.Links}}", "lk-web").strip() == \
         '["/lk-db:/lk-web/database"]'
+    r = env.dk("rm", "--link", "lk-web", ok=False)        # a name, not a link: kept
+    assert b"cannot remove the default link name" in r.stderr
     env.dk("rm", "--link", "/lk-web/database")
     assert env.out("inspect", "-f", "{{json .HostConfig.Links}}", "lk-web").strip() == "null"
     env.dk("rm", "lk-web")

@@ -159,8 +159,7 @@ async def remove_link(mgr: "RoomBase", path: str) -> None:
     """``DELETE /containers//THIS/ALIAS?link=1``: drop the link ALIAS of container THIS."""
     parent, _, alias = path.strip("/").rpartition("/")
     if not parent or not alias:
-        raise InvalidArgument(f"Conflict, cannot remove the default link name of the "
-                              f"container: {path}")
+        raise Conflict("Conflict, cannot remove the default link name of the container")
     c = mgr.get(parent)
     links = c.host_config.get("Links") or []
     keep = [s for s in links if parse_link(s)[1] != alias]
