@@ -191,6 +191,9 @@ def container_group() -> Group:
             "start": cmd_start, "stop": lifecycle.cmd_stop, "top": listing.cmd_top,
             "unpause": lifecycle.cmd_unpause, "update": lifecycle.cmd_update,
             "wait": lifecycle.cmd_wait}
+    from aiorun.cli import cp, fsverbs, stats     # issue 14's verbs
+    subs.update(cp=cp.cmd_cp, diff=fsverbs.cmd_diff, export=fsverbs.cmd_export,
+                stats=stats.cmd_stats)
     subs = {name: v if v.command.name == f"container {name}" else
             v.renamed(f"container {name}") for name, v in subs.items()}
     return Group("container", "Manage containers", subs,

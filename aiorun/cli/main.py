@@ -66,17 +66,23 @@ VERBS: dict[str, str] = {
     "push": "registry:cmd_push",
     "login": "registry:cmd_login",
     "logout": "registry:cmd_logout",
+    # container filesystems and usage (issue 14)
+    "cp": "cp:cmd_cp",
+    "diff": "fsverbs:cmd_diff",
+    "export": "fsverbs:cmd_export",
+    "stats": "stats:cmd_stats",
+    "completion": "completion:cmd_completion",
 }
 
 USAGE = """usage: aiorun [--root DIR] [--run-root DIR] [-H SOCKET] COMMAND [ARGS...]
 
 A container engine on an async core. Commands:
   run, create, start, stop, kill, restart, rm, ps, logs, inspect, wait, rename, top, exec,
-  attach, pause, unpause, update
+  attach, pause, unpause, update, cp, diff, export, stats
   build, pull, import, images, tag, rmi, history, save, load, commit
   push, login, logout
-  network, port, volume, events, info, version, system, serve
-Run 'aiorun COMMAND --help' for a command's options.
+  network, port, volume, events, info, version, system, serve, completion
+Run 'aiorun COMMAND --help' for a command's options; 'aiorun --version' for the version.
 """
 
 
@@ -171,6 +177,10 @@ def _main(argv: list[str]) -> int:
     if not rest or rest[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if rest else 1
+    if rest[0] in ("-v", "--version"):
+        from aiorun import __version__
+        sys.stdout.write(f"aiorun version {__version__}\n")
+        return 0
     verb, args = rest[0], rest[1:]
     target = VERBS.get(verb)
     if target is None:

@@ -198,7 +198,12 @@ def system_group() -> Group:
     """``aiorun system SUBCOMMAND``."""
     return Group("system", "Manage aiorun", {
         "df": cmd_system_df, "info": cmd_info.renamed("system info"),
-        "reset": cmd_system_reset})
+        "reset": cmd_system_reset, "prune": _system_prune()})
+
+
+def _system_prune() -> Any:
+    from aiorun.cli.prune import cmd_system_prune
+    return cmd_system_prune
 
 
 def cmd_system(ctx: Any, argv: list[str]) -> int:

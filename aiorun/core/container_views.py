@@ -170,7 +170,11 @@ def matches(c: ContainerFacts, filters: dict[str, Any],
                     raise InvalidArgument(f"No such container: {v}") from None
                 ok = ok and (c.created_ns < other if key == "before" else c.created_ns > other)
         elif key == "until" and prune:
-            ok = True
+            # only containers created before the cut (an ignored until removed them all)
+            from aiorun.core.filtertime import parse_timestamp
+            import time
+            cuts = [parse_timestamp(str(v), time.time()) for v in values]
+            ok = all(c.created_ns / 1e9 < cut for cut in cuts)
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
         if not ok:

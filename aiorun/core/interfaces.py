@@ -170,7 +170,8 @@ class Images(Service, Protocol):
     async def remove(self, ref: str, force: bool = False,
                      prune: bool = True) -> builtins.list[dict[str, str]]: ...
 
-    async def prune(self, all_images: bool = False) -> dict[str, Any]: ...
+    async def prune(self, all_images: bool = False,
+                    filters: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
     async def import_tar(self, stream: bytes | BinaryIO | os.PathLike[str] | str,
                          tags: Iterable[str] = (), changes: Iterable[str] = (),

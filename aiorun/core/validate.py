@@ -170,6 +170,9 @@ SAME_AS_AIORUN: dict[str, tuple[Any, ...]] = {
 #: Unimplemented fields where 0 is a request, not "unset" (swappiness 0: never swap).
 ZERO_IS_A_VALUE = frozenset({"MemorySwappiness"})
 
+#: Legacy links (``--link``): aiorun.engine.containers.links.
+HOST_FIELDS["Links"] = STR_LIST
+
 
 def _is_zero(value: Any) -> bool:
     """What the docker CLI sends for a field nobody set (``ConsoleSize`` is ``[0, 0]``)."""

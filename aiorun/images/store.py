@@ -369,12 +369,22 @@ class ImageStore:
             log.warning("cannot save %s: %s", self.dist.path, exc)
         return out
 
-    async def prune(self, all_images: bool = False) -> dict[str, Any]:
-        """Remove dangling images (or, with ``all_images``, every unused image)."""
+    async def prune(self, all_images: bool = False,
+                    filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Remove dangling images (or, with ``all_images``, every unused image). ``filters``
+        (the API's; :mod:`aiorun.images.prune_filters`) decide both when given."""
+        from aiorun.images.prune_filters import image_prune_plan
+        import time
+        matches = None
+        if filters is not None:
+            all_images, matches = image_prune_plan(filters, time.time())
         deleted: builtins.list[dict[str, str]] = []
         reclaimed = 0
         for img in list(self._images.values()):
             if self.in_use(img.id) or (not all_images and img.repo_tags):
+                continue
+            labels = (img.config.get("config") or {}).get("Labels") or {}
+            if matches is not None and not matches(oci.parse_time(img.created), labels):
                 continue
             reclaimed += img.size
             try:

@@ -291,6 +291,8 @@ def stats(dirs: list[CgroupDir]) -> dict:
                 k, _, v = line.partition(" ")
                 if k == "usage_usec":
                     out["cpu_usage_ns"] = int(v) * 1000
+    from . import cgroup_stats      # the figures docker stats shows (lazy: spawner start-up)
+    out.update(cgroup_stats.detail(dirs))
     return out
 
 

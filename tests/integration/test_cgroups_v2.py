@@ -40,6 +40,9 @@ def test_v2_create_join_freeze_remove():
         assert "frozen 0" in (Path(d.path) / "cgroup.events").read_text()
         st = cgroups.stats([d])
         assert st["pids"] == [proc.pid] and st["memory_usage"] is None
+        # docker stats' figures on v2: cpu.stat is there without the cpu controller
+        assert isinstance(st["cpu_usage_ns"], int) and isinstance(st["cpu_user_ns"], int)
+        assert st["memory_stat"] == {} and st["blkio"] == []
         # a limit without a controller to enforce it is refused, not silently ignored
         with pytest.raises(OSError):
             cgroups.update([d], CgroupSpec(memory=64 << 20))

@@ -42,6 +42,7 @@ ROWS = [
     (["--expose", "53/udp", "-p", "80"], "ExposedPorts", {"53/udp": {}, "80/tcp": {}}),
     (["-P"], "HostConfig.PublishAllPorts", True),
     (["-v", "/a:/b"], "HostConfig.Binds", ["/a:/b"]),
+    (["--link", "db:data"], "HostConfig.Links", ["db:data"]),
     (["--tmpfs", "/run"], "HostConfig.Mounts.0.Target", "/run"),
     (["--privileged"], "HostConfig.Privileged", True),
     (["--cap-add", "NET_ADMIN"], "HostConfig.CapAdd", ["NET_ADMIN"]),

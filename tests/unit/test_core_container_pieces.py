@@ -158,7 +158,10 @@ def test_bad_filters(filters):
 
 
 def test_until_only_for_prune_and_exited_filter():
-    assert views.matches(Rec(), {"until": ["1"]}, created_of, prune=True)
+    # Rec was created 2 s after the epoch: until is "created before", never ignored
+    assert views.matches(Rec(), {"until": ["3"]}, created_of, prune=True)
+    assert not views.matches(Rec(), {"until": ["1"]}, created_of, prune=True)
+    assert views.matches(Rec(), {"until": ["1h"]}, created_of, prune=True)    # long ago
     r = Rec()
     r.state.to_running(5)
     r.state.to_exited(3)

@@ -181,7 +181,7 @@ REFUSED = [
     ({"HostConfig": {"NetworkMode": "container:x"}, "NetworkingConfig": {"EndpointsConfig": {
         "container:x": {"MacAddress": "02:42:00:00:00:01"}}}}, None,
      "conflicting options: mac-address and the network mode"),
-    (_with_host(Links=["db:db"]), None, "HostConfig.Links is not"),
+    (_with_host(Links="db:db"), None, "HostConfig.Links"),     # a list of strings
     (_with_host(MemoryReservation=1 << 20), None, "HostConfig.MemoryReservation is not"),
     (_with_host(MemorySwappiness=0), None, "HostConfig.MemorySwappiness is not"),
     (_with_host(VolumesFrom=["other"]), None, "HostConfig.VolumesFrom is not"),

@@ -6,6 +6,8 @@ ROUTE_MODULES = [
     "aiorun.api.routes.pull",
     "aiorun.api.routes.containers",
     "aiorun.api.routes.attach",
+    "aiorun.api.routes.archive",
+    "aiorun.api.routes.links",
     "aiorun.api.routes.exec",
     "aiorun.api.routes.networks",
     "aiorun.api.routes.volumes",

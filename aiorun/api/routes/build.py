@@ -139,3 +139,12 @@ async def build(req: Request, engine: Any):
             await drop_work()
 
     return Response(200, stream=stream())
+
+
+@router.route("POST", "/build/prune")
+async def build_prune(req: Request, engine: Any) -> Any:
+    from aiorun.engine.buildhost import CACHE_DIR
+    from aiorun.engine.buildprune import prune_cache
+    keep = req.int_arg("keep-storage", 0) or req.int_arg("reserved-space", 0) or 0
+    return await anyio.to_thread.run_sync(prune_cache, engine.paths.root / CACHE_DIR,
+                                          req.json_arg("filters"), None, keep)

@@ -161,6 +161,9 @@ async def top(req: Request, engine: Engine) -> Any:
 
 @router.route("DELETE", "/containers/{id}")
 async def remove(req: Request, engine: Engine) -> None:
+    if req.flag("link"):        # docker rm --link: a link, never the container (routes/links)
+        from aiorun.engine.containers.links import remove_link
+        return await remove_link(engine.containers, req.params["id"])
     await engine.containers.remove(req.params["id"], force=req.flag("force"), volumes=req.flag("v"))
 
 

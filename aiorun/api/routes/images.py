@@ -127,12 +127,8 @@ async def list_images(req: Request, engine: Any):
 
 @router.route("POST", "/images/prune")
 async def prune(req: Request, engine: Any):
-    filters = req.json_arg("filters") or {}
-    dangling = filters.get("dangling") or ["true"]
-    if isinstance(dangling, dict):
-        dangling = [k for k, on in dangling.items() if on]
-    all_images = any(d.lower() in ("false", "0") for d in dangling)
-    return await _store(engine).prune(all_images=all_images)
+    # dangling, until, label, label! (aiorun.images.prune_filters): never an ignored filter
+    return await _store(engine).prune(filters=req.json_arg("filters") or {})
 
 
 async def _spool_body(req: Request, engine: Any, kind: str) -> Path:

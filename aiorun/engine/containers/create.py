@@ -17,6 +17,7 @@ from aiorun.core import ports as cports
 from aiorun.core import spec as cspec
 from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
+from aiorun.engine.containers import links
 from aiorun.engine.containers.records import Container
 from aiorun.engine.containers.network import pin_joined_container
 from aiorun.errors import InvalidArgument, NotFound, Unavailable
@@ -64,6 +65,7 @@ class CreateRoom(RoomBase):
         if not name:
             name = cspec.random_name(self._names)
         self._check_name_free(name)
+        links.check_at_create(self, spec.host_config, name)     # --link: Docker's form
         if self.engine.storage is None:
             raise Unavailable("no storage driver is available in this daemon")
         self._names[name] = cid                      # reserve the name across the awaits

@@ -169,7 +169,8 @@ class NetworkRoom(RoomBase):
     def _hosts_peers(self, c: Container) -> list[tuple[str, str]]:
         """The other containers of its networks, for /etc/hosts."""
         try:
-            return list(self.engine.networks.hosts_entries(c.id))
+            from aiorun.engine.containers.links import link_hosts      # --link entries
+            return list(self.engine.networks.hosts_entries(c.id)) + link_hosts(self, c)
         except Exception:
             log.exception("hosts entries for %s failed", c.id)
             return []

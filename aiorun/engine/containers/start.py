@@ -23,6 +23,7 @@ from aiorun.core.faultpoint import fault_point
 from aiorun.core.validate import parse_log_size
 from aiorun.errors import AiorunError, Conflict, NotModified
 from aiorun.engine.containers.network import NetworkRoom
+from aiorun.engine.containers import links
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
     rewrite_in_place
 from aiorun.runtime.spec import CgroupSpec, ContainerSpec, MountSpec, SecuritySpec
@@ -177,7 +178,8 @@ class StartRoom(NetworkRoom):
                       network: str) -> ContainerSpec:
         cfg, hc = c.config, c.host_config
         return ContainerSpec(
-            id=c.id, rootfs=str(c.rootfs), args=c.argv, env=hcfg.container_env(cfg),
+            id=c.id, rootfs=str(c.rootfs), args=c.argv,
+            env=links.env_with_links(self, c, hcfg.container_env(cfg)),
             cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "",
             hostname=cfg.get("Hostname") or c.short_id, mounts=mounts, network=network,
             cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc)),

@@ -400,11 +400,17 @@ class NetworkManager:
         self._emit("destroy", n)
 
     async def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        import time
+        from aiorun.images.oci import parse_time
+        from aiorun.images.prune_filters import network_prune_until
+        until = network_prune_until(filters or {}, time.time())   # refuses unknown filters
         deleted = []
         for n in list(self.networks.values()):
             if n.predefined or self.records.containers_on(n.config.id):
                 continue
             if not views.match_labels(n.labels, (filters or {}).get("label")):
+                continue
+            if until is not None and not parse_time(n.created) < until:
                 continue
             await self.remove(n.config.id)
             deleted.append(n.config.name)
