@@ -303,7 +303,7 @@ class Builder:
     async def _cache_key(self, st: Stage, ins: Instruction, copy: bool) -> str:
         extra = ""
         if copy and "from" in ins.flags:
-            ref = expand_word(ins.flags["from"], st.substitution_env())
+            ref = expand_word(ins.flags.get("from", ""), st.substitution_env())
             src = self._stage_by_name(ref)
             extra = ",".join(src.layers) if src is not None else \
                 ",".join((await self._resolve_image(ref, ins)).layers)
@@ -423,7 +423,7 @@ class Builder:
     async def _copy_from(self, st: Stage, ins: Instruction, rootfs: Path) -> None:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
-        ref = expand_word(ins.flags["from"], st.substitution_env())
+        ref = expand_word(ins.flags.get("from", ""), st.substitution_env())
         src_stage = self._stage_by_name(ref)
         if src_stage is st:
             raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",

@@ -32,11 +32,12 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
     srcs, dest = words[:-1], words[-1]
     uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env)
     mode = None
-    if "chmod" in ins.flags:
+    chmod = ins.flags.get("chmod")
+    if chmod is not None:
         try:
-            mode = int(expand_word(ins.flags["chmod"], env), 8)
+            mode = int(expand_word(chmod, env), 8)
         except ValueError:
-            raise InvalidArgument(f"invalid --chmod value {ins.flags['chmod']!r}") from None
+            raise InvalidArgument(f"invalid --chmod value {chmod!r}") from None
     wd = st.config.get("WorkingDir") or "/"
     dest_dir_syntax = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
     if not dest.startswith("/"):

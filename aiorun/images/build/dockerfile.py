@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from aiorun.errors import InvalidArgument
 # word expansion lives in .expand; importable from here as before
 from aiorun.images.build.expand import expand_word, expand_words
+from aiorun.images.build.flags import Flags, check as check_flags
 
 #: Instructions aiorun knows; anything else is a parse error naming the line.
 KNOWN = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "ADD", "COPY", "USER",
@@ -64,7 +65,7 @@ class Instruction:
     rest: str
     line: int
     original: str
-    flags: dict[str, str] = field(default_factory=dict)
+    flags: Flags = field(default_factory=Flags)
     json: list[str] | None = None
 
     def __str__(self) -> str:
@@ -135,27 +136,25 @@ def parse(text: str) -> list[Instruction]:
         rest = rest.strip()
         if cmd not in KNOWN:
             raise DockerfileError(f"unknown instruction: {word}", start + 1)
-        flags: dict[str, str] = {}
+        raw_flags: list[str] = []
         while cmd in ("ADD", "COPY", "RUN", "FROM", "HEALTHCHECK") and rest.startswith("--"):
             tok, _, after = rest.partition(" ")
-            m = _FLAG.match(tok)
-            if not m:
+            if not _FLAG.match(tok):
                 raise DockerfileError(f"{cmd}: bad flag {tok!r}", start + 1)
-            flags[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
+            raw_flags.append(tok)
             rest = after.strip()
-        allowed = {"ADD": {"chown", "chmod", "link", "checksum", "keep-git-dir"},
-                   "COPY": {"chown", "chmod", "link", "from", "parents", "exclude"},
-                   "RUN": set(), "FROM": {"platform"},
-                   "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval",
-                                   "retries"}}.get(cmd, set())
-        for f in flags:
-            if f not in allowed:
-                raise DockerfileError(f"unknown flag: --{f} for {cmd}", start + 1)
+        flags = Flags(raw_flags)
+        problem = check_flags(cmd, flags)
+        if problem:
+            raise DockerfileError(problem, start + 1)
+        if cmd == "RUN" and flags:   # RUN --mount/--network/--security: not implemented yet
+            raise DockerfileError(f"RUN --{flags.names()[0]} is not supported by aiorun",
+                                  start + 1)
         if not rest and cmd not in ("CMD", "ENTRYPOINT", "RUN"):
             raise DockerfileError(f"{cmd} requires at least one argument", start + 1)
         if cmd in ("CMD", "ENTRYPOINT", "RUN") and not rest:
             raise DockerfileError(f"{cmd} requires at least one argument", start + 1)
-        original = f"{cmd} " + " ".join([f"--{k}={v}" for k, v in flags.items()] + [rest])
+        original = f"{cmd} " + " ".join(raw_flags + [rest])
         ins = Instruction(cmd, rest, start + 1, original.strip(), flags, _json_list(rest))
         _validate(ins)
         out.append(ins)
@@ -363,13 +362,13 @@ def healthcheck(ins: Instruction) -> dict[str, Any]:
     for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
                       ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
         if flag in ins.flags:
-            out[key] = parse_duration(ins.flags[flag], ins.line)
-    if "retries" in ins.flags:
+            out[key] = parse_duration(ins.flags.get(flag, ""), ins.line)
+    retries = ins.flags.get("retries")
+    if retries is not None:
         try:
-            out["Retries"] = int(ins.flags["retries"])
+            out["Retries"] = int(retries)
         except ValueError:
-            raise DockerfileError(f"invalid --retries {ins.flags['retries']!r}", ins.line) \
-                from None
+            raise DockerfileError(f"invalid --retries {retries!r}", ins.line) from None
     return out
 
 
