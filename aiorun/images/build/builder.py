@@ -47,8 +47,8 @@ from aiorun.images.build.cache import BuildCache, cache_key
 from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.copyfiles import copy_sources, mkdir_in_root
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
-                                            apply_metadata, command_form, expand_word,
-                                            expand_words)
+                                            apply_metadata, arg_pairs, command_form,
+                                            expand_word)
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
 from aiorun.images.build.stage import Stage, history_entry
@@ -127,14 +127,15 @@ class Builder:
         first_from = next(i for i, x in enumerate(ins_list) if x.cmd == "FROM")
         meta_args: dict[str, str] = {}
         for ins in ins_list[:first_from]:                       # ARG before FROM
-            name, eq, default = ins.rest.partition("=")
-            self._used_args.add(name)
-            meta_args[name] = self.buildargs.get(name, expand_word(default, meta_args)
-                                                 if eq else "")
+            for name, default in arg_pairs(ins):
+                self._used_args.add(name)
+                meta_args[name] = self.buildargs.get(
+                    name, expand_word(default, meta_args, ins.escape)
+                    if default is not None else "")
         steps = ins_list[first_from:]
         if self.target is not None:   # --target: stop at the end of that stage
             names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
-                     and len(x.rest.split()) == 3 and x.rest.split()[2].lower() == self.target]
+                     and len(x.args) == 3 and x.args[2].lower() == self.target]
             if not names:
                 raise DockerfileError(f"target stage {self.target!r} could not be found")
             nxt = [i for i, x in enumerate(steps) if x.cmd == "FROM" and i > names[0]]
@@ -229,7 +230,7 @@ class Builder:
     _from_id = ""
 
     async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
-        words = expand_words(ins.rest, meta_args)
+        words = [expand_word(ins.args[0], meta_args, ins.escape)] + ins.args[1:]
         name = words[0]
         prev = self._stage_by_name(name)
         if prev is not None:
@@ -277,20 +278,20 @@ class Builder:
                              f"here, and pulling it failed: {exc.message}") from None
 
     def _arg(self, st: Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
-        name, eq, default = ins.rest.partition("=")
-        self._used_args.add(name)
-        if name in self.buildargs:
-            val = self.buildargs[name]
-        elif eq:
-            val = expand_word(default, st.substitution_env())
-        else:
-            val = meta_args.get(name, "")  # re-declared meta ARG inherits its value
-        st.args[name] = val
+        for name, default in arg_pairs(ins):
+            self._used_args.add(name)
+            if name in self.buildargs:
+                val = self.buildargs[name]
+            elif default is not None:
+                val = expand_word(default, st.substitution_env(), ins.escape)
+            else:
+                val = meta_args.get(name, "")  # re-declared meta ARG inherits its value
+            st.args[name] = val
         st.history.append(history_entry(f"ARG {ins.rest}", empty=True))
 
     def _metadata(self, st: Stage, ins: Instruction) -> None:
         if ins.cmd == "MAINTAINER":
-            st.author = expand_word(ins.rest, st.substitution_env())
+            st.author = ins.args[0]          # BuildKit does not expand MAINTAINER
         else:
             apply_metadata(st.config, ins, st.substitution_env())
         if ins.cmd == "CMD":
@@ -303,7 +304,7 @@ class Builder:
     async def _cache_key(self, st: Stage, ins: Instruction, copy: bool) -> str:
         extra = ""
         if copy and "from" in ins.flags:
-            ref = expand_word(ins.flags.get("from", ""), st.substitution_env())
+            ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
             src = self._stage_by_name(ref)
             extra = ",".join(src.layers) if src is not None else \
                 ",".join((await self._resolve_image(ref, ins)).layers)
@@ -423,7 +424,7 @@ class Builder:
     async def _copy_from(self, st: Stage, ins: Instruction, rootfs: Path) -> None:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
-        ref = expand_word(ins.flags.get("from", ""), st.substitution_env())
+        ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
         src_stage = self._stage_by_name(ref)
         if src_stage is st:
             raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",

@@ -21,7 +21,7 @@ from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import NotFound
 from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.copyfiles import match_sources
-from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
+from aiorun.images.build.dockerfile import Instruction, expand_word
 from aiorun.images.build.stage import Stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,8 +54,7 @@ class BuildCache:
         """The content of a COPY/ADD's context sources (paths, modes, link targets, bytes)."""
         h = hashlib.sha256()
         env = st.substitution_env()
-        words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
-            else expand_words(ins.rest, env)
+        words = [expand_word(w, env, ins.escape) for w in ins.args]
         for pat in words[:-1]:
             if "://" in pat:
                 continue

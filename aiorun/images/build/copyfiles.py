@@ -17,7 +17,7 @@ from pathlib import Path
 from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
+from aiorun.images.build.dockerfile import Instruction, expand_word
 from aiorun.images.build.stage import Stage
 
 
@@ -27,8 +27,7 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
     another stage's rootfs; every path resolved inside it) to the destination inside
     ``rootfs``."""
     env = st.substitution_env()
-    words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
-        else expand_words(ins.rest, env)
+    words = [expand_word(w, env, ins.escape) for w in ins.args]
     srcs, dest = words[:-1], words[-1]
     uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env)
     mode = None
