@@ -18,11 +18,11 @@ from aiorun.images.build.dockerfile.config import (COMMIT_CHANGES, DEFAULT_SHELL
                                                    parse_ports, set_env)
 from aiorun.images.build.dockerfile.lines import Heredoc
 from aiorun.images.build.dockerfile.parser import (KNOWN, DockerfileError, Instruction, parse,
-                                                   parse_words, split_command)
+                                                   parse_nodes, parse_words, split_command)
 from aiorun.images.build.expand import expand_word, expand_words
 
 __all__ = ["COMMIT_CHANGES", "DEFAULT_SHELL", "EXPANDED", "KNOWN", "METADATA", "DockerfileError",
            "Heredoc", "Instruction", "apply_metadata", "arg_pairs", "command_form",
            "env_dict", "expand_word", "expand_words", "healthcheck", "heredoc_script",
-           "heredoc_script_path", "key_values", "parse", "parse_changes", "parse_duration",
+           "heredoc_script_path", "key_values", "parse", "parse_nodes", "parse_changes", "parse_duration",
            "parse_ports", "parse_words", "set_env", "split_command"]

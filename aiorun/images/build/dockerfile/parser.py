@@ -28,6 +28,7 @@ from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile.lines import Heredoc, LineError, heredoc_from_word, \
     logical_lines
 from aiorun.images.build.flags import Flags, check as check_flags
+from aiorun.images.build.runmounts import check_run_flags
 
 #: Instructions aiorun knows; anything else is a parse error naming the line.
 KNOWN = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "ADD", "COPY", "USER",
@@ -291,7 +292,7 @@ def _takes_heredocs(line: str) -> bool:
 # --- the checks BuildKit's instructions layer makes ------------------------------------
 def _check(ins: Instruction) -> str | None:
     c, a = ins.cmd, ins.args
-    problem = check_flags(c, ins.flags)
+    problem = check_flags(c, ins.flags) or (check_run_flags(ins.flags) if c == "RUN" else None)
     if problem:
         return problem
     if c in ("ENV", "LABEL", "EXPOSE", "VOLUME", "ARG", "ONBUILD", "HEALTHCHECK", "SHELL") \
@@ -375,9 +376,10 @@ def make_instruction(text: str, start: int, end: int, heredocs: list[Heredoc],
                        heredocs, escape)
 
 
-def parse(text: str, file: str = "") -> list[Instruction]:
-    """Parse a Dockerfile (``file`` names it in errors). Raises :class:`DockerfileError`
-    naming the line for every problem BuildKit's parser reports, and for a missing FROM."""
+def parse_nodes(text: str, file: str = "") -> list[Instruction]:
+    """BuildKit's AST layer only: the instructions with their flags and args split, heredocs
+    read; errors are the line layer's, unknown keywords and malformed JSON arrays. The
+    per-instruction checks are :func:`parse`'s."""
     try:
         escape, logical = logical_lines(text, _takes_heredocs)
     except LineError as exc:
@@ -385,13 +387,20 @@ def parse(text: str, file: str = "") -> list[Instruction]:
     out: list[Instruction] = []
     for ln in logical:
         try:
-            ins = make_instruction(ln.text, ln.start, ln.end, ln.heredocs, escape)
+            out.append(make_instruction(ln.text, ln.start, ln.end, ln.heredocs, escape))
         except ValueError as exc:
             raise DockerfileError(str(exc), ln.start, file) from None
+    return out
+
+
+def parse(text: str, file: str = "") -> list[Instruction]:
+    """Parse a Dockerfile (``file`` names it in errors). Raises :class:`DockerfileError`
+    naming the line for every problem BuildKit's parser reports, and for a missing FROM."""
+    out = parse_nodes(text, file)
+    for ins in out:
         problem = _check(ins)
         if problem:
             raise DockerfileError(problem, ins.line, file)
-        out.append(ins)
     if not out:
         raise DockerfileError("the Dockerfile cannot be empty (file with no instructions)",
                               None, file)
