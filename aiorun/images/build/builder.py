@@ -51,6 +51,7 @@ from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instructi
                                             expand_word)
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
+from aiorun.images.build.runmounts import RunSetup
 from aiorun.images.build.stage import Stage, history_entry
 from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
 from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
@@ -129,9 +130,10 @@ class Builder:
         for ins in ins_list[:first_from]:                       # ARG before FROM
             for name, default in arg_pairs(ins):
                 self._used_args.add(name)
-                meta_args[name] = self.buildargs.get(
-                    name, expand_word(default, meta_args, ins.escape)
-                    if default is not None else "")
+                if name in self.buildargs:
+                    meta_args[name] = self.buildargs[name]
+                elif default is not None:
+                    meta_args[name] = expand_word(default, meta_args, ins.escape)
         steps = ins_list[first_from:]
         if self.target is not None:   # --target: stop at the end of that stage
             names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
@@ -284,8 +286,10 @@ class Builder:
                 val = self.buildargs[name]
             elif default is not None:
                 val = expand_word(default, st.substitution_env(), ins.escape)
+            elif name in meta_args:
+                val = meta_args[name]      # re-declared meta ARG inherits its value
             else:
-                val = meta_args.get(name, "")  # re-declared meta ARG inherits its value
+                continue                   # declared without a value: stays unset
             st.args[name] = val
         st.history.append(history_entry(f"ARG {ins.rest}", empty=True))
 
@@ -357,7 +361,8 @@ class Builder:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                async for m in self._run_cmd(st, cid, rootfs, argv, hostname):
+                setup = RunSetup(ins, self.work / cid[:12], rootfs)
+                async for m in self._run_cmd(st, cid, rootfs, argv, hostname, setup):
                     yield m
                 created_by = " ".join(argv)
                 if not self.quiet:
@@ -398,11 +403,21 @@ class Builder:
                 await anyio.to_thread.run_sync(_cleanup)
 
     async def _run_cmd(self, st: Stage, cid: str, rootfs: Path, argv: list[str],
-                       hostname: str) -> AsyncIterator[dict[str, Any]]:
-        step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
-                       cwd=st.config.get("WorkingDir") or "/",
-                       user=st.config.get("User") or "", hostname=hostname,
-                       state_dir=self.work / cid[:12])
+                       hostname: str, setup: RunSetup) -> AsyncIterator[dict[str, Any]]:
+        try:
+            mounts = await anyio.to_thread.run_sync(setup.prepare)
+            step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
+                           cwd=st.config.get("WorkingDir") or "/",
+                           user=st.config.get("User") or "", hostname=hostname,
+                           state_dir=self.work / cid[:12], mounts=tuple(mounts),
+                           network=setup.network())
+            async for m in self._run_step(step, argv):
+                yield m
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(setup.cleanup)
+
+    async def _run_step(self, step: RunStep, argv: list[str]) -> AsyncIterator[dict[str, Any]]:
         try:
             async with self.host.run_command(step) as proc:
                 async for data in proc.output():

@@ -28,7 +28,6 @@ from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile.lines import Heredoc, LineError, heredoc_from_word, \
     logical_lines
 from aiorun.images.build.flags import Flags, check as check_flags
-from aiorun.images.build.runmounts import check_run_flags
 
 #: Instructions aiorun knows; anything else is a parse error naming the line.
 KNOWN = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "ADD", "COPY", "USER",
@@ -292,7 +291,10 @@ def _takes_heredocs(line: str) -> bool:
 # --- the checks BuildKit's instructions layer makes ------------------------------------
 def _check(ins: Instruction) -> str | None:
     c, a = ins.cmd, ins.args
-    problem = check_flags(c, ins.flags) or (check_run_flags(ins.flags) if c == "RUN" else None)
+    problem = check_flags(c, ins.flags)
+    if not problem and c == "RUN":
+        from aiorun.images.build.runmounts import check_run_flags  # (it imports this module)
+        problem = check_run_flags(ins.flags)
     if problem:
         return problem
     if c in ("ENV", "LABEL", "EXPOSE", "VOLUME", "ARG", "ONBUILD", "HEALTHCHECK", "SHELL") \

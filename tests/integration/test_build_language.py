@@ -1,0 +1,182 @@
+"""Real builds of the Dockerfile language as BuildKit reads it: heredocs (RUN and COPY), the
+escape directive in expansion, legacy LABEL, multi-name ARG, the ``${VAR...}`` operators,
+the predefined platform ARGs, ``RUN --network``, parse errors before any step runs.
+
+The base image is busybox, itself built by the builder (``FROM scratch`` + ``ADD``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aiorun.config import Paths
+from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.images import write_busybox_rootfs_tar
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Env:
+    paths: Paths
+    base: Path
+
+    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return run_cli(self.paths, *args, **kw)
+
+    def ok(self, *args: str, **kw) -> str:
+        r = self.cli(*args, **kw)
+        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
+                                  f"{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def build(self, name: str, dockerfile: str, *flags: str, files: dict | None = None
+              ) -> subprocess.CompletedProcess:
+        ctx = self.base / f"ctx-{name}"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(dockerfile)
+        for rel, data in (files or {}).items():
+            (ctx / rel).write_text(data)
+        return self.cli("build", "-t", name, *flags, str(ctx))
+
+    def run(self, image: str, *cmd: str) -> str:
+        return self.ok("run", "--rm", "--network", "none", image, *cmd)
+
+    def inspect(self, image: str) -> dict:
+        return json.loads(self.ok("image", "inspect", image))[0]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("buildlang")
+    run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
+    paths = Paths(root=base / "root", run=run)
+    d = start_daemon(paths, backend="asyncio", storage_driver="overlay")
+    e = Env(paths, base)
+    try:
+        ctx = base / "bbctx"
+        ctx.mkdir()
+        write_busybox_rootfs_tar(ctx / "busybox.tar")
+        (ctx / "Dockerfile").write_text('FROM scratch\nADD busybox.tar /\nCMD ["sh"]\n')
+        e.ok("build", "-q", "-t", "busybox", str(ctx))
+        yield e
+    finally:
+        d.stop_all()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(run)], check=False)
+
+
+HEREDOCS = """\
+FROM busybox
+ARG GREETING=hello
+RUN <<EOF
+echo "$GREETING from heredoc" > /out1
+EOF
+RUN <<EOF
+#!/bin/sh
+echo "script $0" > /out2
+EOF
+RUN cat <<A > /out3 && cat <<'B' >> /out3
+first $GREETING
+A
+second $GREETING
+B
+RUN <<-EOF
+\techo tabbed > /out4
+\tEOF
+COPY <<EOF /etc/x.conf
+value=$GREETING "quoted"
+EOF
+COPY <<'EOF' /raw.conf
+value=$GREETING
+EOF
+COPY --chmod=600 <<one <<two /multi/
+1
+one
+2
+two
+"""
+
+
+def test_heredocs_run_and_copy(env):
+    r = env.build("heredocs", HEREDOCS)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = env.run("heredocs", "sh", "-c",
+                  "cat /out1 /out2 /out3 /out4 /etc/x.conf /raw.conf /multi/one /multi/two; "
+                  "stat -c '%a %n' /etc/x.conf /multi/one; ls /dev/pipes 2>&1 | head -1")
+    assert out.splitlines() == [
+        "hello from heredoc",
+        "script /dev/pipes/EOF",
+        "first hello", "second $GREETING",
+        "tabbed",
+        'value=hello "quoted"',
+        "value=$GREETING",
+        "1", "2",
+        "644 /etc/x.conf", "600 /multi/one",
+        "ls: /dev/pipes: No such file or directory"]
+    # the script's RUN ran the mounted file; the history shows that command
+    history = env.ok("history", "--no-trunc", "--format", "{{.CreatedBy}}", "heredocs")
+    assert "/bin/sh -c /dev/pipes/EOF" in history
+    # a second build is fully cached; changing a heredoc's content is a cache miss (for that
+    # step and the ones after it: the 4 RUN steps before it stay cached)
+    again = env.build("heredocs2", HEREDOCS)
+    assert again.stdout.count("Using cache") == 7, again.stdout
+    changed = env.build("heredocs3", HEREDOCS.replace("value=$GREETING \"", "v=$GREETING \""))
+    assert changed.returncode == 0 and changed.stdout.count("Using cache") == 4
+    assert env.run("heredocs3", "cat", "/etc/x.conf").strip() == 'v=hello "quoted"'
+
+
+def test_escape_directive_legacy_label_args_expansion(env):
+    df = ("# escape=`\n"
+          "FROM busybox\n"
+          "ENV GOPATH \\go\n"
+          "ENV WIN=C:\\Windows QUOTED=\"a `\"b`\"\"\n"
+          "LABEL legacy value with  spaces\n"
+          "ARG a b=c\n"
+          "ARG X=\"a b\"\n"
+          "ARG V=/usr/local/file.tar.gz\n"
+          "ENV BASE=${V##*/} STEM=${V%%.*} DIR=${V%/*} NOSLASH=${V//`//_} ONE=${V/l/L} `\n"
+          "    PRE=${V#/usr}\n"
+          "RUN echo \"$X|$a|$b|$GOPATH|$WIN\" > /o\n")
+    r = env.build("escapes", df, "--build-arg", "a=A")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("escapes", "cat", "/o").strip() == "a b|A|c|\\go|C:\\Windows"
+    cfg = env.inspect("escapes")["Config"]
+    e = dict(x.split("=", 1) for x in cfg["Env"])
+    assert e["GOPATH"] == "\\go" and e["WIN"] == "C:\\Windows" and e["QUOTED"] == 'a "b"'
+    assert (e["BASE"], e["STEM"], e["DIR"], e["NOSLASH"], e["ONE"], e["PRE"]) == (
+        "file.tar.gz", "/usr/local/file", "/usr/local", "_usr_local_file.tar.gz",
+        "/usr/Local/file.tar.gz", "/local/file.tar.gz")
+    assert cfg["Labels"]["legacy"] == "value with  spaces"
+
+
+def test_required_variable_error_names_it(env):
+    r = env.build("required", "FROM busybox\nARG NEED\nENV X=\"${NEED:?set NEED please}\"\n")
+    assert r.returncode != 0 and "NEED: set NEED please" in r.stdout + r.stderr
+    ok = env.build("required2", "FROM busybox\nARG NEED\nENV X=\"${NEED:?set NEED please}\"\n",
+                   "--build-arg", "NEED=1")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_parse_errors_come_before_any_step(env):
+    r = env.build("late-error", "FROM busybox\nRUN touch /x\nRUN echo ran\nENV PATH\n")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "dockerfile parse error on line 4" in out and "ENV must have two arguments" in out
+    assert "Step 1/" not in out and "ran" not in out.replace("ENV", "")
+    r = env.build("json-error", 'FROM busybox\nRUN true\nCMD ["a", ["b"]]\n')
+    assert r.returncode != 0 and "line 3" in r.stdout + r.stderr
+    assert "arrays must be comprised of strings only" in r.stdout + r.stderr
+
+
+def test_run_network_flag(env):
+    r = env.build("netnone", "FROM busybox\nRUN --network=none ls /sys/class/net > /nets\n"
+                  "RUN --network=default true\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("netnone", "cat", "/nets").split() == ["lo"]
+    r = env.build("nethost", "FROM busybox\nRUN --network=host true\n")
+    assert r.returncode != 0 and "network.host entitlement" in r.stdout + r.stderr
