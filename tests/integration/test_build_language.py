@@ -180,3 +180,23 @@ def test_run_network_flag(env):
     assert env.run("netnone", "cat", "/nets").split() == ["lo"]
     r = env.build("nethost", "FROM busybox\nRUN --network=host true\n")
     assert r.returncode != 0 and "network.host entitlement" in r.stdout + r.stderr
+
+
+def test_predefined_platform_args(env):
+    from aiorun.images.build.platforms import host_platform
+    os_, arch, variant = host_platform()
+    plat = "/".join(p for p in (os_, arch, variant) if p)
+    df = ("ARG BASE=busybox\n"
+          "FROM --platform=$BUILDPLATFORM ${BASE}:latest AS b\n"
+          "RUN echo \"[$TARGETARCH]\" > /before\n"
+          "ARG TARGETARCH\n"
+          "ARG TARGETPLATFORM BUILDOS\n"
+          "RUN echo \"$TARGETARCH $TARGETPLATFORM $BUILDOS\" > /after\n")
+    r = env.build("platargs", df)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "were not consumed" not in r.stdout
+    assert env.run("platargs", "cat", "/before", "/after").splitlines() == [
+        "[]", f"{arch} {plat} {os_}"]
+    r = env.build("otherplat", "FROM --platform=windows/amd64 busybox\n")
+    assert r.returncode != 0 and "aiorun builds only for this machine's platform" in \
+        r.stdout + r.stderr

@@ -51,6 +51,7 @@ from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instructi
                                             expand_word)
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
+from aiorun.images.build.platforms import PLATFORM_ARGS, check_from_platform, platform_args
 from aiorun.images.build.runmounts import RunSetup
 from aiorun.images.build.stage import Stage, history_entry
 from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
@@ -126,7 +127,7 @@ class Builder:
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         ins_list = self.instructions
         first_from = next(i for i, x in enumerate(ins_list) if x.cmd == "FROM")
-        meta_args: dict[str, str] = {}
+        meta_args: dict[str, str] = platform_args()              # TARGETARCH & co.
         for ins in ins_list[:first_from]:                       # ARG before FROM
             for name, default in arg_pairs(ins):
                 self._used_args.add(name)
@@ -149,7 +150,8 @@ class Builder:
                 yield self._msg(f"Step {n}/{total} : {ins.original}\n")
             async for m in self._exec(ins, meta_args):
                 yield m
-        unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
+        unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS)
+                        - set(PLATFORM_ARGS))
         if unused and not self.quiet:
             yield self._msg(f"[Warning] One or more build-args {unused} were not consumed\n")
         async for m in self._finish(self._st):
@@ -234,6 +236,11 @@ class Builder:
     async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
         words = [expand_word(ins.args[0], meta_args, ins.escape)] + ins.args[1:]
         name = words[0]
+        if "platform" in ins.flags:
+            problem = check_from_platform(
+                expand_word(ins.flags.get("platform", ""), meta_args, ins.escape))
+            if problem:
+                raise BuildError(f"{problem} (Dockerfile line {ins.line})")
         prev = self._stage_by_name(name)
         if prev is not None:
             st = prev.fork()
