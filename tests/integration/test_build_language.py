@@ -6,6 +6,7 @@ The base image is busybox, itself built by the builder (``FROM scratch`` + ``ADD
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -38,7 +39,7 @@ class Env:
     def build(self, name: str, dockerfile: str, *flags: str, files: dict | None = None
               ) -> subprocess.CompletedProcess:
         ctx = self.base / f"ctx-{name}"
-        ctx.mkdir()
+        ctx.mkdir(exist_ok=True)
         (ctx / "Dockerfile").write_text(dockerfile)
         for rel, data in (files or {}).items():
             (ctx / rel).write_text(data)
@@ -200,3 +201,69 @@ def test_predefined_platform_args(env):
     r = env.build("otherplat", "FROM --platform=windows/amd64 busybox\n")
     assert r.returncode != 0 and "aiorun builds only for this machine's platform" in \
         r.stdout + r.stderr
+
+
+MOUNTS = """\
+FROM busybox
+RUN --mount=type=tmpfs,target=/scratch sh -c \
+    'echo x > /scratch/f && grep " /scratch " /proc/mounts | cut -d" " -f3 > /tmpfs-type'
+RUN --mount=type=cache,target=/var/cache/app,id=appcache \
+    sh -c 'echo run >> /var/cache/app/log; wc -l < /var/cache/app/log | tr -d " " > /count'
+RUN --mount=type=secret,id=tok,required \
+    sh -c '[ "$(md5sum < /run/secrets/tok | cut -c1-32)" = "MD5" ] && \
+           stat -c %a /run/secrets/tok > /sec'
+RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440 stat -c %a /etc/tok > /sec2
+RUN --mount=type=secret,id=missing sh -c 'test -e /run/secrets/missing || echo absent > /miss'
+RUN --mount=type=bind,source=data,target=/data \
+    sh -c 'cat /data/a > /bound; test -e /data/hidden || echo ignored >> /bound'
+"""
+
+
+def test_run_mounts(env, tmp_path):
+    secret = tmp_path / "tok"
+    secret.write_text("s3cret-value")
+    files = {".dockerignore": "data/hidden\n"}
+
+    def build(name: str, *flags: str, a: str = "A1"):
+        ctx = env.base / f"ctx-{name}"
+        (ctx / "data").mkdir(parents=True)
+        (ctx / "data" / "a").write_text(a + "\n")
+        (ctx / "data" / "hidden").write_text("no")
+        md5 = hashlib.md5(b"s3cret-value").hexdigest()
+        return env.build(name, MOUNTS.replace("MD5", md5), "--secret", f"id=tok,src={secret}", *flags,
+                         files=files)
+
+    r = build("mounts")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = env.run("mounts", "sh", "-c", "cat /tmpfs-type /count /sec /sec2 /miss /bound; "
+                  "for p in /scratch /etc/tok /data /run/secrets/tok; do "
+                  "test -e $p && echo LEFT $p; done; true")
+    assert out.splitlines() == ["tmpfs", "1", "400", "440", "absent", "A1", "ignored"]
+    # the secret is nowhere in the image store or the history
+    assert "s3cret" not in env.ok("history", "--no-trunc", "mounts")
+    for f in (env.paths.images).rglob("*"):
+        if f.is_file():
+            assert b"s3cret-value" not in f.read_bytes(), f
+    # the cache mount persists between builds; a bind mount's content is in the cache key
+    r = build("mounts2", "--no-cache")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("mounts2", "cat", "/count").strip() == "2"
+    r = build("mounts3", a="A2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("Using cache") == 5
+    assert env.run("mounts3", "cat", "/bound").splitlines() == ["A2", "ignored"]
+
+
+def test_run_mount_errors(env):
+    r = env.build("nosecret", "FROM busybox\nRUN --mount=type=secret,id=x,required true\n")
+    assert r.returncode != 0 and "secret x: not found" in r.stdout + r.stderr
+    for flag, msg in (("type=ssh", "type=ssh is not supported"),
+                      ("type=bind,from=busybox,target=/x", "from=... is not supported"),
+                      ("type=cache,target=/x,sharing=private", "sharing=private"),
+                      ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
+                      ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour'")):
+        r = env.build(f"bad{abs(hash(flag))}", f"FROM busybox\nRUN true\n"
+                      f"RUN --mount={flag} true\n")
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "line 3" in out and msg in out, out
+        assert "Step 1/" not in out

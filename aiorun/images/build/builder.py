@@ -52,7 +52,7 @@ from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instructi
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
 from aiorun.images.build.platforms import PLATFORM_ARGS, check_from_platform, platform_args
-from aiorun.images.build.runmounts import RunSetup
+from aiorun.images.build.runmounts import MountOpts, RunSetup, bind_digest, mounts_of
 from aiorun.images.build.stage import Stage, history_entry
 from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
 from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
@@ -71,8 +71,9 @@ class Builder:
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
                  no_cache: bool = False, target: str | None = None,
-                 pull: bool = False) -> None:
+                 pull: bool = False, build_secrets: dict[str, bytes] | None = None) -> None:
         self.host = host
+        self.secrets = dict(build_secrets or {})    # RUN --mount=type=secret (memory only)
         self.pull = pull                            # --pull: FROM images pulled again
         self._pulled: set[str] = set()
         self.target = (target or "").lower() or None
@@ -321,7 +322,13 @@ class Builder:
                 ",".join((await self._resolve_image(ref, ins)).layers)
         elif copy:
             extra = await anyio.to_thread.run_sync(self.cache.sources_digest, st, ins)
+        elif "mount" in ins.flags:     # RUN --mount=type=bind: the content it sees
+            extra = await anyio.to_thread.run_sync(bind_digest, self._mounts(st, ins),
+                                                   self.context, self.ignore)
         return cache_key(st, ins, copy, extra)
+
+    def _mounts(self, st: Stage, ins: Instruction) -> list[MountOpts]:
+        return mounts_of(ins, st.substitution_env(), st.config.get("WorkingDir") or "/")
 
     async def _layer_step(self, st: Stage, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
@@ -368,7 +375,9 @@ class Builder:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                setup = RunSetup(ins, self.work / cid[:12], rootfs)
+                setup = RunSetup(ins, self.work / cid[:12], rootfs, self._mounts(st, ins),
+                                 cache_root=self.host.cache_root, context=self.context,
+                                 ignore=self.ignore, secrets=self.secrets)
                 async for m in self._run_cmd(st, cid, rootfs, argv, hostname, setup):
                     yield m
                 created_by = " ".join(argv)

@@ -2,13 +2,29 @@
 
 * :func:`check_run_flags` is the parse-time check of a RUN's flags (BuildKit's wording);
   what aiorun does not implement is refused by name there, before any step runs.
-* :class:`RunSetup` prepares a step's mounts on the host side and removes, after the step,
-  everything it put into the snapshot (mount points it had to create), so none of it ends up
-  in the layer or the history.
+* :class:`RunSetup` prepares a step's mounts on the host side and, after the step, removes
+  everything it put into the snapshot (mount points it had to create) and on the host
+  (secret files), so none of it ends up in the layer or the history.
 
 ``--network``: ``none`` and ``default`` run the step as every aiorun RUN step runs (its own
 network namespace, loopback only); ``host`` needs BuildKit's ``network.host`` entitlement,
 which aiorun build does not grant: refused.
+
+``--mount`` (BuildKit's CSV syntax; values may use build variables):
+
+* ``type=tmpfs,target=P[,size=N]`` — an empty tmpfs.
+* ``type=cache,target=P[,id=I][,source=SUB][,sharing=shared|locked][,mode,uid,gid][,ro]``
+  — a directory kept between builds under ``<build cache root>/mounts/`` by ``id``
+  (default: the target); ``locked`` lets one step at a time use it.
+* ``type=secret[,id=I][,target=P][,required][,mode,uid,gid]`` — the build's secret ``I``
+  (``--secret id=I,src=FILE``) as a read-only file at P (default ``/run/secrets/<id>``); a
+  missing secret is skipped unless ``required``. Secrets are not in the cache key, the
+  layer or the history.
+* ``type=bind,target=P[,source=S]`` — the build context's S (``.dockerignore`` applied),
+  read-only; its content is part of the step's cache key.
+
+Refused by name: ``type=ssh``, ``from=`` (bind or cache from a stage or image),
+``sharing=private``, ``rw`` bind mounts.
 
 A ``RUN <<EOF`` whose script starts with ``#!`` runs as a file, as BuildKit does: the script is
 bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpfs).
@@ -16,16 +32,180 @@ bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpf
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import hashlib
 import os
 import posixpath
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
-from aiorun.images.build.dockerfile.parser import Instruction
+from aiorun.core.safepath import resolve_in_root
+from aiorun.errors import InvalidArgument
 from aiorun.images.build.flags import Flags
 from aiorun.images.build.host import RunMount
 
+if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.images.build.context import DockerIgnore
+    from aiorun.images.build.dockerfile.parser import Instruction
+
 NETWORKS = ("default", "none", "host")
+_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+_KEYS = ("type", "from", "source", "src", "target", "dst", "destination", "readonly", "ro",
+         "readwrite", "rw", "required", "size", "id", "sharing", "mode", "uid", "gid")
+_UNITS = {"b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30,
+          "gb": 1 << 30}
+
+
+@dataclass
+class MountOpts:
+    """One ``--mount``, parsed."""
+
+    type: str = "bind"
+    target: str = ""
+    source: str = ""
+    from_: str = ""
+    readonly: bool = True
+    id: str = ""
+    sharing: str = ""
+    required: bool = False
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+
+
+def _bool(key: str, value: str) -> bool:
+    v = value.lower()
+    if v in ("1", "t", "true"):
+        return True
+    if v in ("0", "f", "false"):
+        return False
+    raise ValueError(f"invalid value for {key}: {value}")
+
+
+def _int(key: str, value: str, base: int) -> int:
+    try:
+        return int(value, base)
+    except ValueError:
+        raise ValueError(f"invalid value {value} for {key}") from None
+
+
+def _size(value: str) -> int:
+    v = value.strip().lower()
+    num = v.rstrip("bkmgi")
+    unit = v[len(num):].replace("i", "")
+    try:
+        return int(float(num) * _UNITS[unit or "b"])
+    except (ValueError, KeyError):
+        raise ValueError(f"invalid value for size: {value}") from None
+
+
+def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> MountOpts:
+    """A ``--mount`` value → :class:`MountOpts` (ValueError: BuildKit's message, or what
+    aiorun refuses). Without ``expand`` (parse time) values holding a ``$`` are skipped:
+    they are checked again, expanded, when the step runs."""
+    try:
+        fields = next(csv.reader([value]))
+    except (csv.Error, StopIteration):
+        raise ValueError(f"failed to parse csv mounts: {value!r}") from None
+    m = MountOpts()
+    ro_auto = True
+    for f in fields:
+        key, eq, val = f.partition("=")
+        key = key.lower()
+        if not eq:
+            if key in ("readonly", "ro"):
+                m.readonly, ro_auto = True, False
+            elif key in ("readwrite", "rw"):
+                m.readonly, ro_auto = False, False
+            elif key == "required":
+                if m.type not in ("secret", "ssh"):
+                    raise ValueError(f"unexpected key '{key}' for mount type '{m.type}'")
+                m.required = True
+            else:
+                raise ValueError(f"invalid field '{f}' must be a key=value pair")
+            continue
+        if key not in _KEYS:
+            raise ValueError(f"unexpected key '{key}' in '{f}'")
+        if "$" in val:
+            if expand is None:
+                if key == "from":
+                    raise ValueError(f"'{key}' doesn't support variable expansion, define "
+                                     "alias stage instead")
+                continue
+            val = expand(val)
+        if key == "type":
+            if val.lower() not in _TYPES:
+                raise ValueError(f"unsupported mount type {val!r}")
+            m.type = val.lower()
+        elif key == "from":
+            m.from_ = val
+        elif key in ("source", "src"):
+            m.source = val
+        elif key in ("target", "dst", "destination"):
+            m.target = val
+        elif key in ("readonly", "ro"):
+            m.readonly, ro_auto = _bool(key, val), False
+        elif key in ("readwrite", "rw"):
+            m.readonly, ro_auto = not _bool(key, val), False
+        elif key == "required":
+            if m.type not in ("secret", "ssh"):
+                raise ValueError(f"unexpected key '{key}' for mount type '{m.type}'")
+            m.required = _bool(key, val)
+        elif key == "size":
+            if m.type != "tmpfs":
+                raise ValueError(f"unexpected key '{key}' for mount type '{m.type}'")
+            m.size = _size(val)
+        elif key == "id":
+            m.id = val
+        elif key == "sharing":
+            if val.lower() not in ("shared", "private", "locked"):
+                raise ValueError(f"unsupported sharing value {val!r}")
+            m.sharing = val.lower()
+        elif key == "mode":
+            m.mode = _int("mode", val, 8)
+        elif key == "uid":
+            m.uid = _int("uid", val, 10)
+        else:
+            m.gid = _int("gid", val, 10)
+    if m.type not in ("secret", "ssh", "cache"):
+        for name in ("mode", "uid", "gid"):
+            if getattr(m, name) is not None:
+                raise ValueError(f"{name} not allowed for {m.type!r} type mounts")
+    if ro_auto:
+        m.readonly = m.type not in ("cache", "tmpfs")
+    if m.type == "secret":
+        if m.from_:
+            raise ValueError("secret mount should not have a from")
+        if m.sharing:
+            raise ValueError("secret mount should not define sharing")
+        if not (m.source or m.target or m.id) and expand is not None:
+            raise ValueError("invalid secret mount. one of source, target required")
+        if m.source and m.id:
+            raise ValueError("both source and id can't be set")
+    if m.sharing and m.type != "cache":
+        raise ValueError(f"invalid cache sharing set for {m.type} mount")
+    _refuse_unsupported(m)
+    if m.type in ("bind", "cache", "tmpfs") and not m.target and expand is not None:
+        raise ValueError(f"RUN --mount=type={m.type} needs a target")
+    return m
+
+
+def _refuse_unsupported(m: MountOpts) -> None:
+    """What aiorun does not implement is an error naming it, never ignored."""
+    if m.type == "ssh":
+        raise ValueError("RUN --mount=type=ssh is not supported by aiorun")
+    if m.from_:
+        raise ValueError(f"RUN --mount=type={m.type},from=... is not supported by aiorun "
+                         "(bind and cache mounts come from the build context / cache only)")
+    if m.sharing == "private":
+        raise ValueError("RUN --mount=type=cache,sharing=private is not supported by aiorun "
+                         "(use shared or locked)")
+    if m.type == "bind" and not m.readonly:
+        raise ValueError("RUN --mount=type=bind,rw is not supported by aiorun")
 
 
 def check_run_flags(flags: Flags) -> str | None:
@@ -37,22 +217,80 @@ def check_run_flags(flags: Flags) -> str | None:
             if value == "host":
                 return ("RUN --network=host needs the network.host entitlement, which aiorun "
                         "build does not grant")
-        elif name != "mount":
-            return f"RUN --{name} is not supported by aiorun"
+        elif name == "mount":
+            try:
+                parse_mount(value or "")
+            except ValueError as exc:
+                return str(exc)
         else:
-            return "RUN --mount is not supported by aiorun"
+            return f"RUN --{name} is not supported by aiorun"
     return None
+
+
+def mounts_of(ins: "Instruction", env: Mapping[str, str], workdir: str) -> list[MountOpts]:
+    """A RUN's ``--mount``s with their values expanded and targets absolute."""
+    from aiorun.images.build.expand import expand_word
+    out = []
+    for value in ins.flags.get_all("mount"):
+        try:
+            m = parse_mount(value, lambda w: expand_word(w, env, ins.escape))
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if m.type == "secret":
+            m.id = m.id or m.source or posixpath.basename(m.target)
+            m.target = m.target or f"/run/secrets/{m.id}"
+        elif m.type == "cache":
+            m.id = m.id or m.target
+        m.target = posixpath.normpath(posixpath.join(workdir or "/", m.target))
+        out.append(m)
+    return out
+
+
+def bind_digest(mounts: list[MountOpts], context: Path, ignore: "DockerIgnore") -> str:
+    """The content of the context paths bind-mounted (for the step's cache key)."""
+    from aiorun.images.build.cache import walk_sorted
+    h = hashlib.sha256()
+    for m in mounts:
+        if m.type != "bind":
+            continue
+        rel = posixpath.normpath("/" + m.source).lstrip("/") or "."
+        top = resolve_in_root(context, rel)
+        h.update(f"{m.target}\0{rel}\0".encode())
+        for path in walk_sorted(top):
+            r = os.path.relpath(path, context)
+            if r != "." and ignore.excluded(r):
+                continue
+            st = os.lstat(path)
+            h.update(f"{r}\0{st.st_mode:o}\0{st.st_size}\0".encode())
+            if os.path.islink(path):
+                h.update(os.readlink(path).encode())
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+    return h.hexdigest()
 
 
 class RunSetup:
     """The host-side preparation of one RUN step (call :meth:`prepare` and :meth:`cleanup`
-    in a worker thread). ``work`` is a fresh directory of the build's for this step."""
+    in a worker thread). ``work`` is a fresh directory of the build's for this step;
+    ``mounts`` its expanded ``--mount``s (:func:`mounts_of`)."""
 
-    def __init__(self, ins: Instruction, work: Path, rootfs: Path) -> None:
+    def __init__(self, ins: "Instruction", work: Path, rootfs: Path,
+                 mounts: list[MountOpts] | None = None, *, cache_root: Path | None = None,
+                 context: Path | None = None, ignore: "DockerIgnore | None" = None,
+                 secrets: Mapping[str, bytes] | None = None) -> None:
         self.ins = ins
         self.work = work
         self.rootfs = rootfs
-        self._stubs: list[str] = []      # mount points created in the snapshot, deepest last
+        self.mounts = list(mounts or [])
+        self.cache_root = cache_root
+        self.context = context
+        self.ignore = ignore
+        self.secrets = dict(secrets or {})
+        self._stubs: list[str] = []      # mount points created in the snapshot
+        self._locks: list[int] = []      # fds holding sharing=locked caches
+        self._private: list[Path] = []   # host files to remove (secret copies, bind trees)
 
     def network(self) -> str:
         """The runtime network mode of the step ("none": loopback only)."""
@@ -60,27 +298,139 @@ class RunSetup:
 
     def prepare(self) -> list[RunMount]:
         """The step's mounts (files they need are written under ``work``)."""
-        mounts: list[RunMount] = []
+        from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
+        out: list[RunMount] = []
         script = heredoc_script(self.ins)
         if script is not None:
-            pipes = self.work / "pipes"
-            pipes.mkdir(parents=True, exist_ok=True)
-            name = posixpath.basename(self.ins.heredocs[0].name) or "script"
-            f = pipes / name
-            f.write_bytes(script)
-            os.chmod(f, 0o755)
-            mounts.append(RunMount(destination=heredoc_script_path(self.ins),
-                                   source=str(f), readonly=True))
-        return mounts
+            f = self._private_file("pipes", posixpath.basename(self.ins.heredocs[0].name)
+                                   or "script", script, 0o755)
+            out.append(RunMount(destination=heredoc_script_path(self.ins), source=str(f),
+                                readonly=True))
+        for n, m in enumerate(self.mounts):
+            mount = self._one(n, m)
+            if mount is not None:
+                self._note_stub(mount.destination)
+                out.append(mount)
+        return out
+
+    def _one(self, n: int, m: MountOpts) -> RunMount | None:
+        if m.type == "tmpfs":
+            return RunMount(destination=m.target, type="tmpfs", source="tmpfs",
+                            readonly=m.readonly,
+                            options=(f"size={m.size}",) if m.size else ())
+        if m.type == "cache":
+            return RunMount(destination=m.target, source=str(self._cache_dir(m)),
+                            readonly=m.readonly)
+        if m.type == "secret":
+            data = self.secrets.get(m.id)
+            if data is None:
+                if m.required:
+                    raise InvalidArgument(f"secret {m.id}: not found (pass it with --secret "
+                                          f"id={m.id},src=FILE)")
+                return None
+            f = self._private_file("secrets", str(n), data,
+                                   m.mode if m.mode is not None else 0o400,
+                                   m.uid or 0, m.gid or 0)
+            return RunMount(destination=m.target, source=str(f), readonly=True)
+        return RunMount(destination=m.target, source=str(self._bind_tree(n, m)),
+                        readonly=True)
+
+    def _private_file(self, kind: str, name: str, data: bytes, mode: int, uid: int = 0,
+                      gid: int = 0) -> Path:
+        d = self.work / kind
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        f = d / name
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "wb") as fo:
+            fo.write(data)
+        os.chown(f, uid, gid)
+        os.chmod(f, mode)
+        self._private.append(f)
+        return f
+
+    def _cache_dir(self, m: MountOpts) -> Path:
+        if self.cache_root is None:  # pragma: no cover - the builder always gives one
+            raise InvalidArgument("RUN --mount=type=cache needs the build cache")
+        base = self.cache_root / "mounts" / hashlib.sha256(m.id.encode()).hexdigest()[:32]
+        if not base.exists():
+            base.mkdir(parents=True, mode=0o755)
+            os.chown(base, m.uid or 0, m.gid or 0)
+            os.chmod(base, m.mode if m.mode is not None else 0o755)
+            (base.parent / f"{base.name}.id").write_text(m.id)
+        if m.sharing == "locked":
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(fd, fcntl.LOCK_EX)     # one step at a time (in a worker thread)
+            self._locks.append(fd)
+        if m.source:
+            sub = resolve_in_root(base, m.source)
+            sub.mkdir(parents=True, exist_ok=True)
+            return sub
+        return base
+
+    def _bind_tree(self, n: int, m: MountOpts) -> Path:
+        """A read-only copy of the context's ``source`` with .dockerignore applied."""
+        if self.context is None:  # pragma: no cover
+            raise InvalidArgument("RUN --mount=type=bind needs the build context")
+        rel = posixpath.normpath("/" + m.source).lstrip("/") or "."
+        src = resolve_in_root(self.context, rel)
+        if not os.path.lexists(src) or (rel != "." and self.ignore is not None
+                                        and self.ignore.excluded(rel)):
+            raise InvalidArgument(f"RUN --mount=type=bind: {m.source or '.'} not found in "
+                                  "the build context")
+        dest = self.work / "binds" / str(n)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        ignore = self.ignore
+        context = self.context
+
+        def skip(d: str, names: list[str]) -> list[str]:
+            if ignore is None:
+                return []
+            return [x for x in names
+                    if ignore.excluded(os.path.relpath(os.path.join(d, x), context))]
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, dest, symlinks=True, ignore=skip)
+        else:
+            shutil.copy2(src, dest, follow_symlinks=False)
+        self._private.append(dest)
+        return dest
+
+    def _note_stub(self, dest: str) -> None:
+        """Remember the components of ``dest`` the runtime will create in the snapshot."""
+        top = posixpath.normpath(dest).split("/")[1:2]
+        if not top or top[0] in ("dev", "proc", "sys"):
+            return        # the step's own /dev, /proc, /sys: never in the snapshot
+        parts = [p for p in posixpath.normpath(dest).split("/") if p]
+        for i in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:i])
+            if not os.path.lexists(resolve_in_root(self.rootfs, path)):
+                self._stubs.append(path)
+                return    # everything below it is new too; removing it removes them
 
     def cleanup(self) -> None:
-        """Remove the mount points this step had to create in the snapshot (empty ones)."""
-        for path in reversed(self._stubs):
-            try:
-                host = self.rootfs / path.lstrip("/")
-                if host.is_dir() and not host.is_symlink():
-                    host.rmdir()
-                else:
-                    host.unlink()
-            except OSError:
-                pass
+        """Remove the mount points this step created in the snapshot (when still empty, as
+        the runtime left them), the host files it wrote, and release cache locks."""
+        for path in self._stubs:
+            self._remove_empty(resolve_in_root(self.rootfs, path))
+        for p in self._private:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        for fd in self._locks:
+            os.close(fd)
+        self._locks.clear()
+
+    @staticmethod
+    def _remove_empty(host: Path) -> None:
+        """Remove ``host`` if it is an empty file or a tree of empty directories/files."""
+        try:
+            if host.is_symlink():
+                return
+            if host.is_dir():
+                for child in host.iterdir():
+                    RunSetup._remove_empty(child)
+                host.rmdir()
+            elif host.stat().st_size == 0:
+                host.unlink()
+        except OSError:
+            pass
