@@ -258,7 +258,7 @@ def test_run_mount_errors(env):
     r = env.build("nosecret", "FROM busybox\nRUN --mount=type=secret,id=x,required true\n")
     assert r.returncode != 0 and "secret x: not found" in r.stdout + r.stderr
     for flag, msg in (("type=ssh", "type=ssh is not supported"),
-                      ("type=bind,from=busybox,target=/x", "from=... is not supported"),
+                      ("type=cache,from=busybox,target=/x", "cache,from=... is not supported"),
                       ("type=cache,target=/x,sharing=private", "sharing=private"),
                       ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
                       ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour'")):
@@ -267,3 +267,19 @@ def test_run_mount_errors(env):
         out = r.stdout + r.stderr
         assert r.returncode != 0 and "line 3" in out and msg in out, out
         assert "Step 1/" not in out
+
+
+def test_run_mount_bind_from_stage_and_image(env):
+    df = ("FROM busybox AS build\n"
+          "RUN mkdir /out && echo built > /out/artifact\n"
+          "FROM busybox\n"
+          "RUN --mount=type=bind,from=build,source=/out,target=/in cat /in/artifact > /got\n"
+          "RUN --mount=type=bind,from=build,source=/out,target=/in,rw \\\n"
+          "    sh -c 'echo scribble > /in/new && cat /in/artifact /in/new > /got2'\n"
+          "RUN --mount=type=bind,from=busybox,target=/bb test -x /bb/bin/sh && echo img > /got3\n"
+          "RUN --mount=type=bind,target=/ctx,rw sh -c 'echo x > /ctx/w && ls /ctx > /ctxls'\n")
+    r = env.build("bindfrom", df, files={"f1": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = env.run("bindfrom", "sh", "-c", "cat /got /got2 /got3 /ctxls; "
+                  "for p in /in /bb /ctx /out; do test -e $p && echo LEFT $p; done; true")
+    assert out.splitlines() == ["built", "built", "scribble", "img", "Dockerfile", "f1", "w"]

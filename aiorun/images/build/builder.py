@@ -323,12 +323,29 @@ class Builder:
         elif copy:
             extra = await anyio.to_thread.run_sync(self.cache.sources_digest, st, ins)
         elif "mount" in ins.flags:     # RUN --mount=type=bind: the content it sees
-            extra = await anyio.to_thread.run_sync(bind_digest, self._mounts(st, ins),
-                                                   self.context, self.ignore)
+            mounts = self._mounts(st, ins)
+            extra = await anyio.to_thread.run_sync(bind_digest, mounts, self.context,
+                                                   self.ignore)
+            for ref, layers in sorted((await self._mount_sources(st, ins, mounts)).items()):
+                extra += f",{ref}:" + ",".join(layers)
         return cache_key(st, ins, copy, extra)
 
     def _mounts(self, st: Stage, ins: Instruction) -> list[MountOpts]:
         return mounts_of(ins, st.substitution_env(), st.config.get("WorkingDir") or "/")
+
+    async def _mount_sources(self, st: Stage, ins: Instruction, mounts: list[MountOpts]
+                             ) -> dict[str, list[str]]:
+        """The layers of each stage or image a RUN's bind mounts come ``from``."""
+        out: dict[str, list[str]] = {}
+        for m in mounts:
+            if m.from_ and m.from_ not in out:
+                src = self._stage_by_name(m.from_)
+                if src is st:
+                    raise DockerfileError(f"RUN --mount from={m.from_}: a stage cannot mount "
+                                          "itself", ins.line)
+                out[m.from_] = list(src.layers) if src is not None else \
+                    list((await self._resolve_image(m.from_, ins)).layers)
+        return out
 
     async def _layer_step(self, st: Stage, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
@@ -375,9 +392,13 @@ class Builder:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                setup = RunSetup(ins, self.work / cid[:12], rootfs, self._mounts(st, ins),
+                mounts = self._mounts(st, ins)
+                setup = RunSetup(ins, self.work / cid[:12], rootfs, mounts,
                                  cache_root=self.host.cache_root, context=self.context,
-                                 ignore=self.ignore, secrets=self.secrets)
+                                 ignore=self.ignore, secrets=self.secrets,
+                                 sources=await self._mount_sources(st, ins, mounts),
+                                 storage=storage,
+                                 note=lambda sid: note_snapshot(self.work, sid))
                 async for m in self._run_cmd(st, cid, rootfs, argv, hostname, setup):
                     yield m
                 created_by = " ".join(argv)

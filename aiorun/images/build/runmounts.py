@@ -20,11 +20,12 @@ which aiorun build does not grant: refused.
   (``--secret id=I,src=FILE``) as a read-only file at P (default ``/run/secrets/<id>``); a
   missing secret is skipped unless ``required``. Secrets are not in the cache key, the
   layer or the history.
-* ``type=bind,target=P[,source=S]`` — the build context's S (``.dockerignore`` applied),
-  read-only; its content is part of the step's cache key.
+* ``type=bind,target=P[,source=S][,from=STAGE|IMAGE][,rw]`` — S (default ``/``) of the build
+  context (``.dockerignore`` applied) or of a stage's / an image's filesystem (a throwaway
+  snapshot of its layers); read-only unless ``rw`` (writes are discarded). The context
+  content, or the stage's layers, are part of the step's cache key.
 
-Refused by name: ``type=ssh``, ``from=`` (bind or cache from a stage or image),
-``sharing=private``, ``rw`` bind mounts.
+Refused by name: ``type=ssh``, ``type=cache,from=...``, ``sharing=private``.
 
 A ``RUN <<EOF`` whose script starts with ``#!`` runs as a file, as BuildKit does: the script is
 bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpfs).
@@ -48,6 +49,7 @@ from aiorun.images.build.flags import Flags
 from aiorun.images.build.host import RunMount
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aiorun.drivers.storage import StorageDriver
     from aiorun.images.build.context import DockerIgnore
     from aiorun.images.build.dockerfile.parser import Instruction
 
@@ -198,14 +200,12 @@ def _refuse_unsupported(m: MountOpts) -> None:
     """What aiorun does not implement is an error naming it, never ignored."""
     if m.type == "ssh":
         raise ValueError("RUN --mount=type=ssh is not supported by aiorun")
-    if m.from_:
-        raise ValueError(f"RUN --mount=type={m.type},from=... is not supported by aiorun "
-                         "(bind and cache mounts come from the build context / cache only)")
+    if m.from_ and m.type == "cache":
+        raise ValueError("RUN --mount=type=cache,from=... is not supported by aiorun "
+                         "(cache mounts start empty)")
     if m.sharing == "private":
         raise ValueError("RUN --mount=type=cache,sharing=private is not supported by aiorun "
                          "(use shared or locked)")
-    if m.type == "bind" and not m.readonly:
-        raise ValueError("RUN --mount=type=bind,rw is not supported by aiorun")
 
 
 def check_run_flags(flags: Flags) -> str | None:
@@ -251,7 +251,7 @@ def bind_digest(mounts: list[MountOpts], context: Path, ignore: "DockerIgnore") 
     from aiorun.images.build.cache import walk_sorted
     h = hashlib.sha256()
     for m in mounts:
-        if m.type != "bind":
+        if m.type != "bind" or m.from_:
             continue
         rel = posixpath.normpath("/" + m.source).lstrip("/") or "."
         top = resolve_in_root(context, rel)
@@ -279,7 +279,10 @@ class RunSetup:
     def __init__(self, ins: "Instruction", work: Path, rootfs: Path,
                  mounts: list[MountOpts] | None = None, *, cache_root: Path | None = None,
                  context: Path | None = None, ignore: "DockerIgnore | None" = None,
-                 secrets: Mapping[str, bytes] | None = None) -> None:
+                 secrets: Mapping[str, bytes] | None = None,
+                 sources: Mapping[str, list[str]] | None = None,
+                 storage: "StorageDriver | None" = None,
+                 note: Callable[[str], None] | None = None) -> None:
         self.ins = ins
         self.work = work
         self.rootfs = rootfs
@@ -288,6 +291,10 @@ class RunSetup:
         self.context = context
         self.ignore = ignore
         self.secrets = dict(secrets or {})
+        self.sources = dict(sources or {})   # bind from=: ref -> its layers
+        self.storage = storage
+        self.note = note                     # records a snapshot id before it is made
+        self._snapshots: list[str] = []
         self._stubs: list[str] = []      # mount points created in the snapshot
         self._locks: list[int] = []      # fds holding sharing=locked caches
         self._private: list[Path] = []   # host files to remove (secret copies, bind trees)
@@ -332,8 +339,28 @@ class RunSetup:
                                    m.mode if m.mode is not None else 0o400,
                                    m.uid or 0, m.gid or 0)
             return RunMount(destination=m.target, source=str(f), readonly=True)
+        if m.from_:
+            root = self._snapshot(m.from_)
+            rel = posixpath.normpath("/" + m.source)
+            src = resolve_in_root(root, rel)
+            if not os.path.lexists(src):
+                raise InvalidArgument(f"RUN --mount=type=bind,from={m.from_}: {rel} does "
+                                      "not exist there")
+            return RunMount(destination=m.target, source=str(src), readonly=m.readonly)
         return RunMount(destination=m.target, source=str(self._bind_tree(n, m)),
-                        readonly=True)
+                        readonly=m.readonly)
+
+    def _snapshot(self, ref: str) -> Path:
+        """A throwaway snapshot of ``ref``'s layers (writes to it are discarded)."""
+        import secrets as _secrets
+        if self.storage is None or ref not in self.sources:  # pragma: no cover
+            raise InvalidArgument(f"RUN --mount from={ref}: no such stage or image")
+        sid = _secrets.token_hex(32)
+        if self.note is not None:
+            self.note(sid)
+        self.storage.create_container(sid, list(self.sources[ref]), {})
+        self._snapshots.append(sid)
+        return Path(self.storage.mount(sid))
 
     def _private_file(self, kind: str, name: str, data: bytes, mode: int, uid: int = 0,
                       gid: int = 0) -> Path:
@@ -419,6 +446,13 @@ class RunSetup:
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()
+        if self.storage is not None:
+            for sid in self._snapshots:
+                try:
+                    self.storage.unmount(sid)
+                finally:
+                    self.storage.remove_container(sid)
+        self._snapshots.clear()
 
     @staticmethod
     def _remove_empty(host: Path) -> None:
