@@ -137,6 +137,12 @@ class Builder:
                 elif default is not None:
                     meta_args[name] = expand_word(default, meta_args, ins.escape)
         steps = ins_list[first_from:]
+        for ins in steps:             # FROM --platform: checked before any step runs
+            if ins.cmd == "FROM" and "platform" in ins.flags:
+                problem = check_from_platform(
+                    expand_word(ins.flags.get("platform", ""), meta_args, ins.escape))
+                if problem:
+                    raise DockerfileError(problem, ins.line)
         if self.target is not None:   # --target: stop at the end of that stage
             names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
                      and len(x.args) == 3 and x.args[2].lower() == self.target]
@@ -237,11 +243,6 @@ class Builder:
     async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
         words = [expand_word(ins.args[0], meta_args, ins.escape)] + ins.args[1:]
         name = words[0]
-        if "platform" in ins.flags:
-            problem = check_from_platform(
-                expand_word(ins.flags.get("platform", ""), meta_args, ins.escape))
-            if problem:
-                raise BuildError(f"{problem} (Dockerfile line {ins.line})")
         prev = self._stage_by_name(name)
         if prev is not None:
             st = prev.fork()
