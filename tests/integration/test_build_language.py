@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -298,3 +300,27 @@ def test_run_mount_bind_from_stage_and_image(env):
     out = env.run("bindfrom", "sh", "-c", "cat /got /got2 /got3 /ctxls; "
                   "for p in /in /bb /ctx /out; do test -e $p && echo LEFT $p; done; true")
     assert out.splitlines() == ["built", "built", "scribble", "img", "Dockerfile", "f1", "w"]
+
+
+def test_docker_cli_classic_builder_sends_the_new_syntax(env, tmp_path):
+    """``DOCKER_BUILDKIT=0 docker build`` leaves the Dockerfile to the daemon: heredocs,
+    RUN --mount and the escape directive work through it; a parse error names the line."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on PATH")
+    denv = dict(os.environ, DOCKER_HOST=f"unix://{env.paths.socket}", DOCKER_BUILDKIT="0",
+                DOCKER_CONFIG=str(tmp_path / "dockercfg"))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "# escape=`\nFROM busybox\nENV WIN=C:\\Windows\n"
+        "RUN --mount=type=tmpfs,target=/t <<EOF\necho \"$WIN\" > /t/x && cat /t/x > /y\nEOF\n"
+        'CMD ["cat", "/y"]\n')
+    r = subprocess.run([docker, "build", "-t", "dk-lang", str(ctx)], env=denv,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("dk-lang") == "C:\\Windows\n"
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\nCMD [1]\n")
+    r = subprocess.run([docker, "build", "-t", "dk-bad", str(ctx)], env=denv,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "line 3" in r.stderr and "strings only" in r.stderr

@@ -167,3 +167,18 @@ def test_every_error_comes_before_any_step():
     # a late ENV without a value fails the parse, not the build halfway
     with pytest.raises(DockerfileError, match="line 4"):
         parse("FROM x\nRUN echo one\nRUN echo two\nENV PATH\n")
+
+
+def test_onbuild_heredoc_trigger_round_trips():
+    from aiorun.images.build.dockerfile import apply_metadata, command_form
+    cfg: dict = {}
+    apply_metadata(cfg, parse("FROM x\nONBUILD RUN <<EOF\necho $A\nEOF\n")[1])
+    assert cfg["OnBuild"] == ["RUN <<EOF\necho $A\nEOF"]
+    trig = parse("FROM scratch\n" + cfg["OnBuild"][0])[1]
+    assert command_form(trig) == ["/bin/sh", "-c", "echo $A\n"]
+
+
+def test_commit_changes_split_on_newlines_only():
+    from aiorun.images.build.dockerfile import parse_changes
+    ch, = parse_changes(["CMD echo a\fb\u2028c"])
+    assert ch.args == ["echo a\fb\u2028c"]

@@ -238,7 +238,7 @@ def parse_changes(changes: list[str] | tuple[str, ...]) -> list[Instruction]:
     """``commit --change`` values → instructions; only Docker's commit instructions."""
     out = []
     for ch in changes:
-        for ln in ch.splitlines() or [""]:
+        for ln in ch.split("\n"):
             if not ln.strip():
                 continue
             try:
