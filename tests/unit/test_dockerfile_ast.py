@@ -151,6 +151,11 @@ ERRORS = [
     ("# escape=x\nFROM y", 1, "invalid escape token 'x' does not match ` or \\"),
     ("# escape=`\n# escape=`\nFROM y", 2, "only one escape parser directive can be used"),
     ("FROM x\nRUN --security=insecure true", 2, "RUN --security is not supported"),
+    # words that cannot be expanded fail before any step runs (BuildKit expands all first)
+    ("FROM x\nRUN true\nENV A=\"open", 3, "looking for matching double-quote"),
+    ("FROM x\nCOPY ${X a /b/", 2, "missing '}' in substitution"),
+    ("FROM x\nRUN --mount=type=cache,target=${X:3} true", 2, "unsupported modifier"),
+    ("FROM x\nWORKDIR ${}", 2, "bad substitution"),
 ]
 
 
@@ -182,3 +187,8 @@ def test_commit_changes_split_on_newlines_only():
     from aiorun.images.build.dockerfile import parse_changes
     ch, = parse_changes(["CMD echo a\fb\u2028c"])
     assert ch.args == ["echo a\fb\u2028c"]
+
+
+def test_variable_dependent_expansion_is_left_to_the_build():
+    parse("FROM x\nARG N\nENV A=\"${N:?set N}\" B=${U/x/y}\nEXPOSE $PORT\n"
+          "RUN --mount=type=cache,target=/c,uid=$UID true\n")

@@ -31,12 +31,12 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
     env = st.substitution_env()
     words = [expand_word(w, env, ins.escape) for w in ins.args]
     srcs, dest = words[:-1], words[-1]
-    uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env)
+    uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env, ins.escape)
     mode = None
     chmod = ins.flags.get("chmod")
     if chmod is not None:
         try:
-            mode = int(expand_word(chmod, env), 8)
+            mode = int(expand_word(chmod, env, ins.escape), 8)
         except ValueError:
             raise InvalidArgument(f"invalid --chmod value {chmod!r}") from None
     wd = st.config.get("WorkingDir") or "/"
@@ -228,11 +228,12 @@ def _lookup(rootfs: Path, file: str, name: str) -> int | None:
     return None
 
 
-def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str]) -> tuple[int, int]:
+def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str],
+                 escape: str = "\\") -> tuple[int, int]:
     """``--chown=user[:group]`` (names looked up in the image's /etc/passwd and /etc/group)."""
     if not spec:
         return 0, 0
-    spec = expand_word(spec, env)
+    spec = expand_word(spec, env, escape)
     user, _, group = spec.partition(":")
 
     def one(v: str, file: str, what: str) -> int:

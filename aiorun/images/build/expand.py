@@ -113,6 +113,8 @@ class _Lexer:
                 raise InvalidArgument(f"bad substitution in {self.s!r}")
             ch = self.next()
             val = self.env.get(name)
+            if ch == "":
+                raise InvalidArgument(f"syntax error: missing '}}' in substitution in {self.s!r}")
             if ch == "}":
                 return val or ""
             colon = False

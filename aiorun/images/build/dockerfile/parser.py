@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Iterator, Mapping
 
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile.lines import Heredoc, LineError, heredoc_from_word, \
@@ -344,7 +345,55 @@ def _check(ins: Instruction) -> str | None:
             return f"ONBUILD trigger: {inner}"
     elif c == "HEALTHCHECK":
         return _check_healthcheck(ins)
+    return _check_words(ins)
+
+
+class _AnyValue(Mapping[str, str]):
+    """Every variable set (to "x"): expanding with it checks a word's syntax only."""
+
+    def __getitem__(self, key: str) -> str:
+        return "x"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _expanded_words(ins: Instruction) -> list[str]:
+    """The words of ``ins`` the build will expand."""
+    c, a = ins.cmd, ins.args
+    words = [v for n, v in ins.flags if n in ("chown", "chmod", "from", "platform") and v]
+    for value in ins.flags.get_all("mount"):
+        words += [f.partition("=")[2] for f in value.split(",") if "$" in f]
+    if c in ("ADD", "COPY"):
+        words += [w for w in a[:-1] if heredoc_from_word(w) is None or ins.json is not None]
+        words.append(a[-1])
+    elif c in ("ENV", "LABEL"):
+        words += [w for j in range(0, len(a) - 2, 3) for w in (a[j], a[j + 1])]
+    elif c == "ARG":
+        words += [w.partition("=")[2] for w in a if "=" in w]
+    elif c == "FROM":
+        words.append(a[0])
+    elif c in ("EXPOSE", "STOPSIGNAL", "USER", "WORKDIR") or (c == "VOLUME" and not ins.json):
+        words += a
+    return words
+
+
+def _check_words(ins: Instruction) -> str | None:
+    """A word that cannot be expanded (unterminated quote, bad substitution) is an error
+    now, before any step runs, as in BuildKit (which expands everything before it builds)."""
+    from aiorun.images.build.expand import expand_word
+    for w in _expanded_words(ins):
+        try:
+            expand_word(w, _ANY, ins.escape)
+        except InvalidArgument as exc:
+            return exc.message
     return None
+
+
+_ANY = _AnyValue()
 
 
 def _check_healthcheck(ins: Instruction) -> str | None:
