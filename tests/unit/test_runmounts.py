@@ -5,7 +5,7 @@ import pytest
 from aiorun.errors import InvalidArgument
 from aiorun.images.build import buildsecrets
 from aiorun.images.build.dockerfile import parse
-from aiorun.images.build.runmounts import mounts_of, parse_mount
+from aiorun.images.build.runmounts import RunSetup, mounts_of, parse_mount
 
 OK = [
     ("type=tmpfs,target=/t,size=64m", dict(type="tmpfs", target="/t", size=64 << 20,
@@ -45,7 +45,6 @@ BAD = [
     ("type=tmpfs,target=/x,bogus", "invalid field 'bogus' must be a key=value pair"),
     ("type=ssh", "type=ssh is not supported by aiorun"),
     ("type=cache,target=/x,from=img", "type=cache,from=... is not supported"),
-    ("type=cache,target=/x,sharing=private", "sharing=private is not supported"),
     ("type=bind,from=$STAGE,target=/x", "doesn't support variable expansion"),
 ]
 
@@ -84,3 +83,26 @@ def test_secrets_header_round_trip(tmp_path, monkeypatch):
         buildsecrets.encode({"big": b"x" * 40000})
     with pytest.raises(InvalidArgument, match="invalid X-Aiorun-Build-Secrets"):
         buildsecrets.decode("not base64!")
+
+
+def test_cache_sharing_locked_and_private(tmp_path):
+    ins = parse("FROM x\nRUN --mount=type=cache,target=/c,id=k,sharing=locked "
+                "--mount=type=cache,target=/p,id=k,sharing=private true\n")[1]
+    locked, private = mounts_of(ins, {}, "/")
+    first = RunSetup(ins, tmp_path / "w1", tmp_path / "root", [locked],
+                     cache_root=tmp_path / "cache")
+    m, = first.prepare()
+    # while the locked step holds it, a private user gets its own fresh directory
+    second = RunSetup(ins, tmp_path / "w2", tmp_path / "root", [private],
+                      cache_root=tmp_path / "cache")
+    p, = second.prepare()
+    assert p.source != m.source and p.source.startswith(str(tmp_path / "w2"))
+    second.cleanup()
+    assert not (tmp_path / "w2" / "caches").exists() or \
+        not any((tmp_path / "w2" / "caches").iterdir())
+    first.cleanup()
+    third = RunSetup(ins, tmp_path / "w3", tmp_path / "root", [private],
+                     cache_root=tmp_path / "cache")
+    q, = third.prepare()
+    assert q.source == m.source        # free again: the shared cache itself
+    third.cleanup()

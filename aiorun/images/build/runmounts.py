@@ -13,9 +13,10 @@ which aiorun build does not grant: refused.
 ``--mount`` (BuildKit's CSV syntax; values may use build variables):
 
 * ``type=tmpfs,target=P[,size=N]`` — an empty tmpfs.
-* ``type=cache,target=P[,id=I][,source=SUB][,sharing=shared|locked][,mode,uid,gid][,ro]``
-  — a directory kept between builds under ``<build cache root>/mounts/`` by ``id``
-  (default: the target); ``locked`` lets one step at a time use it.
+* ``type=cache,target=P[,id=I][,source=SUB][,sharing=shared|locked|private][,mode,uid,gid]
+  [,ro]`` — a directory kept between builds under ``<build cache root>/mounts/`` by ``id``
+  (default: the target); ``locked`` lets one step at a time use it, ``private`` gives a
+  step that finds it in use a fresh empty directory (discarded after the step).
 * ``type=secret[,id=I][,target=P][,required][,mode,uid,gid]`` — the build's secret ``I``
   (``--secret id=I,src=FILE``) as a read-only file at P (default ``/run/secrets/<id>``); a
   missing secret is skipped unless ``required``. Secrets are not in the cache key, the
@@ -25,7 +26,7 @@ which aiorun build does not grant: refused.
   snapshot of its layers); read-only unless ``rw`` (writes are discarded). The context
   content, or the stage's layers, are part of the step's cache key.
 
-Refused by name: ``type=ssh``, ``type=cache,from=...``, ``sharing=private``.
+Refused by name: ``type=ssh``, ``type=cache,from=...``.
 
 A ``RUN <<EOF`` whose script starts with ``#!`` runs as a file, as BuildKit does: the script is
 bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpfs).
@@ -203,9 +204,6 @@ def _refuse_unsupported(m: MountOpts) -> None:
     if m.from_ and m.type == "cache":
         raise ValueError("RUN --mount=type=cache,from=... is not supported by aiorun "
                          "(cache mounts start empty)")
-    if m.sharing == "private":
-        raise ValueError("RUN --mount=type=cache,sharing=private is not supported by aiorun "
-                         "(use shared or locked)")
 
 
 def check_run_flags(flags: Flags) -> str | None:
@@ -384,10 +382,23 @@ class RunSetup:
             os.chown(base, m.uid or 0, m.gid or 0)
             os.chmod(base, m.mode if m.mode is not None else 0o755)
             (base.parent / f"{base.name}.id").write_text(m.id)
-        if m.sharing == "locked":
+        if m.sharing in ("locked", "private"):
             fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-            fcntl.flock(fd, fcntl.LOCK_EX)     # one step at a time (in a worker thread)
-            self._locks.append(fd)
+            try:
+                # locked: one step at a time (waits, in a worker thread); private: a step
+                # that finds it in use gets a fresh, empty directory of its own instead
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if m.sharing == "private"
+                                                 else 0))
+            except BlockingIOError:
+                os.close(fd)
+                fresh = self.work / "caches" / hashlib.sha256(m.id.encode()).hexdigest()[:16]
+                fresh.mkdir(parents=True, mode=0o755)
+                os.chown(fresh, m.uid or 0, m.gid or 0)
+                os.chmod(fresh, m.mode if m.mode is not None else 0o755)
+                self._private.append(fresh)
+                base = fresh
+            else:
+                self._locks.append(fd)
         if m.source:
             sub = resolve_in_root(base, m.source)
             sub.mkdir(parents=True, exist_ok=True)
