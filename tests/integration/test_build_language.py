@@ -276,7 +276,6 @@ def test_run_mount_errors(env):
     assert r.returncode != 0 and "secret x: not found" in r.stdout + r.stderr
     for flag, msg in (("type=ssh", "type=ssh is not supported"),
                       ("type=cache,from=busybox,target=/x", "cache,from=... is not supported"),
-                      ("type=cache,target=/x,sharing=private", "sharing=private"),
                       ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
                       ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour'")):
         r = env.build(f"bad{abs(hash(flag))}", f"FROM busybox\nRUN true\n"

@@ -5,7 +5,8 @@ import pytest
 from aiorun.errors import InvalidArgument
 from aiorun.images.build import buildsecrets
 from aiorun.images.build.dockerfile import parse
-from aiorun.images.build.runmounts import RunSetup, mounts_of, parse_mount
+from aiorun.images.build.runflags import mounts_of, parse_mount
+from aiorun.images.build.runmounts import RunSetup
 
 OK = [
     ("type=tmpfs,target=/t,size=64m", dict(type="tmpfs", target="/t", size=64 << 20,

@@ -29,6 +29,7 @@ from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile.lines import Heredoc, LineError, heredoc_from_word, \
     logical_lines
 from aiorun.images.build.flags import Flags, check as check_flags
+from aiorun.images.build.runflags import check_run_flags
 
 #: Instructions aiorun knows; anything else is a parse error naming the line.
 KNOWN = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "ADD", "COPY", "USER",
@@ -294,7 +295,6 @@ def _check(ins: Instruction) -> str | None:
     c, a = ins.cmd, ins.args
     problem = check_flags(c, ins.flags)
     if not problem and c == "RUN":
-        from aiorun.images.build.runmounts import check_run_flags  # (it imports this module)
         problem = check_run_flags(ins.flags)
     if problem:
         return problem
