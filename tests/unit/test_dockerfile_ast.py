@@ -51,6 +51,7 @@ AST = [
     ("ARG a b=c", [("arg", [], ["a", "b=c"], 1, 1)]),
     ('ARG X="a b"', [("arg", [], ['X="a b"'], 1, 1)]),
     ("ARG X='a b' Y", [("arg", [], ["X='a b'", "Y"], 1, 1)]),
+    ("ARG A=1\x1fB=2 C=3\xa0D=4", [("arg", [], ["A=1\x1fB=2", "C=3", "D=4"], 1, 1)]),
     # --- flags: every instruction, bare spelling kept, quotes processed, -- ends them ------
     ("COPY --link a b", [("copy", ["--link"], ["a", "b"], 1, 1)]),
     ("ENV --foo=1 A=b", [("env", ["--foo=1"], ["A", "b", "="], 1, 1)]),

@@ -40,6 +40,11 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
+def _space(c: str) -> bool:
+    """Go's ``unicode.IsSpace`` (Python's ``isspace`` also takes U+001C..U+001F)."""
+    return c in " \t\n\v\f\r\x85\xa0" or (c > "\xff" and c.isspace())
+
+
 class DockerfileError(InvalidArgument):
     """A Dockerfile problem; the message names the file (when known) and the line."""
 
@@ -95,7 +100,7 @@ def extract_flags(line: str) -> tuple[str, list[str]]:
         if phase == "space":
             if i == n:
                 break
-            if ch.isspace():
+            if _space(ch):
                 i += 1
                 continue
             if ch != "-" or i + 1 == n or line[i + 1] != "-":
@@ -107,7 +112,7 @@ def extract_flags(line: str) -> tuple[str, list[str]]:
                 words.append(w)
             break
         if phase == "word":
-            if ch.isspace():
+            if _space(ch):
                 w = "".join(cur)
                 if w == "--":
                     return line[i:], words
@@ -157,7 +162,7 @@ def parse_words(rest: str, escape: str) -> list[str]:
         if phase == "space":
             if i == n:
                 break
-            if rest[i].isspace():
+            if _space(rest[i]):
                 i += 1
                 continue
             phase = "word"
@@ -167,7 +172,7 @@ def parse_words(rest: str, escape: str) -> list[str]:
             break
         ch = rest[i]
         if phase == "word":
-            if ch.isspace():
+            if _space(ch):
                 if blank_ok or cur:
                     words.append("".join(cur))
                 phase, cur, blank_ok = "space", [], False
