@@ -63,7 +63,7 @@ class Logical:
 
 
 def _physical(text: str) -> tuple[list[str], list[str]]:
-    """``(lines, raw)``: split on ``\n`` only; ``lines`` without their trailing run of
+    r"""``(lines, raw)``: split on ``\n`` only; ``lines`` without their trailing run of
     ``\r``/``\n`` (``\r\n`` files work), ``raw`` with their line end (heredoc content)."""
     if text.startswith("\ufeff"):
         text = text[1:]
