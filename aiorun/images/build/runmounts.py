@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import InvalidArgument
+from aiorun.images.build.cache import walk_sorted
+from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
 from aiorun.images.build.host import RunMount
 from aiorun.images.build.runflags import MountOpts, check_run_flags, mounts_of
 
@@ -56,7 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def bind_digest(mounts: list[MountOpts], context: Path, ignore: "DockerIgnore") -> str:
     """The content of the context paths bind-mounted (for the step's cache key)."""
-    from aiorun.images.build.cache import walk_sorted
     h = hashlib.sha256()
     for m in mounts:
         if m.type != "bind" or m.from_:
@@ -113,7 +114,6 @@ class RunSetup:
 
     def prepare(self) -> list[RunMount]:
         """The step's mounts (files they need are written under ``work``)."""
-        from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
         out: list[RunMount] = []
         script = heredoc_script(self.ins)
         if script is not None:
