@@ -107,3 +107,4 @@ def test_cache_sharing_locked_and_private(tmp_path):
     q, = third.prepare()
     assert q.source == m.source        # free again: the shared cache itself
     third.cleanup()
+
