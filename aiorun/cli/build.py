@@ -1,5 +1,5 @@
 """``aiorun build [-t TAG]... [-f Dockerfile] [--build-arg K[=V]]... [--label K=V]... [-q]
-[--target STAGE] [--iidfile FILE] [--no-cache] PATH|-``
+[--target STAGE] [--iidfile FILE] [--no-cache] [--secret id=ID,src=FILE]... PATH|-``
 
 The context directory is sent as a tar (``.dockerignore`` honoured, the Dockerfile and
 .dockerignore always included); a Dockerfile outside the context is added under a private
@@ -46,12 +46,23 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
       Option("--no-cache", BOOL, "Do not use the build cache"),
       Option("--rm", STR, "Accepted; intermediates are always removed", default="true",
              metavar="bool"),
-      Option("--pull", BOOL, "Always attempt to pull a newer version of the image"))
+      Option("--pull", BOOL, "Always attempt to pull a newer version of the image"),
+      Option("--secret", LIST, "Secret for RUN --mount=type=secret (id=ID,src=FILE or "
+             "id=ID,env=VAR)"))
 def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
     need(args, "build", 1, 1)
     path = args[0]
     from aiorun.images.build.context import write_context_tar
 
+    from aiorun.images.build import buildsecrets
+    headers = {"Content-Type": "application/x-tar"}
+    if a.secret:
+        from aiorun.errors import InvalidArgument
+        try:
+            headers[buildsecrets.HEADER] = buildsecrets.encode(
+                dict(buildsecrets.parse_spec(s) for s in a.secret))
+        except InvalidArgument as exc:
+            raise UsageError(exc.message) from None
     dockerfile_name = "Dockerfile"
     with tempfile.TemporaryFile(prefix="aiorun-ctx-") as tmp:
         if path == "-":
@@ -106,8 +117,7 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                  "q": True if a.quiet else None, "rm": True,
                  "nocache": True if a.no_cache else None, "target": a.target or None,
                  "pull": True if a.pull else None}
-        resp = ctx.client().request("POST", "/build", query, body=body,
-                                    headers={"Content-Type": "application/x-tar"})
+        resp = ctx.client().request("POST", "/build", query, body=body, headers=headers)
         rc = 0
         try:
             for line in resp.iter_lines():

@@ -14,7 +14,7 @@ import anyio
 from aiorun.errors import Unavailable
 from aiorun.images.build.host import BuildError, CommandDidNotRun, RunStep
 from aiorun.runtime.api import ExecFailed
-from aiorun.runtime.spec import ContainerSpec
+from aiorun.runtime.spec import ContainerSpec, MountSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,11 @@ class EngineBuildHost:
             raise BuildError("RUN needs the runtime, which is not running")
         spec = ContainerSpec(id=step.id, rootfs=str(step.rootfs), args=step.argv,
                              env=step.env, cwd=step.cwd, user=step.user,
-                             hostname=step.hostname, network="none",
+                             hostname=step.hostname, network=step.network,
+                             mounts=[MountSpec(destination=m.destination, type=m.type,
+                                               source=m.source, readonly=m.readonly,
+                                               options=list(m.options))
+                                      for m in step.mounts],
                              log_path=str(step.state_dir / "log.json"),
                              state_dir=str(step.state_dir / "state"))
         with _did_not_run():

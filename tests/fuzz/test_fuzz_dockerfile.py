@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.dockerfile import (EXPANDED, METADATA, DockerfileError,
-                                            apply_metadata, expand_word, expand_words, parse,
+                                            apply_metadata, arg_pairs, command_form,
+                                            expand_word, expand_words, heredoc_script, parse,
                                             parse_changes)
+from aiorun.images.build.expand import expand_heredoc
+from aiorun.images.build.runflags import mounts_of
 
 from fuzzing import budget
 
@@ -30,7 +33,11 @@ VALID = [
     "ARG V=1\nFROM busybox:$V\nCOPY --chown=1:1 --from=base a b /dst/\n"
     "ADD --chmod=644 [\"x y\", \"/z\"]\nHEALTHCHECK --interval=5s --retries=3 CMD true\n"
     "ONBUILD RUN make\nENTRYPOINT exec app\nMAINTAINER me\n",
-    "FROM scratch\nRUN --mount=type=cache \\\n# comment inside\n\n  ls\nHEALTHCHECK NONE\n",
+    "FROM scratch\nRUN --mount=type=cache,target=/c \\\n# comment inside\n\n  ls\n"
+    "HEALTHCHECK NONE\n",
+    "FROM busybox\nRUN <<EOF\necho $A\nEOF\nCOPY <<a <<'b' /d/\n1\na\n2\nb\n"
+    "RUN <<-X cat\n\tx\n\tX\nRUN --network=none --mount=type=secret,id=s,required \\\n"
+    "  --mount=type=tmpfs,target=/t,size=1m -- true\nENV P=${A##*/} Q=${A/x/y}\n",
 ]
 
 FRAGMENTS = [
@@ -39,6 +46,9 @@ FRAGMENTS = [
     "FROM", "ONBUILD", "ONBUILD ONBUILD", "HEALTHCHECK", "HEALTHCHECK --interval=",
     "--interval=" + "9" * 400 + "h", "--retries=" + "9" * 5000, "EXPOSE 0-70000", "AS", "\t",
     "\x00", "\r", "\u2028", "\x0b", "é", " ",
+    "<<EOF", "<<-EOF", "<<'EOF'", "<<\"E\"", "3<<X", "EOF", "\tEOF", "${A#", "${A%%*}",
+    "${A/", "${A//x/y}", "${A:?", "--mount=type=", "--mount=type=cache,sharing=x",
+    "--mount=\"type=tmpfs\",target=/x", "--network=host", "--security=insecure",
 ]
 
 line_lists = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=20)),
@@ -57,7 +67,7 @@ _commands = st.sampled_from([
     "healthcheck", "ONBUILD HEALTHCHECK"])
 _flag_names = st.sampled_from(["interval", "timeout", "start-period", "retries",
                                "start-interval", "chown", "chmod", "from", "platform", "link",
-                               "bogus"])
+                               "bogus", "mount", "network", "parents", "exclude"])
 _health_flags = st.sampled_from(["interval", "timeout", "start-period", "start-interval",
                                  "retries"])
 
@@ -116,6 +126,13 @@ def use(text: str) -> None:
                 expand_word(ins.rest, env)
             if ins.cmd in METADATA and ins.cmd != "ARG":
                 apply_metadata(config, ins, env)
+            if ins.cmd in ("RUN", "CMD", "ENTRYPOINT"):
+                command_form(ins)
+                heredoc_script(ins)
+                mounts_of(ins, env, "/")
+            for doc in ins.heredocs:
+                expand_heredoc(doc.text(), env, ins.escape)
+            arg_pairs(ins)
         except InvalidArgument:
             pass
 

@@ -9,6 +9,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from aiorun.images.build.runmounts import RunSetup
+
 from aiorun.errors import NotFound
 from aiorun.images.build.builder import Builder
 from aiorun.images.build.dockerfile import parse
@@ -132,8 +134,9 @@ async def test_run_step_failures_become_build_errors(tmp_path, fail, code, messa
     b.work.mkdir(parents=True)
     msgs = []
     with pytest.raises(BuildError) as exc:
+        setup = RunSetup(b.instructions[1], b.work / ("c" * 12), tmp_path)
         async for m in b._run_cmd(Stage(), "c" * 64, tmp_path, ["/bin/sh", "-c", "nope"],
-                                  "c" * 12):
+                                  "c" * 12, setup):
             msgs.append(m)
     assert exc.value.message == message
     step, = host.steps

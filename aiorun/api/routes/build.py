@@ -83,7 +83,7 @@ def _prepare(work, dockerfile: str):
         raise InvalidArgument(f"Cannot locate specified Dockerfile: {dockerfile}") from None
     except UnicodeDecodeError:
         raise InvalidArgument(f"the Dockerfile {dockerfile} is not UTF-8 text") from None
-    return ctx, parse(text)
+    return ctx, parse(text, dockerfile)
 
 
 @router.route("POST", "/build")
@@ -100,6 +100,9 @@ async def build(req: Request, engine: Any):
     if not isinstance(buildargs, dict) or not isinstance(labels, dict):
         raise InvalidArgument("buildargs and labels must be JSON objects")
     buildargs = {str(k): "" if v is None else str(v) for k, v in buildargs.items()}
+    from aiorun.images.build import buildsecrets
+    header = req.headers.get(buildsecrets.HEADER.lower())
+    build_secrets = buildsecrets.decode(header) if header else {}
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,7 @@ async def build(req: Request, engine: Any):
     builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
                       no_cache=req.flag("nocache"), target=req.arg("target") or None,
-                      pull=req.flag("pull"))
+                      pull=req.flag("pull"), build_secrets=build_secrets)
 
     async def stream() -> AsyncIterator[bytes]:
         try:

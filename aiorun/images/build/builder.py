@@ -47,10 +47,12 @@ from aiorun.images.build.cache import BuildCache, cache_key
 from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.copyfiles import copy_sources, mkdir_in_root
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
-                                            apply_metadata, command_form, expand_word,
-                                            expand_words)
+                                            apply_metadata, arg_pairs, command_form,
+                                            expand_word)
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
+from aiorun.images.build.platforms import PLATFORM_ARGS, check_from_platform, platform_args
+from aiorun.images.build.runmounts import MountOpts, RunSetup, bind_digest, mounts_of
 from aiorun.images.build.stage import Stage, history_entry
 from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
 from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
@@ -69,8 +71,9 @@ class Builder:
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
                  no_cache: bool = False, target: str | None = None,
-                 pull: bool = False) -> None:
+                 pull: bool = False, build_secrets: dict[str, bytes] | None = None) -> None:
         self.host = host
+        self.secrets = dict(build_secrets or {})    # RUN --mount=type=secret (memory only)
         self.pull = pull                            # --pull: FROM images pulled again
         self._pulled: set[str] = set()
         self.target = (target or "").lower() or None
@@ -125,16 +128,24 @@ class Builder:
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         ins_list = self.instructions
         first_from = next(i for i, x in enumerate(ins_list) if x.cmd == "FROM")
-        meta_args: dict[str, str] = {}
+        meta_args: dict[str, str] = platform_args()              # TARGETARCH & co.
         for ins in ins_list[:first_from]:                       # ARG before FROM
-            name, eq, default = ins.rest.partition("=")
-            self._used_args.add(name)
-            meta_args[name] = self.buildargs.get(name, expand_word(default, meta_args)
-                                                 if eq else "")
+            for name, default in arg_pairs(ins):
+                self._used_args.add(name)
+                if name in self.buildargs:
+                    meta_args[name] = self.buildargs[name]
+                elif default is not None:
+                    meta_args[name] = expand_word(default, meta_args, ins.escape)
         steps = ins_list[first_from:]
+        for ins in steps:             # FROM --platform: checked before any step runs
+            if ins.cmd == "FROM" and "platform" in ins.flags:
+                problem = check_from_platform(
+                    expand_word(ins.flags.get("platform", ""), meta_args, ins.escape))
+                if problem:
+                    raise DockerfileError(problem, ins.line)
         if self.target is not None:   # --target: stop at the end of that stage
             names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
-                     and len(x.rest.split()) == 3 and x.rest.split()[2].lower() == self.target]
+                     and len(x.args) == 3 and x.args[2].lower() == self.target]
             if not names:
                 raise DockerfileError(f"target stage {self.target!r} could not be found")
             nxt = [i for i, x in enumerate(steps) if x.cmd == "FROM" and i > names[0]]
@@ -146,7 +157,8 @@ class Builder:
                 yield self._msg(f"Step {n}/{total} : {ins.original}\n")
             async for m in self._exec(ins, meta_args):
                 yield m
-        unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
+        unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS)
+                        - set(PLATFORM_ARGS))
         if unused and not self.quiet:
             yield self._msg(f"[Warning] One or more build-args {unused} were not consumed\n")
         async for m in self._finish(self._st):
@@ -229,7 +241,7 @@ class Builder:
     _from_id = ""
 
     async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
-        words = expand_words(ins.rest, meta_args)
+        words = [expand_word(ins.args[0], meta_args, ins.escape)] + ins.args[1:]
         name = words[0]
         prev = self._stage_by_name(name)
         if prev is not None:
@@ -277,20 +289,22 @@ class Builder:
                              f"here, and pulling it failed: {exc.message}") from None
 
     def _arg(self, st: Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
-        name, eq, default = ins.rest.partition("=")
-        self._used_args.add(name)
-        if name in self.buildargs:
-            val = self.buildargs[name]
-        elif eq:
-            val = expand_word(default, st.substitution_env())
-        else:
-            val = meta_args.get(name, "")  # re-declared meta ARG inherits its value
-        st.args[name] = val
+        for name, default in arg_pairs(ins):
+            self._used_args.add(name)
+            if name in self.buildargs:
+                val = self.buildargs[name]
+            elif default is not None:
+                val = expand_word(default, st.substitution_env(), ins.escape)
+            elif name in meta_args:
+                val = meta_args[name]      # re-declared meta ARG inherits its value
+            else:
+                continue                   # declared without a value: stays unset
+            st.args[name] = val
         st.history.append(history_entry(f"ARG {ins.rest}", empty=True))
 
     def _metadata(self, st: Stage, ins: Instruction) -> None:
         if ins.cmd == "MAINTAINER":
-            st.author = expand_word(ins.rest, st.substitution_env())
+            st.author = ins.args[0]          # BuildKit does not expand MAINTAINER
         else:
             apply_metadata(st.config, ins, st.substitution_env())
         if ins.cmd == "CMD":
@@ -303,13 +317,36 @@ class Builder:
     async def _cache_key(self, st: Stage, ins: Instruction, copy: bool) -> str:
         extra = ""
         if copy and "from" in ins.flags:
-            ref = expand_word(ins.flags["from"], st.substitution_env())
+            ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
             src = self._stage_by_name(ref)
             extra = ",".join(src.layers) if src is not None else \
                 ",".join((await self._resolve_image(ref, ins)).layers)
         elif copy:
             extra = await anyio.to_thread.run_sync(self.cache.sources_digest, st, ins)
+        elif "mount" in ins.flags:     # RUN --mount=type=bind: the content it sees
+            mounts = self._mounts(st, ins)
+            extra = await anyio.to_thread.run_sync(bind_digest, mounts, self.context,
+                                                   self.ignore)
+            for ref, layers in sorted((await self._mount_sources(st, ins, mounts)).items()):
+                extra += f",{ref}:" + ",".join(layers)
         return cache_key(st, ins, copy, extra)
+
+    def _mounts(self, st: Stage, ins: Instruction) -> list[MountOpts]:
+        return mounts_of(ins, st.substitution_env(), st.config.get("WorkingDir") or "/")
+
+    async def _mount_sources(self, st: Stage, ins: Instruction, mounts: list[MountOpts]
+                             ) -> dict[str, list[str]]:
+        """The layers of each stage or image a RUN's bind mounts come ``from``."""
+        out: dict[str, list[str]] = {}
+        for m in mounts:
+            if m.from_ and m.from_ not in out:
+                src = self._stage_by_name(m.from_)
+                if src is st:
+                    raise DockerfileError(f"RUN --mount from={m.from_}: a stage cannot mount "
+                                          "itself", ins.line)
+                out[m.from_] = list(src.layers) if src is not None else \
+                    list((await self._resolve_image(m.from_, ins)).layers)
+        return out
 
     async def _layer_step(self, st: Stage, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
@@ -356,7 +393,14 @@ class Builder:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                async for m in self._run_cmd(st, cid, rootfs, argv, hostname):
+                mounts = self._mounts(st, ins)
+                setup = RunSetup(ins, self.work / cid[:12], rootfs, mounts,
+                                 cache_root=self.host.cache_root, context=self.context,
+                                 ignore=self.ignore, secrets=self.secrets,
+                                 sources=await self._mount_sources(st, ins, mounts),
+                                 storage=storage,
+                                 note=lambda sid: note_snapshot(self.work, sid))
+                async for m in self._run_cmd(st, cid, rootfs, argv, hostname, setup):
                     yield m
                 created_by = " ".join(argv)
                 if not self.quiet:
@@ -397,11 +441,21 @@ class Builder:
                 await anyio.to_thread.run_sync(_cleanup)
 
     async def _run_cmd(self, st: Stage, cid: str, rootfs: Path, argv: list[str],
-                       hostname: str) -> AsyncIterator[dict[str, Any]]:
-        step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
-                       cwd=st.config.get("WorkingDir") or "/",
-                       user=st.config.get("User") or "", hostname=hostname,
-                       state_dir=self.work / cid[:12])
+                       hostname: str, setup: RunSetup) -> AsyncIterator[dict[str, Any]]:
+        try:
+            mounts = await anyio.to_thread.run_sync(setup.prepare)
+            step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
+                           cwd=st.config.get("WorkingDir") or "/",
+                           user=st.config.get("User") or "", hostname=hostname,
+                           state_dir=self.work / cid[:12], mounts=tuple(mounts),
+                           network=setup.network())
+            async for m in self._run_step(step, argv):
+                yield m
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(setup.cleanup)
+
+    async def _run_step(self, step: RunStep, argv: list[str]) -> AsyncIterator[dict[str, Any]]:
         try:
             async with self.host.run_command(step) as proc:
                 async for data in proc.output():
@@ -423,7 +477,7 @@ class Builder:
     async def _copy_from(self, st: Stage, ins: Instruction, rootfs: Path) -> None:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
-        ref = expand_word(ins.flags["from"], st.substitution_env())
+        ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
         src_stage = self._stage_by_name(ref)
         if src_stage is st:
             raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import NotFound
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.copyfiles import match_sources
-from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
+from aiorun.images.build.copyfiles import heredoc_sources, match_sources
+from aiorun.images.build.dockerfile import Instruction, expand_word
 from aiorun.images.build.stage import Stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +36,8 @@ def cache_key(st: Stage, ins: Instruction, copy: bool, extra: str) -> str:
     key = {"parent": st.layers, "env": c.get("Env"), "workdir": c.get("WorkingDir"),
            "user": c.get("User"), "shell": c.get("Shell"), "ins": ins.original,
            "args": sorted(st.args.items()) if not copy else None, "extra": extra}
+    if ins.heredocs:   # their content is part of the step (not of ins.original)
+        key["heredocs"] = [[h.name, h.content, h.expand, h.chomp] for h in ins.heredocs]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -54,10 +56,10 @@ class BuildCache:
         """The content of a COPY/ADD's context sources (paths, modes, link targets, bytes)."""
         h = hashlib.sha256()
         env = st.substitution_env()
-        words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
-            else expand_words(ins.rest, env)
-        for pat in words[:-1]:
-            if "://" in pat:
+        words = [expand_word(w, env, ins.escape) for w in ins.args]
+        docs = heredoc_sources(ins)
+        for raw, pat in zip(ins.args, words[:-1]):
+            if "://" in pat or raw in docs:
                 continue
             for rel in match_sources(pat, self.context, self.ignore):
                 top = resolve_in_root(self.context, rel)

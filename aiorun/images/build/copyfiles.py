@@ -17,7 +17,9 @@ from pathlib import Path
 from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.dockerfile import Instruction, expand_word, expand_words
+from aiorun.images.build.dockerfile import Heredoc, Instruction, expand_word
+from aiorun.images.build.dockerfile.lines import heredoc_from_word
+from aiorun.images.build.expand import expand_heredoc
 from aiorun.images.build.stage import Stage
 
 
@@ -27,30 +29,47 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
     another stage's rootfs; every path resolved inside it) to the destination inside
     ``rootfs``."""
     env = st.substitution_env()
-    words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
-        else expand_words(ins.rest, env)
+    words = [expand_word(w, env, ins.escape) for w in ins.args]
     srcs, dest = words[:-1], words[-1]
-    uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env)
+    uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env, ins.escape)
     mode = None
-    if "chmod" in ins.flags:
+    chmod = ins.flags.get("chmod")
+    if chmod is not None:
         try:
-            mode = int(expand_word(ins.flags["chmod"], env), 8)
+            mode = int(expand_word(chmod, env, ins.escape), 8)
         except ValueError:
-            raise InvalidArgument(f"invalid --chmod value {ins.flags['chmod']!r}") from None
+            raise InvalidArgument(f"invalid --chmod value {chmod!r}") from None
     wd = st.config.get("WorkingDir") or "/"
     dest_dir_syntax = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
     if not dest.startswith("/"):
         dest = posixpath.join(wd, dest)
     dest = posixpath.normpath(dest)
     sources: list[str] = []
-    for s in srcs:
+    docs = heredoc_sources(ins)
+    for raw, s in zip(ins.args, srcs):
+        if raw in docs:
+            continue
         if "://" in s:
             raise InvalidArgument(f"{ins.cmd} from a URL ({s}) is not supported: "
                                   "aiorun build has no network access")
         sources += match_sources(s, src_root, ignore)
-    if len(sources) > 1 and not dest_dir_syntax:
+    if len(sources) + len(docs) > 1 and not dest_dir_syntax:
         raise InvalidArgument(f"When using {ins.cmd} with more than one source file, the "
                               "destination must be a directory and end with a /")
+    for doc in docs.values():
+        text = doc.text()
+        if doc.expand:
+            text = expand_heredoc(text, env, ins.escape)
+        existing = resolve_in_root(rootfs, dest)
+        target_path = posixpath.join(dest, posixpath.basename(doc.name)) \
+            if dest_dir_syntax or existing.is_dir() else dest
+        parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
+        target = parent / posixpath.basename(target_path)
+        _unlink_existing(target)
+        with open(target, "xb") as fo:
+            fo.write(text.encode())
+        os.chmod(target, mode if mode is not None else 0o644)
+        os.chown(target, uid, gid)
     for rel in sources:
         src = resolve_in_root(src_root, rel)
         try:
@@ -72,6 +91,19 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
                 target_path = dest
             parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
             _copy_file(src, parent / posixpath.basename(target_path), sst, uid, gid, mode)
+
+
+def heredoc_sources(ins: Instruction) -> dict[str, Heredoc]:
+    """A COPY/ADD's heredoc sources (``<<EOF``), by the argument that names them."""
+    if ins.json is not None or not ins.heredocs:
+        return {}
+    by_name = {h.name: h for h in ins.heredocs}
+    out: dict[str, Heredoc] = {}
+    for raw in ins.args[:-1]:
+        h = heredoc_from_word(raw)
+        if h is not None and h.name in by_name:
+            out[raw] = by_name[h.name]
+    return out
 
 
 def match_sources(pattern: str, root: Path, ignore: DockerIgnore | None) -> list[str]:
@@ -196,11 +228,12 @@ def _lookup(rootfs: Path, file: str, name: str) -> int | None:
     return None
 
 
-def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str]) -> tuple[int, int]:
+def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str],
+                 escape: str = "\\") -> tuple[int, int]:
     """``--chown=user[:group]`` (names looked up in the image's /etc/passwd and /etc/group)."""
     if not spec:
         return 0, 0
-    spec = expand_word(spec, env)
+    spec = expand_word(spec, env, escape)
     user, _, group = spec.partition(":")
 
     def one(v: str, file: str, what: str) -> int:

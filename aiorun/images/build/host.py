@@ -37,10 +37,22 @@ class CommandDidNotRun(AiorunError):
 
 
 @dataclass(frozen=True)
+class RunMount:
+    """A mount in a RUN step's process (``RUN --mount``, a heredoc script): ``type`` "bind"
+    (``source`` a host path) or "tmpfs"; never part of the layer the step makes."""
+
+    destination: str
+    type: str = "bind"
+    source: str = ""
+    readonly: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunStep:
     """One RUN step's process: ``argv`` in the mounted snapshot ``rootfs`` (own namespaces,
-    network "none": loopback only). ``state_dir`` is a fresh directory of the build's for the
-    runtime's files (log, state)."""
+    ``network`` "none": loopback only, or "host"), with ``mounts``. ``state_dir`` is a fresh
+    directory of the build's for the runtime's files (log, state)."""
 
     id: str
     rootfs: Path
@@ -50,6 +62,8 @@ class RunStep:
     user: str
     hostname: str
     state_dir: Path
+    mounts: tuple[RunMount, ...] = ()
+    network: str = "none"
 
 
 class RunningCommand(Protocol):

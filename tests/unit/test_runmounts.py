@@ -1,0 +1,110 @@
+"""RUN --mount parsing (BuildKit's CSV syntax and checks) and build secrets' transport."""
+
+import pytest
+
+from aiorun.errors import InvalidArgument
+from aiorun.images.build import buildsecrets
+from aiorun.images.build.dockerfile import parse
+from aiorun.images.build.runflags import mounts_of, parse_mount
+from aiorun.images.build.runmounts import RunSetup
+
+OK = [
+    ("type=tmpfs,target=/t,size=64m", dict(type="tmpfs", target="/t", size=64 << 20,
+                                           readonly=False)),
+    ("type=cache,target=/c", dict(type="cache", target="/c", readonly=False)),
+    ("type=cache,dst=/c,id=x,sharing=locked,mode=0700,uid=1,gid=2,ro",
+     dict(id="x", sharing="locked", mode=0o700, uid=1, gid=2, readonly=True)),
+    ("target=/src", dict(type="bind", target="/src", readonly=True)),
+    ("type=bind,source=a,target=/a,rw", dict(source="a", readonly=False)),
+    ("type=bind,from=build,src=/out,destination=/in,readonly=false",
+     dict(from_="build", source="/out", target="/in", readonly=False)),
+    ("type=secret,id=tok,required", dict(type="secret", id="tok", required=True,
+                                         readonly=True)),
+    ('"type=secret","id=a,b"', dict(type="secret", id="a,b")),
+    ("TYPE=TMPFS,Target=/x", dict(type="tmpfs", target="/x")),
+]
+
+
+@pytest.mark.parametrize("value,fields", OK, ids=[v for v, _ in OK])
+def test_parse_mount(value, fields):
+    m = parse_mount(value, lambda w: w)
+    for k, v in fields.items():
+        assert getattr(m, k) == v, k
+
+
+BAD = [
+    ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
+    ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour' in 'colour=blue'"),
+    ("type=bind,target=/x,size=1m", "unexpected key 'size' for mount type 'bind'"),
+    ("type=tmpfs,target=/x,mode=0700", "mode not allowed for 'tmpfs' type mounts"),
+    ("type=tmpfs,target=/x,required", "unexpected key 'required' for mount type 'tmpfs'"),
+    ("type=bind,target=/x,sharing=shared", "invalid cache sharing set for bind mount"),
+    ("type=cache,target=/x,sharing=sometimes", "unsupported sharing value 'sometimes'"),
+    ("type=cache,target=/x,uid=me", "invalid value me for uid"),
+    ("type=secret,id=a,source=b", "both source and id can't be set"),
+    ("type=secret,id=a,from=x", "secret mount should not have a from"),
+    ("type=tmpfs,target=/x,bogus", "invalid field 'bogus' must be a key=value pair"),
+    ("type=ssh", "type=ssh is not supported by aiorun"),
+    ("type=cache,target=/x,from=img", "type=cache,from=... is not supported"),
+    ("type=bind,from=$STAGE,target=/x", "doesn't support variable expansion"),
+]
+
+
+@pytest.mark.parametrize("value,msg", BAD, ids=[m for _, m in BAD])
+def test_bad_mount_is_a_parse_error_naming_the_line(value, msg):
+    with pytest.raises(InvalidArgument) as e:
+        parse(f"FROM x\nRUN true\nRUN --mount={value} true\n", "Dockerfile")
+    assert "line 3 of Dockerfile" in e.value.message and msg in e.value.message
+
+
+def test_mounts_are_expanded_and_defaulted_at_build_time():
+    ins = parse("FROM x\nRUN --mount=type=cache,target=${D} "
+                "--mount=type=secret,id=tok --mount=type=secret,target=/k/key "
+                "--mount=type=tmpfs,target=rel true\n")[1]
+    cache, s1, s2, tmp = mounts_of(ins, {"D": "/var/cache"}, "/work")
+    assert (cache.target, cache.id) == ("/var/cache", "/var/cache")
+    assert (s1.id, s1.target) == ("tok", "/run/secrets/tok")
+    assert (s2.id, s2.target) == ("key", "/k/key")
+    assert tmp.target == "/work/rel"
+    with pytest.raises(InvalidArgument, match="needs a target"):
+        mounts_of(parse("FROM x\nRUN --mount=type=tmpfs,target=$E true\n")[1], {}, "/")
+
+
+def test_secrets_header_round_trip(tmp_path, monkeypatch):
+    f = tmp_path / "s"
+    f.write_bytes(b"\x00secret\xff")
+    monkeypatch.setenv("TOKEN_VAR", "from-env")
+    specs = dict(buildsecrets.parse_spec(s) for s in
+                 (f"id=a,src={f}", "id=b,env=TOKEN_VAR", "type=env,id=TOKEN_VAR"))
+    assert specs == {"a": b"\x00secret\xff", "b": b"from-env", "TOKEN_VAR": b"from-env"}
+    assert buildsecrets.decode(buildsecrets.encode(specs)) == specs
+    with pytest.raises(InvalidArgument, match="cannot read"):
+        buildsecrets.parse_spec(f"id=x,src={tmp_path / 'missing'}")
+    with pytest.raises(InvalidArgument, match="too large"):
+        buildsecrets.encode({"big": b"x" * 40000})
+    with pytest.raises(InvalidArgument, match="invalid X-Aiorun-Build-Secrets"):
+        buildsecrets.decode("not base64!")
+
+
+def test_cache_sharing_locked_and_private(tmp_path):
+    ins = parse("FROM x\nRUN --mount=type=cache,target=/c,id=k,sharing=locked "
+                "--mount=type=cache,target=/p,id=k,sharing=private true\n")[1]
+    locked, private = mounts_of(ins, {}, "/")
+    first = RunSetup(ins, tmp_path / "w1", tmp_path / "root", [locked],
+                     cache_root=tmp_path / "cache")
+    m, = first.prepare()
+    # while the locked step holds it, a private user gets its own fresh directory
+    second = RunSetup(ins, tmp_path / "w2", tmp_path / "root", [private],
+                      cache_root=tmp_path / "cache")
+    p, = second.prepare()
+    assert p.source != m.source and p.source.startswith(str(tmp_path / "w2"))
+    second.cleanup()
+    assert not (tmp_path / "w2" / "caches").exists() or \
+        not any((tmp_path / "w2" / "caches").iterdir())
+    first.cleanup()
+    third = RunSetup(ins, tmp_path / "w3", tmp_path / "root", [private],
+                     cache_root=tmp_path / "cache")
+    q, = third.prepare()
+    assert q.source == m.source        # free again: the shared cache itself
+    third.cleanup()
+
