@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from aiorun.core import state as st
+from aiorun.core.health import health_filter
 from aiorun.errors import InvalidArgument, NotFound
 
 
@@ -145,6 +146,8 @@ def matches(c: ContainerFacts, filters: dict[str, Any],
                 except NotFound:
                     raise InvalidArgument(f"No such container: {v}") from None
                 ok = ok and (c.created_ns < other if key == "before" else c.created_ns > other)
+        elif key == "health":
+            ok = health_filter(c.state.health, [str(v) for v in values])
         elif key == "until" and prune:
             ok = True
         else:

@@ -218,6 +218,9 @@ def limit_writes(dirs: list[CgroupDir], spec,
     if dev is not None and dev.version == 1 and restrict_devices:
         out.append((os.path.join(dev.path, "devices.deny"), "a"))
         out.extend((os.path.join(dev.path, "devices.allow"), rule) for rule in DEFAULT_DEVICES)
+        # --device: each one's rule after the defaults
+        out.extend((os.path.join(dev.path, "devices.allow"), rule)
+                   for rule in spec.device_rules or ())
     pids = owner.get("pids")
     if pids is not None and spec.pids:
         out.append((os.path.join(pids.path, "pids.max"),

@@ -22,6 +22,7 @@ from aiorun.core import host_config as hcfg
 from aiorun.core.faultpoint import fault_point
 from aiorun.core.validate import parse_log_size
 from aiorun.errors import AiorunError, Conflict, NotModified
+from aiorun.engine.containers import runopts
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
     rewrite_in_place
@@ -178,14 +179,17 @@ class StartRoom(NetworkRoom):
                       network: str) -> ContainerSpec:
         cfg, hc = c.config, c.host_config
         return ContainerSpec(
-            id=c.id, rootfs=str(c.rootfs), args=c.argv, env=hcfg.container_env(cfg),
+            id=c.id, rootfs=str(c.rootfs), args=runopts.process_args(hc, c.argv),
+            env=hcfg.container_env(cfg),
             cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "",
-            hostname=cfg.get("Hostname") or c.short_id, mounts=mounts, network=network,
-            cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc)),
+            hostname=cfg.get("Hostname") or c.short_id,
+            mounts=mounts + runopts.extra_mounts(hc), network=network,
+            cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc),
+                              device_rules=runopts.device_rules(hc)),
             security=SecuritySpec(**hcfg.security_options(hc)),
             tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
             log_path=str(self.log_path(c.id)), state_dir=str(self._dir(c.id) / "runtime"),
-            **log_rotation(hc.get("LogConfig")))
+            **log_rotation(hc.get("LogConfig")), **runopts.runtime_options(hc))
 
     def _etc_mounts(self, c: Container) -> list[MountSpec]:
         d = self._dir(c.id)

@@ -87,7 +87,7 @@ class Control(SpawnerBase):
             e1 = os.fork()
             if e1 == 0:
                 exec_child(spec["args"], env, cwd, user, sec, tty, c.cgroups, c.pid,
-                           (cin, cout, cerr), status_w)
+                           (cin, cout, cerr), status_w, cspec.get("ulimits"))
             for fd in close_after:
                 os.close(fd)
             close_after = []

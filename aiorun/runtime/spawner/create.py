@@ -128,8 +128,9 @@ class CreateStart(SpawnerBase):
             close_after += [sync_r, status_w]
             p.sync_w, p.status_r = sync_w, status_r
             network = spec.get("network") or "none"
-            flags = (sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID |
-                     sc.CLONE_NEWCGROUP)
+            flags = (sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP)
+            if not spec.get("pid_host"):          # --pid host: the host's PID namespace
+                flags |= sc.CLONE_NEWPID
             if network not in ("host",) and not network.startswith("/"):
                 flags |= sc.CLONE_NEWNET
             t_fork = time.perf_counter_ns()

@@ -1,0 +1,116 @@
+"""The host side of ``docker run``'s process and device options: what needs a look at the
+host (device nodes, the init binary, the networks), at create and at start.
+
+The pure checks and conversions are in :mod:`aiorun.core.run_options`; this module adds
+the I/O: a ``--device`` node's kind and major/minor (for the cgroup allow rule), whether
+the ``--init`` binary is installed, whether the networks a create names exist.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from aiorun.core import run_options as ro
+from aiorun.errors import InvalidArgument
+from aiorun.runtime.spec import DeviceSpec, MountSpec
+
+#: Debian's static tini (package ``tini``): static, so it runs in any image.
+DEFAULT_INIT_BINARY = "/usr/bin/tini-static"
+
+#: Network modes that name no network of the manager's.
+_BUILTIN_MODES = ("", "default", "bridge", "host", "none")
+
+
+def init_binary() -> str:
+    """The host path of ``--init``'s binary (``AIORUN_INIT_BINARY`` in the daemon's
+    environment overrides it, as dockerd's ``--init-path``)."""
+    return os.environ.get("AIORUN_INIT_BINARY") or DEFAULT_INIT_BINARY
+
+
+def check_init_binary() -> str:
+    path = init_binary()
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument(f"--init: the init binary {path} is not available "
+                              f"({e.strerror}): install Debian's tini package "
+                              "(apt-get install tini)") from None
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise InvalidArgument(f"--init: the init binary {path} is not an executable file")
+    return path
+
+
+def device_rule(mapping: dict[str, Any]) -> str:
+    """The cgroup allow rule of one ``Devices`` entry; InvalidArgument in Docker's words
+    when the host path is missing or not a device node."""
+    host = mapping["PathOnHost"]
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise InvalidArgument(f"error gathering device information while adding custom "
+                              f"device \"{host}\": {(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        raise InvalidArgument(f"error gathering device information while adding custom "
+                              f"device \"{host}\": not a device node")
+    return ro.device_rule(kind, os.major(st.st_rdev), os.minor(st.st_rdev),
+                          mapping.get("CgroupPermissions") or "rwm")
+
+
+def check_networks(networks: Any, host_config: dict[str, Any],
+                   networking_config: dict[str, Any]) -> None:
+    """A network named by ``NetworkMode`` or ``NetworkingConfig.EndpointsConfig`` must
+    exist (Docker: "network foo not found", 404)."""
+    if networks is None:
+        return
+    names = [host_config.get("NetworkMode") or ""]
+    names += list((networking_config or {}).get("EndpointsConfig") or {})
+    for name in names:
+        if name in _BUILTIN_MODES or name.startswith("container:"):
+            continue
+        networks.get(name)                # NotFound: "network foo not found"
+
+
+def check_at_create(networks: Any, host_config: dict[str, Any],
+                    networking_config: dict[str, Any]) -> None:
+    """What a create must refuse that needs the host: missing devices, a missing init
+    binary, unknown networks. Nothing has been made yet."""
+    for d in host_config.get("Devices") or []:
+        device_rule(d)
+    if host_config.get("Init"):
+        check_init_binary()
+    check_networks(networks, host_config, networking_config)
+
+
+def runtime_options(host_config: dict[str, Any]) -> dict[str, Any]:
+    """The runtime ``ContainerSpec`` fields of the options: ulimits, shm_size, pid_host,
+    devices (the device rules go into the ``CgroupSpec``: :func:`device_rules`)."""
+    hc = host_config
+    return {"ulimits": ro.ulimits_of(hc), "shm_size": int(hc.get("ShmSize") or 0),
+            "pid_host": hc.get("PidMode") == "host",
+            "devices": [DeviceSpec(d["PathOnHost"], d.get("PathInContainer") or
+                                   d["PathOnHost"], d.get("CgroupPermissions") or "rwm")
+                        for d in hc.get("Devices") or []]}
+
+
+def device_rules(host_config: dict[str, Any]) -> list[str]:
+    return [device_rule(d) for d in host_config.get("Devices") or []]
+
+
+def extra_mounts(host_config: dict[str, Any]) -> list[MountSpec]:
+    """``HostConfig.Tmpfs`` mounts, and the init binary (read-only) with ``--init``."""
+    out = [MountSpec(**m) for m in ro.tmpfs_mounts(host_config)]
+    if host_config.get("Init"):
+        out.append(MountSpec(ro.INIT_PATH_IN_CONTAINER, "bind", check_init_binary(),
+                             ["ro", "nosuid", "nodev"], readonly=True))
+    return out
+
+
+def process_args(host_config: dict[str, Any], argv: list[str]) -> list[str]:
+    """PID 1's argv: behind the init with ``--init``."""
+    return ro.init_args(argv) if host_config.get("Init") else argv
