@@ -53,9 +53,9 @@ def check_ulimits(ulimits: list[dict[str, Any]]) -> None:
         name, soft, hard = u.get("Name"), u.get("Soft"), u.get("Hard")
         if name not in ULIMIT_NAMES:
             raise InvalidArgument(f"invalid ulimit type: {name}")
-        for v in (soft, hard):
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise InvalidArgument(f"invalid ulimit {name}: the limits must be integers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard)):
+            raise InvalidArgument(f"invalid ulimit {name}: the limits must be integers")
+        assert isinstance(soft, int) and isinstance(hard, int)
         if soft > hard and hard != -1:
             raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard "
                                   f"limit: {soft} > {hard}")

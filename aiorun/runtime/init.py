@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import resource                       # imported here: the child runs after pivot_root
 import socket
 import struct
 import termios
@@ -147,13 +148,13 @@ def apply_ulimits(ulimits: list) -> None:
     hard limit needs CAP_SYS_RESOURCE). -1 is unlimited."""
     if not ulimits:
         return
-    import resource
     for name, soft, hard in ulimits:
         if name not in RLIMITS:
             raise InitError(f"invalid ulimit type: {name}")
-        lim = tuple(resource.RLIM_INFINITY if v < 0 else int(v) for v in (soft, hard))
+        def value(v: int) -> int:
+            return resource.RLIM_INFINITY if v < 0 else int(v)
         try:
-            resource.setrlimit(RLIMITS[name], lim)
+            resource.setrlimit(RLIMITS[name], (value(soft), value(hard)))
         except (OSError, ValueError) as e:
             raise InitError(f"setting ulimit {name}={soft}:{hard}: {e}") from None
 

@@ -199,13 +199,13 @@ def _setup_dev(rootfd: int, shm_size: int = 0, devices: Sequence[dict] = ()) -> 
                   extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     mount_in_root(rootfd, "/dev/mqueue", "mqueue", "mqueue",
                   extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-    for d in devices:
+    for node in devices:
         # the host's node bound in (no mknod: it would need CAP_MKNOD in this namespace
         # and a node of the image's fs); access is the device cgroup's allow rule
         try:
-            mount_in_root(rootfd, d["path_in_container"], "bind", d["path_on_host"])
+            mount_in_root(rootfd, node["path_in_container"], "bind", node["path_on_host"])
         except OSError as e:
-            raise InitError(f"device {d['path_on_host']}: {e.strerror or e}") from None
+            raise InitError(f"device {node['path_on_host']}: {e.strerror or e}") from None
 
 
 def _mask(rootfd: int, path: str) -> None:

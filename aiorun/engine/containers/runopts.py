@@ -13,7 +13,7 @@ import stat
 from typing import Any
 
 from aiorun.core import run_options as ro
-from aiorun.errors import InvalidArgument
+from aiorun.errors import InvalidArgument, NotFound
 from aiorun.runtime.spec import DeviceSpec, MountSpec
 
 #: Debian's static tini (package ``tini``): static, so it runs in any image.
@@ -73,7 +73,12 @@ def check_networks(networks: Any, host_config: dict[str, Any],
     for name in names:
         if name in _BUILTIN_MODES or name.startswith("container:"):
             continue
-        networks.get(name)                # NotFound: "network foo not found"
+        try:
+            networks.get(name)
+        except NotFound as e:
+            # Docker's words; a 400 rather than its 404, on which the docker CLI would
+            # take the image for missing and try to pull it
+            raise InvalidArgument(e.message) from None
 
 
 def check_at_create(networks: Any, host_config: dict[str, Any],
@@ -114,3 +119,17 @@ def extra_mounts(host_config: dict[str, Any]) -> list[MountSpec]:
 def process_args(host_config: dict[str, Any], argv: list[str]) -> list[str]:
     """PID 1's argv: behind the init with ``--init``."""
     return ro.init_args(argv) if host_config.get("Init") else argv
+
+
+def check_platform(images: Any, ref: str, platform: str | None) -> None:
+    """``docker create --platform`` (the create's ``platform`` query): the local image must
+    be of that platform, and so must the host (aiorun runs no emulator). A missing image is
+    left to the create (its 404 makes the CLI pull)."""
+    if not platform or images is None or not ref:
+        return
+    try:
+        image = images.resolve(ref)
+    except NotFound:
+        return
+    ro.check_platform(platform, image.config.get("os") or "linux",
+                      image.config.get("architecture") or "", os.uname().machine, ref)

@@ -32,10 +32,10 @@ from aiorun.runtime.spec import CgroupSpec, ContainerSpec, MountSpec, SecuritySp
 log = logging.getLogger("aiorun.containers")
 
 
-def log_rotation(log_config: Any) -> dict[str, int]:
+def log_rotation(log_config: Any) -> dict[str, Any]:
     """``ContainerSpec``'s rotation fields from a (create-time validated) ``LogConfig``."""
     options = (log_config or {}).get("Config") or {}
-    out = {}
+    out: dict[str, Any] = {}
     if options.get("max-size"):
         out["log_max_size"] = parse_log_size(options["max-size"])
         # Docker: max-file only counts when max-size is set
