@@ -141,6 +141,9 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
         raise UsageError(f'invalid pull option: "{opts.pull}": must be one of "always", '
                          '"missing" or "never"')
     image = str(body.get("Image") or "")
+    query: dict[str, Any] = {"name": name}
+    if opts.platform:
+        query["platform"] = opts.platform            # checked against the image by the daemon
     out: TextIO = sys.stderr
     if opts.quiet:
         import io
@@ -148,9 +151,9 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
     if policy == "always":
         if stream_pull(client, image, out, opts.platform or None) != 0:
             raise SystemExit(125)
-        return call(client, "POST", "/containers/create", body, name=name)
+        return call(client, "POST", "/containers/create", body, **query)
     try:
-        return call(client, "POST", "/containers/create", body, name=name)
+        return call(client, "POST", "/containers/create", body, **query)
     except ApiError as exc:
         if policy == "never" or exc.status != 404 or "No such image" not in exc.message:
             raise
@@ -158,4 +161,4 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
     err(f"Unable to find image '{shown}' locally")
     if stream_pull(client, image, out, opts.platform or None) != 0:
         raise SystemExit(125)
-    return call(client, "POST", "/containers/create", body, name=name)
+    return call(client, "POST", "/containers/create", body, **query)

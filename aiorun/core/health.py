@@ -122,6 +122,23 @@ def timing(hc: dict[str, Any]) -> Timing:
                   int(hc.get("Retries") or DEFAULT_RETRIES))
 
 
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": SECOND,
+             "m": 60 * SECOND, "h": 3600 * SECOND}
+
+
+def parse_duration(value: str, flag: str = "duration") -> int:
+    """Go's ``time.ParseDuration`` ("1s", "1m30s", "500ms", "0") → nanoseconds."""
+    import re
+    text = value.strip()
+    if text == "0":
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidArgument(f'invalid argument "{value}" for "{flag}" flag: time: '
+                              f'invalid duration "{value}"')
+    return int(sum(float(n) * _UNITS_NS[u] for n, u in parts))
+
+
 def go_duration(seconds: float) -> str:
     """Go's ``time.Duration.String`` for the timeout message ("30s", "1.5s", "500ms")."""
     if seconds < 1:

@@ -154,8 +154,8 @@ def _refuse_profile(value: str) -> None:
     try:
         json.loads(value)
     except ValueError:
-        raise InvalidArgument(f"--security-opt seccomp={value[:60]}: the docker CLI sends "
-                              "the profile's JSON content; this is not JSON") from None
+        raise InvalidArgument("--security-opt seccomp: the profile is not valid JSON (the "
+                              "client sends the profile file's content)") from None
     raise InvalidArgument("--security-opt seccomp=<profile>: custom seccomp profiles are not "
                           "supported by aiorun (use its default filter or "
                           "seccomp=unconfined)")
@@ -212,9 +212,11 @@ def device_rule(kind: str, major: int, minor: int, perms: str) -> str:
 
 # --------------------------------------------------------------------------- init, gpus
 
-def init_args(argv: list[str]) -> list[str]:
-    """PID 1's argv with ``--init``: the init runs the command (``tini -- cmd ...``)."""
-    return [INIT_PATH_IN_CONTAINER, "--", *argv]
+def init_args(argv: list[str], pid_host: bool = False) -> list[str]:
+    """PID 1's argv with ``--init``: the init runs the command (``tini -- cmd ...``). With
+    ``--pid host`` it is not PID 1, so it registers as a child subreaper (``-s``) to still
+    reap the orphans."""
+    return [INIT_PATH_IN_CONTAINER, *(["-s"] if pid_host else []), "--", *argv]
 
 
 def check_device_requests(requests: Any) -> None:

@@ -165,7 +165,7 @@ REFUSED = [
     (_with_host(Init="yes"), None, "invalid HostConfig.Init: expected a boolean"),
     (_with_host(Tmpfs={"t": ""}), None, "mount path must be absolute"),
     (_with_host(Tmpfs={"/t": "size=1m,bogus"}), None, r'invalid tmpfs option \["bogus"\]'),
-    (_with_host(SecurityOpt=["seccomp=nope"]), None, "this is not JSON"),
+    (_with_host(SecurityOpt=["seccomp=nope"]), None, "the profile is not valid JSON"),
     (_with_host(SecurityOpt=['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}']), None,
      "custom seccomp profiles are not supported by aiorun"),
     (_with_host(SecurityOpt=["no-new-privileges=false"]), None, "always run with"),

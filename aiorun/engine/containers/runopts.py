@@ -118,7 +118,9 @@ def extra_mounts(host_config: dict[str, Any]) -> list[MountSpec]:
 
 def process_args(host_config: dict[str, Any], argv: list[str]) -> list[str]:
     """PID 1's argv: behind the init with ``--init``."""
-    return ro.init_args(argv) if host_config.get("Init") else argv
+    if not host_config.get("Init"):
+        return argv
+    return ro.init_args(argv, pid_host=host_config.get("PidMode") == "host")
 
 
 def check_platform(images: Any, ref: str, platform: str | None) -> None:
