@@ -65,9 +65,9 @@ class HealthRoom(RoomBase):
 
     async def _set_health(self, c: Container, h: hl.Health, change: str | None) -> None:
         c.state.health = h.to_dict()
-        await self._save(c, config=False)
-        if change:
+        if change:                        # before the save's await: inspect never runs ahead
             self._emit(f"health_status: {change}", c)
+        await self._save(c, config=False)
 
     async def _probe_loop(self, c: Container, argv: list[str]) -> None:
         """Never raises: a failure here must not end the supervisor's wait."""
@@ -129,6 +129,8 @@ class HealthRoom(RoomBase):
                         await rt.kill(eid, signal.SIGKILL)
                     except Exception:
                         pass              # it ended meanwhile
+                except Exception as exc:  # caught here: the task group would wrap it
+                    code, message = -1, getattr(exc, "message", None) or str(exc)
                 tg.cancel_scope.cancel()
         except Exception as exc:
             code, message = -1, getattr(exc, "message", None) or str(exc)
