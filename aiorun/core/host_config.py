@@ -68,6 +68,6 @@ def security_options(hc: dict[str, Any]) -> dict[str, Any]:
     privileged = bool(hc.get("Privileged"))
     opts = security_opts(hc.get("SecurityOpt") or [])
     return {"privileged": privileged, "cap_add": list(hc.get("CapAdd") or []),
-            "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged,
+            "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged or opts["no_new_privileges"],
             "readonly_rootfs": bool(hc.get("ReadonlyRootfs")), "seccomp": opts["seccomp"],
             "group_add": list(hc.get("GroupAdd") or [])}

@@ -117,15 +117,16 @@ def check_pid_mode(mode: str) -> None:
 
 
 def security_opts(opts: list[str]) -> dict[str, Any]:
-    """``SecurityOpt`` → ``{"seccomp": "default"|"unconfined", "no_new_privileges": bool}``.
+    """``SecurityOpt`` → ``{"seccomp": "default"|"unconfined", "no_new_privileges": bool}``
+    (the latter: asked for explicitly).
 
     aiorun always sets no_new_privileges for unprivileged containers (stricter than Docker's
-    default), so ``no-new-privileges`` (``=true``) asks for what happens anyway and
-    ``no-new-privileges=false`` is refused rather than silently ignored. A custom seccomp
+    default), so ``no-new-privileges`` (``=true``) matters for a privileged container only,
+    and ``no-new-privileges=false`` is refused rather than silently ignored. A custom seccomp
     profile (the docker CLI sends the file's JSON) is refused: aiorun has its own filter
     (``aiorun.runtime.seccomp``) and no profile compiler.
     """
-    out: dict[str, Any] = {"seccomp": "default", "no_new_privileges": True}
+    out: dict[str, Any] = {"seccomp": "default", "no_new_privileges": False}
     for opt in opts:
         key, sep, value = opt.partition("=" if "=" in opt else ":")
         if key == "no-new-privileges":
@@ -135,6 +136,7 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
                 raise InvalidArgument("--security-opt no-new-privileges=false is not "
                                       "supported by aiorun: unprivileged containers always "
                                       "run with no_new_privs")
+            out["no_new_privileges"] = True
             continue
         if key == "seccomp" and sep:
             if value == "unconfined":

@@ -211,7 +211,7 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass
-    if security.get("no_new_privileges", True) and not privileged:
+    if security.get("no_new_privileges", True):   # privileged: only when asked for
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     path = find_executable(args[0], envd.get("PATH", DEFAULT_PATH))
     return path, args, envd

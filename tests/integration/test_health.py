@@ -168,6 +168,7 @@ services:
   db:
     image: busybox
     command: sh -c "sleep 2; touch /tmp/ready; sleep 300"
+    stop_grace_period: 1s
 {mode}    healthcheck:
       test: ["CMD-SHELL", "test -e /tmp/ready"]
       interval: 300ms
@@ -176,6 +177,7 @@ services:
   web:
     image: busybox
     command: sleep 300
+    stop_grace_period: 1s
 {mode}    depends_on:
       db:
         condition: service_healthy

@@ -115,6 +115,12 @@ def test_security_opts(s: Scope, tmp_path):
     status = s.dk("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "cat",
                   "/proc/1/status")
     assert "\nNoNewPrivs:\t1" in status
+    # privileged: no no_new_privs unless asked for
+    status = s.dk("run", "--rm", "--privileged", "busybox", "cat", "/proc/1/status")
+    assert "\nNoNewPrivs:\t0" in status and "\nSeccomp:\t0" in status
+    status = s.dk("run", "--rm", "--privileged", "--security-opt", "no-new-privileges=true",
+                  "busybox", "cat", "/proc/1/status")
+    assert "\nNoNewPrivs:\t1" in status
     profile = tmp_path / "profile.json"
     profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
     err = s.refused("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")

@@ -76,6 +76,9 @@ def test_container_env(cfg, env):
     ({"SecurityOpt": ["seccomp=unconfined", "no-new-privileges"], "GroupAdd": ["audio", "7"]},
      {"privileged": False, "cap_add": [], "cap_drop": [], "no_new_privileges": True,
       "readonly_rootfs": False, "seccomp": "unconfined", "group_add": ["audio", "7"]}),
+    ({"Privileged": True, "SecurityOpt": ["no-new-privileges"]},
+     {"privileged": True, "cap_add": [], "cap_drop": [], "no_new_privileges": True,
+      "readonly_rootfs": False, "seccomp": "default", "group_add": []}),
 ])
 def test_security_options(hc, want):
     assert hcfg.security_options(hc) == want

@@ -56,9 +56,9 @@ def test_tmpfs_mounts(tmpfs, want):
 
 
 @pytest.mark.parametrize("opts,want", [
-    ([], {"seccomp": "default", "no_new_privileges": True}),
-    (["seccomp=unconfined"], {"seccomp": "unconfined", "no_new_privileges": True}),
-    (["seccomp:unconfined"], {"seccomp": "unconfined", "no_new_privileges": True}),
+    ([], {"seccomp": "default", "no_new_privileges": False}),
+    (["seccomp=unconfined"], {"seccomp": "unconfined", "no_new_privileges": False}),
+    (["seccomp:unconfined"], {"seccomp": "unconfined", "no_new_privileges": False}),
     (["no-new-privileges"], {"seccomp": "default", "no_new_privileges": True}),
     (["no-new-privileges=true", "seccomp=builtin"],
      {"seccomp": "default", "no_new_privileges": True}),
