@@ -123,8 +123,8 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
     aiorun always sets no_new_privileges for unprivileged containers (stricter than Docker's
     default), so ``no-new-privileges`` (``=true``) matters for a privileged container only,
     and ``no-new-privileges=false`` is refused rather than silently ignored. A custom seccomp
-    profile (the docker CLI sends the file's JSON) is refused: aiorun has its own filter
-    (``aiorun.runtime.seccomp``) and no profile compiler.
+    profile (the docker CLI sends the file's JSON) gives ``"profile"``: the engine compiles
+    it (:func:`seccomp_profile` has its text).
     """
     out: dict[str, Any] = {"seccomp": "default", "no_new_privileges": False}
     for opt in opts:
@@ -144,7 +144,8 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
             elif value == "builtin" or value == "default":
                 out["seccomp"] = "default"
             else:
-                _refuse_profile(value)
+                _check_profile_json(value)
+                out["seccomp"] = "profile"
             continue
         if key in ("apparmor", "label", "systempaths", "writable-cgroups"):
             raise InvalidArgument(f"--security-opt {key} is not supported by aiorun")
@@ -152,15 +153,25 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
     return out
 
 
-def _refuse_profile(value: str) -> None:
+def _check_profile_json(value: str) -> None:
+    """The JSON shape only: the engine compiles the profile at create
+    (``aiorun.runtime.seccomp_profile``), which checks the rest."""
     try:
-        json.loads(value)
+        profile = json.loads(value)
     except ValueError:
         raise InvalidArgument("--security-opt seccomp: the profile is not valid JSON (the "
                               "client sends the profile file's content)") from None
-    raise InvalidArgument("--security-opt seccomp=<profile>: custom seccomp profiles are not "
-                          "supported by aiorun (use its default filter or "
-                          "seccomp=unconfined)")
+    if not isinstance(profile, dict):
+        raise InvalidArgument("--security-opt seccomp: the profile must be a JSON object")
+
+
+def seccomp_profile(opts: list[str]) -> str | None:
+    """The JSON text of a custom ``seccomp=<profile>`` in ``SecurityOpt``, if any."""
+    for opt in opts:
+        key, sep, value = opt.partition("=" if "=" in opt else ":")
+        if key == "seccomp" and sep and value not in ("unconfined", "builtin", "default"):
+            return value
+    return None
 
 
 def check_group_add(groups: list[str]) -> None:

@@ -194,7 +194,10 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
                                  security.get("cap_drop") or [])
     # Never more than we hold ourselves (root here may lack e.g. CAP_SYS_RESOURCE).
     kept &= sc.capget()[1]
-    if not privileged and security.get("seccomp", "default") != "unconfined":
+    mode = security.get("seccomp", "default")
+    if not privileged and mode == "profile":
+        seccomp.install_program(bytes.fromhex(security.get("seccomp_program") or ""))
+    elif not privileged and mode != "unconfined":
         # Installed while we still hold CAP_SYS_ADMIN (no_new_privs may be off).
         seccomp.install(kept)
     top = capsmod.last_cap()

@@ -60,9 +60,11 @@ class SecuritySpec:
     cap_drop: list[str] = field(default_factory=list)
     no_new_privileges: bool = True
     readonly_rootfs: bool = False
-    #: "default" (aiorun.runtime.seccomp: Docker-like deny-list) or "unconfined";
-    #: privileged containers are never filtered.
+    #: "default" (aiorun.runtime.seccomp: Docker-like deny-list), "unconfined", or
+    #: "profile": ``seccomp_program`` (hex of the BPF a Docker profile compiled to,
+    #: aiorun.runtime.seccomp_profile); privileged containers are never filtered.
     seccomp: str = "default"
+    seccomp_program: str = ""
     #: ``--group-add``: supplementary groups (names resolved in the container's /etc/group,
     #: or numeric gids) added to the user's own
     group_add: list[str] = field(default_factory=list)

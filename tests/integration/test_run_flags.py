@@ -11,6 +11,7 @@ a missing init binary), each leaving nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -121,10 +122,28 @@ def test_security_opts(s: Scope, tmp_path):
     status = s.dk("run", "--rm", "--privileged", "--security-opt", "no-new-privileges=true",
                   "busybox", "cat", "/proc/1/status")
     assert "\nNoNewPrivs:\t1" in status
+    # a Docker profile file (the CLI sends its content): compiled by aiorun
     profile = tmp_path / "profile.json"
-    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
-    err = s.refused("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "true")
-    assert "custom seccomp profiles are not supported by aiorun" in err
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["chmod"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 2, "value": 0o777, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["reboot"], "action": "SCMP_ACT_ALLOW",
+             "includes": {"caps": ["CAP_SYS_BOOT"]}}]}))
+    r = s.docker("run", "--rm", "--security-opt", f"seccomp={profile}", "busybox", "sh", "-c",
+                 "grep Seccomp: /proc/self/status; mkdir /x; touch /f; chmod 755 /f && "
+                 "echo 755-ok; chmod 777 /f; true", check=False)
+    assert "Seccomp:\t2" in r.stdout and "755-ok" in r.stdout, r.stderr
+    assert "Permission denied" in r.stderr            # mkdir: errnoRet 13
+    assert "Operation not permitted" in r.stderr      # chmod 777: the argument rule
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"defaultAction": "SCMP_ACT_NOTIFY"}')
+    err = s.refused("run", "--rm", "--security-opt", f"seccomp={bad}", "busybox", "true")
+    assert "--security-opt seccomp: action SCMP_ACT_NOTIFY is not supported by aiorun" in err
     err = s.refused("run", "--rm", "--security-opt", "no-new-privileges=false", "busybox",
                     "true")
     assert "no-new-privileges=false is not supported by aiorun" in err

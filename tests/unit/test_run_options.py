@@ -62,9 +62,13 @@ def test_tmpfs_mounts(tmpfs, want):
     (["no-new-privileges"], {"seccomp": "default", "no_new_privileges": True}),
     (["no-new-privileges=true", "seccomp=builtin"],
      {"seccomp": "default", "no_new_privileges": True}),
+    (['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}'],
+     {"seccomp": "profile", "no_new_privileges": False}),
 ])
 def test_security_opts(opts, want):
     assert ro.security_opts(opts) == want
+    text = ro.seccomp_profile(opts)
+    assert (text is not None) == (want["seccomp"] == "profile")
 
 
 @pytest.mark.parametrize("flag,want", [

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiorun.core import run_options as ro
 from aiorun.errors import InvalidArgument, NotFound
+from aiorun.runtime import caps
+from aiorun.runtime.seccomp_profile import ProfileError, compile_profile
 from aiorun.runtime.spec import DeviceSpec, MountSpec
 
 #: Debian's static tini (package ``tini``): static, so it runs in any image.
@@ -81,10 +83,27 @@ def check_networks(networks: Any, host_config: dict[str, Any],
             raise InvalidArgument(e.message) from None
 
 
+def seccomp_program(host_config: dict[str, Any]) -> str:
+    """A custom seccomp profile (``SecurityOpt`` ``seccomp=<JSON>``) compiled for the
+    container's capabilities, as hex for ``SecuritySpec.seccomp_program``; "" without one
+    (or privileged: never filtered). InvalidArgument naming what is wrong in the profile."""
+    text = ro.seccomp_profile(host_config.get("SecurityOpt") or [])
+    if text is None or host_config.get("Privileged"):
+        return ""
+    kept = caps.effective_set(False, list(host_config.get("CapAdd") or []),
+                              list(host_config.get("CapDrop") or []))
+    try:
+        return compile_profile(text, kept).hex()
+    except ProfileError as e:
+        raise InvalidArgument(f"--security-opt seccomp: {e}") from None
+
+
 def check_at_create(networks: Any, host_config: dict[str, Any],
                     networking_config: dict[str, Any]) -> None:
     """What a create must refuse that needs the host: missing devices, a missing init
-    binary, unknown networks. Nothing has been made yet."""
+    binary, unknown networks, a seccomp profile that does not compile. Nothing has been
+    made yet."""
+    seccomp_program(host_config)
     for d in host_config.get("Devices") or []:
         device_rule(d)
     if host_config.get("Init"):

@@ -186,7 +186,8 @@ class StartRoom(NetworkRoom):
             mounts=mounts + runopts.extra_mounts(hc), network=network,
             cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc),
                               device_rules=runopts.device_rules(hc)),
-            security=SecuritySpec(**hcfg.security_options(hc)),
+            security=SecuritySpec(**hcfg.security_options(hc),
+                                  seccomp_program=runopts.seccomp_program(hc)),
             tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
             log_path=str(self.log_path(c.id)), state_dir=str(self._dir(c.id) / "runtime"),
             **log_rotation(hc.get("LogConfig")), **runopts.runtime_options(hc))
