@@ -54,12 +54,13 @@ def daemon_scope(busybox_tar: Path, prefix: str,
     run = Path(tempfile.mkdtemp(prefix="aiorun-run-", dir="/tmp"))
     paths = Paths(root / "root", run)
     before = owned_state(paths)
-    d = start_daemon(paths, extra_env=extra_env)
+    scope = Scope(paths, start_daemon(paths, extra_env=extra_env), root)
     left: set[str] = set()
     try:
         r = run_cli(paths, "import", str(busybox_tar), "busybox")
         assert r.returncode == 0, r.stderr
-        yield Scope(paths, d, root)
+        yield scope
     finally:
-        left = remove_all_and_stop(d, paths, before, root, run)
+        # (a test may have restarted the daemon: the scope has the current one)
+        left = remove_all_and_stop(scope.daemon, paths, before, root, run)
     assert not left, f"left behind: {sorted(left)}"

@@ -162,6 +162,21 @@ def test_image_healthcheck_through_docker_py(s: Scope):
         client.close()
 
 
+def test_health_survives_a_daemon_restart(s: Scope):
+    from aiorun.testing.daemon import start_daemon
+    s.dk("run", "-d", "--name", "kept", "--health-cmd", "true", "--health-interval", "300ms",
+         "busybox", "sleep", "300")
+    wait_until(lambda: _health(s, "kept")["Status"] == "healthy", 20, "healthy")
+    s.daemon.stop()                       # containers keep running
+    s.daemon = start_daemon(s.paths)
+    h = _health(s, "kept")
+    assert h["Status"] == "healthy"       # re-adopted: not reset to starting
+    last = h["Log"][-1]["End"]
+    wait_until(lambda: _health(s, "kept")["Log"][-1]["End"] > last, 20,
+               "probes running again after the restart")
+    assert _health(s, "kept")["Status"] == "healthy"
+
+
 COMPOSE_FILE = """\
 version: "2.4"
 services:
