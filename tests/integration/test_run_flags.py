@@ -261,3 +261,33 @@ def test_missing_init_binary_is_refused_at_create(busybox_tar):
         _no_containers(s2)
     finally:
         next(gen, None)
+
+
+def test_aiorun_cli_flags(s: Scope):
+    """aiorun's own CLI sends the same flags (its flag → body table)."""
+    from aiorun.testing.daemon import run_cli
+
+    def ar(*args: str) -> str:
+        r = run_cli(s.paths, *args, timeout=60)
+        assert r.returncode == 0, (args, r.stderr)
+        return r.stdout
+    out = ar("run", "--rm", "--ulimit", "nofile=300:400", "--group-add", "77",
+             "--shm-size", "16m", "--tmpfs", "/run", "--security-opt", "seccomp=unconfined",
+             "busybox", "sh", "-c",
+             "ulimit -n; id -G; df -k /dev/shm | tail -1; grep -c ' /run ' /proc/mounts; "
+             "grep Seccomp: /proc/self/status")
+    lines = out.splitlines()
+    assert lines[0] == "300" and set(lines[1].split()) == {"0", "77"}
+    assert lines[2].split()[1] == "16384" and lines[3] == "1" and "\t0" in lines[4]
+    if Path("/usr/bin/tini-static").exists():
+        assert "/sbin/docker-init" in ar("run", "--rm", "--init", "busybox", "cat",
+                                         "/proc/1/cmdline")
+    ar("run", "-d", "--name", "arhc", "--health-cmd", "true", "--health-interval", "200ms",
+       "busybox", "sleep", "60")
+    wait_until(lambda: "(healthy)" in ar("ps", "--filter", "name=arhc"), 20, "healthy")
+    assert ar("ps", "-q", "--filter", "health=healthy").strip() != ""
+    top = ar("top", "arhc", "-o", "pid,comm").splitlines()
+    assert top[0].split() == ["PID", "COMMAND"] and top[1].split()[1] == "sleep"
+    r = run_cli(s.paths, "run", "--rm", "--platform", "linux/arm64", "busybox", "true")
+    if os.uname().machine == "x86_64":
+        assert r.returncode == 125 and "does not match the specified platform" in r.stderr
