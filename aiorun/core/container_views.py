@@ -146,7 +146,7 @@ def matches(c: ContainerFacts, filters: dict[str, Any],
                 except NotFound:
                     raise InvalidArgument(f"No such container: {v}") from None
                 ok = ok and (c.created_ns < other if key == "before" else c.created_ns > other)
-        elif key == "health":
+        elif key == "health" and not prune:
             ok = health_filter(c.state.health, [str(v) for v in values])
         elif key == "until" and prune:
             ok = True

@@ -21,6 +21,7 @@ engine turns into a ``health_status: <status>`` event.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +129,6 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": SECOND,
 
 def parse_duration(value: str, flag: str = "duration") -> int:
     """Go's ``time.ParseDuration`` ("1s", "1m30s", "500ms", "0") → nanoseconds."""
-    import re
     text = value.strip()
     if text == "0":
         return 0

@@ -136,6 +136,9 @@ class HealthRoom(RoomBase):
             code, message = -1, getattr(exc, "message", None) or str(exc)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._runtime_delete(eid)
+                try:                      # force: a probe killed at its timeout may linger
+                    await self._runtime_delete(eid, force=True)
+                except Exception as exc:
+                    log.debug("forgetting health probe %s: %s", eid, exc)
         output = message or out.decode("utf-8", "replace")
         return hl.ProbeResult(start, now_rfc3339nano(), code, output)
