@@ -200,6 +200,13 @@ def test_device_node_and_cgroup_rule(s: Scope):
         assert "Operation not permitted" in out.stderr
     assert "No such file" in s.docker("run", "--rm", "busybox", "ls", "/dev/fuse",
                                       check=False).stderr
+    # a directory: every device node below it, at the same place under the target
+    if Path("/dev/net/tun").exists():
+        out = s.dk("run", "--rm", "--device", "/dev/net:/dev/mynet", "busybox", "ls", "-l",
+                   "/dev/mynet/")
+        assert "tun" in out and out.lstrip().splitlines()[-1].startswith("c")
+    err = s.refused("run", "--rm", "--device", str(Path(__file__).parent), "busybox", "true")
+    assert "not a device node" in err
     err = s.refused("run", "--rm", "--device", "/dev/nonexistent-aiorun", "busybox", "true")
     assert ('error gathering device information while adding custom device '
             '"/dev/nonexistent-aiorun": no such file or directory') in err

@@ -44,24 +44,55 @@ def check_init_binary() -> str:
     return path
 
 
-def device_rule(mapping: dict[str, Any]) -> str:
-    """The cgroup allow rule of one ``Devices`` entry; InvalidArgument in Docker's words
-    when the host path is missing or not a device node."""
-    host = mapping["PathOnHost"]
-    try:
-        st = os.stat(host)
-    except OSError as e:
-        raise InvalidArgument(f"error gathering device information while adding custom "
-                              f"device \"{host}\": {(e.strerror or str(e)).lower()}") from None
+def _node_rule(path: str, perms: str, follow: bool = True) -> str | None:
+    """The allow rule of the device node at ``path`` (None: not a device node)."""
+    st = os.stat(path) if follow else os.lstat(path)
     if stat.S_ISCHR(st.st_mode):
         kind = "c"
     elif stat.S_ISBLK(st.st_mode):
         kind = "b"
     else:
-        raise InvalidArgument(f"error gathering device information while adding custom "
-                              f"device \"{host}\": not a device node")
-    return ro.device_rule(kind, os.major(st.st_rdev), os.minor(st.st_rdev),
-                          mapping.get("CgroupPermissions") or "rwm")
+        return None
+    return ro.device_rule(kind, os.major(st.st_rdev), os.minor(st.st_rdev), perms)
+
+
+def expand_device(mapping: dict[str, Any]) -> list[tuple[DeviceSpec, str]]:
+    """One ``Devices`` entry → (node to bind, its cgroup rule) pairs. A directory
+    (``--device /dev/snd``) gives every device node below it, at the same relative path
+    under ``PathInContainer`` (as Docker). InvalidArgument in Docker's words when the host
+    path is missing or holds no device node."""
+    host = mapping["PathOnHost"]
+    inside = mapping.get("PathInContainer") or host
+    perms = mapping.get("CgroupPermissions") or "rwm"
+
+    def refuse(why: str) -> InvalidArgument:
+        return InvalidArgument(f"error gathering device information while adding custom "
+                               f"device \"{host}\": {why}")
+    try:
+        if not os.path.isdir(host):
+            rule = _node_rule(host, perms)
+            if rule is None:
+                raise refuse("not a device node")
+            return [(DeviceSpec(host, inside, perms), rule)]
+        out = []
+        for top, dirs, files in os.walk(host):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(top, name)
+                try:
+                    # links below the directory are skipped (as Docker): their targets
+                    # are nodes of their own
+                    rule = _node_rule(path, perms, follow=False)
+                except OSError:
+                    continue              # vanished meanwhile
+                if rule is not None:
+                    dest = os.path.join(inside, os.path.relpath(path, host))
+                    out.append((DeviceSpec(path, dest, perms), rule))
+    except OSError as e:
+        raise refuse((e.strerror or str(e)).lower()) from None
+    if not out:
+        raise refuse("not a device node")
+    return out
 
 
 def check_networks(networks: Any, host_config: dict[str, Any],
@@ -105,7 +136,7 @@ def check_at_create(networks: Any, host_config: dict[str, Any],
     made yet."""
     seccomp_program(host_config)
     for d in host_config.get("Devices") or []:
-        device_rule(d)
+        expand_device(d)
     if host_config.get("Init"):
         check_init_binary()
     check_networks(networks, host_config, networking_config)
@@ -117,13 +148,12 @@ def runtime_options(host_config: dict[str, Any]) -> dict[str, Any]:
     hc = host_config
     return {"ulimits": ro.ulimits_of(hc), "shm_size": int(hc.get("ShmSize") or 0),
             "pid_host": hc.get("PidMode") == "host",
-            "devices": [DeviceSpec(d["PathOnHost"], d.get("PathInContainer") or
-                                   d["PathOnHost"], d.get("CgroupPermissions") or "rwm")
-                        for d in hc.get("Devices") or []]}
+            "devices": [node for d in hc.get("Devices") or []
+                        for node, _ in expand_device(d)]}
 
 
 def device_rules(host_config: dict[str, Any]) -> list[str]:
-    return [device_rule(d) for d in host_config.get("Devices") or []]
+    return [rule for d in host_config.get("Devices") or [] for _, rule in expand_device(d)]
 
 
 def extra_mounts(host_config: dict[str, Any]) -> list[MountSpec]:
