@@ -147,8 +147,10 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
                 _check_profile_json(value)
                 out["seccomp"] = "profile"
             continue
+        if (key, value) in (("label", "disable"), ("apparmor", "unconfined")):
+            continue                      # what aiorun does anyway: no LSM labels/profiles
         if key in ("apparmor", "label", "systempaths", "writable-cgroups"):
-            raise InvalidArgument(f"--security-opt {key} is not supported by aiorun")
+            raise InvalidArgument(f"--security-opt {opt}: {key} is not supported by aiorun")
         raise InvalidArgument(f"invalid --security-opt 1: {opt!r}")
     return out
 

@@ -64,6 +64,8 @@ def test_tmpfs_mounts(tmpfs, want):
      {"seccomp": "default", "no_new_privileges": True}),
     (['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}'],
      {"seccomp": "profile", "no_new_privileges": False}),
+    (["label=disable", "apparmor=unconfined", "label:disable"],
+     {"seccomp": "default", "no_new_privileges": False}),
 ])
 def test_security_opts(opts, want):
     assert ro.security_opts(opts) == want
