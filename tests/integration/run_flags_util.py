@@ -1,6 +1,6 @@
 """A daemon for a whole test module, driven by the docker v28 CLI (and docker-py, compose).
 
-Shared by ``test_run_flags.py`` and ``test_health.py``: one ``aiorun serve`` on temporary
+Shared by ``test_run_flags.py`` and ``test_healthchecks_docker.py``: one ``aiorun serve`` on temporary
 paths with busybox imported; teardown force-removes every container, resets, stops the
 daemon and its spawner by PID and checks that no networking state of ours is left.
 """
