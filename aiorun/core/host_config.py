@@ -70,4 +70,5 @@ def security_options(hc: dict[str, Any]) -> dict[str, Any]:
     return {"privileged": privileged, "cap_add": list(hc.get("CapAdd") or []),
             "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged or opts["no_new_privileges"],
             "readonly_rootfs": bool(hc.get("ReadonlyRootfs")), "seccomp": opts["seccomp"],
-            "group_add": list(hc.get("GroupAdd") or [])}
+            "group_add": list(hc.get("GroupAdd") or []),
+            "unmasked_paths": opts["unmasked_paths"]}

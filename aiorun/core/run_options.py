@@ -117,8 +117,8 @@ def check_pid_mode(mode: str) -> None:
 
 
 def security_opts(opts: list[str]) -> dict[str, Any]:
-    """``SecurityOpt`` → ``{"seccomp": "default"|"unconfined", "no_new_privileges": bool}``
-    (the latter: asked for explicitly).
+    """``SecurityOpt`` → ``{"seccomp": "default"|"unconfined"|"profile",
+    "no_new_privileges": bool (asked for explicitly), "unmasked_paths": bool}``.
 
     aiorun always sets no_new_privileges for unprivileged containers (stricter than Docker's
     default), so ``no-new-privileges`` (``=true``) matters for a privileged container only,
@@ -126,7 +126,8 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
     profile (the docker CLI sends the file's JSON) gives ``"profile"``: the engine compiles
     it (:func:`seccomp_profile` has its text).
     """
-    out: dict[str, Any] = {"seccomp": "default", "no_new_privileges": False}
+    out: dict[str, Any] = {"seccomp": "default", "no_new_privileges": False,
+                           "unmasked_paths": False}
     for opt in opts:
         key, sep, value = opt.partition("=" if "=" in opt else ":")
         if key == "no-new-privileges":
@@ -149,6 +150,9 @@ def security_opts(opts: list[str]) -> dict[str, Any]:
             continue
         if (key, value) in (("label", "disable"), ("apparmor", "unconfined")):
             continue                      # what aiorun does anyway: no LSM labels/profiles
+        if (key, value) == ("systempaths", "unconfined"):
+            out["unmasked_paths"] = True  # /proc, /sys: no masked or read-only paths
+            continue
         if key in ("apparmor", "label", "systempaths", "writable-cgroups"):
             raise InvalidArgument(f"--security-opt {opt}: {key} is not supported by aiorun")
         raise InvalidArgument(f"invalid --security-opt 1: {opt!r}")

@@ -339,7 +339,7 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             mark("cgroup_wait")
             if hierarchies:
                 _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
-        if not privileged:
+        if not privileged and not spec["security"].get("unmasked_paths"):
             for p in MASKED_PATHS:
                 _mask(rootfd, p)
             for p in READONLY_PATHS:

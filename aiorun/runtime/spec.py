@@ -68,6 +68,8 @@ class SecuritySpec:
     #: ``--group-add``: supplementary groups (names resolved in the container's /etc/group,
     #: or numeric gids) added to the user's own
     group_add: list[str] = field(default_factory=list)
+    #: ``--security-opt systempaths=unconfined``: no masked or read-only /proc, /sys paths
+    unmasked_paths: bool = False
 
 
 @dataclass

@@ -116,6 +116,11 @@ def test_security_opts(s: Scope, tmp_path):
     status = s.dk("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "cat",
                   "/proc/1/status")
     assert "\nNoNewPrivs:\t1" in status
+    # systempaths=unconfined: /proc/sys is not remounted read-only (nor anything masked)
+    count = "grep -c ' /proc/sys ' /proc/mounts; true"
+    assert s.dk("run", "--rm", "busybox", "sh", "-c", count).strip() == "1"
+    assert s.dk("run", "--rm", "--security-opt", "systempaths=unconfined", "busybox", "sh",
+                "-c", count).strip() == "0"
     # privileged: no no_new_privs unless asked for
     status = s.dk("run", "--rm", "--privileged", "busybox", "cat", "/proc/1/status")
     assert "\nNoNewPrivs:\t0" in status and "\nSeccomp:\t0" in status

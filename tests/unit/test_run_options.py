@@ -56,16 +56,18 @@ def test_tmpfs_mounts(tmpfs, want):
 
 
 @pytest.mark.parametrize("opts,want", [
-    ([], {"seccomp": "default", "no_new_privileges": False}),
-    (["seccomp=unconfined"], {"seccomp": "unconfined", "no_new_privileges": False}),
-    (["seccomp:unconfined"], {"seccomp": "unconfined", "no_new_privileges": False}),
-    (["no-new-privileges"], {"seccomp": "default", "no_new_privileges": True}),
+    ([], {"seccomp": "default", "no_new_privileges": False, "unmasked_paths": False}),
+    (["seccomp=unconfined"], {"seccomp": "unconfined", "no_new_privileges": False, "unmasked_paths": False}),
+    (["seccomp:unconfined"], {"seccomp": "unconfined", "no_new_privileges": False, "unmasked_paths": False}),
+    (["no-new-privileges"], {"seccomp": "default", "no_new_privileges": True, "unmasked_paths": False}),
     (["no-new-privileges=true", "seccomp=builtin"],
-     {"seccomp": "default", "no_new_privileges": True}),
+     {"seccomp": "default", "no_new_privileges": True, "unmasked_paths": False}),
     (['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}'],
-     {"seccomp": "profile", "no_new_privileges": False}),
+     {"seccomp": "profile", "no_new_privileges": False, "unmasked_paths": False}),
     (["label=disable", "apparmor=unconfined", "label:disable"],
-     {"seccomp": "default", "no_new_privileges": False}),
+     {"seccomp": "default", "no_new_privileges": False, "unmasked_paths": False}),
+    (["systempaths=unconfined"],
+     {"seccomp": "default", "no_new_privileges": False, "unmasked_paths": True}),
 ])
 def test_security_opts(opts, want):
     assert ro.security_opts(opts) == want
