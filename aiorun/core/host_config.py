@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiorun.core.run_options import security_opts
+from aiorun.core.run_options import security_opts, unmasked_paths
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -71,4 +71,4 @@ def security_options(hc: dict[str, Any]) -> dict[str, Any]:
             "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged or opts["no_new_privileges"],
             "readonly_rootfs": bool(hc.get("ReadonlyRootfs")), "seccomp": opts["seccomp"],
             "group_add": list(hc.get("GroupAdd") or []),
-            "unmasked_paths": opts["unmasked_paths"]}
+            "unmasked_paths": unmasked_paths(hc)}

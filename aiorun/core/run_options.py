@@ -180,6 +180,24 @@ def seccomp_profile(opts: list[str]) -> str | None:
     return None
 
 
+def check_system_paths(hc: dict[str, Any]) -> None:
+    """``MaskedPaths``/``ReadonlyPaths``: the docker CLI sends both as ``[]`` for
+    ``--security-opt systempaths=unconfined`` (null otherwise); custom lists are refused."""
+    masked, readonly = hc.get("MaskedPaths"), hc.get("ReadonlyPaths")
+    if masked or readonly:
+        raise InvalidArgument("HostConfig.MaskedPaths/ReadonlyPaths: custom lists are not "
+                              "supported by aiorun (only systempaths=unconfined: both empty)")
+    if (masked == []) != (readonly == []):
+        raise InvalidArgument("HostConfig.MaskedPaths and ReadonlyPaths must both be empty "
+                              "(systempaths=unconfined) or both unset")
+
+
+def unmasked_paths(hc: dict[str, Any]) -> bool:
+    """``systempaths=unconfined``, as an option or as the CLI's two empty lists."""
+    return bool(security_opts(hc.get("SecurityOpt") or [])["unmasked_paths"]) or \
+        (hc.get("MaskedPaths") == [] and hc.get("ReadonlyPaths") == [])
+
+
 def check_group_add(groups: list[str]) -> None:
     for g in groups:
         if not g or ":" in g or "\n" in g:

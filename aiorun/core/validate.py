@@ -162,6 +162,7 @@ HOST_FIELDS: dict[str, Kind] = {
     # process and device options (aiorun.core.run_options)
     "Ulimits": OBJECT_ARRAY, "ShmSize": INT, "Tmpfs": STR_MAP, "PidMode": STR,
     "SecurityOpt": STR_LIST, "GroupAdd": STR_LIST, "Devices": OBJECT_ARRAY, "Init": BOOL,
+    "MaskedPaths": STR_LIST, "ReadonlyPaths": STR_LIST,
 }
 
 #: Values of a HostConfig field aiorun does not implement that are accepted anyway: they ask
@@ -318,6 +319,7 @@ def check_run_options(hc: dict[str, Any]) -> None:
     ro.check_pid_mode(hc.get("PidMode") or "")
     ro.security_opts(hc.get("SecurityOpt") or [])
     ro.check_group_add(hc.get("GroupAdd") or [])
+    ro.check_system_paths(hc)
     ro.check_devices(hc.get("Devices") or [])
 
 

@@ -176,3 +176,22 @@ def test_extra_groups(names, gids):
 def test_extra_groups_refuses_unknown_names():
     with pytest.raises(UserError, match="unable to find group video"):
         extra_groups(["video"], GROUP)
+
+
+@pytest.mark.parametrize("hc,unmasked", [
+    ({}, False), ({"MaskedPaths": None, "ReadonlyPaths": None}, False),
+    ({"MaskedPaths": [], "ReadonlyPaths": []}, True),
+    ({"SecurityOpt": ["systempaths=unconfined"]}, True),
+])
+def test_unmasked_paths(hc, unmasked):
+    ro.check_system_paths(hc)
+    assert ro.unmasked_paths(hc) is unmasked
+
+
+@pytest.mark.parametrize("hc,message", [
+    ({"MaskedPaths": ["/proc/kcore"], "ReadonlyPaths": []}, "custom lists are not supported"),
+    ({"MaskedPaths": [], "ReadonlyPaths": None}, "must both be empty"),
+])
+def test_system_paths_refused(hc, message):
+    with pytest.raises(InvalidArgument, match=message):
+        ro.check_system_paths(hc)
