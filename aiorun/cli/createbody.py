@@ -66,14 +66,34 @@ CREATE_OPTIONS = (
     Option("--dns-search", LIST, "DNS search domains"),
     Option("--dns-option", LIST, "DNS resolver options"),
     Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip)"),
-    Option("--init", BOOL, "Not supported (refused): aiorun has no init to run as PID 1"),
+    Option("--init", BOOL, "Run an init (tini) as PID 1 that forwards signals and reaps "
+           "processes"),
+    Option("--ulimit", LIST, "Ulimit options (nofile=1024[:2048])"),
+    Option("--shm-size", STR, "Size of /dev/shm (e.g. 128m)", metavar="bytes"),
+    Option("--device", LIST, "Add a host device to the container (HOST[:CONTAINER][:rwm])"),
+    Option("--pid", STR, "PID namespace to use (host)"),
+    Option("--security-opt", LIST, "Security options (seccomp=unconfined, "
+           "no-new-privileges)"),
+    Option("--group-add", LIST, "Add additional groups to join"),
+    Option("--gpus", STR, "Not supported (refused): aiorun has no GPU support"),
+    Option("--health-cmd", STR, "Command to run to check health"),
+    Option("--health-interval", STR, "Time between running the check (ms|s|m|h)"),
+    Option("--health-timeout", STR, "Maximum time to allow one check to run (ms|s|m|h)"),
+    Option("--health-start-period", STR, "Start period for the container to initialize "
+           "before counting retries (ms|s|m|h)"),
+    Option("--health-start-interval", STR, "Time between running the check during the "
+           "start period (ms|s|m|h)"),
+    Option("--health-retries", STR, "Consecutive failures needed to report unhealthy",
+           metavar="int"),
+    Option("--no-healthcheck", BOOL, "Disable any container-specified HEALTHCHECK"),
     Option("--log-driver", STR, "Logging driver for the container (json-file)"),
     Option("--log-opt", LIST, "Log driver options (max-size=10m, max-file=3)"),
     Option("-a --attach", LIST, "Attach to STDIN, STDOUT or STDERR (accepted)"),
     Option("--sig-proxy", BOOL, "Proxy received signals to the process (accepted)"),
     Option("--pull", STR, 'Pull image before running ("always", "missing", "never")',
            default="missing"),
-    Option("--platform", STR, "Set platform (of an image pulled)"),
+    Option("--platform", STR, "Set platform (os[/arch]): of an image pulled, and checked "
+           "against the image"),
     Option("-q --quiet", BOOL, "Suppress the pull output"),
 )
 
@@ -250,6 +270,67 @@ def _exposed(expose: list[str], publish: list[str]) -> Any:
     return exposed or SKIP
 
 
+def _ulimits(items: list[str]) -> Any:
+    from aiorun.core import run_options
+    return [run_options.parse_ulimit(u) for u in items] or SKIP
+
+
+def _devices(items: list[str]) -> Any:
+    from aiorun.core import run_options
+    return [run_options.parse_device(d) for d in items] or SKIP
+
+
+def _security_opts(items: list[str]) -> Any:
+    """As the docker CLI: ``seccomp=<file>`` sends the profile's content (the daemon
+    refuses custom profiles, by name)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key == "seccomp" and sep and value not in ("unconfined", "builtin", "default"):
+            try:
+                with open(value) as fh:
+                    value = fh.read()
+            except OSError as exc:
+                raise UsageError(f"opening seccomp profile ({value}) failed: "
+                                 f"{exc.strerror}") from None
+            item = f"seccomp={value}"
+        out.append(item)
+    return out or SKIP
+
+
+def _shm_size(value: str) -> Any:
+    if not value:
+        return SKIP
+    from aiorun.core import spec
+    return spec.parse_memory(value)
+
+
+def _healthcheck(cmd: str | None, interval: str | None, timeout: str | None,
+                 start_period: str | None, start_interval: str | None, retries: str | None,
+                 disabled: bool) -> Any:
+    """Docker's ``Healthcheck`` from the ``--health-*`` flags (``--no-healthcheck``: NONE)."""
+    from aiorun.core import health
+    if disabled:
+        if cmd or interval or timeout or start_period or start_interval or retries:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    out: dict[str, Any] = {}
+    if cmd:
+        out["Test"] = ["CMD-SHELL", cmd]
+    for flag, value, key in (("--health-interval", interval, "Interval"),
+                             ("--health-timeout", timeout, "Timeout"),
+                             ("--health-start-period", start_period, "StartPeriod"),
+                             ("--health-start-interval", start_interval, "StartInterval")):
+        if value:
+            ns = health.parse_duration(value, flag)
+            if ns < 0:
+                raise UsageError(f"{flag} cannot be negative")
+            out[key] = ns
+    if retries:
+        out["Retries"] = integer(retries, "--health-retries")
+    return out or SKIP
+
+
 def _mounts(mount: list[str], tmpfs: list[str]) -> list[dict[str, Any]]:
     from aiorun.core import mounts
     return [mounts.parse_mount_flag(m) for m in mount] + \
@@ -293,8 +374,18 @@ BODY_FIELDS: tuple[tuple[tuple[str, ...], str, Callable[..., Any]], ...] = (
     (("dns_search",), "HostConfig.DnsSearch", _copy),
     (("dns_option",), "HostConfig.DnsOptions", _copy),
     (("add_host",), "HostConfig.ExtraHosts", _copy),
-    (("init",), "HostConfig.Init",
-     _refused("--init", "it has no init to run as PID 1 (the command is PID 1)")),
+    (("init",), "HostConfig.Init", _true),
+    (("ulimit",), "HostConfig.Ulimits", _ulimits),
+    (("shm_size",), "HostConfig.ShmSize", _shm_size),
+    (("device",), "HostConfig.Devices", _devices),
+    (("pid",), "HostConfig.PidMode", _nonempty),
+    (("security_opt",), "HostConfig.SecurityOpt", _security_opts),
+    (("group_add",), "HostConfig.GroupAdd", _copy),
+    (("gpus",), "HostConfig.DeviceRequests",
+     _refused("--gpus", "it has no GPU device support")),
+    (("health_cmd", "health_interval", "health_timeout", "health_start_period",
+      "health_start_interval", "health_retries", "no_healthcheck"), "Healthcheck",
+     _healthcheck),
     (("log_driver", "log_opt"), "HostConfig.LogConfig", _log_config),
 )
 

@@ -159,7 +159,8 @@ def _since(v: str | None) -> str | None:
 def cmd_top(ctx: Any, opts: Opts, argv: list[str]) -> int:
     if not argv:
         raise UsageError('"top" requires at least 1 argument')
-    res = ctx.client().get(f"/containers/{argv[0]}/top")
+    query = {"ps_args": " ".join(argv[1:])} if argv[1:] else {}
+    res = ctx.client().get(f"/containers/{argv[0]}/top", **query)
     from aiorun.core.templates import tabwrite
     lines = ["\t".join(res["Titles"])] + ["\t".join(p) for p in res["Processes"]]
     sys.stdout.write(tabwrite(lines, minwidth=0, padding=4))

@@ -85,6 +85,9 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
         raise UsageError(f'invalid pull option: "{opts.pull}": must be one of "always", '
                          '"missing" or "never"')
     image = str(body.get("Image") or "")
+    query: dict[str, Any] = {"name": name}
+    if opts.platform:
+        query["platform"] = opts.platform            # checked against the image by the daemon
     out: TextIO = sys.stderr
     if opts.quiet:
         import io
@@ -92,10 +95,10 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
     if policy == "always":
         if stream_pull(client, image, out, opts.platform or None) != 0:
             raise SystemExit(125)
-        return call(client, "POST", "/containers/create", body, name=name)
+        return call(client, "POST", "/containers/create", body, **query)
     shown = image if ("@" in image or ":" in image.rpartition("/")[2]) else f"{image}:latest"
     try:
-        return call(client, "POST", "/containers/create", body, name=name)
+        return call(client, "POST", "/containers/create", body, **query)
     except ApiError as exc:
         if exc.status != 404 or "No such image" not in exc.message:
             raise
@@ -107,7 +110,7 @@ def create_pulling(client: Any, body: dict[str, Any], name: str | None, opts: Op
     if stream_pull(client, image, out, opts.platform or None) != 0:
         err(missing_image_hint(shown))
         raise SystemExit(125)
-    return call(client, "POST", "/containers/create", body, name=name)
+    return call(client, "POST", "/containers/create", body, **query)
 
 
 def missing_image_hint(shown: str, pulled: bool = True) -> str:

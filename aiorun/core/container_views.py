@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from aiorun.core import state as st
+from aiorun.core.health import health_filter
 from aiorun.errors import InvalidArgument, NotFound
 
 
@@ -169,6 +170,8 @@ def matches(c: ContainerFacts, filters: dict[str, Any],
                 except NotFound:
                     raise InvalidArgument(f"No such container: {v}") from None
                 ok = ok and (c.created_ns < other if key == "before" else c.created_ns > other)
+        elif key == "health" and not prune:
+            ok = health_filter(c.state.health, [str(v) for v in values])
         elif key == "until" and prune:
             # only containers created before the cut (an ignored until removed them all)
             from aiorun.core.filtertime import parse_timestamp

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiorun.core.spec import process_env
+from aiorun.core.run_options import security_opts, unmasked_paths
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -67,6 +68,9 @@ def container_env(cfg: dict[str, Any]) -> list[str]:
 def security_options(hc: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of the runtime's ``SecuritySpec``."""
     privileged = bool(hc.get("Privileged"))
+    opts = security_opts(hc.get("SecurityOpt") or [])
     return {"privileged": privileged, "cap_add": list(hc.get("CapAdd") or []),
-            "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged,
-            "readonly_rootfs": bool(hc.get("ReadonlyRootfs"))}
+            "cap_drop": list(hc.get("CapDrop") or []), "no_new_privileges": not privileged or opts["no_new_privileges"],
+            "readonly_rootfs": bool(hc.get("ReadonlyRootfs")), "seccomp": opts["seccomp"],
+            "group_add": list(hc.get("GroupAdd") or []),
+            "unmasked_paths": unmasked_paths(hc)}

@@ -27,6 +27,7 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from aiorun.core.health import check_healthcheck, merge_healthcheck
 from aiorun.core.validate import check_name, normalized_log_config
 from aiorun.errors import InvalidArgument
 
@@ -369,6 +370,10 @@ def merge(body: dict[str, Any], image_config: dict[str, Any], *, container_id: s
         "OnBuild": None,
         "Labels": labels,
     }
+    healthcheck = merge_healthcheck(img.get("Healthcheck"), body.get("Healthcheck"))
+    if healthcheck:
+        check_healthcheck(healthcheck)
+        config["Healthcheck"] = healthcheck
     if stop_signal:
         config["StopSignal"] = stop_signal
     if stop_timeout is not None:
@@ -384,6 +389,8 @@ def _host_config(raw: dict[str, Any], ncpu: int | None) -> dict[str, Any]:
     hc["LogConfig"] = normalized_log_config(hc.get("LogConfig"))
     if not hc.get("Runtime"):           # inspect names it, as Docker's does ("runc" there)
         hc["Runtime"] = DEFAULT_RUNTIME
+    if not hc.get("ShmSize"):
+        hc["ShmSize"] = _HOST_DEFAULTS["ShmSize"]         # 0 = the default, as Docker shows
     if hc.get("NetworkMode") in (None, "", "default"):
         hc["NetworkMode"] = "bridge"
     hc["RestartPolicy"] = validate_restart_policy(hc.get("RestartPolicy"))

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from aiorun.core.health import status_suffix
 from aiorun.core.timefmt import ZERO_TIME, rfc3339nano  # noqa: F401 (ZERO_TIME re-exported)
 from aiorun.errors import Conflict
 
@@ -208,6 +209,9 @@ class State:
     #: restarted after dying in that moment resumes the container instead of leaving it
     #: paused.
     paused_by_engine: bool = False
+    #: ``.State.Health`` of a container with a health check (``aiorun.core.health.Health``
+    #: as a dict), None without one
+    health: dict[str, Any] | None = None
 
     # -- transitions: every status change goes through :meth:`_apply` ------------------
     def _apply(self, event: str) -> None:
@@ -292,6 +296,8 @@ class State:
             "Error": self.error,
             "StartedAt": rfc3339(self.started_at),
             "FinishedAt": rfc3339(self.finished_at),
+            **({"Health": {k: v for k, v in self.health.items() if k != "ForStart"}}
+               if self.health is not None else {}),
         }
 
     def describe(self, now_ns: int | None = None) -> str:
@@ -299,7 +305,9 @@ class State:
         now = now_ns or time.time_ns()
         if self.has_process:
             up = human_duration((now - self.started_at) / 1e9)
-            return f"Up {up} (Paused)" if self.status == PAUSED else f"Up {up}"
+            if self.status == PAUSED:
+                return f"Up {up} (Paused)"
+            return f"Up {up}{status_suffix(self.health)}"
         if self.status == RESTARTING:
             ago = human_duration((now - self.finished_at) / 1e9)
             return f"Restarting ({self.exit_code}) {ago} ago"

@@ -16,8 +16,11 @@ What is checked:
 * Env entries are ``KEY=value`` or ``KEY`` with a non-empty key;
 * ``HostConfig.CgroupParent`` is not the root cgroup and does not climb out with ``..``;
 * ``HostConfig.LogConfig``: the one driver aiorun has (json-file) and its options;
-* every HostConfig field aiorun does not implement (and the top-level Healthcheck and
-  NetworkDisabled) is refused when it carries a value. The
+* Healthcheck (``aiorun.core.health``) and the process/device options of HostConfig
+  (``aiorun.core.run_options``: ulimits, shm, tmpfs, pid, security-opt, group-add, devices;
+  ``--gpus`` refused);
+* every HostConfig field aiorun does not implement (and the top-level NetworkDisabled) is
+  refused when it carries a value. The
   docker CLI sends all of them with zero values, so a zero value (``0``, ``""``, ``false``,
   ``[]``, ``{}``, ``null``, or the value that matches what aiorun does anyway, such as
   ``IpcMode: "private"``) is accepted.
@@ -35,6 +38,8 @@ import re
 from typing import Any, Callable
 
 from aiorun.core import netopts
+from aiorun.core import run_options as ro
+from aiorun.core.health import check_healthcheck
 from aiorun.errors import InvalidArgument
 
 #: Docker's container name rule (moby ``validContainerNamePattern``); a leading "/" is the
@@ -142,7 +147,7 @@ CONFIG_FIELDS: dict[str, Kind] = {
     "OpenStdin": BOOL, "StdinOnce": BOOL, "NetworkDisabled": BOOL, "ArgsEscaped": BOOL,
     "Env": STR_LIST, "Cmd": STR_OR_STR_LIST, "Entrypoint": STR_OR_STR_LIST,
     "Labels": STR_MAP, "ExposedPorts": OBJECT, "Volumes": OBJECT, "OnBuild": STR_LIST,
-    "HostConfig": OBJECT, "NetworkingConfig": OBJECT,
+    "HostConfig": OBJECT, "NetworkingConfig": OBJECT, "Healthcheck": OBJECT,
 }
 
 #: HostConfig fields aiorun implements (or, for ContainerIDFile and ConsoleSize, that are
@@ -156,13 +161,17 @@ HOST_FIELDS: dict[str, Kind] = {
     "Dns": STR_LIST, "DnsSearch": STR_LIST, "DnsOptions": STR_LIST, "ExtraHosts": STR_LIST,
     "LogConfig": OBJECT,
     "ContainerIDFile": STR, "ConsoleSize": INT_LIST,
+    # process and device options (aiorun.core.run_options)
+    "Ulimits": OBJECT_ARRAY, "ShmSize": INT, "Tmpfs": STR_MAP, "PidMode": STR,
+    "SecurityOpt": STR_LIST, "GroupAdd": STR_LIST, "Devices": OBJECT_ARRAY, "Init": BOOL,
+    "MaskedPaths": STR_LIST, "ReadonlyPaths": STR_LIST,
 }
 
 #: Values of a HostConfig field aiorun does not implement that are accepted anyway: they ask
 #: for what aiorun does regardless (its containers get a private IPC and cgroup namespace, a
 #: 64 MiB /dev/shm, no user namespace, the kernel's default swappiness).
 SAME_AS_AIORUN: dict[str, tuple[Any, ...]] = {
-    "IpcMode": ("private",), "CgroupnsMode": ("private",), "ShmSize": (67108864,),
+    "IpcMode": ("private",), "CgroupnsMode": ("private",),
     "UsernsMode": ("host",), "MemorySwappiness": (-1,), "Isolation": ("default",),
     "Runtime": ("aiorun",),
 }
@@ -282,16 +291,14 @@ def normalized_log_config(log_config: Any) -> dict[str, Any]:
             "Config": dict(log_config.get("Config") or {})}
 
 
-#: Top-level fields aiorun does not implement (no health checks; networking is switched off
-#: with ``HostConfig.NetworkMode: "none"``), refused when they carry a value.
-UNIMPLEMENTED_CONFIG = ("Healthcheck", "NetworkDisabled")
+#: Top-level fields aiorun does not implement (networking is switched off with
+#: ``HostConfig.NetworkMode: "none"``), refused when they carry a value.
+UNIMPLEMENTED_CONFIG = ("NetworkDisabled",)
 
 
 def check_unimplemented_config(body: dict[str, Any]) -> None:
     for key in UNIMPLEMENTED_CONFIG:
         value = body.get(key)
-        if key == "Healthcheck" and isinstance(value, dict) and value.get("Test") == ["NONE"]:
-            continue                    # --no-healthcheck: what aiorun does anyway
         if not _is_zero(value):
             raise InvalidArgument(f"{key} is not supported by aiorun (got "
                                   f"{_short(json.dumps(value))})")
@@ -306,6 +313,19 @@ def check_unimplemented(host_config: dict[str, Any]) -> None:
             continue
         raise InvalidArgument(f"HostConfig.{key} is not supported by aiorun (got "
                               f"{_short(json.dumps(value))})")
+
+
+def check_run_options(hc: dict[str, Any]) -> None:
+    """The process and device options (types already checked)."""
+    ro.check_device_requests(hc.get("DeviceRequests"))
+    ro.check_ulimits(hc.get("Ulimits") or [])
+    ro.check_shm_size(hc.get("ShmSize"))
+    ro.check_tmpfs(hc.get("Tmpfs") or {})
+    ro.check_pid_mode(hc.get("PidMode") or "")
+    ro.security_opts(hc.get("SecurityOpt") or [])
+    ro.check_group_add(hc.get("GroupAdd") or [])
+    ro.check_system_paths(hc)
+    ro.check_devices(hc.get("Devices") or [])
 
 
 # --------------------------------------------------------------------------- entry point
@@ -325,8 +345,10 @@ def validate_create(body: Any, name: str | None = None) -> None:
     _check_fields(body, CONFIG_FIELDS, "")
     check_env(body.get("Env") or [])
     check_unimplemented_config(body)
+    check_healthcheck(body.get("Healthcheck"))
     host_config = body.get("HostConfig") or {}
     _check_fields(host_config, HOST_FIELDS, "HostConfig.")
+    check_run_options(host_config)
     check_unimplemented(host_config)
     if host_config.get("CgroupParent"):
         check_cgroup_parent(host_config["CgroupParent"])

@@ -176,8 +176,8 @@ def _v2_weight(shares: int) -> int:
 def limit_writes(dirs: list[CgroupDir], spec,
                  restrict_devices: bool = False) -> list[tuple[str, str]]:
     """``(file path, value)`` writes, in order, for a ``CgroupSpec``-like object; with
-    ``restrict_devices`` also the v1 device allow-list (v2 would need an eBPF program: not
-    done, see the report)."""
+    ``restrict_devices`` also the v1 device allow-list (on pure v2 the same rules become an
+    eBPF program: ``cgroups._v2_device_filter``)."""
     out: list[tuple[str, str]] = []
     owner: dict[str, CgroupDir] = {}
     for d in dirs:
@@ -218,6 +218,9 @@ def limit_writes(dirs: list[CgroupDir], spec,
     if dev is not None and dev.version == 1 and restrict_devices:
         out.append((os.path.join(dev.path, "devices.deny"), "a"))
         out.extend((os.path.join(dev.path, "devices.allow"), rule) for rule in DEFAULT_DEVICES)
+        # --device: each one's rule after the defaults
+        out.extend((os.path.join(dev.path, "devices.allow"), rule)
+                   for rule in spec.device_rules or ())
     pids = owner.get("pids")
     if pids is not None and spec.pids:
         out.append((os.path.join(pids.path, "pids.max"),

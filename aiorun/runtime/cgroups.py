@@ -126,9 +126,28 @@ def create(dirs: list[CgroupDir], spec, restrict_devices: bool = False) -> None:
             except OSError as e:
                 raise OSError(e.errno, f"cgroup: writing {value!r} to {path}: "
                                        f"{os.strerror(e.errno or 0)}") from None
+        if restrict_devices:
+            _v2_device_filter(dirs, spec)
     except BaseException:
         remove(made)
         raise
+
+
+def _v2_device_filter(dirs: list[CgroupDir], spec) -> None:
+    """Pure v2 (no v1 ``devices`` hierarchy): the device allow-list as an eBPF program on
+    the container's v2 directory (:mod:`.devicefilter`). A kernel that refuses it fails the
+    create: the container would otherwise reach every device of the host."""
+    if any(d.version == 1 and "devices" in d.controllers for d in dirs):
+        return                                    # v1 devices.allow did it
+    v2 = next((d for d in dirs if d.version == 2), None)
+    if v2 is None:
+        return
+    from . import devicefilter
+    try:
+        devicefilter.attach(v2.path, list(DEFAULT_DEVICES) + list(spec.device_rules or ()))
+    except OSError as e:
+        raise OSError(e.errno, f"cgroup v2 device filter on {v2.path}: {e.strerror}") \
+            from None
 
 
 def join(dirs: list[CgroupDir], pid: int = 0) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import resource                       # imported here: the child runs after pivot_root
 import socket
 import struct
 import termios
@@ -33,7 +34,7 @@ from .child import (InitError, child_reset_signals, close_fds_except, mark, mark
 from .proto import encode
 from .rootfs import setup_rootfs
 from .rootfs import open_in_root, split_options  # noqa: F401  (re-exported for old imports)
-from .users import UserError, resolve
+from .users import UserError, extra_groups, resolve
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -136,17 +137,46 @@ def setup_stdio(stdin: int, stdout: int, stderr: int, tty: bool) -> None:
             os.close(fd)
 
 
-def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dict) -> tuple:
-    """User, cwd, capabilities, no_new_privs; returns (path, argv, env dict) for execve.
+#: Docker's ``--ulimit`` names → resource numbers (``man setrlimit``).
+RLIMITS = {"core": 4, "cpu": 0, "data": 2, "fsize": 1, "locks": 10, "memlock": 8,
+           "msgqueue": 12, "nice": 13, "nofile": 7, "nproc": 6, "rss": 5, "rtprio": 14,
+           "rttime": 15, "sigpending": 11, "stack": 3, "as": 9}
+
+
+def apply_ulimits(ulimits: list) -> None:
+    """setrlimit each ``[name, soft, hard]`` (as root, before the capabilities go: raising a
+    hard limit needs CAP_SYS_RESOURCE). -1 is unlimited."""
+    if not ulimits:
+        return
+    for name, soft, hard in ulimits:
+        if name not in RLIMITS:
+            raise InitError(f"invalid ulimit type: {name}")
+        def value(v: int) -> int:
+            return resource.RLIM_INFINITY if v < 0 else int(v)
+        try:
+            resource.setrlimit(RLIMITS[name], (value(soft), value(hard)))
+        except (OSError, ValueError) as e:
+            raise InitError(f"setting ulimit {name}={soft}:{hard}: {e}") from None
+
+
+def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dict,
+             ulimits: list | None = None) -> tuple:
+    """User, cwd, rlimits, capabilities, supplementary groups (``group_add``),
+    no_new_privs; returns (path, argv, env dict) for execve.
 
     Capabilities: the bounding set is cut first (needs CAP_SETPCAP, still held as root),
     then KEEPCAPS across setuid, then capset(effective=permitted=kept, inheritable=0, as
     Docker ≥ 23), ambient cleared.
     """
+    group_text = _read("/etc/group")
     try:
-        u = resolve(user, _read("/etc/passwd"), _read("/etc/group"))
+        u = resolve(user, _read("/etc/passwd"), group_text)
+        for g in extra_groups(list(security.get("group_add") or []), group_text):
+            if g not in u.groups:
+                u.groups.append(g)
     except UserError as e:
         raise InitError(str(e), 126) from None
+    apply_ulimits(ulimits or [])
     envd: dict[str, str] = {}
     for kv in env:
         k, _, v = kv.partition("=")
@@ -164,7 +194,10 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
                                  security.get("cap_drop") or [])
     # Never more than we hold ourselves (root here may lack e.g. CAP_SYS_RESOURCE).
     kept &= sc.capget()[1]
-    if not privileged and security.get("seccomp", "default") != "unconfined":
+    mode = security.get("seccomp", "default")
+    if not privileged and mode == "profile":
+        seccomp.install_program(bytes.fromhex(security.get("seccomp_program") or ""))
+    elif not privileged and mode != "unconfined":
         # Installed while we still hold CAP_SYS_ADMIN (no_new_privs may be off).
         seccomp.install(kept)
     top = capsmod.last_cap()
@@ -181,7 +214,7 @@ def finalize(args: list[str], env: list[str], cwd: str, user: str, security: dic
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass
-    if security.get("no_new_privileges", True) and not privileged:
+    if security.get("no_new_privileges", True):   # privileged: only when asked for
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     path = find_executable(args[0], envd.get("PATH", DEFAULT_PATH))
     return path, args, envd
@@ -282,7 +315,7 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
                 mark("go")
                 path, argv, envp = finalize(spec["args"], spec.get("env", []),
                                             spec.get("cwd", "/"), spec.get("user", ""),
-                                            spec.get("security", {}))
+                                            spec.get("security", {}), spec.get("ulimits"))
                 mark("finalize")
                 # One small write so the spawner can time go → execve (EOF follows).
                 os.write(status_w, encode({"exec_marks": marks}))
@@ -306,7 +339,7 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
 
 def exec_child(args: list[str], env: list[str], cwd: str, user: str, security: dict,
                tty: bool, cgroup_dirs: list, pid1: int, stdio: tuple[int, int, int],
-               status_w: int) -> None:
+               status_w: int, ulimits: list | None = None) -> None:
     """E1, right after the spawner's fork (never returns): join the container's cgroups and
     namespaces, fork E2 (inside its PID namespace), report E2's pid and exit. E2 sets up
     stdio (TTY: a pty from the container's devpts), finalizes and execs."""
@@ -324,7 +357,7 @@ def exec_child(args: list[str], env: list[str], cwd: str, user: str, security: d
                     open_console(cin, bind_console=False)
                 else:
                     setup_stdio(cin, cout, cerr, False)
-                path, argv, envp = finalize(args, env, cwd, user, security)
+                path, argv, envp = finalize(args, env, cwd, user, security, ulimits)
                 exec_command(path, argv, envp)
             except BaseException as e:
                 report_and_exit(status_w, e)

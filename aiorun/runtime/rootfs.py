@@ -161,9 +161,14 @@ def own_top_dir(rootfd: int, name: str) -> None:
     os.mkdir(name, 0o755, dir_fd=rootfd)
 
 
-def _setup_dev(rootfd: int) -> None:
+#: Docker's default /dev/shm size (``--shm-size``)
+DEFAULT_SHM_SIZE = 64 << 20
+
+
+def _setup_dev(rootfd: int, shm_size: int = 0, devices: Sequence[dict] = ()) -> None:
     """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
-    instance), shm, mqueue and the usual symlinks. (TTY mode: :func:`open_console` adds
+    instance), shm (``shm_size`` bytes), mqueue and the usual symlinks, then the
+    ``--device`` nodes bound from the host. (TTY mode: :func:`open_console` adds
     /dev/console once the pty exists.)"""
     mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
                   extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
@@ -189,10 +194,18 @@ def _setup_dev(rootfd: int) -> None:
     mount_in_root(rootfd, "/dev/pts", "devpts", "devpts",
                   ["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
                   extra_flags=sc.MS_NOSUID | sc.MS_NOEXEC)
-    mount_in_root(rootfd, "/dev/shm", "tmpfs", "shm", ["mode=1777", "size=65536k"],
+    mount_in_root(rootfd, "/dev/shm", "tmpfs", "shm",
+                  ["mode=1777", f"size={shm_size or DEFAULT_SHM_SIZE}"],
                   extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     mount_in_root(rootfd, "/dev/mqueue", "mqueue", "mqueue",
                   extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    for node in devices:
+        # the host's node bound in (no mknod: it would need CAP_MKNOD in this namespace
+        # and a node of the image's fs); access is the device cgroup's allow rule
+        try:
+            mount_in_root(rootfd, node["path_in_container"], "bind", node["path_on_host"])
+        except OSError as e:
+            raise InitError(f"device {node['path_on_host']}: {e.strerror or e}") from None
 
 
 def _mask(rootfd: int, path: str) -> None:
@@ -301,7 +314,7 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             own_top_dir(rootfd, top)
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        _setup_dev(rootfd)
+        _setup_dev(rootfd, int(spec.get("shm_size") or 0), spec.get("devices") or ())
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         mounts = spec.get("mounts", [])
@@ -326,7 +339,7 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             mark("cgroup_wait")
             if hierarchies:
                 _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
-        if not privileged:
+        if not privileged and not spec["security"].get("unmasked_paths"):
             for p in MASKED_PATHS:
                 _mask(rootfd, p)
             for p in READONLY_PATHS:

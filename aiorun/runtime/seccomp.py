@@ -119,8 +119,14 @@ def install(kept_caps: int) -> bool:
     """Load the filter into this thread (inherited by execve). False when not x86_64."""
     if not _X86_64:
         return False
+    return install_program(build(kept_caps))
+
+
+def install_program(code: bytes) -> bool:
+    """Load a compiled filter (``struct sock_filter`` bytes) into this thread."""
+    if not _X86_64:
+        return False
     from . import syscalls as sc
-    code = build(kept_caps)
     buf = ctypes.create_string_buffer(code, len(code))
     fprog = _Fprog(len(code) // 8, ctypes.addressof(buf))
     sc.prctl(22, 2, ctypes.addressof(fprog))            # PR_SET_SECCOMP, MODE_FILTER

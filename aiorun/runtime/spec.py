@@ -38,6 +38,19 @@ class CgroupSpec:
     cpus: float | None = None        # CPU quota in cores
     cpu_shares: int | None = None
     pids: int | None = None
+    #: extra v1 ``devices.allow`` rules ("c 10:229 rwm") of ``--device`` (v2 has no device
+    #: controller aiorun programs: no restriction there, so nothing to add)
+    device_rules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeviceSpec:
+    """A host device node made available inside the container (``--device``): the node is
+    bind-mounted from the host onto ``path_in_container`` in the container's /dev."""
+
+    path_on_host: str
+    path_in_container: str
+    permissions: str = "rwm"
 
 
 @dataclass
@@ -47,9 +60,16 @@ class SecuritySpec:
     cap_drop: list[str] = field(default_factory=list)
     no_new_privileges: bool = True
     readonly_rootfs: bool = False
-    #: "default" (aiorun.runtime.seccomp: Docker-like deny-list) or "unconfined";
-    #: privileged containers are never filtered.
+    #: "default" (aiorun.runtime.seccomp: Docker-like deny-list), "unconfined", or
+    #: "profile": ``seccomp_program`` (hex of the BPF a Docker profile compiled to,
+    #: aiorun.runtime.seccomp_profile); privileged containers are never filtered.
     seccomp: str = "default"
+    seccomp_program: str = ""
+    #: ``--group-add``: supplementary groups (names resolved in the container's /etc/group,
+    #: or numeric gids) added to the user's own
+    group_add: list[str] = field(default_factory=list)
+    #: ``--security-opt systempaths=unconfined``: no masked or read-only /proc, /sys paths
+    unmasked_paths: bool = False
 
 
 @dataclass
@@ -74,6 +94,11 @@ class ContainerSpec:
     log_max_size: int = 0
     log_max_file: int = 1
     state_dir: str = ""               # per-container runtime files (exit status, pids)
+    #: ``--ulimit``: [name, soft, hard] with Docker's names ("nofile", "nproc", ...)
+    ulimits: list[list[Any]] = field(default_factory=list)
+    shm_size: int = 0                 # bytes of /dev/shm; 0 = Docker's default (64 MiB)
+    pid_host: bool = False            # ``--pid host``: no PID namespace of its own
+    devices: list[DeviceSpec] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +109,7 @@ class ContainerSpec:
         d["mounts"] = [MountSpec(**m) for m in d.get("mounts", [])]
         d["cgroup"] = CgroupSpec(**d.get("cgroup", {}))
         d["security"] = SecuritySpec(**d.get("security", {}))
+        d["devices"] = [DeviceSpec(**x) for x in d.get("devices", [])]
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -80,3 +80,18 @@ def resolve(spec: str, passwd: str, group: str) -> User:
                         groups.append(g)
         user.groups = groups
     return user
+
+
+def extra_groups(names: list[str], group: str) -> list[int]:
+    """``--group-add``: each entry a group name of the container's /etc/group or a gid."""
+    rows = _parse(group)
+    out = []
+    for name in names:
+        row = next((r for r in rows if len(r) >= 3 and r[0] == name), None)
+        if row is not None and row[2].isdigit():
+            out.append(int(row[2]))
+        elif name.isdigit():
+            out.append(int(name))
+        else:
+            raise UserError(f"unable to find group {name}: no matching entries in group file")
+    return out

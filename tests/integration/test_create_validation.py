@@ -29,8 +29,10 @@ REFUSED = [
      "logger: no log driver named 'syslog' is registered"),
     ({"Image": "busybox", "HostConfig": {"LogConfig": {"Config": {"max-size": "lots"}}}},
      None, "invalid size: 'lots'"),
-    ({"Image": "busybox", "HostConfig": {"Init": True}}, None,
-     "HostConfig.Init is not supported by aiorun"),
+    ({"Image": "busybox", "HostConfig": {"Init": "yes"}}, None,
+     "invalid HostConfig.Init: expected a boolean"),
+    ({"Image": "busybox", "HostConfig": {"Sysctls": {"net.ipv4.ip_forward": "1"}}}, None,
+     "HostConfig.Sysctls is not supported by aiorun"),
     ({"Image": "busybox"}, "n" * 10_000, "Invalid container name"),
 ]
 
@@ -105,7 +107,8 @@ def test_refusals_through_the_docker_cli(daemon, aiorun_paths):
         (["--log-opt", "max-size=lots"], "invalid size: 'lots'"),
         (["--log-opt", "compress=true"], "unknown log opt 'compress' for json-file log driver"),
         (["--cgroup-parent", "/"], "invalid cgroup parent"),
-        (["--tmpfs", "/t"], "HostConfig.Tmpfs is not supported by aiorun"),
+        (["--tmpfs", "/t:bogus"], 'invalid tmpfs option ["bogus"]'),
+        (["--sysctl", "net.ipv4.ip_forward=1"], "HostConfig.Sysctls is not supported by aiorun"),
         (["--name", "x" * 300], "Invalid container name"),
     ]:
         r = dk("create", *args, "busybox", "true")

@@ -1,5 +1,5 @@
 """Bad exec create and update bodies are refused with 400 by the real daemon (issue 11, item
-7's leftovers); good ones, from the aiorun CLI, still work. And ``run --init`` is refused by
+7's leftovers); good ones, from the aiorun CLI, still work. And ``run --gpus`` is refused by
 the CLI itself."""
 
 from __future__ import annotations
@@ -88,11 +88,11 @@ def test_update_bodies_refused(running):
                                                               "MaximumRetryCount": 2}
 
 
-def test_run_init_refused_by_the_cli(aiorun_paths):
+def test_run_gpus_refused_by_the_cli(aiorun_paths):
     for verb in ("run", "create"):
-        r = run_cli(aiorun_paths, verb, "--init", "busybox", "true")
+        r = run_cli(aiorun_paths, verb, "--gpus", "all", "busybox", "true")
         assert r.returncode == 125 and "Traceback" not in r.stderr
-        assert r.stderr.startswith(f"aiorun {verb}: --init is not supported by aiorun: ")
+        assert r.stderr.startswith(f"aiorun {verb}: --gpus is not supported by aiorun: ")
     # refused before any daemon is needed: none was started
     assert not aiorun_paths.pidfile.exists()
     assert "Not supported (refused)" in run_cli(aiorun_paths, "run", "--help").stdout

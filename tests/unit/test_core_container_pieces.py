@@ -69,10 +69,16 @@ def test_container_env(cfg, env):
 
 @pytest.mark.parametrize("hc,want", [
     ({}, {"privileged": False, "cap_add": [], "cap_drop": [], "no_new_privileges": True,
-          "readonly_rootfs": False}),
+          "readonly_rootfs": False, "seccomp": "default", "group_add": [], "unmasked_paths": False}),
     ({"Privileged": True, "CapAdd": ["NET_ADMIN"], "ReadonlyRootfs": True},
      {"privileged": True, "cap_add": ["NET_ADMIN"], "cap_drop": [], "no_new_privileges": False,
-      "readonly_rootfs": True}),
+      "readonly_rootfs": True, "seccomp": "default", "group_add": [], "unmasked_paths": False}),
+    ({"SecurityOpt": ["seccomp=unconfined", "no-new-privileges"], "GroupAdd": ["audio", "7"]},
+     {"privileged": False, "cap_add": [], "cap_drop": [], "no_new_privileges": True,
+      "readonly_rootfs": False, "seccomp": "unconfined", "group_add": ["audio", "7"], "unmasked_paths": False}),
+    ({"Privileged": True, "SecurityOpt": ["no-new-privileges"]},
+     {"privileged": True, "cap_add": [], "cap_drop": [], "no_new_privileges": True,
+      "readonly_rootfs": False, "seccomp": "default", "group_add": [], "unmasked_paths": False}),
 ])
 def test_security_options(hc, want):
     assert hcfg.security_options(hc) == want

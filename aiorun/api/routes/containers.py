@@ -18,7 +18,8 @@ from aiorun.api.http import Request, Response, Router, json_response
 from aiorun.api.streams import frame, media_type_for
 from aiorun.core import state as st
 from aiorun.core.validate import validate_create, validate_update
-from aiorun.errors import InvalidArgument, NotModified
+from aiorun.engine.containers import runopts
+from aiorun.errors import Conflict, InvalidArgument, NotModified
 
 if TYPE_CHECKING:
     from aiorun.engine.daemon import Engine
@@ -47,6 +48,7 @@ async def create(req: Request, engine: Engine) -> Response:
     body = req.json()
     name = req.arg("name") or None
     validate_create(body, name)         # the whole body, before anything is created
+    runopts.check_platform(engine.images, body.get("Image") or "", req.arg("platform"))
     cid = await engine.containers.create(body, name)
     return json_response({"Id": cid, "Warnings": []}, 201)
 
@@ -156,7 +158,7 @@ async def rename(req: Request, engine: Engine) -> None:
 
 @router.route("GET", "/containers/{id}/top")
 async def top(req: Request, engine: Engine) -> Any:
-    return await engine.containers.top(req.params["id"])
+    return await engine.containers.top(req.params["id"], req.arg("ps_args") or "")
 
 
 @router.route("DELETE", "/containers/{id}")

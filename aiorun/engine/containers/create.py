@@ -16,6 +16,7 @@ from aiorun.core import mounts as cmounts
 from aiorun.core import ports as cports
 from aiorun.core import spec as cspec
 from aiorun.core.faultpoint import fault_point
+from aiorun.engine.containers import runopts
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers import links
 from aiorun.engine.containers.records import Container
@@ -62,6 +63,7 @@ class CreateRoom(RoomBase):
         spec = cspec.merge(body, image.config, container_id=cid, image_ref=ref)
         validate_mounts_and_ports(spec)
         pin_joined_container(spec.host_config, self.get)
+        runopts.check_at_create(self.engine.networks, spec.host_config, spec.networking_config)
         if not name:
             name = cspec.random_name(self._names)
         self._check_name_free(name)

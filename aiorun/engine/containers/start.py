@@ -22,6 +22,7 @@ from aiorun.core import host_config as hcfg
 from aiorun.core.faultpoint import fault_point
 from aiorun.core.validate import parse_log_size
 from aiorun.errors import AiorunError, Conflict, NotModified
+from aiorun.engine.containers import runopts
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers import links
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, \
@@ -31,10 +32,10 @@ from aiorun.runtime.spec import CgroupSpec, ContainerSpec, MountSpec, SecuritySp
 log = logging.getLogger("aiorun.containers")
 
 
-def log_rotation(log_config: Any) -> dict[str, int]:
+def log_rotation(log_config: Any) -> dict[str, Any]:
     """``ContainerSpec``'s rotation fields from a (create-time validated) ``LogConfig``."""
     options = (log_config or {}).get("Config") or {}
-    out = {}
+    out: dict[str, Any] = {}
     if options.get("max-size"):
         out["log_max_size"] = parse_log_size(options["max-size"])
         # Docker: max-file only counts when max-size is set
@@ -178,15 +179,18 @@ class StartRoom(NetworkRoom):
                       network: str) -> ContainerSpec:
         cfg, hc = c.config, c.host_config
         return ContainerSpec(
-            id=c.id, rootfs=str(c.rootfs), args=c.argv,
+            id=c.id, rootfs=str(c.rootfs), args=runopts.process_args(hc, c.argv),
             env=links.env_with_links(self, c, hcfg.container_env(cfg)),
             cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "",
-            hostname=cfg.get("Hostname") or c.short_id, mounts=mounts, network=network,
-            cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc)),
-            security=SecuritySpec(**hcfg.security_options(hc)),
+            hostname=cfg.get("Hostname") or c.short_id,
+            mounts=mounts + runopts.extra_mounts(hc), network=network,
+            cgroup=CgroupSpec(parent=hc.get("CgroupParent") or "", **hcfg.cgroup_limits(hc),
+                              device_rules=runopts.device_rules(hc)),
+            security=SecuritySpec(**hcfg.security_options(hc),
+                                  seccomp_program=runopts.seccomp_program(hc)),
             tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
             log_path=str(self.log_path(c.id)), state_dir=str(self._dir(c.id) / "runtime"),
-            **log_rotation(hc.get("LogConfig")))
+            **log_rotation(hc.get("LogConfig")), **runopts.runtime_options(hc))
 
     def _etc_mounts(self, c: Container) -> list[MountSpec]:
         d = self._etc_dir(c)

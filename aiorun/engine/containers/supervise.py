@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from aiorun.core import state as st
+from aiorun.engine.containers.health import HealthRoom
 from aiorun.engine.containers.network import NetworkRoom
 from aiorun.engine.containers.records import Container, ExitWaiter, OutputHub, Teardown
 
@@ -42,7 +43,7 @@ def should_restart(policy: dict[str, Any], exit_code: int, restart_count: int) -
     return False
 
 
-class SuperviseRoom(NetworkRoom):
+class SuperviseRoom(NetworkRoom, HealthRoom):
     """Exit handling, teardown and the restart policy."""
 
     def _start_supervisor(self, c: Container) -> None:
@@ -57,25 +58,28 @@ class SuperviseRoom(NetworkRoom):
         self._scopes.add(scope)
         try:
             with scope:
-                for attempt in range(3):
-                    try:
-                        status = await rt.wait(c.id)
-                        code, oom = int(status.exit_code), bool(status.oom_killed)
-                        finished: int | None = int(status.finished_at_ns or 0) or None
-                        err = status.error or ""
-                        break
-                    except Exception as exc:
-                        if self._closing:
-                            return
-                        code, oom, finished, err = 255, False, None, f"lost the process: {exc}"
-                        # the spawner connection broke (it crashed?): reconnect, and keep
-                        # waiting when the (new) spawner still knows the container
-                        if attempt < 2 and await self._runtime_knows(c.id):
-                            log.warning("waiting for %s failed (%s); re-joined the runtime",
-                                        c.id, exc)
-                            continue
-                        log.exception("waiting for %s failed", c.id)
-                        break
+                # the health checks (if any) probe alongside the wait (health.py)
+                async with self._health_checks(c):
+                    for attempt in range(3):
+                        try:
+                            status = await rt.wait(c.id)
+                            code, oom = int(status.exit_code), bool(status.oom_killed)
+                            finished: int | None = int(status.finished_at_ns or 0) or None
+                            err = status.error or ""
+                            break
+                        except Exception as exc:
+                            if self._closing:
+                                return
+                            code, oom, finished, err = (255, False, None,
+                                                        f"lost the process: {exc}")
+                            # the spawner connection broke (it crashed?): reconnect, and
+                            # keep waiting when the (new) spawner still knows the container
+                            if attempt < 2 and await self._runtime_knows(c.id):
+                                log.warning("waiting for %s failed (%s); re-joined the "
+                                            "runtime", c.id, exc)
+                                continue
+                            log.exception("waiting for %s failed", c.id)
+                            break
                 c.supervised = False
                 with anyio.CancelScope(shield=True):
                     await self._handle_exit(c, code, oom, finished, err)

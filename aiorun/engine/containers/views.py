@@ -9,7 +9,8 @@ import anyio.to_thread
 
 from aiorun.core import container_views as views
 from aiorun.engine.containers.base import RoomBase
-from aiorun.engine.containers.logs import read_log, top_of_pid
+from aiorun.engine.containers import top as toptable
+from aiorun.engine.containers.logs import read_log
 from aiorun.engine.containers.records import Container
 from aiorun.errors import Conflict
 
@@ -58,11 +59,16 @@ class ViewsRoom(RoomBase):
     def _created_at(self, ref: str) -> int:
         return self.get(ref).created_ns
 
-    async def top(self, ref: str) -> dict[str, Any]:
+    async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
+        """``docker top`` (``ps_args``: the host ``ps``'s options, see :mod:`.top`)."""
         c = self.get(ref)
         if not c.state.has_process:
             raise Conflict(f"Container {c.id} is not running")
-        return await anyio.to_thread.run_sync(top_of_pid, c.state.pid)
+        try:
+            pids = list((await self._need_runtime().stats(c.id)).get("pids") or [])
+        except Exception:
+            pids = []                     # no cgroup to ask: the PID namespace decides
+        return await anyio.to_thread.run_sync(toptable.top, c.state.pid, pids, ps_args)
 
     async def logs(self, ref: str, *, follow: bool = False, stdout: bool = True,
                    stderr: bool = True, tail: int | None = None, since: float = 0,

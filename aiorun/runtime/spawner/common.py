@@ -228,3 +228,4 @@ class CgroupLimits:
         self.cpus = d.get("cpus")
         self.cpu_shares = d.get("cpu_shares")
         self.pids = d.get("pids")
+        self.device_rules = list(d.get("device_rules") or ())

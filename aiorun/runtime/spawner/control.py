@@ -73,6 +73,9 @@ class Control(SpawnerBase):
         sec = dict(cspec.get("security", {}))
         if spec.get("privileged"):
             sec["privileged"] = True
+            # as before: a privileged exec of an unprivileged container keeps its setuid
+            sec["no_new_privileges"] = bool(cspec.get("security", {}).get("privileged")) \
+                and bool(sec.get("no_new_privileges"))
         env = list(cspec.get("env", [])) + list(spec.get("env", []))
         cwd = spec.get("cwd") or cspec.get("cwd") or "/"
         user = spec.get("user") or cspec.get("user", "")
@@ -87,7 +90,7 @@ class Control(SpawnerBase):
             e1 = os.fork()
             if e1 == 0:
                 exec_child(spec["args"], env, cwd, user, sec, tty, c.cgroups, c.pid,
-                           (cin, cout, cerr), status_w)
+                           (cin, cout, cerr), status_w, cspec.get("ulimits"))
             for fd in close_after:
                 os.close(fd)
             close_after = []

@@ -56,10 +56,19 @@ def check_security(sec: dict) -> None:
         caps.effective_set(False, sec.get("cap_add") or [], sec.get("cap_drop") or [])
     except InvalidArgument as e:
         raise RequestError("InvalidArgument", e.message) from None
-    if sec.get("seccomp", "default") not in ("default", "unconfined"):
+    mode = sec.get("seccomp", "default")
+    if mode not in ("default", "unconfined", "profile"):
         raise RequestError("InvalidArgument",
-                           f"unsupported seccomp profile {sec.get('seccomp')!r} "
-                           "(\"default\" or \"unconfined\")")
+                           f"unsupported seccomp profile {mode!r} "
+                           "(\"default\", \"unconfined\" or \"profile\")")
+    if mode == "profile" and not sec.get("privileged"):
+        program = sec.get("seccomp_program") or ""
+        try:
+            ok = len(bytes.fromhex(program)) % 8 == 0 and program != ""
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RequestError("InvalidArgument", "seccomp profile: no compiled program")
 
 
 class CreateStart(SpawnerBase):
@@ -128,8 +137,9 @@ class CreateStart(SpawnerBase):
             close_after += [sync_r, status_w]
             p.sync_w, p.status_r = sync_w, status_r
             network = spec.get("network") or "none"
-            flags = (sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID |
-                     sc.CLONE_NEWCGROUP)
+            flags = (sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP)
+            if not spec.get("pid_host"):          # --pid host: the host's PID namespace
+                flags |= sc.CLONE_NEWPID
             if network not in ("host",) and not network.startswith("/"):
                 flags |= sc.CLONE_NEWNET
             t_fork = time.perf_counter_ns()

@@ -139,11 +139,30 @@ class Bookkeeping(SpawnerBase):
             for e in [q for q in self.procs.values()
                       if q.kind == "exec" and q.container_id == id]:
                 self._forget(e)
+            if p.spec.get("pid_host"):
+                # no PID namespace whose end takes the other processes along: kill what
+                # is left in the cgroup, as runc does (processes of the host's PID ns)
+                self._kill_cgroup(p)
             left = cgroups.remove(p.cgroups)
             if left:
                 raise RequestError("Error", f"cannot remove cgroups of {id}: {left}")
         self._forget(p)
         return {}
+
+    @staticmethod
+    def _kill_cgroup(p: Proc) -> None:
+        """SIGKILL every process still in ``p``'s cgroups (they are reaped by the loop:
+        the spawner is their subreaper)."""
+        for _ in range(50):
+            pids = cgroups.pids_in(p.cgroups)
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
 
     def _forget(self, p: Proc) -> None:
         self._close_fds(p)
