@@ -230,10 +230,6 @@ def test_compose_service_healthy_up_twice_and_down(s: Scope, tmp_path):
 
 
 @pytest.mark.skipif(not Path(COMPOSE).exists(), reason="no docker-compose")
-@pytest.mark.xfail(reason="the second `up -d` fails until network Options report only what "
-                          "the user set (\"needs to be recreated - option "
-                          "com.docker.network.bridge.name has changed\"): the fw-dns "
-                          "branch fixes it", strict=False)
 def test_compose_default_network_up_twice_and_down(s: Scope, tmp_path):
     try:
         _compose_up_twice_and_down(s, tmp_path, "")      # the project's own network
