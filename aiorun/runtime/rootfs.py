@@ -290,7 +290,11 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
     ``before_cgroupfs()`` (if given) runs right before /sys/fs/cgroup is mounted: the
     caller waits there for its cgroup join and enters its cgroup namespace, so everything
     else is set up while the join runs. /sys/fs/cgroup is then mounted after the spec's
-    mounts, unless one of those goes under /sys/fs/cgroup (then before, as runc does)."""
+    mounts, unless one of those goes under /sys/fs/cgroup (then before, as runc does).
+
+    Optional keys (the OCI runtime sets them from config.json; the daemon never does):
+    ``masked_paths`` / ``readonly_paths`` (default Docker's lists), ``sys_readonly``
+    (default: not privileged)."""
     rootfs = spec["rootfs"]
     privileged = spec["security"].get("privileged", False)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
@@ -302,7 +306,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         _setup_dev(rootfd)
-        mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
+        mount_in_root(rootfd, "/sys", "sysfs", "sysfs",
+                      readonly=spec.get("sys_readonly", not privileged),
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         mounts = spec.get("mounts", [])
         cgroup_late = not any(_under(m["destination"], "/sys/fs/cgroup") for m in mounts)
@@ -327,9 +332,9 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             if hierarchies:
                 _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
         if not privileged:
-            for p in MASKED_PATHS:
+            for p in spec.get("masked_paths", MASKED_PATHS):
                 _mask(rootfd, p)
-            for p in READONLY_PATHS:
+            for p in spec.get("readonly_paths", READONLY_PATHS):
                 _readonly(rootfd, p)
     finally:
         os.close(rootfd)
@@ -341,3 +346,14 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
     os.chdir("/")
     if spec["security"].get("readonly_rootfs"):
         sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def mask_path(rootfd: int, path: str) -> None:
+    """Hide ``path`` (a directory under an empty read-only tmpfs, a file under /dev/null);
+    nothing if it does not exist. Public for the OCI runtime (aiorun.oci.init)."""
+    _mask(rootfd, path)
+
+
+def readonly_path(rootfd: int, path: str) -> None:
+    """Bind ``path`` onto itself read-only (nosuid, nodev, noexec); nothing if absent."""
+    _readonly(rootfd, path)
