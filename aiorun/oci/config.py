@@ -194,10 +194,10 @@ def plan_from(cfg: dict[str, Any], bundle: str) -> Plan:
         plan.capabilities[kind] = names
     for i, rl in enumerate(_list(proc.get("rlimits"), "process.rlimits")):
         rl = _obj(rl, f"process.rlimits[{i}]")
-        kind = rl.get("type")
-        if kind not in RLIMITS:
-            raise ConfigError(f"process.rlimits[{i}].type: unknown rlimit {kind!r}")
-        plan.rlimits.append((RLIMITS[kind], _int(rl.get("soft"), f"process.rlimits[{i}].soft"),
+        rtype = rl.get("type")
+        if not isinstance(rtype, str) or rtype not in RLIMITS:
+            raise ConfigError(f"process.rlimits[{i}].type: unknown rlimit {rtype!r}")
+        plan.rlimits.append((RLIMITS[rtype], _int(rl.get("soft"), f"process.rlimits[{i}].soft"),
                              _int(rl.get("hard"), f"process.rlimits[{i}].hard")))
     if proc.get("oomScoreAdj") is not None:
         plan.oom_score_adj = _int(proc["oomScoreAdj"], "process.oomScoreAdj")
