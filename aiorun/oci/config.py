@@ -14,6 +14,7 @@ import resource
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.cgroup_layout import DEFAULT_DEVICES
 from ..runtime.spec import CgroupSpec
 
 #: namespace type → clone flag name (config-linux.md "Namespaces")
@@ -307,7 +308,8 @@ def _plan_mounts(cfg: dict[str, Any], plan: Plan) -> None:
         kind = m.get("type") or ""
         if "bind" in opts or "rbind" in opts:
             kind = "bind"
-        if STANDARD_MOUNTS.get(dest) in (kind, "cgroup" if kind == "cgroup2" else None):
+        std = STANDARD_MOUNTS.get(dest)
+        if std is not None and (std == kind or (std, kind) == ("cgroup", "cgroup2")):
             if dest == "/sys":
                 plan.sys_readonly = "ro" in opts
             continue                      # made by the runtime itself (see docs/oci-runtime)
@@ -386,3 +388,10 @@ def _plan_resources(res: dict[str, Any], plan: Plan) -> None:
                                      f"linux.resources.devices[{i}]")
                          for i, d in enumerate(_list(res.get("devices"),
                                                      "linux.resources.devices"))]
+    if plan.device_rules:
+        # As runc: the nodes the config creates, then the standard devices every container
+        # gets (null, zero, full, random, urandom, tty, console, ptmx, pts, tun, mknod).
+        plan.device_rules += [("allow", f"{d['type'] if d['type'] != 'u' else 'c'} "
+                                        f"{d['major']}:{d['minor']} rwm")
+                              for d in plan.devices if d["type"] in ("c", "b", "u")]
+        plan.device_rules += [("allow", r) for r in DEFAULT_DEVICES]

@@ -3,10 +3,14 @@ stdin, its own ``args`` (argv, ``args[0]`` included) and ``env``, and an optiona
 seconds. Where each kind runs, in aiorun-runtime:
 
 - ``prestart``, ``createRuntime``: by ``create``, in the runtime's namespaces, once PID 1 is
-  ready (runc runs createRuntime a step earlier, before pivot_root: no observable
-  difference for a hook that reads the state and the PID's /proc entries).
-- ``createContainer``: by ``create`` too, entering the container's mount namespace first.
-- ``startContainer``: by PID 1, inside the container, after ``start`` and before execve.
+  ready (runc runs them a step earlier, while PID 1 sets up its rootfs: no observable
+  difference for a hook that reads the state and the PID's /proc entries). State
+  ``creating``.
+- ``createContainer``: by PID 1 in the container's namespaces, after its mounts and before
+  pivot_root (so the path resolves on the host, as the spec asks). State ``creating``,
+  ``pid`` as PID 1 sees itself.
+- ``startContainer``: by PID 1, inside the container, after ``start`` and before execve
+  (path resolved in the container). State ``created``.
 - ``poststart``: by ``start``; ``poststop``: by ``delete``. A failure of these two is a
   warning, as the spec says; any other failing hook fails the operation.
 """
@@ -14,7 +18,6 @@ seconds. Where each kind runs, in aiorun-runtime:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from typing import Any
 
@@ -25,25 +28,16 @@ class HookError(Exception):
     pass
 
 
-def run_hook(kind: str, hook: Hook, state: dict[str, Any], mount_ns_of: int = 0) -> None:
-    """Run one hook; HookError names the hook and what it said. With ``mount_ns_of`` the
-    hook runs in that PID's mount namespace (``createContainer``)."""
+def run_hook(kind: str, hook: Hook, state: dict[str, Any]) -> None:
+    """Run one hook; HookError names the hook and what it said."""
     argv = hook.args or [hook.path]
     env = dict(kv.partition("=")[::2] for kv in hook.env)
-
-    def enter() -> None:
-        if mount_ns_of:
-            from ..runtime import syscalls as sc
-            fd = os.open(f"/proc/{mount_ns_of}/ns/mnt", os.O_RDONLY)
-            sc.setns(fd, sc.CLONE_NEWNS)
-            os.close(fd)
-            os.chdir("/")
-
+    # stdout is piped and dropped, not /dev/null: inside the container (createContainer,
+    # startContainer) the device cgroup may refuse opening /dev/null.
     try:
         r = subprocess.run(argv, executable=hook.path, env=env,
-                           input=json.dumps(state).encode(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, timeout=hook.timeout,
-                           preexec_fn=enter if mount_ns_of else None)
+                           input=json.dumps(state).encode(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=hook.timeout)
     except subprocess.TimeoutExpired:
         raise HookError(f"{kind} hook {hook.path} timed out after {hook.timeout}s") from None
     except OSError as e:
@@ -56,10 +50,9 @@ def run_hook(kind: str, hook: Hook, state: dict[str, Any], mount_ns_of: int = 0)
                         + (f": {said}" if said else ""))
 
 
-def run_all(kind: str, hooks: list[Hook], state: dict[str, Any],
-            mount_ns_of: int = 0) -> None:
+def run_all(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
     for h in hooks:
-        run_hook(kind, h, state, mount_ns_of)
+        run_hook(kind, h, state)
 
 
 def to_json(hooks: list[Hook]) -> list[dict[str, Any]]:

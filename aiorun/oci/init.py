@@ -46,7 +46,7 @@ def report(fd: int, msg: dict) -> None:
 def fail(fd: int, exc: BaseException) -> None:
     """Report ``exc`` on ``fd`` (or stderr once the report pipe is closed) and _exit."""
     code = exc.code if isinstance(exc, InitError) else 1
-    msg = str(exc) if isinstance(exc, (InitError, OSError)) else repr(exc)
+    msg = str(exc) if isinstance(exc, Exception) and str(exc) else repr(exc)
     try:
         if fd >= 0:
             report(fd, {"error": msg, "code": code})
@@ -173,12 +173,13 @@ def finalize(plan: Plan, args: list[str], env: list[str], cwd: str) -> tuple:
 
 
 def container_child(plan: Plan, dirs: list, report_w: int, fifo_fd: int,
-                    console_fd: int) -> None:
+                    console_fd: int, sync_fd: int, state: dict) -> None:
     """C1 (never returns). See the module docstring."""
     try:
         gc.disable()
         child_reset_signals()
-        keep = [0, 1, 2, report_w, fifo_fd] + ([console_fd] if console_fd >= 0 else [])
+        keep = [0, 1, 2, report_w, fifo_fd, sync_fd] + \
+            ([console_fd] if console_fd >= 0 else [])
         close_fds_except(keep)
         cgroups.join(dirs)
         for kind in JOIN_ORDER:
@@ -199,7 +200,7 @@ def container_child(plan: Plan, dirs: list, report_w: int, fifo_fd: int,
         sc.unshare(flags & ~sc.CLONE_NEWCGROUP)
         pid2 = os.fork()
         if pid2 == 0:
-            pid1_child(plan, dirs, flags, report_w, fifo_fd, console_fd)
+            pid1_child(plan, dirs, flags, report_w, fifo_fd, console_fd, sync_fd, state)
         report(report_w, {"pid": pid2})
         os._exit(0)
     except BaseException as e:
@@ -207,8 +208,10 @@ def container_child(plan: Plan, dirs: list, report_w: int, fifo_fd: int,
 
 
 def pid1_child(plan: Plan, dirs: list, flags: int, report_w: int, fifo_fd: int,
-               console_fd: int) -> None:
-    """C2, the container's PID 1 (never returns)."""
+               console_fd: int, sync_fd: int, state: dict) -> None:
+    """C2, the container's PID 1 (never returns). ``state``: the OCI state for the hooks
+    run here (createContainer before pivot_root, startContainer before execve)."""
+    from .hooks import run_all
     try:
         if not plan.terminal:
             os.setsid()
@@ -222,7 +225,16 @@ def pid1_child(plan: Plan, dirs: list, flags: int, report_w: int, fifo_fd: int,
             bring_up_loopback()
         hierarchies = [(d.version, d.controllers if d.version == 1 else d.enable)
                        for d in dirs]
-        setup_rootfs(rootfs_spec(plan), hierarchies)
+        state = dict(state, pid=os.getpid())
+
+        def create_hooks() -> None:
+            if plan.hooks.get("prestart") or plan.hooks.get("createRuntime"):
+                report(report_w, {"hooks": True})       # the runtime runs them now
+                if os.read(sync_fd, 1) != b"h":
+                    os._exit(1)                         # a hook failed: create reports it
+            os.close(sync_fd)
+            run_all("createContainer", plan.hooks.get("createContainer", []), state)
+        setup_rootfs(rootfs_spec(plan), hierarchies, before_pivot=create_hooks)
         write_sysctls(plan.sysctl)
         make_devices(plan.devices)
         apply_masks(plan)
@@ -236,6 +248,8 @@ def pid1_child(plan: Plan, dirs: list, flags: int, report_w: int, fifo_fd: int,
         if os.read(fifo_fd, 1) != b"g":
             os._exit(1)                   # deleted before start
         os.close(fifo_fd)
+        run_all("startContainer", plan.hooks.get("startContainer", []),
+                dict(state, status="created"))
         path, argv, envp = finalize(plan, plan.args, plan.env, plan.cwd)
         exec_command(path, argv, envp)
     except BaseException as e:

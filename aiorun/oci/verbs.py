@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..runtime import cgroups
@@ -83,6 +84,71 @@ def _kill_and_wait(pid: int, pid_start: int, timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+def _iter_reports(fd: int) -> Iterator[dict[str, Any]]:
+    """The children's JSON-line reports, as they arrive, until every writer is gone."""
+    buf = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                yield {"error": line.decode(errors="replace")}
+
+
+def _spawn(plan: Plan, dirs: list[CgroupDir], fifo_fd: int, console_fd: int,
+           creating: dict[str, Any]) -> int:
+    """Fork C1 (→ PID 1) and follow its reports until PID 1 is ready; PID 1's host pid.
+    When PID 1 asks (``{"hooks": true}``, its mounts made, before pivot_root) the
+    ``prestart``/``createRuntime`` hooks run here and PID 1 is told to go on, so they come
+    before its ``createContainer`` hooks, as the spec orders them."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    c1 = os.fork()
+    if c1 == 0:
+        os.close(sync_w)
+        container_child(plan, dirs, w, fifo_fd, console_fd, sync_r, creating)
+    os.close(w)
+    os.close(sync_r)
+    os.close(fifo_fd)
+    if console_fd >= 0:
+        os.close(console_fd)
+    pid, ready, asked = 0, False, False
+    err: BaseException | None = None
+    try:
+        for msg in _iter_reports(r):
+            pid = msg.get("pid", pid)
+            ready = ready or bool(msg.get("ready"))
+            asked = asked or bool(msg.get("hooks"))
+            if "error" in msg and err is None:
+                err = VerbError(msg["error"])
+            if asked and pid and sync_w >= 0:
+                try:
+                    state = dict(creating, pid=pid)
+                    hooksmod.run_all("prestart", plan.hooks.get("prestart", []), state)
+                    hooksmod.run_all("createRuntime", plan.hooks.get("createRuntime", []),
+                                     state)
+                    os.write(sync_w, b"h")
+                except hooksmod.HookError as e:
+                    err = e                 # PID 1 reads EOF below and gives up
+                os.close(sync_w)
+                sync_w = -1
+    finally:
+        os.close(r)
+        if sync_w >= 0:
+            os.close(sync_w)
+        os.waitpid(c1, 0)
+    if err is not None or not ready:
+        if pid:
+            _kill_and_wait(pid, st.proc_start_time(pid))
+        raise err or VerbError("the container's init exited before it was ready")
+    return pid
+
+
 def create(root: str, cid: str, bundle: str, pid_file: str = "", console_socket: str = "",
            detach: bool = True) -> st.Record:
     """Set the container up and leave PID 1 waiting for ``start``."""
@@ -125,22 +191,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str = "", console_socket:
                 s.close()
                 raise VerbError(f"console socket {console_socket}: {e.strerror}") from None
             console_fd = s.detach()
-        r, w = os.pipe2(os.O_CLOEXEC)
-        c1 = os.fork()
-        if c1 == 0:
-            container_child(plan, dirs, w, fifo_fd, console_fd)
-        os.close(w)
-        os.close(fifo_fd)
-        if console_fd >= 0:
-            os.close(console_fd)
-        reports = _read_reports(r)
-        os.close(r)
-        os.waitpid(c1, 0)
-        pid = next((m["pid"] for m in reports if "pid" in m), 0)
-        err = next((m for m in reports if "error" in m), None)
-        if err is not None or not any(m.get("ready") for m in reports):
-            raise VerbError(err["error"] if err else "the container's init exited "
-                                                     "before it was ready")
+        creating = {"ociVersion": st.OCI_VERSION, "id": cid, "status": "creating",
+                    "bundle": bundle, "annotations": plan.annotations}
+        pid = _spawn(plan, dirs, fifo_fd, console_fd, creating)
         rec = st.Record(id=cid, bundle=bundle, pid=pid, pid_start=st.proc_start_time(pid),
                         created=st.rfc3339_now(), annotations=plan.annotations,
                         cgroup_dirs=_dirs_to_json(dirs),
@@ -148,11 +201,6 @@ def create(root: str, cid: str, bundle: str, pid_file: str = "", console_socket:
                                for k in ("poststart", "poststop")})
         if not rec.pid_start:
             raise VerbError("the container's init exited before it was ready")
-        state = st.oci_state(rec, "created")
-        hooksmod.run_all("prestart", plan.hooks.get("prestart", []), state)
-        hooksmod.run_all("createRuntime", plan.hooks.get("createRuntime", []), state)
-        hooksmod.run_all("createContainer", plan.hooks.get("createContainer", []), state,
-                         mount_ns_of=pid)
         st.save(root, rec)
         if pid_file:
             _write_pid_file(pid_file, pid)

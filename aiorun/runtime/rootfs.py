@@ -282,7 +282,8 @@ def _under(path: str, top: str) -> bool:
 
 
 def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] = (),
-                 before_cgroupfs: Callable[[], None] | None = None) -> None:
+                 before_cgroupfs: Callable[[], None] | None = None,
+                 before_pivot: Callable[[], None] | None = None) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
     (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup.
@@ -338,6 +339,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
                 _readonly(rootfd, p)
     finally:
         os.close(rootfd)
+    if before_pivot is not None:
+        before_pivot()                    # OCI createContainer hooks: container ns, host root
     os.chdir(rootfs)
     sc.pivot_root(".", ".")
     # The old root is stacked under "."; detach it without propagating to the host.
