@@ -73,6 +73,7 @@ class Plan:
     domainname: str = ""
     mounts: list[dict[str, Any]] = field(default_factory=list)    # runtime.spec.MountSpec dicts
     sys_readonly: bool = True
+    cgroup_readonly: bool = True
     masked_paths: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
     #: namespace type → "" (new) or a path to join; a type not listed is shared with the host
@@ -312,6 +313,8 @@ def _plan_mounts(cfg: dict[str, Any], plan: Plan) -> None:
         if std is not None and (std == kind or (std, kind) == ("cgroup", "cgroup2")):
             if dest == "/sys":
                 plan.sys_readonly = "ro" in opts
+            elif dest == "/sys/fs/cgroup":
+                plan.cgroup_readonly = "ro" in opts
             continue                      # made by the runtime itself (see docs/oci-runtime)
         for o in opts:
             if o in REFUSED_MOUNT_OPTIONS:

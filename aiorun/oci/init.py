@@ -28,7 +28,7 @@ from ..runtime import syscalls as sc
 from ..runtime.child import InitError, child_reset_signals, close_fds_except
 from ..runtime.init import (bring_up_loopback, exec_command, find_executable, join_namespaces,
                             open_console)
-from ..runtime.rootfs import mask_path, readonly_path, setup_rootfs
+from ..runtime.rootfs import mask_path, mount_in_root, open_in_root, readonly_path, setup_rootfs
 from . import seccomp
 from .config import Plan
 
@@ -92,6 +92,34 @@ def make_devices(devices: list[dict]) -> None:
                  os.makedev(d["major"], d["minor"]))
         os.chmod(path, d["mode"] & 0o7777)
         os.chown(path, d["uid"], d["gid"])
+
+
+def bind_cgroupfs(plan: Plan, dirs: list) -> None:
+    """/sys/fs/cgroup without a cgroup namespace (before pivot_root): a tmpfs with each of
+    the container's cgroup directories bound in under its hierarchy's name (read-only
+    unless the config's cgroup mount says rw), as runc does."""
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    rootfd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if len(dirs) == 1 and dirs[0].version == 2:
+            mount_in_root(rootfd, "/sys/fs/cgroup", "bind", dirs[0].path,
+                          readonly=plan.cgroup_readonly, extra_flags=flags)
+            return
+        mount_in_root(rootfd, "/sys/fs/cgroup", "tmpfs", "tmpfs", ["mode=755"],
+                      extra_flags=flags)
+        for d in dirs:
+            name = ",".join(d.controllers) if d.version == 1 else "unified"
+            mount_in_root(rootfd, f"/sys/fs/cgroup/{name}", "bind", d.path,
+                          readonly=plan.cgroup_readonly, extra_flags=flags)
+        if plan.cgroup_readonly:
+            fd = open_in_root(rootfd, "/sys/fs/cgroup")
+            try:
+                sc.mount(None, f"/proc/self/fd/{fd}", None,
+                         sc.MS_REMOUNT | sc.MS_RDONLY | flags, "mode=755")
+            finally:
+                os.close(fd)
+    finally:
+        os.close(rootfd)
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:
@@ -223,11 +251,17 @@ def pid1_child(plan: Plan, dirs: list, flags: int, report_w: int, fifo_fd: int,
             sc.setdomainname(plan.domainname)
         if flags & sc.CLONE_NEWNET:
             bring_up_loopback()
+        # With a cgroup namespace, /sys/fs/cgroup is mounted fresh from inside it (it shows
+        # the container's own subtree); without one, as runc, the container's directories
+        # are bound in (a fresh mount would show the whole host hierarchy).
+        own_ns = "cgroup" in plan.namespaces
         hierarchies = [(d.version, d.controllers if d.version == 1 else d.enable)
-                       for d in dirs]
+                       for d in dirs] if own_ns else []
         state = dict(state, pid=os.getpid())
 
         def create_hooks() -> None:
+            if not own_ns and dirs:
+                bind_cgroupfs(plan, dirs)
             if plan.hooks.get("prestart") or plan.hooks.get("createRuntime"):
                 report(report_w, {"hooks": True})       # the runtime runs them now
                 if os.read(sync_fd, 1) != b"h":

@@ -87,9 +87,14 @@ def _fdpath(fd: int) -> str:
 
 
 _FLAG_OPTS = {"ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID, "nodev": sc.MS_NODEV,
-              "noexec": sc.MS_NOEXEC}
+              "noexec": sc.MS_NOEXEC, "sync": 16, "mand": 64, "dirsync": 128,
+              "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21,
+              "strictatime": sc.MS_STRICTATIME}
+# Options that only restate a default (or are handled elsewhere: propagation, SELinux
+# relabelling, Docker's nocopy) — never passed to the filesystem as data.
 _IGNORED_OPTS = {"rw", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared",
-                 "rshared", "z", "Z", "suid", "dev", "exec", "nocopy"}
+                 "rshared", "z", "Z", "suid", "dev", "exec", "nocopy", "async", "atime",
+                 "diratime", "nomand", "norelatime", "nostrictatime"}
 
 
 def split_options(options: list[str]) -> tuple[int, str]:
