@@ -28,7 +28,7 @@ from ..runtime import syscalls as sc
 from ..runtime.child import InitError, child_reset_signals, close_fds_except
 from ..runtime.init import (bring_up_loopback, exec_command, find_executable, join_namespaces,
                             open_console)
-from ..runtime.rootfs import mask_path, mount_in_root, open_in_root, readonly_path, setup_rootfs
+from ..runtime.rootfs import mask_path, mount_in_root, readonly_path, setup_rootfs
 from . import seccomp
 from .config import Plan
 
@@ -74,7 +74,8 @@ def rootfs_spec(plan: Plan) -> dict:
     """The dict :func:`aiorun.runtime.rootfs.setup_rootfs` takes (masks applied later, after
     the sysctls, so /proc/sys can still be written)."""
     return {"rootfs": plan.rootfs, "mounts": plan.mounts, "masked_paths": [],
-            "readonly_paths": [], "sys_readonly": plan.sys_readonly,
+            "readonly_paths": [], "sys_readonly": plan.sys_readonly, "dev_mknod": True,
+            "cgroup_tmpfs_readonly": False,
             "security": {"privileged": False, "readonly_rootfs": plan.readonly_rootfs}}
 
 
@@ -95,9 +96,9 @@ def make_devices(devices: list[dict]) -> None:
 
 
 def bind_cgroupfs(plan: Plan, dirs: list) -> None:
-    """/sys/fs/cgroup without a cgroup namespace (before pivot_root): a tmpfs with each of
-    the container's cgroup directories bound in under its hierarchy's name (read-only
-    unless the config's cgroup mount says rw), as runc does."""
+    """/sys/fs/cgroup without a cgroup namespace (before pivot_root): a (writable, as runc)
+    tmpfs with each of the container's cgroup directories bound in under its hierarchy's
+    name (read-only unless the config's cgroup mount says rw), as runc does."""
     flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     rootfd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -111,13 +112,6 @@ def bind_cgroupfs(plan: Plan, dirs: list) -> None:
             name = ",".join(d.controllers) if d.version == 1 else "unified"
             mount_in_root(rootfd, f"/sys/fs/cgroup/{name}", "bind", d.path,
                           readonly=plan.cgroup_readonly, extra_flags=flags)
-        if plan.cgroup_readonly:
-            fd = open_in_root(rootfd, "/sys/fs/cgroup")
-            try:
-                sc.mount(None, f"/proc/self/fd/{fd}", None,
-                         sc.MS_REMOUNT | sc.MS_RDONLY | flags, "mode=755")
-            finally:
-                os.close(fd)
     finally:
         os.close(rootfd)
 
@@ -141,6 +135,18 @@ def apply_masks(plan: Plan) -> None:
             readonly_path(rootfd, p)
     finally:
         os.close(rootfd)
+
+
+def home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f.read(1 << 20).splitlines():
+                parts = line.split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
 
 
 def finalize(plan: Plan, args: list[str], env: list[str], cwd: str) -> tuple:
@@ -189,6 +195,8 @@ def finalize(plan: Plan, args: list[str], env: list[str], cwd: str) -> tuple:
     for kv in env:
         k, _, v = kv.partition("=")
         envd[k] = v
+    if "HOME" not in envd:
+        envd["HOME"] = home_of(plan.uid)          # as runc: from /etc/passwd, else /
     try:
         os.chdir(cwd)
     except OSError as e:

@@ -166,15 +166,22 @@ def own_top_dir(rootfd: int, name: str) -> None:
     os.mkdir(name, 0o755, dir_fd=rootfd)
 
 
-def _setup_dev(rootfd: int) -> None:
-    """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
-    instance), shm, mqueue and the usual symlinks. (TTY mode: :func:`open_console` adds
-    /dev/console once the pty exists.)"""
+def _setup_dev(rootfd: int, mknod: bool = False) -> None:
+    """/dev as a fresh tmpfs with the standard devices bound from the host (``mknod``:
+    made as nodes of the tmpfs, as runc does), devpts (its own instance), shm, mqueue and
+    the usual symlinks (``core`` only where /proc/kcore exists, as runc). (TTY mode:
+    :func:`open_console` adds /dev/console once the pty exists.)"""
+    import stat as _stat
     mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
                   extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
     dev = open_in_root(rootfd, "/dev")
     try:
         for name in DEVICES:
+            if mknod:
+                os.mknod(name, _stat.S_IFCHR | 0o666, os.stat(f"/dev/{name}").st_rdev,
+                         dir_fd=dev)
+                os.chmod(name, 0o666, dir_fd=dev)
+                continue
             fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
                          dir_fd=dev)
             os.close(fd)
@@ -185,9 +192,12 @@ def _setup_dev(rootfd: int) -> None:
                 os.close(t)
         for d in ("pts", "shm", "mqueue"):
             os.mkdir(d, 0o755, dir_fd=dev)
-        for src, name in (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
-                          ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
-                          ("pts/ptmx", "ptmx"), ("/proc/kcore", "core")):
+        links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+                 ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
+                 ("pts/ptmx", "ptmx")]
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "core"))
+        for src, name in links:
             os.symlink(src, name, dir_fd=dev)
     finally:
         os.close(dev)
@@ -235,7 +245,7 @@ def _readonly(rootfd: int, path: str) -> None:
 
 
 def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
-                    readonly: bool) -> None:
+                    readonly: bool, tmpfs_readonly: bool | None = None) -> None:
     """/sys/fs/cgroup as Docker shows it: per joined v1 hierarchy a ``cgroup`` mount named
     after its controllers (plus the usual cpu/cpuacct symlinks), or one ``cgroup2`` mount.
     Mounted from inside the new cgroup namespace, so each shows only the container's own
@@ -272,7 +282,7 @@ def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
                 sc.mount("cgroup2", _fdpath(fd), "cgroup2", flags, None)
         finally:
             os.close(fd)
-    if readonly:
+    if readonly if tmpfs_readonly is None else tmpfs_readonly:
         fd = open_in_root(rootfd, "/sys/fs/cgroup")
         try:
             sc.mount(None, _fdpath(fd), None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID |
@@ -300,7 +310,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
 
     Optional keys (the OCI runtime sets them from config.json; the daemon never does):
     ``masked_paths`` / ``readonly_paths`` (default Docker's lists), ``sys_readonly``
-    (default: not privileged)."""
+    (default: not privileged), ``dev_mknod`` (device nodes instead of binds),
+    ``cgroup_tmpfs_readonly`` (default: as the cgroup mounts)."""
     rootfs = spec["rootfs"]
     privileged = spec["security"].get("privileged", False)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
@@ -311,7 +322,7 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             own_top_dir(rootfd, top)
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        _setup_dev(rootfd)
+        _setup_dev(rootfd, mknod=spec.get("dev_mknod", False))
         mount_in_root(rootfd, "/sys", "sysfs", "sysfs",
                       readonly=spec.get("sys_readonly", not privileged),
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
@@ -321,7 +332,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             if before_cgroupfs is not None:
                 before_cgroupfs()
             if hierarchies:
-                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged,
+                                tmpfs_readonly=spec.get("cgroup_tmpfs_readonly"))
         for m in mounts:
             try:
                 mount_in_root(rootfd, m["destination"], m.get("type") or "bind",
@@ -336,7 +348,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
                 before_cgroupfs()
             mark("cgroup_wait")
             if hierarchies:
-                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged,
+                                tmpfs_readonly=spec.get("cgroup_tmpfs_readonly"))
         if not privileged:
             for p in spec.get("masked_paths", MASKED_PATHS):
                 _mask(rootfd, p)
