@@ -208,7 +208,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str = "", console_socket:
     except BaseException:
         if pid:
             _kill_and_wait(pid, st.proc_start_time(pid))
-        cgroups.remove(dirs)
+        cgroups.remove(dirs, parents=False)
         shutil.rmtree(cdir, ignore_errors=True)
         raise
 
@@ -293,7 +293,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    left = cgroups.remove(dirs)
+    # The parent (cgroupsPath's directory) is the caller's: kept, as runc keeps it.
+    left = cgroups.remove(dirs, parents=False)
     _warn_hooks("poststop", rec, st.oci_state(rec, "stopped"))
     shutil.rmtree(st.container_dir(root, cid), ignore_errors=True)
     if left:

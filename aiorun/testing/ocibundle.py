@@ -82,3 +82,24 @@ def run(runtime: str, root: Path, *args: str, timeout: float = 60,
         return subprocess.CompletedProcess(p.args, p.returncode,
                                            out.read().decode(errors="replace"),
                                            err.read().decode(errors="replace"))
+
+
+def remove_cgroup_parent(path: str, timeout: float = 5.0) -> list[str]:
+    """rmdir ``/sys/fs/cgroup/*<path>`` in every hierarchy (a parent the runtimes keep, as
+    runc does), retrying while the last tasks drain; the directories that stayed."""
+    import time
+    left = []
+    for p in Path("/sys/fs/cgroup").glob(f"*{path}"):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                p.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    left.append(str(p))
+                    break
+                time.sleep(0.02)
+    return left

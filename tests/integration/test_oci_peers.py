@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aiorun.testing.ocibundle import runtime_path
+from aiorun.testing.ocibundle import remove_cgroup_parent, runtime_path
 from aiorun.testing.util import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -204,6 +204,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, podman):
             c.ctr("container", "delete", t, check=False)
         c.ctr("images", "rm", "localhost/bb:latest", check=False)
         c.stop()
+        remove_cgroup_parent("/aiorun-test")   # the namespace's parent (kept, as runc)
         subprocess.run(["umount", "-R", "-l", str(base / "state")], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 

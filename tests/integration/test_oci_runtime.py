@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from aiorun.testing.ocibundle import base_config, make_bundle, make_rootfs, run, runtime_path
+from aiorun.testing.ocibundle import (base_config, make_bundle, make_rootfs, remove_cgroup_parent,
+                                      run, runtime_path)
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +30,12 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def cg() -> str:
-    """A cgroups path of this test (its aiorun-* parent is checked by the host guard)."""
-    return f"/aiorun-oci-{os.urandom(4).hex()}"
+def cg(root):                             # after ``root``'s teardown deleted the containers
+    """A cgroups parent path of this test (checked by the host guard). The runtime removes
+    each container's own directory and keeps the parent, as runc: removed here."""
+    path = f"/aiorun-oci-{os.urandom(4).hex()}"
+    yield path
+    assert remove_cgroup_parent(path) == []
 
 
 @pytest.fixture
@@ -76,7 +80,7 @@ def test_lifecycle(rt, root, rootfs, tmp_path, cg):
         time.sleep(0.02)
     assert json.loads(run(rt, root, "state", "c1").stdout)["status"] == "stopped"
     assert run(rt, root, "delete", "c1").returncode == 0
-    assert not (root / "c1").exists() and not _cgroup_exists(cg)
+    assert not (root / "c1").exists() and not _cgroup_exists(f"{cg}/c1")
     r = run(rt, root, "state", "c1")
     assert r.returncode == 1 and "does not exist" in r.stderr
 
@@ -86,13 +90,13 @@ def test_run_exit_status_and_list(rt, root, rootfs, tmp_path, cg):
                                                 f"{cg}/r1"), rootfs)
     r = run(rt, root, "run", "--bundle", str(b), "r1")
     assert (r.returncode, r.stdout) == (3, "hi\n")
-    assert not (root / "r1").exists() and not _cgroup_exists(cg)
+    assert not (root / "r1").exists() and not _cgroup_exists(f"{cg}/r1")
     b2 = make_bundle(tmp_path / "b2", base_config(["sleep", "300"], f"{cg}/r2"), rootfs)
     assert run(rt, root, "run", "-d", "--bundle", str(b2), "r2").returncode == 0
     listed = json.loads(run(rt, root, "list", "--format", "json").stdout)
     assert [(i["id"], i["status"]) for i in listed] == [("r2", "running")]
     assert run(rt, root, "delete", "--force", "r2").returncode == 0
-    assert not _cgroup_exists(cg)
+    assert not _cgroup_exists(f"{cg}/r2")
 
 
 PROBE = r"""
@@ -161,7 +165,7 @@ def test_config_seen_from_inside(rt, root, rootfs, tmp_path, cg):
         "crw-r----- 1 7",
         f"mem={64 << 20} pids=42",
     ], r.stdout
-    assert not _cgroup_exists(cg)
+    assert not _cgroup_exists(f"{cg}/p1")
 
 
 @pytest.mark.parametrize("allowed", [False, True])
@@ -265,7 +269,7 @@ def test_failing_hook_fails_create_and_leaves_nothing(rt, root, rootfs, tmp_path
     r = run(rt, root, "create", "--bundle", str(b), "f1")
     assert r.returncode == 1
     assert "createRuntime hook /bin/sh exited with status 4: nope" in r.stderr
-    assert not (root / "f1").exists() and not _cgroup_exists(cg)
+    assert not (root / "f1").exists() and not _cgroup_exists(f"{cg}/f1")
 
 
 def test_console_socket_gets_the_pty(rt, root, rootfs, tmp_path, cg):
@@ -296,6 +300,8 @@ def test_console_socket_gets_the_pty(rt, root, rootfs, tmp_path, cg):
         assert b"/dev/pts/0" in out and b"done" in out
     finally:
         os.close(master)
+    r = run(rt, root, "delete", "--force", "t1")
+    assert r.returncode == 0, r.stderr
 
 
 def test_update_resources(rt, root, rootfs, tmp_path, cg):
@@ -311,7 +317,7 @@ def test_update_resources(rt, root, rootfs, tmp_path, cg):
     r = run(rt, root, "exec", "-d", "--pid-file", str(tmp_path / "epid"), "u1", "sleep", "1")
     assert r.returncode == 0 and int((tmp_path / "epid").read_text()) > 0
     assert run(rt, root, "delete", "--force", "u1").returncode == 0
-    assert not _cgroup_exists(cg)
+    assert not _cgroup_exists(f"{cg}/u1")
 
 
 def _bad_bundles(tmp: Path, rootfs: Path) -> dict[str, tuple[Path, str]]:
