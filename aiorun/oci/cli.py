@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         v.add_argument("--pid-file", default="")
         v.add_argument("--console-socket", default="")
         v.add_argument("--no-pivot", action="store_true",
-                       help="accepted: pivot_root is always used")
+                       help="refused: aiorun-runtime always uses pivot_root")
         v.add_argument("--no-new-keyring", action="store_true",
                        help="accepted: no session keyring is made")
         if name == "run":
@@ -154,6 +154,9 @@ def _dispatch(a: argparse.Namespace) -> int:
         build_parser().print_help()
         return 0
     root = a.root
+    if getattr(a, "no_pivot", False):
+        raise verbs.VerbError("--no-pivot is not supported: aiorun-runtime always uses "
+                              "pivot_root (a rootfs on a ramdisk cannot be pivoted from)")
     if a.verb == "create":
         verbs.create(root, a.id, a.bundle, a.pid_file, a.console_socket)
     elif a.verb == "run":
