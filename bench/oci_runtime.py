@@ -31,12 +31,16 @@ from aiorun.testing.ocibundle import base_config, make_bundle, runtime_path
 
 
 def _time(argv: list[str], check: bool = True) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-    dt = time.perf_counter() - t
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode(errors='replace')}")
+    """Wall time of one whole process. Its stderr goes to a file, never a pipe: a container
+    made by ``create`` inherits it and would hold a pipe open until it exits."""
+    with tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=err)
+        dt = time.perf_counter() - t
+        if check and r.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv)}: {err.read().decode(errors='replace')}")
     return dt * 1000
 
 
@@ -55,7 +59,8 @@ def measure(rt: str, bundle: Path, root: Path, runs: int) -> dict[str, list[floa
         c = _time([rt, "--root", str(root), "create", "--bundle", str(bundle), cid])
         s = _time([rt, "--root", str(root), "start", cid])
         for _ in range(500):
-            r = subprocess.run([rt, "--root", str(root), "state", cid], capture_output=True)
+            r = subprocess.run([rt, "--root", str(root), "state", cid], capture_output=True,
+                               stdin=subprocess.DEVNULL)
             if json.loads(r.stdout)["status"] == "stopped":
                 break
             time.sleep(0.002)
@@ -82,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = "not installed"
                 continue
             root = tmp / f"root-{name}"
-            probe = subprocess.run([path, "--root", str(root), "run", "--bundle", str(bundle),
-                                    "probe"], capture_output=True, text=True)
-            if probe.returncode != 0:
-                results[name] = f"does not run here: {probe.stderr.strip()[:80]}"
+            try:
+                _time([path, "--root", str(root), "run", "--bundle", str(bundle), "probe"])
+            except RuntimeError as e:
+                results[name] = f"does not run here: {str(e).split(': ', 1)[-1].strip()[:70]}"
                 continue
             results[name] = measure(path, bundle, root, args.runs)
         floor = {"python -S -c pass": [_time([sys.executable, "-S", "-c", "pass"])

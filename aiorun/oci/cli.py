@@ -8,232 +8,201 @@ Errors go to stderr and, with ``--log``, to the log file (one JSON object per li
 ``--log-format json``: ``{"level": "error", "msg": ..., "time": ...}``, where containerd
 reads them from). Exit status 1 on error; ``run`` and ``exec`` in the foreground exit with
 the process's status.
+
+Every call is a new interpreter, so each verb imports only what it uses: ``state``,
+``start``, ``kill`` and ``delete`` never load the container set-up code (bench/oci_runtime).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from typing import Any, NoReturn
+TYPE_CHECKING = False                    # not typing's: each call pays its imports
+if TYPE_CHECKING:
+    from typing import Any
 
-from . import verbs
-from .config import ConfigError
-from .hooks import HookError
-from .spec import default_spec, features
-from .state import DEFAULT_ROOT, OCI_VERSION, StateError
+from .args import Args, parse, usage
+from .errors import OciError, VerbError
+from .state import DEFAULT_ROOT, OCI_VERSION
 
 VERSION = "0.1.0"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise verbs.VerbError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="aiorun-runtime", description="aiorun's OCI runtime (runc-compatible "
-                                                     "command line)")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
-    p.add_argument("--log", default="", help="append errors to this file")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true", help="accepted; nothing more is logged")
-    p.add_argument("--systemd-cgroup", action="store_true",
-                   help="refused: aiorun-runtime manages cgroupfs paths only")
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="verb", metavar="VERB")
-
-    def verb(name: str, help_: str, with_id: bool = True) -> argparse.ArgumentParser:
-        v = sub.add_parser(name, help=help_)
-        if with_id:
-            v.add_argument("id")
-        return v
-
-    for name in ("create", "run"):
-        v = verb(name, "create a container from a bundle" if name == "create"
-                 else "create, start, wait and delete")
-        v.add_argument("-b", "--bundle", default=".")
-        v.add_argument("--pid-file", default="")
-        v.add_argument("--console-socket", default="")
-        v.add_argument("--no-pivot", action="store_true",
-                       help="refused: aiorun-runtime always uses pivot_root")
-        v.add_argument("--no-new-keyring", action="store_true",
-                       help="accepted: no session keyring is made")
-        if name == "run":
-            v.add_argument("-d", "--detach", action="store_true")
-    verb("start", "start a created container")
-    verb("state", "print the container's OCI state")
-    k = verb("kill", "send a signal (default SIGTERM)")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    k.add_argument("-a", "--all", action="store_true")
-    d = verb("delete", "delete a stopped container")
-    d.add_argument("-f", "--force", action="store_true")
-    e = verb("exec", "run a process in a running container")
-    e.add_argument("command", nargs=argparse.REMAINDER)
-    e.add_argument("-p", "--process", default="")
-    e.add_argument("-t", "--tty", action="store_true")
-    e.add_argument("--console-socket", default="")
-    e.add_argument("--pid-file", default="")
-    e.add_argument("-d", "--detach", action="store_true")
-    e.add_argument("--cwd", default="")
-    e.add_argument("-e", "--env", action="append", default=[])
-    e.add_argument("-u", "--user", default="")
-    ps = verb("ps", "list the container's processes")
-    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    verb("pause", "freeze every process of the container")
-    verb("resume", "thaw a paused container")
-    u = verb("update", "change resource limits")
-    u.add_argument("-r", "--resources", default="", help="LinuxResources JSON file, - = stdin")
-    u.add_argument("--memory", type=int)
-    u.add_argument("--memory-swap", type=int)
-    u.add_argument("--cpu-shares", type=int)
-    u.add_argument("--cpu-quota", type=int)
-    u.add_argument("--cpu-period", type=int)
-    u.add_argument("--pids-limit", type=int)
-    ls = verb("list", "list containers", with_id=False)
-    ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    ls.add_argument("-q", "--quiet", action="store_true")
-    verb("features", "print the runtime-spec features JSON", with_id=False)
-    sp = verb("spec", "write a default config.json", with_id=False)
-    sp.add_argument("-b", "--bundle", default=".")
-    sp.add_argument("--rootless", action="store_true", help="refused: not supported")
-    return p
-
-
-def _log_error(args: argparse.Namespace | None, msg: str) -> None:
+def _log_error(a: Args | None, msg: str) -> None:
     print(f"aiorun-runtime: {msg}", file=sys.stderr)
-    if args is None or not args.log:
+    log = a.str("log") if a is not None else ""
+    if not log:
         return
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = (json.dumps({"level": "error", "msg": msg, "time": now})
-            if args.log_format == "json" else f'time="{now}" level=error msg="{msg}"')
+            if a is not None and a.str("log_format") == "json"
+            else f'time="{now}" level=error msg="{msg}"')
     try:
-        with open(args.log, "a") as f:
+        with open(log, "a") as f:
             f.write(line + "\n")
     except OSError:
         pass
 
 
-def _process_for_exec(a: argparse.Namespace) -> dict[str, Any]:
-    if a.process:
-        with open(a.process) as f:
+def _process_for_exec(a: Args, root: str) -> dict[str, Any]:
+    if a.str("process"):
+        with open(a.str("process")) as f:
             proc = json.load(f)
         if not isinstance(proc, dict):
-            raise verbs.VerbError(f"{a.process}: a JSON process object was expected")
+            raise VerbError(f"{a.str('process')}: a JSON process object was expected")
         return proc
-    if not a.command:
-        raise verbs.VerbError("exec needs a command or --process")
+    if not a.rest:
+        raise VerbError("exec needs a command or --process")
     from . import state as st
-    rec = st.load(a.root, a.id)
+    rec = st.load(root, a.pos["id"])
     with open(os.path.join(rec.bundle, "config.json")) as f:
         base = dict(json.load(f).get("process") or {})
-    base["args"] = a.command[1:] if a.command[:1] == ["--"] else a.command
-    base["terminal"] = a.tty
-    base["env"] = list(base.get("env") or []) + a.env
-    if a.cwd:
-        base["cwd"] = a.cwd
-    if a.user:
-        uid, _, gid = a.user.partition(":")
+    base["args"] = a.rest
+    base["terminal"] = bool(a.get("tty"))
+    env = a.get("env") or []
+    assert isinstance(env, list)
+    base["env"] = list(base.get("env") or []) + env
+    if a.str("cwd"):
+        base["cwd"] = a.str("cwd")
+    if a.str("user"):
+        uid, _, gid = a.str("user").partition(":")
         try:
             base["user"] = {"uid": int(uid), "gid": int(gid or 0)}
         except ValueError:
-            raise verbs.VerbError(f"--user {a.user!r}: give uid[:gid] as numbers") from None
+            raise VerbError(f"--user {a.str('user')!r}: give uid[:gid] as numbers") from None
     return base
 
 
-def _dispatch(a: argparse.Namespace) -> int:
-    if a.version:
+def _int_opt(a: Args, name: str) -> int | None:
+    v = a.str(name)
+    if not v:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise VerbError(f"--{name.replace('_', '-')} {v!r}: an integer was expected") from None
+
+
+def _dispatch(a: Args) -> int:
+    if a.get("version"):
         print(f"aiorun-runtime version {VERSION}\nspec: {OCI_VERSION}")
         return 0
-    if a.systemd_cgroup:
-        raise verbs.VerbError("--systemd-cgroup is not supported: aiorun-runtime manages "
-                              "cgroupfs paths (set the cgroup manager to cgroupfs)")
-    if a.verb is None:
-        build_parser().print_help()
+    if a.get("help") or not a.verb:
+        print(usage(a.verb))
         return 0
-    root = a.root
-    if getattr(a, "no_pivot", False):
-        raise verbs.VerbError("--no-pivot is not supported: aiorun-runtime always uses "
-                              "pivot_root (a rootfs on a ramdisk cannot be pivoted from)")
+    if a.get("systemd_cgroup"):
+        raise VerbError("--systemd-cgroup is not supported: aiorun-runtime manages "
+                        "cgroupfs paths (set the cgroup manager to cgroupfs)")
+    if a.get("no_pivot"):
+        raise VerbError("--no-pivot is not supported: aiorun-runtime always uses "
+                        "pivot_root (a rootfs on a ramdisk cannot be pivoted from)")
+    if a.str("preserve_fds") not in ("", "0"):
+        raise VerbError("--preserve-fds is not supported by aiorun-runtime")
+    if a.str("log_format") not in ("", "text", "json"):
+        raise VerbError(f"--log-format {a.str('log_format')!r}: text or json")
+    root = a.str("root", DEFAULT_ROOT)
+    cid = a.pos.get("id", "")
+    from . import verbs
     if a.verb == "create":
-        verbs.create(root, a.id, a.bundle, a.pid_file, a.console_socket)
+        verbs.create(root, cid, a.str("bundle", "."), a.str("pid_file"),
+                     a.str("console_socket"))
     elif a.verb == "run":
-        return verbs.run(root, a.id, a.bundle, a.pid_file, a.console_socket, a.detach)
+        return verbs.run(root, cid, a.str("bundle", "."), a.str("pid_file"),
+                         a.str("console_socket"), bool(a.get("detach")))
     elif a.verb == "start":
-        verbs.start(root, a.id)
+        verbs.start(root, cid)
     elif a.verb == "state":
-        print(json.dumps(verbs.state(root, a.id), indent=2))
+        print(json.dumps(verbs.state(root, cid), indent=2))
     elif a.verb == "kill":
-        verbs.kill(root, a.id, a.signal, a.all)
+        verbs.kill(root, cid, a.pos.get("signal", "SIGTERM"), bool(a.get("all")))
     elif a.verb == "delete":
-        verbs.delete(root, a.id, a.force)
+        verbs.delete(root, cid, bool(a.get("force")))
     elif a.verb == "exec":
-        return verbs.exec_process(root, a.id, _process_for_exec(a), a.pid_file,
-                                  a.console_socket, a.detach)
+        return verbs.exec_process(root, cid, _process_for_exec(a, root), a.str("pid_file"),
+                                  a.str("console_socket"), bool(a.get("detach")))
     elif a.verb == "ps":
-        pids = verbs.ps(root, a.id)
-        if a.format == "json":
-            print(json.dumps(pids))
-        else:
-            print("PID    CMD")
-            for p in pids:
-                try:
-                    with open(f"/proc/{p}/cmdline", "rb") as f:
-                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-                except OSError:
-                    cmd = ""
-                print(f"{p:<6} {cmd}")
+        _ps(verbs.ps(root, cid), a.str("format", "table"))
     elif a.verb in ("pause", "resume"):
-        verbs.pause(root, a.id, a.verb == "pause")
+        verbs.pause(root, cid, a.verb == "pause")
     elif a.verb == "update":
-        res: dict[str, Any] = {}
-        if a.resources:
-            text = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
-            res = json.loads(text)
-        for flag, (group, key) in {"memory": ("memory", "limit"),
-                                   "memory_swap": ("memory", "swap"),
-                                   "cpu_shares": ("cpu", "shares"),
-                                   "cpu_quota": ("cpu", "quota"),
-                                   "cpu_period": ("cpu", "period"),
-                                   "pids_limit": ("pids", "limit")}.items():
-            if getattr(a, flag) is not None:
-                res.setdefault(group, {})[key] = getattr(a, flag)
-        verbs.update(root, a.id, res)
+        verbs.update(root, cid, _resources(a))
     elif a.verb == "list":
-        items = verbs.list_all(root)
-        if a.quiet:
-            print("\n".join(i["id"] for i in items))
-        elif a.format == "json":
-            print(json.dumps(items))
-        else:
-            print(f"{'ID':<24} {'PID':<8} {'STATUS':<10} BUNDLE")
-            for i in items:
-                print(f"{i['id']:<24} {i.get('pid', 0):<8} {i['status']:<10} {i['bundle']}")
+        _list(verbs.list_all(root), a.str("format", "table"), bool(a.get("quiet")))
     elif a.verb == "features":
+        from .spec import features
         print(json.dumps(features(), indent=2))
     elif a.verb == "spec":
-        if a.rootless:
-            raise verbs.VerbError("--rootless is not supported")
-        path = os.path.join(a.bundle, "config.json")
-        if os.path.exists(path):
-            raise verbs.VerbError(f"File {path} exists. Remove it first")
-        with open(path, "w") as f:
-            json.dump(default_spec(), f, indent=2)
+        _spec(a)
     return 0
 
 
+def _ps(pids: list[int], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(pids))
+        return
+    if fmt != "table":
+        raise VerbError(f"--format {fmt!r}: table or json")
+    print("PID    CMD")
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = ""
+        print(f"{p:<6} {cmd}")
+
+
+def _resources(a: Args) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    if a.str("resources"):
+        text = sys.stdin.read() if a.str("resources") == "-" else open(a.str("resources")).read()
+        res = json.loads(text)
+    for flag, (group, key) in {"memory": ("memory", "limit"),
+                               "memory_swap": ("memory", "swap"),
+                               "cpu_shares": ("cpu", "shares"),
+                               "cpu_quota": ("cpu", "quota"),
+                               "cpu_period": ("cpu", "period"),
+                               "pids_limit": ("pids", "limit")}.items():
+        v = _int_opt(a, flag)
+        if v is not None:
+            res.setdefault(group, {})[key] = v
+    return res
+
+
+def _list(items: list[dict[str, Any]], fmt: str, quiet: bool) -> None:
+    if quiet:
+        print("\n".join(i["id"] for i in items))
+    elif fmt == "json":
+        print(json.dumps(items))
+    else:
+        print(f"{'ID':<24} {'PID':<8} {'STATUS':<10} BUNDLE")
+        for i in items:
+            print(f"{i['id']:<24} {i.get('pid', 0):<8} {i['status']:<10} {i['bundle']}")
+
+
+def _spec(a: Args) -> None:
+    from .spec import default_spec
+    if a.get("rootless"):
+        raise VerbError("--rootless is not supported")
+    path = os.path.join(a.str("bundle", "."), "config.json")
+    if os.path.exists(path):
+        raise VerbError(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        json.dump(default_spec(), f, indent=2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args: argparse.Namespace | None = None
+    a: Args | None = None
     try:
-        args = build_parser().parse_args(argv)
-        code = _dispatch(args)
-    except (verbs.VerbError, ConfigError, StateError, HookError) as e:
-        _log_error(args, str(e))
+        a = parse(sys.argv[1:] if argv is None else argv)
+        code = _dispatch(a)
+    except OciError as e:
+        _log_error(a, str(e))
         code = 1
     except OSError as e:
-        _log_error(args, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        _log_error(a, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         code = 1
     sys.exit(code)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime.cgroup_layout import DEFAULT_DEVICES
+from .errors import ConfigError
 from ..runtime.spec import CgroupSpec
 
 #: namespace type → clone flag name (config-linux.md "Namespaces")
@@ -36,10 +37,6 @@ SUPPORTED_MOUNT_OPTIONS = {
     "nodiratime", "sync", "dirsync", "mand", "nomand", "atime", "diratime", "async"}
 REFUSED_MOUNT_OPTIONS = {"shared", "rshared", "unbindable", "runbindable", "tmpcopyup",
                          "idmap", "ridmap"}
-
-
-class ConfigError(Exception):
-    """config.json cannot be run; the message names the property."""
 
 
 @dataclass

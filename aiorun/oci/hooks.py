@@ -22,10 +22,7 @@ import subprocess
 from typing import Any
 
 from .config import Hook
-
-
-class HookError(Exception):
-    pass
+from .errors import HookError
 
 
 def run_hook(kind: str, hook: Hook, state: dict[str, Any]) -> None:

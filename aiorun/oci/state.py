@@ -11,35 +11,45 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+TYPE_CHECKING = False                    # not typing's: each call pays its imports
+if TYPE_CHECKING:
+    from typing import Any
+
+from .errors import StateError
 
 DEFAULT_ROOT = "/run/aiorun-runtime"
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$")
+ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 OCI_VERSION = "1.1.0"
 
 
-class StateError(Exception):
-    """A verb cannot proceed (unknown id, wrong status...); the message says why."""
-
-
-@dataclass
 class Record:
-    id: str
-    bundle: str
-    pid: int = 0
-    pid_start: int = 0            # /proc/PID/stat starttime, to tell a recycled PID
-    created: str = ""             # RFC 3339
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroup_dirs: list[list[Any]] = field(default_factory=list)  # [version, ctrls, path, ...]
-    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # poststart/poststop
-    started: bool = False
+    """What ``create`` wrote. A plain class (dataclasses would cost every call its import)."""
+
+    FIELDS = ("id", "bundle", "pid", "pid_start", "created", "annotations", "cgroup_dirs",
+              "hooks", "started")
+
+    def __init__(self, id: str, bundle: str, pid: int = 0, pid_start: int = 0,
+                 created: str = "", annotations: dict[str, str] | None = None,
+                 cgroup_dirs: list[list[Any]] | None = None,
+                 hooks: dict[str, list[dict[str, Any]]] | None = None,
+                 started: bool = False) -> None:
+        self.id = id
+        self.bundle = bundle
+        self.pid = pid
+        self.pid_start = pid_start    # /proc/PID/stat starttime, to tell a recycled PID
+        self.created = created        # RFC 3339
+        self.annotations = annotations or {}
+        self.cgroup_dirs = cgroup_dirs or []      # [version, ctrls, path, parent, own, enable]
+        self.hooks = hooks or {}                  # poststart / poststop, as JSON
+        self.started = started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.FIELDS}
 
 
 def check_id(cid: str) -> str:
-    if not ID_RE.match(cid or "") or cid in (".", ".."):
+    if not cid or len(cid) > 1024 or not cid[0].isalnum() or set(cid) - ID_CHARS:
         raise StateError(f"invalid container id {cid!r}")
     return cid
 
@@ -57,7 +67,7 @@ def save(root: str, rec: Record) -> None:
     d = container_dir(root, rec.id)
     tmp = os.path.join(d, ".state.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(asdict(rec), f)
+        json.dump(rec.to_dict(), f)
     os.replace(tmp, os.path.join(d, "state.json"))
 
 
@@ -70,7 +80,7 @@ def load(root: str, cid: str) -> Record:
         raise StateError(f"container {cid} does not exist") from None
     except ValueError:
         raise StateError(f"container {cid}: state file {path} is corrupt") from None
-    return Record(**{k: v for k, v in data.items() if k in Record.__dataclass_fields__})
+    return Record(**{k: v for k, v in data.items() if k in Record.FIELDS})
 
 
 def list_ids(root: str) -> list[str]:
