@@ -167,6 +167,35 @@ def plan(layout: list[Hierarchy], container_id: str, parent: str = "") -> list[C
     return [d for d in dirs if d.version == 1 or d.enable]
 
 
+def plan_at(layout: list[Hierarchy], cgroups_path: str) -> list[CgroupDir]:
+    """The directories for an OCI ``linux.cgroupsPath``: absolute paths are taken from each
+    hierarchy's root, relative ones from this process's own cgroup (as runc does). Same
+    hierarchy choice as :func:`plan`."""
+    parts = [p for p in cgroups_path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"invalid cgroups path: {cgroups_path!r}")
+    dirs: list[CgroupDir] = []
+    for h in layout:
+        if h.version == 1:
+            if not any(c in V1_CONTROLLERS for c in h.controllers):
+                continue
+            enable: tuple[str, ...] = ()
+        else:
+            enable = tuple(c for c in h.controllers if c in V2_CONTROLLERS)
+            if not enable:
+                continue
+        own = os.path.join(h.mountpoint, h.own.lstrip("/")).rstrip("/") or "/"
+        top = h.mountpoint if cgroups_path.startswith("/") else own
+        path = os.path.join(top, *parts)
+        dirs.append(CgroupDir(h.version, h.controllers, path, os.path.dirname(path),
+                              own, enable))
+    v1_all = {c for d in dirs if d.version == 1 for c in d.controllers}
+    for d in dirs:
+        if d.version == 2:
+            d.enable = tuple(c for c in d.enable if c not in v1_all)
+    return [d for d in dirs if d.version == 1 or d.enable]
+
+
 def _v2_weight(shares: int) -> int:
     # The conversion runc/crun use: shares [2, 262144] → weight [1, 10000].
     shares = min(max(shares, 2), 262144)

@@ -183,9 +183,10 @@ def pids_in(dirs: list[CgroupDir]) -> list[int]:
     return []
 
 
-def remove(dirs: list[CgroupDir], timeout: float = 2.0) -> list[str]:
-    """rmdir every container dir (retrying while exiting tasks drain) and then the parent
-    when it became empty. Returns the paths that could not be removed."""
+def remove(dirs: list[CgroupDir], timeout: float = 2.0, parents: bool = True) -> list[str]:
+    """rmdir every container dir (retrying while exiting tasks drain) and then (with
+    ``parents``) the parent when it became empty. Returns the paths that could not be
+    removed."""
     left: list[str] = []
     deadline = time.monotonic() + timeout
     for d in dirs:
@@ -201,6 +202,8 @@ def remove(dirs: list[CgroupDir], timeout: float = 2.0) -> list[str]:
                     continue
                 left.append(d.path)
                 break
+        if not parents:
+            continue
         try:
             os.rmdir(d.parent)
         except OSError:

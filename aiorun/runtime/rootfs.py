@@ -87,9 +87,14 @@ def _fdpath(fd: int) -> str:
 
 
 _FLAG_OPTS = {"ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID, "nodev": sc.MS_NODEV,
-              "noexec": sc.MS_NOEXEC}
+              "noexec": sc.MS_NOEXEC, "sync": 16, "mand": 64, "dirsync": 128,
+              "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21,
+              "strictatime": sc.MS_STRICTATIME}
+# Options that only restate a default (or are handled elsewhere: propagation, SELinux
+# relabelling, Docker's nocopy) — never passed to the filesystem as data.
 _IGNORED_OPTS = {"rw", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared",
-                 "rshared", "z", "Z", "suid", "dev", "exec", "nocopy"}
+                 "rshared", "z", "Z", "suid", "dev", "exec", "nocopy", "async", "atime",
+                 "diratime", "nomand", "norelatime", "nostrictatime"}
 
 
 def split_options(options: list[str]) -> tuple[int, str]:
@@ -165,16 +170,24 @@ def own_top_dir(rootfd: int, name: str) -> None:
 DEFAULT_SHM_SIZE = 64 << 20
 
 
-def _setup_dev(rootfd: int, shm_size: int = 0, devices: Sequence[dict] = ()) -> None:
-    """/dev as a fresh tmpfs with the standard devices bound from the host, devpts (its own
-    instance), shm (``shm_size`` bytes), mqueue and the usual symlinks, then the
-    ``--device`` nodes bound from the host. (TTY mode: :func:`open_console` adds
+def _setup_dev(rootfd: int, shm_size: int = 0, devices: Sequence[dict] = (),
+               mknod: bool = False) -> None:
+    """/dev as a fresh tmpfs with the standard devices bound from the host (``mknod``:
+    made as nodes of the tmpfs, as runc does), devpts (its own instance), shm (``shm_size``
+    bytes), mqueue and the usual symlinks (``core`` only where /proc/kcore exists, as runc),
+    then the ``--device`` nodes bound from the host. (TTY mode: :func:`open_console` adds
     /dev/console once the pty exists.)"""
+    import stat as _stat
     mount_in_root(rootfd, "/dev", "tmpfs", "tmpfs", ["mode=755", "size=65536k"],
                   extra_flags=sc.MS_NOSUID | sc.MS_STRICTATIME)
     dev = open_in_root(rootfd, "/dev")
     try:
         for name in DEVICES:
+            if mknod:
+                os.mknod(name, _stat.S_IFCHR | 0o666, os.stat(f"/dev/{name}").st_rdev,
+                         dir_fd=dev)
+                os.chmod(name, 0o666, dir_fd=dev)
+                continue
             fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
                          dir_fd=dev)
             os.close(fd)
@@ -185,9 +198,12 @@ def _setup_dev(rootfd: int, shm_size: int = 0, devices: Sequence[dict] = ()) -> 
                 os.close(t)
         for d in ("pts", "shm", "mqueue"):
             os.mkdir(d, 0o755, dir_fd=dev)
-        for src, name in (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
-                          ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
-                          ("pts/ptmx", "ptmx"), ("/proc/kcore", "core")):
+        links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+                 ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
+                 ("pts/ptmx", "ptmx")]
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "core"))
+        for src, name in links:
             os.symlink(src, name, dir_fd=dev)
     finally:
         os.close(dev)
@@ -243,7 +259,7 @@ def _readonly(rootfd: int, path: str) -> None:
 
 
 def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
-                    readonly: bool) -> None:
+                    readonly: bool, tmpfs_readonly: bool | None = None) -> None:
     """/sys/fs/cgroup as Docker shows it: per joined v1 hierarchy a ``cgroup`` mount named
     after its controllers (plus the usual cpu/cpuacct symlinks), or one ``cgroup2`` mount.
     Mounted from inside the new cgroup namespace, so each shows only the container's own
@@ -280,7 +296,7 @@ def _setup_cgroupfs(rootfd: int, hierarchies: list[tuple[int, tuple[str, ...]]],
                 sc.mount("cgroup2", _fdpath(fd), "cgroup2", flags, None)
         finally:
             os.close(fd)
-    if readonly:
+    if readonly if tmpfs_readonly is None else tmpfs_readonly:
         fd = open_in_root(rootfd, "/sys/fs/cgroup")
         try:
             sc.mount(None, _fdpath(fd), None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID |
@@ -295,7 +311,8 @@ def _under(path: str, top: str) -> bool:
 
 
 def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] = (),
-                 before_cgroupfs: Callable[[], None] | None = None) -> None:
+                 before_cgroupfs: Callable[[], None] | None = None,
+                 before_pivot: Callable[[], None] | None = None) -> None:
     """Inside the new mount namespace: build the container's filesystem view and pivot_root
     into it. The host's mount table never sees any of these mounts. ``hierarchies``:
     (version, controllers) of the cgroups the container joined, for /sys/fs/cgroup.
@@ -303,7 +320,12 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
     ``before_cgroupfs()`` (if given) runs right before /sys/fs/cgroup is mounted: the
     caller waits there for its cgroup join and enters its cgroup namespace, so everything
     else is set up while the join runs. /sys/fs/cgroup is then mounted after the spec's
-    mounts, unless one of those goes under /sys/fs/cgroup (then before, as runc does)."""
+    mounts, unless one of those goes under /sys/fs/cgroup (then before, as runc does).
+
+    Optional keys (the OCI runtime sets them from config.json; the daemon never does):
+    ``masked_paths`` / ``readonly_paths`` (default Docker's lists), ``sys_readonly``
+    (default: not privileged), ``dev_mknod`` (device nodes instead of binds),
+    ``cgroup_tmpfs_readonly`` (default: as the cgroup mounts)."""
     rootfs = spec["rootfs"]
     privileged = spec["security"].get("privileged", False)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
@@ -314,8 +336,10 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             own_top_dir(rootfd, top)
         mount_in_root(rootfd, "/proc", "proc", "proc",
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        _setup_dev(rootfd, int(spec.get("shm_size") or 0), spec.get("devices") or ())
-        mount_in_root(rootfd, "/sys", "sysfs", "sysfs", readonly=not privileged,
+        _setup_dev(rootfd, int(spec.get("shm_size") or 0), spec.get("devices") or (),
+                   mknod=spec.get("dev_mknod", False))
+        mount_in_root(rootfd, "/sys", "sysfs", "sysfs",
+                      readonly=spec.get("sys_readonly", not privileged),
                       extra_flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         mounts = spec.get("mounts", [])
         cgroup_late = not any(_under(m["destination"], "/sys/fs/cgroup") for m in mounts)
@@ -323,7 +347,8 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
             if before_cgroupfs is not None:
                 before_cgroupfs()
             if hierarchies:
-                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged,
+                                tmpfs_readonly=spec.get("cgroup_tmpfs_readonly"))
         for m in mounts:
             try:
                 mount_in_root(rootfd, m["destination"], m.get("type") or "bind",
@@ -338,14 +363,17 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
                 before_cgroupfs()
             mark("cgroup_wait")
             if hierarchies:
-                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged)
+                _setup_cgroupfs(rootfd, list(hierarchies), readonly=not privileged,
+                                tmpfs_readonly=spec.get("cgroup_tmpfs_readonly"))
         if not privileged and not spec["security"].get("unmasked_paths"):
-            for p in MASKED_PATHS:
+            for p in spec.get("masked_paths", MASKED_PATHS):
                 _mask(rootfd, p)
-            for p in READONLY_PATHS:
+            for p in spec.get("readonly_paths", READONLY_PATHS):
                 _readonly(rootfd, p)
     finally:
         os.close(rootfd)
+    if before_pivot is not None:
+        before_pivot()                    # OCI createContainer hooks: container ns, host root
     os.chdir(rootfs)
     sc.pivot_root(".", ".")
     # The old root is stacked under "."; detach it without propagating to the host.
@@ -354,3 +382,14 @@ def setup_rootfs(spec: dict, hierarchies: Sequence[tuple[int, tuple[str, ...]]] 
     os.chdir("/")
     if spec["security"].get("readonly_rootfs"):
         sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def mask_path(rootfd: int, path: str) -> None:
+    """Hide ``path`` (a directory under an empty read-only tmpfs, a file under /dev/null);
+    nothing if it does not exist. Public for the OCI runtime (aiorun.oci.init)."""
+    _mask(rootfd, path)
+
+
+def readonly_path(rootfd: int, path: str) -> None:
+    """Bind ``path`` onto itself read-only (nosuid, nodev, noexec); nothing if absent."""
+    _readonly(rootfd, path)
