@@ -83,7 +83,7 @@ class Plan:
     sysctl: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list[Hook]] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
-    seccomp: bytes | None = None      # the compiled filter (aiorun.oci.seccomp)
+    seccomp: bytes | None = None      # the compiled filter (runtime.seccomp_profile)
 
 
 def load_bundle(bundle: str) -> tuple[dict[str, Any], Plan]:
@@ -207,11 +207,7 @@ def plan_from(cfg: dict[str, Any], bundle: str) -> Plan:
     _plan_namespaces(linux, plan)
     _plan_mounts(cfg, plan)
     if linux.get("seccomp"):
-        import platform
-        from .seccomp import compile_profile
-        if platform.machine() != "x86_64":
-            raise ConfigError("linux.seccomp: profiles are compiled for x86_64 only")
-        plan.seccomp = compile_profile(_obj(linux["seccomp"], "linux.seccomp"))
+        plan.seccomp = _plan_seccomp(_obj(linux["seccomp"], "linux.seccomp"))
     _plan_lsm(proc, linux)
     prop = linux.get("rootfsPropagation") or ""
     if prop not in ("", "private", "rprivate", "slave", "rslave"):
@@ -232,6 +228,35 @@ def plan_from(cfg: dict[str, Any], bundle: str) -> Plan:
     _plan_devices(linux, plan)
     _plan_resources(_obj(linux.get("resources"), "linux.resources"), plan)
     return plan
+
+
+#: the OCI architecture names the x86_64 filter covers
+SECCOMP_ARCHES = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}
+
+
+def _plan_seccomp(prof: dict[str, Any]) -> bytes:
+    """``linux.seccomp`` → the BPF program, compiled by the daemon's compiler
+    (:mod:`aiorun.runtime.seccomp_profile`: the OCI profile is Docker's format without
+    ``includes``/``excludes``). Other architectures than x86 are refused by name, as are
+    what a filter alone cannot do (a notify listener, filter flags)."""
+    import json
+    import platform
+    from ..runtime.seccomp_profile import ProfileError, compile_profile
+    if prof.get("listenerPath") or prof.get("listenerMetadata"):
+        raise ConfigError("linux.seccomp.listenerPath: seccomp notify is not supported")
+    if prof.get("flags"):
+        raise ConfigError(f"linux.seccomp.flags: {prof['flags']} not supported")
+    arches = set(prof.get("architectures") or [])
+    if arches - SECCOMP_ARCHES:
+        raise ConfigError(f"linux.seccomp.architectures: {sorted(arches - SECCOMP_ARCHES)} "
+                          "not supported (x86_64, x86, x32)")
+    if platform.machine() != "x86_64":
+        raise ConfigError("linux.seccomp: profiles are compiled for x86_64 only")
+    try:
+        # every capability: OCI profiles carry no capability conditions
+        return compile_profile(json.dumps(prof), kept_caps=(1 << 64) - 1)
+    except ProfileError as e:
+        raise ConfigError(f"linux.seccomp: {e}") from None
 
 
 def _lsm_enabled(name: str) -> bool:

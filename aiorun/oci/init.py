@@ -29,7 +29,7 @@ from ..runtime.child import InitError, child_reset_signals, close_fds_except
 from ..runtime.init import (bring_up_loopback, exec_command, find_executable, join_namespaces,
                             open_console)
 from ..runtime.rootfs import mask_path, mount_in_root, readonly_path, setup_rootfs
-from . import seccomp
+from ..runtime.seccomp import install_program
 from .config import Plan
 
 CLONE = {"pid": sc.CLONE_NEWPID, "network": sc.CLONE_NEWNET, "mount": sc.CLONE_NEWNS,
@@ -172,7 +172,7 @@ def finalize(plan: Plan, args: list[str], env: list[str], cwd: str) -> tuple:
     if early_filter:
         # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while held
         # (runc does the same; the profile must then allow the calls below).
-        seccomp.install(plan.seccomp or b"")
+        install_program(plan.seccomp or b"")
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     os.setgroups(plan.additional_gids)
     os.setgid(plan.gid)
@@ -204,7 +204,7 @@ def finalize(plan: Plan, args: list[str], env: list[str], cwd: str) -> tuple:
                         f"{e.strerror}", 127) from None
     path = find_executable(args[0], envd.get("PATH", DEFAULT_PATH))
     if plan.seccomp is not None and not early_filter:
-        seccomp.install(plan.seccomp)     # as late as possible: only execve follows
+        install_program(plan.seccomp)     # as late as possible: only execve follows
     return path, args, envd
 
 
