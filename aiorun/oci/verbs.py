@@ -45,19 +45,8 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 
 def _read_reports(fd: int) -> list[dict[str, Any]]:
-    buf = b""
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-    out = []
-    for line in buf.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            out.append({"error": line.decode(errors="replace")})
-    return out
+    """Every report of the children, once all writers are gone."""
+    return list(_iter_reports(fd))
 
 
 def _device_rules(dirs: list[CgroupDir], rules: list[tuple[str, str]]) -> None:

@@ -140,12 +140,10 @@ def check_parent(parent: str) -> str:
     return p
 
 
-def plan(layout: list[Hierarchy], container_id: str, parent: str = "") -> list[CgroupDir]:
-    """The directories a container gets, one per useful hierarchy."""
-    par = check_parent(parent)
-    if not container_id or "/" in container_id or container_id in (".", ".."):
-        raise ValueError(f"invalid container id for a cgroup: {container_id!r}")
-    dirs: list[CgroupDir] = []
+def _useful(layout: list[Hierarchy]) -> list[tuple[Hierarchy, tuple[str, ...], str]]:
+    """The hierarchies a container joins: (hierarchy, v2 controllers to enable, our own
+    cgroup dir in it)."""
+    out = []
     for h in layout:
         if h.version == 1:
             if not any(c in V1_CONTROLLERS for c in h.controllers):
@@ -155,16 +153,30 @@ def plan(layout: list[Hierarchy], container_id: str, parent: str = "") -> list[C
             enable = tuple(c for c in h.controllers if c in V2_CONTROLLERS)
             if not enable:
                 continue                  # hybrid with e.g. only hugetlb on v2: not needed
-        own = os.path.join(h.mountpoint, h.own.lstrip("/"))
-        base = os.path.join(own, par)
-        dirs.append(CgroupDir(h.version, h.controllers, os.path.join(base, container_id),
-                              base, own.rstrip("/") or "/", enable))
-    # A controller served by a v1 hierarchy cannot be enabled on v2 at the same time.
+        out.append((h, enable, os.path.join(h.mountpoint, h.own.lstrip("/"))))
+    return out
+
+
+def _no_double_controllers(dirs: list[CgroupDir]) -> list[CgroupDir]:
+    """A controller served by a v1 hierarchy cannot be enabled on v2 at the same time."""
     v1_all = {c for d in dirs if d.version == 1 for c in d.controllers}
     for d in dirs:
         if d.version == 2:
             d.enable = tuple(c for c in d.enable if c not in v1_all)
     return [d for d in dirs if d.version == 1 or d.enable]
+
+
+def plan(layout: list[Hierarchy], container_id: str, parent: str = "") -> list[CgroupDir]:
+    """The directories a container gets, one per useful hierarchy."""
+    par = check_parent(parent)
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise ValueError(f"invalid container id for a cgroup: {container_id!r}")
+    dirs: list[CgroupDir] = []
+    for h, enable, own in _useful(layout):
+        base = os.path.join(own, par)
+        dirs.append(CgroupDir(h.version, h.controllers, os.path.join(base, container_id),
+                              base, own.rstrip("/") or "/", enable))
+    return _no_double_controllers(dirs)
 
 
 def plan_at(layout: list[Hierarchy], cgroups_path: str) -> list[CgroupDir]:
@@ -175,25 +187,13 @@ def plan_at(layout: list[Hierarchy], cgroups_path: str) -> list[CgroupDir]:
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"invalid cgroups path: {cgroups_path!r}")
     dirs: list[CgroupDir] = []
-    for h in layout:
-        if h.version == 1:
-            if not any(c in V1_CONTROLLERS for c in h.controllers):
-                continue
-            enable: tuple[str, ...] = ()
-        else:
-            enable = tuple(c for c in h.controllers if c in V2_CONTROLLERS)
-            if not enable:
-                continue
-        own = os.path.join(h.mountpoint, h.own.lstrip("/")).rstrip("/") or "/"
+    for h, enable, own in _useful(layout):
+        own = own.rstrip("/") or "/"
         top = h.mountpoint if cgroups_path.startswith("/") else own
         path = os.path.join(top, *parts)
         dirs.append(CgroupDir(h.version, h.controllers, path, os.path.dirname(path),
                               own, enable))
-    v1_all = {c for d in dirs if d.version == 1 for c in d.controllers}
-    for d in dirs:
-        if d.version == 2:
-            d.enable = tuple(c for c in d.enable if c not in v1_all)
-    return [d for d in dirs if d.version == 1 or d.enable]
+    return _no_double_controllers(dirs)
 
 
 def _v2_weight(shares: int) -> int:

@@ -136,3 +136,24 @@ def test_missing_controllers():
     v2[0].enable = ("pids",)            # what delegation actually allowed
     assert missing_controllers(v2, CgroupSpec(memory=1)) == ["memory"]
     assert missing_controllers(v2, CgroupSpec()) == []
+
+
+@pytest.mark.parametrize("path, memory, pids", [
+    # absolute: from each hierarchy's root (containerd: /<namespace>/<id>)
+    ("/default/c1", "/sys/fs/cgroup/memory/default/c1", "/sys/fs/cgroup/pids/default/c1"),
+    # relative: from the caller's own cgroup, as runc
+    ("oci/c1", "/sys/fs/cgroup/memory/process_api/3d62/oci/c1", "/sys/fs/cgroup/pids/oci/c1"),
+])
+def test_oci_cgroups_path(path, memory, pids):
+    from aiorun.runtime.cgroup_layout import plan_at
+    dirs = {d.controllers: d for d in plan_at(parse_layout(HYBRID_CG, HYBRID_MI, ()), path)}
+    assert dirs[("memory",)].path == memory and dirs[("pids",)].path == pids
+    assert dirs[("memory",)].parent == memory.rsplit("/", 1)[0]
+    assert len(dirs) == 4                 # the same hierarchies as the daemon's containers
+
+
+@pytest.mark.parametrize("bad", ["", "/", "a/../b", "./a"])
+def test_oci_cgroups_path_refused(bad):
+    from aiorun.runtime.cgroup_layout import plan_at
+    with pytest.raises(ValueError):
+        plan_at(parse_layout(HYBRID_CG, HYBRID_MI, ()), bad)
