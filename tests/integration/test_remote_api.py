@@ -15,7 +15,7 @@ import pytest
 
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
-from aiorun.testing.mtls import make_certs
+from aiorun.testing.tlscerts import make_certs
 from aiorun.testing.util import free_port
 from netns_util import owned_state, remove_all_and_stop
 
