@@ -86,8 +86,10 @@ class Request:
         return bytes(buf)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
+        """The query parameter's FIRST value, as Docker's server (Go's ``FormValue``) takes
+        it: docker-py sends ``dockerfile=`` twice on a build, the first is the one meant."""
         v = self.query.get(name)
-        return v[-1] if v else default
+        return v[0] if v else default
 
     def args(self, name: str) -> list[str]:
         return self.query.get(name, [])

@@ -37,9 +37,9 @@ class _Process:
         self._id = id
         self.waited = False
 
-    async def output(self) -> AsyncIterator[bytes]:
-        async for _stream, data in self._runtime.output(self._id):
-            yield data
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for stream, data in self._runtime.output(self._id):
+            yield stream, data
 
     async def wait(self) -> int:
         with _did_not_run():
@@ -84,7 +84,7 @@ class EngineBuildHost:
             raise BuildError("RUN needs the runtime, which is not running")
         spec = ContainerSpec(id=step.id, rootfs=str(step.rootfs), args=step.argv,
                              env=step.env, cwd=step.cwd, user=step.user,
-                             hostname=step.hostname, network="none",
+                             hostname=step.hostname, network=step.network,
                              log_path=str(step.state_dir / "log.json"),
                              state_dir=str(step.state_dir / "state"))
         with _did_not_run():

@@ -50,10 +50,10 @@ class FakeStorage:
 
 
 class FakeProcess:
-    def __init__(self, output: list[bytes], code: int) -> None:
+    def __init__(self, output: list[tuple[int, bytes]], code: int) -> None:
         self._output, self._code = output, code
 
-    async def output(self) -> AsyncIterator[bytes]:
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
         for chunk in self._output:
             yield chunk
 
@@ -62,7 +62,7 @@ class FakeProcess:
 
 
 class FakeHost:
-    def __init__(self, root: Path, *, output: list[bytes] = (), code: int = 0,
+    def __init__(self, root: Path, *, output: list[tuple[int, bytes]] = (), code: int = 0,
                  fail: Exception | None = None) -> None:
         self.work_root = root / "tmp"
         self.cache_root = root / "buildcache"
@@ -127,7 +127,7 @@ async def test_a_metadata_only_build_makes_an_image_and_emits_events(tmp_path):
      "RUN needs the runtime, which is not running"),
 ])
 async def test_run_step_failures_become_build_errors(tmp_path, fail, code, message):
-    host = FakeHost(tmp_path, output=[b"hello\n"], code=code, fail=fail)
+    host = FakeHost(tmp_path, output=[(1, b"hello\n"), (2, b"oops\n")], code=code, fail=fail)
     b = _builder(host, tmp_path, "FROM scratch\nRUN nope\n")
     b.work.mkdir(parents=True)
     msgs = []
@@ -139,7 +139,9 @@ async def test_run_step_failures_become_build_errors(tmp_path, fail, code, messa
     step, = host.steps
     assert step.argv == ["/bin/sh", "-c", "nope"] and step.cwd == "/"
     assert step.state_dir == b.work / ("c" * 12)
-    assert msgs == ([] if fail else [{"stream": "hello\n"}])
+    # stderr is marked as Docker's classic builder marks it (red)
+    assert msgs == ([] if fail else [{"stream": "hello\n"},
+                                     {"stream": "\x1b[91moops\n\x1b[0m"}])
 
 
 @pytest.mark.anyio

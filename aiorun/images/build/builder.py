@@ -39,16 +39,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
+import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectSendStream
 
 from aiorun.core.faultpoint import fault_point
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
-from aiorun.images.build.cache import BuildCache, cache_key
+from aiorun.images.build.cache import BuildCache, cache_from_layer, cache_key
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.copyfiles import copy_sources, mkdir_in_root
+from aiorun.images.build.copyfiles import check_copy_flags, copy_sources, mkdir_in_root
+from aiorun.images.build.fetch import fetch_urls, file_digest
+from aiorun.images.build.flags import flag, flag_bool
+from aiorun.images.build.graph import (StageDef, needed, split_stages, stage_index,
+                                       target_index)
+from aiorun.images.build.output import StageOutput, stderr_text
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
-                                            apply_metadata, command_form, expand_word,
-                                            expand_words)
+                                            apply_metadata, command_form, expand_word)
 from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
                                       RunStep)
 from aiorun.images.build.stage import Stage, history_entry
@@ -69,11 +75,13 @@ class Builder:
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
                  no_cache: bool = False, target: str | None = None,
-                 pull: bool = False) -> None:
+                 pull: bool = False, dockerfile: str = "Dockerfile",
+                 network: str = "none", extra_hosts: list[tuple[str, str]] | None = None,
+                 cache_from: list[str] | None = None) -> None:
         self.host = host
         self.pull = pull                            # --pull: FROM images pulled again
         self._pulled: set[str] = set()
-        self.target = (target or "").lower() or None
+        self.target = target or None
         self.context = Path(context_dir)
         self.instructions = instructions
         self.tags = list(tags or [])
@@ -81,18 +89,27 @@ class Builder:
         self.labels = dict(labels or {})
         self.quiet = quiet
         self.no_cache = no_cache
-        self.ignore = DockerIgnore.from_dir(self.context)
+        self.network = network                      # RUN steps: "none" or "host"
+        self.extra_hosts = list(extra_hosts or [])  # (name, address) for RUN's /etc/hosts
+        self.cache_from = list(cache_from or [])
+        self._cache_from_configs: list[dict[str, Any]] = []
+        self.ignore = DockerIgnore.from_dir(self.context, dockerfile)
         self.cache = BuildCache(host.cache_root, host.images, host.storage, self.context,
                                 self.ignore)
         self.image_id: str | None = None
         self._added: list[str] = []                # layers this build added (pinned)
-        self._stages: list[Stage] = []             # every stage so far (multi-stage builds)
         self._used_args: set[str] = set()
         self.work = host.work_root / f"build-{secrets.token_hex(6)}"
-
-    # --- helpers ---------------------------------------------------------------------------
-    def _msg(self, text: str) -> dict[str, Any]:
-        return {"stream": text}
+        # the stage graph (set by _run)
+        self._defs: list[StageDef] = []
+        self._results: dict[int, Stage] = {}
+        self._done: dict[int, anyio.Event] = {}
+        self._started: set[int] = set()
+        self._running = 0
+        self._prefixed = False
+        self._meta_args: dict[str, str] = {}
+        self._send: MemoryObjectSendStream[tuple[str, int, Any]] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
 
     # --- the run -------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[dict[str, Any]]:
@@ -106,95 +123,151 @@ class Builder:
         finally:
             with anyio.CancelScope(shield=True):
                 if not ok:
-                    await self._free_layers()
+                    await self._free_layers(list(self._added))
                 await anyio.to_thread.run_sync(
                     lambda: shutil.rmtree(self.work, ignore_errors=True))
                 ACTIVE.discard(self.work.name)
 
-    async def _free_layers(self) -> None:
+    async def _free_layers(self, layers: list[str]) -> None:
+        """Unpin ``layers`` (added by this build, in no image) and free them."""
         images = self.host.images
-        for h in self._added:
+        for h in layers:
             images.release_layer(h)
-        if self._added:
+        if layers:
             try:
-                await images.gc_layers(list(self._added))
+                await images.gc_layers(list(layers))
             except Exception:  # freeing is best effort; start() collects orphans anyway
                 pass
-        self._added.clear()
 
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         ins_list = self.instructions
         first_from = next(i for i, x in enumerate(ins_list) if x.cmd == "FROM")
-        meta_args: dict[str, str] = {}
+        meta_args = self._meta_args
         for ins in ins_list[:first_from]:                       # ARG before FROM
             name, eq, default = ins.rest.partition("=")
             self._used_args.add(name)
             meta_args[name] = self.buildargs.get(name, expand_word(default, meta_args)
                                                  if eq else "")
-        steps = ins_list[first_from:]
-        if self.target is not None:   # --target: stop at the end of that stage
-            names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
-                     and len(x.rest.split()) == 3 and x.rest.split()[2].lower() == self.target]
-            if not names:
-                raise DockerfileError(f"target stage {self.target!r} could not be found")
-            nxt = [i for i, x in enumerate(steps) if x.cmd == "FROM" and i > names[0]]
-            steps = steps[:nxt[0]] if nxt else steps
-        total = len(steps)
-        self._st = Stage()
-        for n, ins in enumerate(steps, 1):
-            if not self.quiet:
-                yield self._msg(f"Step {n}/{total} : {ins.original}\n")
-            async for m in self._exec(ins, meta_args):
-                yield m
+        self._defs = split_stages(ins_list[first_from:], meta_args)
+        target = target_index(self._defs, self.target)
+        need = needed(self._defs, target)
+        self._prefixed = len(need) > 1
+        self._done = {sd.index: anyio.Event() for sd in self._defs}
+        for ref in self.cache_from:
+            try:
+                self._cache_from_configs.append(self.host.images.resolve(ref).config)
+            except NotFound:
+                if not self.quiet:      # Docker's classic builder skips it too
+                    yield {"stream": f"[Warning] --cache-from image {ref} not found, "
+                                     "skipping\n"}
+        send, recv = anyio.create_memory_object_stream[tuple[str, int, Any]](64)
+        self._send = send
+        # Stage tasks never raise: a failure comes through the stream and is raised here,
+        # in the consumer's task, which cancels the other stages.
+        async with anyio.create_task_group() as tg, send, recv:
+            self._tg = tg
+            for i in need:
+                self._start(i)
+            async for kind, _i, item in recv:
+                if kind == "msg":
+                    yield item
+                elif kind == "error":
+                    raise item
+                else:
+                    self._running -= 1
+                    if self._running == 0:
+                        break
         unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
         if unused and not self.quiet:
-            yield self._msg(f"[Warning] One or more build-args {unused} were not consumed\n")
-        async for m in self._finish(self._st):
+            yield {"stream": f"[Warning] One or more build-args {unused} were not consumed\n"}
+        async for m in self._finish(target):
             yield m
 
-    async def _exec(self, ins: Instruction, meta_args: dict[str, str]
-                    ) -> AsyncIterator[dict[str, Any]]:
-        """Run one instruction on the current stage (``self._st``)."""
-        st = self._st
-        try:
-            if ins.cmd == "FROM":
-                st = self._st = await self._from(ins, meta_args)
-                if not self.quiet:
-                    yield self._msg(f" ---> {self._from_id}\n")
-                triggers = list(st.config.get("OnBuild") or [])
-                if triggers:
-                    st.config["OnBuild"] = None     # triggers run once, in the child build
-                    if not self.quiet:
-                        yield self._msg(f"# Executing {len(triggers)} build trigger"
-                                        f"{'s' if len(triggers) > 1 else ''}\n")
-                    for t in triggers:
-                        trig = parse("FROM scratch\n" + t)[1]
-                        trig.line = ins.line
-                        async for m in self._exec(trig, meta_args):
-                            yield m
-            elif ins.cmd == "ARG":
-                self._arg(st, ins, meta_args)
-            elif ins.cmd in ("COPY", "ADD"):
-                async for m in self._layer_step(st, ins, copy=True):
-                    yield m
-            elif ins.cmd == "RUN":
-                async for m in self._layer_step(st, ins, copy=False):
-                    yield m
-            elif ins.cmd in METADATA:
-                self._metadata(st, ins)
-            else:  # pragma: no cover - parse() rejects these
-                raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
-        except DockerfileError:
-            raise
-        except InvalidArgument as exc:
-            raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
-                             f"{exc.message}") from None
+    def _start(self, i: int) -> None:
+        """Start building stage ``i`` (once) in the build's task group."""
+        if i in self._started:
+            return
+        assert self._tg is not None
+        self._started.add(i)
+        self._running += 1
+        self._tg.start_soon(self._stage_task, i)
 
-    async def _finish(self, st: Stage) -> AsyncIterator[dict[str, Any]]:
-        images = self.host.images
+    async def _stage_task(self, i: int) -> None:
+        assert self._send is not None
+        sd = self._defs[i]
+        out = StageOutput(sd.label, len(sd.instructions), self._prefixed)
+        try:
+            async for m in self._build_stage(sd, out):
+                await self._send.send(("msg", i, m))
+            await self._send.send(("end", i, None))
+        except Exception as exc:    # cancellation is not caught: it is the build's end
+            await self._send.send(("error", i, exc))
+
+    async def _stage(self, i: int) -> Stage:
+        """Stage ``i``, once built (started now if nothing started it: a ``--from`` only a
+        stage ARG names)."""
+        self._start(i)
+        await self._done[i].wait()
+        return self._results[i]
+
+    async def _build_stage(self, sd: StageDef, out: StageOutput
+                           ) -> AsyncIterator[dict[str, Any]]:
+        st = Stage()
+        for n, ins in enumerate(sd.instructions, 1):
+            if not self.quiet:
+                yield out.step(n, ins.original)
+            try:
+                if ins.cmd == "FROM":
+                    st, from_id = await self._from(sd, ins)
+                    if not self.quiet:
+                        yield out.message(self._msg(f" ---> {from_id}\n"))
+                    triggers = list(st.config.get("OnBuild") or [])
+                    if triggers:
+                        st.config["OnBuild"] = None     # triggers run once, in the child build
+                        if not self.quiet:
+                            yield out.message(self._msg(
+                                f"# Executing {len(triggers)} build trigger"
+                                f"{'s' if len(triggers) > 1 else ''}\n"))
+                        for t in triggers:
+                            trig = parse("FROM scratch\n" + t)[1]
+                            trig.line = ins.line
+                            async for m in self._exec(st, sd, trig):
+                                yield out.message(m)
+                else:
+                    async for m in self._exec(st, sd, ins):
+                        yield out.message(m)
+            except DockerfileError:
+                raise
+            except InvalidArgument as exc:
+                raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
+                                 f"{exc.message}") from None
+        self._results[sd.index] = st
+        self._done[sd.index].set()
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _msg(self, text: str) -> dict[str, Any]:
+        return {"stream": text}
+
+    async def _exec(self, st: Stage, sd: StageDef, ins: Instruction
+                    ) -> AsyncIterator[dict[str, Any]]:
+        """Run one instruction (not FROM) on stage ``st``."""
+        if ins.cmd == "ARG":
+            self._arg(st, ins)
+        elif ins.cmd in ("COPY", "ADD"):
+            async for m in self._layer_step(st, sd, ins, copy=True):
+                yield m
+        elif ins.cmd == "RUN":
+            async for m in self._layer_step(st, sd, ins, copy=False):
+                yield m
+        elif ins.cmd in METADATA:
+            self._metadata(st, ins)
+        else:  # pragma: no cover - parse() rejects these
+            raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
+
+    def _image_config(self, st: Stage, labels: dict[str, str]) -> dict[str, Any]:
         cfg = dict(st.config)
-        if self.labels:
-            cfg["Labels"] = dict(cfg.get("Labels") or {}, **self.labels)
+        if labels:
+            cfg["Labels"] = dict(cfg.get("Labels") or {}, **labels)
         image_cfg: dict[str, Any] = {
             "architecture": st.arch, "os": st.os, "created": now_rfc3339nano(), "config": cfg,
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{h}" for h in st.layers]},
@@ -202,15 +275,24 @@ class Builder:
         }
         if st.author:
             image_cfg["author"] = st.author
-        img = await images.create_image(image_cfg, self.tags)
-        # create_image unpinned the final stage's layers (once per listing); the layers only
-        # earlier stages made are unpinned and freed here
-        left = list(self._added)
-        for h in st.layers:
-            if h in left:
-                left.remove(h)
-        self._added = left
-        await self._free_layers()
+        return image_cfg
+
+    async def _finish(self, target: int) -> AsyncIterator[dict[str, Any]]:
+        images = self.host.images
+        st = self._results[target]
+        # Other stages that made layers are kept as untagged images, as Docker's classic
+        # builder leaves them: their layers stay, so the build cache reuses their steps.
+        # (`image prune` removes them, and with them that cache.)
+        covered = set(st.layers)
+        added = set(self._added)
+        for i, other in sorted(self._results.items()):
+            if i != target and added & (set(other.layers) - covered):
+                await images.create_image(self._image_config(other, {}), [])
+                covered |= set(other.layers)
+        img = await images.create_image(self._image_config(st, self.labels), self.tags)
+        # create_image unpinned the layers it lists; the others this build made are freed
+        await self._free_layers([h for h in self._added if h not in covered])
+        self._added = []
         self.image_id = img.id
         short = img.id.removeprefix("sha256:")[:12]
         self.host.emit_image_event("build", img.id,
@@ -226,20 +308,18 @@ class Builder:
             yield {"stream": f"Successfully tagged {t}\n"}
 
     # --- instructions ----------------------------------------------------------------------
-    _from_id = ""
-
-    async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
-        words = expand_words(ins.rest, meta_args)
-        name = words[0]
-        prev = self._stage_by_name(name)
-        if prev is not None:
-            st = prev.fork()
-            self._from_id = f"stage {prev.name or self._stages.index(prev)}"
-        elif name == "scratch":
+    async def _from(self, sd: StageDef, ins: Instruction) -> tuple[Stage, str]:
+        """The stage's start: an earlier stage, ``scratch`` or an image; and how the output
+        names it."""
+        dep = stage_index(self._defs, sd.base, sd.index)
+        if dep is not None:
+            st = (await self._stage(dep)).fork()
+            from_id = f"stage {self._defs[dep].name or dep}"
+        elif sd.base == "scratch":
             st = Stage()
-            self._from_id = "scratch"
+            from_id = "scratch"
         else:
-            img = await self._resolve_image(name, ins)
+            img = await self._resolve_image(sd.base, ins)
             st = Stage()
             cfg = img.config
             st.layers = list(img.layers)
@@ -247,20 +327,21 @@ class Builder:
             st.history = list(cfg.get("history") or [])
             st.arch = cfg.get("architecture") or "amd64"
             st.os = cfg.get("os") or "linux"
-            self._from_id = img.id.removeprefix("sha256:")[:12]
-        if len(words) == 3:
-            st.name = words[2].lower()
-            if self._stage_by_name(st.name) is not None:
-                raise DockerfileError(f"duplicate stage name {words[2]!r}", ins.line)
-        self._stages.append(st)
-        return st
+            from_id = img.id.removeprefix("sha256:")[:12]
+        st.name = sd.name
+        return st, from_id
 
-    def _stage_by_name(self, ref: str) -> "Stage | None":
-        ref = ref.lower()
-        for i, st in enumerate(self._stages):
-            if (st.name and st.name == ref) or str(i) == ref:
-                return st
-        return None
+    async def _source_layers(self, sd: StageDef, ins: Instruction, ref: str) -> list[str]:
+        """The layers ``--from=ref`` names: an earlier stage's (once it is built) or an
+        image's."""
+        if ref.lower() in (sd.name, str(sd.index)) and stage_index(
+                self._defs, ref, sd.index) is None:
+            raise DockerfileError(f"{ins.cmd} --from={ref}: a stage cannot copy from itself",
+                                  ins.line)
+        dep = stage_index(self._defs, ref, sd.index)
+        if dep is not None:
+            return list((await self._stage(dep)).layers)
+        return list((await self._resolve_image(ref, ins)).layers)
 
     async def _resolve_image(self, name: str, ins: Instruction) -> Image:
         """The image ``name``: pulled when missing (or with ``--pull``, once per build)."""
@@ -276,7 +357,7 @@ class Builder:
             raise BuildError(f"{ins.cmd} {name} (Dockerfile line {ins.line}): no such image "
                              f"here, and pulling it failed: {exc.message}") from None
 
-    def _arg(self, st: Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
+    def _arg(self, st: Stage, ins: Instruction) -> None:
         name, eq, default = ins.rest.partition("=")
         self._used_args.add(name)
         if name in self.buildargs:
@@ -284,7 +365,7 @@ class Builder:
         elif eq:
             val = expand_word(default, st.substitution_env())
         else:
-            val = meta_args.get(name, "")  # re-declared meta ARG inherits its value
+            val = self._meta_args.get(name, "")  # re-declared meta ARG inherits its value
         st.args[name] = val
         st.history.append(history_entry(f"ARG {ins.rest}", empty=True))
 
@@ -300,42 +381,76 @@ class Builder:
         st.history.append(history_entry(f"/bin/sh -c #(nop) {ins.original}", empty=True))
 
     # --- layer-making steps ----------------------------------------------------------------
-    async def _cache_key(self, st: Stage, ins: Instruction, copy: bool) -> str:
+    async def _cache_key(self, st: Stage, sd: StageDef, ins: Instruction, copy: bool,
+                         downloads: dict[str, Path]) -> str:
         extra = ""
-        if copy and "from" in ins.flags:
-            ref = expand_word(ins.flags["from"], st.substitution_env())
-            src = self._stage_by_name(ref)
-            extra = ",".join(src.layers) if src is not None else \
-                ",".join((await self._resolve_image(ref, ins)).layers)
+        ref = flag(ins, "from") if copy else None
+        if ref is not None:
+            ref = expand_word(ref, st.substitution_env())
+            extra = ",".join(await self._source_layers(sd, ins, ref))
         elif copy:
             extra = await anyio.to_thread.run_sync(self.cache.sources_digest, st, ins)
+            for p in downloads.values():
+                extra += "," + await anyio.to_thread.run_sync(file_digest, p)
         return cache_key(st, ins, copy, extra)
 
-    async def _layer_step(self, st: Stage, ins: Instruction, copy: bool
+    def _cache_hit(self, st: Stage, hit: dict[str, Any]) -> dict[str, Any]:
+        if hit.get("empty"):
+            st.history.append(history_entry(hit["created_by"], empty=True))
+        else:
+            st.layers.append(hit["diff_id"])
+            st.history.append(history_entry(hit["created_by"], empty=False))
+        return self._msg(" ---> Using cache\n" + ("" if hit.get("empty") else
+                                                   f" ---> {hit['diff_id'][:12]}\n"))
+
+    def _run_created_by(self, st: Stage, ins: Instruction) -> str:
+        return " ".join(command_form(ins, st.config.get("Shell")))
+
+    def _cache_from_hit(self, st: Stage, ins: Instruction) -> dict[str, Any] | None:
+        """A RUN step's layer from a ``--cache-from`` image. COPY/ADD are never taken from
+        one (their history does not say what was copied), nor a RUN that sees a
+        ``--build-arg`` value (its history does not say which)."""
+        if ins.cmd != "RUN" or not self._cache_from_configs or \
+                set(st.args) & set(self.buildargs):
+            return None
+        created_by = self._run_created_by(st, ins)
+        diff_id = cache_from_layer(self._cache_from_configs, st, created_by)
+        if diff_id is None or not self.host.storage.has_layer(diff_id):
+            return None
+        return {"diff_id": diff_id, "created_by": created_by}
+
+    async def _layer_step(self, st: Stage, sd: StageDef, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
-        key = await self._cache_key(st, ins, copy)
+        link = copy and flag_bool(ins, "link")
+        downloads: dict[str, Path] = {}
+        if copy:
+            check_copy_flags(ins, st.substitution_env())
+            if ins.cmd == "ADD":
+                downloads = await fetch_urls(ins, st.substitution_env(), self.work)
+        key = await self._cache_key(st, sd, ins, copy, downloads)
         if not self.no_cache:
             hit = await anyio.to_thread.run_sync(self.cache.get, key)
+            if hit is None:
+                hit = self._cache_from_hit(st, ins)
             if hit is not None:
-                if hit.get("empty"):
-                    st.history.append(history_entry(hit["created_by"], empty=True))
-                else:
-                    st.layers.append(hit["diff_id"])
-                    st.history.append(history_entry(hit["created_by"], empty=False))
+                m = self._cache_hit(st, hit)
                 if not self.quiet:
-                    yield self._msg(" ---> Using cache\n" + ("" if hit.get("empty") else
-                                                            f" ---> {hit['diff_id'][:12]}\n"))
+                    yield m
                 return
         storage = self.host.storage
         cid = secrets.token_hex(32)
         hostname = cid[:12]
-        init_files = {"/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
-                                    b"ip6-loopback\n" + f"127.0.0.1\t{hostname}\n".encode(),
-                      "/etc/hostname": f"{hostname}\n".encode(),
+        hosts = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 + "".join(f"{addr}\t{name}\n" for name, addr in self.extra_hosts).encode()
+                 + f"127.0.0.1\t{hostname}\n".encode())
+        init_files = {"/etc/hosts": hosts, "/etc/hostname": f"{hostname}\n".encode(),
                       "/etc/resolv.conf": b""}
         await anyio.to_thread.run_sync(note_snapshot, self.work, cid)
-        await anyio.to_thread.run_sync(storage.create_container, cid, list(st.layers),
-                                       init_files)
+        # COPY --link: the files go into a layer of their own, made over nothing (the
+        # previous layers are neither read nor followed), stacked on the stage
+        await anyio.to_thread.run_sync(storage.create_container, cid,
+                                       [] if link else list(st.layers),
+                                       {} if link else init_files)
         raw = self.work / f"{cid[:12]}.diff.tar"
         filtered = self.work / f"{cid[:12]}.layer.tar"
         mounted = False
@@ -343,14 +458,17 @@ class Builder:
             rootfs = Path(await anyio.to_thread.run_sync(storage.mount, cid))
             mounted = True
             wd = st.config.get("WorkingDir")
-            if wd:
+            if wd and not link:
                 await anyio.to_thread.run_sync(mkdir_in_root, rootfs, wd)
-            if copy and "from" in ins.flags:
-                await self._copy_from(st, ins, rootfs)
+            ref = flag(ins, "from") if copy else None
+            if ref is not None:
+                await self._copy_from(st, sd, ins, rootfs, expand_word(
+                    ref, st.substitution_env()))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             elif copy:
-                await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, self.context,
-                                               self.ignore)
+                await anyio.to_thread.run_sync(
+                    lambda: copy_sources(st, ins, rootfs, self.context, self.ignore,
+                                         downloads))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             else:
                 argv = command_form(ins, st.config.get("Shell"))
@@ -401,12 +519,13 @@ class Builder:
         step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
                        cwd=st.config.get("WorkingDir") or "/",
                        user=st.config.get("User") or "", hostname=hostname,
-                       state_dir=self.work / cid[:12])
+                       state_dir=self.work / cid[:12], network=self.network)
         try:
             async with self.host.run_command(step) as proc:
-                async for data in proc.output():
+                async for stream, data in proc.output():
                     if not self.quiet:
-                        yield self._msg(data.decode(errors="replace"))
+                        text = data.decode(errors="replace")
+                        yield self._msg(stderr_text(text) if stream == 2 else text)
                 exit_code = await proc.wait()
                 fault_point("build.step")
         except BuildError:
@@ -420,16 +539,11 @@ class Builder:
                              f"{exit_code}")
 
     # --- COPY --from (the file work itself is in .copyfiles, in a worker thread) ----------
-    async def _copy_from(self, st: Stage, ins: Instruction, rootfs: Path) -> None:
+    async def _copy_from(self, st: Stage, sd: StageDef, ins: Instruction, rootfs: Path,
+                         ref: str) -> None:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
-        ref = expand_word(ins.flags["from"], st.substitution_env())
-        src_stage = self._stage_by_name(ref)
-        if src_stage is st:
-            raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",
-                                  ins.line)
-        layers = list(src_stage.layers) if src_stage is not None else \
-            list((await self._resolve_image(ref, ins)).layers)
+        layers = await self._source_layers(sd, ins, ref)
         storage = self.host.storage
         sid = secrets.token_hex(32)
         await anyio.to_thread.run_sync(note_snapshot, self.work, sid)

@@ -110,3 +110,25 @@ def walk_sorted(top: Path) -> Iterator[str]:
             dirnames.sort()
             for n in sorted(dirnames + filenames):
                 yield os.path.join(dirpath, n)
+
+
+def cache_from_layer(configs: list[dict[str, Any]], st: Stage, created_by: str) -> str | None:
+    """``--cache-from``: the layer one of the images (their configs) made for the step
+    ``created_by`` on top of stage ``st``, as Docker's classic builder finds it: the image's
+    layers begin with the stage's, its history begins with the stage's history (every
+    ``created_by``, metadata steps included), and its next history entry is a layer made by
+    the same ``created_by``. None when no image has it."""
+    ours = [h.get("created_by", "") for h in st.history]
+    for cfg in configs:
+        layers = [d.removeprefix("sha256:") for d in cfg.get("rootfs", {}).get("diff_ids", [])]
+        history = cfg.get("history") or []
+        n = len(st.layers)
+        if len(layers) <= n or layers[:n] != st.layers or len(history) <= len(ours):
+            continue
+        if [h.get("created_by", "") for h in history[:len(ours)]] != ours:
+            continue
+        nxt = history[len(ours)]
+        if nxt.get("empty_layer") or nxt.get("created_by", "") != created_by:
+            continue
+        return layers[n]
+    return None

@@ -38,9 +38,9 @@ class CommandDidNotRun(AiorunError):
 
 @dataclass(frozen=True)
 class RunStep:
-    """One RUN step's process: ``argv`` in the mounted snapshot ``rootfs`` (own namespaces,
-    network "none": loopback only). ``state_dir`` is a fresh directory of the build's for the
-    runtime's files (log, state)."""
+    """One RUN step's process: ``argv`` in the mounted snapshot ``rootfs`` (own namespaces;
+    ``network`` "none": loopback only, or "host": the host's network namespace).
+    ``state_dir`` is a fresh directory of the build's for the runtime's files (log, state)."""
 
     id: str
     rootfs: Path
@@ -50,14 +50,16 @@ class RunStep:
     user: str
     hostname: str
     state_dir: Path
+    network: str = "none"
 
 
 class RunningCommand(Protocol):
     """A RUN step's process, started; leaving :meth:`BuildHost.run_command`'s context kills it
     (when it was not waited for) and deletes it."""
 
-    def output(self) -> AsyncIterator[bytes]:
-        """Its stdout and stderr, interleaved, until it exits."""
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """Its stdout (1) and stderr (2) as ``(stream, data)``, interleaved, until it
+        exits."""
         ...
 
     async def wait(self) -> int:
