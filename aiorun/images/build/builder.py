@@ -162,8 +162,9 @@ class Builder:
                                      "skipping\n"}
         send, recv = anyio.create_memory_object_stream[tuple[str, int, Any]](64)
         self._send = send
-        # Stage tasks never raise: a failure comes through the stream and is raised here,
-        # in the consumer's task, which cancels the other stages.
+        # Stage tasks never raise: a failure comes through the stream, cancels the other
+        # stages, and is raised here once they are gone (not as an exception group).
+        error: BaseException | None = None
         async with anyio.create_task_group() as tg, send, recv:
             self._tg = tg
             for i in need:
@@ -172,11 +173,15 @@ class Builder:
                 if kind == "msg":
                     yield item
                 elif kind == "error":
-                    raise item
+                    error = item
+                    tg.cancel_scope.cancel()
+                    break
                 else:
                     self._running -= 1
                     if self._running == 0:
                         break
+        if error is not None:
+            raise error
         unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
         if unused and not self.quiet:
             yield {"stream": f"[Warning] One or more build-args {unused} were not consumed\n"}

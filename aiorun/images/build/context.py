@@ -143,8 +143,9 @@ def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
     """Tar the context directory ``root`` into ``out`` (uncompressed), leaving out what the
     ignore rules exclude (except the names in ``keep``); an excluded directory is still
     walked for ``!`` exceptions. Symlinks are stored as links. ``extra`` adds files (a
-    Dockerfile from outside the context, or from stdin); their names are appended to the
-    ``.dockerignore`` sent so that ``COPY .`` never copies them (as the docker CLI does).
+    Dockerfile from outside the context, or from stdin); their names and ``.dockerignore``
+    are appended to the ``.dockerignore`` sent so that ``COPY .`` never copies them (as the
+    docker CLI does).
     ``ignore_rules`` (the text of a per-Dockerfile ignore file) replaces the context's
     ``.dockerignore``, and is sent as the context's ``.dockerignore``."""
     import io
@@ -160,8 +161,10 @@ def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
     replace_ignore = ignore_rules is not None or bool(extra)
     sent_ignore = None
     if replace_ignore:
+        # the added files and the generated .dockerignore itself are never copied (the
+        # docker CLI does the same)
         sent_ignore = (text or "") + ("\n" if text and not text.endswith("\n") else "") + \
-            "".join(f"{n}\n" for n in (extra or {}))
+            "".join(f"{n}\n" for n in extra or {}) + (".dockerignore\n" if extra else "")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         def walk(d: str, rel: str) -> None:
             with os.scandir(d) as it:
@@ -171,8 +174,11 @@ def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
                 if r == ".dockerignore" and sent_ignore is not None:
                     continue    # sent below, with the rules actually used
                 if ignore.excluded(r) and r not in keep_set:
-                    # an excluded dir may still hold re-included (!) entries: descend
-                    if e.is_dir(follow_symlinks=False) and ignore.has_exceptions:
+                    # an excluded dir may still hold re-included (!) entries, or the
+                    # Dockerfile: descend
+                    if e.is_dir(follow_symlinks=False) and (
+                            ignore.has_exceptions
+                            or any(k.startswith(r + "/") for k in keep_set)):
                         walk(e.path, r)
                     continue
                 st = e.stat(follow_symlinks=False)
