@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -29,6 +30,7 @@ import pytest
 from aiorun.config import Paths
 from aiorun.testing.daemon import run_cli, start_daemon
 from aiorun.testing.images import write_busybox_rootfs_tar
+from aiorun.testing.util import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -427,3 +429,55 @@ def test_cache_from_images(env, tmp_path, no_mounts_left):
     shutil.rmtree(env.paths.root / "buildcache", ignore_errors=True)   # hits wrote none
     out = env.ok("build", "--cache-from", "cf-src:1", "-t", "cf:3", str(ctx))
     assert "Using cache" not in out
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip() \
+                    == f"sleep {marker}".encode():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_client_gone_during_concurrent_stages_stops_them_all(env, tmp_path, no_mounts_left):
+    """The client goes away while two stages' RUN steps run: both processes are killed and
+    every snapshot and work directory removed."""
+    import time
+    marker = f"{900 + os.getpid() % 97}.5"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM busybox AS a\nRUN echo started-a; sleep {marker}\n"
+        f"FROM busybox AS b\nRUN echo started-b; sleep {marker}\n"
+        "FROM busybox\nCOPY --from=a /etc/hostname /a\nCOPY --from=b /etc/hostname /b\n")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("aiorun")), "build",
+                             "--no-cache", str(ctx)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, AIORUN_ROOT=str(env.paths.root),
+                                     AIORUN_RUN=str(env.paths.run)))
+    try:
+        seen = set()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(("[a] started", "[b] started")):
+                seen.add(line[:3])
+                if len(seen) == 2:
+                    break
+        # "started" is echoed before the shell forks the sleep
+        wait_until(lambda: len(_sleepers(marker)) == 2, 10, "both stages' sleeps")
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (
+                _sleepers(marker) or list(env.paths.tmp.glob("build*"))):
+            time.sleep(0.05)
+        assert not _sleepers(marker)
+        assert not list(env.paths.tmp.glob("build*"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _sleepers(marker):
+            os.kill(pid, 9)

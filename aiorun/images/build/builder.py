@@ -81,6 +81,7 @@ class Builder:
         self.host = host
         self.pull = pull                            # --pull: FROM images pulled again
         self._pulled: set[str] = set()
+        self._image_locks: dict[str, anyio.Lock] = {}
         self.target = target or None
         self.context = Path(context_dir)
         self.instructions = instructions
@@ -349,7 +350,13 @@ class Builder:
         return list((await self._resolve_image(ref, ins)).layers)
 
     async def _resolve_image(self, name: str, ins: Instruction) -> Image:
-        """The image ``name``: pulled when missing (or with ``--pull``, once per build)."""
+        """The image ``name``: pulled when missing (or with ``--pull``, once per build; two
+        stages that name it at once wait for the one pull)."""
+        lock = self._image_locks.setdefault(name, anyio.Lock())
+        async with lock:
+            return await self._resolve_image_locked(name, ins)
+
+    async def _resolve_image_locked(self, name: str, ins: Instruction) -> Image:
         if not (self.pull and name not in self._pulled):
             try:
                 return self.host.images.resolve(name)
