@@ -13,7 +13,8 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   current layers (no intermediate images). COPY/ADD write into the mounted snapshot rootfs
   (every destination resolved inside it, never following a link out of it; sources resolved
   inside the context); RUN runs the command there through the runtime (own namespaces,
-  network "none": loopback only) and streams its output. The snapshot's diff becomes the
+  network "none": loopback only, or the host's with ``networkmode=host``) and streams its
+  output (stderr marked as Docker marks it). The snapshot's diff becomes the
   layer (``images.add_layer``), then the snapshot is removed.
 * WORKDIR is created (in the next layer-making step) when it does not exist, like the classic
   builder does.
@@ -23,6 +24,13 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   while the layer still exists; ``nocache`` skips lookups.
 * Nothing is left behind on failure: snapshots are unmounted and removed, layers added by a
   failed build are unpinned and freed, no image is created.
+
+* Stages (:mod:`.graph`): only those the target needs are built, each in a task of the
+  build's task group, so independent stages run at once; a stage waits for the stages it
+  names (``FROM``, ``--from``). Their messages come through one memory stream, prefixed by
+  stage (:mod:`.output`) when several stages build; a stage's failure cancels the others
+  and is raised by :meth:`Builder.run`. Other stages that made layers are kept as untagged
+  images (Docker's classic builder leaves them too), which keeps their steps cached.
 
 The builder reaches the daemon only through :class:`~aiorun.images.build.host.BuildHost`.
 Its rooms: :mod:`.stage` (a stage's state), :mod:`.copyfiles` (COPY/ADD file work),
