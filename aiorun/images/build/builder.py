@@ -33,14 +33,14 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   images (Docker's classic builder leaves them too), which keeps their steps cached.
 
 The builder reaches the daemon only through :class:`~aiorun.images.build.host.BuildHost`.
-Its rooms: :mod:`.stage` (a stage's state), :mod:`.copyfiles` (COPY/ADD file work),
+Its rooms: :mod:`.stage` (a stage's state), :mod:`.snapshot` (a step's snapshot and RUN
+process), :mod:`.copyfiles` (COPY/ADD file work),
 :mod:`.cache` (the build cache), :mod:`.workdirs` (work directories and the crash sweep);
 this module drives the steps.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 from pathlib import Path
@@ -51,7 +51,6 @@ import anyio.abc
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
-from aiorun.core.faultpoint import fault_point
 from aiorun.errors import AiorunError, InvalidArgument, NotFound
 from aiorun.images.build.cache import BuildCache, cache_from_layer, cache_key
 from aiorun.images.build.context import DockerIgnore
@@ -60,14 +59,13 @@ from aiorun.images.build.fetch import fetch_urls, file_digest
 from aiorun.images.build.flags import flag, flag_bool
 from aiorun.images.build.graph import (StageDef, needed, split_stages, stage_index,
                                        target_index)
-from aiorun.images.build.output import StageOutput, stderr_text
+from aiorun.images.build.output import StageOutput
+from aiorun.images.build.snapshot import Snapshot, hosts_file, run_step
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
                                             apply_metadata, command_form, expand_word)
-from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
-                                      RunStep)
+from aiorun.images.build.host import BuildError, BuildHost, RunStep
 from aiorun.images.build.stage import Stage, history_entry
-from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
-from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
+from aiorun.images.build.workdirs import ACTIVE, sweep_stale  # noqa: F401 (re-export)
 from aiorun.images.oci import now_rfc3339 as now_rfc3339nano
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -457,106 +455,58 @@ class Builder:
                 if not self.quiet:
                     yield m
                 return
-        storage = self.host.storage
-        cid = secrets.token_hex(32)
-        hostname = cid[:12]
-        hosts = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 + "".join(f"{addr}\t{name}\n" for name, addr in self.extra_hosts).encode()
-                 + f"127.0.0.1\t{hostname}\n".encode())
-        init_files = {"/etc/hosts": hosts, "/etc/hostname": f"{hostname}\n".encode(),
-                      "/etc/resolv.conf": b""}
-        await anyio.to_thread.run_sync(note_snapshot, self.work, cid)
-        # COPY --link: the files go into a layer of their own, made over nothing (the
-        # previous layers are neither read nor followed), stacked on the stage
-        await anyio.to_thread.run_sync(storage.create_container, cid,
-                                       [] if link else list(st.layers),
-                                       {} if link else init_files)
-        raw = self.work / f"{cid[:12]}.diff.tar"
-        filtered = self.work / f"{cid[:12]}.layer.tar"
-        mounted = False
-        try:
-            rootfs = Path(await anyio.to_thread.run_sync(storage.mount, cid))
-            mounted = True
+        link_layers = [] if link else list(st.layers)
+        snap = Snapshot(self.host, self.work, link_layers, {})
+        hostname = snap.id[:12]
+        if not link:    # COPY --link: a layer made over nothing, stacked on the stage
+            snap.init_files = {"/etc/hosts": hosts_file(hostname, self.extra_hosts),
+                               "/etc/hostname": f"{hostname}\n".encode(),
+                               "/etc/resolv.conf": b""}
+        async with snap:
             wd = st.config.get("WorkingDir")
             if wd and not link:
-                await anyio.to_thread.run_sync(mkdir_in_root, rootfs, wd)
+                await anyio.to_thread.run_sync(mkdir_in_root, snap.rootfs, wd)
             ref = flag(ins, "from") if copy else None
             if ref is not None:
-                await self._copy_from(st, sd, ins, rootfs, expand_word(
+                await self._copy_from(st, sd, ins, snap.rootfs, expand_word(
                     ref, st.substitution_env()))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             elif copy:
                 await anyio.to_thread.run_sync(
-                    lambda: copy_sources(st, ins, rootfs, self.context, self.ignore,
+                    lambda: copy_sources(st, ins, snap.rootfs, self.context, self.ignore,
                                          downloads))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             else:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                async for m in self._run_cmd(st, cid, rootfs, argv, hostname):
+                async for m in self._run_cmd(st, snap.id, snap.rootfs, argv, hostname):
                     yield m
                 created_by = " ".join(argv)
                 if not self.quiet:
                     yield self._msg(f"Removing intermediate container {hostname}\n")
-            await anyio.to_thread.run_sync(storage.unmount, cid)
-            mounted = False
-
-            def _diff() -> None:
-                with open(raw, "wb") as f:
-                    storage.diff(cid, f)
-                if has_excluded(raw):
-                    filter_diff(raw, filtered)
-                    raw.unlink()
-                else:
-                    os.replace(raw, filtered)
-            await anyio.to_thread.run_sync(_diff)
-            if await anyio.to_thread.run_sync(tar_is_empty, filtered):
+            layer = await snap.diff()
+            if layer is None:
                 # Nothing changed: no layer, an empty_layer history entry (as BuildKit does).
                 # Identical empty layers stacked twice would also be one lower dir twice.
                 st.history.append(history_entry(created_by, empty=True))
                 await anyio.to_thread.run_sync(self.cache.put, key, "", created_by, True)
                 return
-            diff_id = await self.host.images.add_layer(filtered)
+            diff_id = await self.host.images.add_layer(layer)
             self._added.append(diff_id)
             st.layers.append(diff_id)
             st.history.append(history_entry(created_by, empty=False))
             await anyio.to_thread.run_sync(self.cache.put, key, diff_id, created_by)
             if not self.quiet:
                 yield self._msg(f" ---> {diff_id[:12]}\n")
-        finally:
-            with anyio.CancelScope(shield=True):
-                def _cleanup() -> None:
-                    if mounted:
-                        storage.unmount(cid)
-                    storage.remove_container(cid)
-                    raw.unlink(missing_ok=True)
-                    filtered.unlink(missing_ok=True)
-                await anyio.to_thread.run_sync(_cleanup)
 
-    async def _run_cmd(self, st: Stage, cid: str, rootfs: Path, argv: list[str],
-                       hostname: str) -> AsyncIterator[dict[str, Any]]:
+    def _run_cmd(self, st: Stage, cid: str, rootfs: Path, argv: list[str],
+                 hostname: str) -> AsyncIterator[dict[str, Any]]:
         step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
                        cwd=st.config.get("WorkingDir") or "/",
                        user=st.config.get("User") or "", hostname=hostname,
                        state_dir=self.work / cid[:12], network=self.network)
-        try:
-            async with self.host.run_command(step) as proc:
-                async for stream, data in proc.output():
-                    if not self.quiet:
-                        text = data.decode(errors="replace")
-                        yield self._msg(stderr_text(text) if stream == 2 else text)
-                exit_code = await proc.wait()
-                fault_point("build.step")
-        except BuildError:
-            raise
-        except AiorunError as exc:
-            code = exc.exit_code if isinstance(exc, CommandDidNotRun) else None
-            raise BuildError(f"The command '{' '.join(argv)}' could not run: {exc.message}"
-                             + (f" (exit code {code})" if code else "")) from None
-        if exit_code != 0:
-            raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: "
-                             f"{exit_code}")
+        return run_step(self.host, step, self.quiet)
 
     # --- COPY --from (the file work itself is in .copyfiles, in a worker thread) ----------
     async def _copy_from(self, st: Stage, sd: StageDef, ins: Instruction, rootfs: Path,
@@ -564,19 +514,5 @@ class Builder:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
         layers = await self._source_layers(sd, ins, ref)
-        storage = self.host.storage
-        sid = secrets.token_hex(32)
-        await anyio.to_thread.run_sync(note_snapshot, self.work, sid)
-        await anyio.to_thread.run_sync(storage.create_container, sid, layers, {})
-        mounted = False
-        try:
-            src_root = Path(await anyio.to_thread.run_sync(storage.mount, sid))
-            mounted = True
-            await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, src_root, None)
-        finally:
-            with anyio.CancelScope(shield=True):
-                def _cleanup() -> None:
-                    if mounted:
-                        storage.unmount(sid)
-                    storage.remove_container(sid)
-                await anyio.to_thread.run_sync(_cleanup)
+        async with Snapshot(self.host, self.work, layers, {}) as src:
+            await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, src.rootfs, None)
