@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 
@@ -106,6 +106,11 @@ class EngineBuildHost:
                     await rt.delete(step.id, force=True)
                 except Exception:
                     pass
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await fn()
+        self._engine.supervisor.spawn("build", run)
 
     async def discard_process(self, id: str) -> None:
         rt = self._engine.runtime

@@ -41,6 +41,7 @@ this module drives the steps.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 from pathlib import Path
@@ -169,24 +170,45 @@ class Builder:
                                      "skipping\n"}
         send, recv = anyio.create_memory_object_stream[tuple[str, int, Any]](64)
         self._send = send
-        # Stage tasks never raise: a failure comes through the stream, cancels the other
-        # stages, and is raised here once they are gone (not as an exception group).
+        # The stages run in the daemon's task group, not in this generator: a task group
+        # must not stay open across a yield (the generator may be closed from another
+        # cancel scope). Stage tasks never raise: a failure comes through the stream, and
+        # this generator cancels the others and raises it. However the generator ends, the
+        # stages are cancelled and waited for (their clean-up is shielded) before it does.
+        scope = anyio.CancelScope()
+        finished = anyio.Event()
+
+        async def stages() -> None:
+            try:
+                with scope:
+                    async with anyio.create_task_group() as tg:
+                        self._tg = tg
+                        for i in need:
+                            self._start(i)
+            finally:
+                finished.set()
         error: BaseException | None = None
-        async with anyio.create_task_group() as tg, send, recv:
-            self._tg = tg
-            for i in need:
-                self._start(i)
+        spawned = False
+        try:
+            self.host.spawn(stages)
+            spawned = True
             async for kind, _i, item in recv:
                 if kind == "msg":
                     yield item
                 elif kind == "error":
                     error = item
-                    tg.cancel_scope.cancel()
                     break
                 else:
                     self._running -= 1
                     if self._running == 0:
                         break
+        finally:
+            scope.cancel()
+            if spawned:
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+            send.close()
+            recv.close()
         if error is not None:
             raise error
         unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS))
@@ -213,7 +235,8 @@ class Builder:
                 await self._send.send(("msg", i, m))
             await self._send.send(("end", i, None))
         except Exception as exc:    # cancellation is not caught: it is the build's end
-            await self._send.send(("error", i, exc))
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self._send.send(("error", i, exc))
 
     async def _stage(self, i: int) -> Stage:
         """Stage ``i``, once built (started now if nothing started it: a ``--from`` only a

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Protocol
+from typing import (TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Awaitable,
+                    Callable, Protocol)
 
 from aiorun.errors import AiorunError
 
@@ -92,6 +93,12 @@ class BuildHost(Protocol):
         """Create and start ``step``'s process. Raises :class:`BuildError` when there is no
         runtime, :class:`CommandDidNotRun` when the command cannot be executed, another
         :class:`AiorunError` when the runtime fails."""
+        ...
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` in the daemon's task group (a build's stages: they must not live in the
+        request's stream generator, which may be closed from another cancel scope). ``fn``
+        never raises but for cancellation."""
         ...
 
     async def discard_process(self, id: str) -> None:
