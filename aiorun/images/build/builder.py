@@ -24,11 +24,9 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   while the layer still exists; ``nocache`` skips lookups.
 * Nothing is left behind on failure: snapshots are unmounted and removed, layers added by a
   failed build are unpinned and freed, no image is created.
-
 * Stages (:mod:`.graph`): only those the target needs are built, each in a task of a task
   group the build runs in the daemon's (``BuildHost.spawn``), so independent stages run at
-  once; a stage waits for the stages it
-  names (``FROM``, ``--from``). Their messages come through one memory stream, prefixed by
+  once; a stage waits for the stages it names (``FROM``, ``--from``). Their messages come through one memory stream, prefixed by
   stage (:mod:`.output`) when several stages build; a stage's failure cancels the others
   and is raised by :meth:`Builder.run`. Other stages that made layers are kept as untagged
   images (Docker's classic builder leaves them too), which keeps their steps cached.
@@ -219,7 +217,7 @@ class Builder:
             yield m
 
     def _start(self, i: int) -> None:
-        """Start building stage ``i`` (once) in the build's task group."""
+        """Start building stage ``i`` (once) in the stages' task group."""
         if i in self._started:
             return
         assert self._tg is not None
