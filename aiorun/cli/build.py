@@ -60,6 +60,10 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
 
     dockerfile_name = "Dockerfile"
     with tempfile.TemporaryFile(prefix="aiorun-ctx-") as tmp:
+        if path == "-" and a.file == "-":
+            sys.stderr.write("aiorun build: invalid argument: can't use stdin for both build "
+                             "context and dockerfile\n")
+            return 1
         if path == "-":
             data = sys.stdin.buffer.read()
             try:

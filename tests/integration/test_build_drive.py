@@ -188,6 +188,9 @@ def test_dockerfile_outside_the_context_and_from_stdin(env, tmp_path, no_mounts_
     for tag in ("outside:1", "outside:2"):
         # the Dockerfile added to the context is never copied by COPY .
         assert env.run(tag, "ls", "-A", "/all").split() == ["f"]
+    r = env.cli("build", "-f", "-", "-", input=df.read_text())
+    assert r.returncode == 1 and "can't use stdin for both build context and dockerfile" \
+        in r.stderr
     for i, docker in enumerate(DOCKERS):
         r = env.docker(docker, "build", "-t", f"dk-outside:{i}", "-f", str(df), str(ctx),
                        tmp=tmp_path)
