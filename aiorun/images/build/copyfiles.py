@@ -23,8 +23,8 @@ from aiorun.images.build.stage import Stage
 
 
 def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
-                 ignore: DockerIgnore | None, downloads: dict[str, Path] | None = None,
-                 lookup_root: Path | None = None) -> None:
+                 ignore: DockerIgnore | None, downloads: dict[str, Path] | None = None
+                 ) -> None:
     """COPY/ADD ``ins`` of stage ``st``: copy its sources under ``src_root`` (the context, or
     another stage's rootfs; every path resolved inside it) to the destination inside
     ``rootfs``.
@@ -33,13 +33,13 @@ def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
     source file by its name); ``--parents`` keeps each source's path (from the context root,
     or from a ``/./`` pivot in the source) under the destination. ``downloads`` maps an ADD's
     URL sources to the files fetched for them (written with mode 0600, never unpacked).
-    ``lookup_root`` is where ``--chown`` names are looked up (default ``rootfs``; a ``--link``
-    copy writes into an empty layer and looks them up in the stage's rootfs)."""
+    ``--chown`` names are looked up in ``rootfs`` (:func:`check_copy_flags` refuses them
+    with ``--link``, whose rootfs is an empty layer)."""
     env = st.substitution_env()
     words = [expand_word(w, env) for w in ins.json] if ins.json is not None \
         else expand_words(ins.rest, env)
     srcs, dest = words[:-1], words[-1]
-    uid, gid = _parse_chown(flag(ins, "chown"), lookup_root or rootfs, env)
+    uid, gid = _parse_chown(flag(ins, "chown"), rootfs, env)
     mode = None
     chmod = flag(ins, "chmod")
     if chmod is not None:
