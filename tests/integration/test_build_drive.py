@@ -298,6 +298,10 @@ def test_stages_graph_skips_builds_concurrently_and_caches(env, tmp_path, loopba
     # the non-final stages' steps are cached too (no barrier partner needed any more)
     again = env.ok("build", "--network", "host", "-t", "graph:2", str(ctx))
     assert again.count("Using cache") == 4, again
+    # nothing changed: the same image (id), as Docker's builders give, no new <none> image
+    ids = {env.ok("image", "inspect", "--format", "{{.Id}}", f"graph:{n}").strip()
+           for n in (1, 2)}
+    assert len(ids) == 1
     # --target: only what that stage needs; the classic step lines of a one-stage build
     tgt = env.ok("build", "--target", "left", "-t", "graph:left", str(ctx))
     assert _steps(tgt)[0] == "Step 1/2 : FROM busybox AS left" and "Using cache" in tgt

@@ -323,7 +323,15 @@ class Builder:
             if i != target and added & (set(other.layers) - covered):
                 await images.create_image(self._image_config(other, {}), [])
                 covered |= set(other.layers)
-        img = await images.create_image(self._image_config(st, self.labels), self.tags)
+        image_cfg = self._image_config(st, self.labels)
+        img = None if self.no_cache else await self._same_image(image_cfg)
+        if img is None:
+            img = await images.create_image(image_cfg, self.tags)
+            await anyio.to_thread.run_sync(self.cache.image_put, image_cfg, img.id)
+        else:   # as create_image would have: unpin the listed layers this build added
+            for h in st.layers:
+                if h in self._added:
+                    images.release_layer(h)
         # create_image unpinned the layers it lists; the others this build made are freed
         await self._free_layers([h for h in self._added if h not in covered])
         self._added = []
@@ -331,15 +339,32 @@ class Builder:
         short = img.id.removeprefix("sha256:")[:12]
         self.host.emit_image_event("build", img.id,
                                    {"name": self.tags[0] if self.tags else short})
-        for t in img.repo_tags or []:
+        # this build's tags (a reused image may carry older ones too)
+        tagged = [t for t in img.repo_tags or [] if t in self.tags]
+        for t in tagged:
             self.host.emit_image_event("tag", img.id, {"name": t})
         yield {"aux": {"ID": img.id}}
         if self.quiet:
             yield {"stream": f"{img.id}\n"}
             return
         yield {"stream": f"Successfully built {short}\n"}
-        for t in img.repo_tags or []:
+        for t in tagged:
             yield {"stream": f"Successfully tagged {t}\n"}
+
+    async def _same_image(self, image_cfg: dict[str, Any]) -> Image | None:
+        """The image an earlier build made with this very content (a fully cached rebuild),
+        tagged with this build's tags; None when there is none (any more)."""
+        images = self.host.images
+        iid = await anyio.to_thread.run_sync(self.cache.image_get, image_cfg)
+        if iid is None:
+            return None
+        try:
+            images.resolve(iid)
+            for t in self.tags:
+                await images.tag(iid, t, emit=False)
+            return images.resolve(iid)
+        except NotFound:
+            return None
 
     # --- instructions ----------------------------------------------------------------------
     async def _from(self, sd: StageDef, ins: Instruction) -> tuple[Stage, str]:

@@ -1,7 +1,8 @@
 """The build cache: a layer-making step whose key matches an earlier build's reuses its layer.
 
 ``<cache root>/<key>`` holds ``{"diff_id", "created_by", "empty"}``: the layer a step made (or
-that it made none). The key covers the parent layers, the Env/WorkingDir/User/Shell the step
+that it made none). ``<cache root>/images/<content key>`` holds the id of the image a build
+made, by its config without timestamps: a rebuild that changes nothing gets the same image. The key covers the parent layers, the Env/WorkingDir/User/Shell the step
 sees, ARG values for RUN, the instruction text, and for COPY/ADD the content of its sources or
 the source stage's layers. An entry whose layer was freed since is stale and dropped.
 """
@@ -94,12 +95,37 @@ class BuildCache:
             f.unlink(missing_ok=True)   # its layer was freed: the entry is stale
             return None
 
+    def image_get(self, config: dict[str, Any]) -> str | None:
+        """The id of the image an earlier build made with this content (``config`` but its
+        timestamps), or None."""
+        try:
+            return (self.root / "images" / image_content_key(config)).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def image_put(self, config: dict[str, Any], image_id: str) -> None:
+        d = self.root / "images"
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{secrets.token_hex(4)}"
+        tmp.write_text(image_id)
+        os.replace(tmp, d / image_content_key(config))
+
     def put(self, key: str, diff_id: str, created_by: str, empty: bool = False) -> None:
         self.root.mkdir(exist_ok=True)
         tmp = self.root / f".{key}.{secrets.token_hex(4)}"
         tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by,
                                    "empty": empty}))
         os.replace(tmp, self.root / key)
+
+
+def image_content_key(config: dict[str, Any]) -> str:
+    """An image config's content without its timestamps: a build that only reused cached
+    layers and changed nothing else gets the image (and id) the earlier build made, as
+    Docker's builders do."""
+    c = {k: v for k, v in config.items() if k != "created"}
+    c["history"] = [{k: v for k, v in h.items() if k != "created"}
+                    for h in config.get("history") or []]
+    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()
 
 
 def walk_sorted(top: Path) -> Iterator[str]:
