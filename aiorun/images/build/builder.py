@@ -497,6 +497,9 @@ class Builder:
             hit = await anyio.to_thread.run_sync(self.cache.get, key)
             if hit is None:
                 hit = self._cache_from_hit(st, ins)
+                if hit is not None:     # its layer is local now: later builds hit it here
+                    await anyio.to_thread.run_sync(self.cache.put, key, hit["diff_id"],
+                                                   hit["created_by"])
             if hit is not None:
                 m = self._cache_hit(st, hit)
                 if not self.quiet:
