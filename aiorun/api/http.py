@@ -95,10 +95,13 @@ class Request:
         return self.query.get(name, [])
 
     def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean parameter as Docker's server reads one (``httputils.BoolValue``):
+        ``default`` when absent; false for ``""``, ``0``, ``no``, ``false``, ``none``; true
+        for anything else."""
         v = self.arg(name)
         if v is None:
             return default
-        return v.lower() in ("1", "true", "yes", "on", "")
+        return v.strip().lower() not in ("", "0", "no", "false", "none")
 
     def int_arg(self, name: str, default: int | None = None) -> int | None:
         v = self.arg(name)

@@ -241,3 +241,15 @@ def test_repeated_query_parameter_first_value_wins():
     req = Request.from_target("POST", "/build?dockerfile=a&dockerfile=b&q=1&q=0", {})
     assert req.arg("dockerfile") == "a" and req.args("dockerfile") == ["a", "b"]
     assert req.flag("q") is True
+
+
+@pytest.mark.parametrize("value, want", [
+    ("1", True), ("true", True), ("True", True), ("yes", True), ("2", True), ("on", True),
+    ("", False), ("0", False), ("no", False), ("false", False), ("FALSE", False),
+    ("none", False), (" 0 ", False),
+])
+def test_boolean_parameters_read_as_dockers_server_reads_them(value, want):
+    from urllib.parse import quote
+    req = Request.from_target("POST", f"/build?nocache={quote(value)}", {})
+    assert req.flag("nocache") is want
+    assert Request.from_target("POST", "/build", {}).flag("nocache", True) is True
