@@ -86,4 +86,5 @@ def test_build_section_once(tmp_path, host_state):
                          "stage B", "500-file context")}
     assert b["stages_sum_ms"] > 0
     assert "== 7. builds" in p.stdout
-    assert set(Path("/tmp").glob("aiorun-bench-*")) == before
+    # nothing of its own left (another run's directory may come and go meanwhile)
+    assert set(Path("/tmp").glob("aiorun-bench-*")) <= before
