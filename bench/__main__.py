@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["start_latency", "concurrent", "footprint", "events", "layers", "registry"]
+SECTIONS = ["start_latency", "concurrent", "footprint", "events", "layers", "registry",
+            "build"]
 PEERS = ["crun", "runc", "podman", "docker"]
 
 
@@ -200,6 +201,15 @@ def run_sections(eng, name: str, args, sections: list[str], runs: int, results: 
             eng, args.quick, args.debian_rootfs or os.environ.get("AIORUN_BENCH_DEBIAN_TAR"))
     if "registry" in sections and not light:
         run_registry(eng, args, results)
+    if "build" in sections and not light:
+        from bench import build
+        _log(f"{eng.name}: builds")
+        try:
+            r = build.measure(eng, eng.ws, args.quick, args.runs or (3 if args.quick else 5))
+        except Exception as exc:
+            r = {"error": f"{type(exc).__name__}: {exc}"}
+        if r is not None:
+            results.setdefault("build", {})[eng.name] = r
     if hasattr(eng, "phase_breakdown") and "start_latency" in sections:
         _log(f"{eng.name}: per-phase breakdown")
         try:

@@ -178,6 +178,10 @@ def render(results: dict) -> str:
     if reg:
         parts.append(render_registry(reg))
 
+    bld = results.get("build") or {}
+    if bld:
+        parts.append(render_build(bld, results.get("engines") or {}))
+
     ph = results.get("phases") or {}
     if ph:
         parts.append("\n== where aiorun's start time goes (medians, ms)")
@@ -251,5 +255,35 @@ def render_registry(reg: dict) -> str:
     head = ("\n== 6. registry pull / push (loopback docker-registry; whole CLI processes; "
             f"'vs X' = X's median / this median, >1 = faster than X)\n  images: {what}")
     headers = ["client", "image", "op", "n", "min", "median", "max", "MB/s"] + \
+        [f"vs {p}" for p in peers]
+    return "\n".join([head, _table(headers, rows)] + notes)
+
+
+def render_build(bld: dict, engines: dict) -> str:
+    """Section 7: one row per (engine, workload); 'vs X' = X's median / this median."""
+    peers = [p for p in ("podman", "docker") if (bld.get(p) or {}).get("ops")]
+    medians = {(who, r["op"]): r["stats"].get("median")
+               for who, v in bld.items() for r in (v.get("ops") or [])}
+    rows, notes = [], []
+    for who, v in bld.items():
+        if "error" in v:
+            notes.append(f"  ! {who}: {v['error']}")
+        for e in v.get("errors") or []:
+            notes.append(f"  ! {who}: {e[:200]}")
+        for r in v.get("ops") or []:
+            s = r["stats"]
+            row = [who, r["op"], s.get("n", 0), fmt_ms(s.get("min")), fmt_ms(s.get("median")),
+                   fmt_ms(s.get("max")),
+                   fmt_ms(v.get("stages_sum_ms")) if r["op"] == "3-stage cold" else ""]
+            for p in peers:
+                row.append("" if who == p else fmt_ratio(ratio(
+                    s.get("median"), medians.get((p, r["op"])))))
+            rows.append(row)
+    for name in ("docker",):
+        if name not in bld and name in engines and not engines[name].get("present"):
+            notes.append(f"  - {name}: {engines[name].get('reason', 'not run')}")
+    head = ("\n== 7. builds (busybox base; whole CLI processes; 'sum' = stage A + stage B "
+            "alone; 'vs X' = X's median / this median, >1 = faster than X)")
+    headers = ["engine", "workload", "n", "min", "median", "max", "sum"] + \
         [f"vs {p}" for p in peers]
     return "\n".join([head, _table(headers, rows)] + notes)

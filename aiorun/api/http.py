@@ -87,17 +87,22 @@ class Request:
         return bytes(buf)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
+        """The query parameter's FIRST value, as Docker's server (Go's ``FormValue``) takes
+        it: docker-py sends ``dockerfile=`` twice on a build, the first is the one meant."""
         v = self.query.get(name)
-        return v[-1] if v else default
+        return v[0] if v else default
 
     def args(self, name: str) -> list[str]:
         return self.query.get(name, [])
 
     def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean parameter as Docker's server reads one (``httputils.BoolValue``):
+        ``default`` when absent; false for ``""``, ``0``, ``no``, ``false``, ``none``; true
+        for anything else."""
         v = self.arg(name)
         if v is None:
             return default
-        return v.lower() in ("1", "true", "yes", "on", "")
+        return v.strip().lower() not in ("", "0", "no", "false", "none")
 
     def int_arg(self, name: str, default: int | None = None) -> int | None:
         v = self.arg(name)

@@ -3,7 +3,9 @@
 
 The context directory is sent as a tar (``.dockerignore`` honoured, the Dockerfile and
 .dockerignore always included); a Dockerfile outside the context is added under a private
-name. ``-`` reads a context tar, or a bare Dockerfile, from stdin.
+name, as is one read from stdin (``-f -``). ``<Dockerfile>.dockerignore`` next to the
+Dockerfile replaces the context's ``.dockerignore``. ``-`` reads a context tar, or a bare
+Dockerfile, from stdin.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
              metavar="bool"),
       Option("--pull", BOOL, "Always attempt to pull a newer version of the image"),
       Option("--secret", LIST, "Secret for RUN --mount=type=secret (id=ID,src=FILE or "
-             "id=ID,env=VAR)"))
+             "id=ID,env=VAR)"),
+      Option("--network", STR, "Networking mode for the RUN instructions: default (none) "
+             "or host"),
+      Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip) for RUN"),
+      Option("--cache-from", LIST, "Images to consider as cache sources"))
 def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
     need(args, "build", 1, 1)
     path = args[0]
@@ -65,6 +71,10 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
             raise UsageError(exc.message) from None
     dockerfile_name = "Dockerfile"
     with tempfile.TemporaryFile(prefix="aiorun-ctx-") as tmp:
+        if path == "-" and a.file == "-":
+            sys.stderr.write("aiorun build: invalid argument: can't use stdin for both build "
+                             "context and dockerfile\n")
+            return 1
         if path == "-":
             data = sys.stdin.buffer.read()
             try:
@@ -84,7 +94,10 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                                  "not found\n")
                 return 1
             extra: dict[str, bytes] = {}
-            if a.file:
+            if a.file == "-":     # the Dockerfile from stdin, the context from PATH
+                dockerfile_name = f".dockerfile.{secrets.token_hex(10)}"
+                extra[dockerfile_name] = sys.stdin.buffer.read()
+            elif a.file:
                 df = os.path.abspath(a.file)
                 rel = os.path.relpath(df, root)
                 if rel.startswith(".." + os.sep) or rel == "..":
@@ -103,7 +116,15 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                 sys.stderr.write(f"aiorun build: Cannot locate specified Dockerfile: "
                                  f"{os.path.join(path, 'Dockerfile')}\n")
                 return 1
-            write_context_tar(root, tmp, keep=(dockerfile_name, ".dockerignore"), extra=extra)
+            own_ignore = None    # <Dockerfile>.dockerignore next to the Dockerfile
+            if a.file and a.file != "-":
+                try:
+                    with open(os.path.abspath(a.file) + ".dockerignore") as f:
+                        own_ignore = f.read()
+                except OSError:
+                    pass
+            write_context_tar(root, tmp, keep=(dockerfile_name, ".dockerignore"), extra=extra,
+                              ignore_rules=own_ignore)
         size = tmp.seek(0, os.SEEK_END)
         tmp.seek(0)
         from aiorun.cli.progress import Transfer, reading, stderr_printer
@@ -116,7 +137,10 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                  "labels": _kv(a.label, "label") or None,
                  "q": True if a.quiet else None, "rm": True,
                  "nocache": True if a.no_cache else None, "target": a.target or None,
-                 "pull": True if a.pull else None}
+                 "pull": True if a.pull else None,
+                 "networkmode": a.network or None,
+                 "extrahosts": ",".join(a.add_host) or None,
+                 "cachefrom": json.dumps(list(a.cache_from)) if a.cache_from else None}
         resp = ctx.client().request("POST", "/build", query, body=body, headers=headers)
         rc = 0
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 
@@ -37,9 +37,9 @@ class _Process:
         self._id = id
         self.waited = False
 
-    async def output(self) -> AsyncIterator[bytes]:
-        async for _stream, data in self._runtime.output(self._id):
-            yield data
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for stream, data in self._runtime.output(self._id):
+            yield stream, data
 
     async def wait(self) -> int:
         with _did_not_run():
@@ -110,6 +110,11 @@ class EngineBuildHost:
                     await rt.delete(step.id, force=True)
                 except Exception:
                     pass
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await fn()
+        self._engine.supervisor.spawn("build", run)
 
     async def discard_process(self, id: str) -> None:
         rt = self._engine.runtime

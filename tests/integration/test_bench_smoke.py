@@ -1,5 +1,6 @@
 """Smoke tests of the bench end to end: ``python -m bench --quick --only start_latency`` with
-3 runs against aiorun only, and ``--only registry`` with KB-sized images and one run. Timings are printed, never asserted; what is checked is that the
+3 runs against aiorun only, ``--only registry`` with KB-sized images and one run, and
+``--only build`` once. Timings are printed, never asserted; what is checked is that the
 bench runs, produces its table and JSON, and leaves nothing behind on the host."""
 
 from __future__ import annotations
@@ -66,3 +67,24 @@ def test_registry_section_smallest(tmp_path, host_state):
     assert "vs podman" in p.stdout and "! docker: not measured: dockerd is not started" \
         in p.stdout
     assert set(Path("/tmp").glob("aiorun-bench-*")) == before
+
+
+def test_build_section_once(tmp_path, host_state):
+    """The build section, one run against aiorun: every workload built once without error,
+    the 3-stage row carries the sum of its stages."""
+    out = tmp_path / "bench.json"
+    before = set(Path("/tmp").glob("aiorun-bench-*"))
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "build",
+                        "--engines", "aiorun", "--runs", "1", "--json", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    b = res["build"]["aiorun[overlay]"]
+    assert not b["errors"], b
+    assert {r["op"]: r["stats"]["n"] for r in b["ops"]} == {
+        op: 1 for op in ("walkthrough cold", "walkthrough cached", "3-stage cold", "stage A",
+                         "stage B", "500-file context")}
+    assert b["stages_sum_ms"] > 0
+    assert "== 7. builds" in p.stdout
+    # nothing of its own left (another run's directory may come and go meanwhile)
+    assert set(Path("/tmp").glob("aiorun-bench-*")) <= before

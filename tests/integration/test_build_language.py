@@ -288,7 +288,9 @@ def test_run_mount_errors(env):
 def test_run_mount_bind_from_stage_and_image(env):
     df = ("FROM busybox AS build\n"
           "RUN mkdir /out && echo built > /out/artifact\n"
-          "FROM busybox\n"
+          "FROM busybox AS unused\n"     # no stage needs it: skipped (it would fail)
+          "RUN false\n"
+          "FROM busybox\n"              # needs "build" only through RUN --mount from=
           "RUN --mount=type=bind,from=build,source=/out,target=/in cat /in/artifact > /got\n"
           "RUN --mount=type=bind,from=build,source=/out,target=/in,rw \\\n"
           "    sh -c 'echo scribble > /in/new && cat /in/artifact /in/new > /got2'\n"

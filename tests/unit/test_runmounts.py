@@ -57,6 +57,16 @@ def test_bad_mount_is_a_parse_error_naming_the_line(value, msg):
     assert "line 3 of Dockerfile" in e.value.message and msg in e.value.message
 
 
+@pytest.mark.parametrize("flag, build, want", [
+    ("", "none", "none"), ("", "host", "host"),
+    ("--network=default ", "none", "none"), ("--network=default ", "host", "host"),
+    ("--network=none ", "host", "none"), ("--network=none ", "none", "none"),
+])
+def test_run_network_flag_overrides_the_builds_network(tmp_path, flag, build, want):
+    ins = parse(f"FROM x\nRUN {flag}true\n")[1]
+    assert RunSetup(ins, tmp_path, tmp_path).network(build) == want
+
+
 def test_mounts_are_expanded_and_defaulted_at_build_time():
     ins = parse("FROM x\nRUN --mount=type=cache,target=${D} "
                 "--mount=type=secret,id=tok --mount=type=secret,target=/k/key "

@@ -1,6 +1,8 @@
 """``POST /commit`` and ``POST /build`` (Docker's classic builder API).
 
-``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=&target=``: the body is the context tar
+``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=&target=&pull=&networkmode=
+&extrahosts=&cachefrom=`` (see :mod:`aiorun.images.build.options`; a repeated parameter's
+first value counts, as in Docker): the body is the context tar
 (plain or compressed), spooled to ``<root>/tmp`` as it streams in (never held in memory).
 Problems found before the build starts (bad tag, unreadable context, missing Dockerfile,
 Dockerfile syntax errors naming the line) are HTTP 400 ``{"message"}``. Then the answer is a
@@ -105,6 +107,13 @@ async def build(req: Request, engine: Any):
     build_secrets = buildsecrets.decode(header) if header else {}
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
+    from aiorun.images.build import options
+    try:
+        network = options.network_mode(req.arg("networkmode"))
+        hosts = options.extra_hosts(req.args("extrahosts"))
+        cache_from = options.cache_from(req.arg("cachefrom"))
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
     from aiorun.images.build.workdirs import ACTIVE, sweep_stale
     host = EngineBuildHost(engine)
@@ -126,7 +135,9 @@ async def build(req: Request, engine: Any):
     builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
                       no_cache=req.flag("nocache"), target=req.arg("target") or None,
-                      pull=req.flag("pull"), build_secrets=build_secrets)
+                      pull=req.flag("pull"), build_secrets=build_secrets,
+                      dockerfile=dockerfile, network=network, extra_hosts=hosts,
+                      cache_from=cache_from)
 
     async def stream() -> AsyncIterator[bytes]:
         try:

@@ -9,57 +9,66 @@ build JSON messages (``{"stream": ...}``, ``{"aux": {"ID": ...}}``); on failure 
   WORKDIR VOLUME STOPSIGNAL ENTRYPOINT SHELL ARG MAINTAINER) change the config only:
   ``empty_layer: true``. A COPY/ADD/RUN that changed nothing is ``empty_layer: true`` too and
   adds no layer (as BuildKit does).
-* COPY/ADD and RUN make a layer. They work on a *snapshot*: a storage-driver container over the
-  current layers (no intermediate images). COPY/ADD write into the mounted snapshot rootfs
-  (every destination resolved inside it, never following a link out of it; sources resolved
-  inside the context); RUN runs the command there through the runtime (own namespaces,
-  network "none": loopback only) and streams its output. The snapshot's diff becomes the
-  layer (``images.add_layer``), then the snapshot is removed.
+* COPY/ADD and RUN make a layer on a *snapshot* (:mod:`.snapshot`: a storage-driver
+  container over the current layers; no intermediate images). COPY/ADD write into it (every
+  path resolved inside it); RUN runs there through the runtime (own namespaces; network
+  "none": loopback only, or the host's with ``networkmode=host``; ``RUN --network=none``
+  overrides the build's), with its ``--mount``s (:mod:`.runmounts`), and streams its output
+  (stderr marked as Docker marks it). The snapshot's diff becomes the layer.
 * WORKDIR is created (in the next layer-making step) when it does not exist, like the classic
   builder does.
-* Build cache: a layer-making step whose key (parent layers, the Env/WorkingDir/User/Shell it
-  sees, ARG values for RUN, the instruction text, and for COPY/ADD the content of its sources
-  or the source stage's layers) matches an earlier build's reuses that layer ("Using cache")
-  while the layer still exists; ``nocache`` skips lookups.
+* Build cache (:mod:`.cache`): a step whose key matches an earlier build's reuses its layer
+  ("Using cache"); ``nocache`` skips lookups; ``cachefrom`` images may provide RUN layers.
 * Nothing is left behind on failure: snapshots are unmounted and removed, layers added by a
   failed build are unpinned and freed, no image is created.
+* Stages (:mod:`.graph`): the global ARGs and every ``FROM --platform`` are checked first;
+  only the stages the target needs are built, each in a task of a task group the build runs
+  in the daemon's (``BuildHost.spawn``), so independent stages run at once; a stage waits for
+  the stages it names (``FROM``, ``--from``, ``RUN --mount=...,from=``). Their messages come
+  through one memory stream, prefixed by stage (:mod:`.output`) when several stages build;
+  a stage's failure cancels the others and is raised by :meth:`Builder.run`. The images it
+  ends with: :mod:`.finish`.
 
 The builder reaches the daemon only through :class:`~aiorun.images.build.host.BuildHost`.
-Its rooms: :mod:`.stage` (a stage's state), :mod:`.copyfiles` (COPY/ADD file work),
-:mod:`.cache` (the build cache), :mod:`.workdirs` (work directories and the crash sweep);
-this module drives the steps.
+Its other rooms: :mod:`.stage` (a stage's state), :mod:`.copyfiles` (COPY/ADD file work),
+:mod:`.fetch` (ADD of a URL), :mod:`.baseimages` (images named, pulled once),
+:mod:`.workdirs` (work directories and the crash sweep); this module drives the stages and
+their steps.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator
 
 import anyio
+import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectSendStream
 
-from aiorun.core.faultpoint import fault_point
-from aiorun.errors import AiorunError, InvalidArgument, NotFound
-from aiorun.images.build.cache import BuildCache, cache_key
+from aiorun.errors import InvalidArgument, NotFound
+from aiorun.images.build.baseimages import ImageResolver
+from aiorun.images.build.cache import BuildCache, apply_hit, cache_from_hit, cache_key
 from aiorun.images.build.context import DockerIgnore
-from aiorun.images.build.copyfiles import copy_sources, mkdir_in_root
+from aiorun.images.build.copyfiles import check_copy_flags, copy_sources, mkdir_in_root
+from aiorun.images.build.fetch import fetch_urls, file_digest
+from aiorun.images.build.finish import announce, final_image, keep_stage_images
+from aiorun.images.build.flags import flag, flag_bool
+from aiorun.images.build.graph import (StageDef, check_platforms, global_args, needed,
+                                       split_stages, stage_index, target_index)
+from aiorun.images.build.output import StageOutput
+from aiorun.images.build.snapshot import Snapshot, hosts_file, run_step
 from aiorun.images.build.dockerfile import (METADATA, DockerfileError, Instruction, parse,
                                             apply_metadata, arg_pairs, command_form,
                                             expand_word)
-from aiorun.images.build.host import (BuildError, BuildHost, CommandDidNotRun,
-                                      RunStep)
-from aiorun.images.build.platforms import PLATFORM_ARGS, check_from_platform, platform_args
+from aiorun.images.build.host import BuildError, BuildHost, RunStep
+from aiorun.images.build.platforms import PLATFORM_ARGS
 from aiorun.images.build.runmounts import MountOpts, RunSetup, bind_digest, mounts_of
 from aiorun.images.build.stage import Stage, history_entry
 from aiorun.images.build.workdirs import ACTIVE, note_snapshot, sweep_stale  # noqa: F401 (re-export)
-from aiorun.images.diff import filter_diff, has_excluded, tar_is_empty
-from aiorun.images.oci import now_rfc3339 as now_rfc3339nano
-
-if TYPE_CHECKING:  # pragma: no cover
-    from aiorun.images.store import Image
 
 #: Build args Docker predefines (usable without an ARG line, never in the image).
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
@@ -71,12 +80,15 @@ class Builder:
                  *, tags: list[str] | None = None, buildargs: dict[str, str] | None = None,
                  labels: dict[str, str] | None = None, quiet: bool = False,
                  no_cache: bool = False, target: str | None = None,
-                 pull: bool = False, build_secrets: dict[str, bytes] | None = None) -> None:
+                 pull: bool = False, dockerfile: str = "Dockerfile",
+                 network: str = "none", extra_hosts: list[tuple[str, str]] | None = None,
+                 cache_from: list[str] | None = None,
+                 build_secrets: dict[str, bytes] | None = None) -> None:
         self.host = host
         self.secrets = dict(build_secrets or {})    # RUN --mount=type=secret (memory only)
         self.pull = pull                            # --pull: FROM images pulled again
-        self._pulled: set[str] = set()
-        self.target = (target or "").lower() or None
+        self.images = ImageResolver(host, pull)     # FROM/--from images, pulled once
+        self.target = target or None
         self.context = Path(context_dir)
         self.instructions = instructions
         self.tags = list(tags or [])
@@ -84,18 +96,27 @@ class Builder:
         self.labels = dict(labels or {})
         self.quiet = quiet
         self.no_cache = no_cache
-        self.ignore = DockerIgnore.from_dir(self.context)
+        self.network = network                      # RUN steps: "none" or "host"
+        self.extra_hosts = list(extra_hosts or [])  # (name, address) for RUN's /etc/hosts
+        self.cache_from = list(cache_from or [])
+        self._cache_from_configs: list[dict[str, Any]] = []
+        self.ignore = DockerIgnore.from_dir(self.context, dockerfile)
         self.cache = BuildCache(host.cache_root, host.images, host.storage, self.context,
                                 self.ignore)
         self.image_id: str | None = None
         self._added: list[str] = []                # layers this build added (pinned)
-        self._stages: list[Stage] = []             # every stage so far (multi-stage builds)
         self._used_args: set[str] = set()
         self.work = host.work_root / f"build-{secrets.token_hex(6)}"
-
-    # --- helpers ---------------------------------------------------------------------------
-    def _msg(self, text: str) -> dict[str, Any]:
-        return {"stream": text}
+        # the stage graph (set by _run)
+        self._defs: list[StageDef] = []
+        self._results: dict[int, Stage] = {}
+        self._done: dict[int, anyio.Event] = {}
+        self._started: set[int] = set()
+        self._running = 0
+        self._prefixed = False
+        self._meta_args: dict[str, str] = {}
+        self._send: MemoryObjectSendStream[tuple[str, int, Any]] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
 
     # --- the run -------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[dict[str, Any]]:
@@ -109,149 +130,198 @@ class Builder:
         finally:
             with anyio.CancelScope(shield=True):
                 if not ok:
-                    await self._free_layers()
+                    await self._free_layers(list(self._added))
                 await anyio.to_thread.run_sync(
                     lambda: shutil.rmtree(self.work, ignore_errors=True))
                 ACTIVE.discard(self.work.name)
 
-    async def _free_layers(self) -> None:
+    async def _free_layers(self, layers: list[str]) -> None:
+        """Unpin ``layers`` (added by this build, in no image) and free them."""
         images = self.host.images
-        for h in self._added:
+        for h in layers:
             images.release_layer(h)
-        if self._added:
+        if layers:
             try:
-                await images.gc_layers(list(self._added))
+                await images.gc_layers(list(layers))
             except Exception:  # freeing is best effort; start() collects orphans anyway
                 pass
-        self._added.clear()
 
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         ins_list = self.instructions
         first_from = next(i for i, x in enumerate(ins_list) if x.cmd == "FROM")
-        meta_args: dict[str, str] = platform_args()              # TARGETARCH & co.
-        for ins in ins_list[:first_from]:                       # ARG before FROM
-            for name, default in arg_pairs(ins):
-                self._used_args.add(name)
-                if name in self.buildargs:
-                    meta_args[name] = self.buildargs[name]
-                elif default is not None:
-                    meta_args[name] = expand_word(default, meta_args, ins.escape)
-        steps = ins_list[first_from:]
-        for ins in steps:             # FROM --platform: checked before any step runs
-            if ins.cmd == "FROM" and "platform" in ins.flags:
-                problem = check_from_platform(
-                    expand_word(ins.flags.get("platform", ""), meta_args, ins.escape))
-                if problem:
-                    raise DockerfileError(problem, ins.line)
-        if self.target is not None:   # --target: stop at the end of that stage
-            names = [i for i, x in enumerate(steps) if x.cmd == "FROM"
-                     and len(x.args) == 3 and x.args[2].lower() == self.target]
-            if not names:
-                raise DockerfileError(f"target stage {self.target!r} could not be found")
-            nxt = [i for i, x in enumerate(steps) if x.cmd == "FROM" and i > names[0]]
-            steps = steps[:nxt[0]] if nxt else steps
-        total = len(steps)
-        self._st = Stage()
-        for n, ins in enumerate(steps, 1):
-            if not self.quiet:
-                yield self._msg(f"Step {n}/{total} : {ins.original}\n")
-            async for m in self._exec(ins, meta_args):
-                yield m
+        meta_args = self._meta_args = global_args(ins_list[:first_from], self.buildargs,
+                                                  self._used_args)
+        check_platforms(ins_list[first_from:], meta_args)     # before any stage starts
+        self._defs = split_stages(ins_list[first_from:], meta_args)
+        target = target_index(self._defs, self.target)
+        need = needed(self._defs, target)
+        self._prefixed = len(need) > 1
+        self._done = {sd.index: anyio.Event() for sd in self._defs}
+        for ref in self.cache_from:
+            try:
+                self._cache_from_configs.append(self.host.images.resolve(ref).config)
+            except NotFound:
+                if not self.quiet:      # Docker's classic builder skips it too
+                    yield {"stream": f"[Warning] --cache-from image {ref} not found, "
+                                     "skipping\n"}
+        send, recv = anyio.create_memory_object_stream[tuple[str, int, Any]](64)
+        self._send = send
+        # The stages run in the daemon's task group, not in this generator: a task group
+        # must not stay open across a yield (the generator may be closed from another
+        # cancel scope). Stage tasks never raise: a failure comes through the stream, and
+        # this generator cancels the others and raises it. However the generator ends, the
+        # stages are cancelled and waited for (their clean-up is shielded) before it does.
+        scope = anyio.CancelScope()
+        finished = anyio.Event()
+
+        async def stages() -> None:
+            try:
+                with scope:
+                    async with anyio.create_task_group() as tg:
+                        self._tg = tg
+                        for i in need:
+                            self._start(i)
+            finally:
+                finished.set()
+        error: BaseException | None = None
+        spawned = False
+        try:
+            self.host.spawn(stages)
+            spawned = True
+            async for kind, _i, item in recv:
+                if kind == "msg":
+                    yield item
+                elif kind == "error":
+                    error = item
+                    break
+                else:
+                    self._running -= 1
+                    if self._running == 0:
+                        break
+        finally:
+            scope.cancel()
+            if spawned:
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+            send.close()
+            recv.close()
+        if error is not None:
+            raise error
         unused = sorted(set(self.buildargs) - self._used_args - set(PREDEFINED_ARGS)
                         - set(PLATFORM_ARGS))
         if unused and not self.quiet:
-            yield self._msg(f"[Warning] One or more build-args {unused} were not consumed\n")
-        async for m in self._finish(self._st):
+            yield {"stream": f"[Warning] One or more build-args {unused} were not consumed\n"}
+        async for m in self._finish(target):
             yield m
 
-    async def _exec(self, ins: Instruction, meta_args: dict[str, str]
-                    ) -> AsyncIterator[dict[str, Any]]:
-        """Run one instruction on the current stage (``self._st``)."""
-        st = self._st
-        try:
-            if ins.cmd == "FROM":
-                st = self._st = await self._from(ins, meta_args)
-                if not self.quiet:
-                    yield self._msg(f" ---> {self._from_id}\n")
-                triggers = list(st.config.get("OnBuild") or [])
-                if triggers:
-                    st.config["OnBuild"] = None     # triggers run once, in the child build
-                    if not self.quiet:
-                        yield self._msg(f"# Executing {len(triggers)} build trigger"
-                                        f"{'s' if len(triggers) > 1 else ''}\n")
-                    for t in triggers:
-                        trig = parse("FROM scratch\n" + t)[1]
-                        trig.line = ins.line
-                        async for m in self._exec(trig, meta_args):
-                            yield m
-            elif ins.cmd == "ARG":
-                self._arg(st, ins, meta_args)
-            elif ins.cmd in ("COPY", "ADD"):
-                async for m in self._layer_step(st, ins, copy=True):
-                    yield m
-            elif ins.cmd == "RUN":
-                async for m in self._layer_step(st, ins, copy=False):
-                    yield m
-            elif ins.cmd in METADATA:
-                self._metadata(st, ins)
-            else:  # pragma: no cover - parse() rejects these
-                raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
-        except DockerfileError:
-            raise
-        except InvalidArgument as exc:
-            raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
-                             f"{exc.message}") from None
-
-    async def _finish(self, st: Stage) -> AsyncIterator[dict[str, Any]]:
-        images = self.host.images
-        cfg = dict(st.config)
-        if self.labels:
-            cfg["Labels"] = dict(cfg.get("Labels") or {}, **self.labels)
-        image_cfg: dict[str, Any] = {
-            "architecture": st.arch, "os": st.os, "created": now_rfc3339nano(), "config": cfg,
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{h}" for h in st.layers]},
-            "history": st.history,
-        }
-        if st.author:
-            image_cfg["author"] = st.author
-        img = await images.create_image(image_cfg, self.tags)
-        # create_image unpinned the final stage's layers (once per listing); the layers only
-        # earlier stages made are unpinned and freed here
-        left = list(self._added)
-        for h in st.layers:
-            if h in left:
-                left.remove(h)
-        self._added = left
-        await self._free_layers()
-        self.image_id = img.id
-        short = img.id.removeprefix("sha256:")[:12]
-        self.host.emit_image_event("build", img.id,
-                                   {"name": self.tags[0] if self.tags else short})
-        for t in img.repo_tags or []:
-            self.host.emit_image_event("tag", img.id, {"name": t})
-        yield {"aux": {"ID": img.id}}
-        if self.quiet:
-            yield {"stream": f"{img.id}\n"}
+    def _start(self, i: int) -> None:
+        """Start building stage ``i`` (once) in the stages' task group."""
+        if i in self._started:
             return
-        yield {"stream": f"Successfully built {short}\n"}
-        for t in img.repo_tags or []:
-            yield {"stream": f"Successfully tagged {t}\n"}
+        assert self._tg is not None
+        self._started.add(i)
+        self._running += 1
+        self._tg.start_soon(self._stage_task, i)
+
+    async def _stage_task(self, i: int) -> None:
+        assert self._send is not None
+        sd = self._defs[i]
+        out = StageOutput(sd.label, len(sd.instructions), self._prefixed)
+        try:
+            async for m in self._build_stage(sd, out):
+                await self._send.send(("msg", i, m))
+            await self._send.send(("end", i, None))
+        except Exception as exc:    # cancellation is not caught: it is the build's end
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self._send.send(("error", i, exc))
+
+    async def _stage(self, i: int) -> Stage:
+        """Stage ``i``, once built (started now if nothing started it: a ``--from`` only a
+        stage ARG names)."""
+        self._start(i)
+        await self._done[i].wait()
+        return self._results[i]
+
+    async def _build_stage(self, sd: StageDef, out: StageOutput
+                           ) -> AsyncIterator[dict[str, Any]]:
+        st = Stage()
+        for n, ins in enumerate(sd.instructions, 1):
+            if not self.quiet:
+                yield out.step(n, ins.original)
+            try:
+                if ins.cmd == "FROM":
+                    st, from_id = await self._from(sd, ins)
+                    if not self.quiet:
+                        yield out.message(self._msg(f" ---> {from_id}\n"))
+                    triggers = list(st.config.get("OnBuild") or [])
+                    if triggers:
+                        st.config["OnBuild"] = None     # triggers run once, in the child build
+                        if not self.quiet:
+                            yield out.message(self._msg(
+                                f"# Executing {len(triggers)} build trigger"
+                                f"{'s' if len(triggers) > 1 else ''}\n"))
+                        for t in triggers:
+                            trig = parse("FROM scratch\n" + t)[1]
+                            trig.line = ins.line
+                            async for m in self._exec(st, sd, trig):
+                                yield out.message(m)
+                else:
+                    async for m in self._exec(st, sd, ins):
+                        yield out.message(m)
+            except DockerfileError:
+                raise
+            except InvalidArgument as exc:
+                raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): "
+                                 f"{exc.message}") from None
+        self._results[sd.index] = st
+        self._done[sd.index].set()
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _msg(self, text: str) -> dict[str, Any]:
+        return {"stream": text}
+
+    async def _exec(self, st: Stage, sd: StageDef, ins: Instruction
+                    ) -> AsyncIterator[dict[str, Any]]:
+        """Run one instruction (not FROM) on stage ``st``."""
+        if ins.cmd == "ARG":
+            self._arg(st, ins)
+        elif ins.cmd in ("COPY", "ADD"):
+            async for m in self._layer_step(st, sd, ins, copy=True):
+                yield m
+        elif ins.cmd == "RUN":
+            async for m in self._layer_step(st, sd, ins, copy=False):
+                yield m
+        elif ins.cmd in METADATA:
+            self._metadata(st, ins)
+        else:  # pragma: no cover - parse() rejects these
+            raise DockerfileError(f"{ins.cmd} is not supported", ins.line)
+
+    async def _finish(self, target: int) -> AsyncIterator[dict[str, Any]]:
+        """The images (:mod:`.finish`); the layers no image lists are freed."""
+        images = self.host.images
+        covered = await keep_stage_images(images, self._results, target, self._added)
+        img = await final_image(images, self.cache, self._results[target], self.labels,
+                                self.tags, self.no_cache, self._added)
+        # create_image unpinned the layers it lists; the others this build made are freed
+        await self._free_layers([h for h in self._added if h not in covered])
+        self._added = []
+        self.image_id = img.id
+        for m in announce(self.host, img, self.tags, self.quiet):
+            yield m
 
     # --- instructions ----------------------------------------------------------------------
-    _from_id = ""
-
-    async def _from(self, ins: Instruction, meta_args: dict[str, str]) -> Stage:
-        words = [expand_word(ins.args[0], meta_args, ins.escape)] + ins.args[1:]
-        name = words[0]
-        prev = self._stage_by_name(name)
-        if prev is not None:
-            st = prev.fork()
-            self._from_id = f"stage {prev.name or self._stages.index(prev)}"
-        elif name == "scratch":
+    async def _from(self, sd: StageDef, ins: Instruction) -> tuple[Stage, str]:
+        """The stage's start: an earlier stage, ``scratch`` or an image; and how the output
+        names it."""
+        dep = stage_index(self._defs, sd.base, sd.index)
+        if dep is not None:
+            st = (await self._stage(dep)).fork()
+            from_id = f"stage {self._defs[dep].name or dep}"
+        elif sd.base == "scratch":
             st = Stage()
-            self._from_id = "scratch"
+            from_id = "scratch"
         else:
-            img = await self._resolve_image(name, ins)
+            img = await self.images.resolve(sd.base, ins)
             st = Stage()
             cfg = img.config
             st.layers = list(img.layers)
@@ -259,46 +329,34 @@ class Builder:
             st.history = list(cfg.get("history") or [])
             st.arch = cfg.get("architecture") or "amd64"
             st.os = cfg.get("os") or "linux"
-            self._from_id = img.id.removeprefix("sha256:")[:12]
-        if len(words) == 3:
-            st.name = words[2].lower()
-            if self._stage_by_name(st.name) is not None:
-                raise DockerfileError(f"duplicate stage name {words[2]!r}", ins.line)
-        self._stages.append(st)
-        return st
+            from_id = img.id.removeprefix("sha256:")[:12]
+        st.name = sd.name
+        return st, from_id
 
-    def _stage_by_name(self, ref: str) -> "Stage | None":
-        ref = ref.lower()
-        for i, st in enumerate(self._stages):
-            if (st.name and st.name == ref) or str(i) == ref:
-                return st
-        return None
+    async def _source_layers(self, sd: StageDef, ins: Instruction, ref: str) -> list[str]:
+        """The layers ``--from=ref`` names: an earlier stage's (once it is built) or an
+        image's."""
+        if ref.lower() in (sd.name, str(sd.index)) and stage_index(
+                self._defs, ref, sd.index) is None:
+            what = "copy from" if ins.cmd != "RUN" else "mount"
+            raise DockerfileError(f"{ins.cmd} {'--mount ' if ins.cmd == 'RUN' else '--'}"
+                                  f"from={ref}: a stage cannot {what} itself", ins.line)
+        dep = stage_index(self._defs, ref, sd.index)
+        if dep is not None:
+            return list((await self._stage(dep)).layers)
+        return list((await self.images.resolve(ref, ins)).layers)
 
-    async def _resolve_image(self, name: str, ins: Instruction) -> Image:
-        """The image ``name``: pulled when missing (or with ``--pull``, once per build)."""
-        if not (self.pull and name not in self._pulled):
-            try:
-                return self.host.images.resolve(name)
-            except NotFound:
-                pass
-        self._pulled.add(name)
-        try:
-            return await self.host.pull_image(name)
-        except AiorunError as exc:
-            raise BuildError(f"{ins.cmd} {name} (Dockerfile line {ins.line}): no such image "
-                             f"here, and pulling it failed: {exc.message}") from None
-
-    def _arg(self, st: Stage, ins: Instruction, meta_args: dict[str, str]) -> None:
+    def _arg(self, st: Stage, ins: Instruction) -> None:
         for name, default in arg_pairs(ins):
             self._used_args.add(name)
             if name in self.buildargs:
                 val = self.buildargs[name]
             elif default is not None:
                 val = expand_word(default, st.substitution_env(), ins.escape)
-            elif name in meta_args:
-                val = meta_args[name]      # re-declared meta ARG inherits its value
+            elif name in self._meta_args:
+                val = self._meta_args[name]    # re-declared meta ARG inherits its value
             else:
-                continue                   # declared without a value: stays unset
+                continue                       # declared without a value: stays unset
             st.args[name] = val
         st.history.append(history_entry(f"ARG {ins.rest}", empty=True))
 
@@ -314,189 +372,134 @@ class Builder:
         st.history.append(history_entry(f"/bin/sh -c #(nop) {ins.original}", empty=True))
 
     # --- layer-making steps ----------------------------------------------------------------
-    async def _cache_key(self, st: Stage, ins: Instruction, copy: bool) -> str:
+    async def _cache_key(self, st: Stage, sd: StageDef, ins: Instruction, copy: bool,
+                         downloads: dict[str, Path]) -> str:
         extra = ""
-        if copy and "from" in ins.flags:
-            ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
-            src = self._stage_by_name(ref)
-            extra = ",".join(src.layers) if src is not None else \
-                ",".join((await self._resolve_image(ref, ins)).layers)
+        ref = flag(ins, "from") if copy else None
+        if ref is not None:
+            ref = expand_word(ref, st.substitution_env(), ins.escape)
+            extra = ",".join(await self._source_layers(sd, ins, ref))
         elif copy:
             extra = await anyio.to_thread.run_sync(self.cache.sources_digest, st, ins)
+            for p in downloads.values():
+                extra += "," + await anyio.to_thread.run_sync(file_digest, p)
         elif "mount" in ins.flags:     # RUN --mount=type=bind: the content it sees
             mounts = self._mounts(st, ins)
             extra = await anyio.to_thread.run_sync(bind_digest, mounts, self.context,
                                                    self.ignore)
-            for ref, layers in sorted((await self._mount_sources(st, ins, mounts)).items()):
+            for ref, layers in sorted((await self._mount_sources(sd, ins, mounts)).items()):
                 extra += f",{ref}:" + ",".join(layers)
         return cache_key(st, ins, copy, extra)
 
     def _mounts(self, st: Stage, ins: Instruction) -> list[MountOpts]:
         return mounts_of(ins, st.substitution_env(), st.config.get("WorkingDir") or "/")
 
-    async def _mount_sources(self, st: Stage, ins: Instruction, mounts: list[MountOpts]
+    async def _mount_sources(self, sd: StageDef, ins: Instruction, mounts: list[MountOpts]
                              ) -> dict[str, list[str]]:
-        """The layers of each stage or image a RUN's bind mounts come ``from``."""
+        """The layers of each stage or image a RUN's bind mounts come ``from`` (a stage once
+        it is built: the graph made it a dependency)."""
         out: dict[str, list[str]] = {}
         for m in mounts:
             if m.from_ and m.from_ not in out:
-                src = self._stage_by_name(m.from_)
-                if src is st:
-                    raise DockerfileError(f"RUN --mount from={m.from_}: a stage cannot mount "
-                                          "itself", ins.line)
-                out[m.from_] = list(src.layers) if src is not None else \
-                    list((await self._resolve_image(m.from_, ins)).layers)
+                out[m.from_] = await self._source_layers(sd, ins, m.from_)
         return out
 
-    async def _layer_step(self, st: Stage, ins: Instruction, copy: bool
+    async def _layer_step(self, st: Stage, sd: StageDef, ins: Instruction, copy: bool
                           ) -> AsyncIterator[dict[str, Any]]:
-        key = await self._cache_key(st, ins, copy)
+        link = copy and flag_bool(ins, "link")
+        downloads: dict[str, Path] = {}
+        if copy:
+            check_copy_flags(ins, st.substitution_env())
+            if ins.cmd == "ADD":
+                downloads = await fetch_urls(ins, st.substitution_env(), self.work)
+        key = await self._cache_key(st, sd, ins, copy, downloads)
         if not self.no_cache:
             hit = await anyio.to_thread.run_sync(self.cache.get, key)
+            if hit is None:
+                hit = cache_from_hit(self._cache_from_configs, st, ins, self.buildargs,
+                                     self.host.storage)
+                if hit is not None:     # its layer is local now: later builds hit it here
+                    await anyio.to_thread.run_sync(self.cache.put, key, hit["diff_id"],
+                                                   hit["created_by"])
             if hit is not None:
-                if hit.get("empty"):
-                    st.history.append(history_entry(hit["created_by"], empty=True))
-                else:
-                    st.layers.append(hit["diff_id"])
-                    st.history.append(history_entry(hit["created_by"], empty=False))
+                text = apply_hit(st, hit)
                 if not self.quiet:
-                    yield self._msg(" ---> Using cache\n" + ("" if hit.get("empty") else
-                                                            f" ---> {hit['diff_id'][:12]}\n"))
+                    yield self._msg(text)
                 return
-        storage = self.host.storage
-        cid = secrets.token_hex(32)
-        hostname = cid[:12]
-        init_files = {"/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
-                                    b"ip6-loopback\n" + f"127.0.0.1\t{hostname}\n".encode(),
-                      "/etc/hostname": f"{hostname}\n".encode(),
-                      "/etc/resolv.conf": b""}
-        await anyio.to_thread.run_sync(note_snapshot, self.work, cid)
-        await anyio.to_thread.run_sync(storage.create_container, cid, list(st.layers),
-                                       init_files)
-        raw = self.work / f"{cid[:12]}.diff.tar"
-        filtered = self.work / f"{cid[:12]}.layer.tar"
-        mounted = False
-        try:
-            rootfs = Path(await anyio.to_thread.run_sync(storage.mount, cid))
-            mounted = True
+        link_layers = [] if link else list(st.layers)
+        snap = Snapshot(self.host, self.work, link_layers, {})
+        hostname = snap.id[:12]
+        if not link:    # COPY --link: a layer made over nothing, stacked on the stage
+            snap.init_files = {"/etc/hosts": hosts_file(hostname, self.extra_hosts),
+                               "/etc/hostname": f"{hostname}\n".encode(),
+                               "/etc/resolv.conf": b""}
+        async with snap:
             wd = st.config.get("WorkingDir")
-            if wd:
-                await anyio.to_thread.run_sync(mkdir_in_root, rootfs, wd)
-            if copy and "from" in ins.flags:
-                await self._copy_from(st, ins, rootfs)
+            if wd and not link:
+                await anyio.to_thread.run_sync(mkdir_in_root, snap.rootfs, wd)
+            ref = flag(ins, "from") if copy else None
+            if ref is not None:
+                await self._copy_from(st, sd, ins, snap.rootfs, expand_word(
+                    ref, st.substitution_env(), ins.escape))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             elif copy:
-                await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, self.context,
-                                               self.ignore)
+                await anyio.to_thread.run_sync(
+                    lambda: copy_sources(st, ins, snap.rootfs, self.context, self.ignore,
+                                         downloads))
                 created_by = f"/bin/sh -c #(nop) {ins.original}"
             else:
                 argv = command_form(ins, st.config.get("Shell"))
                 if not self.quiet:
                     yield self._msg(f" ---> Running in {hostname}\n")
-                mounts = self._mounts(st, ins)
-                setup = RunSetup(ins, self.work / cid[:12], rootfs, mounts,
-                                 cache_root=self.host.cache_root, context=self.context,
-                                 ignore=self.ignore, secrets=self.secrets,
-                                 sources=await self._mount_sources(st, ins, mounts),
-                                 storage=storage,
-                                 note=lambda sid: note_snapshot(self.work, sid))
-                async for m in self._run_cmd(st, cid, rootfs, argv, hostname, setup):
+                async for m in self._run_cmd(st, sd, ins, snap, argv):
                     yield m
                 created_by = " ".join(argv)
                 if not self.quiet:
                     yield self._msg(f"Removing intermediate container {hostname}\n")
-            await anyio.to_thread.run_sync(storage.unmount, cid)
-            mounted = False
-
-            def _diff() -> None:
-                with open(raw, "wb") as f:
-                    storage.diff(cid, f)
-                if has_excluded(raw):
-                    filter_diff(raw, filtered)
-                    raw.unlink()
-                else:
-                    os.replace(raw, filtered)
-            await anyio.to_thread.run_sync(_diff)
-            if await anyio.to_thread.run_sync(tar_is_empty, filtered):
+            layer = await snap.diff()
+            if layer is None:
                 # Nothing changed: no layer, an empty_layer history entry (as BuildKit does).
                 # Identical empty layers stacked twice would also be one lower dir twice.
                 st.history.append(history_entry(created_by, empty=True))
                 await anyio.to_thread.run_sync(self.cache.put, key, "", created_by, True)
                 return
-            diff_id = await self.host.images.add_layer(filtered)
+            diff_id = await self.host.images.add_layer(layer)
             self._added.append(diff_id)
             st.layers.append(diff_id)
             st.history.append(history_entry(created_by, empty=False))
             await anyio.to_thread.run_sync(self.cache.put, key, diff_id, created_by)
             if not self.quiet:
                 yield self._msg(f" ---> {diff_id[:12]}\n")
-        finally:
-            with anyio.CancelScope(shield=True):
-                def _cleanup() -> None:
-                    if mounted:
-                        storage.unmount(cid)
-                    storage.remove_container(cid)
-                    raw.unlink(missing_ok=True)
-                    filtered.unlink(missing_ok=True)
-                await anyio.to_thread.run_sync(_cleanup)
 
-    async def _run_cmd(self, st: Stage, cid: str, rootfs: Path, argv: list[str],
-                       hostname: str, setup: RunSetup) -> AsyncIterator[dict[str, Any]]:
+    async def _run_cmd(self, st: Stage, sd: StageDef, ins: Instruction, snap: Snapshot,
+                       argv: list[str]) -> AsyncIterator[dict[str, Any]]:
+        """RUN ``argv`` in ``snap`` with the step's mounts (set up on the host and removed
+        afterwards, whatever happens); ``RUN --network`` overrides the build's network."""
+        mounts = self._mounts(st, ins)
+        setup = RunSetup(ins, self.work / snap.id[:12], snap.rootfs, mounts,
+                         cache_root=self.host.cache_root, context=self.context,
+                         ignore=self.ignore, secrets=self.secrets,
+                         sources=await self._mount_sources(sd, ins, mounts),
+                         storage=self.host.storage,
+                         note=lambda sid: note_snapshot(self.work, sid))
         try:
-            mounts = await anyio.to_thread.run_sync(setup.prepare)
-            step = RunStep(id=cid, rootfs=rootfs, argv=argv, env=st.run_env(),
+            step = RunStep(id=snap.id, rootfs=snap.rootfs, argv=argv, env=st.run_env(),
                            cwd=st.config.get("WorkingDir") or "/",
-                           user=st.config.get("User") or "", hostname=hostname,
-                           state_dir=self.work / cid[:12], mounts=tuple(mounts),
-                           network=setup.network())
-            async for m in self._run_step(step, argv):
+                           user=st.config.get("User") or "", hostname=snap.id[:12],
+                           state_dir=self.work / snap.id[:12],
+                           mounts=tuple(await anyio.to_thread.run_sync(setup.prepare)),
+                           network=setup.network(self.network))
+            async for m in run_step(self.host, step, self.quiet):
                 yield m
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(setup.cleanup)
 
-    async def _run_step(self, step: RunStep, argv: list[str]) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async with self.host.run_command(step) as proc:
-                async for data in proc.output():
-                    if not self.quiet:
-                        yield self._msg(data.decode(errors="replace"))
-                exit_code = await proc.wait()
-                fault_point("build.step")
-        except BuildError:
-            raise
-        except AiorunError as exc:
-            code = exc.exit_code if isinstance(exc, CommandDidNotRun) else None
-            raise BuildError(f"The command '{' '.join(argv)}' could not run: {exc.message}"
-                             + (f" (exit code {code})" if code else "")) from None
-        if exit_code != 0:
-            raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: "
-                             f"{exit_code}")
-
     # --- COPY --from (the file work itself is in .copyfiles, in a worker thread) ----------
-    async def _copy_from(self, st: Stage, ins: Instruction, rootfs: Path) -> None:
+    async def _copy_from(self, st: Stage, sd: StageDef, ins: Instruction, rootfs: Path,
+                         ref: str) -> None:
         """``COPY --from=<stage|image>``: the source is a read-only snapshot of that stage's
         (or image's) layers, mounted for the copy and removed afterwards."""
-        ref = expand_word(ins.flags.get("from", ""), st.substitution_env(), ins.escape)
-        src_stage = self._stage_by_name(ref)
-        if src_stage is st:
-            raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from itself",
-                                  ins.line)
-        layers = list(src_stage.layers) if src_stage is not None else \
-            list((await self._resolve_image(ref, ins)).layers)
-        storage = self.host.storage
-        sid = secrets.token_hex(32)
-        await anyio.to_thread.run_sync(note_snapshot, self.work, sid)
-        await anyio.to_thread.run_sync(storage.create_container, sid, layers, {})
-        mounted = False
-        try:
-            src_root = Path(await anyio.to_thread.run_sync(storage.mount, sid))
-            mounted = True
-            await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, src_root, None)
-        finally:
-            with anyio.CancelScope(shield=True):
-                def _cleanup() -> None:
-                    if mounted:
-                        storage.unmount(sid)
-                    storage.remove_container(sid)
-                await anyio.to_thread.run_sync(_cleanup)
+        layers = await self._source_layers(sd, ins, ref)
+        async with Snapshot(self.host, self.work, layers, {}) as src:
+            await anyio.to_thread.run_sync(copy_sources, st, ins, rootfs, src.rootfs, None)

@@ -1,7 +1,8 @@
 """The build cache: a layer-making step whose key matches an earlier build's reuses its layer.
 
 ``<cache root>/<key>`` holds ``{"diff_id", "created_by", "empty"}``: the layer a step made (or
-that it made none). The key covers the parent layers, the Env/WorkingDir/User/Shell the step
+that it made none). ``<cache root>/images/<content key>`` holds the id of the image a build
+made, by its config without timestamps: a rebuild that changes nothing gets the same image. The key covers the parent layers, the Env/WorkingDir/User/Shell the step
 sees, ARG values for RUN, the instruction text, and for COPY/ADD the content of its sources or
 the source stage's layers. An entry whose layer was freed since is stale and dropped.
 """
@@ -21,8 +22,8 @@ from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import NotFound
 from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.copyfiles import heredoc_sources, match_sources
-from aiorun.images.build.dockerfile import Instruction, expand_word
-from aiorun.images.build.stage import Stage
+from aiorun.images.build.dockerfile import Instruction, command_form, expand_word
+from aiorun.images.build.stage import Stage, history_entry
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.drivers.storage import StorageDriver
@@ -96,12 +97,37 @@ class BuildCache:
             f.unlink(missing_ok=True)   # its layer was freed: the entry is stale
             return None
 
+    def image_get(self, config: dict[str, Any]) -> str | None:
+        """The id of the image an earlier build made with this content (``config`` but its
+        timestamps), or None."""
+        try:
+            return (self.root / "images" / image_content_key(config)).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def image_put(self, config: dict[str, Any], image_id: str) -> None:
+        d = self.root / "images"
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{secrets.token_hex(4)}"
+        tmp.write_text(image_id)
+        os.replace(tmp, d / image_content_key(config))
+
     def put(self, key: str, diff_id: str, created_by: str, empty: bool = False) -> None:
         self.root.mkdir(exist_ok=True)
         tmp = self.root / f".{key}.{secrets.token_hex(4)}"
         tmp.write_text(json.dumps({"diff_id": diff_id, "created_by": created_by,
                                    "empty": empty}))
         os.replace(tmp, self.root / key)
+
+
+def image_content_key(config: dict[str, Any]) -> str:
+    """An image config's content without its timestamps: a build that only reused cached
+    layers and changed nothing else gets the image (and id) the earlier build made, as
+    Docker's builders do."""
+    c = {k: v for k, v in config.items() if k != "created"}
+    c["history"] = [{k: v for k, v in h.items() if k != "created"}
+                    for h in config.get("history") or []]
+    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()
 
 
 def walk_sorted(top: Path) -> Iterator[str]:
@@ -112,3 +138,50 @@ def walk_sorted(top: Path) -> Iterator[str]:
             dirnames.sort()
             for n in sorted(dirnames + filenames):
                 yield os.path.join(dirpath, n)
+
+
+def cache_from_layer(configs: list[dict[str, Any]], st: Stage, created_by: str) -> str | None:
+    """``--cache-from``: the layer one of the images (their configs) made for the step
+    ``created_by`` on top of stage ``st``, as Docker's classic builder finds it: the image's
+    layers begin with the stage's, its history begins with the stage's history (every
+    ``created_by``, metadata steps included), and its next history entry is a layer made by
+    the same ``created_by``. None when no image has it."""
+    ours = [h.get("created_by", "") for h in st.history]
+    for cfg in configs:
+        layers = [d.removeprefix("sha256:") for d in cfg.get("rootfs", {}).get("diff_ids", [])]
+        history = cfg.get("history") or []
+        n = len(st.layers)
+        if len(layers) <= n or layers[:n] != st.layers or len(history) <= len(ours):
+            continue
+        if [h.get("created_by", "") for h in history[:len(ours)]] != ours:
+            continue
+        nxt = history[len(ours)]
+        if nxt.get("empty_layer") or nxt.get("created_by", "") != created_by:
+            continue
+        return layers[n]
+    return None
+
+
+def apply_hit(st: Stage, hit: dict[str, Any]) -> str:
+    """Add a cache ``hit`` (the step's layer, or its empty history entry) to stage ``st``;
+    the stream's text for it."""
+    if hit.get("empty"):
+        st.history.append(history_entry(hit["created_by"], empty=True))
+        return " ---> Using cache\n"
+    st.layers.append(hit["diff_id"])
+    st.history.append(history_entry(hit["created_by"], empty=False))
+    return f" ---> Using cache\n ---> {hit['diff_id'][:12]}\n"
+
+
+def cache_from_hit(configs: list[dict[str, Any]], st: Stage, ins: Instruction,
+                   buildargs: dict[str, str], storage: StorageDriver) -> dict[str, Any] | None:
+    """A RUN step's layer from a ``--cache-from`` image (``configs``), as a cache hit. COPY/ADD
+    are never taken from one (their history does not say what was copied), nor a RUN that
+    sees a ``--build-arg`` value (its history does not say which)."""
+    if ins.cmd != "RUN" or not configs or set(st.args) & set(buildargs):
+        return None
+    created_by = " ".join(command_form(ins, st.config.get("Shell")))
+    diff_id = cache_from_layer(configs, st, created_by)
+    if diff_id is None or not storage.has_layer(diff_id):
+        return None
+    return {"diff_id": diff_id, "created_by": created_by}

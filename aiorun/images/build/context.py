@@ -89,11 +89,17 @@ class DockerIgnore:
         return cls(text.splitlines())
 
     @classmethod
-    def from_dir(cls, root: str | os.PathLike[str]) -> "DockerIgnore":
-        try:
-            return cls.from_text(Path(root, ".dockerignore").read_text())
-        except FileNotFoundError:
-            return cls(())
+    def from_dir(cls, root: str | os.PathLike[str], dockerfile: str | None = None
+                 ) -> "DockerIgnore":
+        """The rules of context ``root``: ``<dockerfile>.dockerignore`` next to the Dockerfile
+        (context-relative ``dockerfile``) when there is one, else ``.dockerignore``."""
+        text = ignore_text(root, dockerfile)
+        return cls(()) if text is None else cls.from_text(text)
+
+    @property
+    def has_exceptions(self) -> bool:
+        """Some rule re-includes (``!``): an excluded directory may hold kept entries."""
+        return any(not ex for ex, _ in self.rules)
 
     def excluded(self, rel: str) -> bool:
         """Is the context path ``rel`` (or a parent directory of it) excluded?"""
@@ -109,24 +115,70 @@ class DockerIgnore:
         return result
 
 
+def ignore_text(root: str | os.PathLike[str], dockerfile: str | None = None,
+                dockerfile_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """The ignore rules' text for a build of ``dockerfile``: ``<Dockerfile>.dockerignore``
+    next to the Dockerfile (BuildKit's per-Dockerfile ignore file; ``dockerfile`` is relative
+    to ``root``, or its directory is ``dockerfile_dir`` when it lives outside the context),
+    else the context's ``.dockerignore``; None when there is neither."""
+    candidates = []
+    if dockerfile:
+        base = Path(dockerfile_dir) if dockerfile_dir is not None else Path(root)
+        candidates.append(base / (_clean(dockerfile) if dockerfile_dir is None
+                                  else Path(dockerfile).name))
+        candidates[0] = candidates[0].with_name(candidates[0].name + ".dockerignore")
+    candidates.append(Path(root, ".dockerignore"))
+    for c in candidates:
+        try:
+            return c.read_text()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+    return None
+
+
 def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
                       keep: Iterable[str] = ("Dockerfile", ".dockerignore"),
-                      extra: dict[str, bytes] | None = None) -> None:
-    """Tar the context directory ``root`` into ``out`` (uncompressed), leaving out what
-    ``.dockerignore`` excludes (except the names in ``keep``). Symlinks are stored as links.
-    ``extra`` adds files (a Dockerfile from outside the context)."""
+                      extra: dict[str, bytes] | None = None,
+                      ignore_rules: str | None = None) -> None:
+    """Tar the context directory ``root`` into ``out`` (uncompressed), leaving out what the
+    ignore rules exclude (except the names in ``keep``); an excluded directory is still
+    walked for ``!`` exceptions. Symlinks are stored as links. ``extra`` adds files (a
+    Dockerfile from outside the context, or from stdin); their names and ``.dockerignore``
+    are appended to the ``.dockerignore`` sent so that ``COPY .`` never copies them (as the
+    docker CLI does).
+    ``ignore_rules`` (the text of a per-Dockerfile ignore file) replaces the context's
+    ``.dockerignore``, and is sent as the context's ``.dockerignore``."""
+    import io
     root = os.fspath(root)
-    ignore = DockerIgnore.from_dir(root)
+    text = ignore_rules
+    if text is None:
+        try:
+            text = Path(root, ".dockerignore").read_text()
+        except FileNotFoundError:
+            text = None
+    ignore = DockerIgnore.from_text(text or "")
     keep_set = {_clean(k) for k in keep}
+    replace_ignore = ignore_rules is not None or bool(extra)
+    sent_ignore = None
+    if replace_ignore:
+        # the added files and the generated .dockerignore itself are never copied (the
+        # docker CLI does the same)
+        sent_ignore = (text or "") + ("\n" if text and not text.endswith("\n") else "") + \
+            "".join(f"{n}\n" for n in extra or {}) + (".dockerignore\n" if extra else "")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         def walk(d: str, rel: str) -> None:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
             for e in entries:
                 r = f"{rel}/{e.name}" if rel else e.name
+                if r == ".dockerignore" and sent_ignore is not None:
+                    continue    # sent below, with the rules actually used
                 if ignore.excluded(r) and r not in keep_set:
-                    # an excluded dir may still hold re-included (!) entries: descend
-                    if e.is_dir(follow_symlinks=False) and any(not ex for ex, _ in ignore.rules):
+                    # an excluded dir may still hold re-included (!) entries, or the
+                    # Dockerfile: descend
+                    if e.is_dir(follow_symlinks=False) and (
+                            ignore.has_exceptions
+                            or any(k.startswith(r + "/") for k in keep_set)):
                         walk(e.path, r)
                     continue
                 st = e.stat(follow_symlinks=False)
@@ -144,8 +196,10 @@ def write_context_tar(root: str | os.PathLike[str], out: BinaryIO,
                 if stat.S_ISDIR(st.st_mode):
                     walk(e.path, r)
         walk(root, "")
-        for name, data in (extra or {}).items():
-            import io
+        files = dict(extra or {})
+        if sent_ignore is not None:
+            files[".dockerignore"] = sent_ignore.encode()
+        for name, data in files.items():
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
             ti.mode = 0o644
@@ -158,9 +212,23 @@ def extract_context(tar_path: str | os.PathLike[str], dest: str | os.PathLike[st
     setuid bits (Python's ``tar`` extraction filter)."""
     try:
         with tarfile.open(tar_path, "r:*") as tar:
-            for m in tar:
+            complete = False     # the last member was read to the end of its data
+            while True:
+                try:
+                    m = tar.next()
+                except tarfile.ReadError:
+                    # The docker CLI's context with a Dockerfile added to it (-f outside the
+                    # context, -f -) ends right after the last member's data: no padding, no
+                    # end-of-archive blocks. Go's tar reader (dockerd) takes that as the end.
+                    if complete:
+                        break
+                    raise
+                if m is None:
+                    break
+                complete = False
                 if m.ischr() or m.isblk() or m.isfifo():
                     continue
                 tar.extract(m, dest, filter="tar")
+                complete = True
     except (tarfile.TarError, OSError) as exc:
         raise InvalidArgument(f"invalid build context: {exc}") from None

@@ -20,75 +20,104 @@ from aiorun.images.build.context import DockerIgnore
 from aiorun.images.build.dockerfile import Heredoc, Instruction, expand_word
 from aiorun.images.build.dockerfile.lines import heredoc_from_word
 from aiorun.images.build.expand import expand_heredoc
+from aiorun.images.build.flags import flag, flag_bool, flag_values
 from aiorun.images.build.stage import Stage
 
 
 def copy_sources(st: Stage, ins: Instruction, rootfs: Path, src_root: Path,
-                 ignore: DockerIgnore | None) -> None:
+                 ignore: DockerIgnore | None, downloads: dict[str, Path] | None = None
+                 ) -> None:
     """COPY/ADD ``ins`` of stage ``st``: copy its sources under ``src_root`` (the context, or
     another stage's rootfs; every path resolved inside it) to the destination inside
-    ``rootfs``."""
+    ``rootfs``.
+
+    ``--exclude=PATTERN`` (may repeat) leaves out what matches, relative to each source (a
+    source file by its name); ``--parents`` keeps each source's path (from the context root,
+    or from a ``/./`` pivot in the source) under the destination. ``downloads`` maps an ADD's
+    URL sources to the files fetched for them (written with mode 0600, never unpacked).
+    ``--chown`` names are looked up in ``rootfs`` (:func:`check_copy_flags` refuses them
+    with ``--link``, whose rootfs is an empty layer)."""
     env = st.substitution_env()
     words = [expand_word(w, env, ins.escape) for w in ins.args]
     srcs, dest = words[:-1], words[-1]
-    uid, gid = _parse_chown(ins.flags.get("chown"), rootfs, env, ins.escape)
+    uid, gid = _parse_chown(flag(ins, "chown"), rootfs, env, ins.escape)
     mode = None
-    chmod = ins.flags.get("chmod")
+    chmod = flag(ins, "chmod")
     if chmod is not None:
         try:
             mode = int(expand_word(chmod, env, ins.escape), 8)
         except ValueError:
             raise InvalidArgument(f"invalid --chmod value {chmod!r}") from None
+    excludes = [DockerIgnore([expand_word(p, env, ins.escape)])
+                for p in flag_values(ins, "exclude")]
+    parents = flag_bool(ins, "parents")
     wd = st.config.get("WorkingDir") or "/"
     dest_dir_syntax = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
     if not dest.startswith("/"):
         dest = posixpath.join(wd, dest)
     dest = posixpath.normpath(dest)
-    sources: list[str] = []
+    sources: list[tuple[str, str]] = []     # (path in src_root, path kept under dest)
     docs = heredoc_sources(ins)
     for raw, s in zip(ins.args, srcs):
         if raw in docs:
             continue
         if "://" in s:
-            raise InvalidArgument(f"{ins.cmd} from a URL ({s}) is not supported: "
-                                  "aiorun build has no network access")
-        sources += match_sources(s, src_root, ignore)
-    if len(sources) + len(docs) > 1 and not dest_dir_syntax:
+            if downloads is None or s not in downloads:
+                raise InvalidArgument(f"{ins.cmd} from a URL ({s}) is not supported here")
+            sources.append((s, ""))
+            continue
+        pivot = ""          # --parents: the part before a "/./" is not kept
+        bare = s
+        while bare.startswith("./"):
+            bare = bare[2:]
+        if parents and "/./" in bare:
+            pivot = posixpath.normpath("/" + bare.split("/./", 1)[0]).lstrip("/")
+        for rel in match_sources(s, src_root, ignore):
+            if _excluded_by(excludes, posixpath.basename(rel)):
+                continue
+            kept = rel if not pivot else posixpath.relpath(rel, pivot)
+            sources.append((rel, kept if parents else ""))
+    if (len(sources) + len(docs) > 1 or parents) and not dest_dir_syntax:
         raise InvalidArgument(f"When using {ins.cmd} with more than one source file, the "
                               "destination must be a directory and end with a /")
     for doc in docs.values():
-        text = doc.text()
-        if doc.expand:
-            text = expand_heredoc(text, env, ins.escape)
-        existing = resolve_in_root(rootfs, dest)
-        target_path = posixpath.join(dest, posixpath.basename(doc.name)) \
-            if dest_dir_syntax or existing.is_dir() else dest
-        parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
-        target = parent / posixpath.basename(target_path)
-        _unlink_existing(target)
-        with open(target, "xb") as fo:
-            fo.write(text.encode())
-        os.chmod(target, mode if mode is not None else 0o644)
-        os.chown(target, uid, gid)
-    for rel in sources:
+        _write_heredoc(doc, rootfs, dest, dest_dir_syntax, env, ins.escape, mode, uid, gid)
+    for rel, kept in sources:
+        if rel in (downloads or {}):
+            url_path = rel.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+            name = posixpath.basename(url_path.split("://", 1)[1].partition("/")[2]) or \
+                "index.html"
+            existing = resolve_in_root(rootfs, dest)
+            target_path = posixpath.join(dest, name) if dest_dir_syntax or existing.is_dir() \
+                else dest
+            parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
+            dl = (downloads or {})[rel]
+            _copy_file(dl, parent / posixpath.basename(target_path), os.lstat(dl), uid, gid,
+                       0o600 if mode is None else mode)
+            continue
         src = resolve_in_root(src_root, rel)
         try:
             sst = os.lstat(src)
         except FileNotFoundError:
             raise InvalidArgument(f"file not found in build context or excluded by "
                                   f".dockerignore: stat {rel}: file does not exist") from None
+        base = posixpath.join(dest, kept) if kept and kept != "." else dest
         if stat.S_ISDIR(sst.st_mode):
-            target = mkdir_in_root(rootfs, dest)
-            _copy_dir(src, target, rel, rootfs, dest, uid, gid, mode, ignore)
+            hidden = ignore is not None and rel != "." and ignore.excluded(rel)
+            top = None if hidden else mkdir_in_root(rootfs, base)
+            _copy_dir(src, top, rel, rootfs, base, uid, gid, mode, ignore, excludes, "")
         elif ins.cmd == "ADD" and _is_archive(src):
             target = mkdir_in_root(rootfs, dest)
             _extract_archive(src, target)
         else:
-            existing = resolve_in_root(rootfs, dest)
-            if dest_dir_syntax or existing.is_dir():
-                target_path = posixpath.join(dest, posixpath.basename(rel))
+            if kept:
+                target_path = base
             else:
-                target_path = dest
+                existing = resolve_in_root(rootfs, dest)
+                if dest_dir_syntax or existing.is_dir():
+                    target_path = posixpath.join(dest, posixpath.basename(rel))
+                else:
+                    target_path = dest
             parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
             _copy_file(src, parent / posixpath.basename(target_path), sst, uid, gid, mode)
 
@@ -106,44 +135,85 @@ def heredoc_sources(ins: Instruction) -> dict[str, Heredoc]:
     return out
 
 
+def _write_heredoc(doc: Heredoc, rootfs: Path, dest: str, dest_dir_syntax: bool,
+                   env: dict[str, str], escape: str, mode: int | None, uid: int,
+                   gid: int) -> None:
+    """A heredoc source of COPY/ADD written as a file at (or into) ``dest``."""
+    text = doc.text()
+    if doc.expand:
+        text = expand_heredoc(text, env, escape)
+    existing = resolve_in_root(rootfs, dest)
+    target_path = posixpath.join(dest, posixpath.basename(doc.name)) \
+        if dest_dir_syntax or existing.is_dir() else dest
+    parent = mkdir_in_root(rootfs, posixpath.dirname(target_path) or "/")
+    target = parent / posixpath.basename(target_path)
+    _unlink_existing(target)
+    with open(target, "xb") as fo:
+        fo.write(text.encode())
+    os.chmod(target, mode if mode is not None else 0o644)
+    os.chown(target, uid, gid)
+
+
+def _excluded_by(excludes: list[DockerIgnore], rel: str) -> bool:
+    return any(x.excluded(rel) for x in excludes)
+
+
 def match_sources(pattern: str, root: Path, ignore: DockerIgnore | None) -> list[str]:
     """The context-relative paths a COPY/ADD source ``pattern`` names (globs expanded),
-    minus what ``ignore`` excludes."""
+    minus what ``ignore`` excludes (an excluded directory stays when a ``!`` rule may keep
+    something inside it)."""
     rel = posixpath.normpath("/" + pattern).lstrip("/") or "."
+
+    def visible(p: str) -> bool:
+        if ignore is None or p == "." or not ignore.excluded(p):
+            return True
+        return ignore.has_exceptions and resolve_in_root(root, p).is_dir()
     if not any(c in rel for c in "*?["):
-        if rel != "." and ignore is not None and ignore.excluded(rel):
+        if not visible(rel):
             raise InvalidArgument(f"file not found in build context or excluded by "
                                   f".dockerignore: stat {pattern}: file does not exist")
         return [rel]
     import glob
     # glob in the source tree: symlinked directories are matched, never left through
     found = sorted(p for p in glob.glob(rel, root_dir=root, include_hidden=True)
-                   if ignore is None or not ignore.excluded(p))
+                   if visible(p))
     if not found:
         raise InvalidArgument(f"no source files were specified (no match for {pattern!r})")
     return found
 
 
-def _copy_dir(src: Path, target: Path, rel: str, rootfs: Path, dest: str,
-              uid: int, gid: int, mode: int | None, ignore: DockerIgnore | None) -> None:
-    """Copy the content of context dir ``src`` into ``target`` (inside the rootfs)."""
+def _copy_dir(src: Path, target: Path | None, rel: str, rootfs: Path, dest: str,
+              uid: int, gid: int, mode: int | None, ignore: DockerIgnore | None,
+              excludes: list[DockerIgnore], xrel: str) -> None:
+    """Copy the content of source dir ``src`` (``rel`` in its root, ``xrel`` below the COPY's
+    source, for ``--exclude``) into container path ``dest``; ``target`` is its host path, None
+    until something is copied into it (made then: a directory the ignore rules exclude is
+    walked for ``!`` exceptions, and appears only when one is kept)."""
     with os.scandir(src) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
         erel = posixpath.join(rel, e.name) if rel != "." else e.name
-        if ignore is not None and ignore.excluded(erel):
+        exrel = posixpath.join(xrel, e.name) if xrel else e.name
+        if _excluded_by(excludes, exrel):
             continue
         cpath = posixpath.join(dest, e.name)
         st = e.stat(follow_symlinks=False)
+        if ignore is not None and ignore.excluded(erel):
+            if stat.S_ISDIR(st.st_mode) and ignore.has_exceptions:
+                _copy_dir(Path(e.path), None, erel, rootfs, cpath, uid, gid, mode, ignore,
+                          excludes, exrel)
+            continue
+        if target is None:
+            target = mkdir_in_root(rootfs, dest)
         if stat.S_ISDIR(st.st_mode):
             sub = mkdir_in_root(rootfs, cpath)
             os.chmod(sub, mode if mode is not None else stat.S_IMODE(st.st_mode))
             os.lchown(sub, uid, gid)
-            _copy_dir(Path(e.path), sub, erel, rootfs, cpath, uid, gid, mode, ignore)
+            _copy_dir(Path(e.path), sub, erel, rootfs, cpath, uid, gid, mode, ignore,
+                      excludes, exrel)
             os.utime(sub, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
-            d = target / e.name
-            _copy_file(Path(e.path), d, st, uid, gid, mode)
+            _copy_file(Path(e.path), target / e.name, st, uid, gid, mode)
 
 
 def mkdir_in_root(rootfs: Path, path: str) -> Path:
@@ -258,3 +328,32 @@ def _parse_chown(spec: str | None, rootfs: Path, env: dict[str, str],
         except (OSError, ValueError):
             pass
     return uid, gid
+
+
+def check_copy_flags(ins: Instruction, env: dict[str, str]) -> None:
+    """Refuse, before anything is copied, the COPY/ADD flag uses aiorun does not implement
+    or BuildKit refuses (BuildKit's wording)."""
+    link = flag_bool(ins, "link")
+    flag_bool(ins, "parents")
+    chown = flag(ins, "chown")
+    if link and chown:
+        user, _, group = expand_word(chown, env, ins.escape).partition(":")
+        if not user.isdigit() or (group and not group.isdigit()):
+            raise InvalidArgument(f"{ins.cmd} --link --chown={chown}: aiorun resolves user "
+                                  "and group names in the image, which --link does not "
+                                  "read; use numeric ids")
+    if flag(ins, "keep-git-dir") is not None:
+        raise InvalidArgument(f"{ins.cmd} --keep-git-dir: git sources are not supported by "
+                              "aiorun")
+    checksum = flag(ins, "checksum")
+    if checksum is None:
+        return
+    words = [expand_word(w, env, ins.escape) for w in ins.args]
+    if len(words) != 2:
+        raise InvalidArgument("checksum can't be specified for multiple sources")
+    if not words[0].lower().startswith(("http://", "https://")):
+        raise InvalidArgument("checksum requires HTTP(S) or Git sources")
+    algo, _, hexd = expand_word(checksum, env, ins.escape).partition(":")
+    if algo != "sha256" or len(hexd) != 64 or any(c not in "0123456789abcdef" for c in hexd):
+        raise InvalidArgument(f"invalid checksum digest format: {checksum!r} (want "
+                              "sha256:<64 hex digits>)")

@@ -11,11 +11,17 @@ Accessors: ``"from" in flags``, ``flags.get("from")`` (the value, or the default
 ``""`` for a bare ``--name``), ``flags.get_all("mount")`` (every value, in order),
 ``flags.is_true("link")`` (a boolean flag given bare or ``=true``), iteration over
 ``(name, value)`` pairs (``value`` is ``None`` for a bare flag).
+
+The builder reads an instruction's flags through :func:`flag`, :func:`flag_values` and
+:func:`flag_bool` (by instruction, so call sites stay short).
 """
 
 from __future__ import annotations
 
-from typing import Iterator, overload
+from typing import TYPE_CHECKING, Iterator, overload
+
+if TYPE_CHECKING:   # the parser imports this module: no runtime import back
+    from aiorun.images.build.dockerfile import Instruction
 
 
 class Flags:
@@ -91,6 +97,26 @@ class Flags:
         for n, v in self.items:
             out.setdefault(n, v if v is not None else "")
         return out
+
+
+def flag_values(ins: "Instruction", name: str) -> list[str]:
+    """Every value of flag ``--name``, in order (``--exclude``, ``--mount`` may repeat);
+    ``"true"`` for a bare ``--name``."""
+    return [v if v is not None else "true" for n, v in ins.flags if n == name]
+
+
+def flag(ins: "Instruction", name: str) -> str | None:
+    """The value of flag ``--name``, None when absent; a bare ``--name`` is ``"true"``.
+
+    The parser (:func:`check`) refuses a non-repeatable flag given twice, so there is one."""
+    vals = flag_values(ins, name)
+    return vals[-1] if vals else None
+
+
+def flag_bool(ins: "Instruction", name: str) -> bool:
+    """A boolean flag (``--link``, ``--link=true``, ``--link=false``); :func:`check` has
+    already refused any other value."""
+    return ins.flags.is_true(name)
 
 
 #: Flag kinds, as BuildKit declares them per instruction.

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Protocol
+from typing import (TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Awaitable,
+                    Callable, Protocol)
 
 from aiorun.errors import AiorunError
 
@@ -50,9 +51,10 @@ class RunMount:
 
 @dataclass(frozen=True)
 class RunStep:
-    """One RUN step's process: ``argv`` in the mounted snapshot ``rootfs`` (own namespaces,
-    ``network`` "none": loopback only, or "host"), with ``mounts``. ``state_dir`` is a fresh
-    directory of the build's for the runtime's files (log, state)."""
+    """One RUN step's process: ``argv`` in the mounted snapshot ``rootfs`` (own namespaces;
+    ``network`` "none": loopback only, or "host": the host's network namespace), with
+    ``mounts``. ``state_dir`` is a fresh directory of the build's for the runtime's files (log,
+    state)."""
 
     id: str
     rootfs: Path
@@ -70,8 +72,9 @@ class RunningCommand(Protocol):
     """A RUN step's process, started; leaving :meth:`BuildHost.run_command`'s context kills it
     (when it was not waited for) and deletes it."""
 
-    def output(self) -> AsyncIterator[bytes]:
-        """Its stdout and stderr, interleaved, until it exits."""
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """Its stdout (1) and stderr (2) as ``(stream, data)``, interleaved, until it
+        exits."""
         ...
 
     async def wait(self) -> int:
@@ -104,6 +107,12 @@ class BuildHost(Protocol):
         """Create and start ``step``'s process. Raises :class:`BuildError` when there is no
         runtime, :class:`CommandDidNotRun` when the command cannot be executed, another
         :class:`AiorunError` when the runtime fails."""
+        ...
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` in the daemon's task group (a build's stages: they must not live in the
+        request's stream generator, which may be closed from another cancel scope). ``fn``
+        never raises but for cancellation."""
         ...
 
     async def discard_process(self, id: str) -> None:

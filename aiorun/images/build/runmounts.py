@@ -5,9 +5,10 @@
   everything it put into the snapshot (mount points it had to create) and on the host
   (secret files), so none of it ends up in the layer or the history.
 
-``--network``: ``none`` and ``default`` run the step as every aiorun RUN step runs (its own
-network namespace, loopback only); ``host`` needs BuildKit's ``network.host`` entitlement,
-which aiorun build does not grant: refused.
+``--network``: ``none`` runs the step in its own network namespace, loopback only;
+``default`` (as no flag) runs it on the build's network (``networkmode``: loopback only, or
+the host's); ``host`` needs BuildKit's ``network.host`` entitlement, which aiorun build does
+not grant: refused.
 
 ``--mount`` (BuildKit's CSV syntax; values may use build variables):
 
@@ -108,9 +109,10 @@ class RunSetup:
         self._locks: list[int] = []      # fds holding sharing=locked caches
         self._private: list[Path] = []   # host files to remove (secret copies, bind trees)
 
-    def network(self) -> str:
-        """The runtime network mode of the step ("none": loopback only)."""
-        return "none"
+    def network(self, build_network: str = "none") -> str:
+        """The runtime network mode of the step: ``RUN --network=none`` is loopback only;
+        ``default`` (or no flag) is the build's ``build_network`` ("none" or "host")."""
+        return "none" if self.ins.flags.get("network") == "none" else build_network
 
     def prepare(self) -> list[RunMount]:
         """The step's mounts (files they need are written under ``work``)."""
