@@ -33,7 +33,7 @@ def test_quick_start_latency_against_aiorun(tmp_path, host_state):
     assert "== 1. single start latency" in p.stdout
     assert any(t["what"].startswith("API create+start") for t in res["targets"])
     # nothing left on the host: scratch dir, bench cgroups
-    assert set(Path("/tmp").glob("aiorun-bench-*")) == before
+    assert set(Path("/tmp").glob("aiorun-bench-*")) <= before   # none left (others may come and go)
     assert not list(Path("/sys/fs/cgroup").glob("*/aiorun-bench"))
 
 
@@ -66,7 +66,7 @@ def test_registry_section_smallest(tmp_path, host_state):
     assert "== 6. registry pull / push" in p.stdout and "vs skopeo" in p.stdout
     assert "vs podman" in p.stdout and "! docker: not measured: dockerd is not started" \
         in p.stdout
-    assert set(Path("/tmp").glob("aiorun-bench-*")) == before
+    assert set(Path("/tmp").glob("aiorun-bench-*")) <= before   # none left (others may come and go)
 
 
 def test_build_section_once(tmp_path, host_state):
