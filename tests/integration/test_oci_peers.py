@@ -145,19 +145,42 @@ def test_podman_published_port(podman):
 
 # --- containerd --------------------------------------------------------------------------------
 
+#: containerd's CRI plugin with an ``aiorun`` runtime handler, as docs/oci-runtime.md shows
+#: it for Kubernetes (a RuntimeClass with ``handler: aiorun`` selects it)
+CRI_CONFIG = """
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{base}/cni-bin"
+    conf_dir = "{base}/cni-conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.aiorun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.aiorun.options]
+        BinaryName = "{binary}"
+        SystemdCgroup = false
+"""
+
+
 class Containerd:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, cri: bool = False) -> None:
         self.base = base
         self.sock = base / "c.sock"
+        plugins = (CRI_CONFIG.format(base=base, binary=runtime_path()) if cri else
+                   'disabled_plugins = ["io.containerd.grpc.v1.cri"]')
         (base / "config.toml").write_text(f"""
 version = 2
 root = "{base / 'root'}"
 state = "{base / 'state'}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "{self.sock}"
 [ttrpc]
   address = "{self.sock}.ttrpc"
+{plugins}
 """)
         self.log = open(base / "containerd.log", "wb")
         self.proc = subprocess.Popen(["containerd", "--config", str(base / "config.toml")],
@@ -234,3 +257,23 @@ def test_containerd_detached_exec_pause_kill_delete(containerd):
     c.ctr("container", "delete", "d1")
     assert not any((c.base / "runc" / "aiorun-test").glob("d1"))
     assert not Path("/sys/fs/cgroup/pids/aiorun-test/d1").exists()
+
+
+def test_containerd_cri_plugin_takes_the_aiorun_handler():
+    """The CRI plugin (what the kubelet talks to) loads with the ``aiorun`` handler whose
+    shim options name aiorun-runtime; a pod with ``runtimeClassName: aiorun`` gets exactly
+    the shim + BinaryName path ``ctr run --runc-binary`` exercises above. (No kubelet or
+    crictl here: the CRI calls themselves are not made.)"""
+    base = Path(tempfile.mkdtemp(prefix="aioc-cri-", dir="/tmp"))
+    c = Containerd(base, cri=True)
+    try:
+        plugins = c.ctr("plugins", "ls").stdout
+        assert any(line.split()[:2] == ["io.containerd.grpc.v1", "cri"] and
+                   line.split()[-1] == "ok" for line in plugins.splitlines()), plugins
+    finally:
+        c.stop()
+        log = (base / "containerd.log").read_text()
+        subprocess.run(["umount", "-R", "-l", str(base / "state")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+    started = next(line for line in log.splitlines() if "Start cri plugin with config" in line)
+    assert f"BinaryName:{runtime_path()}" in started, started
