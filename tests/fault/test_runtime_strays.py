@@ -1,0 +1,58 @@
+"""A container the runtime still has but the daemon has no record of is deleted at daemon
+start — process and cgroups — so nothing leaks (issue 11, item 4).
+
+That is what a removal leaves whose runtime delete was cut short (the spawner killed with
+``rm`` in flight, the daemon stopped before it could retry: the next spawner re-adopts the
+record, cgroups and all; seen as an empty ``aiorun/<id>`` cgroup under random kills). Made
+here exactly: with the daemon stopped, the test asks the daemon's own spawner (through
+:class:`aiorun.runtime.Runtime` on the daemon's run dir) for a container the daemon never
+heard of, then starts the daemon. The named-point version (the spawner killed inside
+``delete``) is ``spawner.delete`` in test_kill_points.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tarfile
+from pathlib import Path
+
+import anyio
+import pytest
+
+from aiorun.runtime.api import Runtime
+from aiorun.runtime.spec import ContainerSpec
+from faultlab import Lab
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+
+async def _create_behind_the_daemons_back(lab: Lab, spec: ContainerSpec) -> int:
+    async with Runtime(lab.paths) as rt:        # joins the spawner the daemon left running
+        return await rt.create(spec)
+
+
+def test_runtime_container_unknown_to_the_daemon_is_deleted_at_start(
+        lab: Lab, busybox_tar: Path) -> None:
+    baseline = lab.inventory()
+    assert lab.daemon is not None and lab.spawner_pids(), "the spawner keeps the witness"
+    lab.daemon.stop()
+    rootfs = lab.base / "stray-rootfs"
+    rootfs.mkdir()
+    with tarfile.open(busybox_tar) as tf:
+        tf.extractall(rootfs, filter="fully_trusted")
+    sid = "stray-" + secrets.token_hex(8)
+    state = lab.base / "stray-state"
+    spec = ContainerSpec(id=sid, rootfs=str(rootfs), args=["sleep", "1000"],
+                         state_dir=str(state), log_path=str(state / "log.json"))
+    pid = anyio.run(_create_behind_the_daemons_back, lab, spec)
+    assert pid > 0
+    assert f"aiorun/{sid}" in lab.scope.tree(), "the stray got no cgroup: nothing to prove"
+    assert any(rel == f"aiorun/{sid}" for rel in lab.scope.processes().values())
+
+    lab.start()
+    assert f"aiorun/{sid}" not in lab.scope.tree()
+    assert not any(rel == f"aiorun/{sid}" for rel in lab.scope.processes().values())
+    assert f"deleted runtime container {sid}" in lab.paths.daemon_log.read_text()
+    assert not (lab.paths.run / "runtime" / f"{sid}.json").exists()
+    assert lab.lost() == []
+    assert lab.leaks_since(baseline) == {}
