@@ -101,6 +101,7 @@ CASES = [
     Case("spawner.cgroups", "spawner", op_run),
     Case("spawner.create.replied", "spawner", op_run),
     Case("spawner.start.replied", "spawner", op_run),
+    Case("spawner.kill", "spawner", op_rm),                   # rm -f's kill in flight
     Case("spawner.delete", "spawner", op_rm),                 # rm's runtime delete in flight
 ]
 

@@ -21,7 +21,7 @@ import pytest
 
 from aiorun.runtime.api import Runtime
 from aiorun.runtime.spec import ContainerSpec
-from faultlab import Lab
+from faultlab import Lab, drain
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -56,3 +56,24 @@ def test_runtime_container_unknown_to_the_daemon_is_deleted_at_start(
     assert not (lab.paths.run / "runtime" / f"{sid}.json").exists()
     assert lab.lost() == []
     assert lab.leaks_since(baseline) == {}
+
+
+@pytest.mark.parametrize("point", ["spawner.kill", "spawner.delete"])
+def test_rm_with_the_spawner_killed_in_flight_leaves_nothing(lab: Lab, point: str) -> None:
+    """``rm -f`` while the spawner dies as its kill (or delete) arrives: the engine asks
+    once more, the runtime reconnecting to a new spawner (which re-adopted the container),
+    so the container is gone — process and cgroups — at once, not only after the next
+    daemon start (test_kill_points.py checks after a restart)."""
+    baseline = lab.inventory()
+    lab.daemon.stop() if lab.daemon is not None else None
+    lab.kill_spawners()                         # only a new spawner has the point armed
+    once = lab.base / f"fired-rm-{point}"
+    lab.restart(point, once)
+    cid = lab.run("sleep", "1000")
+    drain(lab.client().request("DELETE", f"/containers/{cid}", {"force": True}))
+    assert once.exists(), f"{point} never fired:\n{lab.log_tail()}"
+    assert cid not in lab.live_ids()
+    assert f"aiorun/{cid}" not in lab.scope.tree(), lab.log_tail()
+    assert lab.leaks_since(baseline) == {}, lab.log_tail()
+    lab.restart()                               # the clean daemon the next case expects
+    assert lab.lost() == []
