@@ -14,7 +14,12 @@ before the API serves anyone (no commit or build runs yet):
 
 Cgroups: the spawner writes a container's re-adoption record before it makes its cgroups,
 so a create cut short leaves a record; the restarted spawner reports it and the reconcile's
-runtime delete removes them (see :mod:`aiorun.runtime.spawner.create`).
+runtime delete removes them (see :mod:`aiorun.runtime.spawner.create`); what the runtime
+still has of a container no record names (an ``rm`` whose runtime delete the spawner's death
+cut short) is deleted by the reconcile too (:mod:`aiorun.engine.containers.lifecycle`). Empty
+``<parent>/<id>`` cgroups of unknown ids are *not* swept by name: the parent is under the
+daemon's own cgroup, which daemons sharing a cgroup (e.g. tests on one host) share, so such
+a sweep could remove another daemon's container mid-create.
 
 Everything removed is logged (one line each) and returned.
 """

@@ -259,7 +259,11 @@ class Runtime:
                 try:
                     st = await self._request(Op.STATE, id=id)
                 except NotFound:
-                    self._exit_events.pop(id).set()
+                    # a delete may have forgotten it while we asked (a KeyError here ended
+                    # the daemon, seen in the fault soak)
+                    gone = self._exit_events.pop(id, None)
+                    if gone is not None:
+                        gone.set()
                     continue
                 if st.get("status") is not None:
                     self._exits[id] = status_from_dict(st["status"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -278,6 +279,13 @@ class Lab:
                     left.append(f"mount {mp}")
                     subprocess.run(["umount", "-l", mp], check=False)
             left += [f"cgroup {d}" for d in self.scope.remove()]
+            keep = os.environ.get("AIORUN_FAULT_KEEP_LOGS")
+            if keep:                            # for diagnosis: the logs outlive the lab
+                dest = Path(keep) / self.base.name
+                dest.mkdir(parents=True, exist_ok=True)
+                for src in (self.paths.daemon_log, self.paths.run / "spawner.log"):
+                    if src.exists():
+                        shutil.copy(src, dest / src.name)
             subprocess.run(["rm", "-rf", "--one-file-system", str(self.base),
                             str(self.paths.run)], check=False)
         return left

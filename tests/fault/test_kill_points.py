@@ -101,6 +101,8 @@ CASES = [
     Case("spawner.cgroups", "spawner", op_run),
     Case("spawner.create.replied", "spawner", op_run),
     Case("spawner.start.replied", "spawner", op_run),
+    Case("spawner.kill", "spawner", op_rm),                   # rm -f's kill in flight
+    Case("spawner.delete", "spawner", op_rm),                 # rm's runtime delete in flight
 ]
 
 
@@ -121,10 +123,15 @@ def test_kill_at_named_point(lab: Lab, case: Case) -> None:
     except (ApiError, DaemonUnreachable, OSError):
         pass                                    # the operation dies with its process
     fired = once.exists()
+    # the victim may still be dying: a "*.replied" point kills it just after its reply,
+    # which the operation may have returned with already
+    deadline = time.monotonic() + 20
     if case.victim == "daemon":
         assert lab.daemon is not None
-        deadline = time.monotonic() + 20
         while lab.daemon.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        while set(spawners) & set(lab.spawner_pids()) and time.monotonic() < deadline:
             time.sleep(0.05)
     FIGURES.injected += int(fired)
     assert fired, f"{case.point} was never reached by {case.op.__name__}:\n{lab.log_tail()}"

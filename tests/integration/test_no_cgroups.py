@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from aiorun.api.client import DaemonUnreachable
+from aiorun.runtime.cgroup_support import FIELDS
 from aiorun.runtime.cgroups import NO_CGROUP_WARNING, Hierarchy, layout_warnings
 from aiorun.testing.daemon import DaemonProcess, run_cli
 from aiorun.testing.util import wait_until
@@ -69,6 +70,8 @@ def test_no_cgroup_hierarchy_is_reported(aiorun_paths, busybox_tar):
     try:
         info = d.client().get("/info")
         assert info["Warnings"] == [NO_CGROUP_WARNING]
+        # no limit is claimed where nothing enforces it (MemoryLimit was always true)
+        assert {f: info[f] for f in FIELDS} == dict.fromkeys(FIELDS, False)
         assert NO_CGROUP_WARNING in paths.daemon_log.read_text()
         # containers still run (without accounting); the CLI shows the warning too
         ok(run_cli(paths, "import", str(busybox_tar), "busybox"))

@@ -170,3 +170,24 @@ async def test_restart_cut_short_mid_start_kills_the_stray_process(tmp_path):
         await mgr2.start(cid)
         assert mgr2.get(cid).state.status == "running"
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_runtime_container_without_a_record_is_deleted_at_start(tmp_path):
+    """A removal whose runtime delete was cut short (the spawner died with ``rm`` in flight)
+    leaves the runtime a container the daemon has no record of: deleted at the next start
+    (its cgroups with it). One whose directory exists but could not be loaded is kept."""
+    from aiorun.runtime.spec import ContainerSpec
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "kept")
+        await mgr.start(cid)
+        for sid in ("stray", "unloadable"):
+            await eng.runtime.create(ContainerSpec(id=sid, rootfs="/", args=["sleep"]))
+        (eng.paths.containers / "unloadable").mkdir()
+        (eng.paths.containers / "unloadable" / "config.v2.json").write_text("{corrupt")
+        mgr2 = await _restart(eng, mgr)
+        assert "stray" in eng.runtime.deleted and "stray" not in eng.runtime.procs
+        assert "unloadable" not in eng.runtime.deleted and cid not in eng.runtime.deleted
+        assert mgr2.get(cid).state.status == "running"
+        tg.cancel_scope.cancel()

@@ -16,7 +16,7 @@ from aiorun.api.routes.images import summary
 from aiorun.core.timefmt import rfc3339nano
 from aiorun.drivers.registry import NETWORK_GROUP, discover
 from aiorun.errors import Unavailable
-from aiorun.runtime import cgroups
+from aiorun.runtime import cgroup_support, cgroups
 
 if TYPE_CHECKING:
     from aiorun.engine.daemon import Engine
@@ -134,11 +134,12 @@ async def info(req: Request, engine: Engine) -> dict[str, Any]:
                     "Network": sorted(n for n, e in discover(NETWORK_GROUP).items()
                                       if e.error is None),
                     "Authorization": None, "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        # what the runtime's cgroup layout can enforce, never claimed without it
+        **await anyio.to_thread.run_sync(cgroup_support.probe),
+        "IPv4Forwarding": True,
         "BridgeNfIptables": any(f.get("BridgeNfIptables") for f in firewall.values()),
         "BridgeNfIp6tables": False, "Debug": engine.debug,
-        "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
+        "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0,
         "SystemTime": rfc3339nano(time.time_ns()),
         "LoggingDriver": "json-file",

@@ -136,7 +136,13 @@ class RoomBase:
 
     async def _runtime_delete(self, cid: str, force: bool = False) -> None:
         try:
-            await self.engine.runtime.delete(cid, force=force)
+            try:
+                await self.engine.runtime.delete(cid, force=force)
+            except Unavailable:
+                # the spawner died with the delete in flight: the runtime reconnects on
+                # demand to a new one, which re-adopted the record — once more, or the
+                # cgroups stay (a daemon shutting down cannot: its next start deletes it)
+                await self.engine.runtime.delete(cid, force=force)
         except NotFound:
             # The runtime does not know it: a spawner killed mid-create may have left its
             # cgroups (removing the record would orphan them for good). The container is

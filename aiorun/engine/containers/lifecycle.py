@@ -12,7 +12,8 @@ reverse; containers the runtime still has get a new supervisor; containers that 
 running but are gone are marked exited and cleaned (unmount, network detach, cgroup
 delete); a removal cut short is marked dead and left removable (Docker's choice), as is a
 record whose state file was lost; a process the runtime still has for a created/exited
-container (a start cut short) is killed.
+container (a start cut short) is killed; what the runtime still has of a container with
+no record (a removal whose runtime delete was cut short) is deleted, cgroups and all.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from aiorun.core import state as st
 from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import TRASH_PREFIX, Container
-from aiorun.errors import AiorunError
+from aiorun.errors import AiorunError, NotFound
 
 log = logging.getLogger("aiorun.containers")
 
@@ -96,6 +97,35 @@ class LifecycleRoom(RoomBase):
                 log.warning("cannot read the cgroup layout (%s): no cgroup sweep", exc)
         for c in list(self._by_id.values()):
             await self._reconcile(c, actual.get(c.id), layout)
+        if asked:
+            await self._delete_strays(actual)
+
+    async def _delete_strays(self, actual: dict[str, dict[str, Any]]) -> None:
+        """Delete what the runtime still has of containers this daemon no longer knows: a
+        removal whose runtime delete was cut short (the spawner killed while ``rm`` was in
+        flight) finishes without it, and the next spawner re-adopts the record and its
+        cgroups. The spawner is this daemon's own (one per run dir), and nothing else uses
+        the runtime yet (no build runs before the API serves): every container it reports
+        that has no record here is a stray. Its delete kills any process left and removes
+        its cgroups (exec processes go with their container). A container whose record
+        could not be loaded keeps its directory and is never touched."""
+        rt = self.engine.runtime
+        if rt is None:
+            return
+        for rid, info in sorted(actual.items()):
+            if (info.get("kind") or "container") != "container" or rid in self._by_id \
+                    or (self.home / rid).exists():
+                continue
+            try:
+                await rt.delete(rid, force=True)
+                log.warning("deleted runtime container %s: the daemon has no record of "
+                            "it (e.g. a removal cut short by a crash); its process and "
+                            "cgroups are gone", rid)
+            except NotFound:
+                pass
+            except AiorunError as exc:
+                log.warning("cannot delete runtime container %s (unknown to the daemon): %s",
+                            rid, exc)
 
     async def _reconcile(self, c: Container, info: dict[str, Any] | None,
                          layout: "list[cgroups.Hierarchy] | None") -> None:

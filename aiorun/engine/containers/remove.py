@@ -16,7 +16,7 @@ from aiorun.core import state as st
 from aiorun.core.faultpoint import fault_point
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import TRASH_PREFIX, Container
-from aiorun.errors import AiorunError, Conflict
+from aiorun.errors import AiorunError, Conflict, Unavailable
 
 log = logging.getLogger("aiorun.containers")
 
@@ -47,7 +47,12 @@ class RemoveRoom(RoomBase):
                 if c.state.has_process:
                     waiter = c.waiter
                     try:
-                        await self._need_runtime().kill(c.id, _signal.SIGKILL)
+                        try:
+                            await self._need_runtime().kill(c.id, _signal.SIGKILL)
+                        except Unavailable:
+                            # the spawner died with the kill in flight: once more, to the
+                            # one the runtime reconnects to (it re-adopted the process)
+                            await self._need_runtime().kill(c.id, _signal.SIGKILL)
                     except Exception as exc:
                         log.debug("kill %s: %s", c.id, exc)
                     with anyio.move_on_after(30):

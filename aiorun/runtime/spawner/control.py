@@ -15,6 +15,7 @@ import sys
 import time
 
 from .. import cgroups
+from ...core.faultpoint import fault_point
 from ..init import exec_child
 from .base import SpawnerBase
 from .common import (MIN_MEMORY, PROTOCOL_VERSION, CgroupLimits, Proc, RequestError,
@@ -124,6 +125,7 @@ class Control(SpawnerBase):
         return {"pid": e2}
 
     def kill(self, id: str, sig: int) -> dict:
+        fault_point("spawner.kill")       # rm -f's kill in flight (engine/containers/remove)
         p = self._get(id)
         if not p.running or p.pidfd < 0:
             raise RequestError("Conflict", f"{id} is not running")

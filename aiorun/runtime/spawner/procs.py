@@ -15,6 +15,7 @@ import sys
 import time
 
 from .. import cgroups
+from ...core.faultpoint import fault_point
 from .base import SpawnerBase
 from .common import Proc, RequestError, check_id, proc_starttime, write_atomic
 
@@ -121,6 +122,9 @@ class Bookkeeping(SpawnerBase):
             self.broadcast({"ev": "exit", "id": p.id, "status": p.status})
 
     def delete(self, id: str, force: bool = False) -> dict:
+        # a spawner killed here leaves the daemon's rm without its runtime delete: the
+        # record (and cgroups) live on in the next spawner (see engine/containers/lifecycle)
+        fault_point("spawner.delete")
         p = self._get(id)
         if p.running:
             if not force:
