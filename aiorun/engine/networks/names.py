@@ -116,6 +116,12 @@ class NameService:
         """The IPv6 addresses (AAAA) of the container called ``name`` on ``net_id``."""
         return [ep.ipv6_address for ep in self._named(net_id, name) if ep.ipv6_address]
 
+    def dns_addresses(self, net_id: str, name: str) -> list[str]:
+        """Both families' addresses of ``name`` on ``net_id`` (what the name server answers
+        A and AAAA queries from; [] = not a name of this network)."""
+        return [ip for ep in self._named(net_id, name)
+                for ip in (ep.ip_address, ep.ipv6_address) if ip]
+
     def _named(self, net_id: str, name: str) -> list[Endpoint]:
         name = name.lower().rstrip(".")
         out = []
@@ -145,7 +151,7 @@ class NameService:
                 task_status.started()
                 return
             with anyio.CancelScope() as server.scope:
-                await dns.serve(c.gateway, lambda name: self.dns_lookup(c.id, name),
+                await dns.serve(c.gateway, lambda name: self.dns_addresses(c.id, name),
                                 task_status=task_status)
         try:
             await sup.start_service(f"dns {c.name} ({c.id[:12]})", run)

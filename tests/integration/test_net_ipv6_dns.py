@@ -1,0 +1,88 @@
+"""AAAA answers of the user-network name server, the ``[::1]`` UDP relay, and old network
+records' migration, on a daemon inside a network namespace this test makes (the ``env``
+fixture of test_net_ipv6.py). Traffic stays in that namespace and the containers'."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+
+from test_net_ipv6 import Env, env  # noqa: F401  (the fixture)
+
+#: One DNS query over UDP or TCP to argv[1]:53 from the daemon's namespace; prints the rcode
+#: and the addresses of the answer's A/AAAA records.
+DIG = r"""
+import ipaddress, socket, struct, sys
+server, name, qtype, proto = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+q += struct.pack("!HH", qtype, 1)
+if proto == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    s.sendto(q, (server, 53)); msg = s.recv(4096)
+else:
+    s = socket.create_connection((server, 53), timeout=5)
+    s.sendall(len(q).to_bytes(2, "big") + q)
+    buf = b""
+    while len(buf) < 2 or len(buf) < 2 + int.from_bytes(buf[:2], "big"):
+        buf += s.recv(4096)
+    msg = buf[2:]
+_, flags, _, an, _, _ = struct.unpack_from("!HHHHHH", msg)
+off = len(q)
+out = [f"rcode={flags & 0xF}"]
+for _ in range(an):
+    _n, t, _c, _ttl, ln = struct.unpack_from("!HHHIH", msg, off)
+    out.append(str(ipaddress.ip_address(msg[off + 12:off + 12 + ln])))
+    off += 12 + ln
+print(" ".join(out))
+"""
+
+
+def dig(env: Env, server: str, name: str, qtype: int, proto: str) -> str:
+    r = env.ns.run(sys.executable, "-c", DIG, server, name, str(qtype), proto)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_aaaa_answers_udp_and_tcp(env: Env):
+    dk, out = env.dk, env.out
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:71::/64", "--subnet",
+       "10.252.71.0/24", "dual")
+    dk("network", "create", "--subnet", "10.252.72.0/24", "v4only")
+    dk("run", "-d", "--network", "dual", "--name", "web", "--network-alias", "www",
+       "--ip6", "fd5a:71::20", "busybox", "sleep", "1000")
+    dk("network", "connect", "v4only", "web")
+    dk("run", "-d", "--network", "dual", "--name", "cli", "busybox", "sleep", "1000")
+    dk("run", "-d", "--network", "v4only", "--name", "old", "busybox", "sleep", "1000")
+
+    # from a container, over UDP (busybox nslookup asks the resolver of its resolv.conf,
+    # which the network's DNAT sends to the name server): name, alias and short id
+    cid = out("inspect", "-f", "{{.Id}}", "web")[:12]
+    for name in ("web", "www", cid):
+        got = out("exec", "cli", "nslookup", "-type=AAAA", name)
+        assert "fd5a:71::20" in got, got
+    got = out("exec", "cli", "nslookup", "-type=A", "web")
+    assert "10.252.71." in got and "fd5a" not in got
+    # the resolver path containers use for names: ping -6 by name (hosts file, then DNS)
+    assert "0% packet loss" in out("exec", "cli", "ping", "-6", "-c", "1", "-W", "3", "www")
+
+    # on the wire, UDP and TCP, straight to the name server on the gateway
+    for proto in ("udp", "tcp"):
+        assert dig(env, "10.252.71.1", "web", 28, proto) == "rcode=0 fd5a:71::20"
+        assert dig(env, "10.252.71.1", "WEB", 28, proto) == "rcode=0 fd5a:71::20"
+        a = dig(env, "10.252.71.1", "web", 1, proto)
+        assert a.startswith("rcode=0 10.252.71.") and len(a.split()) == 2
+        # the same container on the IPv4-only network: AAAA is "no data", not NXDOMAIN
+        assert dig(env, "10.252.72.1", "web", 28, proto) == "rcode=0"
+        assert dig(env, "10.252.72.1", "old", 28, proto) == "rcode=0"
+        assert dig(env, "10.252.72.1", "old", 1, proto).startswith("rcode=0 10.252.72.")
+        # a name of the other network is not ours: forwarded (no upstream here -> SERVFAIL)
+        assert not dig(env, "10.252.72.1", "cli", 28, proto).startswith("rcode=0")
+    r = dk("exec", "old", "nslookup", "-type=AAAA", "web", ok=False)
+    assert "NXDOMAIN" not in r.stdout + r.stderr
+
+    # live disconnect: the name leaves the network's server at once
+    dk("network", "disconnect", "dual", "web")
+    assert not dig(env, "10.252.71.1", "web", 28, "udp").startswith("rcode=0")
