@@ -86,3 +86,36 @@ def test_aaaa_answers_udp_and_tcp(env: Env):
     # live disconnect: the name leaves the network's server at once
     dk("network", "disconnect", "dual", "web")
     assert not dig(env, "10.252.71.1", "web", 28, "udp").startswith("rcode=0")
+
+
+def test_old_record_bridge_name_option_migrated(env: Env):
+    """A network record from before the bridge name left ``Options`` (it carried the derived
+    name): at daemon start the option is dropped and the record rewritten; an option the user
+    chose (another name) stays; the network keeps its bridge and works."""
+    dk, out = env.dk, env.out
+    dk("network", "create", "--subnet", "10.252.73.0/24", "-o", "foo=bar", "legacy")
+    dk("network", "create", "--subnet", "10.252.74.0/24",
+       "-o", "com.docker.network.bridge.name=aiortst74", "chosen")
+    nid = out("network", "inspect", "-f", "{{.Id}}", "legacy")
+    links = env.ns.run("ip", "-o", "link", "show", "type", "bridge").stdout
+    [bridge] = [ln.split(": ")[1] for ln in links.splitlines()
+                if "aior-" in ln and "aiortst74" not in ln]
+    dk("run", "-d", "--network", "legacy", "--name", "old1", "busybox", "sleep", "1000")
+    env.d.stop()
+    # write the record as the older aiorun did
+    rec = env.paths.networks / f"{nid}.json"
+    data = json.loads(rec.read_text())
+    assert data["config"]["options"] == {"foo": "bar"}
+    data["config"]["options"]["com.docker.network.bridge.name"] = bridge
+    rec.write_text(json.dumps(data))
+    env.restart()  # type: ignore[attr-defined]
+    info = json.loads(out("network", "inspect", "legacy"))[0]
+    assert info["Options"] == {"foo": "bar"}
+    assert json.loads(rec.read_text())["config"]["options"] == {"foo": "bar"}
+    assert json.loads(out("network", "inspect", "chosen"))[0]["Options"] == \
+        {"com.docker.network.bridge.name": "aiortst74"}
+    # same bridge, the running container still on it, a new one joins and reaches it
+    assert f"master {bridge} " in env.ns.run("ip", "-o", "link").stdout
+    ip = out("inspect", "-f", "{{.NetworkSettings.Networks.legacy.IPAddress}}", "old1")
+    assert "0% packet loss" in out("run", "--rm", "--network", "legacy", "busybox", "ping",
+                                   "-c", "1", "-W", "3", ip)

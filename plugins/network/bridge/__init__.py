@@ -124,6 +124,16 @@ class BridgeDriver(NetworkDriver):
             return self.default_bridge
         return "aior-" + _h(self.scope, net.id)
 
+    def migrate(self, net: NetworkConfig) -> NetworkConfig:
+        """Records made before the bridge name stopped being written into ``Options``
+        carry the derived name there (docker-compose would recreate such a network once,
+        its options differing from the file): drop it when it is the derived name."""
+        opts = dict(net.options)
+        if opts.get(BRIDGE_NAME_OPT) and opts.pop(BRIDGE_NAME_OPT) == \
+                self.bridge_name(replace(net, options=opts)):
+            return replace(net, options=opts)
+        return net
+
     def veth_name(self, net_id: str, container_id: str) -> str:
         return "aiorv" + _h(self.scope, net_id, container_id)
 
