@@ -1,7 +1,8 @@
 """A small DNS responder for user-defined networks: container names answer with their IP.
 
 Each user network gets one server on its gateway address, port 53, UDP and TCP, in the
-daemon (host namespace). Containers keep whatever ``nameserver`` their resolv.conf names: the
+daemon (host namespace); a dual-stack network a second one on its IPv6 gateway (queries to
+IPv6 resolvers are DNAT'd there by the ip6 table). Containers keep whatever ``nameserver`` their resolv.conf names: the
 bridge driver DNATs port 53 (UDP and TCP) leaving the network's subnet to this server, which
 answers A and AAAA queries for names it knows (container name, aliases, short id) and
 forwards everything else to the host's resolvers (over the transport the client used),
@@ -202,7 +203,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
     # A plain non-blocking socket, not anyio's UDP socket: on asyncio that one queues at most
     # 100 datagrams and silently drops older ones under a burst; this way the kernel's
     # receive buffer (1 MiB) is the queue, on asyncio and trio alike.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -293,7 +295,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
                     await anyio.wait_readable(sock)
                     while True:      # drain what is queued, then wait again
                         try:
-                            data, (host, port) = sock.recvfrom(65535)
+                            data, addr = sock.recvfrom(65535)
+                            host, port = addr[0], addr[1]   # (IPv6: 4-tuple)
                         except (BlockingIOError, InterruptedError):
                             break
                         except OSError as exc:   # e.g. an ICMP error queued on the socket

@@ -20,7 +20,8 @@ q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
 q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
 q += struct.pack("!HH", qtype, 1)
 if proto == "udp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    fam = socket.AF_INET6 if ":" in server else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(5)
     s.sendto(q, (server, 53)); msg = s.recv(4096)
 else:
     s = socket.create_connection((server, 53), timeout=5)
@@ -80,6 +81,16 @@ def test_aaaa_answers_udp_and_tcp(env: Env):
         assert dig(env, "10.252.72.1", "old", 1, proto).startswith("rcode=0 10.252.72.")
         # a name of the other network is not ours: forwarded (no upstream here -> SERVFAIL)
         assert not dig(env, "10.252.72.1", "cli", 28, proto).startswith("rcode=0")
+    # the name server on the IPv6 gateway (a container whose resolver is an IPv6 address:
+    # the ip6 table DNATs its queries there), UDP and TCP
+    for proto in ("udp", "tcp"):
+        assert dig(env, "fd5a:71::1", "web", 28, proto) == "rcode=0 fd5a:71::20"
+        assert dig(env, "fd5a:71::1", "web", 1, proto).startswith("rcode=0 10.252.71.")
+    dk("run", "-d", "--network", "dual", "--name", "v6res", "--dns", "fd5a:7f::53",
+       "busybox", "sleep", "1000")
+    assert "nameserver fd5a:7f::53" in out("exec", "v6res", "cat", "/etc/resolv.conf")
+    got = out("exec", "v6res", "nslookup", "-type=AAAA", "www")
+    assert "fd5a:71::20" in got and "fd5a:7f::53" in got, got
     r = dk("exec", "old", "nslookup", "-type=AAAA", "web", ok=False)
     assert "NXDOMAIN" not in r.stdout + r.stderr
 

@@ -144,7 +144,8 @@ class BridgeDriver(NetworkDriver):
             bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal,
                                      str(n.pool.gateway) if n.dns else "",
                                      subnet6=str(n.pool6.subnet) if n.pool6 else "",
-                                     nat6=n.nat6))
+                                     nat6=n.nat6,
+                                     dns6=str(n.pool6.gateway) if n.dns and n.pool6 else ""))
             for ep in n.endpoints.values():
                 for p in ep.ports:
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
@@ -152,7 +153,8 @@ class BridgeDriver(NetworkDriver):
         return bridges, ports
 
     def _fw_bridges(self) -> list[FwBridge]:
-        return [FwBridge(n.bridge, n.config.internal, str(n.pool.gateway))
+        return [FwBridge(n.bridge, n.config.internal, str(n.pool.gateway),
+                         str(n.pool6.gateway) if n.pool6 else "")
                 for n in self._nets.values()]
 
     async def _fw_sync(self, strict: bool = False) -> None:
