@@ -130,3 +130,58 @@ def test_old_record_bridge_name_option_migrated(env: Env):
     ip = out("inspect", "-f", "{{.NetworkSettings.Networks.legacy.IPAddress}}", "old1")
     assert "0% packet loss" in out("run", "--rm", "--network", "legacy", "busybox", "ping",
                                    "-c", "1", "-W", "3", ip)
+
+
+#: A UDP echo for the busybox container (which has no UDP server): the host's python, with
+#: the host's /usr and libraries bind-mounted read-only.
+UDP_ECHO6 = """
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", 5300))
+while True:
+    data, addr = s.recvfrom(65536)
+    s.sendto(b"echo:" + data, addr)
+"""
+HOST_PY = ["-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro"]
+
+UDP_ASK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(1)
+for _ in range(20):
+    s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recv(65536).decode()); break
+    except socket.timeout:
+        pass
+"""
+
+
+def test_udp_on_ipv6_loopback(env: Env):
+    """A published UDP port of an IPv6 endpoint answers on [::1] (the proxy's UDP relay),
+    as on the DNAT'd v6 addresses; SCTP on [::1] is refused naming the port."""
+    from netns_util import free_port
+    dk, out = env.dk, env.out
+    dk("network", "create", "--ipv6", "--subnet", "fd5a:75::/64", "udp6")
+    p1, p2 = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    dk("run", "-d", "--network", "udp6", "--name", "echo", "-p", f"{p1}:5300/udp",
+       "-p", f"[::1]:{p2}:5300/udp", *HOST_PY, "busybox", "/usr/bin/python3", "-c",
+       UDP_ECHO6)
+
+    def ask(ip: str, port: int, msg: str) -> str:
+        r = env.ns.run(sys.executable, "-c", UDP_ASK, ip, str(port), msg)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert ask("::1", p1, "hello") == "echo:hello"           # the relay, every-address port
+    assert ask("::1", p2, "only") == "echo:only"             # published on [::1] alone
+    assert ask("fd5a:75::1", p1, "dnat") == "echo:dnat"      # the ip6 DNAT, unchanged
+    assert f"5300/udp -> [::1]:{p2}" in out("port", "echo")
+    dk("rm", "-f", "echo")
+    bind = "import socket, sys; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)" \
+        ".bind(('::1', int(sys.argv[1])))"
+    r = env.ns.run(sys.executable, "-c", bind, str(p1))
+    assert r.returncode == 0, r.stderr                       # closed with its container
+    r = dk("run", "-d", "--network", "udp6", "-p", f"[::1]:{p2}:5300/sctp", "busybox",
+           "true", ok=False)
+    assert r.returncode != 0
+    assert f"publishing sctp port {p2} on [::1] is not supported" in r.stderr, r.stderr
