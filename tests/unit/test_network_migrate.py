@@ -32,3 +32,4 @@ def test_bridge_name_option_of_old_records(drv, name, options, want):
     assert (out.subnet, out.name, out.id) == ("10.1.0.0/24", name, nid)
     assert cfg.options == fix            # the input is not changed
     assert (out is cfg) == (out.options == fix)
+
