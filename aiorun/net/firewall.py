@@ -35,8 +35,9 @@ The accept rules, per bridge ``B`` (internal networks: only the first, restricte
 ``oifname B``): ``iifname B`` (from containers: outbound, container↔container, hairpin),
 ``oifname B ct state established,related`` (replies) and ``oifname B ct status dnat``
 (published ports). Input: ``iifname B ct state established,related`` and DNS (53, UDP and
-TCP) to the network's gateway (and to its IPv6 gateway, in the IPv6 chains). aiorun's own table still isolates its networks from each
-other: an accept elsewhere never overrides its drops.
+TCP) to the network's gateway (and to its IPv6 gateway, in the IPv6 chains). aiorun's own
+table still isolates its networks from each other: an accept elsewhere never overrides its
+drops.
 """
 
 from __future__ import annotations
