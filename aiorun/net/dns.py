@@ -4,9 +4,9 @@ Each user network gets one server on its gateway address, port 53, UDP and TCP, 
 daemon (host namespace); a dual-stack network a second one on its IPv6 gateway (queries to
 IPv6 resolvers are DNAT'd there by the ip6 table). Containers keep whatever ``nameserver``
 their resolv.conf names: the bridge driver DNATs port 53 (UDP and TCP) leaving the
-network's subnet to this server, which answers A and AAAA queries for names it knows (container name, aliases, short id) and
-forwards everything else to the host's resolvers (over the transport the client used),
-relaying the answer back. A known name without an address of the asked family (an AAAA query
+network's subnet to this server, which answers A and AAAA queries for names it knows
+(container name, aliases, short id) and forwards everything else to the host's resolvers
+(over the transport the client used), relaying the answer back. A known name without an address of the asked family (an AAAA query
 for a container with no IPv6 address, any other record type) gets NOERROR with no records,
 not NXDOMAIN, as Docker's resolver does: the name exists, and the resolver uses the other
 family at once.
