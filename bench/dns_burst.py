@@ -5,8 +5,9 @@ The server runs in this process (anyio, asyncio) on a random loopback address; n
 not know go to a fake upstream resolver in a thread on another loopback address (nothing
 leaves the host). The client is a separate process sending A+AAAA pairs, half for names the
 server knows and half forwarded, keeping ``W`` queries in flight and resending after 2 s
-(as a stub resolver does); then ``--tcp`` queries over 8 TCP connections. Prints what was
-answered, the rate and latency percentiles.
+(as a stub resolver does); then ``--tcp`` queries (A and AAAA alternating) over 8 TCP
+connections. Prints what was answered (and how many AAAA answers carried an address), the
+rate and latency percentiles.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ import anyio
 
 from aiorun.net import dns
 
-KNOWN = {f"ctr{i}": [f"10.88.0.{i + 2}"] for i in range(8)}
+#: Half the known names are dual-stack (their AAAA answers carry a record), half IPv4 only
+#: (AAAA: NOERROR, no data), as on a mix of dual-stack and IPv4 networks.
+KNOWN = {f"ctr{i}": [f"10.88.0.{i + 2}"] + ([f"fd00:88::{i + 2}"] if i % 2 == 0 else [])
+         for i in range(8)}
 
 CLIENT = r"""
 import json, select, socket, struct, sys, time
@@ -37,7 +41,7 @@ def query(qid, name, qtype):
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
 todo = [(i + 1, names[(i // 2) % len(names)], 1 if i % 2 == 0 else 28) for i in range(total)]
-pending, lat, resent, nxt = {}, [], 0, 0
+pending, lat, resent, nxt, aaaa = {}, [], 0, 0, 0
 t0 = time.monotonic()
 while nxt < len(todo) or pending:
     while nxt < len(todo) and len(pending) < window:
@@ -50,7 +54,9 @@ while nxt < len(todo) or pending:
         data = s.recv(4096)
         qid = struct.unpack_from("!H", data)[0]
         if qid in pending:
-            lat.append(time.monotonic() - pending.pop(qid)[1])
+            item = pending.pop(qid)
+            lat.append(time.monotonic() - item[1])
+            aaaa += item[0][2] == 28 and struct.unpack_from("!H", data, 6)[0] > 0
         r, _, _ = select.select([s], [], [], 0)
     now = time.monotonic()
     for qid, (item, first, last) in list(pending.items()):
@@ -64,18 +70,19 @@ tcp_ok = 0
 conns = [socket.create_connection((ip, port)) for _ in range(8)]
 for i in range(tcp_n):
     c = conns[i % 8]
-    m = query(i + 1, names[i % len(names)], 1)
+    m = query(i + 1, names[(i // 2) % len(names)], 1 if i % 2 == 0 else 28)
     c.sendall(len(m).to_bytes(2, "big") + m)
     buf = b""
     while len(buf) < 2 or len(buf) < 2 + int.from_bytes(buf[:2], "big"):
         buf += c.recv(4096)
     tcp_ok += 1
+    aaaa += i % 2 == 1 and struct.unpack_from("!H", buf, 8)[0] > 0
 tcp_s = time.monotonic() - t0
 lat.sort()
 pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else 0
 print(json.dumps({"sent": total, "answered": len(lat), "resent": resent, "udp_s": udp_s,
                   "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-                  "tcp": tcp_ok, "tcp_s": tcp_s}))
+                  "tcp": tcp_ok, "tcp_s": tcp_s, "aaaa_records": aaaa}))
 """
 
 
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({r['answered'] / max(r['udp_s'], 1e-9):.0f}/s), {r['resent']} resent, "
           f"{r['forwarded']} forwarded; latency p50 {r['p50_ms']:.2f} ms, p99 "
           f"{r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms; TCP {r['tcp']} in "
-          f"{r['tcp_s']:.2f} s")
+          f"{r['tcp_s']:.2f} s; {r['aaaa_records']} AAAA answers with an address")
     return 0 if r["answered"] == r["sent"] else 1
 
 

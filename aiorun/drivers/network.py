@@ -144,6 +144,12 @@ class NetworkDriver(abc.ABC):
     async def detach(self, net: NetworkConfig, ep: Endpoint) -> None:
         """Undo ``attach`` for ``ep`` (as returned by it, maybe after a restart). Idempotent."""
 
+    def migrate(self, net: NetworkConfig) -> NetworkConfig:
+        """A network record written by an older aiorun, brought up to date (daemon start,
+        before ``restore``; the engine saves it when it changed). Pure, no host state.
+        Default: as it is."""
+        return net
+
     async def restore(self, networks: list[NetworkConfig], endpoints: list[Endpoint]) -> None:
         """Daemon start: re-establish host state for live endpoints, drop the rest."""
         return None

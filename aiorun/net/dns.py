@@ -1,12 +1,15 @@
 """A small DNS responder for user-defined networks: container names answer with their IP.
 
 Each user network gets one server on its gateway address, port 53, UDP and TCP, in the
-daemon (host namespace). Containers keep whatever ``nameserver`` their resolv.conf names: the
-bridge driver DNATs port 53 (UDP and TCP) leaving the network's subnet to this server, which
-answers A queries for names it knows (container name, aliases, short id) and forwards
-everything else to the host's resolvers (over the transport the client used), relaying the
-answer back. AAAA queries for known names get an empty NOERROR (no IPv6), so resolvers fall
-back to the A record at once.
+daemon (host namespace); a dual-stack network a second one on its IPv6 gateway (queries to
+IPv6 resolvers are DNAT'd there by the ip6 table). Containers keep whatever ``nameserver``
+their resolv.conf names: the bridge driver DNATs port 53 (UDP and TCP) leaving the
+network's subnet to this server, which answers A and AAAA queries for names it knows
+(container name, aliases, short id) and forwards everything else to the host's resolvers
+(over the transport the client used), relaying the answer back. A known name without an address of the asked family (an AAAA query
+for a container with no IPv6 address, any other record type) gets NOERROR with no records,
+not NXDOMAIN, as Docker's resolver does: the name exists, and the resolver uses the other
+family at once.
 
 Truncation: a UDP answer larger than the client accepts (512 bytes, or its EDNS0 payload
 size) goes out with the TC bit and no records, and the client asks again over TCP, where the
@@ -81,14 +84,17 @@ def parse_query(data: bytes) -> Query | None:
 
 
 def answer(q: Query, ips: list[str], ttl: int = 60) -> bytes:
-    """An authoritative answer to ``q`` with A records for ``ips`` (only those of an A
-    query; any other type gets NOERROR with no records)."""
+    """An authoritative answer to ``q`` for a name we know, whose addresses are ``ips``
+    (either family): A records for its IPv4 addresses to an A query, AAAA records for its
+    IPv6 ones to an AAAA query; no records (NOERROR, "no data") otherwise."""
     rd = q.flags & 0x0100
-    recs = [ipaddress.IPv4Address(ip).packed for ip in ips] if q.qtype == QTYPE_A else []
+    want = {QTYPE_A: 4, QTYPE_AAAA: 6}.get(q.qtype) if q.qclass == QCLASS_IN else None
+    recs = [a.packed for a in map(ipaddress.ip_address, ips) if a.version == want]
     out = [_HDR.pack(q.id, 0x8000 | 0x0400 | rd | 0x0080, 1, len(recs), 0, 0), q.question]
     for packed in recs:
         # name: pointer to the question name at offset 12
-        out.append(struct.pack("!HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, ttl, 4) + packed)
+        out.append(struct.pack("!HHHIH", 0xC00C, q.qtype, QCLASS_IN, ttl, len(packed))
+                   + packed)
     return b"".join(out)
 
 
@@ -178,7 +184,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
                 upstream_port: int = 53,
                 task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Answer on ``bind_ip``:``port``, UDP and TCP, until cancelled. ``lookup(name)`` returns
-    the IPs of a known name ([] = not ours: forward to ``upstreams()`` on ``upstream_port``).
+    the IPv4 and IPv6 addresses of a known name ([] = not ours: forward to ``upstreams()`` on
+    ``upstream_port``); :func:`answer` picks the family the query asks for.
     ``task_status.started()`` once both are bound (OSError if the port cannot be bound, e.g.
     another DNS server holds it).
 
@@ -196,7 +203,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
     # A plain non-blocking socket, not anyio's UDP socket: on asyncio that one queues at most
     # 100 datagrams and silently drops older ones under a burst; this way the kernel's
     # receive buffer (1 MiB) is the queue, on asyncio and trio alike.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -287,7 +295,8 @@ async def serve(bind_ip: str, lookup: Callable[[str], list[str]],
                     await anyio.wait_readable(sock)
                     while True:      # drain what is queued, then wait again
                         try:
-                            data, (host, port) = sock.recvfrom(65535)
+                            data, addr = sock.recvfrom(65535)
+                            host, port = addr[0], addr[1]   # (IPv6: 4-tuple)
                         except (BlockingIOError, InterruptedError):
                             break
                         except OSError as exc:   # e.g. an ICMP error queued on the socket

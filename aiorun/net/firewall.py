@@ -35,8 +35,9 @@ The accept rules, per bridge ``B`` (internal networks: only the first, restricte
 ``oifname B``): ``iifname B`` (from containers: outbound, container↔container, hairpin),
 ``oifname B ct state established,related`` (replies) and ``oifname B ct status dnat``
 (published ports). Input: ``iifname B ct state established,related`` and DNS (53, UDP and
-TCP) to the network's gateway. aiorun's own table still isolates its networks from each
-other: an accept elsewhere never overrides its drops.
+TCP) to the network's gateway (and to its IPv6 gateway, in the IPv6 chains). aiorun's own
+table still isolates its networks from each other: an accept elsewhere never overrides its
+drops.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class FwBridge:
     ifname: str
     internal: bool = False
     gateway: str = ""      # the network's DNS server address ("" = no DNS on it)
+    gateway6: str = ""     # its IPv6 address on a dual-stack network ("" = none)
 
 
 @dataclass(frozen=True, order=True)
@@ -156,6 +158,10 @@ def _nft_rules(hook: str, family: str, b: FwBridge) -> list[str]:
         gw = ipaddress.IPv4Address(b.gateway)
         out += [f"iifname {i} ip daddr {gw} udp dport 53 accept",
                 f"iifname {i} ip daddr {gw} tcp dport 53 accept"]
+    if b.gateway6 and family in ("ip6", "inet"):
+        gw6 = ipaddress.IPv6Address(b.gateway6)
+        out += [f"iifname {i} ip6 daddr {gw6} udp dport 53 accept",
+                f"iifname {i} ip6 daddr {gw6} tcp dport 53 accept"]
     return out
 
 
@@ -275,6 +281,10 @@ def _ipt_rules(chain: str, hook: str, ipv6: bool, b: FwBridge) -> list[str]:
     if b.gateway and not ipv6:
         gw = ipaddress.IPv4Address(b.gateway)
         out += [f"-A {chain} -i {i} -d {gw}/32 -p {p} --dport 53 -j ACCEPT"
+                for p in ("udp", "tcp")]
+    if b.gateway6 and ipv6:
+        gw6 = ipaddress.IPv6Address(b.gateway6)
+        out += [f"-A {chain} -i {i} -d {gw6}/128 -p {p} --dport 53 -j ACCEPT"
                 for p in ("udp", "tcp")]
     return out
 

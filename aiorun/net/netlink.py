@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import ipaddress
 import os
 import socket
@@ -257,6 +258,13 @@ def set_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+def bridge_mac(name: str) -> str:
+    """The fixed MAC of our bridge ``name``: locally administered (06:..., never one of the
+    containers' 02:42:... addresses), derived from the name so it is stable."""
+    h = hashlib.sha256(b"aiorun-bridge:" + name.encode()).digest()
+    return "06:" + ":".join(f"{b:02x}" for b in h[:5])
+
+
 def ensure_bridge(name: str, cidr: str, alias: str, mtu: int = 0) -> int:
     """Create bridge ``name`` with address ``cidr`` (gateway/prefix) if missing; bring it up.
 
@@ -285,7 +293,12 @@ def ensure_bridge(name: str, cidr: str, alias: str, mtu: int = 0) -> int:
     try:
         if idx is None:
             try:
-                kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+                # A MAC of its own, set explicitly: a bridge without one takes the lowest MAC
+                # of its ports and changes it as ports come and go, and containers' cached
+                # gateway MAC then points at a gone port for ~30 s (IPv6 replies were lost
+                # after a short-lived container left). Docker sets one for the same reason.
+                kw: dict[str, Any] = {"ifname": name, "kind": "bridge",
+                                      "address": bridge_mac(name)}
                 if mtu:
                     kw["mtu"] = mtu
                 r.link("add", **kw)

@@ -58,6 +58,7 @@ class NftBridge:
     dns: str = ""          # gateway address of the network's DNS server ("" = none)
     subnet6: str = ""      # IPv6 subnet ("" = IPv4 only); rendered by aiorun.net.nft6
     nat6: bool = True      # masquerade the IPv6 subnet on the way out
+    dns6: str = ""         # the DNS server's IPv6 gateway address ("" = none; nft6)
 
 
 @dataclass(frozen=True, order=True)

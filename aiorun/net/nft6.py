@@ -4,6 +4,9 @@ state as the IPv4 table (:mod:`aiorun.net.nft`) and loaded in the same transacti
 Only bridges with an IPv6 subnet (``NftBridge.subnet6``) and ports of endpoints with an IPv6
 address (``NftPort.container_ip6``) appear. What the table does:
 
+* ``prerouting`` (nat): DNS (53, UDP and TCP) from the subnet of a network with a name
+  server, to whatever resolver, DNAT'd to the server on the bridge's IPv6 gateway
+  (``NftBridge.dns6``), as the IPv4 table does for IPv4 resolvers.
 * ``prerouting``/``output`` (nat): packets to one of the host's own addresses jump to
   ``published``, which DNATs each published port to the container's IPv6 address. ``::1``
   is left out of ``output``: the kernel never routes a packet with a loopback source out of
@@ -41,8 +44,13 @@ def render_table6(table: str, bridges: Iterable["NftBridge"],
     pts = sorted({p for p in ports if p.container_ip6})
     out = [f"table ip6 {table} {{",
            "\tchain prerouting {",
-           "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-           "\t\tfib daddr type local jump published",
+           "\t\ttype nat hook prerouting priority dstnat; policy accept;"]
+    for b in brs:
+        if b.dns6:   # DNS queries to any v6 resolver go to the network's name server
+            out.append(f"\t\tiifname {_q(b.ifname)} ip6 saddr {ipaddress.IPv6Network(b.subnet6)} "
+                       f"meta l4proto {{ tcp, udp }} th dport 53 "
+                       f"dnat to [{ipaddress.IPv6Address(b.dns6)}]:53")
+    out += ["\t\tfib daddr type local jump published",
            "\t}",
            "\tchain output {",
            "\t\ttype nat hook output priority -100; policy accept;",

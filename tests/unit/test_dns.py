@@ -30,6 +30,30 @@ def test_aaaa_of_known_name_is_empty_noerror():
     assert an == 0 and flags & 0xF == 0
 
 
+@pytest.mark.parametrize("qtype,ips,want", [
+    (1, ["10.0.0.2", "fd00::2"], [socket.inet_aton("10.0.0.2")]),
+    (28, ["10.0.0.2", "fd00::2"], [socket.inet_pton(socket.AF_INET6, "fd00::2")]),
+    (28, ["10.0.0.2", "fd00::2", "fd01::3"],
+     [socket.inet_pton(socket.AF_INET6, a) for a in ("fd00::2", "fd01::3")]),
+    (28, ["10.0.0.2"], []),        # A-only name: NOERROR, no data (not NXDOMAIN)
+    (1, ["fd00::2"], []),
+    (15, ["10.0.0.2", "fd00::2"], []),   # MX of a container: no data
+])
+def test_answer_picks_the_family_asked(qtype, ips, want):
+    q = dns.parse_query(query("web", qtype=qtype))
+    msg = dns.answer(q, ips)
+    _, flags, qd, an, _, _ = struct.unpack_from("!HHHHHH", msg)
+    assert (qd, an, flags & 0xF) == (1, len(want), 0) and flags & 0x0400
+    off = len(query("web"))
+    got = []
+    for _ in range(an):
+        name, rtype, rclass, ttl, rdlen = struct.unpack_from("!HHHIH", msg, off)
+        assert (name, rtype, rclass, ttl) == (0xC00C, qtype, 1, 60)
+        got.append(msg[off + 12:off + 12 + rdlen])
+        off += 12 + rdlen
+    assert got == want and off == len(msg)
+
+
 def test_rejects_responses_and_garbage():
     assert dns.parse_query(b"\x00" * 5) is None
     r = bytearray(query("x"))

@@ -155,6 +155,27 @@ def test_iptables_restore_text():
     v6 = fw.render_iptables_restore("aiorun", [fw.FwBridge("aior-1", gateway="10.9.0.1")],
                                     ipv6=True, with_input=False)
     assert "dport 53" not in v6 and ":AIORUN-IN" not in v6
+    dual = fw.FwBridge("aior-1", gateway="10.9.0.1", gateway6="fd00:9::1")
+    v6 = fw.render_iptables_restore("aiorun", [dual], ipv6=True, with_input=True)
+    assert [ln for ln in v6.splitlines() if "dport 53" in ln] == [
+        "-A AIORUN-IN -i aior-1 -d fd00:9::1/128 -p udp --dport 53 -j ACCEPT",
+        "-A AIORUN-IN -i aior-1 -d fd00:9::1/128 -p tcp --dport 53 -j ACCEPT"]
+    v4 = fw.render_iptables_restore("aiorun", [dual], ipv6=False, with_input=True)
+    assert "fd00:9::1" not in v4 and "-d 10.9.0.1/32 -p tcp --dport 53" in v4
+
+
+@pytest.mark.parametrize("family, want", [
+    ("ip", ["ip daddr 10.9.0.1 udp dport 53", "ip daddr 10.9.0.1 tcp dport 53"]),
+    ("ip6", ["ip6 daddr fd00:9::1 udp dport 53", "ip6 daddr fd00:9::1 tcp dport 53"]),
+    ("inet", ["ip daddr 10.9.0.1 udp dport 53", "ip daddr 10.9.0.1 tcp dport 53",
+              "ip6 daddr fd00:9::1 udp dport 53", "ip6 daddr fd00:9::1 tcp dport 53"]),
+])
+def test_nft_input_dns_per_family(family, want):
+    chain = fw.ForeignChain(family, "other", "input", "input", "policy drop")
+    text = fw.render_nft_inserts([chain], [fw.FwBridge("aior-1", gateway="10.9.0.1",
+                                                       gateway6="fd00:9::1")], "aiorun:t")
+    assert [ln.split('"aior-1" ')[1].rsplit(" accept", 1)[0]
+            for ln in text.splitlines() if "dport 53" in ln] == want
 
 
 @pytest.mark.parametrize("name", ["", "a b", 'x"y', "a;b", "x" * 16])

@@ -14,6 +14,8 @@ V6 = NftBridge("aior-v6", "10.7.0.0/24", subnet6="fd00:7::/64")
 V6_ROUTED = NftBridge("aior-rt", "10.8.0.0/24", subnet6="fd00:8::/64", nat6=False)
 V6_INTERNAL = NftBridge("aior-in", "10.9.0.0/24", internal=True, subnet6="fd00:9::/64")
 V4 = NftBridge("aior-v4", "10.6.0.0/24")
+V6_DNS = NftBridge("aior-dn", "10.5.0.0/24", dns="10.5.0.1", subnet6="fd00:5::/64",
+                   dns6="fd00:5::1")
 P_BOTH = NftPort("tcp", 8080, "", "10.7.0.2", 80, container_ip6="fd00:7::2")
 P_V4ONLY = NftPort("tcp", 8081, "", "10.6.0.2", 80)
 P_ON_V4_HOST = NftPort("udp", 5353, "127.0.0.1", "10.7.0.3", 53, container_ip6="fd00:7::3")
@@ -37,6 +39,10 @@ P_ON_V6_HOST = NftPort("tcp", 9000, "fd00::2", "10.7.0.4", 90, container_ip6="fd
     ([V6_INTERNAL], [], ['iifname "aior-in" oifname != "aior-in" drop'],
      ['oifname != "aior-in" ip6 saddr fd00:9::/64 masquerade']),
     ([V6, V6_ROUTED], [], ['iifname "aior-v6" oifname != "aior-v6" oifname "aior*" drop'], []),
+    # a name server on the v6 gateway: DNS to any v6 resolver goes there
+    ([V6_DNS], [], ['iifname "aior-dn" ip6 saddr fd00:5::/64 meta l4proto { tcp, udp } '
+                    'th dport 53 dnat to [fd00:5::1]:53'], []),
+    ([V6], [], [], ["dport 53"]),
 ])
 def test_render_table6(bridges, ports, present, absent):
     text = render_table6("t", bridges, ports)

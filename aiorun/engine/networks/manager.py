@@ -107,6 +107,7 @@ class NetworkManager:
             except AiorunError as exc:
                 log.warning("network driver %s unavailable: %s", dname, exc.message)
                 continue
+            nets = [self._migrate(drv, c) for c in nets]
             ids = {c.id for c in nets}
             eps = [e for m in self.members.values() for e in m.endpoints if e.network_id in ids]
             try:
@@ -118,6 +119,16 @@ class NetworkManager:
         sup = self._supervisor()
         if sup is not None and firewall_recheck() > 0:
             await sup.start_service("network firewall re-check", self._firewall_watch)
+
+    def _migrate(self, drv: NetworkDriver, cfg: NetworkConfig) -> NetworkConfig:
+        """``cfg`` as the driver updates an old record of it (saved when it changed)."""
+        new = drv.migrate(cfg)
+        if new != cfg:
+            n = self.records.networks[cfg.id]
+            n.config = new
+            self.records.save_network(n)
+            log.info("network %s: record updated from an older aiorun", cfg.name)
+        return new
 
     async def _firewall_watch(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Every :func:`firewall_recheck` seconds, each driver re-checks the host's other

@@ -116,6 +116,12 @@ class NameService:
         """The IPv6 addresses (AAAA) of the container called ``name`` on ``net_id``."""
         return [ep.ipv6_address for ep in self._named(net_id, name) if ep.ipv6_address]
 
+    def dns_addresses(self, net_id: str, name: str) -> list[str]:
+        """Both families' addresses of ``name`` on ``net_id`` (what the name server answers
+        A and AAAA queries from; [] = not a name of this network)."""
+        return [ip for ep in self._named(net_id, name)
+                for ip in (ep.ip_address, ep.ipv6_address) if ip]
+
     def _named(self, net_id: str, name: str) -> list[Endpoint]:
         name = name.lower().rstrip(".")
         out = []
@@ -144,9 +150,26 @@ class NameService:
             if self.servers.get(c.id) is not server:
                 task_status.started()
                 return
+            def lookup(name: str) -> list[str]:
+                return self.dns_addresses(c.id, name)
+
+            failed: OSError | None = None
             with anyio.CancelScope() as server.scope:
-                await dns.serve(c.gateway, lambda name: self.dns_lookup(c.id, name),
-                                task_status=task_status)
+                async with anyio.create_task_group() as tg:
+                    try:
+                        await tg.start(dns.serve, c.gateway, lookup)
+                    except OSError as exc:   # raised as is below (not in an ExceptionGroup)
+                        failed = exc
+                    else:
+                        if c.gateway6:   # a dual-stack network: also on its IPv6 gateway
+                            try:
+                                await tg.start(dns.serve, c.gateway6, lookup)
+                            except OSError as exc:
+                                log.warning("no IPv6 DNS for network %s: cannot bind "
+                                            "[%s]:53: %s", c.name, c.gateway6, exc)
+                        task_status.started()
+            if failed is not None:
+                raise failed
         try:
             await sup.start_service(f"dns {c.name} ({c.id[:12]})", run)
         except OSError as exc:

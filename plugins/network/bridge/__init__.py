@@ -124,6 +124,16 @@ class BridgeDriver(NetworkDriver):
             return self.default_bridge
         return "aior-" + _h(self.scope, net.id)
 
+    def migrate(self, net: NetworkConfig) -> NetworkConfig:
+        """Records made before the bridge name stopped being written into ``Options``
+        carry the derived name there (docker-compose would recreate such a network once,
+        its options differing from the file): drop it when it is the derived name."""
+        opts = dict(net.options)
+        if opts.get(BRIDGE_NAME_OPT) and opts.pop(BRIDGE_NAME_OPT) == \
+                self.bridge_name(replace(net, options=opts)):
+            return replace(net, options=opts)
+        return net
+
     def veth_name(self, net_id: str, container_id: str) -> str:
         return "aiorv" + _h(self.scope, net_id, container_id)
 
@@ -134,7 +144,8 @@ class BridgeDriver(NetworkDriver):
             bridges.append(NftBridge(n.bridge, str(n.pool.subnet), n.config.internal,
                                      str(n.pool.gateway) if n.dns else "",
                                      subnet6=str(n.pool6.subnet) if n.pool6 else "",
-                                     nat6=n.nat6))
+                                     nat6=n.nat6,
+                                     dns6=str(n.pool6.gateway) if n.dns and n.pool6 else ""))
             for ep in n.endpoints.values():
                 for p in ep.ports:
                     ports.append(NftPort(p.protocol, p.host_port, p.host_ip, ep.ip_address,
@@ -142,7 +153,8 @@ class BridgeDriver(NetworkDriver):
         return bridges, ports
 
     def _fw_bridges(self) -> list[FwBridge]:
-        return [FwBridge(n.bridge, n.config.internal, str(n.pool.gateway))
+        return [FwBridge(n.bridge, n.config.internal, str(n.pool.gateway),
+                         str(n.pool6.gateway) if n.pool6 else "")
                 for n in self._nets.values()]
 
     async def _fw_sync(self, strict: bool = False) -> None:

@@ -71,16 +71,22 @@ def check_request(net: NetworkConfig, req: EndpointRequest, has_v6: bool) -> Non
     if v6_host and not has_v6:
         raise InvalidArgument(f"publishing on IPv6 host address {v6_host} needs an IPv6 "
                               f"network; {net.name} has IPv6 disabled")
-    if any(p.host_ip == "::1" and p.protocol != "tcp" for p in req.ports):
-        raise InvalidArgument("publishing a UDP/SCTP port on [::1] is not supported "
-                              "(the [::1] proxy relays TCP only)")
+    for p in req.ports:
+        if p.host_ip == "::1" and p.protocol not in PROXIED:
+            raise InvalidArgument(f"publishing {p.protocol} port {p.host_port} on [::1] is "
+                                  "not supported (the [::1] proxy relays TCP and UDP only)")
+
+
+#: Protocols the ``[::1]`` proxy relays (an SCTP port published on every address is reached
+#: over the DNAT'd addresses only; on ``[::1]`` alone it is refused).
+PROXIED = ("tcp", "udp")
 
 
 def open_proxies(proxies: LoopbackProxies, owner: str, ep: Endpoint) -> None:
-    """``[::1]`` listeners for the TCP ports an IPv6 endpoint publishes on every address (or
-    on ::1), relaying to its IPv6 address."""
+    """``[::1]`` listeners for the TCP and UDP ports an IPv6 endpoint publishes on every
+    address (or on ::1), relaying to its IPv6 address."""
     if not ep.ipv6_address:
         return
     for p in ep.ports:
-        if p.protocol == "tcp" and p.host_ip in ("", "::1"):
-            proxies.open(owner, p.host_port, ep.ipv6_address, p.container_port)
+        if p.protocol in PROXIED and p.host_ip in ("", "::1"):
+            proxies.open(owner, p.host_port, ep.ipv6_address, p.container_port, p.protocol)
