@@ -25,6 +25,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
     idle = started_by_bench()
     me = os.getpid()
     cpu0 = engine_cpu_seconds()
+    wall0 = time.time_ns()
     with PeakSampler(lambda: [me], interval=0.1, exclude={me}) as sampler:
         t0 = time.perf_counter()
         errs = engine.start_detached(ids, parallel)
@@ -36,12 +37,20 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
             running = engine.running(ids)
         t_all = time.perf_counter()
     cpu = engine_cpu_seconds() - cpu0
+    phases = engine.start_phases(wall0, ids)
     time.sleep(0.5)  # let short-lived helpers exit before the steady-state sample
     reap_zombies()
     steady = started_by_bench()
+    _prof = None
+    if os.environ.get("PERF_TEARDOWN_PROFILE"):  # TEMP local hack, not committed
+        import subprocess
+        _prof = subprocess.Popen(["bash", "-c", os.environ["PERF_TEARDOWN_PROFILE"] + f" {me}"])
+        time.sleep(1.5)
     t1 = time.perf_counter()
     rm_errs = engine.remove_detached(ids, parallel)
     teardown = time.perf_counter() - t1
+    if _prof is not None:
+        _prof.wait()
     reap_zombies()
     failures = [e for e in errs if e]
     elapsed = t_all - t0
@@ -59,6 +68,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
         "errors": sorted(set(failures))[:3],
         "teardown_s": round(teardown, 3),
         "teardown_failures": sum(1 for e in rm_errs if e),
+        "start_phases_median_ms": phases,
         "peak": sampler.peak.to_json(),
         "peak_pss_mb": round(sampler.peak_pss / 2**20, 1),
         "idle": idle.to_json(),

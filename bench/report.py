@@ -115,6 +115,10 @@ def render(results: dict) -> str:
                 top = sorted(r["peak"]["by_comm"].items(), key=lambda kv: -kv[1]["rss_mb"])[:4]
                 parts.append(f"  {name} N={r['n']} peak made of: " + ", ".join(
                     f"{c} x{v['count']} {v['rss_mb']:.0f}MB" for c, v in top))
+                ph = r.get("start_phases_median_ms") or {}
+                if ph:
+                    parts.append(f"  {name} N={r['n']} start phases (median ms): " + ", ".join(
+                        f"{k[:-3].replace('runtime_', 'rt_')} {v}" for k, v in ph.items()))
                 for e in r.get("errors", []):
                     parts.append(f"  ! {name} N={r['n']}: {e[:160]}")
 
