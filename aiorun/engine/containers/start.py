@@ -136,7 +136,8 @@ class StartRoom(NetworkRoom):
             fault_point("start.network")
             if detach is not None:
                 undo.append(("network", detach))
-                await anyio.to_thread.run_sync(self._write_etc_files, c,
+                # only /etc/hosts names the address; hostname and resolv.conf stand
+                await anyio.to_thread.run_sync(self._write_hosts, c,
                                                c.network_settings.get("IPAddress") or "")
             mark("network")
             await rt.start(c.id)
@@ -200,13 +201,17 @@ class StartRoom(NetworkRoom):
     def _write_etc_files(self, c: Container, ip: str) -> None:
         d = self._dir(c.id)
         hostname = c.config.get("Hostname") or c.short_id
+        self._write_hosts(c, ip)
+        rewrite_in_place(d / "hostname", etc_files.hostname_text(hostname).encode())
+        rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
+
+    def _write_hosts(self, c: Container, ip: str) -> None:
+        hostname = c.config.get("Hostname") or c.short_id
         hosts = etc_files.hosts_text(hostname, ip, self._hosts_peers(c) if ip else [],
                                      c.host_config.get("ExtraHosts") or [],
                                      ip6=c.network_settings.get("GlobalIPv6Address") or "",
                                      host_gateway=self._host_gateway(c))
-        rewrite_in_place(d / "hosts", hosts.encode())
-        rewrite_in_place(d / "hostname", etc_files.hostname_text(hostname).encode())
-        rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
+        rewrite_in_place(self._dir(c.id) / "hosts", hosts.encode())
 
     def _resolv_conf(self, c: Container) -> str:
         if not self._network_plan(c).resolver:
