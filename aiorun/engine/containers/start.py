@@ -107,11 +107,11 @@ class StartRoom(NetworkRoom):
         def mark(what: str) -> None:
             marks.append((what, time.perf_counter()))
         try:
-            rootfs = await anyio.to_thread.run_sync(storage.mount, c.id)
-            mark("storage")
+            # one worker-thread hop for the mount and the container's files
+            rootfs, t_mounted = await anyio.to_thread.run_sync(self._mount_and_prepare, c)
+            marks.append(("storage", t_mounted))
             undo.append(("unmount", lambda: anyio.to_thread.run_sync(storage.unmount, c.id)))
             c.rootfs = str(rootfs)
-            await anyio.to_thread.run_sync(self._prepare_files, c)
             mounts = self._etc_mounts(c)
             wants_volumes = bool(c.host_config.get("Binds") or c.host_config.get("Mounts")
                                  or c.config.get("Volumes"))
@@ -193,6 +193,19 @@ class StartRoom(NetworkRoom):
         d = self._etc_dir(c)
         return [MountSpec(dest, "bind", str(d / src), ["rbind", "rprivate"])
                 for dest, src in ETC_FILES]
+
+    def _mount_and_prepare(self, c: Container) -> tuple[Path, float]:
+        """(worker thread) Mount the rootfs, then write the container's files; returns the
+        rootfs and when the mount was done. A failure after the mount unmounts it."""
+        storage = self.engine.storage
+        rootfs = storage.mount(c.id)
+        t_mounted = time.perf_counter()
+        try:
+            self._prepare_files(c)
+        except BaseException:
+            storage.unmount(c.id)
+            raise
+        return rootfs, t_mounted
 
     def _prepare_files(self, c: Container) -> None:
         (self._dir(c.id) / "runtime").mkdir(exist_ok=True)     # the runtime's state_dir
