@@ -55,11 +55,13 @@ def owner_gone(owner: str) -> bool:
 
 
 def link_exists(name: str) -> bool:
+    """Until the kernel is done with it: a link leaves the name index first and sysfs
+    (``/sys/class/net``, what users and the host guard list) a little later."""
     try:
         socket.if_nametoindex(name)
         return True
     except OSError:
-        return False
+        return os.path.lexists(f"/sys/class/net/{name}")
 
 
 async def remove_host_end(host_if: str, owner: str, wait_s: float = WAIT_S) -> None:
