@@ -57,7 +57,6 @@ from aiorun.net.nft import NftApplier, NftBridge, NftPort, nft_unavailable_reaso
 from aiorun.net.proxy6 import LoopbackProxies
 
 from . import ipv6 as v6side
-from . import vethgone
 
 log = logging.getLogger("aiorun.network.bridge")
 
@@ -310,8 +309,7 @@ class BridgeDriver(NetworkDriver):
             ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
                           prefix_len=n.pool.prefix_len, gateway=str(n.pool.gateway),
                           mac_address=mac, ports=ports,
-                          data={"host_ifname": host_if, "bridge": n.bridge,
-                                "netns_owner": vethgone.owner_of(req.netns_path)},
+                          data={"host_ifname": host_if, "bridge": n.bridge},
                           ipv6_address=ip6,
                           ipv6_prefix_len=n.pool6.prefix_len if n.pool6 else 0,
                           ipv6_gateway=str(n.pool6.gateway) if n.pool6 else "")
@@ -348,7 +346,7 @@ class BridgeDriver(NetworkDriver):
             if had is not None and had.ports:
                 await self.nft.sync()
             host_if = ep.data.get("host_ifname") or self.veth_name(net.id, cid)
-            await vethgone.remove_host_end(host_if, str(ep.data.get("netns_owner") or ""))
+            await nl.run(nl.delete_link, host_if)
             if n is not None and ep.ip_address:
                 n.pool.release(ep.ip_address, cid, save=False)
             if n is not None and n.pool6 is not None and ep.ipv6_address:
