@@ -98,6 +98,11 @@ class Aiorun(ApiDriven, Engine):
         except RuntimeError as exc:
             raise Unavailable(f"aiorun run does not work yet: {exc}")
 
+    def start_phases(self, since_ns: int, ids: list[str]) -> dict[str, float]:
+        """Medians of the daemon's per-phase timings of the burst's ``start`` events."""
+        return _start_event_medians(self.client, since_ns, {i: "burst" for i in ids}).get(
+            "burst", {})
+
     def _log_tail(self) -> str:
         for f in (self.root / "bench-serve.log", self.root / "daemon.log"):
             try:
@@ -289,7 +294,9 @@ def _start_event_medians(client, since_ns: int, made: dict[str, str]) -> dict[st
         r.sock.settimeout(2.0)
         for line in r.iter_lines():
             ev = json.loads(line)
-            net = made.get((ev.get("Actor") or {}).get("ID", ""))
+            actor = ev.get("Actor") or {}
+            net = made.get(actor.get("ID", "")) or made.get(
+                (actor.get("Attributes") or {}).get("name", ""))
             if net is None:
                 continue
             for k, v in ((ev.get("Actor") or {}).get("Attributes") or {}).items():

@@ -107,6 +107,11 @@ class Engine:
     def remove_detached(self, ids: list[str], parallel: int) -> list[str | None]:
         raise NotImplementedError
 
+    def start_phases(self, since_ns: int, ids: list[str]) -> dict[str, float]:
+        """Median per-phase timings (ms) the engine reports for the starts of ``ids`` since
+        ``since_ns`` (wall clock); {} when it reports none."""
+        return {}
+
     def daemon_pids(self) -> list[int]:
         """Long-lived engine processes (empty for daemonless engines)."""
         return []

@@ -13,7 +13,8 @@ import os
 import time
 
 from bench.base import Engine
-from bench.proc import PeakSampler, engine_cpu_seconds, reap_zombies, started_by_bench
+from bench.proc import PeakSampler, cpu_by_process, cpu_split, engine_cpu_seconds, \
+    reap_zombies, started_by_bench
 
 CONTAINER_COMMS = {"sleep"}  # the containers' own processes (busybox sleep)
 
@@ -25,6 +26,8 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
     idle = started_by_bench()
     me = os.getpid()
     cpu0 = engine_cpu_seconds()
+    split0 = cpu_by_process()
+    wall0 = time.time_ns()
     with PeakSampler(lambda: [me], interval=0.1, exclude={me}) as sampler:
         t0 = time.perf_counter()
         errs = engine.start_detached(ids, parallel)
@@ -36,6 +39,8 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
             running = engine.running(ids)
         t_all = time.perf_counter()
     cpu = engine_cpu_seconds() - cpu0
+    split = cpu_split(split0, cpu_by_process())
+    phases = engine.start_phases(wall0, ids)
     time.sleep(0.5)  # let short-lived helpers exit before the steady-state sample
     reap_zombies()
     steady = started_by_bench()
@@ -59,6 +64,8 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
         "errors": sorted(set(failures))[:3],
         "teardown_s": round(teardown, 3),
         "teardown_failures": sum(1 for e in rm_errs if e),
+        "start_phases_median_ms": phases,
+        "cpu_split_s": split,
         "peak": sampler.peak.to_json(),
         "peak_pss_mb": round(sampler.peak_pss / 2**20, 1),
         "idle": idle.to_json(),

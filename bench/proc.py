@@ -255,3 +255,38 @@ def engine_cpu_seconds() -> float:
         total += sum(int(x) for x in rest[11:15])
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return total / _TICK + ru.ru_utime + ru.ru_stime
+
+
+def cpu_by_process() -> dict[int, tuple[str, list[int]]]:
+    """pid -> (comm, [utime, stime, cutime, cstime] in clock ticks) of every live process
+    the bench started (see :func:`cpu_split`)."""
+    out: dict[int, tuple[str, list[int]]] = {}
+    for p in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace")
+        rest = stat[stat.rfind(b")") + 2:].split()
+        out[p] = (name, [int(x) for x in rest[11:15]])
+    return out
+
+
+def cpu_split(before: dict[int, tuple[str, list[int]]],
+              after: dict[int, tuple[str, list[int]]]) -> dict[str, float]:
+    """Seconds of CPU between two :func:`cpu_by_process` snapshots of the processes alive at
+    both, by ``<comm> user|sys`` for their own time and ``<comm> children user|sys`` for
+    children they reaped meanwhile (the spawner's forked set-up children end up there).
+    Processes born and gone in between are in the children figures of their reaper."""
+    out: dict[str, float] = {}
+    for pid, (name, t1) in after.items():
+        if pid not in before:
+            continue
+        t0 = before[pid][1]
+        for i, label in enumerate(("user", "sys", "children user", "children sys")):
+            d = (t1[i] - t0[i]) / _TICK
+            if d > 0:
+                key = f"{name} {label}"
+                out[key] = round(out.get(key, 0.0) + d, 2)
+    return out

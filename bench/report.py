@@ -115,6 +115,15 @@ def render(results: dict) -> str:
                 top = sorted(r["peak"]["by_comm"].items(), key=lambda kv: -kv[1]["rss_mb"])[:4]
                 parts.append(f"  {name} N={r['n']} peak made of: " + ", ".join(
                     f"{c} x{v['count']} {v['rss_mb']:.0f}MB" for c, v in top))
+                sp = r.get("cpu_split_s") or {}
+                if sp:
+                    parts.append(f"  {name} N={r['n']} CPU ms per container by process: " +
+                                 ", ".join(f"{k} {1000 * v / r['n']:.1f}" for k, v in
+                                           sorted(sp.items(), key=lambda kv: -kv[1])))
+                ph = r.get("start_phases_median_ms") or {}
+                if ph:
+                    parts.append(f"  {name} N={r['n']} start phases (median ms): " + ", ".join(
+                        f"{k[:-3].replace('runtime_', 'rt_')} {v}" for k, v in ph.items()))
                 for e in r.get("errors", []):
                     parts.append(f"  ! {name} N={r['n']}: {e[:160]}")
 

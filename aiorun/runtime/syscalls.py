@@ -8,6 +8,7 @@ failure inside a container's setup says exactly which step broke.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 
@@ -120,11 +121,22 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): ``struct open_how {u64 flags, mode, resolve}``."""
+    """openat2(2): ``struct open_how {u64 flags, mode, resolve}``.
+
+    With RESOLVE_IN_ROOT/BENEATH the kernel answers EAGAIN when a rename or mount anywhere
+    on the host raced the lookup ("the caller should retry", openat2(2)); concurrent
+    container starts mount all the time, so that is retried here (bounded)."""
     how = ctypes.create_string_buffer(struct.pack("QQQ", flags, mode, resolve), 24)
-    return _check(_libc.syscall(_SYS_OPENAT2, ctypes.c_int(dirfd), _b(path), how,
-                                ctypes.c_size_t(24)),
-                  f"openat2({path!r})")
+    for _ in range(OPENAT2_RETRIES):
+        r = _libc.syscall(_SYS_OPENAT2, ctypes.c_int(dirfd), _b(path), how,
+                          ctypes.c_size_t(24))
+        if r >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
+    return _check(r, f"openat2({path!r})")
+
+
+#: openat2 attempts while the kernel reports a racing rename/mount (EAGAIN).
+OPENAT2_RETRIES = 64
 
 
 class _CapHeader(ctypes.Structure):

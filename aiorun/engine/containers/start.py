@@ -108,11 +108,11 @@ class StartRoom(NetworkRoom):
         def mark(what: str) -> None:
             marks.append((what, time.perf_counter()))
         try:
-            rootfs = await anyio.to_thread.run_sync(storage.mount, c.id)
-            mark("storage")
+            # one worker-thread hop for the mount and the container's files
+            rootfs, t_mounted = await anyio.to_thread.run_sync(self._mount_and_prepare, c)
+            marks.append(("storage", t_mounted))
             undo.append(("unmount", lambda: anyio.to_thread.run_sync(storage.unmount, c.id)))
             c.rootfs = str(rootfs)
-            await anyio.to_thread.run_sync(self._prepare_files, c)
             mounts = self._etc_mounts(c)
             wants_volumes = bool(c.host_config.get("Binds") or c.host_config.get("Mounts")
                                  or c.config.get("Volumes"))
@@ -137,7 +137,8 @@ class StartRoom(NetworkRoom):
             fault_point("start.network")
             if detach is not None:
                 undo.append(("network", detach))
-                await anyio.to_thread.run_sync(self._write_etc_files, c,
+                # only /etc/hosts names the address; hostname and resolv.conf stand
+                await anyio.to_thread.run_sync(self._write_hosts, c,
                                                c.network_settings.get("IPAddress") or "")
             mark("network")
             await rt.start(c.id)
@@ -197,6 +198,19 @@ class StartRoom(NetworkRoom):
         return [MountSpec(dest, "bind", str(d / src), ["rbind", "rprivate"])
                 for dest, src in ETC_FILES]
 
+    def _mount_and_prepare(self, c: Container) -> tuple[Path, float]:
+        """(worker thread) Mount the rootfs, then write the container's files; returns the
+        rootfs and when the mount was done. A failure after the mount unmounts it."""
+        storage = self.engine.storage
+        rootfs = storage.mount(c.id)
+        t_mounted = time.perf_counter()
+        try:
+            self._prepare_files(c)
+        except BaseException:
+            storage.unmount(c.id)
+            raise
+        return rootfs, t_mounted
+
     def _prepare_files(self, c: Container) -> None:
         (self._dir(c.id) / "runtime").mkdir(exist_ok=True)     # the runtime's state_dir
         self._write_etc_files(c, "")
@@ -204,13 +218,17 @@ class StartRoom(NetworkRoom):
     def _write_etc_files(self, c: Container, ip: str) -> None:
         d = self._dir(c.id)
         hostname = c.config.get("Hostname") or c.short_id
+        self._write_hosts(c, ip)
+        rewrite_in_place(d / "hostname", etc_files.hostname_text(hostname).encode())
+        rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
+
+    def _write_hosts(self, c: Container, ip: str) -> None:
+        hostname = c.config.get("Hostname") or c.short_id
         hosts = etc_files.hosts_text(hostname, ip, self._hosts_peers(c) if ip else [],
                                      c.host_config.get("ExtraHosts") or [],
                                      ip6=c.network_settings.get("GlobalIPv6Address") or "",
                                      host_gateway=self._host_gateway(c))
-        rewrite_in_place(d / "hosts", hosts.encode())
-        rewrite_in_place(d / "hostname", etc_files.hostname_text(hostname).encode())
-        rewrite_in_place(d / "resolv.conf", self._resolv_conf(c).encode())
+        rewrite_in_place(self._dir(c.id) / "hosts", hosts.encode())
 
     def _resolv_conf(self, c: Container) -> str:
         if not self._network_plan(c).resolver:

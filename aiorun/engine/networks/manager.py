@@ -429,7 +429,10 @@ class NetworkManager:
 
     def inspect(self, ref: str, verbose: bool = True) -> dict[str, Any]:
         n = self.get(ref)
-        return views.network_inspect(n, self.records.containers_on(n.config.id), verbose)
+        # not verbose: no "Containers", so no scan of every member (this is asked on each
+        # container create and exit: a scan made those linear in the containers running)
+        members = self.records.containers_on(n.config.id) if verbose else []
+        return views.network_inspect(n, members, verbose)
 
     def list(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         f = filters or {}

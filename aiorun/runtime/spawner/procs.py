@@ -94,7 +94,11 @@ class Bookkeeping(SpawnerBase):
             sd = p.spec.get("state_dir")
             if sd:
                 try:
-                    write_atomic(os.path.join(sd, "exit.json"), json.dumps(p.status).encode())
+                    # No fsync (two of them, on the spawner's only thread, per exit): the
+                    # status must survive a daemon or spawner crash, which the rename
+                    # guarantees; after a power loss the container is gone anyway.
+                    write_atomic(os.path.join(sd, "exit.json"), json.dumps(p.status).encode(),
+                                 sync=False)
                 except OSError as e:
                     print(f"aiorun-spawner: writing exit status of {p.id}: {e}",
                           file=sys.stderr, flush=True)
