@@ -105,6 +105,9 @@ async def build(req: Request, engine: Any):
     from aiorun.images.build import buildsecrets
     header = req.headers.get(buildsecrets.HEADER.lower())
     build_secrets = buildsecrets.decode(header) if header else {}
+    from aiorun.images.build import buildssh
+    header = req.headers.get(buildssh.HEADER.lower())
+    build_ssh = buildssh.decode(header) if header else {}
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     from aiorun.images.build import options
@@ -135,7 +138,7 @@ async def build(req: Request, engine: Any):
     builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
                       no_cache=req.flag("nocache"), target=req.arg("target") or None,
-                      pull=req.flag("pull"), build_secrets=build_secrets,
+                      pull=req.flag("pull"), build_secrets=build_secrets, build_ssh=build_ssh,
                       dockerfile=dockerfile, network=network, extra_hosts=hosts,
                       cache_from=cache_from)
 
