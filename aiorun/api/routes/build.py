@@ -72,11 +72,10 @@ async def _spool(req: Request, dest) -> None:
 def _prepare(work, dockerfile: str):
     """Unpack the context and parse the Dockerfile (worker thread)."""
     from aiorun.core.safepath import resolve_in_root
-    from aiorun.images.build.context import extract_context
+    from aiorun.images.build.ctxfs import unpack
     from aiorun.images.build.dockerfile import parse
     ctx = work / "context"
-    ctx.mkdir()
-    extract_context(work / "context.tar", ctx)
+    unpack(work / "context.tar", ctx)       # in memory when small (see .ctxfs)
     (work / "context.tar").unlink()
     path = resolve_in_root(ctx, dockerfile)
     try:
@@ -126,8 +125,13 @@ async def build(req: Request, engine: Any):
     ACTIVE.add(work.name)
 
     async def drop_work() -> None:
+        from aiorun.images.build.ctxfs import release
+
+        def drop() -> None:
+            release(work / "context")
+            shutil.rmtree(work, ignore_errors=True)
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+            await anyio.to_thread.run_sync(drop)
         ACTIVE.discard(work.name)
     try:
         await _spool(req, work / "context.tar")
