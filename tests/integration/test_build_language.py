@@ -195,8 +195,28 @@ def test_run_network_flag(env):
                   "RUN --network=default true\n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert env.run("netnone", "cat", "/nets").split() == ["lo"]
-    r = env.build("nethost", "FROM busybox\nRUN --network=host true\n")
-    assert r.returncode != 0 and "network.host entitlement" in r.stdout + r.stderr
+    df = "FROM busybox\nRUN true\nRUN --network=host cat /proc/net/route > /route\n"
+    r = env.build("nethost", df)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "needs the network.host entitlement" in out
+    assert "line 3" in out and "Step 1/" not in out     # refused before any step runs
+    r = env.build("nethost", df, "--allow", "bogus")
+    assert r.returncode != 0 and "invalid entitlement 'bogus'" in r.stdout + r.stderr
+    # granted: the step sees the host's routes (the loopback-only namespace has none)
+    r = env.build("nethost", df, "--allow", "network.host")
+    assert r.returncode == 0, r.stdout + r.stderr
+    host_ifaces = {ln.split()[0] for ln in Path("/proc/net/route").read_text().splitlines()[1:]}
+    seen = {ln.split()[0] for ln in env.run("nethost", "cat", "/route").splitlines()[1:]}
+    assert host_ifaces and seen & host_ifaces
+    r = env.build("netnone2", "FROM busybox\nRUN cat /proc/net/route > /route\n",
+                  "--allow", "network.host")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(env.run("netnone2", "cat", "/route").splitlines()) == 1   # header only
+    # a base image's ONBUILD trigger is checked when it runs
+    r = env.build("onb", "FROM busybox\nONBUILD RUN --network=host true\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = env.build("onbchild", "FROM onb\nRUN true\n")
+    assert r.returncode != 0 and "needs the network.host entitlement" in r.stdout + r.stderr
 
 
 def test_predefined_platform_args(env):

@@ -163,3 +163,20 @@ def test_buildssh_spec_and_header(tmp_path):
             buildssh.decode("%%%")
     finally:
         s.close()
+
+
+def test_entitlements_allow_and_check():
+    from aiorun.images.build import entitlements as ent
+    assert ent.parse_allow(["network.host"]) == {"network.host"}
+    assert ent.parse_allow(["network.host,network.host", ""]) == {"network.host"}
+    for bad, msg in (("security.insecure", "security.insecure is not supported"),
+                     ("net.host", "invalid entitlement 'net.host'")):
+        with pytest.raises(ValueError, match=msg):
+            ent.parse_allow([bad])
+    ins = parse("FROM x\nRUN true\nRUN --network=host true\nRUN --network=none true\n",
+                "Dockerfile")
+    ent.check(ins, frozenset({"network.host"}))
+    with pytest.raises(InvalidArgument, match="line 3 of Dockerfile.*network.host entitlement"):
+        ent.check(ins, frozenset(), "Dockerfile")
+    with pytest.raises(InvalidArgument, match="aiorun build --allow network.host"):
+        ent.require(ins[2], frozenset())

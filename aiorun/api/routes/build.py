@@ -1,8 +1,9 @@
 """``POST /commit`` and ``POST /build`` (Docker's classic builder API).
 
 ``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=&target=&pull=&networkmode=
-&extrahosts=&cachefrom=`` (see :mod:`aiorun.images.build.options`; a repeated parameter's
-first value counts, as in Docker): the body is the context tar
+&extrahosts=&cachefrom=&allow=`` (see :mod:`aiorun.images.build.options`; ``allow``:
+:mod:`aiorun.images.build.entitlements`; a repeated parameter's first value counts, as in
+Docker; headers ``X-Aiorun-Build-Secrets``, ``X-Aiorun-Build-Ssh``): the body is the context tar
 (plain or compressed), spooled to ``<root>/tmp`` as it streams in (never held in memory).
 Problems found before the build starts (bad tag, unreadable context, missing Dockerfile,
 Dockerfile syntax errors naming the line) are HTTP 400 ``{"message"}``. Then the answer is a
@@ -109,11 +110,12 @@ async def build(req: Request, engine: Any):
     build_ssh = buildssh.decode(header) if header else {}
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
-    from aiorun.images.build import options
+    from aiorun.images.build import entitlements, options
     try:
         network = options.network_mode(req.arg("networkmode"))
         hosts = options.extra_hosts(req.args("extrahosts"))
         cache_from = options.cache_from(req.arg("cachefrom"))
+        allow = entitlements.parse_allow(req.args("allow"))
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
@@ -136,6 +138,7 @@ async def build(req: Request, engine: Any):
     try:
         await _spool(req, work / "context.tar")
         ctx, instructions = await anyio.to_thread.run_sync(_prepare, work, dockerfile)
+        entitlements.check(instructions, allow, dockerfile)
     except BaseException:
         await drop_work()
         raise
@@ -144,20 +147,25 @@ async def build(req: Request, engine: Any):
                       no_cache=req.flag("nocache"), target=req.arg("target") or None,
                       pull=req.flag("pull"), build_secrets=build_secrets, build_ssh=build_ssh,
                       dockerfile=dockerfile, network=network, extra_hosts=hosts,
-                      cache_from=cache_from)
+                      cache_from=cache_from, allow=allow)
 
     async def stream() -> AsyncIterator[bytes]:
+        # A failure's message is sent only once the work directory (and the context's
+        # tmpfs) is gone: a client that stops reading at it (docker-py) finds nothing left.
+        error: bytes | None = None
         try:
             async for msg in builder.run():
                 yield _line(msg)
         except AiorunError as exc:
-            yield _line({"error": exc.message, "errorDetail": {"message": exc.message}})
+            error = _line({"error": exc.message, "errorDetail": {"message": exc.message}})
         except Exception as exc:
             log.exception("build failed")
             text = f"{type(exc).__name__}: {exc}"
-            yield _line({"error": text, "errorDetail": {"message": text}})
+            error = _line({"error": text, "errorDetail": {"message": text}})
         finally:
             await drop_work()
+        if error is not None:
+            yield error
 
     return Response(200, stream=stream())
 

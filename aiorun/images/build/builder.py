@@ -84,8 +84,10 @@ class Builder:
                  network: str = "none", extra_hosts: list[tuple[str, str]] | None = None,
                  cache_from: list[str] | None = None,
                  build_secrets: dict[str, bytes] | None = None,
-                 build_ssh: dict[str, str] | None = None) -> None:
+                 build_ssh: dict[str, str] | None = None,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.host = host
+        self.allow = allow                          # entitlements (.entitlements)
         self.secrets = dict(build_secrets or {})    # RUN --mount=type=secret (memory only)
         self.ssh = dict(build_ssh or {})            # RUN --mount=type=ssh: id -> socket
         self.pull = pull                            # --pull: FROM images pulled again
@@ -490,7 +492,7 @@ class Builder:
                            env=setup.env(st.run_env()), cwd=st.config.get("WorkingDir") or "/",
                            user=st.config.get("User") or "", hostname=snap.id[:12],
                            state_dir=self.work / snap.id[:12], mounts=tuple(prepared),
-                           network=setup.network(self.network))
+                           network=setup.network(self.network, self.allow))
             async for m in run_step(self.host, step, self.quiet):
                 yield m
         finally:

@@ -3,8 +3,7 @@ its messages). Pure; :mod:`.runmounts` turns the parsed mounts into a step's mou
 
 :func:`check_run_flags` is the parse-time check (values holding a ``$`` are checked again,
 expanded, when the step runs: :func:`mounts_of`). What aiorun does not implement is refused by
-name: ``--network=host`` (BuildKit's ``network.host`` entitlement is not granted),
-``--security``, ``type=ssh`` with ``uid``/``gid``/``mode`` (the agent socket is bind-mounted
+name: ``--security``, ``type=ssh`` with ``uid``/``gid``/``mode`` (the agent socket is bind-mounted
 as the agent made it).
 """
 
@@ -181,9 +180,7 @@ def check_run_flags(flags: Flags) -> str | None:
         if name == "network":
             if value not in NETWORKS:
                 return f"unsupported network mode {value!r} (use default, none or host)"
-            if value == "host":
-                return ("RUN --network=host needs the network.host entitlement, which aiorun "
-                        "build does not grant")
+            # host: allowed here; the build's entitlements decide (.entitlements)
         elif name == "mount":
             try:
                 parse_mount(value or "")

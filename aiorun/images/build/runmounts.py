@@ -7,8 +7,7 @@
 
 ``--network``: ``none`` runs the step in its own network namespace, loopback only;
 ``default`` (as no flag) runs it on the build's network (``networkmode``: loopback only, or
-the host's); ``host`` needs BuildKit's ``network.host`` entitlement, which aiorun build does
-not grant: refused.
+the host's); ``host`` needs BuildKit's ``network.host`` entitlement (:mod:`.entitlements`).
 
 ``--mount`` (BuildKit's CSV syntax; values may use build variables):
 
@@ -54,6 +53,7 @@ from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.cache import walk_sorted
 from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
+from aiorun.images.build.entitlements import require
 from aiorun.images.build.host import RunMount
 from aiorun.images.build.runflags import MountOpts, check_run_flags, mounts_of
 
@@ -120,10 +120,15 @@ class RunSetup:
         self._locks: list[int] = []      # fds holding sharing=locked caches
         self._private: list[Path] = []   # host files to remove (secret copies, bind trees)
 
-    def network(self, build_network: str = "none") -> str:
+    def network(self, build_network: str = "none", allow: frozenset[str] = frozenset()
+                ) -> str:
         """The runtime network mode of the step: ``RUN --network=none`` is loopback only;
-        ``default`` (or no flag) is the build's ``build_network`` ("none" or "host")."""
-        return "none" if self.ins.flags.get("network") == "none" else build_network
+        ``host`` the host's, when ``allow`` grants ``network.host`` (InvalidArgument
+        otherwise); ``default`` (or no flag) is the build's ``build_network``."""
+        flag = self.ins.flags.get("network")
+        if flag == "host":
+            require(self.ins, allow)
+        return flag if flag in ("none", "host") else build_network
 
     def env(self, env: list[str]) -> list[str]:
         """The step's environment ``env`` plus ``SSH_AUTH_SOCK`` for its first ssh mount
