@@ -295,7 +295,7 @@ def test_run_mounts(env, tmp_path):
 def test_run_mount_errors(env):
     r = env.build("nosecret", "FROM busybox\nRUN --mount=type=secret,id=x,required true\n")
     assert r.returncode != 0 and "secret x: not found" in r.stdout + r.stderr
-    for flag, msg in (("type=ssh,uid=1", "type=ssh with uid, gid or mode is not supported"),
+    for flag, msg in (("type=ssh,from=x", "ssh mount should not have a from"),
                       ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
                       ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour'")):
         r = env.build(f"bad{abs(hash(flag))}", f"FROM busybox\nRUN true\n"
@@ -394,6 +394,13 @@ RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh \\
 RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh,id=other,target=/a.sock \\
     sh -c 'echo "$SSH_AUTH_SOCK" > /sock2 && {SSH_ADD} > /keys2'
 RUN --mount=type=ssh,id=absent sh -c 'test -e /run/buildkit/ssh_agent.0 || echo skipped > /absent'
+RUN --mount=type=ssh stat -c '%u:%g %a' /run/buildkit/ssh_agent.0 > /perm
+RUN mkdir /out && chown 1000 /out
+USER 1000:1000
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh,uid=1000,mode=0640 \
+    sh -c 'stat -c "%u:%g %a" $SSH_AUTH_SOCK > /out/perm2 && {SSH_ADD} > /out/keys3'
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh \
+    sh -c '{SSH_ADD} > /out/keys4 2>&1 || echo refused >> /out/keys4'
 """
 
 
@@ -404,10 +411,14 @@ def test_run_mount_ssh_with_a_real_agent(env, agent):
     r = env.build("sshb", SSH, "--ssh", "default", "--ssh", f"other={sock}",
                   extra_env={"SSH_AUTH_SOCK": str(sock)})
     assert r.returncode == 0, r.stdout + r.stderr
-    out = env.run("sshb", "sh", "-c", "cat /sock /sock2 /absent; cut -d' ' -f2 /keys /keys2; "
+    out = env.run("sshb", "sh", "-c", "cat /sock /sock2 /absent /perm /out/perm2; "
+                  "cut -d' ' -f2 /keys /keys2 /out/keys3; tail -1 /out/keys4; "
                   "for p in /run/buildkit /a.sock /t; do test -e $p && echo LEFT $p; done; "
                   "true")
-    assert out.splitlines() == ["/run/buildkit/ssh_agent.0", "/a.sock", "skipped", fp, fp]
+    # BuildKit's socket owner and mode: 0:0 0600 by default (a non-root step cannot use it),
+    # as asked with uid/gid/mode
+    assert out.splitlines() == ["/run/buildkit/ssh_agent.0", "/a.sock", "skipped", "0:0 600",
+                                "1000:0 640", fp, fp, fp, "refused"]
     # required without a forwarded agent: the step fails, naming the ID
     r = env.build("sshreq", "FROM busybox\nRUN --mount=type=ssh,required true\n")
     assert r.returncode != 0 and "ssh default: no SSH agent forwarded" in r.stdout + r.stderr

@@ -23,6 +23,7 @@ OK = [
     ('"type=secret","id=a,b"', dict(type="secret", id="a,b")),
     ("TYPE=TMPFS,Target=/x", dict(type="tmpfs", target="/x")),
     ("type=ssh,required", dict(type="ssh", required=True)),
+    ("type=ssh,uid=1000,gid=1001,mode=0660", dict(type="ssh", uid=1000, gid=1001, mode=0o660)),
     ("type=ssh,id=gh,target=/a.sock", dict(type="ssh", id="gh", target="/a.sock")),
     ("type=cache,target=/c,from=build,source=/seed",
      dict(type="cache", from_="build", source="/seed", readonly=False)),
@@ -48,7 +49,6 @@ BAD = [
     ("type=secret,id=a,source=b", "both source and id can't be set"),
     ("type=secret,id=a,from=x", "secret mount should not have a from"),
     ("type=tmpfs,target=/x,bogus", "invalid field 'bogus' must be a key=value pair"),
-    ("type=ssh,mode=0600", "type=ssh with uid, gid or mode is not supported by aiorun"),
     ("type=ssh,from=build", "ssh mount should not have a from or a source"),
     ("type=bind,from=$STAGE,target=/x", "doesn't support variable expansion"),
 ]

@@ -4,9 +4,9 @@
 ``=``, means ``$SSH_AUTH_SOCK``). The CLI and the daemon run on one machine, so the CLI sends
 the agent *socket paths*, never keys: one request header, ``X-Aiorun-Build-Ssh``, base64 of a
 JSON object ``{id: socket_path}``. The daemon checks each path is a unix socket it can reach
-(refused by name otherwise) and a RUN step's ssh mount bind-mounts that socket at its target
-(default ``/run/buildkit/ssh_agent.N``, N counting the step's ssh mounts) with
-``SSH_AUTH_SOCK`` set to the first one. The socket is never part of a layer, the history or
+(refused by name otherwise) and a RUN step's ssh mount gets a socket relaying to it
+(:mod:`.sshproxy`) at its target (default ``/run/buildkit/ssh_agent.N``, N counting the
+step's ssh mounts) with ``SSH_AUTH_SOCK`` set to the first one. The socket is never part of a layer, the history or
 the cache key.
 
 Not implemented, refused by name: key files in place of an agent socket (BuildKit loads them

@@ -3,8 +3,7 @@ its messages). Pure; :mod:`.runmounts` turns the parsed mounts into a step's mou
 
 :func:`check_run_flags` is the parse-time check (values holding a ``$`` are checked again,
 expanded, when the step runs: :func:`mounts_of`). What aiorun does not implement is refused by
-name: ``--security``, ``type=ssh`` with ``uid``/``gid``/``mode`` (the agent socket is bind-mounted
-as the agent made it).
+name: ``--security``.
 """
 
 from __future__ import annotations
@@ -169,9 +168,6 @@ def _refuse_unsupported(m: MountOpts) -> None:
     if m.type == "ssh":
         if m.from_ or m.source:
             raise ValueError("ssh mount should not have a from or a source")
-        if (m.uid, m.gid, m.mode) != (None, None, None):
-            raise ValueError("RUN --mount=type=ssh with uid, gid or mode is not supported by "
-                             "aiorun (the agent socket is bind-mounted as the agent made it)")
 
 
 def check_run_flags(flags: Flags) -> str | None:

@@ -29,10 +29,12 @@ the host's); ``host`` needs BuildKit's ``network.host`` entitlement (:mod:`.enti
   starts as a copy of S (default ``/``) of that stage's / image's filesystem, as BuildKit
   seeds it; the directory is keyed by ``id`` *and* that base (its layers and S), so a changed
   base starts a fresh cache (BuildKit keys it by id and base ref too).
-* ``type=ssh[,id=I][,target=P][,required]`` — the agent socket the build forwards as ``I``
-  (default ``default``; :mod:`.buildssh`) bind-mounted at P (default
-  ``/run/buildkit/ssh_agent.N``), ``SSH_AUTH_SOCK`` set to the step's first one (unless the
-  environment sets it); not forwarded: skipped unless ``required``. Not in the cache key.
+* ``type=ssh[,id=I][,target=P][,required][,uid,gid,mode]`` — the agent socket the build
+  forwards as ``I`` (default ``default``; :mod:`.buildssh`), relayed by a socket of the
+  step's own (:mod:`.sshproxy`; owner ``uid:gid``, default 0:0, ``mode`` default 0600, as
+  BuildKit's) bind-mounted at P (default ``/run/buildkit/ssh_agent.N``), ``SSH_AUTH_SOCK`` set
+  to the step's first one (unless the environment sets it); not forwarded: skipped unless
+  ``required``. Not in the cache key.
 
 A ``RUN <<EOF`` whose script starts with ``#!`` runs as a file, as BuildKit does: the script is
 bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpfs).
@@ -56,6 +58,7 @@ from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script
 from aiorun.images.build.entitlements import require
 from aiorun.images.build.host import RunMount
 from aiorun.images.build.runflags import MountOpts, check_run_flags, mounts_of
+from aiorun.images.build.sshproxy import AgentProxy
 
 __all__ = ["MountOpts", "RunSetup", "bind_digest", "check_run_flags", "mounts_of"]
 
@@ -112,6 +115,7 @@ class RunSetup:
         self.secrets = dict(secrets or {})
         self.ssh = dict(ssh or {})           # ssh id -> agent socket path (checked)
         self._ssh_targets: list[str] = []
+        self._proxies: list[AgentProxy] = []  # the steps' own agent sockets (.sshproxy)
         self.sources = dict(sources or {})   # bind from=: ref -> its layers
         self.storage = storage
         self.note = note                     # records a snapshot id before it is made
@@ -179,9 +183,14 @@ class RunSetup:
                     raise InvalidArgument(f"ssh {m.id}: no SSH agent forwarded (pass it with "
                                           f"--ssh {m.id}[=SOCKET])")
                 return None
+            d = self.work / "ssh"
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            proxy = AgentProxy(d / str(n), sock, m.uid or 0, m.gid or 0,
+                               m.mode if m.mode is not None else 0o600)
+            self._proxies.append(proxy)
             self._ssh_targets.append(m.target)
             # a socket is connected to, never written: read-only or not makes no difference
-            return RunMount(destination=m.target, source=sock, readonly=False)
+            return RunMount(destination=m.target, source=str(proxy.path), readonly=False)
         if m.from_:
             root = self._snapshot(m.from_)
             rel = posixpath.normpath("/" + m.source)
@@ -332,6 +341,9 @@ class RunSetup:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+        for proxy in self._proxies:
+            proxy.close()
+        self._proxies.clear()
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()
