@@ -5,6 +5,7 @@ import os
 import socket
 import stat
 import threading
+import time
 
 from aiorun.images.build.sshproxy import AgentProxy
 
@@ -43,3 +44,8 @@ def test_relays_both_ways_then_closes(tmp_path):
         proxy.close()
         srv.close()
     assert not proxy.path.exists()
+    for _ in range(100):     # the accept thread, woken by shutdown(), ends
+        if not any(t.name == "aiorun-ssh-proxy" for t in threading.enumerate()):
+            break
+        time.sleep(0.02)
+    assert not any(t.name == "aiorun-ssh-proxy" for t in threading.enumerate())

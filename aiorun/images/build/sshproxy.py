@@ -53,7 +53,8 @@ class AgentProxy:
             try:
                 client, _ = self._srv.accept()
             except OSError:
-                return                      # closed
+                self._srv.close()           # shut down by close()
+                return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 upstream.connect(self.agent)
@@ -64,12 +65,13 @@ class AgentProxy:
             if not self._track(client, upstream):
                 client.close()
                 upstream.close()
+                self._srv.close()
                 return
+            left = [2]     # pumps still running; the last one closes both sockets
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, left), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, left: list[int]) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -78,28 +80,36 @@ class AgentProxy:
                 dst.sendall(data)
         except OSError:
             pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Stop listening, end every relayed connection, remove the socket file."""
-        with self._lock:
-            self._closed = True
-            conns, self._conns = self._conns, set()
         try:
-            self._srv.shutdown(socket.SHUT_RDWR)
+            dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        self._srv.close()
+        with self._lock:
+            left[0] -= 1
+            last = left[0] == 0
+            if last:
+                self._conns.discard(src)
+                self._conns.discard(dst)
+        if last:
+            # closed only here, never while the other pump may still use the descriptor
+            src.close()
+            dst.close()
+
+    def close(self) -> None:
+        """Stop listening, end every relayed connection, remove the socket file. (Threads
+        blocked on a socket are woken by shutdown(); each closes its own descriptors.)"""
+        with self._lock:
+            self._closed = True
+            conns = list(self._conns)
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)     # wakes accept(): the thread closes it
+        except OSError:
+            pass
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            c.close()
         try:
             self.path.unlink()
         except FileNotFoundError:
