@@ -10,6 +10,7 @@ need_apt=()
 # docker.io (the docker CLI; dockerd only inside a test's own netns), containerd, runc, crun,
 # podman, tini, docker-compose (v1): the real peers the tests drive or compare against.
 for pair in nft:nftables ip:iproute2 /bin/busybox:busybox-static skopeo:skopeo unshare:util-linux \
+            ssh-agent:openssh-client \
             docker-registry:docker-registry htpasswd:apache2-utils \
             dockerd:docker.io containerd:containerd runc:runc crun:crun podman:podman \
             tini-static:tini docker-compose:docker-compose iptables:iptables; do

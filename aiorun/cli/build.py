@@ -1,5 +1,6 @@
 """``aiorun build [-t TAG]... [-f Dockerfile] [--build-arg K[=V]]... [--label K=V]... [-q]
-[--target STAGE] [--iidfile FILE] [--no-cache] [--secret id=ID,src=FILE]... PATH|-``
+[--target STAGE] [--iidfile FILE] [--no-cache] [--secret id=ID,src=FILE]...
+[--ssh default|ID[=SOCKET]]... [--allow network.host] PATH|-``
 
 The context directory is sent as a tar (``.dockerignore`` honoured, the Dockerfile and
 .dockerignore always included); a Dockerfile outside the context is added under a private
@@ -51,6 +52,9 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
       Option("--pull", BOOL, "Always attempt to pull a newer version of the image"),
       Option("--secret", LIST, "Secret for RUN --mount=type=secret (id=ID,src=FILE or "
              "id=ID,env=VAR)"),
+      Option("--ssh", LIST, "SSH agent socket for RUN --mount=type=ssh (default|ID[=SOCKET]; "
+             "default: $SSH_AUTH_SOCK)"),
+      Option("--allow", LIST, "Allow an extra privileged entitlement (network.host)"),
       Option("--network", STR, "Networking mode for the RUN instructions: default (none) "
              "or host"),
       Option("--add-host", LIST, "Add a custom host-to-IP mapping (host:ip) for RUN"),
@@ -67,6 +71,14 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
         try:
             headers[buildsecrets.HEADER] = buildsecrets.encode(
                 dict(buildsecrets.parse_spec(s) for s in a.secret))
+        except InvalidArgument as exc:
+            raise UsageError(exc.message) from None
+    if a.ssh:
+        from aiorun.errors import InvalidArgument
+        from aiorun.images.build import buildssh
+        try:
+            headers[buildssh.HEADER] = buildssh.encode(
+                dict(buildssh.parse_spec(s) for s in a.ssh))
         except InvalidArgument as exc:
             raise UsageError(exc.message) from None
     dockerfile_name = "Dockerfile"
@@ -140,7 +152,8 @@ def cmd_build(ctx: Any, a: Opts, args: list[str]) -> int:
                  "pull": True if a.pull else None,
                  "networkmode": a.network or None,
                  "extrahosts": ",".join(a.add_host) or None,
-                 "cachefrom": json.dumps(list(a.cache_from)) if a.cache_from else None}
+                 "cachefrom": json.dumps(list(a.cache_from)) if a.cache_from else None,
+                 "allow": ",".join(a.allow) or None}
         resp = ctx.client().request("POST", "/build", query, body=body, headers=headers)
         rc = 0
         try:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,14 @@ class Env:
                                   f"{r.stdout}\n{r.stderr}"
         return r.stdout
 
-    def build(self, name: str, dockerfile: str, *flags: str, files: dict | None = None
-              ) -> subprocess.CompletedProcess:
+    def build(self, name: str, dockerfile: str, *flags: str, files: dict | None = None,
+              extra_env: dict | None = None) -> subprocess.CompletedProcess:
         ctx = self.base / f"ctx-{name}"
         ctx.mkdir(exist_ok=True)
         (ctx / "Dockerfile").write_text(dockerfile)
         for rel, data in (files or {}).items():
             (ctx / rel).write_text(data)
-        return self.cli("build", "-t", name, *flags, str(ctx))
+        return self.cli("build", "-t", name, *flags, str(ctx), extra_env=extra_env)
 
     def run(self, image: str, *cmd: str) -> str:
         return self.ok("run", "--rm", "--network", "none", image, *cmd)
@@ -194,8 +195,28 @@ def test_run_network_flag(env):
                   "RUN --network=default true\n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert env.run("netnone", "cat", "/nets").split() == ["lo"]
-    r = env.build("nethost", "FROM busybox\nRUN --network=host true\n")
-    assert r.returncode != 0 and "network.host entitlement" in r.stdout + r.stderr
+    df = "FROM busybox\nRUN true\nRUN --network=host cat /proc/net/route > /route\n"
+    r = env.build("nethost", df)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "needs the network.host entitlement" in out
+    assert "line 3" in out and "Step 1/" not in out     # refused before any step runs
+    r = env.build("nethost", df, "--allow", "bogus")
+    assert r.returncode != 0 and "invalid entitlement 'bogus'" in r.stdout + r.stderr
+    # granted: the step sees the host's routes (the loopback-only namespace has none)
+    r = env.build("nethost", df, "--allow", "network.host")
+    assert r.returncode == 0, r.stdout + r.stderr
+    host_ifaces = {ln.split()[0] for ln in Path("/proc/net/route").read_text().splitlines()[1:]}
+    seen = {ln.split()[0] for ln in env.run("nethost", "cat", "/route").splitlines()[1:]}
+    assert host_ifaces and seen & host_ifaces
+    r = env.build("netnone2", "FROM busybox\nRUN cat /proc/net/route > /route\n",
+                  "--allow", "network.host")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(env.run("netnone2", "cat", "/route").splitlines()) == 1   # header only
+    # a base image's ONBUILD trigger is checked when it runs
+    r = env.build("onb", "FROM busybox\nONBUILD RUN --network=host true\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = env.build("onbchild", "FROM onb\nRUN true\n")
+    assert r.returncode != 0 and "needs the network.host entitlement" in r.stdout + r.stderr
 
 
 def test_predefined_platform_args(env):
@@ -274,8 +295,7 @@ def test_run_mounts(env, tmp_path):
 def test_run_mount_errors(env):
     r = env.build("nosecret", "FROM busybox\nRUN --mount=type=secret,id=x,required true\n")
     assert r.returncode != 0 and "secret x: not found" in r.stdout + r.stderr
-    for flag, msg in (("type=ssh", "type=ssh is not supported"),
-                      ("type=cache,from=busybox,target=/x", "cache,from=... is not supported"),
+    for flag, msg in (("type=ssh,from=x", "ssh mount should not have a from"),
                       ("type=nfs,target=/x", "unsupported mount type 'nfs'"),
                       ("type=tmpfs,target=/x,colour=blue", "unexpected key 'colour'")):
         r = env.build(f"bad{abs(hash(flag))}", f"FROM busybox\nRUN true\n"
@@ -325,3 +345,119 @@ def test_docker_cli_classic_builder_sends_the_new_syntax(env, tmp_path):
     r = subprocess.run([docker, "build", "-t", "dk-bad", str(ctx)], env=denv,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "line 3" in r.stderr and "strings only" in r.stderr
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A real ssh-agent of this test's (its socket in tmp_path) holding one new key; yields
+    (socket path, the key's fingerprint)."""
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        key = tmp_path / "id_test"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aiorun-test",
+                        "-f", str(key)], check=True)
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, capture_output=True,
+                       env=dict(os.environ, SSH_AUTH_SOCK=str(sock)))
+        fp = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], check=True,
+                            capture_output=True, text=True).stdout.split()[1]
+        yield sock, fp
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _ssh_tools(ctx: Path) -> None:
+    """The host's real ssh-add and the libraries it links (busybox has no ssh client), put
+    in the context: the RUN step bind-mounts them and runs ssh-add through the loader."""
+    t = ctx / "sshtools"
+    t.mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/bin/ssh-add", t / "ssh-add")
+    for ln in subprocess.run(["ldd", "/usr/bin/ssh-add"], capture_output=True, text=True,
+                             check=True).stdout.splitlines():
+        parts = ln.split()
+        lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if lib.startswith("/"):
+            shutil.copy2(lib, t / ("ld.so" if "ld-linux" in lib else os.path.basename(lib)))
+
+
+SSH_ADD = "/t/ld.so --library-path /t /t/ssh-add -l"
+SSH = f"""\
+FROM busybox
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh \\
+    sh -c 'echo "$SSH_AUTH_SOCK" > /sock && {SSH_ADD} > /keys'
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh,id=other,target=/a.sock \\
+    sh -c 'echo "$SSH_AUTH_SOCK" > /sock2 && {SSH_ADD} > /keys2'
+RUN --mount=type=ssh,id=absent sh -c 'test -e /run/buildkit/ssh_agent.0 || echo skipped > /absent'
+RUN --mount=type=ssh stat -c '%u:%g %a' /run/buildkit/ssh_agent.0 > /perm
+RUN mkdir /out && chown 1000 /out
+USER 1000:1000
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh,uid=1000,mode=0640 \
+    sh -c 'stat -c "%u:%g %a" $SSH_AUTH_SOCK > /out/perm2 && {SSH_ADD} > /out/keys3'
+RUN --mount=type=bind,source=sshtools,target=/t --mount=type=ssh \
+    sh -c '{SSH_ADD} > /out/keys4 2>&1 || echo refused >> /out/keys4'
+"""
+
+
+def test_run_mount_ssh_with_a_real_agent(env, agent):
+    sock, fp = agent
+    ctx = env.base / "ctx-sshb"
+    _ssh_tools(ctx)
+    r = env.build("sshb", SSH, "--ssh", "default", "--ssh", f"other={sock}",
+                  extra_env={"SSH_AUTH_SOCK": str(sock)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = env.run("sshb", "sh", "-c", "cat /sock /sock2 /absent /perm /out/perm2; "
+                  "cut -d' ' -f2 /keys /keys2 /out/keys3; tail -1 /out/keys4; "
+                  "for p in /run/buildkit /a.sock /t; do test -e $p && echo LEFT $p; done; "
+                  "true")
+    # BuildKit's socket owner and mode: 0:0 0600 by default (a non-root step cannot use it),
+    # as asked with uid/gid/mode
+    assert out.splitlines() == ["/run/buildkit/ssh_agent.0", "/a.sock", "skipped", "0:0 600",
+                                "1000:0 640", fp, fp, fp, "refused"]
+    # required without a forwarded agent: the step fails, naming the ID
+    r = env.build("sshreq", "FROM busybox\nRUN --mount=type=ssh,required true\n")
+    assert r.returncode != 0 and "ssh default: no SSH agent forwarded" in r.stdout + r.stderr
+    # the CLI's own checks: no SSH_AUTH_SOCK, a path that is no socket
+    r = env.build("sshnone", "FROM busybox\n", "--ssh", "default",
+                  extra_env={"SSH_AUTH_SOCK": ""})
+    assert r.returncode != 0 and "make sure SSH_AUTH_SOCK is set" in r.stderr
+    r = env.build("sshkey", "FROM busybox\n", "--ssh", f"k={ctx / 'sshtools' / 'ssh-add'}")
+    assert r.returncode != 0 and "forwards ssh-agent sockets only" in r.stderr
+
+
+CACHE_FROM = """\
+FROM busybox AS seed
+ARG V=one
+RUN mkdir -p /seed/sub && echo "$V" > /seed/sub/f && chown 5:6 /seed/sub/f
+FROM busybox
+RUN --mount=type=cache,target=/c,from=seed,source=/seed,id=sc \\
+    sh -c 'cat /c/sub/f > /got && stat -c %u:%g /c/sub/f >> /got && echo more >> /c/sub/f'
+RUN --mount=type=cache,target=/c,from=seed,source=/seed,id=sc cat /c/sub/f > /got2
+RUN --mount=type=cache,target=/bb,from=busybox,source=/bin test -x /bb/sh && echo img > /got3
+"""
+
+
+def test_run_mount_cache_seeded_from_stage_and_image(env):
+    r = env.build("cachefrom", CACHE_FROM)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = env.run("cachefrom", "sh", "-c", "cat /got /got2 /got3; test -e /c && echo LEFT; "
+                  "test -e /seed || echo noseed; true")
+    assert out.splitlines() == ["one", "5:6", "one", "more", "img", "noseed"]
+    # the cache persists between builds (seeded once; the seed stage is cached: same base) ...
+    r = env.build("cachefrom2", CACHE_FROM.replace("FROM busybox\nRUN",
+                                                   "FROM busybox\nENV BUMP=1\nRUN"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("cachefrom2", "cat", "/got2").splitlines() == ["one", "more", "more"]
+    # ... and a changed base is a fresh cache, seeded from it
+    r = env.build("cachefrom3", CACHE_FROM, "--build-arg", "V=two")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.run("cachefrom3", "cat", "/got", "/got2").splitlines() == [
+        "two", "5:6", "two", "more"]
+    r = env.build("cachefrombad", "FROM busybox\n"
+                  "RUN --mount=type=cache,target=/c,from=busybox,source=/nope true\n")
+    assert r.returncode != 0 and "/nope is not a directory there" in r.stdout + r.stderr

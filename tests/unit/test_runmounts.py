@@ -22,6 +22,11 @@ OK = [
                                          readonly=True)),
     ('"type=secret","id=a,b"', dict(type="secret", id="a,b")),
     ("TYPE=TMPFS,Target=/x", dict(type="tmpfs", target="/x")),
+    ("type=ssh,required", dict(type="ssh", required=True)),
+    ("type=ssh,uid=1000,gid=1001,mode=0660", dict(type="ssh", uid=1000, gid=1001, mode=0o660)),
+    ("type=ssh,id=gh,target=/a.sock", dict(type="ssh", id="gh", target="/a.sock")),
+    ("type=cache,target=/c,from=build,source=/seed",
+     dict(type="cache", from_="build", source="/seed", readonly=False)),
 ]
 
 
@@ -44,8 +49,7 @@ BAD = [
     ("type=secret,id=a,source=b", "both source and id can't be set"),
     ("type=secret,id=a,from=x", "secret mount should not have a from"),
     ("type=tmpfs,target=/x,bogus", "invalid field 'bogus' must be a key=value pair"),
-    ("type=ssh", "type=ssh is not supported by aiorun"),
-    ("type=cache,target=/x,from=img", "type=cache,from=... is not supported"),
+    ("type=ssh,from=build", "ssh mount should not have a from or a source"),
     ("type=bind,from=$STAGE,target=/x", "doesn't support variable expansion"),
 ]
 
@@ -118,3 +122,61 @@ def test_cache_sharing_locked_and_private(tmp_path):
     assert q.source == m.source        # free again: the shared cache itself
     third.cleanup()
 
+
+
+def test_ssh_mount_defaults_as_buildkit():
+    ins = parse("FROM x\nRUN --mount=type=ssh --mount=type=ssh,id=b,target=t "
+                "--mount=type=ssh,id=c true\n")[1]
+    ms = mounts_of(ins, {}, "/w")
+    assert [(m.id, m.target) for m in ms] == [("default", "/run/buildkit/ssh_agent.0"),
+                                              ("b", "/w/t"), ("c", "/run/buildkit/ssh_agent.2")]
+
+
+def test_buildssh_spec_and_header(tmp_path):
+    import socket
+    from aiorun.images.build import buildssh
+    sock = tmp_path / "agent.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock))
+    try:
+        assert buildssh.parse_spec("default", {"SSH_AUTH_SOCK": str(sock)}) == (
+            "default", str(sock))
+        assert buildssh.parse_spec(f"gh={sock}", {}) == ("gh", str(sock))
+        hdr = buildssh.encode({"gh": str(sock)})
+        assert buildssh.decode(hdr) == {"gh": str(sock)}
+        key = tmp_path / "id_ed25519"
+        key.write_text("k")
+        for spec, env, msg in (("default", {}, "make sure SSH_AUTH_SOCK is set"),
+                               (f"k={key}", {}, "forwards ssh-agent sockets only"),
+                               (f"k={sock},{sock}", {}, "exactly one agent socket per ID"),
+                               ("=x", {}, "the ID is empty"),
+                               (f"k={tmp_path}", {}, "is not an ssh-agent socket")):
+            with pytest.raises(InvalidArgument, match=msg):
+                buildssh.parse_spec(spec, env)
+        # the daemon refuses a socket it cannot reach, and a relative path
+        gone = buildssh.encode({"x": str(tmp_path / "gone.sock")})
+        with pytest.raises(InvalidArgument, match="the daemon cannot reach the agent socket"):
+            buildssh.decode(gone)
+        with pytest.raises(InvalidArgument, match="is not absolute"):
+            buildssh.decode(buildssh.encode({"x": "rel.sock"}))
+        with pytest.raises(InvalidArgument, match="invalid X-Aiorun-Build-Ssh header"):
+            buildssh.decode("%%%")
+    finally:
+        s.close()
+
+
+def test_entitlements_allow_and_check():
+    from aiorun.images.build import entitlements as ent
+    assert ent.parse_allow(["network.host"]) == {"network.host"}
+    assert ent.parse_allow(["network.host,network.host", ""]) == {"network.host"}
+    for bad, msg in (("security.insecure", "security.insecure is not supported"),
+                     ("net.host", "invalid entitlement 'net.host'")):
+        with pytest.raises(ValueError, match=msg):
+            ent.parse_allow([bad])
+    ins = parse("FROM x\nRUN true\nRUN --network=host true\nRUN --network=none true\n",
+                "Dockerfile")
+    ent.check(ins, frozenset({"network.host"}))
+    with pytest.raises(InvalidArgument, match="line 3 of Dockerfile.*network.host entitlement"):
+        ent.check(ins, frozenset(), "Dockerfile")
+    with pytest.raises(InvalidArgument, match="aiorun build --allow network.host"):
+        ent.require(ins[2], frozenset())

@@ -1,8 +1,9 @@
 """``POST /commit`` and ``POST /build`` (Docker's classic builder API).
 
 ``POST /build?t=&dockerfile=&buildargs=&labels=&q=&rm=&nocache=&target=&pull=&networkmode=
-&extrahosts=&cachefrom=`` (see :mod:`aiorun.images.build.options`; a repeated parameter's
-first value counts, as in Docker): the body is the context tar
+&extrahosts=&cachefrom=&allow=`` (see :mod:`aiorun.images.build.options`; ``allow``:
+:mod:`aiorun.images.build.entitlements`; a repeated parameter's first value counts, as in
+Docker; headers ``X-Aiorun-Build-Secrets``, ``X-Aiorun-Build-Ssh``): the body is the context tar
 (plain or compressed), spooled to ``<root>/tmp`` as it streams in (never held in memory).
 Problems found before the build starts (bad tag, unreadable context, missing Dockerfile,
 Dockerfile syntax errors naming the line) are HTTP 400 ``{"message"}``. Then the answer is a
@@ -72,11 +73,10 @@ async def _spool(req: Request, dest) -> None:
 def _prepare(work, dockerfile: str):
     """Unpack the context and parse the Dockerfile (worker thread)."""
     from aiorun.core.safepath import resolve_in_root
-    from aiorun.images.build.context import extract_context
+    from aiorun.images.build.ctxfs import unpack
     from aiorun.images.build.dockerfile import parse
     ctx = work / "context"
-    ctx.mkdir()
-    extract_context(work / "context.tar", ctx)
+    unpack(work / "context.tar", ctx)       # in memory when small (see .ctxfs)
     (work / "context.tar").unlink()
     path = resolve_in_root(ctx, dockerfile)
     try:
@@ -105,13 +105,17 @@ async def build(req: Request, engine: Any):
     from aiorun.images.build import buildsecrets
     header = req.headers.get(buildsecrets.HEADER.lower())
     build_secrets = buildsecrets.decode(header) if header else {}
+    from aiorun.images.build import buildssh
+    header = req.headers.get(buildssh.HEADER.lower())
+    build_ssh = buildssh.decode(header) if header else {}
     quiet = req.flag("q")
     dockerfile = req.arg("dockerfile") or "Dockerfile"
-    from aiorun.images.build import options
+    from aiorun.images.build import entitlements, options
     try:
         network = options.network_mode(req.arg("networkmode"))
         hosts = options.extra_hosts(req.args("extrahosts"))
         cache_from = options.cache_from(req.arg("cachefrom"))
+        allow = entitlements.parse_allow(req.args("allow"))
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     engine.paths.tmp.mkdir(parents=True, exist_ok=True)
@@ -123,34 +127,45 @@ async def build(req: Request, engine: Any):
     ACTIVE.add(work.name)
 
     async def drop_work() -> None:
+        from aiorun.images.build.ctxfs import release
+
+        def drop() -> None:
+            release(work / "context")
+            shutil.rmtree(work, ignore_errors=True)
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+            await anyio.to_thread.run_sync(drop)
         ACTIVE.discard(work.name)
     try:
         await _spool(req, work / "context.tar")
         ctx, instructions = await anyio.to_thread.run_sync(_prepare, work, dockerfile)
+        entitlements.check(instructions, allow, dockerfile)
     except BaseException:
         await drop_work()
         raise
     builder = Builder(host, ctx, instructions, tags=tags, buildargs=buildargs,
                       labels={str(k): str(v) for k, v in labels.items()}, quiet=quiet,
                       no_cache=req.flag("nocache"), target=req.arg("target") or None,
-                      pull=req.flag("pull"), build_secrets=build_secrets,
+                      pull=req.flag("pull"), build_secrets=build_secrets, build_ssh=build_ssh,
                       dockerfile=dockerfile, network=network, extra_hosts=hosts,
-                      cache_from=cache_from)
+                      cache_from=cache_from, allow=allow)
 
     async def stream() -> AsyncIterator[bytes]:
+        # A failure's message is sent only once the work directory (and the context's
+        # tmpfs) is gone: a client that stops reading at it (docker-py) finds nothing left.
+        error: bytes | None = None
         try:
             async for msg in builder.run():
                 yield _line(msg)
         except AiorunError as exc:
-            yield _line({"error": exc.message, "errorDetail": {"message": exc.message}})
+            error = _line({"error": exc.message, "errorDetail": {"message": exc.message}})
         except Exception as exc:
             log.exception("build failed")
             text = f"{type(exc).__name__}: {exc}"
-            yield _line({"error": text, "errorDetail": {"message": text}})
+            error = _line({"error": text, "errorDetail": {"message": text}})
         finally:
             await drop_work()
+        if error is not None:
+            yield error
 
     return Response(200, stream=stream())
 

@@ -83,9 +83,13 @@ class Builder:
                  pull: bool = False, dockerfile: str = "Dockerfile",
                  network: str = "none", extra_hosts: list[tuple[str, str]] | None = None,
                  cache_from: list[str] | None = None,
-                 build_secrets: dict[str, bytes] | None = None) -> None:
+                 build_secrets: dict[str, bytes] | None = None,
+                 build_ssh: dict[str, str] | None = None,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.host = host
+        self.allow = allow                          # entitlements (.entitlements)
         self.secrets = dict(build_secrets or {})    # RUN --mount=type=secret (memory only)
+        self.ssh = dict(build_ssh or {})            # RUN --mount=type=ssh: id -> socket
         self.pull = pull                            # --pull: FROM images pulled again
         self.images = ImageResolver(host, pull)     # FROM/--from images, pulled once
         self.target = target or None
@@ -478,17 +482,17 @@ class Builder:
         mounts = self._mounts(st, ins)
         setup = RunSetup(ins, self.work / snap.id[:12], snap.rootfs, mounts,
                          cache_root=self.host.cache_root, context=self.context,
-                         ignore=self.ignore, secrets=self.secrets,
+                         ignore=self.ignore, secrets=self.secrets, ssh=self.ssh,
                          sources=await self._mount_sources(sd, ins, mounts),
                          storage=self.host.storage,
                          note=lambda sid: note_snapshot(self.work, sid))
         try:
-            step = RunStep(id=snap.id, rootfs=snap.rootfs, argv=argv, env=st.run_env(),
-                           cwd=st.config.get("WorkingDir") or "/",
+            prepared = await anyio.to_thread.run_sync(setup.prepare)
+            step = RunStep(id=snap.id, rootfs=snap.rootfs, argv=argv,
+                           env=setup.env(st.run_env()), cwd=st.config.get("WorkingDir") or "/",
                            user=st.config.get("User") or "", hostname=snap.id[:12],
-                           state_dir=self.work / snap.id[:12],
-                           mounts=tuple(await anyio.to_thread.run_sync(setup.prepare)),
-                           network=setup.network(self.network))
+                           state_dir=self.work / snap.id[:12], mounts=tuple(prepared),
+                           network=setup.network(self.network, self.allow))
             async for m in run_step(self.host, step, self.quiet):
                 yield m
         finally:

@@ -3,8 +3,7 @@ its messages). Pure; :mod:`.runmounts` turns the parsed mounts into a step's mou
 
 :func:`check_run_flags` is the parse-time check (values holding a ``$`` are checked again,
 expanded, when the step runs: :func:`mounts_of`). What aiorun does not implement is refused by
-name: ``--network=host`` (BuildKit's ``network.host`` entitlement is not granted),
-``--security``, ``type=ssh``, ``type=cache,from=...``.
+name: ``--security``.
 """
 
 from __future__ import annotations
@@ -167,10 +166,8 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> Mount
 def _refuse_unsupported(m: MountOpts) -> None:
     """What aiorun does not implement is an error naming it, never ignored."""
     if m.type == "ssh":
-        raise ValueError("RUN --mount=type=ssh is not supported by aiorun")
-    if m.from_ and m.type == "cache":
-        raise ValueError("RUN --mount=type=cache,from=... is not supported by aiorun "
-                         "(cache mounts start empty)")
+        if m.from_ or m.source:
+            raise ValueError("ssh mount should not have a from or a source")
 
 
 def check_run_flags(flags: Flags) -> str | None:
@@ -179,9 +176,7 @@ def check_run_flags(flags: Flags) -> str | None:
         if name == "network":
             if value not in NETWORKS:
                 return f"unsupported network mode {value!r} (use default, none or host)"
-            if value == "host":
-                return ("RUN --network=host needs the network.host entitlement, which aiorun "
-                        "build does not grant")
+            # host: allowed here; the build's entitlements decide (.entitlements)
         elif name == "mount":
             try:
                 parse_mount(value or "")
@@ -195,6 +190,7 @@ def check_run_flags(flags: Flags) -> str | None:
 def mounts_of(ins: "Instruction", env: Mapping[str, str], workdir: str) -> list[MountOpts]:
     """A RUN's ``--mount``s with their values expanded and targets absolute."""
     out = []
+    ssh = 0
     for value in ins.flags.get_all("mount"):
         try:
             m = parse_mount(value, lambda w: expand_word(w, env, ins.escape))
@@ -205,6 +201,10 @@ def mounts_of(ins: "Instruction", env: Mapping[str, str], workdir: str) -> list[
             m.target = m.target or f"/run/secrets/{m.id}"
         elif m.type == "cache":
             m.id = m.id or m.target
+        elif m.type == "ssh":     # BuildKit's defaults
+            m.id = m.id or "default"
+            m.target = m.target or f"/run/buildkit/ssh_agent.{ssh}"
+            ssh += 1
         m.target = posixpath.normpath(posixpath.join(workdir or "/", m.target))
         out.append(m)
     return out

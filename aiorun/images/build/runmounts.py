@@ -7,8 +7,7 @@
 
 ``--network``: ``none`` runs the step in its own network namespace, loopback only;
 ``default`` (as no flag) runs it on the build's network (``networkmode``: loopback only, or
-the host's); ``host`` needs BuildKit's ``network.host`` entitlement, which aiorun build does
-not grant: refused.
+the host's); ``host`` needs BuildKit's ``network.host`` entitlement (:mod:`.entitlements`).
 
 ``--mount`` (BuildKit's CSV syntax; values may use build variables):
 
@@ -26,7 +25,16 @@ not grant: refused.
   snapshot of its layers); read-only unless ``rw`` (writes are discarded). The context
   content, or the stage's layers, are part of the step's cache key.
 
-Refused by name: ``type=ssh``, ``type=cache,from=...``.
+* ``type=cache,...,from=STAGE|IMAGE[,source=S]`` — as above, but a new cache directory
+  starts as a copy of S (default ``/``) of that stage's / image's filesystem, as BuildKit
+  seeds it; the directory is keyed by ``id`` *and* that base (its layers and S), so a changed
+  base starts a fresh cache (BuildKit keys it by id and base ref too).
+* ``type=ssh[,id=I][,target=P][,required][,uid,gid,mode]`` — the agent socket the build
+  forwards as ``I`` (default ``default``; :mod:`.buildssh`), relayed by a socket of the
+  step's own (:mod:`.sshproxy`; owner ``uid:gid``, default 0:0, ``mode`` default 0600, as
+  BuildKit's) bind-mounted at P (default ``/run/buildkit/ssh_agent.N``), ``SSH_AUTH_SOCK`` set
+  to the step's first one (unless the environment sets it); not forwarded: skipped unless
+  ``required``. Not in the cache key.
 
 A ``RUN <<EOF`` whose script starts with ``#!`` runs as a file, as BuildKit does: the script is
 bind-mounted read-only at ``/dev/pipes/<name>`` (inside the step's own /dev tmpfs).
@@ -39,6 +47,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -46,8 +55,10 @@ from aiorun.core.safepath import resolve_in_root
 from aiorun.errors import InvalidArgument
 from aiorun.images.build.cache import walk_sorted
 from aiorun.images.build.dockerfile.config import heredoc_script, heredoc_script_path
+from aiorun.images.build.entitlements import require
 from aiorun.images.build.host import RunMount
 from aiorun.images.build.runflags import MountOpts, check_run_flags, mounts_of
+from aiorun.images.build.sshproxy import AgentProxy
 
 __all__ = ["MountOpts", "RunSetup", "bind_digest", "check_run_flags", "mounts_of"]
 
@@ -90,6 +101,7 @@ class RunSetup:
                  mounts: list[MountOpts] | None = None, *, cache_root: Path | None = None,
                  context: Path | None = None, ignore: "DockerIgnore | None" = None,
                  secrets: Mapping[str, bytes] | None = None,
+                 ssh: Mapping[str, str] | None = None,
                  sources: Mapping[str, list[str]] | None = None,
                  storage: "StorageDriver | None" = None,
                  note: Callable[[str], None] | None = None) -> None:
@@ -101,6 +113,9 @@ class RunSetup:
         self.context = context
         self.ignore = ignore
         self.secrets = dict(secrets or {})
+        self.ssh = dict(ssh or {})           # ssh id -> agent socket path (checked)
+        self._ssh_targets: list[str] = []
+        self._proxies: list[AgentProxy] = []  # the steps' own agent sockets (.sshproxy)
         self.sources = dict(sources or {})   # bind from=: ref -> its layers
         self.storage = storage
         self.note = note                     # records a snapshot id before it is made
@@ -109,10 +124,22 @@ class RunSetup:
         self._locks: list[int] = []      # fds holding sharing=locked caches
         self._private: list[Path] = []   # host files to remove (secret copies, bind trees)
 
-    def network(self, build_network: str = "none") -> str:
+    def network(self, build_network: str = "none", allow: frozenset[str] = frozenset()
+                ) -> str:
         """The runtime network mode of the step: ``RUN --network=none`` is loopback only;
-        ``default`` (or no flag) is the build's ``build_network`` ("none" or "host")."""
-        return "none" if self.ins.flags.get("network") == "none" else build_network
+        ``host`` the host's, when ``allow`` grants ``network.host`` (InvalidArgument
+        otherwise); ``default`` (or no flag) is the build's ``build_network``."""
+        flag = self.ins.flags.get("network")
+        if flag == "host":
+            require(self.ins, allow)
+        return flag if flag in ("none", "host") else build_network
+
+    def env(self, env: list[str]) -> list[str]:
+        """The step's environment ``env`` plus ``SSH_AUTH_SOCK`` for its first ssh mount
+        (call after :meth:`prepare`; a set ``SSH_AUTH_SOCK`` is kept, as BuildKit does)."""
+        if not self._ssh_targets or any(e.startswith("SSH_AUTH_SOCK=") for e in env):
+            return env
+        return [*env, f"SSH_AUTH_SOCK={self._ssh_targets[0]}"]
 
     def prepare(self) -> list[RunMount]:
         """The step's mounts (files they need are written under ``work``)."""
@@ -149,6 +176,21 @@ class RunSetup:
                                    m.mode if m.mode is not None else 0o400,
                                    m.uid or 0, m.gid or 0)
             return RunMount(destination=m.target, source=str(f), readonly=True)
+        if m.type == "ssh":
+            sock = self.ssh.get(m.id)
+            if sock is None:
+                if m.required:
+                    raise InvalidArgument(f"ssh {m.id}: no SSH agent forwarded (pass it with "
+                                          f"--ssh {m.id}[=SOCKET])")
+                return None
+            d = self.work / "ssh"
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            proxy = AgentProxy(d / str(n), sock, m.uid or 0, m.gid or 0,
+                               m.mode if m.mode is not None else 0o600)
+            self._proxies.append(proxy)
+            self._ssh_targets.append(m.target)
+            # a socket is connected to, never written: read-only or not makes no difference
+            return RunMount(destination=m.target, source=str(proxy.path), readonly=False)
         if m.from_:
             root = self._snapshot(m.from_)
             rel = posixpath.normpath("/" + m.source)
@@ -188,11 +230,13 @@ class RunSetup:
     def _cache_dir(self, m: MountOpts) -> Path:
         if self.cache_root is None:  # pragma: no cover - the builder always gives one
             raise InvalidArgument("RUN --mount=type=cache needs the build cache")
-        base = self.cache_root / "mounts" / hashlib.sha256(m.id.encode()).hexdigest()[:32]
+        ident = m.id
+        if m.from_:    # keyed by its base too (BuildKit: "cache-dir:<id>:<base ref>")
+            ident += "\0" + ",".join(self.sources.get(m.from_, [])) + "\0" + \
+                posixpath.normpath("/" + m.source)
+        base = self.cache_root / "mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
         if not base.exists():
-            base.mkdir(parents=True, mode=0o755)
-            os.chown(base, m.uid or 0, m.gid or 0)
-            os.chmod(base, m.mode if m.mode is not None else 0o755)
+            self._new_cache_dir(base, m)
             (base.parent / f"{base.name}.id").write_text(m.id)
         if m.sharing in ("locked", "private"):
             fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
@@ -203,19 +247,50 @@ class RunSetup:
                                                  else 0))
             except BlockingIOError:
                 os.close(fd)
-                fresh = self.work / "caches" / hashlib.sha256(m.id.encode()).hexdigest()[:16]
-                fresh.mkdir(parents=True, mode=0o755)
-                os.chown(fresh, m.uid or 0, m.gid or 0)
-                os.chmod(fresh, m.mode if m.mode is not None else 0o755)
+                fresh = self.work / "caches" / hashlib.sha256(ident.encode()).hexdigest()[:16]
+                fresh.parent.mkdir(parents=True, exist_ok=True)
+                self._new_cache_dir(fresh, m)
                 self._private.append(fresh)
                 base = fresh
             else:
                 self._locks.append(fd)
-        if m.source:
+        if m.source and not m.from_:     # with from=, source is a path of the base
             sub = resolve_in_root(base, m.source)
             sub.mkdir(parents=True, exist_ok=True)
             return sub
         return base
+
+    def _new_cache_dir(self, path: Path, m: MountOpts) -> None:
+        """Make the cache directory ``path``: empty, or (``from=``) a copy of the base's
+        ``source``, made next to it and renamed into place so a half copy is never used."""
+        if not m.from_:
+            path.mkdir(parents=True, mode=0o755)
+            os.chown(path, m.uid or 0, m.gid or 0)
+            os.chmod(path, m.mode if m.mode is not None else 0o755)
+            return
+        rel = posixpath.normpath("/" + m.source)
+        src = resolve_in_root(self._snapshot(m.from_), rel)
+        if not src.is_dir():
+            raise InvalidArgument(f"RUN --mount=type=cache,from={m.from_}: {rel} is not a "
+                                  "directory there")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.seeding-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # cp -a: owners, modes, links, special files and times as the base has them
+        r = subprocess.run(["cp", "-a", "--", str(src), str(tmp)], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InvalidArgument(f"RUN --mount=type=cache,from={m.from_}: seeding the cache "
+                                  f"failed: {r.stderr.strip()}")
+        if m.uid is not None or m.gid is not None:
+            os.chown(tmp, m.uid or 0, m.gid or 0)
+        if m.mode is not None:
+            os.chmod(tmp, m.mode)
+        try:
+            os.rename(tmp, path)
+        except OSError:          # another step seeded it first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _bind_tree(self, n: int, m: MountOpts) -> Path:
         """A read-only copy of the context's ``source`` with .dockerignore applied."""
@@ -266,6 +341,9 @@ class RunSetup:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+        for proxy in self._proxies:
+            proxy.close()
+        self._proxies.clear()
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()

@@ -52,7 +52,12 @@ async def sweep_stale(host: BuildHost) -> list[str]:
                 except Exception:
                     pass
             await anyio.to_thread.run_sync(_drop)
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(d, ignore_errors=True))
+        from aiorun.images.build.ctxfs import release
+
+        def _rm(d: Path = d) -> None:
+            release(d / "context")      # a context tmpfs (.ctxfs) goes first
+            shutil.rmtree(d, ignore_errors=True)
+        await anyio.to_thread.run_sync(_rm)
         removed.append(d.name)
     return removed
 
