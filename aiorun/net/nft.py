@@ -42,6 +42,7 @@ import anyio
 
 from aiorun.errors import AiorunError, Unavailable
 from aiorun.net.nft6 import transaction6
+from aiorun.net.nftrules import forward_chain, quote_ifname
 
 DEFAULT_TABLE = "aiorun"
 
@@ -71,11 +72,7 @@ class NftPort:
     container_ip6: str = ""  # the endpoint's IPv6 address (DNAT in the ip6 table)
 
 
-def _q(name: str) -> str:
-    # Interface names we render are ours (aior...), but quote defensively anyway.
-    if not name or any(c in name for c in '"\\\n ;{}'):
-        raise ValueError(f"refusing to render interface name {name!r}")
-    return f'"{name}"'
+_q = quote_ifname
 
 
 def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPort]) -> str:
@@ -113,21 +110,7 @@ def render_table(table: str, bridges: Iterable[NftBridge], ports: Iterable[NftPo
         out.append(f"\t\toifname {_q(b.ifname)} ip saddr {net} ct status dnat masquerade")
         if not b.internal:
             out.append(f"\t\toifname != {_q(b.ifname)} ip saddr {net} masquerade")
-    out += ["\t}",
-            "\tchain forward {",
-            "\t\ttype filter hook forward priority filter; policy accept;",
-            "\t\tct state established,related accept"]
-    for b in brs:
-        if b.internal:
-            out.append(f"\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} drop")
-            out.append(f"\t\toifname {_q(b.ifname)} iifname != {_q(b.ifname)} drop")
-        elif len(brs) > 1:
-            out.append(f'\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} '
-                       f'oifname "aior*" drop')
-    for b in brs:
-        out.append(f"\t\tiifname {_q(b.ifname)} accept")
-        out.append(f"\t\toifname {_q(b.ifname)} accept")
-    out += ["\t}", "}"]
+    out += ["\t}"] + forward_chain(brs) + ["}"]
     return "\n".join(out) + "\n"
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Iterable
 
+from aiorun.net.nftrules import forward_chain, quote_ifname
+
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.net.nft import NftBridge, NftPort
 
 
-def _q(name: str) -> str:
-    if not name or any(c in name for c in '"\\\n ;{}'):
-        raise ValueError(f"refusing to render interface name {name!r}")
-    return f'"{name}"'
+_q = quote_ifname
 
 
 def render_table6(table: str, bridges: Iterable["NftBridge"],
@@ -73,21 +72,7 @@ def render_table6(table: str, bridges: Iterable["NftBridge"],
         out.append(f"\t\toifname {_q(b.ifname)} ip6 saddr {net} ct status dnat masquerade")
         if b.nat6 and not b.internal:
             out.append(f"\t\toifname != {_q(b.ifname)} ip6 saddr {net} masquerade")
-    out += ["\t}",
-            "\tchain forward {",
-            "\t\ttype filter hook forward priority filter; policy accept;",
-            "\t\tct state established,related accept"]
-    for b in brs:
-        if b.internal:
-            out.append(f"\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} drop")
-            out.append(f"\t\toifname {_q(b.ifname)} iifname != {_q(b.ifname)} drop")
-        elif len(brs) > 1:
-            out.append(f'\t\tiifname {_q(b.ifname)} oifname != {_q(b.ifname)} '
-                       f'oifname "aior*" drop')
-    for b in brs:
-        out.append(f"\t\tiifname {_q(b.ifname)} accept")
-        out.append(f"\t\toifname {_q(b.ifname)} accept")
-    out += ["\t}", "}"]
+    out += ["\t}"] + forward_chain(brs) + ["}"]
     return "\n".join(out) + "\n"
 
 

@@ -17,27 +17,10 @@ import os
 from typing import Any
 
 from .cgroup_layout import CgroupDir
+from .cgroups import _int, _read  # the same file readers (cgroups imports this module lazily)
 
 #: USER_HZ: cpuacct.stat counts in these ticks.
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _int(text: str) -> int | None:
-    t = text.strip()
-    if not t or t == "max":
-        return None
-    try:
-        return int(t)
-    except ValueError:
-        return None
 
 
 def parse_flat_keyed(text: str) -> dict[str, int]:
