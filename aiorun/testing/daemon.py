@@ -175,6 +175,22 @@ def run_cli(paths: Paths, *args: str, input: str | bytes | None = None, timeout:
                           text=text, timeout=timeout, env=_env(paths, extra_env), check=check)
 
 
+class CliEnv:
+    """The CLI on one set of paths, for tests: ``cli(...)`` gives the CompletedProcess,
+    ``ok(...)`` its stdout and fails with the command and its output when it did not exit 0."""
+
+    paths: Paths
+
+    def cli(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[Any]:
+        return run_cli(self.paths, *args, **kw)
+
+    def ok(self, *args: str, **kw: Any) -> str:
+        r = self.cli(*args, **kw)
+        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
+                                  f"{r.stdout}\n{r.stderr}"
+        return str(r.stdout)
+
+
 def stop_autostarted(paths: Paths, timeout: float = 20.0) -> bool:
     """Stop a daemon the CLI auto-started on ``paths`` (SIGTERM by the pidfile's PID, SIGKILL
     after ``timeout``), then its runtime spawner. True if a daemon was running."""

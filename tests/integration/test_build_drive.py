@@ -28,7 +28,7 @@ from typing import Iterator
 import pytest
 
 from aiorun.config import Paths
-from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.daemon import CliEnv, start_daemon
 from aiorun.testing.images import write_busybox_rootfs_tar
 from aiorun.testing.util import wait_until
 
@@ -38,17 +38,9 @@ DOCKERS = [d for d in ("/usr/local/bin/docker", "/usr/bin/docker") if os.path.ex
 
 
 @dataclass
-class Env:
+class Env(CliEnv):
     paths: Paths
 
-    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return run_cli(self.paths, *args, **kw)
-
-    def ok(self, *args: str, **kw) -> str:
-        r = self.cli(*args, **kw)
-        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
-                                  f"{r.stdout}\n{r.stderr}"
-        return r.stdout
 
     def run(self, image: str, *cmd: str) -> str:
         return self.ok("run", "--rm", "--network", "none", image, *cmd)

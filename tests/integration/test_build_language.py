@@ -19,25 +19,17 @@ from pathlib import Path
 import pytest
 
 from aiorun.config import Paths
-from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.daemon import CliEnv, start_daemon
 from aiorun.testing.images import write_busybox_rootfs_tar
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
-class Env:
+class Env(CliEnv):
     paths: Paths
     base: Path
 
-    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return run_cli(self.paths, *args, **kw)
-
-    def ok(self, *args: str, **kw) -> str:
-        r = self.cli(*args, **kw)
-        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
-                                  f"{r.stdout}\n{r.stderr}"
-        return r.stdout
 
     def build(self, name: str, dockerfile: str, *flags: str, files: dict | None = None,
               extra_env: dict | None = None) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ import pytest
 
 from aiorun.api.client import Client
 from aiorun.config import Paths
-from aiorun.testing.daemon import run_cli, start_daemon
+from aiorun.testing.daemon import CliEnv, start_daemon
 from aiorun.testing.util import wait_until
 from aiorun.testing.images import write_busybox_rootfs_tar
 
@@ -31,18 +31,10 @@ pytestmark = pytest.mark.integration
 
 
 @dataclass
-class Env:
+class Env(CliEnv):
     paths: Paths
     driver: str
 
-    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return run_cli(self.paths, *args, **kw)
-
-    def ok(self, *args: str, **kw) -> str:
-        r = self.cli(*args, **kw)
-        assert r.returncode == 0, f"aiorun {' '.join(args)} failed ({r.returncode}):\n" \
-                                  f"{r.stdout}\n{r.stderr}"
-        return r.stdout
 
     def image_config(self, ref_id: str) -> dict:
         h = ref_id.strip().removeprefix("sha256:")
