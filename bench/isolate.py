@@ -25,7 +25,10 @@ from pathlib import Path
 # Host paths the peers write to even with their roots redirected: inside the namespace a
 # tmpfs is mounted over each, so nothing reaches the host's copy.
 MASKS = ["/var/lib/cni", "/run/cni", "/run/netns", "/var/lib/containers", "/run/containers",
-         "/run/libpod"]
+         "/run/libpod", "/dev/shm"]         # /dev/shm: podman's lock file (libpod_lock)
+#: cgroup parents peers make by default (podman's and conmon's); removed after the run
+#: when they were not there before it
+PEER_CGROUPS = ["libpod_parent"]
 CGROUP_NAME = "aiorun-bench"
 INNER_FLAG = "--inner-workdir"
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +44,8 @@ def outer_main(argv: list[str]) -> int:
         sys.stderr.write("bench: util-linux 'unshare' not found\n")
         return 2
     ws = Path(tempfile.mkdtemp(prefix="aiorun-bench-", dir="/tmp"))
+    peer_cgroups = [n for n in PEER_CGROUPS
+                    if not any(h.joinpath(n).exists() for h in Path("/sys/fs/cgroup").iterdir())]
     created = []
     for m in MASKS:
         if not os.path.exists(m):
@@ -60,15 +65,16 @@ def outer_main(argv: list[str]) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        leftovers = cleanup_host(ws, created)
+        leftovers = cleanup_host(ws, created, peer_cgroups)
     if leftovers:
         sys.stderr.write("bench: could not remove: " + ", ".join(leftovers) + "\n")
         rc = rc or 1
     return rc
 
 
-def cleanup_host(ws: Path, created: list[str]) -> list[str]:
-    """Remove the scratch dir, the mask dirs we created and the bench's cgroups."""
+def cleanup_host(ws: Path, created: list[str], peer_cgroups: list[str] | None = None) -> list[str]:
+    """Remove the scratch dir, the mask dirs we created, the bench's cgroups and the peers'
+    default cgroup parents the run made (``peer_cgroups``)."""
     left = []
     subprocess.run(["rm", "-rf", "--one-file-system", str(ws)], check=False)
     if ws.exists():
@@ -84,6 +90,8 @@ def cleanup_host(ws: Path, created: list[str]) -> list[str]:
             sys.stderr.write(f"bench: {m} (created as a mount point) is in use by something "
                              "else now: left in place\n")
     left += remove_cgroups()
+    for name in peer_cgroups or []:
+        left += remove_cgroups(name)
     return left
 
 

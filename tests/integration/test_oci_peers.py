@@ -80,12 +80,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path):
     shutil.rmtree(base, ignore_errors=True)
     if not had_lock:
         LOCK.unlink(missing_ok=True)      # made by this test's podman
+    from bench.isolate import rmdir_cgroup_tree
     for parent in Path("/sys/fs/cgroup").glob("*/libpod_parent"):
-        if str(parent) not in had_parent:
-            try:
-                parent.rmdir()            # podman's cgroup parent, made for this test
-            except OSError:
-                pass
+        if str(parent) not in had_parent:   # podman's cgroup parent (and conmon's), made here
+            assert wait_until(lambda: not rmdir_cgroup_tree(parent), timeout=10)
 
 
 def test_podman_info_names_the_runtime(podman):
