@@ -50,6 +50,16 @@ def _session_host_guard(request):
         pytest.fail(hostguard.report(fatal), pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _container_tools_traces():
+    """skopeo and podman write host paths whatever roots they are given (a blob-info cache
+    under /var/lib/containers, /run/containers, podman's lock in /dev/shm): what the run's
+    peers made there is removed at its end."""
+    from aiorun.testing.podmantrace import podman_traces_removed
+    with podman_traces_removed():
+        yield
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every anyio test runs on both backends the daemon supports."""

@@ -13,6 +13,8 @@ import tarfile
 
 import pytest
 
+from aiorun.testing.podmantrace import podman_traces_removed
+
 from aiorun.drivers.select import select_storage
 from aiorun.errors import InvalidArgument
 from aiorun.images import archive, oci
@@ -184,7 +186,10 @@ async def test_podman_loads_ours_and_we_load_podmans(aiorun_paths, busybox_tar, 
         await archive.save(store, ["busybox:pod"], f)
     import tempfile
     prun = tempfile.mkdtemp(prefix="aiorun-prun-", dir="/tmp")   # podman: runroot <= 50 chars
+    traces = podman_traces_removed()          # what podman leaves on the host: removed
+    traces.__enter__()
     base = [podman, "--root", str(tmp_path / "proot"), "--runroot", prun,
+            "--tmpdir", str(tmp_path / "ptmp"),
             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
     try:
         r = subprocess.run(base + ["load", "-i", str(ours)], capture_output=True, text=True,
@@ -201,6 +206,7 @@ async def test_podman_loads_ours_and_we_load_podmans(aiorun_paths, busybox_tar, 
     finally:
         subprocess.run(base + ["system", "reset", "-f"], capture_output=True, timeout=60)
         shutil.rmtree(prun, ignore_errors=True)
+        traces.__exit__(None, None, None)
     await store.remove("busybox:pod")
     _empty(store)
     assert await archive.load(store, theirs) == ["Loaded image: busybox:pod"]

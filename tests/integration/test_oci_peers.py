@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from aiorun.testing.ocibundle import remove_cgroup_parent, runtime_path
+from aiorun.testing.podmantrace import podman_traces_removed
 from aiorun.testing.util import free_port, wait_until
 
 pytestmark = pytest.mark.integration
-
-LOCK = Path("/dev/shm/libpod_lock")
 
 
 class Podman:
@@ -66,7 +65,8 @@ runroot = "{base / 'run'}"
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path):
-    had_lock = LOCK.exists()
+    traces = podman_traces_removed()        # what podman leaves on the host: removed
+    traces.__enter__()
     had_parent = {str(p) for p in Path("/sys/fs/cgroup").glob("*/libpod_parent")}
     # Short: slirp4netns puts an API socket under --tmpdir (unix paths < 108 bytes).
     base = Path(tempfile.mkdtemp(prefix="aioc-pm-", dir="/tmp"))
@@ -78,8 +78,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path):
     subprocess.run(["umount", "-R", "-l", str(base / "root" / "overlay")],
                    capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
-    if not had_lock:
-        LOCK.unlink(missing_ok=True)      # made by this test's podman
+    traces.__exit__(None, None, None)
     from bench.isolate import rmdir_cgroup_tree
     for parent in Path("/sys/fs/cgroup").glob("*/libpod_parent"):
         if str(parent) not in had_parent:   # podman's cgroup parent (and conmon's), made here
