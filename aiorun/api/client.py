@@ -8,16 +8,21 @@ speaks: Content-Length and chunked bodies, and connection upgrade for attach/exe
 from __future__ import annotations
 
 import io
-import json
 import os
-import socket
-from collections.abc import Iterator  # already loaded by urllib.parse: costs nothing
+# The C socket type, not the ``socket`` module: that one builds enums of every constant
+# (``enum`` -> ``re``, ``functools``, ``collections``) and imports ``selectors`` and ``array``,
+# ≈ 3–4 ms of every CLI start. The client needs connect, sendall, recv, shutdown and close,
+# which are all the C type's own methods.
+from _collections_abc import Iterator   # loaded at start-up (by os); collections.abc is not
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket
+
+from aiorun.api.wire import dumps, loads, quote, urlencode
+from aiorun.errors import AiorunError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
     from typing import Any
-from urllib.parse import quote, urlencode
-
-from aiorun.errors import AiorunError
 
 
 class ApiError(AiorunError):
@@ -58,7 +63,7 @@ class BadAnswer(DaemonUnreachable):
 
 
 class HTTPResponse:
-    def __init__(self, sock: socket.socket, status: int, reason: str,
+    def __init__(self, sock: Socket, status: int, reason: str,
                  headers: dict[str, str], buf: bytearray) -> None:
         self.sock = sock
         self.status = status
@@ -147,7 +152,7 @@ class HTTPResponse:
     def json(self) -> Any:
         body = self.read()
         try:
-            return json.loads(body) if body.strip() else None
+            return loads(body) if body.strip() else None
         except ValueError:              # an answer cut short where no length told us so
             raise BadAnswer(f"the daemon's answer is not valid JSON: "
                             f"{body[:80].decode(errors='replace')!r}") from None
@@ -172,8 +177,8 @@ class Client:
     def __init__(self, socket_path: str | os.PathLike[str]) -> None:
         self.socket_path = os.fspath(socket_path)
 
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def connect(self) -> Socket:
+        s = Socket(AF_UNIX, SOCK_STREAM)
         try:
             s.connect(self.socket_path)
         except OSError as exc:          # ENOENT, ECONNREFUSED, EACCES, ENOTSOCK...
@@ -192,11 +197,11 @@ class Client:
         """
         target = quote(path, safe="/:@")
         if query:
-            q = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
+            q = {k: (dumps(v) if isinstance(v, (dict, list)) else
                      ("1" if v is True else "0" if v is False else v))
                  for k, v in query.items() if v is not None}
             if q:
-                target += "?" + urlencode(q, doseq=False)
+                target += "?" + urlencode(q)
         hdrs = {"Host": "aiorun", "User-Agent": "aiorun-cli"}
         chunks: Iterator[bytes] | None = None
         if body is None:
@@ -209,7 +214,7 @@ class Client:
             hdrs["Transfer-Encoding"] = "chunked"
             hdrs.setdefault("Content-Type", "application/x-tar")
         else:
-            payload = json.dumps(body).encode()
+            payload = dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         if chunks is None:
             hdrs["Content-Length"] = str(len(payload))
@@ -240,14 +245,14 @@ class Client:
             finally:
                 resp.close()
             try:
-                msg = json.loads(body_bytes)["message"]
+                msg = loads(body_bytes)["message"]
             except Exception:
                 msg = body_bytes.decode(errors="replace").strip() or resp.reason
             raise ApiError(resp.status, msg)
         return resp
 
     @staticmethod
-    def _send(sock: socket.socket, first: bytes,
+    def _send(sock: Socket, first: bytes,
               chunks: Iterator[bytes] | None) -> OSError | None:
         """Send the request; the socket error that cut it short, if any. Reading the local
         body (a file, stdin) is outside the ``try``: its errors are not the daemon's."""
@@ -271,7 +276,7 @@ class Client:
         return None
 
     @staticmethod
-    def _read_head(sock: socket.socket) -> HTTPResponse:
+    def _read_head(sock: Socket) -> HTTPResponse:
         buf = bytearray()
         while b"\r\n\r\n" not in buf:
             try:

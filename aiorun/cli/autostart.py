@@ -9,9 +9,10 @@ started.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket   # not the socket module: see aiorun.api.client
 
 from aiorun.api.client import Client, DaemonUnreachable
 from aiorun.errors import AiorunError
@@ -21,7 +22,7 @@ START_TIMEOUT = 10.0
 
 
 def _accepts(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = Socket(AF_UNIX, SOCK_STREAM)
     try:
         s.connect(path)
         return True
