@@ -22,7 +22,7 @@ from aiorun.errors import AiorunError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
-    from typing import Any
+    from typing import Any, Callable
 
 
 class ApiError(AiorunError):
@@ -171,13 +171,75 @@ def _number(text: bytes, base: int, what: str) -> int:
     return n
 
 
-class Client:
-    """One request per connection (the daemon's socket is local; connecting costs ~50 µs)."""
+class Pending:
+    """A request sent, its answer not read yet (:meth:`Client.send`)."""
 
-    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+    def __init__(self, sock: Socket, sent: OSError | None) -> None:
+        self.sock = sock
+        self.sent = sent                # the socket error that cut the sending short
+
+    def response(self, check: bool = True) -> HTTPResponse:
+        """Read the answer's head; with ``check`` a status >= 400 raises :class:`ApiError`
+        carrying the daemon's message (the connection is then closed)."""
+        sock = self.sock
+        try:
+            if self.sent is None:
+                resp = Client._read_head(sock)
+            else:
+                # The daemon hung up mid-request. It may have answered first (a refusal of
+                # an upload, say): report that answer if there is one, else the lost
+                # connection.
+                try:
+                    resp = Client._read_head(sock)
+                except ConnectionLost:
+                    raise ConnectionLost(f"sending the request: {self.sent}") from None
+        except BaseException:
+            sock.close()
+            raise
+        if check and resp.status >= 400:
+            try:
+                body_bytes = resp.read()
+            finally:
+                resp.close()
+            try:
+                msg = loads(body_bytes)["message"]
+            except Exception:
+                msg = body_bytes.decode(errors="replace").strip() or resp.reason
+            raise ApiError(resp.status, msg)
+        return resp
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Client:
+    """One request per connection (the daemon's socket is local; connecting costs ~50 µs).
+
+    ``on_unreachable`` (the CLI's auto-start of the daemon) is called when the *first*
+    connection of this client is refused or finds no socket; it either makes the daemon
+    answer (the connection is then tried once more) or raises. It is what lets the CLI
+    skip a probe connection before its first request. Once a connection succeeds it is
+    never called again: a daemon lost between two requests is reported, not restarted.
+    """
+
+    def __init__(self, socket_path: str | os.PathLike[str],
+                 on_unreachable: Callable[[], None] | None = None) -> None:
         self.socket_path = os.fspath(socket_path)
+        self.on_unreachable = on_unreachable
 
     def connect(self) -> Socket:
+        try:
+            s = self._connect()
+        except ConnectFailed:
+            hook, self.on_unreachable = self.on_unreachable, None
+            if hook is None:
+                raise
+            hook()
+            s = self._connect()
+        self.on_unreachable = None
+        return s
+
+    def _connect(self) -> Socket:
         s = Socket(AF_UNIX, SOCK_STREAM)
         try:
             s.connect(self.socket_path)
@@ -195,6 +257,14 @@ class Client:
 
         With ``check`` a status >= 400 raises :class:`ApiError` carrying the daemon's message.
         """
+        return self.send(method, path, query, body, headers, upgrade).response(check)
+
+    def send(self, method: str, path: str, query: dict[str, Any] | None = None,
+             body: Any = None, headers: dict[str, str] | None = None,
+             upgrade: bool = False) -> Pending:
+        """The first half of :meth:`request`: connect and send, without waiting for the
+        answer (:meth:`Pending.response` reads it). Two requests sent before either answer
+        is read cost one round trip, not two."""
         target = quote(path, safe="/:@")
         if query:
             q = {k: (dumps(v) if isinstance(v, (dict, list)) else
@@ -226,30 +296,10 @@ class Client:
         sock = self.connect()
         try:
             sent = self._send(sock, head.encode() + b"\r\n" + payload, chunks)
-            if sent is None:
-                resp = self._read_head(sock)
-            else:
-                # The daemon hung up mid-request. It may have answered first (a refusal of
-                # an upload, say): report that answer if there is one, else the lost
-                # connection.
-                try:
-                    resp = self._read_head(sock)
-                except ConnectionLost:
-                    raise ConnectionLost(f"sending the request: {sent}") from None
         except BaseException:
             sock.close()
             raise
-        if check and resp.status >= 400:
-            try:
-                body_bytes = resp.read()
-            finally:
-                resp.close()
-            try:
-                msg = loads(body_bytes)["message"]
-            except Exception:
-                msg = body_bytes.decode(errors="replace").strip() or resp.reason
-            raise ApiError(resp.status, msg)
-        return resp
+        return Pending(sock, sent)
 
     @staticmethod
     def _send(sock: Socket, first: bytes,
