@@ -3,6 +3,10 @@
 Written on raw sockets on purpose: ``http.client`` pulls in the email parser and costs ~50 ms
 of CLI start-up, which is part of ``aiorun run``'s latency. Speaks just what our server
 speaks: Content-Length and chunked bodies, and connection upgrade for attach/exec.
+
+Every module it loads is on the CLI's hot path, so it loads no heavy ones: the C socket type
+(``_socket``), JSON and URL encoding from :mod:`aiorun.api.wire` (``_json``, no ``re``).
+``tests/unit/test_cli_context.py`` lists what must stay out.
 """
 
 from __future__ import annotations
