@@ -3,21 +3,30 @@
 Written on raw sockets on purpose: ``http.client`` pulls in the email parser and costs ~50 ms
 of CLI start-up, which is part of ``aiorun run``'s latency. Speaks just what our server
 speaks: Content-Length and chunked bodies, and connection upgrade for attach/exec.
+
+Every module it loads is on the CLI's hot path, so it loads no heavy ones: the C socket type
+(``_socket``), JSON and URL encoding from :mod:`aiorun.api.wire` (``_json``, no ``re``).
+``tests/unit/test_cli_context.py`` lists what must stay out.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import socket
-from collections.abc import Iterator  # already loaded by urllib.parse: costs nothing
+# The C socket type, not the ``socket`` module: that one builds enums of every constant
+# (``enum`` -> ``re``, ``functools``, ``collections``) and imports ``selectors`` and ``array``,
+# ≈ 3–4 ms of every CLI start. The client needs connect, sendall, recv, shutdown and close,
+# which are all the C type's own methods.
+from _collections_abc import Iterator   # loaded at start-up (by os); collections.abc is not
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket
+
+from aiorun.api.wire import dumps, loads, quote, urlencode
+from aiorun.errors import AiorunError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
-    from typing import Any
-from urllib.parse import quote, urlencode
-
-from aiorun.errors import AiorunError
+    from typing import Any, Callable
 
 
 class ApiError(AiorunError):
@@ -58,7 +67,7 @@ class BadAnswer(DaemonUnreachable):
 
 
 class HTTPResponse:
-    def __init__(self, sock: socket.socket, status: int, reason: str,
+    def __init__(self, sock: Socket, status: int, reason: str,
                  headers: dict[str, str], buf: bytearray) -> None:
         self.sock = sock
         self.status = status
@@ -147,7 +156,7 @@ class HTTPResponse:
     def json(self) -> Any:
         body = self.read()
         try:
-            return json.loads(body) if body.strip() else None
+            return loads(body) if body.strip() else None
         except ValueError:              # an answer cut short where no length told us so
             raise BadAnswer(f"the daemon's answer is not valid JSON: "
                             f"{body[:80].decode(errors='replace')!r}") from None
@@ -166,14 +175,76 @@ def _number(text: bytes, base: int, what: str) -> int:
     return n
 
 
+class Pending:
+    """A request sent, its answer not read yet (:meth:`Client.send`)."""
+
+    def __init__(self, sock: Socket, sent: OSError | None) -> None:
+        self.sock = sock
+        self.sent = sent                # the socket error that cut the sending short
+
+    def response(self, check: bool = True) -> HTTPResponse:
+        """Read the answer's head; with ``check`` a status >= 400 raises :class:`ApiError`
+        carrying the daemon's message (the connection is then closed)."""
+        sock = self.sock
+        try:
+            if self.sent is None:
+                resp = Client._read_head(sock)
+            else:
+                # The daemon hung up mid-request. It may have answered first (a refusal of
+                # an upload, say): report that answer if there is one, else the lost
+                # connection.
+                try:
+                    resp = Client._read_head(sock)
+                except ConnectionLost:
+                    raise ConnectionLost(f"sending the request: {self.sent}") from None
+        except BaseException:
+            sock.close()
+            raise
+        if check and resp.status >= 400:
+            try:
+                body_bytes = resp.read()
+            finally:
+                resp.close()
+            try:
+                msg = loads(body_bytes)["message"]
+            except Exception:
+                msg = body_bytes.decode(errors="replace").strip() or resp.reason
+            raise ApiError(resp.status, msg)
+        return resp
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Client:
-    """One request per connection (the daemon's socket is local; connecting costs ~50 µs)."""
+    """One request per connection (the daemon's socket is local; connecting costs ~50 µs).
 
-    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+    ``on_unreachable`` (the CLI's auto-start of the daemon) is called when the *first*
+    connection of this client is refused or finds no socket; it either makes the daemon
+    answer (the connection is then tried once more) or raises. It is what lets the CLI
+    skip a probe connection before its first request. Once a connection succeeds it is
+    never called again: a daemon lost between two requests is reported, not restarted.
+    """
+
+    def __init__(self, socket_path: str | os.PathLike[str],
+                 on_unreachable: Callable[[], None] | None = None) -> None:
         self.socket_path = os.fspath(socket_path)
+        self.on_unreachable = on_unreachable
 
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def connect(self) -> Socket:
+        try:
+            s = self._connect()
+        except ConnectFailed:
+            hook, self.on_unreachable = self.on_unreachable, None
+            if hook is None:
+                raise
+            hook()
+            s = self._connect()
+        self.on_unreachable = None
+        return s
+
+    def _connect(self) -> Socket:
+        s = Socket(AF_UNIX, SOCK_STREAM)
         try:
             s.connect(self.socket_path)
         except OSError as exc:          # ENOENT, ECONNREFUSED, EACCES, ENOTSOCK...
@@ -190,13 +261,21 @@ class Client:
 
         With ``check`` a status >= 400 raises :class:`ApiError` carrying the daemon's message.
         """
+        return self.send(method, path, query, body, headers, upgrade).response(check)
+
+    def send(self, method: str, path: str, query: dict[str, Any] | None = None,
+             body: Any = None, headers: dict[str, str] | None = None,
+             upgrade: bool = False) -> Pending:
+        """The first half of :meth:`request`: connect and send, without waiting for the
+        answer (:meth:`Pending.response` reads it). Two requests sent before either answer
+        is read cost one round trip, not two."""
         target = quote(path, safe="/:@")
         if query:
-            q = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
+            q = {k: (dumps(v) if isinstance(v, (dict, list)) else
                      ("1" if v is True else "0" if v is False else v))
                  for k, v in query.items() if v is not None}
             if q:
-                target += "?" + urlencode(q, doseq=False)
+                target += "?" + urlencode(q)
         hdrs = {"Host": "aiorun", "User-Agent": "aiorun-cli"}
         chunks: Iterator[bytes] | None = None
         if body is None:
@@ -209,7 +288,7 @@ class Client:
             hdrs["Transfer-Encoding"] = "chunked"
             hdrs.setdefault("Content-Type", "application/x-tar")
         else:
-            payload = json.dumps(body).encode()
+            payload = dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         if chunks is None:
             hdrs["Content-Length"] = str(len(payload))
@@ -221,33 +300,13 @@ class Client:
         sock = self.connect()
         try:
             sent = self._send(sock, head.encode() + b"\r\n" + payload, chunks)
-            if sent is None:
-                resp = self._read_head(sock)
-            else:
-                # The daemon hung up mid-request. It may have answered first (a refusal of
-                # an upload, say): report that answer if there is one, else the lost
-                # connection.
-                try:
-                    resp = self._read_head(sock)
-                except ConnectionLost:
-                    raise ConnectionLost(f"sending the request: {sent}") from None
         except BaseException:
             sock.close()
             raise
-        if check and resp.status >= 400:
-            try:
-                body_bytes = resp.read()
-            finally:
-                resp.close()
-            try:
-                msg = json.loads(body_bytes)["message"]
-            except Exception:
-                msg = body_bytes.decode(errors="replace").strip() or resp.reason
-            raise ApiError(resp.status, msg)
-        return resp
+        return Pending(sock, sent)
 
     @staticmethod
-    def _send(sock: socket.socket, first: bytes,
+    def _send(sock: Socket, first: bytes,
               chunks: Iterator[bytes] | None) -> OSError | None:
         """Send the request; the socket error that cut it short, if any. Reading the local
         body (a file, stdin) is outside the ``try``: its errors are not the daemon's."""
@@ -271,7 +330,7 @@ class Client:
         return None
 
     @staticmethod
-    def _read_head(sock: socket.socket) -> HTTPResponse:
+    def _read_head(sock: Socket) -> HTTPResponse:
         buf = bytearray()
         while b"\r\n\r\n" not in buf:
             try:

@@ -1,17 +1,19 @@
 """Connect the CLI to the daemon, starting ``aiorun serve`` in the background when needed.
 
-On the hot path (daemon already running) this costs one ``connect(2)`` on the socket: the
-daemon creates its socket only once its managers are up, so a socket that accepts is a daemon
-that answers. Nothing heavy (anyio, h11, subprocess) is imported unless a daemon must be
-started.
+On the hot path (daemon already running) this costs nothing: the client's first request
+connects, and only when that connection is refused (or finds no socket) is a daemon started
+(:class:`aiorun.api.client.Client`'s ``on_unreachable``). The daemon creates its socket only
+once its managers are up, so a socket that accepts is a daemon that answers. Nothing heavy
+(anyio, h11, subprocess) is imported unless a daemon must be started.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket   # not the socket module: see aiorun.api.client
 
 from aiorun.api.client import Client, DaemonUnreachable
 from aiorun.errors import AiorunError
@@ -21,7 +23,7 @@ START_TIMEOUT = 10.0
 
 
 def _accepts(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = Socket(AF_UNIX, SOCK_STREAM)
     try:
         s.connect(path)
         return True
@@ -131,28 +133,38 @@ def start_daemon_process(ctx):
 def connect(ctx, autostart: bool = True) -> Client:
     """A :class:`Client` for ``ctx``'s daemon; start one if none answers and ``autostart``.
 
-    An explicit ``-H`` socket is never auto-started (it may belong to another engine).
-    Raises :class:`DaemonUnreachable` quoting the end of ``daemon.log`` when a started daemon
-    does not answer within ``START_TIMEOUT`` seconds.
+    Nothing is done until the client's first request: if its connection is refused (or
+    there is no socket), the daemon is started then and the request goes on, so a running
+    daemon costs no probe connection. An explicit ``-H`` socket is never auto-started (it
+    may belong to another engine). Raises :class:`DaemonUnreachable` quoting the end of
+    ``daemon.log`` when a started daemon does not answer within ``START_TIMEOUT`` seconds.
     """
     path = ctx.socket_path
-    client = Client(path)
-    if _accepts(path):
-        return client
     if not autostart or ctx.host:
-        raise DaemonUnreachable(f"cannot reach the aiorun daemon at {path}"
-                                + ("" if ctx.host else " (is `aiorun serve` running?)"))
+        def unreachable() -> None:
+            raise DaemonUnreachable(f"cannot reach the aiorun daemon at {path}"
+                                    + ("" if ctx.host else " (is `aiorun serve` running?)"))
+        return Client(path, on_unreachable=unreachable)
+    return Client(path, on_unreachable=lambda: start_and_wait(ctx, path))
+
+
+def start_and_wait(ctx, path: str) -> None:
+    """Start ``aiorun serve`` for ``ctx`` and return once it answers ``/_ping`` on
+    ``path`` (or another daemon, started by a concurrent CLI, does)."""
+    if _accepts(path):              # one came up meanwhile
+        return
+    client = Client(path)           # no hook: pings must not start daemons
     proc = start_daemon_process(ctx)
     deadline = time.monotonic() + START_TIMEOUT
     delay = 0.01
     while time.monotonic() < deadline:
         if _accepts(path) and _pings(client):
-            return client
+            return
         if proc.poll() is not None and not _pid_alive(ctx.paths.pidfile):
             # It exited and no other daemon (say, one started by a concurrent CLI) holds the
             # lock: it failed.
             if _accepts(path) and _pings(client):
-                return client
+                return
             raise DaemonUnreachable(start_failure(proc.returncode, ctx.paths.daemon_log))
         time.sleep(delay)
         delay = min(delay * 1.5, 0.1)

@@ -79,12 +79,29 @@ def run_attached(client: Any, cid: str, tty: bool, interactive: bool, auto_remov
     stdin when ``interactive``) until it exits; its exit status. Typing the detach ``keys``
     (a TTY session) leaves it running: status 0."""
     from aiorun.api.client import ApiError
-    attach = client.request("POST", f"/containers/{cid}/attach",
+    # Attach and wait are both sent before either answer is read (one round trip, not
+    # two); both answers' heads are read before the start is sent, so the daemon has the
+    # attach and the wait registered when the container starts: no output and no exit can
+    # be missed.
+    attaching = client.send("POST", f"/containers/{cid}/attach",
                             {"stream": True, "stdout": True, "stderr": True,
                              "stdin": interactive}, upgrade=True)
-    sock, first = raw_stream(attach)
-    waiter = client.request("POST", f"/containers/{cid}/wait",
-                            {"condition": "removed" if auto_remove else "next-exit"})
+    try:
+        waiting = client.send("POST", f"/containers/{cid}/wait",
+                              {"condition": "removed" if auto_remove else "next-exit"})
+    except BaseException:
+        attaching.close()
+        raise
+    try:
+        sock, first = raw_stream(attaching.response())
+    except BaseException:
+        waiting.close()
+        raise
+    try:
+        waiter = waiting.response()
+    except BaseException:
+        sock.close()
+        raise
     restore = (lambda: None) if tty and sys.stdin.isatty() else forward_signals(client, cid)
     try:
         if start:

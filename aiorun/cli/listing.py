@@ -3,8 +3,6 @@ images, volumes and networks, as docker's does)."""
 
 from __future__ import annotations
 
-import json
-import struct
 import sys
 
 from aiorun.cli.common import api_error
@@ -31,8 +29,10 @@ def _ellipsis(s: str, n: int) -> str:
 
 def ps_row(c: dict[str, Any], no_trunc: bool, now: float | None = None) -> dict[str, Any]:
     """The fields ``ps`` can print (``--format``) for one container of ``/containers/json``."""
-    from aiorun.core.state import human_duration
+    import json                 # here, not at the top: `ps -q` never renders a row
     import time
+
+    from aiorun.core.state import human_duration
     now = now or time.time()
     cmd = c.get("Command", "")
     ports = ""
@@ -125,7 +125,7 @@ def cmd_logs(ctx: Any, opts: Opts, rest: list[str]) -> int:
                 continue
             buf += chunk
             while len(buf) >= 8:
-                stream, n = struct.unpack(">BxxxL", bytes(buf[:8]))
+                stream, n = buf[0], int.from_bytes(buf[4:8], "big")
                 if len(buf) < 8 + n:
                     break
                 target = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
@@ -192,7 +192,7 @@ def inspect(ctx: Any, opts: Opts, refs: list[str], kind: str | None) -> int:
     if not refs:
         raise UsageError('"inspect" requires at least 1 argument')
     from aiorun.api.client import ApiError
-    from urllib.parse import quote
+    from aiorun.api.wire import quote
     client = ctx.client()
     results, rc = [], 0
     for ref in refs:
@@ -226,5 +226,6 @@ def inspect(ctx: Any, opts: Opts, refs: list[str], kind: str | None) -> int:
         for obj in results:
             sys.stdout.write(tpl.render(obj) + "\n")
     else:
+        import json
         sys.stdout.write(json.dumps(results, indent=4) + "\n")
     return rc

@@ -188,11 +188,13 @@ def _main(argv: list[str]) -> int:
         return 1
     ctx = Context(opts["root"], opts["run_root"], opts["host"], bool(opts["debug"]))  # type: ignore[arg-type]
     modname, func = target.split(":")
-    import importlib
     from aiorun.errors import AiorunError
     failed = 125 if verb in ("run", "create") else 1     # docker's statuses
     try:
-        mod = importlib.import_module(f"aiorun.cli.{modname}")
+        # __import__ + sys.modules, not importlib.import_module: importlib's package is
+        # ~0.5 ms of import for one function call
+        __import__(f"aiorun.cli.{modname}")
+        mod = sys.modules[f"aiorun.cli.{modname}"]
         return int(getattr(mod, func)(ctx, args) or 0)
     except AiorunError as exc:
         sys.stderr.write(error_line(ctx, exc))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 from aiorun.cli.options import BOOL, STR, Option, err, need, verb
-from aiorun.cli.progress import ProgressPrinter, render_stream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +35,9 @@ def split_reference(ref: str) -> tuple[str, str]:
 def stream_pull(client: Any, ref: str, out: TextIO, platform: str | None = None) -> int:
     """Pull ``ref`` through the daemon, printing progress on ``out``; 0 or 1."""
     from aiorun.api.client import ApiError
+    # here, not at the top: `run` imports this module for create_pulling, and only pulls
+    # when the image is missing (the progress renderer imports json)
+    from aiorun.cli.progress import ProgressPrinter, render_stream
     image, tag = split_reference(ref)
     try:
         resp = client.request("POST", "/images/create",

@@ -1,18 +1,22 @@
 """Terminal plumbing of the attached verbs (run, start -a, attach, exec): the hijacked
-stream, raw mode, window size, stdin pump and signal forwarding. Lean imports (hot path)."""
+stream, raw mode, window size, stdin pump and signal forwarding.
+
+Lean imports (hot path): the C modules ``_signal`` and ``_thread`` rather than ``signal``
+(which builds enums: ``enum`` pulls ``re``, ``functools``, ``collections``) and
+``threading``; ``threading`` is imported only by the stdin pump of ``-i``."""
 
 from __future__ import annotations
 
+import _signal
+import _thread
 import os
-import signal
-import struct
 import sys
-import threading
 
 from aiorun.cli.common import call
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~3 ms of every CLI start
+    import threading
     from typing import Any, Callable, Iterator
 
 
@@ -55,7 +59,7 @@ def copy_output(sock: Any, first: bytes, tty: bool,
     for data in received(sock, first):
         buf += data
         while len(buf) >= 8:
-            stream, n = struct.unpack(">BxxxL", bytes(buf[:8]))
+            stream, n = buf[0], int.from_bytes(buf[4:8], "big")
             if len(buf) < 8 + n:
                 break
             payload = bytes(buf[8:8 + n])
@@ -71,7 +75,8 @@ def pump_stdin(sock: Any, detach_keys: bytes = b"") -> threading.Event:
     With ``detach_keys`` (a TTY session: Docker's ctrl-p ctrl-q or ``--detach-keys``), the
     sequence is never sent: the connection is shut down, so the output copy ends, and the
     returned event is set: the caller leaves the process running."""
-    import socket as _s
+    import threading
+    from _socket import SHUT_RDWR, SHUT_WR
     detached = threading.Event()
 
     def run() -> None:
@@ -88,12 +93,12 @@ def pump_stdin(sock: Any, detach_keys: bytes = b"") -> threading.Event:
                     sock.sendall(data)
                 if hit:
                     detached.set()
-                    sock.shutdown(_s.SHUT_RDWR)
+                    sock.shutdown(SHUT_RDWR)
                     return
         except OSError:
             pass
         try:
-            sock.shutdown(_s.SHUT_WR)
+            sock.shutdown(SHUT_WR)
         except OSError:
             pass
     threading.Thread(target=run, daemon=True).start()
@@ -158,24 +163,31 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUS
 
 
 def forward_signals(client: Any, cid: str) -> Callable[[], None]:
-    """Forward signals to the container through the kill API; returns a restore function."""
+    """Forward signals to the container through the kill API; returns a restore function.
+
+    The kill request is sent from a new thread: the handler runs in the main thread, which
+    may be blocked reading the stream, and must return at once."""
     old: dict[int, Any] = {}
+    names: dict[int, str] = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        threading.Thread(target=lambda: kill_quiet(client, cid, name), daemon=True).start()
+        name = names[signum]
+        _thread.start_new_thread(kill_quiet, (client, cid, name))
     for name in FORWARDED_SIGNALS:
-        s = getattr(signal, name)
+        s = getattr(_signal, name, None)
+        if s is None:
+            continue
+        names[s] = name
         try:
-            old[s] = signal.signal(s, handler)
+            old[s] = _signal.signal(s, handler)
         except (ValueError, OSError):
             pass
 
     def restore() -> None:
         for s, h in old.items():
             try:
-                signal.signal(s, h)
-            except (ValueError, OSError):
+                _signal.signal(s, h)
+            except (ValueError, OSError, TypeError):
                 pass
     return restore
 
@@ -197,6 +209,6 @@ class Null:
 
 def on_winch(fn: Callable[[], None]) -> None:
     try:
-        signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(target=fn, daemon=True).start())
+        _signal.signal(_signal.SIGWINCH, lambda *_: _thread.start_new_thread(fn, ()))
     except (ValueError, OSError):
         pass
