@@ -31,11 +31,12 @@ def api_error(exc: Any) -> str:
 
 def start_error_code(message: str) -> int:
     """Docker's exit status when a container's command could not start: 127 not found,
-    126 not executable, else 125."""
+    126 not executable (the docker CLI also counts EISDIR's "is a directory"), else 125."""
     m = message.lower()
     if "not found" in m or "no such file" in m:
         return 127
-    if "permission denied" in m or "not executable" in m or "exec format" in m:
+    if ("permission denied" in m or "not executable" in m or "exec format" in m
+            or "is a directory" in m):
         return 126
     return 125
 

@@ -68,6 +68,7 @@ def test_build_create_errors(argv, msg):
 def test_start_error_codes():
     assert common.start_error_code('exec: "x": executable file not found in $PATH') == 127
     assert common.start_error_code('exec: "/etc/passwd": permission denied') == 126
+    assert common.start_error_code('exec: "/etc": is a directory') == 126   # docker: EISDIR
     assert common.start_error_code("port is already allocated") == 125
 
 
