@@ -359,6 +359,16 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     address would be unusable for a second or more), and a v6 default route. A namespace
     whose IPv6 is disabled (``disable_ipv6=1``) refuses the address: reported as such.
     """
+    try:  # checked before anything is made (the messages are packed only later)
+        for a in (cidr, cidr6):
+            if a:
+                ipaddress.ip_interface(a)
+        for g in (gateway, gateway6):
+            if g:
+                ipaddress.ip_address(g)
+        nlmsg.mac_bytes(mac)
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot attach {host_ifname}: {exc}") from None
     br = bridge if isinstance(bridge, int) else link_index(bridge)
     if br is None:
         raise NetlinkFailure(f"bridge {bridge} does not exist")

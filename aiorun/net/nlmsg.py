@@ -59,7 +59,8 @@ def _u32(kind: int, v: int) -> bytes:
     return _attr(kind, struct.pack("=I", v))
 
 
-def _mac(mac: str) -> bytes:
+def mac_bytes(mac: str) -> bytes:
+    """``aa:bb:cc:dd:ee:ff`` as 6 bytes; ValueError for anything else."""
     raw = bytes.fromhex(mac.replace(":", ""))
     if len(raw) != 6:
         raise ValueError(f"invalid MAC address {mac!r}")
@@ -84,7 +85,7 @@ def new_veth(seq: int, *, name: str, master: int, peer_name: str, peer_netns_fd:
     ``echo`` asks the kernel (≥ 6.3) to send the new link's RTM_NEWLINK back with the
     request's sequence number: its ``IFLA_LINK`` is the peer's ifindex in its namespace."""
     peer = (_ifinfo() + _str(IFLA_IFNAME, peer_name) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
-            + _attr(IFLA_ADDRESS, _mac(peer_mac)))
+            + _attr(IFLA_ADDRESS, mac_bytes(peer_mac)))
     body = (_ifinfo(0, IFF_UP, IFF_UP) + _str(IFLA_IFNAME, name) + _u32(IFLA_MASTER, master)
             + _nest(IFLA_LINKINFO, _str(IFLA_INFO_KIND, "veth"),
                     _nest(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))))

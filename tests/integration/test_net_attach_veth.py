@@ -74,10 +74,12 @@ try:
     out["ns2_links"] = sorted(side(ns2)["links"])
     # ... a namespace that is not there, a bridge that is not there
     for kw in ({"netns_path": "/proc/999999999/ns/net", "bridge": br},
-               {"netns_path": ns, "bridge": "aiortv-none"}):
+               {"netns_path": ns, "bridge": "aiortv-none"},
+               {"netns_path": ns, "bridge": br, "cidr": "10.252.0.300/24"},
+               {"netns_path": ns, "bridge": br, "mac": "02:42"}):
+        kw = {"cidr": "10.252.0.9/24", "mac": "02:42:0a:fc:00:09", **kw}
         try:
-            nl.attach_veth(host_ifname="aiortvd", cidr="10.252.0.9/24", gateway="10.252.0.1",
-                           mac="02:42:0a:fc:00:09", **kw)
+            nl.attach_veth(host_ifname="aiortvd", gateway="10.252.0.1", **kw)
         except AiorunError as exc:
             out.setdefault("refused", []).append(type(exc).__name__)
     out["ports_after_failures"] = sorted(nl.bridge_ports("aiortv0"))
@@ -109,7 +111,8 @@ def test_attach_veth_wires_the_namespace_and_failures_leave_nothing(mode: str) -
     assert out["hairpin"] == [True, True]
     assert out["ports"] == ["aiortva", "aiortvb"]
     assert (out["unreachable"], out["ns2_links"]) == ("NetlinkFailure", ["lo"])
-    assert out["refused"] == ["InvalidArgument", "NetlinkFailure"]
+    assert out["refused"] == ["InvalidArgument", "NetlinkFailure", "InvalidArgument",
+                              "InvalidArgument"]
     assert out["ports_after_failures"] == ["aiortva", "aiortvb"]
     assert out["links_after_failures"] == ["eth0", "eth1", "lo"]
     assert out["ports_after_delete"] == []
