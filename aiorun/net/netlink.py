@@ -9,9 +9,9 @@ Design notes
 * Cold paths (bridge set-up, dumps for IPAM and restore) use pyroute2's synchronous
   ``IPRoute``, one per worker thread (``threading.local``).
 * The hot path (a veth per container start, a delete per stop) uses :class:`Rtnl`: messages
-  encoded with pyroute2's message classes (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``) sent on a
-  plain NETLINK_ROUTE socket, several per ``send``. pyroute2's sync ``IPRoute`` spins an
-  asyncio loop per request (~0.5 ms of Python each); this is ~1.5 ms for a whole attach.
+  packed by :mod:`aiorun.net.nlmsg` (struct, a few µs each; pyroute2's message classes took
+  50-150 µs per message) sent on a plain NETLINK_ROUTE socket, several per ``send``.
+  pyroute2's sync ``IPRoute`` spins an asyncio loop per request (~0.5 ms of Python each).
 * Work inside a container's network namespace uses a netlink socket *created* in that
   namespace: the worker thread ``setns``-es in, opens the socket, and ``setns``-es straight
   back (a netlink socket stays bound to the namespace it was created in). That avoids
@@ -37,11 +37,9 @@ from typing import Any, Callable, TypeVar
 import anyio
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from aiorun.errors import AiorunError, InvalidArgument
+from aiorun.net import nlmsg
 
 T = TypeVar("T")
 
@@ -71,16 +69,15 @@ def ipr() -> IPRoute:
 # --- a lean request/ack channel for the hot path ------------------------------------------
 #
 # pyroute2's sync IPRoute runs an asyncio loop per request (~0.5 ms of Python each); a
-# container start needs ~8 requests. The hot path (attach/detach) therefore encodes its
-# messages with pyroute2's message classes (ifinfmsg, ifaddrmsg, rtmsg) and sends them on a
-# plain NETLINK_ROUTE socket, batching several requests in one send and reading the acks.
+# container start needs ~8 requests. The hot path (attach/detach) therefore packs its
+# messages itself (aiorun.net.nlmsg) and sends them on a plain NETLINK_ROUTE socket,
+# several requests in one send, then reads the acks.
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
-IFF_UP = 0x1
 _HDR = struct.Struct("=IHHII")
+#: a request: its encoder, given the sequence number (``partial(nlmsg.del_link, name=...)``)
+Request = Callable[[int], bytes]
 
 
 class Rtnl:
@@ -129,19 +126,16 @@ class Rtnl:
     def close(self) -> None:
         self.sock.close()
 
-    def _encode(self, msg: Any, mtype: int, flags: int) -> bytes:
+    def _encode(self, req: Request) -> bytes:
         self.seq += 1
-        msg["header"]["type"] = mtype
-        msg["header"]["flags"] = flags | NLM_F_REQUEST | NLM_F_ACK
-        msg["header"]["sequence_number"] = self.seq
-        msg.encode()
-        return bytes(msg.data)
+        return req(self.seq)
 
-    def call(self, *reqs: tuple[Any, int, int]) -> list[tuple[int, bytes]]:
-        """Send ``(message, type, flags)`` requests in one batch; per request return
-        ``(errno, reply payload)`` (errno 0 = success; payload of a GET's reply)."""
+    def call(self, *reqs: Request) -> list[tuple[int, bytes]]:
+        """Send the requests in one ``send`` (the kernel runs them in order); per request
+        return ``(errno, reply payload)`` (errno 0 = success; the payload of a GET's reply
+        or of an ``NLM_F_ECHO``'s echo, else b"")."""
         first = self.seq + 1
-        data = b"".join(self._encode(m, t, f) for m, t, f in reqs)
+        data = b"".join(self._encode(r) for r in reqs)
         results: dict[int, tuple[int, bytes]] = {}
         replies: dict[int, bytes] = {}
         want = set(range(first, self.seq + 1))
@@ -180,14 +174,6 @@ def _rtnl() -> Rtnl:
             r.close()
         r = _local.rtnl = Rtnl()
     return r
-
-
-def _msg_link(index: int = 0, flags: int = 0, change: int = 0,
-              attrs: list[tuple[str, Any]] | None = None) -> ifinfmsg:
-    m = ifinfmsg()
-    m["index"], m["flags"], m["change"] = index, flags, change
-    m["attrs"] = attrs or []
-    return m
 
 
 def _check(results: list[tuple[int, bytes]], what: list[str], ok: tuple[int, ...] = ()) -> None:
@@ -336,7 +322,7 @@ def delete_link(name: str) -> bool:
     """
     if not name:
         return False
-    ((err, _),) = _rtnl().call((_msg_link(attrs=[("IFLA_IFNAME", name)]), RTM_DELLINK, 0))
+    ((err, _),) = _rtnl().call(partial(nlmsg.del_link, name=name))
     if err in (errno.ENODEV, errno.ENOENT):
         return False
     if err:
@@ -362,19 +348,30 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     ``default_route``; an existing default route is kept). On any failure the pair is
     deleted again (which removes both ends) and :class:`NetlinkFailure` is raised.
 
-    Three round trips: the RTM_NEWLINK (master, up, peer name/netns/mac ride on it), a
-    GETLINK of the peer inside the namespace, and one batch of address + link up + lo up +
-    route. Hairpin mode is one more request on the host socket (bridge slave data).
+    Two round trips: one ``send`` on the host socket carries the RTM_NEWLINK (master, up,
+    peer name/netns/mac ride on it; echoed, so the reply names the peer's ifindex) and the
+    hairpin request; one on a socket inside the namespace carries address(es), ``lo`` up and
+    the default route(s). (A kernel older than 6.3 does not echo a new link: then a GETLINK
+    of the peer inside the namespace asks for its index, one more round trip.)
 
     ``cidr6``/``gateway6`` (an IPv6 network) add the v6 address in the same batch, flagged
     NODAD (duplicate address detection off: IPAM guarantees uniqueness, and a tentative
     address would be unusable for a second or more), and a v6 default route. A namespace
     whose IPv6 is disabled (``disable_ipv6=1``) refuses the address: reported as such.
     """
+    try:  # checked before anything is made (the messages are packed only later)
+        for a in (cidr, cidr6):
+            if a:
+                ipaddress.ip_interface(a)
+        for g in (gateway, gateway6):
+            if g:
+                ipaddress.ip_address(g)
+        nlmsg.mac_bytes(mac)
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot attach {host_ifname}: {exc}") from None
     br = bridge if isinstance(bridge, int) else link_index(bridge)
     if br is None:
         raise NetlinkFailure(f"bridge {bridge} does not exist")
-    iface = ipaddress.ip_interface(cidr)
     try:
         nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -382,21 +379,28 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
                               f"{exc.strerror}") from None
     r = _rtnl()
     ifname = ""
+    res: list[tuple[int, bytes]] = []
     try:
         for n in range(16):
             ifname = f"eth{n}"
-            peer = {"attrs": [("IFLA_IFNAME", ifname), ("IFLA_NET_NS_FD", nsfd),
-                              ("IFLA_ADDRESS", mac)]}
-            m = _msg_link(flags=IFF_UP, change=IFF_UP, attrs=[
-                ("IFLA_IFNAME", host_ifname), ("IFLA_MASTER", br),
-                ("IFLA_LINKINFO", {"attrs": [
-                    ("IFLA_INFO_KIND", "veth"),
-                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})])
-            ((err, _),) = r.call((m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL))
+            reqs: list[Request] = [partial(
+                nlmsg.new_veth, name=host_ifname, master=br, peer_name=ifname,
+                peer_netns_fd=nsfd, peer_mac=mac, echo=True)]
+            if hairpin:
+                # With br_netfilter loaded, a container's packet to a published port that
+                # DNATs back to the same container is *bridged* out of the port it came in
+                # by; the bridge drops that unless the port allows hairpin (Docker does the
+                # same). Netlink, not /sys/class/net/<veth>/brport/hairpin_mode: sysfs shows
+                # the netns of whoever mounted it. The slave data cannot ride on the creation
+                # request (the kernel ignores it there), but it rides in the same send.
+                reqs.append(partial(nlmsg.set_hairpin, name=host_ifname, on=True))
+            res = r.call(*reqs)
+            err = res[0][0]
             if not err:
                 break
             # EEXIST is ambiguous: the peer name taken inside the container (try the next
-            # ethN) or our host name taken (a stale pair: fail, don't touch it).
+            # ethN) or our host name taken (a stale pair: fail, don't delete it). The hairpin
+            # request then met no link or that stale one of ours: nothing to undo.
             if err != errno.EEXIST or link_index(host_ifname) is not None:
                 raise NetlinkFailure(f"cannot create veth {host_ifname} for {netns_path}: "
                                      f"{os.strerror(err)}")
@@ -406,61 +410,10 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
         os.close(nsfd)
     try:
         if hairpin:
-            # With br_netfilter loaded, a container's packet to a published port that DNATs
-            # back to the same container is *bridged* out of the port it came in by; the
-            # bridge drops that unless the port allows hairpin (Docker does the same).
-            # Netlink, not /sys/class/net/<veth>/brport/hairpin_mode: sysfs shows the netns
-            # of whoever mounted it, so that path is missing when the daemon runs in a
-            # network namespace of its own. (The slave data cannot ride on the creation
-            # request: the kernel ignores it there.)
-            _check(r.call(_hairpin_msg(host_ifname, True)), [f"hairpin on {host_ifname}"])
-        # IPv6 in the container's namespace: on for this interface, and no duplicate
-        # address detection (its link-local address would stay "tentative" a second or more)
-        v6 = {f"net/ipv6/conf/{ifname}/disable_ipv6": "0",
-              f"net/ipv6/conf/{ifname}/accept_dad": "0"} if cidr6 else None
-        c = Rtnl.in_netns(netns_path, v6)
-        try:
-            ((err, payload),) = c.call((_msg_link(attrs=[("IFLA_IFNAME", ifname)]),
-                                        RTM_GETLINK, 0))
-            if err or len(payload) < 8:
-                raise NetlinkFailure(f"{ifname} missing in {netns_path} after creation")
-            cidx = struct.unpack_from("=i", payload, 4)[0]
-            addr = ifaddrmsg()
-            addr["family"], addr["prefixlen"], addr["index"] = 2, iface.network.prefixlen, cidx
-            addr["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
-            reqs: list[tuple[Any, int, int]] = [
-                (addr, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL),
-                (_msg_link(cidx, IFF_UP, IFF_UP), RTM_NEWLINK, 0),
-                (_msg_link(1, IFF_UP, IFF_UP), RTM_NEWLINK, 0),  # lo is ifindex 1 in a netns
-            ]
-            what = [f"address {cidr} on {ifname}", f"{ifname} up", "lo up"]
-            if cidr6:
-                iface6 = ipaddress.ip_interface(cidr6)
-                a6 = ifaddrmsg()
-                a6["family"], a6["prefixlen"], a6["index"] = 10, iface6.network.prefixlen, cidx
-                a6["flags"] = IFA_F_NODAD
-                a6["attrs"] = [("IFA_ADDRESS", str(iface6.ip))]
-                reqs.append((a6, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL))
-                what.append(f"address {cidr6} on {ifname}")
-            must = len(reqs)
-            if default_route and gateway:
-                reqs.append((_default_route(2, gateway, cidx), RTM_NEWROUTE,
-                             NLM_F_CREATE | NLM_F_EXCL))
-                what.append(f"default route via {gateway}")
-            if default_route and cidr6 and gateway6:
-                reqs.append((_default_route(10, gateway6, cidx), RTM_NEWROUTE,
-                             NLM_F_CREATE | NLM_F_EXCL))
-                what.append(f"IPv6 default route via {gateway6}")
-            # an existing default route (joined a second network) is kept: EEXIST is fine
-            res = c.call(*reqs)
-            if cidr6 and res[3][0] == errno.EACCES:
-                raise NetlinkFailure("IPv6 is disabled in the container's network namespace "
-                                     f"(net.ipv6.conf.{ifname}.disable_ipv6=1): cannot add "
-                                     f"{cidr6}")
-            _check(res[:must], what[:must])
-            _check(res[must:], what[must:], ok=(errno.EEXIST,))
-        finally:
-            c.close()
+            _check(res[1:], [f"hairpin on {host_ifname}"])
+        _configure_peer(netns_path, ifname, _peer_index(res[0][1], host_ifname), cidr=cidr,
+                        gateway=gateway if default_route else "", cidr6=cidr6,
+                        gateway6=gateway6 if default_route else "")
     except BaseException as exc:
         delete_link(host_ifname)
         if isinstance(exc, NetlinkFailure):
@@ -472,24 +425,61 @@ def attach_veth(*, bridge: str | int, host_ifname: str, netns_path: str, cidr: s
     return VethResult(host_ifname, ifname, mac)
 
 
-#: ifaddrmsg flag: no duplicate address detection (the address is usable at once)
-IFA_F_NODAD = 0x02
+def _peer_index(echo: bytes, host_ifname: str) -> int:
+    """The peer's ifindex from the echo of our veth's creation; 0 when there is none (a
+    kernel that does not echo RTM_NEWLINK). A veth reports its peer as IFLA_LINK, left out
+    when it equals its own index."""
+    if not echo:
+        return 0
+    try:
+        index, attrs = nlmsg.link_attrs(echo)
+    except ValueError:
+        return 0
+    if nlmsg.attr_str(attrs.get(nlmsg.IFLA_IFNAME, b"")) != host_ifname:
+        return 0
+    link = attrs.get(nlmsg.IFLA_LINK)
+    return nlmsg.attr_u32(link) if link else index
 
 
-def _default_route(family: int, gateway: str, oif: int) -> rtmsg:
-    rt = rtmsg()
-    rt["family"], rt["dst_len"], rt["table"] = family, 0, 254
-    rt["proto"], rt["scope"], rt["type"] = 4, 0, 1  # static, universe, unicast
-    rt["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
-    return rt
-
-
-def _hairpin_msg(ifname: str, on: bool) -> tuple[ifinfmsg, int, int]:
-    """RTM_NEWLINK setting the bridge port ``ifname``'s hairpin mode (IFLA_BRPORT_MODE)."""
-    return (_msg_link(attrs=[("IFLA_IFNAME", ifname), ("IFLA_LINKINFO", {"attrs": [
-        ("IFLA_INFO_SLAVE_KIND", "bridge"),
-        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", int(on))]})]})]),
-        RTM_NEWLINK, 0)
+def _configure_peer(netns_path: str, ifname: str, index: int, *, cidr: str, gateway: str,
+                    cidr6: str, gateway6: str) -> None:
+    """Inside ``netns_path``: addresses on the peer ``ifname`` (``index``, 0 = look it up),
+    it and ``lo`` up, default routes (an existing one is kept: EEXIST is fine); with
+    ``cidr6`` the peer's IPv6 sysctls first."""
+    # IPv6 in the container's namespace: on for this interface, and no duplicate address
+    # detection (its link-local address would stay "tentative" a second or more)
+    v6 = {f"net/ipv6/conf/{ifname}/disable_ipv6": "0",
+          f"net/ipv6/conf/{ifname}/accept_dad": "0"} if cidr6 else None
+    c = Rtnl.in_netns(netns_path, v6)
+    try:
+        if not index:
+            ((err, payload),) = c.call(partial(nlmsg.get_link, name=ifname))
+            if err or len(payload) < 8:
+                raise NetlinkFailure(f"{ifname} missing in {netns_path} after creation")
+            index = nlmsg.link_attrs(payload)[0]
+        reqs: list[Request] = [partial(nlmsg.new_addr, index=index, cidr=cidr),
+                               partial(nlmsg.set_up, index=index),
+                               partial(nlmsg.set_up, index=1)]  # lo is ifindex 1 in a netns
+        what = [f"address {cidr} on {ifname}", f"{ifname} up", "lo up"]
+        if cidr6:
+            reqs.append(partial(nlmsg.new_addr, index=index, cidr=cidr6))
+            what.append(f"address {cidr6} on {ifname}")
+        must = len(reqs)
+        if gateway:
+            reqs.append(partial(nlmsg.default_route, gateway=gateway, oif=index))
+            what.append(f"default route via {gateway}")
+        if cidr6 and gateway6:
+            reqs.append(partial(nlmsg.default_route, gateway=gateway6, oif=index))
+            what.append(f"IPv6 default route via {gateway6}")
+        res = c.call(*reqs)
+        if cidr6 and res[3][0] == errno.EACCES:
+            raise NetlinkFailure("IPv6 is disabled in the container's network namespace "
+                                 f"(net.ipv6.conf.{ifname}.disable_ipv6=1): cannot add "
+                                 f"{cidr6}")
+        _check(res[:must], what[:must])
+        _check(res[must:], what[must:], ok=(errno.EEXIST,))
+    finally:
+        c.close()
 
 
 def hairpin_mode(ifname: str) -> bool | None:
@@ -523,7 +513,7 @@ def loopback_up(netns_path: str) -> None:
         raise InvalidArgument(f"network namespace {netns_path} cannot be opened: "
                               f"{exc.strerror}") from None
     try:
-        _check(c.call((_msg_link(1, IFF_UP, IFF_UP), RTM_NEWLINK, 0)), ["lo up"])
+        _check(c.call(partial(nlmsg.set_up, index=1)), ["lo up"])
     finally:
         c.close()
 

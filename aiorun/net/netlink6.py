@@ -28,7 +28,8 @@ import os
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from aiorun.net.netlink import IFA_F_NODAD, NetlinkFailure, ipr, set_sysctl
+from aiorun.net.netlink import NetlinkFailure, ipr, set_sysctl
+from aiorun.net.nlmsg import IFA_F_NODAD
 
 log = logging.getLogger("aiorun.network.bridge")
 

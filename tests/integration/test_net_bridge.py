@@ -93,6 +93,45 @@ async def test_port_conflict_leaves_nothing(mgr, tmp_path):
         assert s["IPAddress"]
 
 
+@pytest.mark.parametrize("fail", ["veth", "nft"])
+async def test_failed_half_of_a_published_attach_undoes_the_other(mgr, monkeypatch, fail):
+    """With published ports the nft load and the veth run at once: when either fails, the
+    other's work is undone (no veth, no DNAT rule) and the next attach gets the address."""
+    from aiorun.errors import AiorunError
+    from aiorun.net import netlink as nl
+    drv = mgr._driver("bridge")
+    port = free_port()
+    real_attach, real_sync = nl.attach_veth, drv.nft.sync
+    with Netns() as a:
+        if fail == "veth":
+            def broken(**kw):
+                raise nl.NetlinkFailure("injected veth failure")
+            monkeypatch.setattr(nl, "attach_veth", broken)
+        else:
+            async def broken_sync() -> None:
+                drv.nft.sync = real_sync  # the undo's re-sync works
+                raise AiorunError("injected nft failure")
+            drv.nft.sync = broken_sync
+        try:
+            with pytest.raises(AiorunError, match="injected"):
+                await mgr.attach("f" * 64, netns_path=a.path,
+                                 port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+        finally:
+            monkeypatch.setattr(nl, "attach_veth", real_attach)
+            drv.nft.sync = real_sync
+        assert "f" * 64 not in mgr.members
+        assert a.run("ip", "-o", "link").stdout.count("eth0") == 0
+        for n in drv._nets.values():  # (pyroute2's IPRoute: not on the event loop's thread)
+            assert await nl.run(nl.bridge_ports, n.bridge) == []
+        assert f"dport {port}" not in subprocess.run(
+            ["nft", "list", "table", "ip", _table(mgr)], capture_output=True, text=True).stdout
+        s = await mgr.attach("f" * 64, netns_path=a.path,
+                             port_bindings={"80/tcp": [{"HostPort": str(port)}]})
+        assert s["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+        assert f"dport {port}" in subprocess.run(
+            ["nft", "list", "table", "ip", _table(mgr)], capture_output=True, text=True).stdout
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 

@@ -40,7 +40,9 @@ import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import anyio
 
@@ -63,6 +65,23 @@ log = logging.getLogger("aiorun.network.bridge")
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 GATEWAY_MODE6_OPT = "com.docker.network.bridge.gateway_mode_ipv6"
 DEFAULT_NETWORK = "bridge"
+
+
+async def _together(*fns: Callable[[], Awaitable[object]]) -> list[Exception | None]:
+    """Run ``fns`` concurrently and wait for all; per function its failure (None: it
+    succeeded). Cancellation is not caught: it ends the whole call as usual."""
+    errors: list[Exception | None] = [None] * len(fns)
+
+    async def one(i: int) -> None:
+        try:
+            await fns[i]()
+        except Exception as exc:
+            errors[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(fns)):
+            tg.start_soon(one, i)
+    return errors
 
 
 def _h(*parts: str, n: int = 10) -> str:
@@ -311,13 +330,6 @@ class BridgeDriver(NetworkDriver):
             if n.pool6 is not None:
                 ip6 = n.pool6.allocate(cid, req.ipv6_address, save=False)
             mac = req.mac_address or mac_for(ip)
-            await nl.run(nl.attach_veth, bridge=n.ifindex or n.bridge, host_ifname=host_if,
-                         netns_path=req.netns_path, cidr=f"{ip}/{n.pool.prefix_len}",
-                         gateway=str(n.pool.gateway), mac=mac,
-                         default_route=not net.internal,
-                         cidr6=f"{ip6}/{n.pool6.prefix_len}" if n.pool6 and ip6 else "",
-                         gateway6=str(n.pool6.gateway) if n.pool6 else "")
-            wired = True
             ep = Endpoint(network_id=net.id, container_id=cid, ip_address=ip,
                           prefix_len=n.pool.prefix_len, gateway=str(n.pool.gateway),
                           mac_address=mac, ports=ports,
@@ -325,12 +337,32 @@ class BridgeDriver(NetworkDriver):
                           ipv6_address=ip6,
                           ipv6_prefix_len=n.pool6.prefix_len if n.pool6 else 0,
                           ipv6_gateway=str(n.pool6.gateway) if n.pool6 else "")
+            wire = partial(nl.run, nl.attach_veth, bridge=n.ifindex or n.bridge,
+                           host_ifname=host_if, netns_path=req.netns_path,
+                           cidr=f"{ip}/{n.pool.prefix_len}", gateway=str(n.pool.gateway),
+                           mac=mac, default_route=not net.internal,
+                           cidr6=f"{ip6}/{n.pool6.prefix_len}" if n.pool6 and ip6 else "",
+                           gateway6=str(n.pool6.gateway) if n.pool6 else "")
+            if ports:
+                # The published ports' rules only name the (already allocated) address, so
+                # the nft load runs while the veth is made (both are kernel work in worker
+                # threads) instead of after it; and in a burst every attach reaches the
+                # applier before its netlink turn, so the loads coalesce. (The container's
+                # process is not started before attach returns: nothing can use the DNAT
+                # rules in the moment before the veth exists.)
+                n.endpoints[cid] = ep
+                wire_err, load_err = await _together(wire, self.nft.sync)
+                wired = wire_err is None
+                for err in (wire_err, load_err):
+                    if err is not None:
+                        raise err
+            else:
+                await wire()
+                wired = True
             v6side.open_proxies(self._proxies, owner, ep)
             n.endpoints[cid] = ep
-            if ports:
-                await self.nft.sync()
             return ep
-        except BaseException:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 had = n.endpoints.pop(cid, None)
                 self._ports.release(owner)
@@ -339,7 +371,8 @@ class BridgeDriver(NetworkDriver):
                     n.pool.release(ip, cid, save=False)
                 if ip6 and n.pool6 is not None:
                     n.pool6.release(ip6, cid, save=False)
-                if wired:
+                if wired or isinstance(exc, anyio.get_cancelled_exc_class()):
+                    # (cancelled: the netlink thread may have finished the veth meanwhile)
                     await nl.run(nl.delete_link, host_if)
                 if had is not None and ports:
                     try:
