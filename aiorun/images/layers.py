@@ -241,7 +241,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarFile, tarfile.Ta
             raise InvalidArgument(f"corrupt or truncated tar archive: {exc}") from None
         if m is None:
             return
-        tar.members.clear()   # tarfile keeps every member; a big layer need not
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every member
         yield tar, m
 
 
@@ -447,7 +447,7 @@ def _make_file(pfd: int, base: str, m: tarfile.TarInfo, mode: int, mtime_ns: int
             written = _stream_member(data, m, fd)
         else:
             assert src_fd is not None
-            written = _copy_range(src_fd, fd, offset, m.size, m.name)
+            written = copy_range(src_fd, fd, offset, m.size, m.name)
         os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, mode)
         _xattrs(fd, m)
@@ -479,7 +479,7 @@ def _stream_member(tar: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> int:
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
 
 
-def _copy_range(src_fd: int, fd: int, offset: int, size: int, name: str) -> int:
+def copy_range(src_fd: int, fd: int, offset: int, size: int, name: str) -> int:
     """Copy ``size`` bytes of ``src_fd`` at ``offset`` to ``fd`` (in the kernel when it can)."""
     done = 0
     while done < size:
@@ -564,20 +564,50 @@ def _xattrs(fd: int, m: tarfile.TarInfo) -> None:
 
 
 class DiffWriter:
-    """Writes a layer diff tar (PAX, numeric owners) from host files and whiteouts."""
+    """Writes a layer diff tar (PAX, numeric owners) from host files and whiteouts.
+
+    When ``out`` is a regular file at offset 0, headers are written directly and file data
+    is copied in the kernel (``copy_file_range``); the bytes are the same as ``tarfile``'s
+    ``w|`` stream writes (tests/unit/test_diffwriter.py compares them), so a layer's
+    diff_id does not depend on the path taken."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self._fd = _fresh_regular_fd(out)
+        if self._fd is None:
+            self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        else:
+            # a TarFile only for gettarinfo (it remembers inodes: hard links)
+            self.tar = tarfile.TarFile(fileobj=io.BytesIO(), mode="w",
+                                       format=tarfile.PAX_FORMAT)
+            self._offset = 0
 
     def add(self, host_path: str, arcname: str) -> None:
         ti = self.tar.gettarinfo(host_path, arcname)
         ti.uname = ti.gname = ""
         ti.mode &= 0o7777
-        if ti.isreg():
-            with open(host_path, "rb") as f:
-                self.tar.addfile(ti, f)
-        else:
-            self.tar.addfile(ti)
+        if self._fd is None:
+            if ti.isreg():
+                with open(host_path, "rb") as f:
+                    self.tar.addfile(ti, f)
+            else:
+                self.tar.addfile(ti)
+            return
+        self._write(ti.tobuf(self.tar.format, self.tar.encoding, self.tar.errors))
+        if ti.isreg() and ti.size:
+            src = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                copy_range(src, self._fd, 0, ti.size, arcname)
+            finally:
+                os.close(src)
+            self._offset += ti.size
+            pad = -ti.size % tarfile.BLOCKSIZE
+            if pad:
+                self._write(tarfile.NUL * pad)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        _write_all(self._fd, data)
+        self._offset += len(data)
 
     def add_whiteout(self, arcname: str) -> None:
         parent, _, base = arcname.rpartition("/")
@@ -590,10 +620,32 @@ class DiffWriter:
         ti = tarfile.TarInfo(name)
         ti.mode = 0
         ti.mtime = 0
-        self.tar.addfile(ti)
+        if self._fd is None:
+            self.tar.addfile(ti)
+        else:
+            self._write(ti.tobuf(self.tar.format, self.tar.encoding, self.tar.errors))
 
     def close(self) -> None:
-        self.tar.close()
+        if self._fd is None:
+            self.tar.close()
+            return
+        # tarfile's end: two zero blocks, then zeros up to a whole record
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+        self._write(end + tarfile.NUL * (-(self._offset + len(end)) % tarfile.RECORDSIZE))
+
+
+def _fresh_regular_fd(out: BinaryIO) -> int | None:
+    """``out``'s fd when it is an empty regular file positioned at 0 (its buffer flushed),
+    else None."""
+    try:
+        fd = out.fileno()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != 0 or out.tell() != 0:
+            return None
+        out.flush()
+        return fd
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def walk_sorted(root: str) -> Iterable[tuple[str, os.DirEntry[str]]]:

@@ -23,6 +23,7 @@ Contract (kept by :func:`aiorun.images.layers.extract_tar`, the only user):
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import threading
 from typing import Callable
 
@@ -61,10 +62,10 @@ class LeafPool:
         if held_bytes:
             with self._lock:
                 self._queued_bytes += held_bytes
-            f.add_done_callback(lambda _f, n=held_bytes: self._release(n))
+            f.add_done_callback(functools.partial(self._release, held_bytes))
         self._futures[rel] = f
 
-    def _release(self, n: int) -> None:
+    def _release(self, n: int, _f: object = None) -> None:
         with self._lock:
             self._queued_bytes -= n
 
