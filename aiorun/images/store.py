@@ -397,10 +397,11 @@ class ImageStore:
 
     async def import_tar(self, stream: LayerSource,
                          tags: Iterable[str] = (), changes: Iterable[str] = (),
-                         message: str = "", source: str = "-") -> Image:
-        """``docker import``: a rootfs tarball (any supported compression) as a one-layer image."""
+                         message: str = "", source: str = "-", take: bool = False) -> Image:
+        """``docker import``: a rootfs tarball (any supported compression) as a one-layer image.
+        ``take``: as for :meth:`add_layer`."""
         tags = [R.parse(t).name_tag for t in tags]   # bad names fail before any work
-        hex_ = await self.add_layer(stream)
+        hex_ = await self.add_layer(stream, take=take)
         try:
             hist = {"created": oci.now_rfc3339(), "created_by": "",
                     "comment": message or f"Imported from {source}"}
