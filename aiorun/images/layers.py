@@ -283,9 +283,10 @@ def extract_tar(fileobj: BinaryIO, dest: str | os.PathLike[str], *,
     """Extract an uncompressed layer tar into the existing directory ``dest``.
 
     Returns the number of content bytes written. See the module docstring for the policy.
-    Files, symlinks and FIFOs are created by a :class:`~aiorun.images.leafpool.LeafPool`
-    (creation waits on the disk); when ``fileobj`` is a regular file their data is copied
-    by offset with ``copy_file_range``. Everything is done when this returns or raises.
+    Files, symlinks and FIFOs go through a :class:`~aiorun.images.leafpool.LeafPool`
+    (inline by default); when ``fileobj`` is a regular file their data is copied by offset
+    with ``copy_file_range``, never through user space. Everything is done when this
+    returns or raises.
     """
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     walker = _Walker(root_fd)

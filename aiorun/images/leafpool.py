@@ -1,9 +1,10 @@
 """Worker threads that create a layer's leaf entries (files, symlinks, FIFOs) concurrently.
 
 Why: extracting a rootfs layer is bound by inode creation, not by bytes: 10,000 files are
-10,000 ``open(O_CREAT)`` + owner/mode/mtime syscalls. Creations in other threads (the
-syscalls release the GIL) overlap them with the parsing of the tar, which stays in one
-thread, in order, and with each other where the disk makes them wait.
+10,000 ``open(O_CREAT)`` + owner/mode/mtime syscalls. Where each creation waits on the disk,
+creations in other threads (the syscalls release the GIL) overlap those waits with each
+other and with the parsing of the tar, which stays in one thread, in order. Where creation
+is CPU in the kernel (this host) threads only add hand-offs: :data:`WORKERS` is 0 (inline).
 
 Contract (kept by :func:`aiorun.images.layers.extract_tar`, the only user):
 
@@ -26,12 +27,13 @@ import functools
 import threading
 from typing import Callable
 
-#: Creations in flight. Measured on the Debian import here (2 cores, ext4 without a
-#: journal, where allocating an inode is CPU in the kernel more than a wait on the disk):
-#: 1, 2 and 8 threads take the same wall time within the noise, and 8 cost ~40 % more
-#: system CPU (contention on the directories' locks). 2 overlaps the tar parsing (Python)
-#: with the creations (syscalls) without that cost; a disk with real latency would want more.
-WORKERS = 2
+#: Creation threads; 0 = every task inline, in the parsing thread (the default). Measured
+#: on the Debian import here (2 shared cores, ext4 without a journal, where allocating an
+#: inode is CPU in the kernel, not a wait on the disk): 2 threads made the unpacking ~40 %
+#: slower than inline and 8 slower still, with more CPU in both (GIL hand-offs, contention
+#: on the directories' locks); see bench/RESULTS.md, issue 16 "layer import and commit".
+#: Kept for hosts whose disk makes each creation wait (set it > 0 there and measure).
+WORKERS = 0
 #: Data bytes that queued tasks may hold (streamed files are read before they are queued).
 MAX_BYTES = 64 << 20
 
@@ -40,7 +42,9 @@ Task = Callable[[], int]   # returns the content bytes written
 
 class LeafPool:
     def __init__(self, workers: int | None = None, max_bytes: int = MAX_BYTES) -> None:
-        self._ex = cf.ThreadPoolExecutor(workers or WORKERS, thread_name_prefix="aiorun-extract")
+        n = WORKERS if workers is None else workers
+        #: 0 workers: every task runs inline, in :meth:`submit` (no threads at all)
+        self._ex = cf.ThreadPoolExecutor(n, thread_name_prefix="aiorun-extract") if n else None
         self._futures: dict[str, cf.Future[int]] = {}
         self._max_bytes = max_bytes
         self._queued_bytes = 0
@@ -58,6 +62,9 @@ class LeafPool:
 
     def submit(self, rel: str, task: Task, held_bytes: int = 0) -> None:
         """Queue ``task`` (which works on ``rel`` only); ``held_bytes`` of data it holds."""
+        if self._ex is None:
+            self.written += task()
+            return
         if self._queued_bytes + held_bytes > self._max_bytes:
             self.drain()
         f = self._ex.submit(task)
@@ -88,5 +95,6 @@ class LeafPool:
     def close(self) -> None:
         """Wait for every task (errors are dropped: the caller is unwinding) and stop the
         threads."""
-        self._ex.shutdown(wait=True, cancel_futures=True)
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)
         self._futures.clear()

@@ -80,14 +80,18 @@ def layer(tmp_path):
 
 #: How ``extract`` feeds the tar: "stream" (a decompressing reader: members read in order)
 #: or "file" (a regular file: headers read by seeking, data copied by offset). Every test
-#: runs both ways (the ``source`` fixture).
+#: runs both ways, with and without creation threads (the ``source`` fixture).
 _SOURCE = ["stream"]
 
 
-@pytest.fixture(autouse=True, params=["stream", "file"])
-def source(request):
-    _SOURCE[0] = request.param
-    yield request.param
+@pytest.fixture(autouse=True, params=["stream", "file", "stream-pool", "file-pool"])
+def source(request, monkeypatch):
+    """Both sources, and each with creations inline (the default) and in 3 threads."""
+    from aiorun.images import leafpool
+    kind, _, pool = request.param.partition("-")
+    monkeypatch.setattr(leafpool, "WORKERS", 3 if pool else 0)
+    _SOURCE[0] = kind
+    yield kind
     _SOURCE[0] = "stream"
 
 
