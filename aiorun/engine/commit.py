@@ -162,8 +162,8 @@ async def commit(engine: "Engine", ref: str, *, repo: str | None = None, tag: st
             raw.unlink(missing_ok=True)
         else:
             os.replace(raw, filtered)
-        with open(filtered, "rb") as f:
-            diff_id = await engine.images.add_layer(f)
+        # the store renames the spool into place (no copy of the layer's bytes)
+        diff_id = await engine.images.add_layer(filtered, take=True)
     finally:
         raw.unlink(missing_ok=True)
         filtered.unlink(missing_ok=True)

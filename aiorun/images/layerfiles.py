@@ -13,12 +13,15 @@ are referenced is the image store's business (:class:`aiorun.images.store.ImageS
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
 import secrets
 import shutil
+import stat
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -117,13 +120,24 @@ class LayerFiles:
             self.pins[h] = n
 
     # ------------------------------------------------------------------ file work (threads)
-    def add(self, src: LayerSource, limits: LayerLimits | None = None) -> tuple[str, int]:
+    def add(self, src: LayerSource, limits: LayerLimits | None = None,
+            take: bool = False) -> tuple[str, int]:
         """Spool ``src`` (sniffed, decompressed) to the layers directory and have the driver
         unpack it, unless it already has it; return ``(diff_id hex, size)``.
 
         With ``limits``, a layer past them is refused (:class:`LayerTooLarge`) and nothing of
-        it is kept: the spool is removed, and the driver's ``apply_layer`` is atomic."""
+        it is kept: the spool is removed, and the driver's ``apply_layer`` is atomic.
+
+        An uncompressed tar in a regular file (a path, or a file at offset 0) is not copied
+        through user space: it is digested in place and unpacked from there (the driver may
+        copy members by offset), and stored with a kernel copy -- or, with ``take`` (``src``
+        is a path the caller gives away, e.g. a commit's spool), renamed into place. The
+        stored tar is fsynced in a thread while the driver unpacks."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        plain = _open_plain(src)
+        if plain is not None:
+            with plain:
+                return self._add_plain(plain, src if take else None, limits)
         spool = self.tmp_dir / f"{SPOOL_PREFIX}{secrets.token_hex(8)}"
         close = None
         if isinstance(src, (bytes, bytearray, memoryview)):
@@ -135,30 +149,64 @@ class LayerFiles:
         try:
             with open(spool, "w+b") as f:
                 hex_, _ = L.spool(stream, f, limits)
-                final = self.dir / f"{hex_}.tar"
-                size_file = self.dir / f"{hex_}.json"
-                skipped: list[str] = []
-                if self.storage.has_layer(hex_):
-                    size = self.storage.layer_size(hex_)
-                else:
-                    f.seek(0)
-                    with L.collect_skipped() as skipped, enforce(limits):
-                        size = self.storage.apply_layer(hex_, f)
-                        fault_point("import.layer")
                 f.flush()
-                os.fsync(f.fileno())
-            if not final.exists():
-                os.rename(spool, final)
-            if not size_file.exists():
-                meta: dict[str, Any] = {"size": size}
-                if skipped:
-                    meta["skipped_devices"] = len(skipped)
-                write_atomic(size_file, json.dumps(meta).encode())
-            return hex_, size
+                return self._store(hex_, f, spool, limits)
         finally:
             spool.unlink(missing_ok=True)
             if close is not None:
                 close.close()
+
+    def _add_plain(self, f: BinaryIO, taken: LayerSource | None,
+                   limits: LayerLimits | None) -> tuple[str, int]:
+        fd = f.fileno()
+        if limits is not None:
+            limits.check_size(os.fstat(fd).st_size)
+        hex_ = hashlib.file_digest(f, "sha256").hexdigest()  # type: ignore[arg-type]
+        f.seek(0)
+        if isinstance(taken, (str, os.PathLike)) and \
+                os.stat(taken).st_dev == os.stat(self.dir).st_dev:
+            try:
+                return self._store(hex_, f, Path(taken), limits)
+            finally:
+                Path(taken).unlink(missing_ok=True)
+        spool = self.tmp_dir / f"{SPOOL_PREFIX}{secrets.token_hex(8)}"
+        try:
+            with open(spool, "wb") as out:
+                size = os.fstat(fd).st_size
+                L.copy_range(fd, out.fileno(), 0, size, "layer")
+                return self._store(hex_, f, spool, limits, out.fileno())
+        finally:
+            spool.unlink(missing_ok=True)
+
+    def _store(self, hex_: str, f: BinaryIO, spool: Path, limits: LayerLimits | None,
+               spool_fd: int | None = None) -> tuple[str, int]:
+        """Unpack ``f`` (the layer ``hex_``, at offset 0) in the driver unless it has it,
+        while ``spool`` (its bytes, open as ``spool_fd``, default ``f``) is fsynced; then
+        rename ``spool`` into place and write the size file."""
+        final = self.dir / f"{hex_}.tar"
+        size_file = self.dir / f"{hex_}.json"
+        skipped: list[str] = []
+        f.seek(0)
+        syncer = _Fsync(f.fileno() if spool_fd is None else spool_fd)
+        try:
+            if self.storage.has_layer(hex_):
+                size = self.storage.layer_size(hex_)
+            else:
+                with L.collect_skipped() as skipped, enforce(limits):
+                    size = self.storage.apply_layer(hex_, f)
+                    fault_point("import.layer")
+        except BaseException:
+            syncer.join(raise_error=False)
+            raise
+        syncer.join()
+        if not final.exists():
+            os.rename(spool, final)
+        if not size_file.exists():
+            meta: dict[str, Any] = {"size": size}
+            if skipped:
+                meta["skipped_devices"] = len(skipped)
+            write_atomic(size_file, json.dumps(meta).encode())
+        return hex_, size
 
     def reapply(self, h: str) -> None:
         """Unpack a stored layer the driver lacks (after a crash or a driver change)."""
@@ -176,3 +224,47 @@ class LayerFiles:
         for suffix in (".tar", ".json"):
             (self.dir / f"{h}{suffix}").unlink(missing_ok=True)
         self.sizes.pop(h, None)
+
+
+def _open_plain(src: LayerSource) -> BinaryIO | None:
+    """``src`` opened (or as given) when it is an uncompressed tar in a regular file whose
+    first byte is at offset 0 of the file; else None (the caller spools it)."""
+    try:
+        if isinstance(src, (str, os.PathLike)):
+            f: BinaryIO = open(src, "rb")
+        elif isinstance(src, (bytes, bytearray, memoryview)) or not src.seekable() \
+                or src.tell() != 0:
+            return None
+        else:
+            f = os.fdopen(os.dup(src.fileno()), "rb")   # ours to close; src stays open
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode) and L.sniff(os.pread(f.fileno(), 512, 0)) == "tar":
+            return f
+    except OSError:
+        pass
+    f.close()
+    return None
+
+
+class _Fsync:
+    """``fsync(fd)`` in a thread: the stored tar reaches the disk while the driver unpacks."""
+
+    def __init__(self, fd: int) -> None:
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run, args=(fd,), name="aiorun-fsync",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self.error = exc
+
+    def join(self, raise_error: bool = True) -> None:
+        self.thread.join()
+        if raise_error and self.error is not None:
+            raise self.error

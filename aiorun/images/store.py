@@ -208,12 +208,14 @@ class ImageStore:
         return self._layers.size(diff_id)
 
     # ------------------------------------------------------------------ layers
-    async def add_layer(self, tar_stream: LayerSource) -> str:
+    async def add_layer(self, tar_stream: LayerSource, take: bool = False) -> str:
         """Store an uncompressed (or compressed: it is sniffed) layer tar; return its diff_id
         hex. Atomic and deduplicated by digest. The layer stays pinned until
-        ``create_image`` lists it."""
+        ``create_image`` lists it. ``take``: ``tar_stream`` is a path the store may move
+        into place (it is gone afterwards; see :meth:`LayerFiles.add`)."""
         def add() -> tuple[str, int]:
-            return self._layers.add(tar_stream, self.layer_limits.resolve(self.paths.root))
+            return self._layers.add(tar_stream, self.layer_limits.resolve(self.paths.root),
+                                    take=take)
         hex_, size = await anyio.to_thread.run_sync(add)
         self._layers.sizes[hex_] = size
         self._layers.pin(hex_)
@@ -395,10 +397,11 @@ class ImageStore:
 
     async def import_tar(self, stream: LayerSource,
                          tags: Iterable[str] = (), changes: Iterable[str] = (),
-                         message: str = "", source: str = "-") -> Image:
-        """``docker import``: a rootfs tarball (any supported compression) as a one-layer image."""
+                         message: str = "", source: str = "-", take: bool = False) -> Image:
+        """``docker import``: a rootfs tarball (any supported compression) as a one-layer image.
+        ``take``: as for :meth:`add_layer`."""
         tags = [R.parse(t).name_tag for t in tags]   # bad names fail before any work
-        hex_ = await self.add_layer(stream)
+        hex_ = await self.add_layer(stream, take=take)
         try:
             hist = {"created": oci.now_rfc3339(), "created_by": "",
                     "comment": message or f"Imported from {source}"}

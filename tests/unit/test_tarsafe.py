@@ -78,10 +78,33 @@ def layer(tmp_path):
     assert os.listdir(outside) == [], "something was written outside the layer"
 
 
+#: How ``extract`` feeds the tar: "stream" (a decompressing reader: members read in order)
+#: or "file" (a regular file: headers read by seeking, data copied by offset). Every test
+#: runs both ways, with and without creation threads (the ``source`` fixture).
+_SOURCE = ["stream"]
+
+
+@pytest.fixture(autouse=True, params=["stream", "file", "stream-pool", "file-pool"])
+def source(request, monkeypatch):
+    """Both sources, and each with creations inline (the default) and in 3 threads."""
+    from aiorun.images import leafpool
+    kind, _, pool = request.param.partition("-")
+    monkeypatch.setattr(leafpool, "WORKERS", 3 if pool else 0)
+    _SOURCE[0] = kind
+    yield kind
+    _SOURCE[0] = "stream"
+
+
 def extract(data: bytes, dest, rec: Recorder | None = None) -> int:
     rec = rec or Recorder()
     src, _ = L.open_decompressed(io.BytesIO(data))
-    return L.extract_tar(src, dest, whiteout=rec.whiteout, opaque=rec.opaque)
+    if _SOURCE[0] == "stream":
+        return L.extract_tar(src, dest, whiteout=rec.whiteout, opaque=rec.opaque)
+    import tempfile
+    with tempfile.TemporaryFile() as f:
+        f.write(src.read())
+        f.seek(0)
+        return L.extract_tar(f, dest, whiteout=rec.whiteout, opaque=rec.opaque)
 
 
 def test_good_layer(layer):

@@ -137,8 +137,15 @@ async def _spool_body(req: Request, engine: Any, kind: str) -> Path:
     f = await anyio.to_thread.run_sync(open, path, "wb")
     try:
         if req.stream is not None:
+            # one thread hop per MiB, not per network chunk (a 200 MB import: thousands)
+            buf = bytearray()
             async for chunk in req.stream:
-                await anyio.to_thread.run_sync(f.write, chunk)
+                buf += chunk
+                if len(buf) >= 1 << 20:
+                    await anyio.to_thread.run_sync(f.write, bytes(buf))
+                    buf.clear()
+            if buf:
+                await anyio.to_thread.run_sync(f.write, bytes(buf))
         else:
             await anyio.to_thread.run_sync(f.write, req.body)
     except BaseException:
@@ -180,7 +187,8 @@ async def create(req: Request, engine: Any):
     store = _store(engine)
     body = await _spool_body(req, engine, "import")
     try:
-        img = await store.import_tar(body, tags, changes, message=req.arg("message") or "")
+        img = await store.import_tar(body, tags, changes, message=req.arg("message") or "",
+                                     take=True)   # an uncompressed body is renamed into place
     finally:
         body.unlink(missing_ok=True)
     out = b""
