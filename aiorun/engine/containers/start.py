@@ -137,9 +137,10 @@ class StartRoom(NetworkRoom):
             fault_point("start.network")
             if detach is not None:
                 undo.append(("network", detach))
-                # only /etc/hosts names the address; hostname and resolv.conf stand
-                await anyio.to_thread.run_sync(self._write_hosts, c,
-                                               c.network_settings.get("IPAddress") or "")
+                # only /etc/hosts names the address; hostname and resolv.conf stand.
+                # Inline, no worker-thread hop: an in-place rewrite of a file made at
+                # create (a page-cache write of a few hundred bytes, no inode made)
+                self._write_hosts(c, c.network_settings.get("IPAddress") or "")
             mark("network")
             await rt.start(c.id)
             mark("exec")

@@ -6,9 +6,18 @@ Layout under ``home`` (``<root>/storage/overlay``)::
                           ``trusted.overlay.opaque=y`` directories)
     layers/<id>/link      the layer's short name; ``l/<short>`` -> ``../layers/<id>/diff``
     layers/<id>/size      content bytes, recorded at apply time
-    containers/<id>/init  the init layer (hosts, resolv.conf placeholders ...) — a lower dir
+    init/<key>            an init layer (hosts, resolv.conf placeholders ...), shared by
+                          every container created with the same init files (``key`` hashes
+                          them): it is a read-only lower dir, so one copy serves them all
     containers/<id>/diff  the read-write upper dir; ``work/`` overlay's work dir
-    containers/<id>/merged  the mount point;  ``lower`` lists the image layers, bottom first
+    containers/<id>/merged  the mount point;  ``lower`` names the init layer (``init:<key>``)
+                          and lists the image layers, bottom first
+    containers/<id>/init  the per-container init layer of containers made before the shared
+                          ones (a ``lower`` without ``init:``); still mounted as it is
+
+Sharing the init layer saves five inodes per container (the dir, ``etc/`` and three files):
+on an ext4 with recent churn each new inode is a search past recently freed ones, a cost on
+every create. Unreferenced init layers are removed by ``cleanup()`` at daemon start.
 
 Many lower layers: the mount uses the new mount API (one ``fsconfig(lowerdir+)`` per layer),
 which has no option-string limit. Where that API is missing it falls back to ``mount(2)`` with
@@ -20,6 +29,7 @@ Set option ``mountapi=false`` to force the fallback.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import subprocess
@@ -67,7 +77,7 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
         self._init_layer_home()
-        for d in ("layers", "l", "containers"):
+        for d in ("layers", "l", "containers", "init"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         self.use_mount_api = (M.NEW_MOUNT_API and
                               self.options.get("mountapi", "true").lower() not in ("0", "false", "no"))
@@ -132,34 +142,67 @@ class OverlayDriver(C.LayerHome, StorageDriver):
                          init_files: Mapping[str, bytes]) -> None:
         final = self._ctr(container_id)
         C.check_new_container(self, container_id, final, layers)
+        key = self._shared_init(init_files)
         tmp = C.tmp_sibling(final)
         try:
-            for d in ("init", "diff", "work", "merged"):
+            for d in ("diff", "work", "merged"):
                 (tmp / d).mkdir(parents=True)
-            os.chmod(tmp / "init", 0o755)
             os.chmod(tmp / "diff", 0o755)
-            C.write_init_files(tmp / "init", init_files)
-            (tmp / "lower").write_text("".join(f"{lid}\n" for lid in layers))
+            (tmp / "lower").write_text(f"{INIT_PREFIX}{key}\n" +
+                                       "".join(f"{lid}\n" for lid in layers))
             os.rename(tmp, final)
         except BaseException:
             C.rmtree(tmp)
             raise
 
-    def _lowers(self, container_id: str) -> list[str]:
+    def _shared_init(self, init_files: Mapping[str, bytes]) -> str:
+        """The key of the shared init layer holding ``init_files``, made when missing
+        (atomically: built under a temp name, renamed into place; a concurrent create of
+        the same one keeps whichever rename came first)."""
+        key = init_key(init_files)
+        final = self.home / "init" / key
+        if final.is_dir():
+            return key
+        tmp = C.tmp_sibling(final)
         try:
-            text = (self._ctr(container_id) / "lower").read_text()
+            tmp.mkdir(mode=0o755)
+            os.chmod(tmp, 0o755)
+            C.write_init_files(tmp, init_files)
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                    raise
+                C.rmtree(tmp)           # another create made it first: same content
+        except BaseException:
+            C.rmtree(tmp)
+            raise
+        return key
+
+    def _read_lower(self, container_id: str) -> tuple[Path, list[str]]:
+        """(init layer dir, image layers bottom first, each once) of a container."""
+        c = self._ctr(container_id)
+        try:
+            text = (c / "lower").read_text()
         except FileNotFoundError:
             raise NotFound(f"no rootfs for container {container_id}") from None
-        return _keep_topmost([x for x in text.split() if x])
+        init = c / "init"            # containers made before the shared init layers
+        lowers = []
+        for x in text.split():
+            if x.startswith(INIT_PREFIX):
+                init = self.home / "init" / C.check_id("init layer", x[len(INIT_PREFIX):])
+            else:
+                lowers.append(x)
+        return init, _keep_topmost(lowers)
 
     def mount(self, container_id: str) -> Path:
         c = self._ctr(container_id)
         merged = c / "merged"
-        lowers = self._lowers(container_id)
+        init, lowers = self._read_lower(container_id)
         if M.is_mountpoint(str(merged)):
             return merged
         # overlay wants the top-most lower first: init, then the image layers top-down.
-        lower_dirs = [str(c / "init")] + [str(self._layer(lid) / "diff") for lid in reversed(lowers)]
+        lower_dirs = [str(init)] + [str(self._layer(lid) / "diff") for lid in reversed(lowers)]
         if self.use_mount_api:
             try:
                 opts: list[tuple[str, str | None]] = [("lowerdir+", d) for d in lower_dirs]
@@ -169,18 +212,18 @@ class OverlayDriver(C.LayerHome, StorageDriver):
             except OSError as exc:
                 if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
                     raise
-        self._legacy_mount(c, lowers)
+        self._legacy_mount(c, init, lowers)
         return merged
 
-    def _legacy_mount(self, c: Path, lowers: list[str]) -> None:
+    def _legacy_mount(self, c: Path, init: Path, lowers: list[str]) -> None:
         shorts = [(self._layer(lid) / "link").read_text().strip() for lid in reversed(lowers)]
         l_dir = self.home / "l"
-        absolute = ":".join([str(c / "init")] + [f"{l_dir}/{s}" for s in shorts])
+        absolute = ":".join([str(init)] + [f"{l_dir}/{s}" for s in shorts])
         data = f"lowerdir={absolute},upperdir={c / 'diff'},workdir={c / 'work'}"
         if len(data) < PAGE - 1:
             M.mount("overlay", str(c / "merged"), "overlay", 0, data)
             return
-        rel = ":".join([f"../containers/{c.name}/init"] + shorts)
+        rel = ":".join([os.path.relpath(init, l_dir)] + shorts)
         data = f"lowerdir={rel},upperdir={c / 'diff'},workdir={c / 'work'}"
         if len(data) >= PAGE - 1:
             raise InvalidArgument(f"too many layers ({len(lowers)}) for an overlay mount "
@@ -225,10 +268,10 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def container_metadata(self, container_id: str) -> dict[str, str]:
         c = self._ctr(container_id)
         try:
-            lowers = self._lowers(container_id)
+            init, lowers = self._read_lower(container_id)
         except NotFound:
             return {}
-        lower = ":".join([str(c / "init")] + [str(self._layer(l) / "diff") for l in reversed(lowers)])
+        lower = ":".join([str(init)] + [str(self._layer(l) / "diff") for l in reversed(lowers)])
         return {"LowerDir": lower, "UpperDir": str(c / "diff"), "WorkDir": str(c / "work"),
                 "MergedDir": str(c / "merged")}
 
@@ -243,10 +286,43 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def cleanup(self) -> None:
         C.remove_tmp_entries(self.home / "layers")
         C.remove_tmp_entries(self.home / "containers")
+        C.remove_tmp_entries(self.home / "init")
+        self._remove_unused_init_layers()
         # short links whose layer was never renamed into place (crash mid-apply)
         for e in os.scandir(self.home / "l"):
             if not os.path.exists(e.path):
                 os.unlink(e.path)
+
+
+    def _remove_unused_init_layers(self) -> None:
+        """Shared init layers no container names any more (run at daemon start, before any
+        create can take one)."""
+        used = set()
+        for e in os.scandir(self.home / "containers"):
+            try:
+                with open(os.path.join(e.path, "lower")) as f:
+                    used.update(x[len(INIT_PREFIX):] for x in f.read().split()
+                                if x.startswith(INIT_PREFIX))
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+        for e in os.scandir(self.home / "init"):
+            if e.name not in used and not C.is_tmp(e.name):
+                C.rmtree(e.path)
+
+
+#: The line of a container's ``lower`` file naming its shared init layer.
+INIT_PREFIX = "init:"
+
+
+def init_key(init_files: Mapping[str, bytes]) -> str:
+    """The shared init layer's name for ``init_files``: a hash of the paths and contents
+    (the same files give the same layer; any difference, another one)."""
+    h = hashlib.sha256()
+    for path in sorted(init_files):
+        content = init_files[path]
+        h.update(f"{len(path)}:{path}:{len(content)}:".encode())
+        h.update(content)
+    return h.hexdigest()[:32]
 
 
 def _mk_whiteout(pfd: int, name: str) -> None:
