@@ -297,7 +297,7 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def _remove_unused_init_layers(self) -> None:
         """Shared init layers no container names any more (run at daemon start, before any
         create can take one)."""
-        used = set()
+        used: set[str] = set()
         for e in os.scandir(self.home / "containers"):
             try:
                 with open(os.path.join(e.path, "lower")) as f:
