@@ -5,8 +5,9 @@ A create writes the record (``config.v2.json``) last: at daemon start a director
 one, or with the ``.creating`` marker of earlier versions, is removed with its storage (a
 create interrupted by a crash leaves nothing); so is a ``.removed-<id>`` directory (a
 removal renames the record away before deleting it). A record of the old layout (state in
-``state.json``) is loaded and rewritten in the one-file layout. Each saved status is then brought in line with the runtime's truth
-(``runtime.states()``: running, paused or gone) through the state machine
+``state.json``) is loaded and rewritten in the one-file layout. Each saved status is then
+brought in line with the runtime's truth (``runtime.states()``: running, paused or gone)
+through the state machine
 (:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
 a running container (a commit that could not save its unpause) becomes running, and the
 reverse; containers the runtime still has get a new supervisor; containers that were
