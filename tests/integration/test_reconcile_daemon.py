@@ -127,7 +127,7 @@ def test_records_survive_kill9_and_old_layout_loads(env):
             lines = (ctr / "lower").read_text().split()
             shared = [x for x in lines if x.startswith("init:")]
             assert len(shared) == 1
-            shutil.copytree(env.paths.storage("overlay") / "init" / shared[0][5:],
+            shutil.copytree(env.paths.storage("overlay") / "init" / shared[0][5:] / "layer",
                             ctr / "init", symlinks=True)
             (ctr / "lower").write_text("".join(f"{x}\n" for x in lines if x not in shared))
     _restart(env)

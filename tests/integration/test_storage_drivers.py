@@ -228,8 +228,9 @@ def test_same_layer_twice_in_an_image(driver):
 def test_overlay_init_layer_is_shared_and_old_containers_still_mount(tmp_path, host_state,
                                                                      mountapi):
     """Containers created with the same init files share one read-only init layer (no
-    per-container copy); a container of the old layout (its own ``init/``, a ``lower``
-    without ``init:``) still mounts; cleanup() removes init layers no container names."""
+    per-container copy, a hard link counts them); the last removal removes it; a container
+    of the old layout (its own ``init/``, a ``lower`` without ``init:``) still mounts;
+    cleanup() removes init layers no container links (a crash between)."""
     if OverlayDriver.unavailable_reason(tmp_path):
         pytest.skip("no overlay")
     d = OverlayDriver(tmp_path / "ov", {"mountapi": mountapi})
@@ -260,16 +261,22 @@ def test_overlay_init_layer_is_shared_and_old_containers_still_mount(tmp_path, h
         root = d.mount("old")
         assert (root / "etc/hostname").read_bytes() == b"old\n"
         assert d.container_metadata("old")["LowerDir"].startswith(str(old / "init"))
+        key = init_key(init)
+        assert os.stat(tmp_path / "ov/init" / key / "ref").st_nlink == 3     # 1 + c1, c2
         for cid in made:
             d.unmount(cid)
-        d.remove_container("other")
+        d.remove_container("other")                 # its init layer had no other user
+        assert os.listdir(tmp_path / "ov/init") == [key]
+        d.remove_container("c1")
+        assert os.listdir(tmp_path / "ov/init") == [key]                # c2 still uses it
         (tmp_path / "ov/init" / "x.tmp-1").mkdir()
         d.cleanup()
-        assert os.listdir(tmp_path / "ov/init") == [init_key(init)]   # still used by c1/c2
-        d.remove_container("c1")
-        d.remove_container("c2")
+        assert os.listdir(tmp_path / "ov/init") == [key]
+        # a crash between a removal and its release: cleanup() finishes the release
+        os.unlink(tmp_path / "ov/containers/c2" / "init-ref")
         d.cleanup()
         assert os.listdir(tmp_path / "ov/init") == []
+        d.remove_container("c2")
     finally:
         for cid in made:
             d.unmount(cid)

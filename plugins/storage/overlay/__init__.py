@@ -6,9 +6,12 @@ Layout under ``home`` (``<root>/storage/overlay``)::
                           ``trusted.overlay.opaque=y`` directories)
     layers/<id>/link      the layer's short name; ``l/<short>`` -> ``../layers/<id>/diff``
     layers/<id>/size      content bytes, recorded at apply time
-    init/<key>            an init layer (hosts, resolv.conf placeholders ...), shared by
+    init/<key>/layer      an init layer (hosts, resolv.conf placeholders ...), shared by
                           every container created with the same init files (``key`` hashes
                           them): it is a read-only lower dir, so one copy serves them all
+    init/<key>/ref        its reference count: every container using it holds a hard link
+                          to it (``containers/<id>/init-ref``: a directory entry, no inode),
+                          so ``st_nlink - 1`` containers use it; the last removal removes it
     containers/<id>/diff  the read-write upper dir; ``work/`` overlay's work dir
     containers/<id>/merged  the mount point;  ``lower`` names the init layer (``init:<key>``)
                           and lists the image layers, bottom first
@@ -17,7 +20,8 @@ Layout under ``home`` (``<root>/storage/overlay``)::
 
 Sharing the init layer saves five inodes per container (the dir, ``etc/`` and three files):
 on an ext4 with recent churn each new inode is a search past recently freed ones, a cost on
-every create. Unreferenced init layers are removed by ``cleanup()`` at daemon start.
+every create. The hard-link count keeps create and removal O(1) (no scan of the other
+containers); an init layer a crash left unreferenced is removed by ``cleanup()``.
 
 Many lower layers: the mount uses the new mount API (one ``fsconfig(lowerdir+)`` per layer),
 which has no option-string limit. Where that API is missing it falls back to ``mount(2)`` with
@@ -77,6 +81,7 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
         self._init_layer_home()
+        self._init_locks = C.KeyedLocks()       # per init key: link/unlink vs make/remove
         for d in ("layers", "l", "containers", "init"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         self.use_mount_api = (M.NEW_MOUNT_API and
@@ -142,42 +147,52 @@ class OverlayDriver(C.LayerHome, StorageDriver):
                          init_files: Mapping[str, bytes]) -> None:
         final = self._ctr(container_id)
         C.check_new_container(self, container_id, final, layers)
-        key = self._shared_init(init_files)
+        key = init_key(init_files)
         tmp = C.tmp_sibling(final)
         try:
             for d in ("diff", "work", "merged"):
                 (tmp / d).mkdir(parents=True)
             os.chmod(tmp / "diff", 0o755)
+            with self._init_locks(key):
+                self._make_shared_init(key, init_files)
+                os.link(self.home / "init" / key / "ref", tmp / INIT_REF)
             (tmp / "lower").write_text(f"{INIT_PREFIX}{key}\n" +
                                        "".join(f"{lid}\n" for lid in layers))
             os.rename(tmp, final)
         except BaseException:
             C.rmtree(tmp)
+            self._release_init(key)
             raise
 
-    def _shared_init(self, init_files: Mapping[str, bytes]) -> str:
-        """The key of the shared init layer holding ``init_files``, made when missing
-        (atomically: built under a temp name, renamed into place; a concurrent create of
-        the same one keeps whichever rename came first)."""
-        key = init_key(init_files)
+    def _make_shared_init(self, key: str, init_files: Mapping[str, bytes]) -> None:
+        """(holding the key's lock) Make the shared init layer ``key`` when it is missing:
+        built under a temp name, renamed into place complete."""
         final = self.home / "init" / key
         if final.is_dir():
-            return key
+            return
         tmp = C.tmp_sibling(final)
         try:
-            tmp.mkdir(mode=0o755)
-            os.chmod(tmp, 0o755)
-            C.write_init_files(tmp, init_files)
-            try:
-                os.rename(tmp, final)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
-                    raise
-                C.rmtree(tmp)           # another create made it first: same content
+            (tmp / "layer").mkdir(parents=True, mode=0o755)
+            os.chmod(tmp / "layer", 0o755)
+            C.write_init_files(tmp / "layer", init_files)
+            (tmp / "ref").touch()
+            os.rename(tmp, final)
         except BaseException:
             C.rmtree(tmp)
             raise
-        return key
+
+    def _release_init(self, key: str) -> None:
+        """Remove the shared init layer ``key`` when no container links its ``ref`` any
+        more (called after a container's directory, and its link, is gone)."""
+        final = self.home / "init" / key
+        with self._init_locks(key):
+            try:
+                if os.stat(final / "ref").st_nlink > 1:
+                    return
+            except FileNotFoundError:
+                if not final.is_dir():
+                    return
+            C.rmtree(final)
 
     def _read_lower(self, container_id: str) -> tuple[Path, list[str]]:
         """(init layer dir, image layers bottom first, each once) of a container."""
@@ -190,7 +205,8 @@ class OverlayDriver(C.LayerHome, StorageDriver):
         lowers = []
         for x in text.split():
             if x.startswith(INIT_PREFIX):
-                init = self.home / "init" / C.check_id("init layer", x[len(INIT_PREFIX):])
+                key = C.check_id("init layer", x[len(INIT_PREFIX):])
+                init = self.home / "init" / key / "layer"
             else:
                 lowers.append(x)
         return init, _keep_topmost(lowers)
@@ -258,9 +274,17 @@ class OverlayDriver(C.LayerHome, StorageDriver):
 
     def remove_container(self, container_id: str) -> None:
         c = self._ctr(container_id)
+        key = None
+        try:
+            key = next((x[len(INIT_PREFIX):] for x in (c / "lower").read_text().split()
+                        if x.startswith(INIT_PREFIX)), None)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
         if (c / "merged").is_dir() and M.is_mountpoint(str(c / "merged")):
             M.umount(str(c / "merged"), detach=True)
         C.rmtree(c)
+        if key is not None:
+            self._release_init(C.check_id("init layer", key))
 
     def rw_path(self, container_id: str) -> Path:
         return self._ctr(container_id) / "diff"
@@ -295,23 +319,18 @@ class OverlayDriver(C.LayerHome, StorageDriver):
 
 
     def _remove_unused_init_layers(self) -> None:
-        """Shared init layers no container names any more (run at daemon start, before any
-        create can take one)."""
-        used: set[str] = set()
-        for e in os.scandir(self.home / "containers"):
-            try:
-                with open(os.path.join(e.path, "lower")) as f:
-                    used.update(x[len(INIT_PREFIX):] for x in f.read().split()
-                                if x.startswith(INIT_PREFIX))
-            except (FileNotFoundError, NotADirectoryError):
-                pass
+        """Shared init layers no container links any more (a crash between a container's
+        removal and its release; run at daemon start, after the half-made containers, and
+        their links, are gone)."""
         for e in os.scandir(self.home / "init"):
-            if e.name not in used and not C.is_tmp(e.name):
-                C.rmtree(e.path)
+            if not C.is_tmp(e.name):
+                self._release_init(e.name)
 
 
 #: The line of a container's ``lower`` file naming its shared init layer.
 INIT_PREFIX = "init:"
+#: A container's hard link to its shared init layer's ``ref`` (the reference count).
+INIT_REF = "init-ref"
 
 
 def init_key(init_files: Mapping[str, bytes]) -> str:
