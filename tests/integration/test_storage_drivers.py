@@ -228,9 +228,9 @@ def test_same_layer_twice_in_an_image(driver):
 def test_overlay_init_layer_is_shared_and_old_containers_still_mount(tmp_path, host_state,
                                                                      mountapi):
     """Containers created with the same init files share one read-only init layer (no
-    per-container copy, a hard link counts them); the last removal removes it; a container
-    of the old layout (its own ``init/``, a ``lower`` without ``init:``) still mounts;
-    cleanup() removes init layers no container links (a crash between)."""
+    per-container copy, a hard link counts them); an unused one stays for the next create
+    and goes with cleanup() or remove_layer(); a container of the old layout (its own
+    ``init/``, a ``lower`` without ``init:``) still mounts."""
     if OverlayDriver.unavailable_reason(tmp_path):
         pytest.skip("no overlay")
     d = OverlayDriver(tmp_path / "ov", {"mountapi": mountapi})
@@ -265,18 +265,21 @@ def test_overlay_init_layer_is_shared_and_old_containers_still_mount(tmp_path, h
         assert os.stat(tmp_path / "ov/init" / key / "ref").st_nlink == 3     # 1 + c1, c2
         for cid in made:
             d.unmount(cid)
-        d.remove_container("other")                 # its init layer had no other user
-        assert os.listdir(tmp_path / "ov/init") == [key]
+        d.remove_container("other")
         d.remove_container("c1")
-        assert os.listdir(tmp_path / "ov/init") == [key]                # c2 still uses it
+        assert len(os.listdir(tmp_path / "ov/init")) == 2      # kept for the next create
+        d.create_container("again", ["base"], {"/etc/hosts": b"x\n"})     # reuses it
+        assert (d.mount("again") / "etc/hosts").read_bytes() == b"x\n"
+        made.append("again")
+        d.unmount("again")
+        d.remove_container("again")
         (tmp_path / "ov/init" / "x.tmp-1").mkdir()
         d.cleanup()
-        assert os.listdir(tmp_path / "ov/init") == [key]
-        # a crash between a removal and its release: cleanup() finishes the release
-        os.unlink(tmp_path / "ov/containers/c2" / "init-ref")
-        d.cleanup()
-        assert os.listdir(tmp_path / "ov/init") == []
+        assert os.listdir(tmp_path / "ov/init") == [key]                # c2 still uses it
         d.remove_container("c2")
+        d.apply_layer("other-layer", tar_of([("f", b"1")]))
+        d.remove_layer("other-layer")               # an image removal drops unused ones
+        assert os.listdir(tmp_path / "ov/init") == []
     finally:
         for cid in made:
             d.unmount(cid)

@@ -11,7 +11,7 @@ Layout under ``home`` (``<root>/storage/overlay``)::
                           them): it is a read-only lower dir, so one copy serves them all
     init/<key>/ref        its reference count: every container using it holds a hard link
                           to it (``containers/<id>/init-ref``: a directory entry, no inode),
-                          so ``st_nlink - 1`` containers use it; the last removal removes it
+                          so ``st_nlink - 1`` containers use it
     containers/<id>/diff  the read-write upper dir; ``work/`` overlay's work dir
     containers/<id>/merged  the mount point;  ``lower`` names the init layer (``init:<key>``)
                           and lists the image layers, bottom first
@@ -20,8 +20,10 @@ Layout under ``home`` (``<root>/storage/overlay``)::
 
 Sharing the init layer saves five inodes per container (the dir, ``etc/`` and three files):
 on an ext4 with recent churn each new inode is a search past recently freed ones, a cost on
-every create. The hard-link count keeps create and removal O(1) (no scan of the other
-containers); an init layer a crash left unreferenced is removed by ``cleanup()``.
+every create. An unused init layer stays for the next create (a sequence of ``run --rm``
+would otherwise remake it each time); it goes with ``remove_layer`` (an image removal) or
+``cleanup()`` at daemon start, each an O(1) link-count check per init layer (there are as
+many as distinct sets of init files: one or two), no scan of the containers.
 
 Many lower layers: the mount uses the new mount API (one ``fsconfig(lowerdir+)`` per layer),
 which has no option-string limit. Where that API is missing it falls back to ``mount(2)`` with
@@ -132,6 +134,9 @@ class OverlayDriver(C.LayerHome, StorageDriver):
         except (FileNotFoundError, NotADirectoryError):
             pass
         C.rmtree(d)
+        # an image is going: the shared init layers no container uses go too (a handful
+        # at most, each an O(1) link-count check)
+        self._remove_unused_init_layers()
 
     def layer_size(self, layer_id: str) -> int:
         d = self._layer(layer_id)
@@ -183,7 +188,7 @@ class OverlayDriver(C.LayerHome, StorageDriver):
 
     def _release_init(self, key: str) -> None:
         """Remove the shared init layer ``key`` when no container links its ``ref`` any
-        more (called after a container's directory, and its link, is gone)."""
+        more (a create that failed after making it; layer removal; daemon start)."""
         final = self.home / "init" / key
         with self._init_locks(key):
             try:
@@ -273,18 +278,12 @@ class OverlayDriver(C.LayerHome, StorageDriver):
         w.close()
 
     def remove_container(self, container_id: str) -> None:
+        # its init-ref link goes with the directory; the shared init layer stays for the
+        # next create (removed with an image's layers or at daemon start when unused)
         c = self._ctr(container_id)
-        key = None
-        try:
-            key = next((x[len(INIT_PREFIX):] for x in (c / "lower").read_text().split()
-                        if x.startswith(INIT_PREFIX)), None)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
         if (c / "merged").is_dir() and M.is_mountpoint(str(c / "merged")):
             M.umount(str(c / "merged"), detach=True)
         C.rmtree(c)
-        if key is not None:
-            self._release_init(C.check_id("init layer", key))
 
     def rw_path(self, container_id: str) -> Path:
         return self._ctr(container_id) / "diff"
@@ -319,9 +318,8 @@ class OverlayDriver(C.LayerHome, StorageDriver):
 
 
     def _remove_unused_init_layers(self) -> None:
-        """Shared init layers no container links any more (a crash between a container's
-        removal and its release; run at daemon start, after the half-made containers, and
-        their links, are gone)."""
+        """Remove the shared init layers no container links any more (at layer removal,
+        and at daemon start after the half-made containers, and their links, are gone)."""
         for e in os.scandir(self.home / "init"):
             if not C.is_tmp(e.name):
                 self._release_init(e.name)
