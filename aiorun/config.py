@@ -8,7 +8,7 @@ Layout under the state root::
 
     images/       image store: configs by digest, repositories.json (tags)
     storage/NAME/ one directory per storage driver (layers, container rw/init layers)
-    containers/ID/ container config + state (config.json, state.json, log.json, hosts, ...)
+    containers/ID/ container record (config.v2.json: config + state), log, hosts, ...
     volumes/NAME/_data
     networks/     network configs and IPAM allocations
     events/       the event journal

@@ -3,7 +3,8 @@
 A storage driver turns image layers (OCI tar diffs) into something it can stack, and gives
 every container a root filesystem made of::
 
-    image layers (read-only, shared)  +  init layer (per container)  +  read-write layer
+    image layers (read-only, shared)  +  init layer (per container, or shared read-only by
+    containers with the same init files)  +  read-write layer (per container)
 
 Third parties implement this; keep to the contract below and run the conformance kit in
 ``aiorun.testing`` against your driver.

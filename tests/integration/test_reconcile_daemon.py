@@ -86,14 +86,14 @@ def test_saved_paused_while_running_is_reconciled(env):
     restart it must show running, and pause/unpause/stop must work."""
     cid = env.ok("run", "-d", "busybox", "sleep", "300").strip()
     env.daemon.kill9()
-    f = env.paths.containers / cid / "state.json"
+    f = env.paths.containers / cid / "config.v2.json"
     saved = json.loads(f.read_text())
-    saved["status"] = "paused"              # what the failed save left on disk
+    saved["State"]["status"] = "paused"     # what the failed save left on disk
     f.write_text(json.dumps(saved))
     _restart(env)
     assert _status(env, cid) == "running"
     assert "(Paused)" not in env.ok("ps")
-    assert json.loads(f.read_text())["status"] == "running"
+    assert json.loads(f.read_text())["State"]["status"] == "running"
     r = env.cli("unpause", cid)
     assert r.returncode != 0 and "is not paused" in r.stderr
     env.ok("pause", cid)
@@ -102,6 +102,48 @@ def test_saved_paused_while_running_is_reconciled(env):
     env.ok("stop", "-t", "1", cid)
     assert _status(env, cid) == "exited"
     env.ok("rm", cid)
+
+
+@pytest.mark.parametrize("env", BOTH, indirect=True, ids=["asyncio-overlay", "trio-copy"])
+def test_records_survive_kill9_and_old_layout_loads(env):
+    """One record file per container: a running and a created container survive a
+    ``kill -9`` of the daemon right after their replies; records in the old two-file
+    layout (state in state.json, per-container overlay init layer) load after a restart,
+    are rewritten as one file and work (exec, stop, start, rm)."""
+    run = env.ok("run", "-d", "--name", "rec-run", "busybox", "sleep", "300").strip()
+    made = env.ok("create", "--name", "rec-made", "busybox", "true").strip()
+    env.daemon.kill9()
+    _restart(env)
+    assert _status(env, run) == "running" and _status(env, made) == "created"
+    env.ok("exec", run, "true")
+    env.daemon.kill9()
+    for cid in (run, made):                     # back to the layout of earlier versions
+        rec = env.paths.containers / cid / "config.v2.json"
+        d = json.loads(rec.read_text())
+        (env.paths.containers / cid / "state.json").write_text(json.dumps(d.pop("State")))
+        rec.write_text(json.dumps(d))
+        if env.driver == "overlay":             # a per-container init layer, as before
+            ctr = env.paths.storage("overlay") / "containers" / cid
+            lines = (ctr / "lower").read_text().split()
+            shared = [x for x in lines if x.startswith("init:")]
+            assert len(shared) == 1
+            shutil.copytree(env.paths.storage("overlay") / "init" / shared[0][5:] / "layer",
+                            ctr / "init", symlinks=True)
+            (ctr / "lower").write_text("".join(f"{x}\n" for x in lines if x not in shared))
+    _restart(env)
+    for cid in (run, made):
+        assert not (env.paths.containers / cid / "state.json").exists()
+        assert "State" in json.loads((env.paths.containers / cid / "config.v2.json")
+                                     .read_text())
+    assert _status(env, run) == "running" and _status(env, made) == "created"
+    env.ok("exec", run, "true")
+    env.ok("stop", "-t", "1", run)
+    assert _status(env, run) == "exited"
+    env.ok("start", run)
+    assert _status(env, run) == "running"
+    env.ok("rm", "-f", run)
+    env.ok("start", made)
+    env.ok("rm", "-f", made)
 
 
 def test_commit_on_a_full_disk_then_restart_is_not_stuck_paused(env):
@@ -126,8 +168,8 @@ def test_commit_on_a_full_disk_then_restart_is_not_stuck_paused(env):
         _restart(env)
         r = env.cli("commit", cid, "snap")
         assert r.returncode != 0, "the commit did not run out of space"
-        state = env.paths.containers / cid / "state.json"
-        assert json.loads(state.read_text())["status"] == "paused"   # the failed save
+        record = env.paths.containers / cid / "config.v2.json"
+        assert json.loads(record.read_text())["State"]["status"] == "paused"  # failed save
         assert _status(env, cid) == "running"
         env.daemon.kill9()
         _restart(env)

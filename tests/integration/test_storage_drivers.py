@@ -15,7 +15,7 @@ from aiorun.drivers.select import select_storage, storage_report
 from aiorun.errors import InvalidArgument, NotFound
 from aiorun_plugins.storage._mount import is_mountpoint
 from aiorun_plugins.storage.copy import CopyDriver
-from aiorun_plugins.storage.overlay import OverlayDriver
+from aiorun_plugins.storage.overlay import OverlayDriver, init_key
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +222,65 @@ def test_same_layer_twice_in_an_image(driver):
     assert (root / "f").read_bytes() == b"from-a"
     assert (root / "g").read_bytes() == b"a-only"
     assert (root / "h").read_bytes() == b"b-only"
+
+
+@pytest.mark.parametrize("mountapi", ["true", "false"])
+def test_overlay_init_layer_is_shared_and_old_containers_still_mount(tmp_path, host_state,
+                                                                     mountapi):
+    """Containers created with the same init files share one read-only init layer (no
+    per-container copy, a hard link counts them); an unused one stays for the next create
+    and goes with cleanup() or remove_layer(); a container of the old layout (its own
+    ``init/``, a ``lower`` without ``init:``) still mounts."""
+    if OverlayDriver.unavailable_reason(tmp_path):
+        pytest.skip("no overlay")
+    d = OverlayDriver(tmp_path / "ov", {"mountapi": mountapi})
+    d.apply_layer("base", tar_of([("etc", None), ("etc/os", b"base\n")]))
+    init = {"/etc/hosts": b"", "/etc/hostname": b""}
+    made = ["c1", "c2", "old", "other"]
+    try:
+        d.create_container("c1", ["base"], init)
+        d.create_container("c2", ["base"], init)
+        d.create_container("other", ["base"], {"/etc/hosts": b"x\n"})
+        shared = os.listdir(tmp_path / "ov/init")
+        assert len(shared) == 2                       # one per distinct set of files
+        for cid in ("c1", "c2"):
+            assert not (tmp_path / "ov/containers" / cid / "init").exists()
+            root = d.mount(cid)
+            assert (root / "etc/hosts").read_bytes() == b""
+            assert (root / "etc/os").read_bytes() == b"base\n"
+            (root / "etc/hosts").write_bytes(b"mine\n")      # copied up, not shared
+        assert (d.mount("c2") / "etc/hosts").read_bytes() == b"mine\n"
+        assert (d.mount("other") / "etc/hosts").read_bytes() == b"x\n"
+        assert d.container_metadata("c1")["LowerDir"].startswith(str(tmp_path / "ov/init"))
+        # the layout of earlier versions: its own init layer, no init: line
+        old = tmp_path / "ov/containers/old"
+        for sub in ("init/etc", "diff", "work", "merged"):
+            (old / sub).mkdir(parents=True)
+        (old / "init/etc/hostname").write_bytes(b"old\n")
+        (old / "lower").write_text("base\n")
+        root = d.mount("old")
+        assert (root / "etc/hostname").read_bytes() == b"old\n"
+        assert d.container_metadata("old")["LowerDir"].startswith(str(old / "init"))
+        key = init_key(init)
+        assert os.stat(tmp_path / "ov/init" / key / "ref").st_nlink == 3     # 1 + c1, c2
+        for cid in made:
+            d.unmount(cid)
+        d.remove_container("other")
+        d.remove_container("c1")
+        assert len(os.listdir(tmp_path / "ov/init")) == 2      # kept for the next create
+        d.create_container("again", ["base"], {"/etc/hosts": b"x\n"})     # reuses it
+        assert (d.mount("again") / "etc/hosts").read_bytes() == b"x\n"
+        made.append("again")
+        d.unmount("again")
+        d.remove_container("again")
+        (tmp_path / "ov/init" / "x.tmp-1").mkdir()
+        d.cleanup()
+        assert os.listdir(tmp_path / "ov/init") == [key]                # c2 still uses it
+        d.remove_container("c2")
+        d.apply_layer("other-layer", tar_of([("f", b"1")]))
+        d.remove_layer("other-layer")               # an image removal drops unused ones
+        assert os.listdir(tmp_path / "ov/init") == []
+    finally:
+        for cid in made:
+            d.unmount(cid)
+            d.remove_container(cid)

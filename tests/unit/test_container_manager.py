@@ -379,8 +379,8 @@ async def test_readopt_from_disk(tmp_path):
             while mgr2.get(live).state.status != "exited":
                 await anyio.sleep(0.005)
         with anyio.fail_after(5):        # persisted too (the write follows the change)
-            while json.loads((eng.paths.containers / live / "state.json").read_text()
-                             )["status"] != "exited":
+            while json.loads((eng.paths.containers / live / "config.v2.json").read_text()
+                             )["State"]["status"] != "exited":
                 await anyio.sleep(0.005)
         tg.cancel_scope.cancel()
 
@@ -391,7 +391,7 @@ async def test_crash_during_start_is_undone(tmp_path):
         eng, mgr = await make(tmp_path, tg)
         cid = await mgr.create({"Image": "busybox"}, "half")
         # the daemon died inside start: rootfs mounted, process made, network attached,
-        # but state.json still says "created"
+        # but the record still says "created"
         eng.storage.mount(cid)
         await eng.runtime.create(type("S", (), {"id": cid})())
         await eng.networks.attach(cid)

@@ -28,10 +28,15 @@ async def _restart(eng, mgr):
     return mgr2
 
 
+def _saved(eng, cid: str) -> dict:
+    """The state in a container's record file."""
+    return json.loads((eng.paths.containers / cid / "config.v2.json").read_text())["State"]
+
+
 def _save_status(eng, cid: str, status: str) -> None:
-    f = eng.paths.containers / cid / "state.json"
+    f = eng.paths.containers / cid / "config.v2.json"
     d = json.loads(f.read_text())
-    d["status"] = status
+    d["State"]["status"] = status
     f.write_text(json.dumps(d))
 
 
@@ -45,12 +50,10 @@ async def test_saved_paused_but_running_is_running_again(tmp_path):
         # a commit on a full disk: the runtime thawed it, the "running" save failed
         await eng.runtime.resume(cid)
         await mgr.stop()
-        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
-                          )["status"] == "paused"
+        assert _saved(eng, cid)["status"] == "paused"
         mgr2 = await _restart(eng, mgr)
         assert mgr2.get(cid).state.status == "running"
-        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
-                          )["status"] == "running"
+        assert _saved(eng, cid)["status"] == "running"
         with pytest.raises(Conflict):
             await mgr2.unpause(cid)
         await mgr2.pause(cid)
@@ -93,8 +96,7 @@ async def test_removal_cut_short_is_dead_and_removable(tmp_path):
         c = mgr2.get(cid)
         assert c.state.status == "dead"
         assert c.state.describe() == "Dead"
-        assert json.loads((eng.paths.containers / cid / "state.json").read_text()
-                          )["status"] == "dead"
+        assert _saved(eng, cid)["status"] == "dead"
         await mgr2.remove(cid)
         assert not (eng.paths.containers / cid).exists()
         assert not list(eng.paths.containers.iterdir())
@@ -103,15 +105,69 @@ async def test_removal_cut_short_is_dead_and_removable(tmp_path):
 
 @pytest.mark.anyio
 async def test_lost_state_file_is_dead_not_created(tmp_path):
+    """An old-layout record (state in state.json) whose state.json was lost."""
     async with anyio.create_task_group() as tg:
         eng, mgr = await make(tmp_path, tg)
         cid = await mgr.create({"Image": "busybox"}, "c1")
         await mgr.stop()
-        (eng.paths.containers / cid / "state.json").unlink()
+        rec = eng.paths.containers / cid / "config.v2.json"
+        d = json.loads(rec.read_text())
+        del d["State"]
+        rec.write_text(json.dumps(d))
         mgr2 = cm.ContainerManager(eng)
         await mgr2.start()
         assert mgr2.get(cid).state.status == "dead"
+        assert _saved(eng, cid)["status"] == "dead"       # rewritten in the new layout
         await mgr2.remove(cid)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_old_layout_record_loads_and_is_migrated(tmp_path):
+    """Records of earlier versions (config.v2.json without State + state.json) load with
+    their state and are rewritten as one file; the new layout survives another restart."""
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        run = await mgr.create({"Image": "busybox"}, "run")
+        idle = await mgr.create({"Image": "busybox"}, "idle")
+        await mgr.start(run)
+        await mgr.stop()
+        for cid in (run, idle):                 # turn both into the old two-file layout
+            rec = eng.paths.containers / cid / "config.v2.json"
+            d = json.loads(rec.read_text())
+            (eng.paths.containers / cid / "state.json").write_text(json.dumps(d.pop("State")))
+            rec.write_text(json.dumps(d))
+        mgr2 = cm.ContainerManager(eng)
+        eng.containers = mgr2
+        await mgr2.start()
+        assert mgr2.get(run).state.status == "running"
+        assert mgr2.get(idle).state.status == "created"
+        assert mgr2.get(run).name == "run" and mgr2.get(idle).name == "idle"
+        for cid in (run, idle):
+            assert not (eng.paths.containers / cid / "state.json").exists()
+        assert _saved(eng, run)["status"] == "running"
+        assert _saved(eng, idle)["status"] == "created"
+        mgr3 = await _restart(eng, mgr2)
+        assert mgr3.get(run).state.status == "running"
+        await mgr3.stop(run, timeout=1)
+        assert _saved(eng, run)["status"] == "exited"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_state_json_left_by_a_cut_short_migration_is_ignored(tmp_path):
+    """The record's own State wins over a state.json next to it (the migration writes the
+    record first, then removes state.json), and the leftover is removed."""
+    async with anyio.create_task_group() as tg:
+        eng, mgr = await make(tmp_path, tg)
+        cid = await mgr.create({"Image": "busybox"}, "c1")
+        await mgr.stop()
+        stale = eng.paths.containers / cid / "state.json"
+        stale.write_text(json.dumps({**_saved(eng, cid), "status": "dead"}))
+        mgr2 = cm.ContainerManager(eng)
+        await mgr2.start()
+        assert mgr2.get(cid).state.status == "created"
+        assert not stale.exists()
         tg.cancel_scope.cancel()
 
 

@@ -11,7 +11,6 @@ manager without them): that means ``--network none`` and no volumes.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal as _signal
 from pathlib import Path
@@ -22,7 +21,8 @@ import anyio.to_thread
 
 from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.runtime import cgroups
-from aiorun.engine.containers.records import Container, ExecRecord, write_atomic
+from aiorun.engine.containers.records import RECORD_FILE, Container, ExecRecord, \
+    record_bytes, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
@@ -83,21 +83,25 @@ class RoomBase:
     def log_path(self, cid: str) -> Path:
         return self._dir(cid) / f"{cid}-json.log"
 
-    def _save_sync(self, c: Container, config: bool = True, sync: bool = False) -> None:
+    def _save_sync(self, c: Container, sync: bool = False) -> None:
+        """(worker thread) Write the whole record, config and state, in one atomic write
+        (one temp file, one rename); ``sync`` also fsyncs it (see records.write_atomic)."""
         d = self._dir(c.id)
-        if not d.is_dir():
-            return
-        if config:
-            write_atomic(d / "config.v2.json", json.dumps(c.to_disk()).encode(), sync)
-        write_atomic(d / "state.json", json.dumps(c.state.to_dict()).encode(), sync)
+        try:
+            write_atomic(d / RECORD_FILE, record_bytes(c.to_disk(), c.state.to_dict()), sync)
+        except FileNotFoundError:
+            if d.is_dir():
+                raise       # something else is missing: not a removed container's record
+            # removed meanwhile (its directory renamed to the trash): nothing to save
 
-    async def _save(self, c: Container, config: bool = True) -> None:
+    async def _save(self, c: Container) -> None:
+        """Persist ``c``: config and state, one write (a state-only change costs the same)."""
         if c.gone:
             return
         # one save at a time per container: two writers would share the temp file name
         # (the exit is recorded while a removal may already save "removing")
         async with c.save_lock:
-            await anyio.to_thread.run_sync(self._save_sync, c, config)
+            await anyio.to_thread.run_sync(self._save_sync, c)
 
     # -- events and tasks ---------------------------------------------------------------
     def _emit(self, action: str, c: Container, attrs: dict[str, Any] | None = None) -> None:

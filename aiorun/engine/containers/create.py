@@ -105,13 +105,15 @@ class CreateRoom(RoomBase):
         await anyio.to_thread.run_sync(self._save_sync, c)
 
     def _create_sync(self, c: Container, layers: list[str]) -> None:
+        """(worker thread) The container's directory, rootfs layers and files, then its
+        record, written last and durably: a directory without a record is a create a crash
+        cut short, which the next daemon start removes with its storage (lifecycle.py; the
+        record's absence is the marker, no extra file)."""
         d = self._dir(c.id)
         d.mkdir(parents=True)
-        (d / ".creating").touch()
         self.engine.storage.create_container(c.id, layers, {p: b"" for p in INIT_FILES})
         fault_point("create.storage")
         for f in ("hosts", "hostname", "resolv.conf"):
             (d / f).touch()
         self.log_path(c.id).touch()
         self._save_sync(c, sync=True)
-        (d / ".creating").unlink()

@@ -67,7 +67,7 @@ class HealthRoom(RoomBase):
         c.state.health = h.to_dict()
         if change:                        # before the save's await: inspect never runs ahead
             self._emit(f"health_status: {change}", c)
-        await self._save(c, config=False)
+        await self._save(c)
 
     async def _probe_loop(self, c: Container, argv: list[str]) -> None:
         """Never raises: a failure here must not end the supervisor's wait."""

@@ -1,11 +1,13 @@
 """The manager's own lifecycle: load the records at daemon start and reconcile them with
 what the runtime still runs; stop supervising at shutdown; ``system reset``.
 
-A ``.creating`` marker exists while a container is being created: at daemon start a
-directory that still has it is removed with its storage (a create interrupted by a crash
-leaves nothing); so is a ``.removed-<id>`` directory (a removal renames the record away
-before deleting it). Each saved status is then brought in line with the runtime's truth
-(``runtime.states()``: running, paused or gone) through the state machine
+A create writes the record (``config.v2.json``) last: at daemon start a directory without
+one, or with the ``.creating`` marker of earlier versions, is removed with its storage (a
+create interrupted by a crash leaves nothing); so is a ``.removed-<id>`` directory (a
+removal renames the record away before deleting it). A record of the old layout (state in
+``state.json``) is loaded and rewritten in the one-file layout. Each saved status is then
+brought in line with the runtime's truth (``runtime.states()``: running, paused or gone)
+through the state machine
 (:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
 a running container (a commit that could not save its unpause) becomes running, and the
 reverse; containers the runtime still has get a new supervisor; containers that were
@@ -18,7 +20,6 @@ no record (a removal whose runtime delete was cut short) is deleted, cgroups and
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from typing import Any
@@ -29,7 +30,8 @@ import anyio.to_thread
 from aiorun.core import state as st
 from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
-from aiorun.engine.containers.records import TRASH_PREFIX, Container
+from aiorun.engine.containers.records import LEGACY_STATE_FILE, RECORD_FILE, TRASH_PREFIX, \
+    Container, parse_record
 from aiorun.errors import AiorunError, NotFound
 
 log = logging.getLogger("aiorun.containers")
@@ -157,7 +159,7 @@ class LifecycleRoom(RoomBase):
                 await self._kill_and_delete(c.id)
             await self._cleanup_after_exit(c, runtime=False)
             c.state.to_dead()
-            await self._save(c, config=True)
+            await self._save(c)
         elif c.state.has_process and info is not None:
             if st.PAUSE in fixes:
                 log.warning("container %s: saved as running but the runtime has it "
@@ -179,7 +181,7 @@ class LifecycleRoom(RoomBase):
             await self._cleanup_after_exit(c)
             c.state.to_exited(255, error="the container's process was lost while "
                                          "the daemon was down")
-            await self._save(c, config=True)
+            await self._save(c)
             self._emit("die", c, {"exitCode": 255})
             await self._after_exit(c, restart_allowed=True)
         elif c.state.status == st.RESTARTING:
@@ -198,7 +200,7 @@ class LifecycleRoom(RoomBase):
                                 "a process for it; killed", c.id, saved)
                 await self._kill_and_delete(c.id)
             await self._cleanup_after_exit(c, runtime=False)
-            await self._save(c, config=True)
+            await self._save(c)
 
     async def _remove_cgroup_leftovers(self, c: Container,
                                        layout: "list[cgroups.Hierarchy]") -> None:
@@ -225,7 +227,7 @@ class LifecycleRoom(RoomBase):
                 await anyio.to_thread.run_sync(shutil.rmtree, d, True)
                 await self._sweep_cgroups(cid[len(TRASH_PREFIX):])
                 continue
-            cfg, stf = d / "config.v2.json", d / "state.json"
+            cfg, stf = d / RECORD_FILE, d / LEGACY_STATE_FILE
             if (d / ".creating").exists() or not cfg.exists():
                 log.warning("removing container %s left half-created by a crash", cid)
                 await self._discard_storage(cid)
@@ -233,18 +235,33 @@ class LifecycleRoom(RoomBase):
                 await self._sweep_cgroups(cid)
                 continue
             try:
-                c = Container.from_disk(json.loads(cfg.read_text()),
-                                        json.loads(stf.read_text()) if stf.exists() else {})
+                disk, state, legacy = parse_record(
+                    cfg.read_text(), stf.read_text() if stf.exists() else None)
+                c = Container.from_disk(disk, state or {})
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("cannot load container %s: %s (skipped)", cid, exc)
                 continue
-            if not stf.exists():
+            if state is None:
                 # its state was lost (never "created": that would hide a removal or a
                 # crash mid-write): dead, and removable
                 log.warning("container %s has no saved state; marked dead", cid)
                 c.state.to_dead()
+            if legacy or stf.exists():
+                # the old two-file layout: one record from now on (written before the old
+                # state file goes, so a crash in between loses nothing)
+                await anyio.to_thread.run_sync(self._migrate_sync, c)
             self._by_id[c.id] = c
             self._names[c.name] = c.id
+
+    def _migrate_sync(self, c: Container) -> None:
+        """(worker thread) Rewrite an old-layout record as one file, durably (it is the only
+        copy of the state), then remove its ``state.json``."""
+        self._save_sync(c, sync=True)
+        try:
+            (self._dir(c.id) / LEGACY_STATE_FILE).unlink()
+        except FileNotFoundError:
+            pass
+        log.info("container %s: record migrated to the one-file layout", c.id)
 
 
 def _truth(info: dict[str, Any] | None) -> str:

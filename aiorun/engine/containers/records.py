@@ -1,12 +1,16 @@
 """The records the container rooms share: a container, an exec, the output hub, the exit
 waiter and the post-exit teardown marker; and how a record is written to disk.
 
-State is persisted atomically per container: ``<containers>/<id>/config.v2.json`` (what does
-not change while it runs) and ``state.json`` (write temp + rename).
+State is persisted atomically per container in one file, ``<containers>/<id>/config.v2.json``
+(write temp + rename), with the state embedded under ``"State"`` as in Docker's own
+config.v2.json: one temp file and one rename per save. Records of earlier versions keep the
+state in a separate ``state.json``; :func:`parse_record` reads both layouts and says when a
+record is of the old one, which the loader then rewrites (see lifecycle.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,6 +32,10 @@ log = logging.getLogger("aiorun.containers")
 #: different container (a config without its state looked "Created").
 TRASH_PREFIX = ".removed-"
 
+#: The record (config with the state embedded) and the state file of the old layout.
+RECORD_FILE = "config.v2.json"
+LEGACY_STATE_FILE = "state.json"
+
 SUBSCRIBER_STALL = 30.0      # seconds an attached client may stop reading before it is dropped
 
 
@@ -39,13 +47,50 @@ def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
 
 
 def rewrite_in_place(path: Path, data: bytes) -> None:
-    """Truncate + write: the file is bind-mounted into the container, a rename would detach it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    """Write + truncate to the new length: the file is bind-mounted into the container, a
+    rename would detach it. Not truncated to zero first: on ext4 a truncate to 0 makes the
+    close start the file's writeback (``auto_da_alloc``), a disk write on the start path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        view = memoryview(data)
+        off = 0
+        while off < len(data):
+            off += os.pwrite(fd, view[off:], off)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+def record_bytes(disk: dict[str, Any], state: dict[str, Any]) -> bytes:
+    """The record file's content: ``disk`` (``Container.to_disk()``) with ``state`` under
+    ``"State"``."""
+    return json.dumps({**disk, "State": state}).encode()
+
+
+def parse_record(record: str, legacy_state: str | None) -> tuple[dict[str, Any],
+                                                                  dict[str, Any] | None, bool]:
+    """Read a record file (and the old layout's ``state.json``, None when there is none).
+
+    Returns ``(disk, state, legacy)``: ``state`` is None when the record has none (its
+    state was lost: the caller marks it dead); ``legacy`` is True for a record of the old
+    layout (state in ``state.json``), which the caller rewrites in the new one. A state
+    embedded in the record always wins: a ``state.json`` next to it is a leftover of a
+    migration cut short. Raises ValueError (bad JSON, not an object) or KeyError/TypeError
+    (``Container.from_disk`` of the result) on a corrupt record."""
+    disk = json.loads(record)
+    if not isinstance(disk, dict):
+        raise ValueError("the record is not a JSON object")
+    state = disk.pop("State", None)
+    if state is not None:
+        if not isinstance(state, dict):
+            raise ValueError("the record's State is not a JSON object")
+        return disk, state, False
+    if legacy_state is None:
+        return disk, None, True
+    old = json.loads(legacy_state)
+    if not isinstance(old, dict):
+        raise ValueError("state.json is not a JSON object")
+    return disk, old, True
 
 
 class OutputHub:

@@ -124,7 +124,7 @@ class SuperviseRoom(NetworkRoom, HealthRoom):
             # what the teardown below resets, as the saved state should already show it
             c.network_settings = self._idle_network_settings(c)
             c.rootfs = None
-            await self._save(c, config=True)
+            await self._save(c)
             if oom:
                 self._emit("oom", c)
             self._emit("die", c, {"exitCode": code})

@@ -6,9 +6,24 @@ Layout under ``home`` (``<root>/storage/overlay``)::
                           ``trusted.overlay.opaque=y`` directories)
     layers/<id>/link      the layer's short name; ``l/<short>`` -> ``../layers/<id>/diff``
     layers/<id>/size      content bytes, recorded at apply time
-    containers/<id>/init  the init layer (hosts, resolv.conf placeholders ...) — a lower dir
+    init/<key>/layer      an init layer (hosts, resolv.conf placeholders ...), shared by
+                          every container created with the same init files (``key`` hashes
+                          them): it is a read-only lower dir, so one copy serves them all
+    init/<key>/ref        its reference count: every container using it holds a hard link
+                          to it (``containers/<id>/init-ref``: a directory entry, no inode),
+                          so ``st_nlink - 1`` containers use it
     containers/<id>/diff  the read-write upper dir; ``work/`` overlay's work dir
-    containers/<id>/merged  the mount point;  ``lower`` lists the image layers, bottom first
+    containers/<id>/merged  the mount point;  ``lower`` names the init layer (``init:<key>``)
+                          and lists the image layers, bottom first
+    containers/<id>/init  the per-container init layer of containers made before the shared
+                          ones (a ``lower`` without ``init:``); still mounted as it is
+
+Sharing the init layer saves five inodes per container (the dir, ``etc/`` and three files):
+on an ext4 with recent churn each new inode is a search past recently freed ones, a cost on
+every create. An unused init layer stays for the next create (a sequence of ``run --rm``
+would otherwise remake it each time); it goes with ``remove_layer`` (an image removal) or
+``cleanup()`` at daemon start, each an O(1) link-count check per init layer (there are as
+many as distinct sets of init files: one or two), no scan of the containers.
 
 Many lower layers: the mount uses the new mount API (one ``fsconfig(lowerdir+)`` per layer),
 which has no option-string limit. Where that API is missing it falls back to ``mount(2)`` with
@@ -20,6 +35,7 @@ Set option ``mountapi=false`` to force the fallback.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import subprocess
@@ -67,7 +83,8 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def __init__(self, home: Path, options: Mapping[str, str] | None = None) -> None:
         super().__init__(home, options)
         self._init_layer_home()
-        for d in ("layers", "l", "containers"):
+        self._init_locks = C.KeyedLocks()       # per init key: link/unlink vs make/remove
+        for d in ("layers", "l", "containers", "init"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         self.use_mount_api = (M.NEW_MOUNT_API and
                               self.options.get("mountapi", "true").lower() not in ("0", "false", "no"))
@@ -117,6 +134,9 @@ class OverlayDriver(C.LayerHome, StorageDriver):
         except (FileNotFoundError, NotADirectoryError):
             pass
         C.rmtree(d)
+        # an image is going: the shared init layers no container uses go too (a handful
+        # at most, each an O(1) link-count check)
+        self._remove_unused_init_layers()
 
     def layer_size(self, layer_id: str) -> int:
         d = self._layer(layer_id)
@@ -132,34 +152,78 @@ class OverlayDriver(C.LayerHome, StorageDriver):
                          init_files: Mapping[str, bytes]) -> None:
         final = self._ctr(container_id)
         C.check_new_container(self, container_id, final, layers)
+        key = init_key(init_files)
         tmp = C.tmp_sibling(final)
         try:
-            for d in ("init", "diff", "work", "merged"):
+            for d in ("diff", "work", "merged"):
                 (tmp / d).mkdir(parents=True)
-            os.chmod(tmp / "init", 0o755)
             os.chmod(tmp / "diff", 0o755)
-            C.write_init_files(tmp / "init", init_files)
-            (tmp / "lower").write_text("".join(f"{lid}\n" for lid in layers))
+            with self._init_locks(key):
+                self._make_shared_init(key, init_files)
+                os.link(self.home / "init" / key / "ref", tmp / INIT_REF)
+            (tmp / "lower").write_text(f"{INIT_PREFIX}{key}\n" +
+                                       "".join(f"{lid}\n" for lid in layers))
+            os.rename(tmp, final)
+        except BaseException:
+            C.rmtree(tmp)
+            self._release_init(key)
+            raise
+
+    def _make_shared_init(self, key: str, init_files: Mapping[str, bytes]) -> None:
+        """(holding the key's lock) Make the shared init layer ``key`` when it is missing:
+        built under a temp name, renamed into place complete."""
+        final = self.home / "init" / key
+        if final.is_dir():
+            return
+        tmp = C.tmp_sibling(final)
+        try:
+            (tmp / "layer").mkdir(parents=True, mode=0o755)
+            os.chmod(tmp / "layer", 0o755)
+            C.write_init_files(tmp / "layer", init_files)
+            (tmp / "ref").touch()
             os.rename(tmp, final)
         except BaseException:
             C.rmtree(tmp)
             raise
 
-    def _lowers(self, container_id: str) -> list[str]:
+    def _release_init(self, key: str) -> None:
+        """Remove the shared init layer ``key`` when no container links its ``ref`` any
+        more (a create that failed after making it; layer removal; daemon start)."""
+        final = self.home / "init" / key
+        with self._init_locks(key):
+            try:
+                if os.stat(final / "ref").st_nlink > 1:
+                    return
+            except FileNotFoundError:
+                if not final.is_dir():
+                    return
+            C.rmtree(final)
+
+    def _read_lower(self, container_id: str) -> tuple[Path, list[str]]:
+        """(init layer dir, image layers bottom first, each once) of a container."""
+        c = self._ctr(container_id)
         try:
-            text = (self._ctr(container_id) / "lower").read_text()
+            text = (c / "lower").read_text()
         except FileNotFoundError:
             raise NotFound(f"no rootfs for container {container_id}") from None
-        return _keep_topmost([x for x in text.split() if x])
+        init = c / "init"            # containers made before the shared init layers
+        lowers = []
+        for x in text.split():
+            if x.startswith(INIT_PREFIX):
+                key = C.check_id("init layer", x[len(INIT_PREFIX):])
+                init = self.home / "init" / key / "layer"
+            else:
+                lowers.append(x)
+        return init, _keep_topmost(lowers)
 
     def mount(self, container_id: str) -> Path:
         c = self._ctr(container_id)
         merged = c / "merged"
-        lowers = self._lowers(container_id)
+        init, lowers = self._read_lower(container_id)
         if M.is_mountpoint(str(merged)):
             return merged
         # overlay wants the top-most lower first: init, then the image layers top-down.
-        lower_dirs = [str(c / "init")] + [str(self._layer(lid) / "diff") for lid in reversed(lowers)]
+        lower_dirs = [str(init)] + [str(self._layer(lid) / "diff") for lid in reversed(lowers)]
         if self.use_mount_api:
             try:
                 opts: list[tuple[str, str | None]] = [("lowerdir+", d) for d in lower_dirs]
@@ -169,18 +233,18 @@ class OverlayDriver(C.LayerHome, StorageDriver):
             except OSError as exc:
                 if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
                     raise
-        self._legacy_mount(c, lowers)
+        self._legacy_mount(c, init, lowers)
         return merged
 
-    def _legacy_mount(self, c: Path, lowers: list[str]) -> None:
+    def _legacy_mount(self, c: Path, init: Path, lowers: list[str]) -> None:
         shorts = [(self._layer(lid) / "link").read_text().strip() for lid in reversed(lowers)]
         l_dir = self.home / "l"
-        absolute = ":".join([str(c / "init")] + [f"{l_dir}/{s}" for s in shorts])
+        absolute = ":".join([str(init)] + [f"{l_dir}/{s}" for s in shorts])
         data = f"lowerdir={absolute},upperdir={c / 'diff'},workdir={c / 'work'}"
         if len(data) < PAGE - 1:
             M.mount("overlay", str(c / "merged"), "overlay", 0, data)
             return
-        rel = ":".join([f"../containers/{c.name}/init"] + shorts)
+        rel = ":".join([os.path.relpath(init, l_dir)] + shorts)
         data = f"lowerdir={rel},upperdir={c / 'diff'},workdir={c / 'work'}"
         if len(data) >= PAGE - 1:
             raise InvalidArgument(f"too many layers ({len(lowers)}) for an overlay mount "
@@ -214,6 +278,8 @@ class OverlayDriver(C.LayerHome, StorageDriver):
         w.close()
 
     def remove_container(self, container_id: str) -> None:
+        # its init-ref link goes with the directory; the shared init layer stays for the
+        # next create (removed with an image's layers or at daemon start when unused)
         c = self._ctr(container_id)
         if (c / "merged").is_dir() and M.is_mountpoint(str(c / "merged")):
             M.umount(str(c / "merged"), detach=True)
@@ -225,10 +291,10 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def container_metadata(self, container_id: str) -> dict[str, str]:
         c = self._ctr(container_id)
         try:
-            lowers = self._lowers(container_id)
+            init, lowers = self._read_lower(container_id)
         except NotFound:
             return {}
-        lower = ":".join([str(c / "init")] + [str(self._layer(l) / "diff") for l in reversed(lowers)])
+        lower = ":".join([str(init)] + [str(self._layer(l) / "diff") for l in reversed(lowers)])
         return {"LowerDir": lower, "UpperDir": str(c / "diff"), "WorkDir": str(c / "work"),
                 "MergedDir": str(c / "merged")}
 
@@ -243,10 +309,37 @@ class OverlayDriver(C.LayerHome, StorageDriver):
     def cleanup(self) -> None:
         C.remove_tmp_entries(self.home / "layers")
         C.remove_tmp_entries(self.home / "containers")
+        C.remove_tmp_entries(self.home / "init")
+        self._remove_unused_init_layers()
         # short links whose layer was never renamed into place (crash mid-apply)
         for e in os.scandir(self.home / "l"):
             if not os.path.exists(e.path):
                 os.unlink(e.path)
+
+
+    def _remove_unused_init_layers(self) -> None:
+        """Remove the shared init layers no container links any more (at layer removal,
+        and at daemon start after the half-made containers, and their links, are gone)."""
+        for e in os.scandir(self.home / "init"):
+            if not C.is_tmp(e.name):
+                self._release_init(e.name)
+
+
+#: The line of a container's ``lower`` file naming its shared init layer.
+INIT_PREFIX = "init:"
+#: A container's hard link to its shared init layer's ``ref`` (the reference count).
+INIT_REF = "init-ref"
+
+
+def init_key(init_files: Mapping[str, bytes]) -> str:
+    """The shared init layer's name for ``init_files``: a hash of the paths and contents
+    (the same files give the same layer; any difference, another one)."""
+    h = hashlib.sha256()
+    for path in sorted(init_files):
+        content = init_files[path]
+        h.update(f"{len(path)}:{path}:{len(content)}:".encode())
+        h.update(content)
+    return h.hexdigest()[:32]
 
 
 def _mk_whiteout(pfd: int, name: str) -> None:
