@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,6 +31,7 @@ from aiorun.core import state as st
 from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import TRASH_PREFIX, Container
+from aiorun.engine.containers.trash import TRASH_VOLUMES
 from aiorun.errors import AiorunError, NotFound
 
 log = logging.getLogger("aiorun.containers")
@@ -64,6 +66,8 @@ class LifecycleRoom(RoomBase):
                     await self._save(c)
                 except Exception:
                     log.exception("saving %s failed", c.id)
+        # the removed containers' trees still queued: nothing outlives the daemon
+        await self._trash.drain()
 
     async def reset(self) -> None:
         """``aiorun system reset``: kill and remove every container."""
@@ -212,6 +216,35 @@ class LifecycleRoom(RoomBase):
         for path in removed:
             log.warning("removed cgroup %s of container %s (left by a crash)", path, c.id)
 
+    async def _finish_removal(self, d: Path) -> None:
+        """A record renamed to its trash name: its removal was under way when the daemon
+        died (anywhere from the forced removal's kill on). Finish it: network detach,
+        rootfs unmount and storage, volume records (anonymous volumes with ``rm -v``),
+        empty cgroups, the tree. What the runtime still runs of it is deleted by
+        :meth:`_delete_strays` (no record names it), cgroups and all."""
+        cid, volumes = _trash_id(d.name)
+        log.warning("finishing the removal of container %s (cut short by a crash)", cid)
+        parent = ""
+        try:
+            cfg = json.loads((d / "config.v2.json").read_text())
+            p = (cfg.get("HostConfig") or {}).get("CgroupParent") or ""
+            parent = p if isinstance(p, str) else ""
+        except (OSError, ValueError, AttributeError):
+            pass
+        if self.engine.networks is not None:
+            try:
+                await self.engine.networks.detach(cid)
+            except Exception:
+                log.exception("network detach of removed container %s failed", cid)
+        await self._discard_storage(cid)
+        if self.engine.volumes is not None:
+            try:
+                await self.engine.volumes.release(cid, remove_anonymous=volumes)
+            except Exception:
+                log.exception("releasing volumes of removed container %s failed", cid)
+        await anyio.to_thread.run_sync(shutil.rmtree, d, True)
+        await self._sweep_cgroups(cid, parent)
+
     async def _load(self) -> None:
         """Read every container directory; remove those a crash left half-created."""
         for d in sorted(self.home.iterdir()) if self.home.is_dir() else []:
@@ -219,11 +252,7 @@ class LifecycleRoom(RoomBase):
                 continue
             cid = d.name
             if cid.startswith(TRASH_PREFIX):
-                # a removal renames the directory first: this one's rmtree was cut short
-                log.warning("removing the leftovers of removed container %s",
-                            cid[len(TRASH_PREFIX):])
-                await anyio.to_thread.run_sync(shutil.rmtree, d, True)
-                await self._sweep_cgroups(cid[len(TRASH_PREFIX):])
+                await self._finish_removal(d)
                 continue
             cfg, stf = d / "config.v2.json", d / "state.json"
             if (d / ".creating").exists() or not cfg.exists():
@@ -245,6 +274,14 @@ class LifecycleRoom(RoomBase):
                 c.state.to_dead()
             self._by_id[c.id] = c
             self._names[c.name] = c.id
+
+
+def _trash_id(name: str) -> tuple[str, bool]:
+    """(container id, ``rm -v``) of a trash name ``.removed-<id>[+v]``."""
+    rest = name[len(TRASH_PREFIX):]
+    if rest.endswith(TRASH_VOLUMES):
+        return rest[:-len(TRASH_VOLUMES)], True
+    return rest, False
 
 
 def _truth(info: dict[str, Any] | None) -> str:
