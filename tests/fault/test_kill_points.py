@@ -95,6 +95,7 @@ CASES = [
     Case("build.step", "daemon", op_build),
     Case("import.layer", "daemon", op_import),
     Case("rm.storage", "daemon", op_rm),
+    Case("rm.trash", "daemon", op_rm),                        # background delete of the trees
     Case("exec.started", "daemon", op_exec),
     Case("volume.create", "daemon", op_volume_create),
     Case("network.create", "daemon", op_network_create),

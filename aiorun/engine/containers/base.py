@@ -48,7 +48,7 @@ class RoomBase:
         # forced removals in progress: id -> rm -v (their exit is recorded by the record's
         # trash rename, not a state save: see remove.py)
         self._removing: dict[str, bool] = {}
-        self._trash = TrashBin(self._spawn)
+        self._trash = TrashBin(self._spawn, lambda: bool(self._removing))
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
