@@ -159,15 +159,17 @@ class SuperviseRoom(NetworkRoom, HealthRoom):
                 c.teardown = None
 
     async def _record_exit(self, c: Container) -> None:
-        """Save the exit — unless a forced removal killed the container: a record about to
-        be deleted is not saved, it is renamed to its trash name (one rename, no new file;
-        on this path every new file costs an inode allocation). That rename is the
-        removal's durable step: a daemon killed from here on finishes the removal at its
-        next start (lifecycle.py)."""
-        if c.id not in self._removing:
+        """Save the exit — unless the container is removed right after it (a forced
+        removal killed it, or ``--rm``): a record about to be deleted is not saved, it is
+        renamed to its trash name (one rename: no new file, no freed block, each of which
+        costs on this path). That rename is the removal's durable step: a daemon killed
+        from here on finishes the removal at its next start (lifecycle.py)."""
+        volumes = self._removing.get(c.id)
+        if volumes is None and c.host_config.get("AutoRemove") and not self._should_restart(c):
+            volumes = True      # --rm removes the anonymous volumes too (_auto_remove)
+        if volumes is None:
             await self._save(c, config=True)
             return
-        volumes = self._removing[c.id]
         async with c.save_lock:
             try:
                 await anyio.to_thread.run_sync(self._trash_record, c.id, volumes)
