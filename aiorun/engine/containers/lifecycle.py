@@ -3,15 +3,16 @@ what the runtime still runs; stop supervising at shutdown; ``system reset``.
 
 A ``.creating`` marker exists while a container is being created: at daemon start a
 directory that still has it is removed with its storage (a create interrupted by a crash
-leaves nothing); so is a ``.removed-<id>`` directory (a removal renames the record away
-before deleting it). Each saved status is then brought in line with the runtime's truth
+leaves nothing). A ``.removed-<id>[+v]`` directory is a record a removal renamed away (its
+durable step, see remove.py): that removal is finished (network, storage, volume records,
+cgroups, the tree; the runtime's process by the stray delete below). Each saved status is then brought in line with the runtime's truth
 (``runtime.states()``: running, paused or gone) through the state machine
 (:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
 a running container (a commit that could not save its unpause) becomes running, and the
 reverse; containers the runtime still has get a new supervisor; containers that were
 running but are gone are marked exited and cleaned (unmount, network detach, cgroup
-delete); a removal cut short is marked dead and left removable (Docker's choice), as is a
-record whose state file was lost; a process the runtime still has for a created/exited
+delete); a record saved as "removing" (by an older daemon) is marked dead and left
+removable (Docker's choice), as is a record whose state file was lost; a process the runtime still has for a created/exited
 container (a start cut short) is killed; what the runtime still has of a container with
 no record (a removal whose runtime delete was cut short) is deleted, cgroups and all.
 """
