@@ -36,15 +36,24 @@ class RemoveRoom(RoomBase):
         async with c.lock:
             if c.gone:
                 return
-            # from the kill on, a client that goes away does not cut the removal short
-            with anyio.CancelScope(shield=True):
-                self._removing[c.id] = volumes
+            self._removing[c.id] = volumes
+            try:
+                stopped = False
                 try:
-                    await self._remove_locked(c, volumes, force)
+                    await self._stop_for_removal(c)
+                    stopped = True
                 finally:
-                    self._removing.pop(c.id, None)
+                    # from the exit on (its record may be renamed away already), the
+                    # removal is finished even when the request is cancelled (client gone,
+                    # daemon shutting down); cancelled before the exit, it is not
+                    with anyio.CancelScope(shield=True):
+                        if not c.gone and (stopped or not c.state.has_process):
+                            await self._remove_now(c, volumes, force=force)
+            finally:
+                self._removing.pop(c.id, None)
 
-    async def _remove_locked(self, c: Container, volumes: bool, force: bool) -> None:
+    async def _stop_for_removal(self, c: Container) -> None:
+        """Kill a running container and wait (≤ 30 s) for its exit to be recorded."""
         if c.state.running:
             c.state.stopped_by_user = True
             if c.restart_scope is not None:
@@ -67,9 +76,6 @@ class RemoveRoom(RoomBase):
                     log.debug("kill %s: %s", c.id, exc)
                 with anyio.move_on_after(30):
                     await waiter.event.wait()
-        if c.gone:
-            return
-        await self._remove_now(c, volumes, force=force)
 
     async def _remove_now(self, c: Container, volumes: bool, force: bool = False) -> None:
         """Remove an exited container: everything a user can see of it is gone when this
