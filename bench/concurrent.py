@@ -44,9 +44,11 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
     time.sleep(0.5)  # let short-lived helpers exit before the steady-state sample
     reap_zombies()
     steady = started_by_bench()
+    rm_split0 = cpu_by_process()
     t1 = time.perf_counter()
     rm_errs = engine.remove_detached(ids, parallel)
     teardown = time.perf_counter() - t1
+    rm_split = cpu_split(rm_split0, cpu_by_process())
     reap_zombies()
     failures = [e for e in errs if e]
     elapsed = t_all - t0
@@ -66,6 +68,7 @@ def measure(engine: Engine, n: int, parallel: int, tag: str) -> dict:
         "teardown_failures": sum(1 for e in rm_errs if e),
         "start_phases_median_ms": phases,
         "cpu_split_s": split,
+        "teardown_cpu_split_s": rm_split,
         "peak": sampler.peak.to_json(),
         "peak_pss_mb": round(sampler.peak_pss / 2**20, 1),
         "idle": idle.to_json(),

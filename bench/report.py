@@ -120,6 +120,12 @@ def render(results: dict) -> str:
                     parts.append(f"  {name} N={r['n']} CPU ms per container by process: " +
                                  ", ".join(f"{k} {1000 * v / r['n']:.1f}" for k, v in
                                            sorted(sp.items(), key=lambda kv: -kv[1])))
+                sp = r.get("teardown_cpu_split_s") or {}
+                if sp:
+                    parts.append(f"  {name} N={r['n']} teardown CPU ms per container by "
+                                 "process: " + ", ".join(
+                                     f"{k} {1000 * v / r['n']:.1f}" for k, v in
+                                     sorted(sp.items(), key=lambda kv: -kv[1]) if v))
                 ph = r.get("start_phases_median_ms") or {}
                 if ph:
                     parts.append(f"  {name} N={r['n']} start phases (median ms): " + ", ".join(

@@ -23,7 +23,8 @@ Contract
   container paths to content; they belong to the init layer and are never part of ``diff``.
 * ``mount`` returns the path of the assembled rootfs on the host and is idempotent;
   ``unmount`` undoes it and is idempotent too. The engine calls ``unmount`` before
-  ``remove_container``.
+  ``remove_container``, or ``discard_container`` (both in one: the tree renamed out of sight,
+  deleted later by the engine or by ``cleanup()``).
 * ``diff`` writes a tar of the read-write layer only, with OCI whiteouts for deleted files
   and opaque directories. It works whether or not the container is mounted.
 * Everything half-made is cleaned by ``cleanup()`` (called at daemon start); ``layers()``
@@ -92,6 +93,16 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def remove_container(self, container_id: str) -> None:
         """Remove init + rw layers; missing is not an error."""
+
+    def discard_container(self, container_id: str) -> Path | None:
+        """Unmount the container and take its init + rw layers out of sight at once, leaving
+        the deletion of the tree to the caller (a removal answers before it is deleted).
+        Returns the path still to delete, or None when nothing is left; that path must be
+        one ``cleanup()`` deletes if the caller never does (a daemon killed meanwhile).
+        Missing is not an error. The default unmounts and removes (returns None)."""
+        self.unmount(container_id)
+        self.remove_container(container_id)
+        return None
 
     @abc.abstractmethod
     def rw_path(self, container_id: str) -> Path:

@@ -443,10 +443,12 @@ class VolumeManager:
     async def release(self, container_id: str, remove_anonymous: bool = False) -> None:
         """Forget a removed container's mounts; ``remove_anonymous`` = ``rm -v``."""
         await self.container_stopped(container_id)
-        async with self._lock:
-            records = self._users.pop(container_id, [])
-            await anyio.to_thread.run_sync(
-                lambda: (self.home / _USERS_DIR / f"{container_id}.json").unlink(missing_ok=True))
+        # Not under the manager's lock: the pop is atomic on the event loop, the file is this
+        # container's alone, and its own create/start cannot run during its removal (the
+        # container's lock). Under the lock, a burst of removals queued one worker-thread
+        # hop each behind each other (≈ 290 ms at the median of 200 concurrent ``rm -f``).
+        records = self._users.pop(container_id, [])
+        await anyio.to_thread.run_sync(self._forget_users_file, container_id)
         if not remove_anonymous:
             return
         for rec in records:
@@ -455,6 +457,9 @@ class VolumeManager:
                     await self.remove(rec["Name"])
                 except (NotFound, Conflict):
                     pass
+
+    def _forget_users_file(self, container_id: str) -> None:
+        (self.home / _USERS_DIR / f"{container_id}.json").unlink(missing_ok=True)
 
     def mounts_of(self, container_id: str) -> Records:
         """Docker-shaped ``Mounts`` recorded for a container (empty when none)."""

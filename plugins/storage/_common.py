@@ -161,6 +161,19 @@ class LayerHome:
     def _ctr(self, container_id: str) -> Path:
         return self.home / "containers" / check_id("container", container_id)
 
+    def discard_container(self, container_id: str) -> Path | None:
+        """Unmount, then rename the container's tree to a ``*.tmp-*`` sibling (atomic; the
+        driver's ``cleanup()`` deletes such leftovers at daemon start) and return it: the
+        engine deletes it off the removal's critical path. None when there is none."""
+        self.unmount(container_id)  # type: ignore[attr-defined]
+        final = self._ctr(container_id)
+        trash = tmp_sibling(final)
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            return None
+        return trash
+
     def apply_layer(self, layer_id: str, diff: BinaryIO) -> int:
         with self._apply_locks(layer_id):
             final = self._layer(layer_id)

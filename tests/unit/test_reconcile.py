@@ -99,6 +99,7 @@ async def test_removal_cut_short_is_dead_and_removable(tmp_path):
         assert _saved(eng, cid)["status"] == "dead"
         await mgr2.remove(cid)
         assert not (eng.paths.containers / cid).exists()
+        await mgr2._trash.drain()      # the renamed tree is deleted in the background
         assert not list(eng.paths.containers.iterdir())
         tg.cancel_scope.cancel()
 
@@ -178,6 +179,8 @@ async def test_removal_renames_first_and_trash_is_swept(tmp_path):
         cid = await mgr.create({"Image": "busybox"}, "c1")
         keep = await mgr.create({"Image": "busybox"}, "keep")
         await mgr.remove(cid)
+        assert not (eng.paths.containers / cid).exists()
+        await mgr._trash.drain()       # the renamed tree is deleted in the background
         assert sorted(p.name for p in eng.paths.containers.iterdir()) == [keep]
         # a crash inside the delete leaves the renamed directory, half emptied
         trash = eng.paths.containers / f"{TRASH_PREFIX}{'f' * 64}"

@@ -23,6 +23,7 @@ from aiorun.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from aiorun.runtime import cgroups
 from aiorun.engine.containers.records import RECORD_FILE, Container, ExecRecord, \
     record_bytes, write_atomic
+from aiorun.engine.containers.trash import TrashBin
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiorun.engine.daemon import Engine
@@ -44,6 +45,10 @@ class RoomBase:
         self._closing = False
         self._scopes: set[anyio.CancelScope] = set()
         self._reconnect_lock = anyio.Lock()
+        # forced removals in progress: id -> rm -v (their exit is recorded by the record's
+        # trash rename, not a state save: see remove.py)
+        self._removing: dict[str, bool] = {}
+        self._trash = TrashBin(self._spawn, lambda: bool(self._removing))
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
@@ -193,6 +198,9 @@ class RoomBase:
         raise NotImplementedError
 
     def _start_supervisor(self, c: Container) -> None:                          # supervise.py
+        raise NotImplementedError
+
+    def _trash_record(self, cid: str, volumes: bool) -> Path | None:           # remove.py
         raise NotImplementedError
 
     async def _teardown_finished(self, c: Container) -> None:                  # supervise.py

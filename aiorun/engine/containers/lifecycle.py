@@ -3,25 +3,28 @@ what the runtime still runs; stop supervising at shutdown; ``system reset``.
 
 A create writes the record (``config.v2.json``) last: at daemon start a directory without
 one, or with the ``.creating`` marker of earlier versions, is removed with its storage (a
-create interrupted by a crash leaves nothing); so is a ``.removed-<id>`` directory (a
-removal renames the record away before deleting it). A record of the old layout (state in
-``state.json``) is loaded and rewritten in the one-file layout. Each saved status is then
-brought in line with the runtime's truth (``runtime.states()``: running, paused or gone)
-through the state machine
+create interrupted by a crash leaves nothing). A ``.removed-<id>[+v]`` directory is a record
+a removal renamed away (its durable step, see remove.py): that removal is finished (network,
+storage, volume records, cgroups, the tree; the runtime's process by the stray delete below).
+A record of the old layout (state in ``state.json``) is loaded and rewritten in the one-file
+layout. Each saved status is then brought in line with the runtime's truth
+(``runtime.states()``: running, paused or gone) through the state machine
 (:func:`aiorun.core.state.reconcile_events`), every correction logged: a "paused" record of
 a running container (a commit that could not save its unpause) becomes running, and the
 reverse; containers the runtime still has get a new supervisor; containers that were
 running but are gone are marked exited and cleaned (unmount, network detach, cgroup
-delete); a removal cut short is marked dead and left removable (Docker's choice), as is a
-record whose state file was lost; a process the runtime still has for a created/exited
+delete); a record saved as "removing" (by an older daemon) is marked dead and left
+removable (Docker's choice), as is a record whose state file was lost; a process the runtime still has for a created/exited
 container (a start cut short) is killed; what the runtime still has of a container with
 no record (a removal whose runtime delete was cut short) is deleted, cgroups and all.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,6 +35,7 @@ from aiorun.runtime import cgroups
 from aiorun.engine.containers.base import RoomBase
 from aiorun.engine.containers.records import LEGACY_STATE_FILE, RECORD_FILE, TRASH_PREFIX, \
     Container, parse_record
+from aiorun.engine.containers.trash import TRASH_VOLUMES
 from aiorun.errors import AiorunError, NotFound
 
 log = logging.getLogger("aiorun.containers")
@@ -66,6 +70,8 @@ class LifecycleRoom(RoomBase):
                     await self._save(c)
                 except Exception:
                     log.exception("saving %s failed", c.id)
+        # the removed containers' trees still queued: nothing outlives the daemon
+        await self._trash.drain()
 
     async def reset(self) -> None:
         """``aiorun system reset``: kill and remove every container."""
@@ -214,6 +220,35 @@ class LifecycleRoom(RoomBase):
         for path in removed:
             log.warning("removed cgroup %s of container %s (left by a crash)", path, c.id)
 
+    async def _finish_removal(self, d: Path) -> None:
+        """A record renamed to its trash name: its removal was under way when the daemon
+        died (anywhere from the forced removal's kill on). Finish it: network detach,
+        rootfs unmount and storage, volume records (anonymous volumes with ``rm -v``),
+        empty cgroups, the tree. What the runtime still runs of it is deleted by
+        :meth:`_delete_strays` (no record names it), cgroups and all."""
+        cid, volumes = _trash_id(d.name)
+        log.warning("finishing the removal of container %s (cut short by a crash)", cid)
+        parent = ""
+        try:
+            cfg = json.loads((d / RECORD_FILE).read_text())
+            p = (cfg.get("HostConfig") or {}).get("CgroupParent") or ""
+            parent = p if isinstance(p, str) else ""
+        except (OSError, ValueError, AttributeError):
+            pass
+        if self.engine.networks is not None:
+            try:
+                await self.engine.networks.detach(cid)
+            except Exception:
+                log.exception("network detach of removed container %s failed", cid)
+        await self._discard_storage(cid)
+        if self.engine.volumes is not None:
+            try:
+                await self.engine.volumes.release(cid, remove_anonymous=volumes)
+            except Exception:
+                log.exception("releasing volumes of removed container %s failed", cid)
+        await anyio.to_thread.run_sync(shutil.rmtree, d, True)
+        await self._sweep_cgroups(cid, parent)
+
     async def _load(self) -> None:
         """Read every container directory; remove those a crash left half-created."""
         for d in sorted(self.home.iterdir()) if self.home.is_dir() else []:
@@ -221,11 +256,7 @@ class LifecycleRoom(RoomBase):
                 continue
             cid = d.name
             if cid.startswith(TRASH_PREFIX):
-                # a removal renames the directory first: this one's rmtree was cut short
-                log.warning("removing the leftovers of removed container %s",
-                            cid[len(TRASH_PREFIX):])
-                await anyio.to_thread.run_sync(shutil.rmtree, d, True)
-                await self._sweep_cgroups(cid[len(TRASH_PREFIX):])
+                await self._finish_removal(d)
                 continue
             cfg, stf = d / RECORD_FILE, d / LEGACY_STATE_FILE
             if (d / ".creating").exists() or not cfg.exists():
@@ -262,6 +293,14 @@ class LifecycleRoom(RoomBase):
         except FileNotFoundError:
             pass
         log.info("container %s: record migrated to the one-file layout", c.id)
+
+
+def _trash_id(name: str) -> tuple[str, bool]:
+    """(container id, ``rm -v``) of a trash name ``.removed-<id>[+v]``."""
+    rest = name[len(TRASH_PREFIX):]
+    if rest.endswith(TRASH_VOLUMES):
+        return rest[:-len(TRASH_VOLUMES)], True
+    return rest, False
 
 
 def _truth(info: dict[str, Any] | None) -> str:

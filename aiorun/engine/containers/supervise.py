@@ -124,7 +124,7 @@ class SuperviseRoom(NetworkRoom, HealthRoom):
             # what the teardown below resets, as the saved state should already show it
             c.network_settings = self._idle_network_settings(c)
             c.rootfs = None
-            await self._save(c)
+            await self._record_exit(c)
             if oom:
                 self._emit("oom", c)
             self._emit("die", c, {"exitCode": code})
@@ -157,6 +157,25 @@ class SuperviseRoom(NetworkRoom, HealthRoom):
             td.net.set()
             if c.teardown is td:
                 c.teardown = None
+
+    async def _record_exit(self, c: Container) -> None:
+        """Save the exit — unless the container is removed right after it (a forced
+        removal killed it, or ``--rm``): a record about to be deleted is not saved, it is
+        renamed to its trash name (one rename: no new file, no freed block, each of which
+        costs on this path). That rename is the removal's durable step: a daemon killed
+        from here on finishes the removal at its next start (lifecycle.py)."""
+        volumes = self._removing.get(c.id)
+        if volumes is None and c.host_config.get("AutoRemove") and not self._should_restart(c):
+            volumes = True      # --rm removes the anonymous volumes too (_auto_remove)
+        if volumes is None:
+            await self._save(c)
+            return
+        async with c.save_lock:
+            try:
+                await anyio.to_thread.run_sync(self._trash_record, c.id, volumes)
+            except OSError as exc:
+                log.warning("renaming the record of %s before removal: %s", c.id, exc)
+                await anyio.to_thread.run_sync(self._save_sync, c, True)
 
     async def _teardown_finished(self, c: Container) -> None:
         """Wait until the post-exit teardown of ``c`` in progress (if any) is complete."""
@@ -192,13 +211,21 @@ class SuperviseRoom(NetworkRoom, HealthRoom):
                 await self.engine.volumes.container_stopped(c.id)
             except Exception:
                 log.exception("volumes cleanup of %s failed", c.id)
-        if runtime and self.engine.runtime is not None:
-            await self._runtime_delete(c.id)
-        if self.engine.storage is not None:
+        storage = self.engine.storage
+
+        async def unmount() -> None:
             try:
-                await anyio.to_thread.run_sync(self.engine.storage.unmount, c.id)
+                await anyio.to_thread.run_sync(storage.unmount, c.id)
             except Exception:
                 log.exception("unmount of %s failed", c.id)
+        # the runtime delete waits in the spawner's queue; the container's processes are
+        # gone (or, with the host's PID namespace, keep the lazily detached rootfs), so the
+        # unmount does not wait for it
+        async with anyio.create_task_group() as tg:
+            if storage is not None:
+                tg.start_soon(unmount)
+            if runtime and self.engine.runtime is not None:
+                await self._runtime_delete(c.id)
 
     def _should_restart(self, c: Container) -> bool:
         if self._closing or c.state.stopped_by_user or c.gone:

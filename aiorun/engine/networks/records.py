@@ -179,6 +179,10 @@ class Records:
 
     def forget_member(self, cid: str) -> None:
         self.members.pop(cid, None)
+        self.drop_member_file(cid)
+
+    def drop_member_file(self, cid: str) -> None:
+        """Only the file (thread-safe: the table is the event loop's)."""
         (self.dir / "endpoints" / f"{cid}.json").unlink(missing_ok=True)
 
     def connected_path(self, cid: str) -> Path:

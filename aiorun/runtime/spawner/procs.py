@@ -92,6 +92,7 @@ class Bookkeeping(SpawnerBase):
         self._close_fds(p)
         if p.kind == "container":
             sd = p.spec.get("state_dir")
+            saved = False
             if sd:
                 try:
                     # No fsync (two of them, on the spawner's only thread, per exit): the
@@ -99,10 +100,15 @@ class Bookkeeping(SpawnerBase):
                     # guarantees; after a power loss the container is gone anyway.
                     write_atomic(os.path.join(sd, "exit.json"), json.dumps(p.status).encode(),
                                  sync=False)
+                    saved = True
                 except OSError as e:
                     print(f"aiorun-spawner: writing exit status of {p.id}: {e}",
                           file=sys.stderr, flush=True)
-            self._save_record(p)
+            if not saved:
+                # exit.json is the status a restarted spawner re-adopts (the record's pid
+                # is then dead: _adopted_exit reads it); only without it does the record
+                # carry the status — one file (and its inode) fewer per exit
+                self._save_record(p)
         self.broadcast({"ev": "eof", "id": p.id})
         self.broadcast({"ev": "exit", "id": p.id, "status": p.status})
 

@@ -368,6 +368,32 @@ class StorageDriverSuite:
                                            "written-by-container", "hostname"}]
         assert not left, f"files left behind after removing everything: {left}"
 
+    def test_discard_takes_the_tree_out_of_sight_and_cleanup_deletes_it(
+            self, storage_driver: Any, storage_home: Path) -> None:
+        """``discard_container``: unmounted and gone from view at once; what it returns
+        (if anything) is deleted by the caller, or by ``cleanup()`` after a crash."""
+        drv = storage_driver
+        lid = self.apply(drv, BASE)
+        drv.create_container(CID1, [lid], {"/etc/hostname": b"conf\n"})
+        root = Path(drv.mount(CID1))
+        (root / "written-by-container").write_bytes(b"rw\n")
+        rw = Path(drv.rw_path(CID1))
+        drv.create_container(CID2, [lid], {})
+        left = drv.discard_container(CID1)
+        assert not mounts_under(storage_home)
+        assert not rw.exists(), f"rw layer {rw} still in sight after discard_container"
+        assert drv.discard_container(CID1) is None          # missing is not an error
+        drv.cleanup()                                       # as the next start after a crash
+        if left is not None:
+            assert not Path(left).exists(), f"cleanup() left the discarded tree {left}"
+        assert (Path(drv.mount(CID2)) / "keep.txt").read_bytes() == b"keep\n"
+        drv.unmount(CID2)
+        drv.remove_container(CID2)
+        drv.remove_layer(lid)
+        found = [p for p in tree(storage_home)
+                 if os.path.basename(p) in {"written-by-container", "hostname"}]
+        assert not found, f"files left behind: {found}"
+
     def test_cleanup_keeps_complete_state(self, storage_driver: Any) -> None:
         drv = storage_driver
         lid = self.apply(drv, BASE)
