@@ -107,7 +107,8 @@ PROBE = ("echo pid=$$; hostname; cat /etc/hostname /etc/hosts /etc/resolv.conf; 
          "cat /proc/self/cgroup | sort; "
          "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
          "/sys/fs/cgroup/cpu/cpu.cfs_quota_us; "
-         "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done 2>&1 | sed 's/[0-9]*: //' | sort -u; "
+         "(for i in 1 2 3 4 5 6 7 8; do sleep 1 & done) 2>/tmp/forks; sleep 1.5; "
+         "sed 's/[0-9]*: //' /tmp/forks | sort -u; "
          "cat /sys/class/net/lo/operstate; ls /proc/self/ns | wc -l; id")
 
 
