@@ -144,6 +144,9 @@ class Pool(SpawnerBase):
         n = self._pool_n
         self._pool_n += 1
         dirs = cgroups.plan(self.layout, f"pool-{os.getpid()}-{n}", "")
+        if n % 16 == 0:
+            # a killed spawner's members exit on EOF only after its successor started
+            self._sweep_stale(dirs)
         try:
             cgroups.create(dirs, CgroupLimits({}))
         except OSError as e:
