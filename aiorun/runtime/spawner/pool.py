@@ -83,6 +83,8 @@ class Pool(SpawnerBase):
     _pool_unmatched: set[int]             # reaped pids that may be a W2 not yet named
     _pool_failures: int
     _busy_at: float
+    _pool_parents: list[str]              # where pool cgroups are made (one per hierarchy)
+    _stale_at: float                      # when to sweep dead spawners' pool cgroups again
 
     def pool_init(self, size: int) -> None:
         self.pool = {}
@@ -98,25 +100,31 @@ class Pool(SpawnerBase):
                   "cgroup cannot be renamed)", file=sys.stderr, flush=True)
             size = 0
         self.pool_size = max(0, min(size, MAX_WARM_POOL))
-        self._sweep_stale(dirs)
+        self._pool_parents = sorted({d.parent for d in dirs})
+        self._stale_at = 0.0
+        self._sweep_stale()
 
-    @staticmethod
-    def _sweep_stale(dirs: list) -> None:
-        """rmdir the pool cgroups of spawners that are gone (a live one's are left alone;
-        a non-empty one gives EBUSY and stays)."""
-        for d in dirs:
+    def _sweep_stale(self) -> None:
+        """rmdir the pool cgroups of spawners that are gone (a live one's are left alone).
+        One still busy (a killed spawner's W2 has not read its EOF yet) is tried again a
+        second later, from the loop (:meth:`pool_idle`)."""
+        busy = False
+        for parent in self._pool_parents:
             try:
-                names = os.listdir(d.parent)
+                names = os.listdir(parent)
             except OSError:
                 continue
             for name in names:
                 m = POOL_NAME.fullmatch(name)
-                if m is None or _alive(int(m.group(1))):
+                if m is None or pid_alive(int(m.group(1))):
                     continue
                 try:
-                    os.rmdir(os.path.join(d.parent, name))
-                except OSError:
+                    os.rmdir(os.path.join(parent, name))
+                except FileNotFoundError:
                     pass
+                except OSError:
+                    busy = True
+        self._stale_at = time.monotonic() + 1.0 if busy else 0.0
 
     # --- filling ---------------------------------------------------------------------------
     def pool_timeout(self, default: float) -> float:
@@ -127,6 +135,8 @@ class Pool(SpawnerBase):
         """Called by the loop after each select: make one member if it was idle long
         enough."""
         now = time.monotonic()
+        if self._stale_at and now >= self._stale_at and not self.waiting:
+            self._sweep_stale()
         if had_events or self.waiting:
             self._busy_at = now
             return
@@ -144,9 +154,6 @@ class Pool(SpawnerBase):
         n = self._pool_n
         self._pool_n += 1
         dirs = cgroups.plan(self.layout, f"pool-{os.getpid()}-{n}", "")
-        if n % 16 == 0:
-            # a killed spawner's members exit on EOF only after its successor started
-            self._sweep_stale(dirs)
         try:
             cgroups.create(dirs, CgroupLimits({}))
         except OSError as e:
@@ -301,11 +308,12 @@ def _kill_wait(pid: int) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: a killed spawner whose parent never reaps
+    it stays one)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
