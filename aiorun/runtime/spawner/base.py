@@ -125,6 +125,9 @@ class SpawnerBase:
     def pool_drain(self) -> None:
         raise NotImplementedError
 
+    def pool_after_create(self) -> None:
+        raise NotImplementedError
+
     def pool_take(self, spec: dict) -> "Member | None":
         raise NotImplementedError
 

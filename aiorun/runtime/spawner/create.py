@@ -239,6 +239,8 @@ class CreateStart(SpawnerBase):
         # The re-adoption record after the reply: it is off the daemon's critical path.
         if ok or (op.kind == "start" and error is None):
             self._save_record(op.p)
+        if op.kind == "create":
+            self.pool_after_create()
 
     def _check_timeouts(self) -> None:
         if not self.waiting:

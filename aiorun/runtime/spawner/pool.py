@@ -3,8 +3,9 @@ so a default create only renames cgroup directories, writes limits and hands PID
 (the child side, W1/W2, is :mod:`aiorun.runtime.warm`).
 
 Lifetime: members exist only while at least one client is connected and the spawner is not
-stopping; they are made one at a time when the loop has been idle for ``FILL_IDLE`` seconds
-and no create/start is in flight, and drained (W2 SIGKILLed and reaped, pool cgroups removed)
+stopping; one is made right after each create's reply (replacing the one it took), others one
+at a time when the loop has been idle for ``FILL_IDLE`` seconds with no create/start in
+flight; they are drained (W2 SIGKILLed and reaped, pool cgroups removed)
 when the last client leaves and when the loop ends. They are no "processes" of the spawner:
 not in ``procs`` (so not in list, idle exit or the shutdown refusal) and they leave no
 re-adoption record. A spawner starting removes ``pool-<pid>-<n>`` cgroups of spawners that no
@@ -141,6 +142,15 @@ class Pool(SpawnerBase):
             self._busy_at = now
             return
         if self._pool_wanted() and now - self._busy_at >= FILL_IDLE:
+            self._fill_one()
+
+    def pool_after_create(self) -> None:
+        """Right after a create's reply: replace the member it took now. Its v1 migrations
+        (each holding the kernel's global cgroup_mutex through an RCU grace period) then
+        overlap the daemon's start and the container's run, instead of landing on the
+        next cgroup operation (typically the rmdirs of a delete) as an idle-time fill
+        would in back-to-back runs."""
+        if self._pool_wanted():
             self._fill_one()
 
     def _pool_wanted(self) -> bool:
