@@ -1,8 +1,8 @@
 """A warm sandbox's two processes (the spawner's side is :mod:`.spawner.pool`).
 
-W1, forked by the spawner off any request's critical path: joins the pool's cgroups (the
-v1 migration, a synchronous RCU grace period per hierarchy, is paid here), unshares the UTS,
-IPC, network and PID namespaces, forks W2 and exits. W2 (PID 1 of the new PID namespace,
+W1, forked by the spawner off any request's critical path: makes and joins the pool's
+cgroups (the v1 migration, a synchronous RCU grace period per hierarchy, is paid here),
+unshares the UTS, IPC, network and PID namespaces, forks W2 and exits. W2 (PID 1 of the new PID namespace,
 re-parented to the spawner, a subreaper) enters its cgroup namespace (rooted at the pool
 cgroup, which the claim renames to the container's) and waits on its end of a unix
 socketpair.
@@ -36,12 +36,20 @@ CONTAINER_FLAGS = SANDBOX_FLAGS | sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP
 MAX_FDS = 8
 
 
+class _NoLimits:
+    """A pool member's cgroups get no limits (the claim writes the container's)."""
+    parent = ""
+    memory = memory_swap = cpus = cpu_shares = pids = None
+    device_rules: list[str] = []
+
+
 def member(sock_fd: int, cgroup_dirs: list) -> None:
     """W1, right after the spawner's fork (never returns)."""
     try:
         gc.disable()                      # see init.container_child: no COW of the heap
         child_reset_signals()
         close_fds_except([sock_fd])
+        cgroups.create(cgroup_dirs, _NoLimits())     # the spawner removes them on a failure
         cgroups.join(cgroup_dirs)
         sc.unshare(SANDBOX_FLAGS)
         pid2 = os.fork()

@@ -28,7 +28,6 @@ import time
 from .. import cgroups
 from ..proto import FrameDecoder, encode
 from .base import SpawnerBase
-from .common import CgroupLimits
 
 #: Members kept ready by default. Two covers a client's create, and the next one while the
 #: first refills, and costs two sleeping forked interpreters (a few MB of private pages each);
@@ -163,19 +162,16 @@ class Pool(SpawnerBase):
         warm_caches({})                   # W2 inherits the default seccomp program
         n = self._pool_n
         self._pool_n += 1
+        # W1 makes the directories (no limits) before joining them: the mkdirs take the
+        # kernel's cgroup_mutex too, and this runs right after a create's reply, with the
+        # daemon's start request on its way.
         dirs = cgroups.plan(self.layout, f"pool-{os.getpid()}-{n}", "")
-        try:
-            cgroups.create(dirs, CgroupLimits({}))
-        except OSError as e:
-            self._failed(f"making pool cgroups: {e}")
-            return
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             w1 = os.fork()
         except OSError as e:
             mine.close()
             theirs.close()
-            cgroups.remove(dirs)
             self._failed(f"fork: {e}")
             return
         if w1 == 0:
