@@ -31,7 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                     help=f"run only these sections ({', '.join(SECTIONS)})")
     ap.add_argument("--engines", nargs="+", metavar="NAME",
-                    help="engines to run: aiorun, aiorun-copy, aiorun-trio, crun, runc, "
+                    help="engines to run: aiorun, aiorun-cold (warm pool off), aiorun-copy, "
+                         "aiorun-trio, crun, runc, "
                          "podman, docker (default: all present)")
     ap.add_argument("--runs", type=int, help="sequential runs per latency variant "
                     "(default 30, --quick 10)")
@@ -74,6 +75,8 @@ def make_engine(ws, name: str):
         return Aiorun(ws, "copy")
     if name == "aiorun-trio":
         return Aiorun(ws, "overlay", backend="trio")
+    if name == "aiorun-cold":                 # the warm-sandbox pool off (--warm-pool 0)
+        return Aiorun(ws, "overlay", warm_pool=0)
     found = discover(ws, [name])
     if not found:
         raise SystemExit(f"bench: unknown engine {name!r}")

@@ -46,17 +46,23 @@ class Aiorun(ApiDriven, Engine):
     api_image = IMAGE
     detached_method = "api"
 
-    def __init__(self, ws: Workspace, storage: str, backend: str = "asyncio") -> None:
+    def __init__(self, ws: Workspace, storage: str, backend: str = "asyncio",
+                 warm_pool: int | None = None) -> None:
+        """``warm_pool``: the daemon's ``--warm-pool`` (None: its default; 0 names the
+        engine ``...,cold``: every start takes the cold path)."""
         super().__init__(ws)
         self.storage = storage
         self.backend = backend
-        self.name = f"aiorun[{storage}]" if backend == "asyncio" else f"aiorun[{storage},{backend}]"
-        tag = storage if backend == "asyncio" else f"{storage}-{backend}"
+        extra = ([] if backend == "asyncio" else [backend]) + \
+            ([] if warm_pool is None else ["cold" if warm_pool == 0 else f"pool{warm_pool}"])
+        self.name = f"aiorun[{','.join([storage] + extra)}]"
+        tag = "-".join([storage] + extra)
         self.root = ws.root / f"aiorun-{tag}"
         self.run_dir = ws.root / f"ar-{tag}"  # short: it holds unix sockets
         self.proc: subprocess.Popen | None = None
         self.env = dict(os.environ, AIORUN_ROOT=str(self.root), AIORUN_RUN=str(self.run_dir))
         self.env.pop("AIORUN_SOCKET", None)
+        self.serve_args = [] if warm_pool is None else ["--warm-pool", str(warm_pool)]
 
     # -- life cycle ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -73,7 +79,8 @@ class Aiorun(ApiDriven, Engine):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "bench-serve.log", "ab")
         self.proc = subprocess.Popen(
-            aiorun_exe() + ["serve", "--storage-driver", self.storage, "--backend", self.backend],
+            aiorun_exe() + ["serve", "--storage-driver", self.storage, "--backend", self.backend]
+            + self.serve_args,
             env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
         log.close()

@@ -29,6 +29,8 @@ SERVE = Command(
      Option("--tlskey", STR, "path to the server's TLS key (PEM)"),
      Option("--metrics-addr", STR, "serve Prometheus metrics at HOST:PORT/metrics "
             "(dockerd's flag; e.g. 127.0.0.1:9323)"),
+     Option("--warm-pool", STR, "warm sandboxes the runtime keeps ready for default "
+            "creates, 0 to 64; 0 = off (default: $AIORUN_WARM_POOL, else 2)"),
      Option("-D --debug", BOOL, "log every request")])
 
 
@@ -60,6 +62,12 @@ def parse_serve_args(argv: list[str]) -> dict[str, object]:
         limits.LimitSettings.from_env({**os.environ, **given})
     except InvalidArgument as exc:
         raise UsageError(exc.message) from None
+    if opts.warm_pool:
+        # reaches the spawner through its environment, as the layer limits do
+        if not opts.warm_pool.isdigit() or int(opts.warm_pool) > 64:
+            raise UsageError(f"--warm-pool takes a number from 0 to 64, not "
+                             f"{opts.warm_pool!r}")
+        given["AIORUN_WARM_POOL"] = str(int(opts.warm_pool))
     if given:
         settings["layer_limits_env"] = given
     settings["listen"] = _listeners(opts)

@@ -112,25 +112,34 @@ def create(dirs: list[CgroupDir], spec, restrict_devices: bool = False) -> None:
                 os.makedirs(d.parent, exist_ok=True)
             os.mkdir(d.path)
             made.append(d)
-        missing = missing_controllers(dirs, spec)
-        if missing:
-            raise OSError(errno.ENOTSUP, f"cgroup controller(s) {', '.join(missing)} not "
-                                         "available to aiorun here: cannot apply the "
-                                         "requested limits")
-        for path, value in limit_writes(dirs, spec, restrict_devices):
-            if path.endswith(("memsw.limit_in_bytes", "memory.swap.max")) \
-                    and not os.path.exists(path):
-                continue                  # swap accounting off: Docker ignores it too
-            try:
-                _write(path, value)
-            except OSError as e:
-                raise OSError(e.errno, f"cgroup: writing {value!r} to {path}: "
-                                       f"{os.strerror(e.errno or 0)}") from None
-        if restrict_devices:
-            _v2_device_filter(dirs, spec)
+        apply_limits(dirs, spec, restrict_devices)
     except BaseException:
         remove(made)
         raise
+
+
+def apply_limits(dirs: list[CgroupDir], spec, restrict_devices: bool = False) -> None:
+    """Write the limits (and with ``restrict_devices`` the device allow-list: v1
+    ``devices``, else the v2 eBPF filter) into existing directories: :func:`create`'s
+    second half, and what a claimed warm sandbox's renamed directories get. Raises
+    OSError(ENOTSUP) when a requested limit has no controller, OSError naming the file
+    when a write fails."""
+    missing = missing_controllers(dirs, spec)
+    if missing:
+        raise OSError(errno.ENOTSUP, f"cgroup controller(s) {', '.join(missing)} not "
+                                     "available to aiorun here: cannot apply the "
+                                     "requested limits")
+    for path, value in limit_writes(dirs, spec, restrict_devices):
+        if path.endswith(("memsw.limit_in_bytes", "memory.swap.max")) \
+                and not os.path.exists(path):
+            continue                  # swap accounting off: Docker ignores it too
+        try:
+            _write(path, value)
+        except OSError as e:
+            raise OSError(e.errno, f"cgroup: writing {value!r} to {path}: "
+                                   f"{os.strerror(e.errno or 0)}") from None
+    if restrict_devices:
+        _v2_device_filter(dirs, spec)
 
 
 def _v2_device_filter(dirs: list[CgroupDir], spec) -> None:

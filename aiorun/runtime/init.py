@@ -257,6 +257,48 @@ def exec_command(path: str, argv: list[str], envp: dict[str, str]) -> None:
 
 # --- the two forked process trees ---------------------------------------------------------
 
+def hierarchies(cgroup_dirs: list) -> list[tuple[int, tuple[str, ...]]]:
+    """(version, controllers) of each cgroup dir, as :func:`setup_rootfs` wants them."""
+    return [(d.version, tuple(d.controllers if d.version == 1 else d.enable))
+            for d in cgroup_dirs]
+
+
+def pid1(spec: dict, hier: list, flags: int, stdio: tuple[int, int, int], sync_r: int,
+         status_w: int, before_cgroupfs=None) -> None:
+    """The container's PID 1 from its namespaces on (never returns): stdio, hostname, lo
+    up, the rootfs (``before_cgroupfs()`` right before /sys/fs/cgroup), "ready", wait for
+    "g" on ``sync_r``, finalize, execve. The cold path (C2) and a claimed warm sandbox
+    (:mod:`.warm`) both end here, so the two cannot drift apart."""
+    cin, cout, cerr = stdio
+    tty = bool(spec.get("tty"))
+    try:
+        if not tty:
+            setup_stdio(cin, cout, cerr, False)
+        if spec.get("hostname"):
+            sc.sethostname(spec["hostname"])
+        if flags & sc.CLONE_NEWNET:
+            bring_up_loopback()
+        mark("ns_setup")
+        setup_rootfs(spec, hier, before_cgroupfs=before_cgroupfs)
+        mark("rootfs")
+        if tty:
+            open_console(cin, bind_console=True)
+        os.write(status_w, encode({"ready": True, "marks": marks}))
+        if os.read(sync_r, 1) != b"g":
+            os._exit(1)                                 # deleted before start
+        marks.clear()
+        mark("go")
+        path, argv, envp = finalize(spec["args"], spec.get("env", []),
+                                    spec.get("cwd", "/"), spec.get("user", ""),
+                                    spec.get("security", {}), spec.get("ulimits"))
+        mark("finalize")
+        # One small write so the spawner can time go → execve (EOF follows).
+        os.write(status_w, encode({"exec_marks": marks}))
+        exec_command(path, argv, envp)
+    except BaseException as e:
+        report_and_exit(status_w, e)
+
+
 def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int, int, int],
                     sync_r: int, status_w: int) -> None:
     """C1, right after the spawner's fork (never returns): join the cgroups, unshare the
@@ -264,7 +306,6 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
     PID 1, report its pid on ``status_w`` and exit. C2 builds the rootfs, reports "ready",
     waits for "g" on ``sync_r`` and execs. TTY mode: ``stdio[0]`` is the console socket."""
     cin, cout, cerr = stdio
-    tty = bool(spec.get("tty"))
     try:
         mark("fork_c1")
         # A collection here would write to every object's header: copy-on-write faults on
@@ -289,13 +330,6 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
             try:
                 os.close(join_w)
                 mark("fork_c2")
-                if not tty:
-                    setup_stdio(cin, cout, cerr, False)
-                if spec.get("hostname"):
-                    sc.sethostname(spec["hostname"])
-                if flags & sc.CLONE_NEWNET:
-                    bring_up_loopback()
-                mark("ns_setup")
 
                 def joined() -> None:
                     if os.read(join_r, 1) != b"j":
@@ -303,23 +337,7 @@ def container_child(spec: dict, cgroup_dirs: list, flags: int, stdio: tuple[int,
                     os.close(join_r)
                     if flags & sc.CLONE_NEWCGROUP:
                         sc.unshare(sc.CLONE_NEWCGROUP)
-                setup_rootfs(spec, [(d.version, d.controllers if d.version == 1 else d.enable)
-                                    for d in cgroup_dirs], before_cgroupfs=joined)
-                mark("rootfs")
-                if tty:
-                    open_console(cin, bind_console=True)
-                os.write(status_w, encode({"ready": True, "marks": marks}))
-                if os.read(sync_r, 1) != b"g":
-                    os._exit(1)                                 # deleted before start
-                marks.clear()
-                mark("go")
-                path, argv, envp = finalize(spec["args"], spec.get("env", []),
-                                            spec.get("cwd", "/"), spec.get("user", ""),
-                                            spec.get("security", {}), spec.get("ulimits"))
-                mark("finalize")
-                # One small write so the spawner can time go → execve (EOF follows).
-                os.write(status_w, encode({"exec_marks": marks}))
-                exec_command(path, argv, envp)
+                pid1(spec, hierarchies(cgroup_dirs), flags, stdio, sync_r, status_w, joined)
             except BaseException as e:
                 report_and_exit(status_w, e)
         os.close(join_r)

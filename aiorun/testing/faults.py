@@ -31,6 +31,16 @@ from aiorun.config import Paths
 from aiorun.runtime import cgroups
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_POOL = re.compile(r"^pool-(\d+)-\d+$")
+
+
+def live_pool(rel: str) -> bool:
+    """Whether the relative cgroup dir ``rel`` is a warm sandbox of a spawner that runs
+    (aiorun.runtime.spawner.pool): transient state of that spawner, made and drained as it
+    pleases, not a leak. A pool cgroup of a spawner that is gone is one."""
+    from aiorun.runtime.spawner.pool import pid_alive
+    m = _POOL.match(rel.rsplit("/", 1)[-1])
+    return m is not None and pid_alive(int(m.group(1)))
 
 
 class CgroupScope:
@@ -120,6 +130,8 @@ def _process_kinds(scope: CgroupScope, live_ids: set[str]) -> set[str]:
         parts = rel.split("/")
         if len(parts) >= 2 and _HEX64.match(parts[-1]) and parts[-1] in live_ids:
             continue                          # a live container's own processes
+        if live_pool(rel):
+            continue                          # a live spawner's warm sandbox
         cmd = cmdline(pid)
         if not cmd:
             continue                          # exited meanwhile (or a zombie)
@@ -174,7 +186,7 @@ def inventory(paths: Paths, scope: CgroupScope, live_ids: set[str]) -> dict[str,
     return {
         "mounts": mounts,
         "network": _owned_net(paths),
-        "cgroups": scope.tree(),
+        "cgroups": {d for d in scope.tree() if not live_pool(d)},
         "processes": _process_kinds(scope, live_ids),
         "storage": storage,
         "container dirs": _entries(paths.containers),

@@ -14,6 +14,10 @@ import socket
 from .. import cgroups
 from .common import Client, PendingOp, Proc, RequestError
 
+TYPE_CHECKING = False                    # not typing's: the spawner does not import typing
+if TYPE_CHECKING:
+    from .pool import Member
+
 
 class SpawnerBase:
     run_dir: str
@@ -104,4 +108,31 @@ class SpawnerBase:
         raise NotImplementedError
 
     def _adopted_exit(self, p: Proc) -> None:
+        raise NotImplementedError
+
+    def pool_timeout(self, default: float) -> float:
+        raise NotImplementedError
+
+    def pool_idle(self, had_events: bool) -> None:
+        raise NotImplementedError
+
+    def pool_io(self, m: "Member") -> None:
+        raise NotImplementedError
+
+    def pool_reaped(self, pid: int) -> bool:
+        raise NotImplementedError
+
+    def pool_drain(self) -> None:
+        raise NotImplementedError
+
+    def pool_after_create(self) -> None:
+        raise NotImplementedError
+
+    def pool_take(self, spec: dict) -> "Member | None":
+        raise NotImplementedError
+
+    def pool_send(self, m: "Member", spec: dict, hier: list, fds: list[int]) -> None:
+        raise NotImplementedError
+
+    def pool_kill(self, m: "Member") -> None:
         raise NotImplementedError

@@ -27,7 +27,8 @@ class Control(SpawnerBase):
     """Exec, kill, pause, update, stats, hello, shutdown."""
 
     def hello(self) -> dict:
-        return {"pid": os.getpid(), "version": PROTOCOL_VERSION}
+        return {"pid": os.getpid(), "version": PROTOCOL_VERSION,
+                "warm_pool": getattr(self, "pool_size", 0)}
 
     def stats(self, id: str) -> dict:
         """Cgroup statistics of ``id``'s container (an exec's are its container's)."""

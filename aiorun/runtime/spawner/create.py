@@ -16,10 +16,11 @@ import time
 
 from .. import cgroups
 from .. import syscalls as sc
-from ..init import container_child
+from ..init import container_child, hierarchies
 from ..logfile import JsonLog
 from ...core.faultpoint import fault_point
 from .base import SpawnerBase
+from .pool import Member
 from .common import (DEFERRED, MIN_MEMORY, CgroupLimits, Client, PendingOp, Proc,
                      RequestError, StatusPipe, check_id, describe, error_reply, phase_ms,
                      set_nonblock)
@@ -107,10 +108,17 @@ class CreateStart(SpawnerBase):
         # leaves a record naming them, so its successor reports the container (exited) and
         # the daemon's delete removes them. (After the reply it is rewritten with the pid.)
         self._save_record(p)
+        restrict = not spec.get("security", {}).get("privileged", False)
+        warm = self.pool_take(spec)       # a warm sandbox (aiorun.runtime.warm), or None
         try:
-            cgroups.create(p.cgroups, cg,
-                           not spec.get("security", {}).get("privileged", False))
+            if warm is None:
+                cgroups.create(p.cgroups, cg, restrict)
+            else:
+                self._claim_cgroups(warm, p.cgroups, cg, restrict)
         except OSError as e:
+            if warm is not None:
+                self.pool_kill(warm)
+                cgroups.remove(warm.dirs)     # renamed or not, wherever each one is now
             cgroups.remove(p.cgroups)
             self._drop_record(cid)
             bad_input = e.errno in (errno.EINVAL, errno.ENOTSUP, errno.ERANGE)
@@ -143,21 +151,41 @@ class CreateStart(SpawnerBase):
             if network not in ("host",) and not network.startswith("/"):
                 flags |= sc.CLONE_NEWNET
             t_fork = time.perf_counter_ns()
-            c1 = os.fork()
-            if c1 == 0:
-                container_child(spec, p.cgroups, flags, (cin, cout, cerr), sync_r, status_w)
+            c1 = 0
+            if warm is not None:
+                self.pool_send(warm, spec, hierarchies(p.cgroups),
+                               [cin, cout, cerr, sync_r, status_w])
+            else:
+                c1 = os.fork()
+                if c1 == 0:
+                    container_child(spec, p.cgroups, flags, (cin, cout, cerr), sync_r,
+                                    status_w)
             for fd in close_after:
                 os.close(fd)
             close_after = []
         except BaseException:
             for fd in close_after:
                 os.close(fd)
+            if warm is not None:
+                self.pool_kill(warm)          # before _abort removes its cgroups
             self._abort(p, 0)
             raise
         p.status_pipe = StatusPipe(status_r)
+        if warm is not None:
+            p.status_pipe.got["pid"] = warm.pid     # what C1 would have said
         op = PendingOp("create", p, client, rid, {"pid", "ready"},
                  [("spawner", t0), ("cgroups", t_cg), ("prepare", t_fork)], c1=c1)
         return self._wait_or_defer(op)
+
+    @staticmethod
+    def _claim_cgroups(warm: "Member", dirs: list, cg: CgroupLimits, restrict: bool) -> None:
+        """Give a warm sandbox's cgroups the container's names (rename in the same parent:
+        the member stays in them, no migration) and write its limits. On failure the
+        renamed directories are the container's (the caller removes them)."""
+        for src, dst in zip(warm.dirs, dirs):
+            os.rename(src.path, dst.path)
+            src.path = dst.path           # so a later removal of the member finds them
+        cgroups.apply_limits(dirs, cg, restrict)
 
     def _wait_or_defer(self, op: PendingOp):
         """Without a client: wait for the status here and return the result. With one:
@@ -211,6 +239,8 @@ class CreateStart(SpawnerBase):
         # The re-adoption record after the reply: it is off the daemon's critical path.
         if ok or (op.kind == "start" and error is None):
             self._save_record(op.p)
+        if op.kind == "create":
+            self.pool_after_create()
 
     def _check_timeouts(self) -> None:
         if not self.waiting:
@@ -241,7 +271,7 @@ class CreateStart(SpawnerBase):
         t_ready = time.perf_counter_ns()
         c2 = 0
         try:
-            st = self._claim(op.c1)
+            st = self._claim(op.c1) if op.c1 else None
             if "pid" not in got:
                 why = got.get("error") or (describe(st) if st is not None else "no pid")
                 raise RequestError("Error", f"creating container {cid}: {why}")

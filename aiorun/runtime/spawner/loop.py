@@ -26,7 +26,8 @@ class Loop(SpawnerBase):
 
     def run(self) -> None:
         while not self.stopping:
-            for key, ev in self.sel.select(1.0):
+            events = self.sel.select(self.pool_timeout(1.0))
+            for key, ev in events:
                 kind, obj = key.data
                 try:
                     if kind == "wake":
@@ -48,12 +49,16 @@ class Loop(SpawnerBase):
                         self._adopted_exit(obj)
                     elif kind == "status":
                         self._status_io(obj)
+                    elif kind == "pool":
+                        self.pool_io(obj)
                 except Exception as e:  # keep serving: one bad fd must not kill everyone
                     print(f"aiorun-spawner: {kind}: {e!r}", file=sys.stderr, flush=True)
             # SIGCHLD may have been coalesced while we handled other work.
             self.reap()
             self._check_timeouts()
             self._check_idle()
+            self.pool_idle(bool(events))
+        self.pool_drain()
         # Unlink first: a client arriving now starts a new spawner (it waits for our lock).
         try:
             os.unlink(os.path.join(self.run_dir, "spawner.sock"))
@@ -93,6 +98,8 @@ class Loop(SpawnerBase):
         except (KeyError, ValueError):
             pass
         c.sock.close()
+        if not self.clients:
+            self.pool_drain()             # warm sandboxes live only while someone uses us
 
     def _client_io(self, c: Client, ev: int) -> None:
         if ev & selectors.EVENT_WRITE:

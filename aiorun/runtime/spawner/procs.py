@@ -63,6 +63,8 @@ class Bookkeeping(SpawnerBase):
                 return
             if pid == 0:
                 return
+            if self.pool_reaped(pid):
+                continue                      # a warm sandbox's W1, or a W2 that died
             p = self.by_pid.pop(pid, None)
             if p is None:
                 if self.waiting:              # maybe a C1, or a C2 not yet claimed

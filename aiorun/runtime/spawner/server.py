@@ -23,15 +23,17 @@ from .common import DEFAULT_IDLE_EXIT, Client, PendingOp, Proc, RequestError
 from .control import Control
 from .create import CreateStart
 from .loop import Loop
+from .pool import DEFAULT_WARM_POOL, MAX_WARM_POOL, Pool
 from .procs import Bookkeeping
 from .stdio import Stdio
 
 
-class Spawner(Loop, Bookkeeping, Stdio, CreateStart, Control):
+class Spawner(Loop, Bookkeeping, Stdio, CreateStart, Control, Pool):
     """The spawner process's state (see :class:`.base.SpawnerBase` for the fields) and its
     request dispatch; the behaviour lives in the rooms it is made of."""
 
-    def __init__(self, run_dir: str, sock: socket.socket, idle_exit: float = 0.0) -> None:
+    def __init__(self, run_dir: str, sock: socket.socket, idle_exit: float = 0.0,
+                 warm_pool: int = 0) -> None:
         self.run_dir = run_dir
         self.idle_exit = idle_exit
         self._idle_since: float | None = None
@@ -50,6 +52,7 @@ class Spawner(Loop, Bookkeeping, Stdio, CreateStart, Control):
         #: (a C1, or a C2 that died before its pid arrived on the status pipe)
         self.strays: dict[int, int] = {}
         self.layout = cgroups.read_layout()
+        self.pool_init(warm_pool)
         self.stopping = False
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = r
@@ -103,15 +106,26 @@ HANDLERS: dict[Op, _Handler] = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = dict(zip(argv[::2], argv[1::2]))
-    if len(argv) % 2 or "--run" not in opts or set(opts) - {"--run", "--idle-exit"}:
-        print("usage: python -m aiorun.runtime.spawner --run DIR [--idle-exit SECONDS]",
-              file=sys.stderr)
+    if len(argv) % 2 or "--run" not in opts or set(opts) - {"--run", "--idle-exit",
+                                                             "--warm-pool"}:
+        print("usage: python -m aiorun.runtime.spawner --run DIR [--idle-exit SECONDS] "
+              "[--warm-pool N]", file=sys.stderr)
         return 2
     run_dir = os.path.abspath(opts["--run"])
     try:
         idle_exit = float(opts.get("--idle-exit", DEFAULT_IDLE_EXIT))
     except ValueError:
         print("--idle-exit takes a number of seconds", file=sys.stderr)
+        return 2
+    try:
+        # the option, else $AIORUN_WARM_POOL (tests: inherited through the daemon)
+        warm_pool = int(opts.get("--warm-pool", os.environ.get("AIORUN_WARM_POOL", "")
+                                 or DEFAULT_WARM_POOL))
+        if not 0 <= warm_pool <= MAX_WARM_POOL:
+            raise ValueError
+    except ValueError:
+        print(f"--warm-pool takes a number of sandboxes, 0 to {MAX_WARM_POOL}",
+              file=sys.stderr)
         return 2
     os.makedirs(run_dir, exist_ok=True)
     # One spawner per run dir: an flock held for the process's life.
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    sp = Spawner(run_dir, sock, idle_exit)
+    sp = Spawner(run_dir, sock, idle_exit, warm_pool)
     try:
         sp.run()
     finally:
