@@ -65,6 +65,18 @@ def proc_starttime(pid: int) -> int:
         return -1
 
 
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL our child ``pid`` and reap it; either step may find it gone already."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def describe(wstatus: int) -> str:
     if os.WIFSIGNALED(wstatus):
         sig = os.WTERMSIG(wstatus)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import selectors
-import signal
 import time
 
 from .. import cgroups
@@ -22,8 +21,8 @@ from ...core.faultpoint import fault_point
 from .base import SpawnerBase
 from .pool import Member
 from .common import (DEFERRED, MIN_MEMORY, CgroupLimits, Client, PendingOp, Proc,
-                     RequestError, StatusPipe, check_id, describe, error_reply, phase_ms,
-                     set_nonblock)
+                     RequestError, StatusPipe, check_id, describe, error_reply, kill_and_reap,
+                     phase_ms, set_nonblock)
 
 
 def warm_caches(sec: dict) -> None:
@@ -313,14 +312,7 @@ class CreateStart(SpawnerBase):
         for child in (pid, c1):
             if not child or self.strays.pop(child, None) is not None:
                 continue                  # reaped by the loop already (pid may be reused)
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(child, 0)
-            except ChildProcessError:
-                pass
+            kill_and_reap(child)
         if self.procs.get(p.id) is p:
             self.procs.pop(p.id, None)
         self.creating.pop(p.id, None)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import selectors
-import signal
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ import time
 from .. import cgroups
 from ..proto import FrameDecoder, encode
 from .base import SpawnerBase
+from .common import kill_and_reap
 
 #: Members kept ready by default. Two covers a client's create, and the next one while the
 #: first refills, and costs two sleeping forked interpreters (a few MB of private pages each);
@@ -255,7 +255,7 @@ class Pool(SpawnerBase):
     def pool_kill(self, m: Member) -> None:
         """SIGKILL and reap a taken member's W2 (a claim that failed before the send)."""
         m.sock.close()
-        _kill_wait(m.pid)
+        kill_and_reap(m.pid)
 
     # --- reaping and draining ----------------------------------------------------------------
     def pool_reaped(self, pid: int) -> bool:
@@ -285,10 +285,10 @@ class Pool(SpawnerBase):
         m.sock.close()
         if m.w1 in self.pool_w1:
             self.pool_w1.discard(m.w1)
-            _kill_wait(m.w1)              # W2 is ours only once W1 is gone
+            kill_and_reap(m.w1)              # W2 is ours only once W1 is gone
         if m.pid:
             self.pool_by_pid.pop(m.pid, None)
-            _kill_wait(m.pid)
+            kill_and_reap(m.pid)
             m.pid = 0
         left = cgroups.remove(m.dirs)          # and the parent once empty, as delete does
         if left:
@@ -301,17 +301,6 @@ class Pool(SpawnerBase):
             self._drop(m)
         self.pool.clear()
         self._pool_unmatched.clear()
-
-
-def _kill_wait(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def pid_alive(pid: int) -> bool:
